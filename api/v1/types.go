@@ -1,0 +1,221 @@
+// Package v1 holds the rung.dev/v1 manifest types (Topology, Tenant,
+// Workload, Policy), their strict decoding and their validation.
+//
+// These are the user-facing contract of DESIGN.md §4; the engine converts
+// them into its own compact model and never reads them directly.
+package v1
+
+import "k8s.io/apimachinery/pkg/api/resource"
+
+// APIVersion is the only apiVersion rung accepts.
+const APIVersion = "rung.dev/v1"
+
+// Kinds of manifest documents.
+const (
+	KindTopology = "Topology"
+	KindTenant   = "Tenant"
+	KindWorkload = "Workload"
+	KindPolicy   = "Policy"
+)
+
+// Tier is a rung on the tenancy scale, as written in manifests.
+type Tier string
+
+// The tiers, weakest first.
+const (
+	TierContainer Tier = "container"
+	TierSandbox   Tier = "sandbox"
+	TierVM        Tier = "vm"
+	TierHost      Tier = "host"
+)
+
+// Tiers lists every tier, weakest first.
+var Tiers = []Tier{TierContainer, TierSandbox, TierVM, TierHost}
+
+// Trust says whether a tenant's code is vetted.
+type Trust string
+
+// Trust values.
+const (
+	TrustTrusted   Trust = "trusted"
+	TrustUntrusted Trust = "untrusted"
+)
+
+// DataClass is the sensitivity of the data a workload handles.
+type DataClass string
+
+// Data classes, least sensitive first.
+const (
+	DataPublic       DataClass = "public"
+	DataInternal     DataClass = "internal"
+	DataConfidential DataClass = "confidential"
+	DataRestricted   DataClass = "restricted"
+)
+
+// Privilege is whether a workload may get an allow-listed capability.
+type Privilege string
+
+// Privilege levels.
+const (
+	PrivilegeStandard Privilege = "standard"
+	PrivilegeElevated Privilege = "elevated"
+)
+
+// TypeMeta names the schema of a document.
+type TypeMeta struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+}
+
+// ObjectMeta names an object. Tenant is set on tenant-scoped kinds (Workload).
+type ObjectMeta struct {
+	Name   string            `json:"name"`
+	Tenant string            `json:"tenant,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// Resources is an amount of CPU, memory and PIDs, as Kubernetes quantities.
+type Resources struct {
+	CPU    *resource.Quantity `json:"cpu,omitempty"`
+	Memory *resource.Quantity `json:"memory,omitempty"`
+	PIDs   int64              `json:"pids,omitempty"`
+}
+
+// Isolation is a floor on the tier.
+type Isolation struct {
+	Minimum Tier `json:"minimum,omitempty"`
+}
+
+// Topology describes the nodes and the failure domains they belong to.
+type Topology struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta   `json:"metadata"`
+	Spec     TopologySpec `json:"spec"`
+}
+
+// TopologySpec lists extra levels and the nodes.
+type TopologySpec struct {
+	// Levels are operator-defined levels added to the built-in ones.
+	Levels []string `json:"levels,omitempty"`
+	Nodes  []Node   `json:"nodes"`
+}
+
+// Node is a physical host, or a VM node when Host is set.
+type Node struct {
+	Name string `json:"name"`
+	// Host names the physical node this VM node runs on; it inherits its domains.
+	Host string `json:"host,omitempty"`
+	// Tenant restricts a VM node to one tenant.
+	Tenant   string            `json:"tenant,omitempty"`
+	Domains  map[string]string `json:"domains,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Capacity Resources         `json:"capacity"`
+	// Runtimes are the tiers the node can run; nil means the default.
+	Runtimes []Tier `json:"runtimes,omitempty"`
+}
+
+// Tenant is a customer, research group or team.
+type Tenant struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     TenantSpec `json:"spec"`
+}
+
+// TenantSpec is who the tenant is and what it may do.
+type TenantSpec struct {
+	Organization string      `json:"organization,omitempty"`
+	Trust        Trust       `json:"trust,omitempty"`
+	Dedicated    bool        `json:"dedicated,omitempty"`
+	Isolation    Isolation   `json:"isolation,omitempty"`
+	Quota        Quota       `json:"quota,omitempty"`
+	Images       ImagePolicy `json:"images,omitempty"`
+}
+
+// Quota caps what a tenant may request in total.
+type Quota struct {
+	CPU      *resource.Quantity `json:"cpu,omitempty"`
+	Memory   *resource.Quantity `json:"memory,omitempty"`
+	Replicas int                `json:"replicas,omitempty"`
+}
+
+// ImagePolicy restricts where a tenant's images come from and who signed them.
+type ImagePolicy struct {
+	Registries []string `json:"registries,omitempty"`
+	SignedBy   []string `json:"signedBy,omitempty"`
+}
+
+// Workload is a replicated program of one tenant.
+type Workload struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta   `json:"metadata"`
+	Spec     WorkloadSpec `json:"spec"`
+}
+
+// WorkloadSpec is what to run, how much of it, and where.
+type WorkloadSpec struct {
+	Image     string            `json:"image,omitempty"`
+	Command   []string          `json:"command,omitempty"`
+	Args      []string          `json:"args,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
+	Replicas  *int              `json:"replicas,omitempty"`
+	Resources Resources         `json:"resources,omitempty"`
+	DataClass DataClass         `json:"dataClass,omitempty"`
+	Privilege Privilege         `json:"privilege,omitempty"`
+	// Capabilities are requested by elevated workloads, from the allow-list.
+	Capabilities []string   `json:"capabilities,omitempty"`
+	Isolation    Isolation  `json:"isolation,omitempty"`
+	Dedicated    bool       `json:"dedicated,omitempty"`
+	Spread       []Spread   `json:"spread,omitempty"`
+	Affinity     []Affinity `json:"affinity,omitempty"`
+}
+
+// Spread asks for replicas to be spread over the domains of one level.
+type Spread struct {
+	Level string `json:"level"`
+	// MinDomains is the least number of distinct domains the replicas use.
+	MinDomains int `json:"minDomains,omitempty"`
+	// MaxPerDomain caps the replicas in any one domain.
+	MaxPerDomain int  `json:"maxPerDomain,omitempty"`
+	Soft         bool `json:"soft,omitempty"`
+}
+
+// Affinity is a Triton-style rule relative to other replicas: exactly one of
+// Workload, Tenant or Label ("key=value") selects them.
+type Affinity struct {
+	Workload string `json:"workload,omitempty"`
+	Tenant   string `json:"tenant,omitempty"`
+	Label    string `json:"label,omitempty"`
+	// Op is "==" (same domain) or "!=" (different domain).
+	Op    string `json:"op"`
+	Level string `json:"level"`
+	Soft  bool   `json:"soft,omitempty"`
+}
+
+// Policy is the operator's site policy.
+type Policy struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     PolicySpec `json:"spec"`
+}
+
+// PolicySpec holds CEL tenancy rules and tier overheads.
+type PolicySpec struct {
+	// Rules are evaluated before the default table; the first match wins.
+	Rules []Rule `json:"rules,omitempty"`
+	// TierOverhead replaces the default per-replica overhead of a tier.
+	TierOverhead map[Tier]Resources `json:"tierOverhead,omitempty"`
+}
+
+// Rule is one operator tenancy rule.
+type Rule struct {
+	Name string `json:"name"`
+	// When is a CEL expression over `attacker` and `victim`.
+	When    string `json:"when"`
+	Require Tier   `json:"require"`
+}
+
+// Built-in failure-domain levels. Nested ones are ordered outermost first.
+var (
+	NestedLevels     = []string{"region", "datacenter", "room", "rack", "host", "vm"}
+	OrthogonalLevels = []string{"pdu", "switch", "weather", "seismic"}
+)

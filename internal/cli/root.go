@@ -1,0 +1,78 @@
+// Package cli is rung's command line: cobra commands that parse flags,
+// call the engine or the API, and print results. No decisions live here.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes shared by every command.
+const (
+	ExitOK       = 0
+	ExitFailure  = 1
+	ExitInvalid  = 2 // invalid input: manifests, flags
+	ExitUnplaced = 3 // rung plan: some replica could not be placed
+)
+
+// exitError carries a specific exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// withCode wraps err so that Execute exits with code.
+func withCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err}
+}
+
+// silent is an error whose message was already printed; only the code matters.
+type silent struct{ code int }
+
+func (s silent) Error() string { return fmt.Sprintf("exit %d", s.code) }
+
+// Execute runs the rung command line with args and returns the exit code.
+func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	if s, ok := errors.AsType[silent](err); ok {
+		return s.code
+	}
+	fmt.Fprintln(stderr, "rung:", err)
+	if e, ok := errors.AsType[*exitError](err); ok {
+		return e.code
+	}
+	return ExitFailure
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "rung",
+		Short:         "Run many tenants' workloads with exactly enough isolation",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(commands()...)
+	return root
+}
+
+// commands lists the subcommands; each lives in its own file.
+func commands() []*cobra.Command {
+	return []*cobra.Command{}
+}
