@@ -1,0 +1,44 @@
+# The two commands of the README:
+#   make demo   install what rung needs, build it, run the demo
+#   make test   install what the tests need, run every test
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/rung
+export CGO_ENABLED := 0
+
+# Debian packages rung drives for real. Installed once; `apt-get update`
+# runs only when something is missing.
+DEB_PACKAGES := runc runsc busybox-static
+
+.PHONY: demo test deps build vet bench fuzz clean
+
+demo: deps build
+	./$(BIN) demo
+
+test: deps vet
+	$(GO) test -count=1 -timeout 25m ./...
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/rung
+
+vet:
+	$(GO) vet ./...
+
+bench: build
+	./$(BIN) bench placement
+
+fuzz:
+	$(GO) test ./api/v1 -run '^$$' -fuzz FuzzDecode -fuzztime 60s
+
+clean:
+	rm -rf bin

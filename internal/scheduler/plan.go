@@ -1,0 +1,673 @@
+package scheduler
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+
+	"rung.dev/rung/internal/tenancy"
+	"rung.dev/rung/internal/topology"
+)
+
+// ErrRule is returned when an operator rule fails to evaluate; the
+// scheduler fails closed rather than guess a tier.
+var ErrRule = errors.New("tenancy rule failed")
+
+// Options tune one planning run.
+type Options struct {
+	// Explain, when set to a workload key (TENANT/NAME), records every
+	// node's verdict for each of its replicas.
+	Explain string
+	// SearchBudget bounds the exhaustive fallback search (steps); 0 means
+	// the default. Negative disables it.
+	SearchBudget int
+}
+
+// Filters, in pipeline order. A node's verdict names the first that fails.
+type filter uint8
+
+const (
+	fOK filter = iota
+	fDown
+	fNodeTenant
+	fRuntime
+	fDedicated
+	fCapacity
+	fSpread
+	fAffinity
+	fTenancy
+	nFilters
+)
+
+var filterNames = [nFilters]string{"ok", "down", "node-tenant", "runtime", "dedicated", "capacity", "spread", "affinity", "tenancy"}
+
+// Cost weights. Units are "core equivalents": 1 core = 4 GiB of memory.
+const (
+	startWeight  = 0.1 // cost of one second of start time
+	softPenalty  = 1e6 // a broken soft rule costs more than opening a host
+	fullnessBias = 0.01
+)
+
+// verdict is the outcome of one (replica, node) evaluation. It carries
+// indices, not text, so the hot path allocates nothing.
+type verdict struct {
+	filter filter
+	detail int // spread or affinity index; tenancy: neighbour workload
+	tier   tenancy.Tier
+	need   tenancy.Tier // tier the tenancy invariant asked for
+	cost   float64
+	nraise int // raises recorded in planner.scratch
+	// tenancy failure details
+	dec  uint16 // decision index (reqCache)
+	why  tenancyWhy
+	soft int // broken soft rules
+}
+
+type tenancyWhy uint8
+
+const (
+	whyNone       tenancyWhy = iota
+	whyFixed                 // an existing neighbour can't be raised
+	whyHostTier              // a host-tier neighbour of another tenant
+	whyExclusive             // the replica needs tier host, others present
+	whyNoRuntime             // the needed tier is not offered by the node
+	whyRaiseNode             // a neighbour's node can't offer the raised tier
+	whyCapacity              // the needed tier's overhead does not fit
+	whyRaiseHost             // a raise to host is impossible with others present
+)
+
+type raise struct {
+	g  int32
+	to tenancy.Tier
+}
+
+type planner struct {
+	p       *Problem
+	top     *topology.Topology
+	nodes   []nodeState
+	hosts   []hostState // indexed by node index; only physical nodes used
+	groups  []group
+	reps    []replica
+	wl      []wlState
+	req     reqCache
+	tcost   [tenancy.Host + 1]float64
+	scratch []raise
+	best    []raise
+	err     error
+	pidsCap []bool
+
+	levels   []int // levels some spread or affinity looks at
+	explain  int
+	trace    *Explanation
+	unplaced []Unplaced
+}
+
+// Plan places every replica of p. The result is deterministic.
+func Plan(p *Problem, opts Options) (*Result, error) {
+	pl := newPlanner(p)
+	pl.explain = -1
+	if opts.Explain != "" {
+		for i := range p.Workloads {
+			if p.Key(i) == opts.Explain {
+				pl.explain = i
+			}
+		}
+		if pl.explain < 0 {
+			return nil, fmt.Errorf("explain %s: no such workload", opts.Explain)
+		}
+		pl.trace = &Explanation{Workload: opts.Explain}
+	}
+	if err := pl.addExisting(); err != nil {
+		return nil, err
+	}
+	pending := pl.order()
+	var unplaced []int32
+	for _, r := range pending {
+		if !pl.place(r) {
+			unplaced = append(unplaced, r)
+		}
+		if pl.err != nil {
+			return nil, pl.err
+		}
+	}
+	if len(unplaced) > 0 && opts.SearchBudget >= 0 {
+		if pl.search(opts.SearchBudget) {
+			unplaced = nil
+		}
+	}
+	for _, r := range unplaced {
+		pl.unplaced = append(pl.unplaced, pl.diagnose(r))
+	}
+	return pl.result()
+}
+
+func newPlanner(p *Problem) *planner {
+	top := p.Topology
+	pl := &planner{
+		p:     p,
+		top:   top,
+		nodes: make([]nodeState, len(top.Nodes)),
+		hosts: make([]hostState, len(top.Nodes)),
+		wl:    make([]wlState, len(p.Workloads)),
+		req:   reqCache{rows: make([][]uint16, len(p.Workloads)), index: map[tenancy.Decision]uint16{}},
+	}
+	for i, n := range top.Nodes {
+		pl.hosts[n.Host].nodes = append(pl.hosts[n.Host].nodes, int32(i))
+		pl.pidsCap = append(pl.pidsCap, n.Capacity.PIDs > 0)
+	}
+	for t := tenancy.Container; t <= tenancy.Host; t++ {
+		pl.tcost[t] = units(p.Overhead[t]) + p.StartSeconds[t]*startWeight
+	}
+	seen := map[int]bool{}
+	for _, w := range p.Workloads {
+		for _, s := range w.Spread {
+			seen[s.Level] = true
+		}
+		for _, a := range w.Affinity {
+			seen[a.Level] = true
+		}
+	}
+	for l := range top.Levels {
+		if seen[l] {
+			pl.levels = append(pl.levels, l)
+		}
+	}
+	for w := range p.Workloads {
+		for k := 0; k < p.Workloads[w].Replicas; k++ {
+			pl.reps = append(pl.reps, replica{w: int32(w), ord: int32(k), node: -1})
+		}
+	}
+	return pl
+}
+
+// units converts resources to core equivalents.
+func units(r topology.Resources) float64 {
+	return float64(r.MilliCPU)/1000 + float64(r.Memory)/(4<<30)
+}
+
+// required returns the decision index of required(a→b).
+func (pl *planner) required(a, b int32) uint16 {
+	row := pl.req.rows[a]
+	if row == nil {
+		row = make([]uint16, len(pl.p.Workloads))
+		pl.req.rows[a] = row
+	}
+	if k := row[b]; k != 0 {
+		return k
+	}
+	d, err := pl.p.Rules.Required(pl.p.Party(int(a)), pl.p.Party(int(b)))
+	if err != nil {
+		if pl.err == nil {
+			pl.err = fmt.Errorf("%w: required(%s→%s): %w", ErrRule, pl.p.Key(int(a)), pl.p.Key(int(b)), err)
+		}
+		// Fail closed: an unknown requirement is the strongest one.
+		d = tenancy.Decision{Tier: tenancy.Host, Rule: "rule error"}
+	}
+	k, ok := pl.req.index[d]
+	if !ok {
+		pl.req.decisions = append(pl.req.decisions, d)
+		k = uint16(len(pl.req.decisions))
+		pl.req.index[d] = k
+	}
+	row[b] = k
+	return k
+}
+
+func (pl *planner) decision(k uint16) tenancy.Decision { return pl.req.decisions[k-1] }
+
+// offered returns the weakest tier ≥ t that node n can run, or None. The
+// host tier (a hardened container on a host no other tenant uses) is only
+// offered by nodes that list it: handing a whole machine to one tenant is
+// the operator's decision.
+func (pl *planner) offered(n int, t tenancy.Tier) tenancy.Tier {
+	rt := pl.top.Nodes[n].Runtimes
+	for ; t <= tenancy.Host; t++ {
+		if rt.Has(t) {
+			return t
+		}
+	}
+	return tenancy.None
+}
+
+// addExisting pins the replicas of a previous plan that survived.
+func (pl *planner) addExisting() error {
+	for _, e := range pl.p.Existing {
+		idx := -1
+		for i, r := range pl.reps {
+			if int(r.w) == e.Workload && int(r.ord) == e.Replica {
+				idx = i
+				break
+			}
+		}
+		if idx < 0 || pl.reps[idx].fixed || e.Node < 0 || e.Node >= len(pl.top.Nodes) {
+			continue // the workload shrank, or a duplicate entry
+		}
+		pl.reps[idx].fixed = true
+		pl.commit(int32(idx), int32(e.Node), e.Tier, nil)
+	}
+	return nil
+}
+
+// order returns the replicas to place: hardest workloads first, affinity
+// targets before the workloads that follow them, then by key.
+func (pl *planner) order() []int32 {
+	p := pl.p
+	ws := make([]int, len(p.Workloads))
+	for i := range ws {
+		ws[i] = i
+	}
+	hard := func(i int) int {
+		w := &p.Workloads[i]
+		h := 0
+		if w.Dedicated || w.DataClass == "restricted" || w.Floor == tenancy.Host {
+			h += 4
+		}
+		for _, s := range w.Spread {
+			if !s.Soft {
+				h += 2
+			}
+		}
+		for _, a := range w.Affinity {
+			if !a.Soft {
+				h++
+			}
+		}
+		return h
+	}
+	keys := make([]string, len(ws))
+	for i := range ws {
+		keys[i] = p.Key(i)
+	}
+	sort.SliceStable(ws, func(a, b int) bool {
+		ha, hb := hard(ws[a]), hard(ws[b])
+		if ha != hb {
+			return ha > hb
+		}
+		ua, ub := units(p.Workloads[ws[a]].Request), units(p.Workloads[ws[b]].Request)
+		if ua != ub {
+			return ua > ub
+		}
+		return keys[ws[a]] < keys[ws[b]]
+	})
+	// Move "==" targets ahead of their followers (depth-first, cycles cut).
+	state := make([]uint8, len(ws))
+	var out []int
+	var visit func(i int)
+	visit = func(i int) {
+		if state[i] != 0 {
+			return
+		}
+		state[i] = 1
+		for _, a := range p.Workloads[i].Affinity {
+			if a.Same && !a.Soft {
+				for _, t := range a.Targets {
+					if t != i {
+						visit(t)
+					}
+				}
+			}
+		}
+		state[i] = 2
+		out = append(out, i)
+	}
+	for _, i := range ws {
+		visit(i)
+	}
+	first := make([]int32, len(p.Workloads))
+	for i := range first {
+		first[i] = -1
+	}
+	for i, r := range pl.reps {
+		if first[r.w] < 0 {
+			first[r.w] = int32(i)
+		}
+	}
+	var pending []int32
+	for _, w := range out {
+		for k := 0; k < p.Workloads[w].Replicas; k++ {
+			i := first[w] + int32(k)
+			if !pl.reps[i].fixed {
+				pending = append(pending, i)
+			}
+		}
+	}
+	return pending
+}
+
+// place finds the cheapest feasible node and tier for replica r.
+func (pl *planner) place(r int32) bool {
+	w := pl.reps[r].w
+	bestNode, bestCost := -1, math.Inf(1)
+	var bestV verdict
+	tracing := int(w) == pl.explain
+	var verdicts []NodeVerdict
+	for n := range pl.top.Nodes {
+		v := pl.evaluate(w, n, true)
+		if tracing {
+			verdicts = append(verdicts, pl.nodeVerdict(w, n, v))
+		}
+		if v.filter != fOK {
+			continue
+		}
+		if v.cost < bestCost {
+			bestNode, bestCost, bestV = n, v.cost, v
+			pl.best = append(pl.best[:0], pl.scratch[:v.nraise]...)
+		}
+	}
+	if tracing {
+		tr := ReplicaTrace{Replica: int(pl.reps[r].ord), Nodes: verdicts}
+		if bestNode >= 0 {
+			tr.Nodes[bestNode].Chosen = true
+		}
+		pl.trace.Replicas = append(pl.trace.Replicas, tr)
+	}
+	if bestNode < 0 {
+		return false
+	}
+	pl.commit(r, int32(bestNode), bestV.tier, pl.best)
+	return true
+}
+
+// evaluate runs the filter pipeline for a replica of workload w on node n
+// and, when it passes, the tier and cost. With score=false it stops at
+// feasibility (used by diagnostics, which want every failing filter).
+func (pl *planner) evaluate(w int32, n int, score bool) verdict {
+	p, node := pl.p, &pl.top.Nodes[n]
+	wl := &p.Workloads[w]
+	tenant := int32(wl.Tenant)
+	if node.Down {
+		return verdict{filter: fDown}
+	}
+	if node.Tenant != "" && node.Tenant != p.Tenants[tenant].Name {
+		return verdict{filter: fNodeTenant}
+	}
+	minTier := pl.offered(n, wl.Floor)
+	if minTier == tenancy.None {
+		return verdict{filter: fRuntime}
+	}
+	host := &pl.hosts[node.Host]
+	if v, bad := pl.dedication(w, host); bad {
+		return v
+	}
+	free := node.Capacity.Sub(pl.nodes[n].used)
+	if !wl.Request.Add(p.Overhead[minTier]).Fits(free, pl.pidsCap[n]) {
+		return verdict{filter: fCapacity, tier: minTier}
+	}
+	soft := 0
+	for i, s := range wl.Spread {
+		ok := pl.spreadOK(w, n, &s)
+		if !ok && !s.Soft {
+			return verdict{filter: fSpread, detail: i}
+		}
+		if !ok {
+			soft++
+		}
+	}
+	for i, a := range wl.Affinity {
+		ok := pl.affinityOK(w, n, &a)
+		if !ok && !a.Soft {
+			return verdict{filter: fAffinity, detail: i}
+		}
+		if !ok {
+			soft++
+		}
+	}
+	v := pl.tenancyCheck(w, n, minTier, free)
+	if v.filter != fOK || !score {
+		return v
+	}
+	v.soft = soft
+	v.cost = pl.cost(w, n, v, soft)
+	return v
+}
+
+func (pl *planner) dedication(w int32, host *hostState) (verdict, bool) {
+	wl := &pl.p.Workloads[w]
+	tenant := int32(wl.Tenant)
+	for _, tc := range host.tenants {
+		if tc.tenant == tenant || tc.n == 0 {
+			continue
+		}
+		if wl.Dedicated {
+			return verdict{filter: fDedicated, detail: int(tc.tenant)}, true
+		}
+		if tc.dedicated > 0 {
+			return verdict{filter: fDedicated, detail: int(tc.tenant)}, true
+		}
+	}
+	return verdict{}, false
+}
+
+// spreadOK checks one spread entry for placing a replica of w on node n.
+func (pl *planner) spreadOK(w int32, n int, s *Spread) bool {
+	d := pl.top.Nodes[n].Domain[s.Level]
+	if d == topology.NoDomain {
+		return false
+	}
+	c := pl.wl[w].level(s.Level)
+	cnt := c.get(d)
+	if s.MaxPerDomain > 0 && int(cnt) >= s.MaxPerDomain {
+		return false
+	}
+	if s.MinDomains > 0 {
+		if s.Soft {
+			// Prefer a new domain until enough are used.
+			return cnt == 0 || c.distinct >= s.MinDomains
+		}
+		remaining := pl.p.Workloads[w].Replicas - pl.wl[w].placed - 1
+		distinct := c.distinct
+		if cnt == 0 {
+			distinct++
+		}
+		if distinct+remaining < s.MinDomains {
+			return false
+		}
+	}
+	return true
+}
+
+// affinityOK checks one affinity rule for a replica of w on node n. A "=="
+// rule whose targets have no placed replica yet is met: the first replica
+// chooses the domain.
+func (pl *planner) affinityOK(w int32, n int, a *Affinity) bool {
+	d := pl.top.Nodes[n].Domain[a.Level]
+	total, here := 0, int32(0)
+	for _, t := range a.Targets {
+		c := pl.wl[t].level(a.Level)
+		if d != topology.NoDomain {
+			here += c.get(d)
+		}
+		total += pl.wl[t].placed
+	}
+	if a.Same {
+		return total == 0 || here > 0
+	}
+	return here == 0
+}
+
+// tenancyCheck computes the weakest tier that keeps the invariant for every
+// pair on n's physical host, and the raises of this plan's earlier replicas
+// it needs. Raises are written to pl.scratch.
+func (pl *planner) tenancyCheck(w int32, n int, minTier tenancy.Tier, free topology.Resources) verdict {
+	p, top := pl.p, pl.top
+	node := &top.Nodes[n]
+	host := &pl.hosts[node.Host]
+	tenant := int32(p.Workloads[w].Tenant)
+	need := minTier
+	var needDec uint16
+	needFrom := -1
+	pl.scratch = pl.scratch[:0]
+	for _, m := range host.nodes {
+		ms := &pl.nodes[m]
+		if len(ms.groups) == 0 {
+			continue
+		}
+		mVM := top.Nodes[m].VM
+		fwd, rev := tenancy.None, tenancy.None
+		if int(m) != n {
+			if node.VM {
+				fwd = tenancy.VM
+			}
+			if mVM {
+				rev = tenancy.VM
+			}
+		}
+		for _, gi := range ms.groups {
+			g := &pl.groups[gi]
+			if len(g.reps) == 0 {
+				continue
+			}
+			if g.tier == tenancy.Host && int32(p.Workloads[g.w].Tenant) != tenant {
+				return verdict{filter: fTenancy, why: whyHostTier, detail: int(g.w)}
+			}
+			k := pl.required(w, g.w)
+			if d := pl.decision(k); d.Tier > fwd && d.Tier > need {
+				need, needDec, needFrom = d.Tier, k, int(g.w)
+			}
+			k = pl.required(g.w, w)
+			d := pl.decision(k)
+			if tenancy.Max(g.tier, rev) >= d.Tier {
+				continue
+			}
+			if g.fixed {
+				return verdict{filter: fTenancy, why: whyFixed, detail: int(g.w), dec: k}
+			}
+			to := pl.offered(int(m), d.Tier)
+			if to == tenancy.None {
+				return verdict{filter: fTenancy, why: whyRaiseNode, detail: int(g.w), dec: k, need: d.Tier}
+			}
+			if to == tenancy.Host && host.others(int32(p.Workloads[g.w].Tenant)) || to == tenancy.Host && int32(p.Workloads[g.w].Tenant) != tenant {
+				return verdict{filter: fTenancy, why: whyRaiseHost, detail: int(g.w), dec: k}
+			}
+			pl.scratch = append(pl.scratch, raise{g: gi, to: to})
+		}
+	}
+	tier := pl.offered(n, need)
+	if tier == tenancy.None {
+		return verdict{filter: fTenancy, why: whyNoRuntime, detail: needFrom, dec: needDec, need: need}
+	}
+	if tier == tenancy.Host && host.others(tenant) {
+		return verdict{filter: fTenancy, why: whyExclusive, detail: needFrom, dec: needDec, need: need}
+	}
+	// Capacity at the chosen tier, including raised neighbours' overhead.
+	extra := p.Workloads[w].Request.Add(p.Overhead[tier])
+	var perNode map[int32]topology.Resources
+	for _, r := range pl.scratch {
+		g := &pl.groups[r.g]
+		delta := p.Overhead[r.to].Sub(p.Overhead[g.tier])
+		cnt := int64(len(g.reps))
+		delta = topology.Resources{MilliCPU: delta.MilliCPU * cnt, Memory: delta.Memory * cnt, PIDs: delta.PIDs * cnt}
+		if int(g.node) == n {
+			extra = extra.Add(delta)
+			continue
+		}
+		if perNode == nil {
+			perNode = map[int32]topology.Resources{}
+		}
+		perNode[g.node] = perNode[g.node].Add(delta)
+	}
+	if !extra.Fits(free, pl.pidsCap[n]) {
+		return verdict{filter: fTenancy, why: whyCapacity, tier: tier, detail: needFrom, dec: needDec, need: need}
+	}
+	for m, delta := range perNode {
+		mfree := top.Nodes[m].Capacity.Sub(pl.nodes[m].used)
+		if !delta.Fits(mfree, pl.pidsCap[m]) {
+			return verdict{filter: fTenancy, why: whyCapacity, tier: tier, detail: needFrom, dec: needDec, need: need}
+		}
+	}
+	return verdict{filter: fOK, tier: tier, need: need, nraise: len(pl.scratch), detail: needFrom, dec: needDec}
+}
+
+// cost is the price of placing a replica of w on n at v.tier: the tier's
+// overhead and start time, the raises it causes, opening an empty host,
+// the whole unused host for tier host, and broken soft rules; fuller nodes
+// win ties (packing).
+func (pl *planner) cost(w int32, n int, v verdict, soft int) float64 {
+	p, node := pl.p, &pl.top.Nodes[n]
+	c := pl.tcost[v.tier]
+	for _, r := range pl.scratch[:v.nraise] {
+		g := &pl.groups[r.g]
+		c += float64(len(g.reps)) * (pl.tcost[r.to] - pl.tcost[g.tier])
+	}
+	host := &pl.hosts[node.Host]
+	hostNode := &pl.top.Nodes[node.Host]
+	if host.count == 0 {
+		c += units(hostNode.Capacity)
+	}
+	if v.tier == tenancy.Host {
+		tc := int32(p.Workloads[w].Tenant)
+		already := false
+		for _, t := range host.tenants {
+			if t.tenant == tc && t.hostTier > 0 {
+				already = true
+			}
+		}
+		if !already {
+			used := pl.nodes[node.Host].used.Add(p.Workloads[w].Request)
+			c += math.Max(0, units(hostNode.Capacity.Sub(used)))
+		}
+	}
+	c += float64(soft) * softPenalty
+	capU := units(node.Capacity)
+	if capU > 0 {
+		c -= fullnessBias * units(pl.nodes[n].used) / capU
+	}
+	return c
+}
+
+// commit places replica r on node n at tier, applying raises.
+func (pl *planner) commit(r, n int32, tier tenancy.Tier, raises []raise) {
+	p := pl.p
+	rep := &pl.reps[r]
+	w := &p.Workloads[rep.w]
+	for _, rs := range raises {
+		g := &pl.groups[rs.g]
+		delta := p.Overhead[rs.to].Sub(p.Overhead[g.tier])
+		for range g.reps {
+			pl.nodes[g.node].used = pl.nodes[g.node].used.Add(delta)
+		}
+		for _, ri := range g.reps {
+			pl.reps[ri].tier = rs.to
+		}
+		g.tier = rs.to
+	}
+	rep.node, rep.tier = n, tier
+	ns := &pl.nodes[n]
+	ns.used = ns.used.Add(w.Request).Add(p.Overhead[tier])
+	gi := int32(-1)
+	for _, k := range ns.groups {
+		g := &pl.groups[k]
+		if g.w == rep.w && g.tier == tier && g.fixed == rep.fixed {
+			gi = k
+			break
+		}
+	}
+	if gi < 0 {
+		gi = int32(len(pl.groups))
+		pl.groups = append(pl.groups, group{node: n, w: rep.w, tier: tier, fixed: rep.fixed})
+		ns.groups = append(ns.groups, gi)
+	}
+	pl.groups[gi].reps = append(pl.groups[gi].reps, r)
+	host := &pl.hosts[pl.top.Nodes[n].Host]
+	host.count++
+	tc := host.tenant(int32(w.Tenant))
+	tc.n++
+	if w.Dedicated {
+		tc.dedicated++
+	}
+	if tier == tenancy.Host {
+		tc.hostTier++
+	}
+	ws := &pl.wl[rep.w]
+	ws.placed++
+	for _, l := range pl.countLevels(rep.w) {
+		if d := pl.top.Nodes[n].Domain[l]; d != topology.NoDomain {
+			ws.level(l).inc(d)
+		}
+	}
+}
+
+// countLevels lists the levels at which replicas must be counted: every
+// level some spread or affinity rule in the problem looks at.
+func (pl *planner) countLevels(int32) []int { return pl.levels }

@@ -1,0 +1,127 @@
+package scheduler
+
+import (
+	"maps"
+	"slices"
+	"sort"
+)
+
+// defaultSearchBudget bounds the fallback search, in node evaluations.
+const defaultSearchBudget = 200_000
+
+// snapshot is a deep copy of the mutable planning state.
+type snapshot struct {
+	nodes  []nodeState
+	hosts  []hostState
+	groups []group
+	reps   []replica
+	wl     []wlState
+}
+
+func (pl *planner) save() snapshot {
+	s := snapshot{
+		nodes:  slices.Clone(pl.nodes),
+		hosts:  slices.Clone(pl.hosts),
+		groups: slices.Clone(pl.groups),
+		reps:   slices.Clone(pl.reps),
+		wl:     slices.Clone(pl.wl),
+	}
+	for i := range s.nodes {
+		s.nodes[i].groups = slices.Clone(s.nodes[i].groups)
+	}
+	for i := range s.hosts {
+		s.hosts[i].tenants = slices.Clone(s.hosts[i].tenants)
+	}
+	for i := range s.groups {
+		s.groups[i].reps = slices.Clone(s.groups[i].reps)
+	}
+	for i := range s.wl {
+		if s.wl[i].byLevel == nil {
+			continue
+		}
+		m := make(map[int]*counter, len(s.wl[i].byLevel))
+		for l, c := range s.wl[i].byLevel {
+			m[l] = &counter{m: maps.Clone(c.m), distinct: c.distinct}
+		}
+		s.wl[i].byLevel = m
+	}
+	return s
+}
+
+// search is the exhaustive fallback for when the greedy pass leaves
+// replicas unplaced: a depth-first search over node assignments (tiers
+// follow from the assignment: each replica takes the weakest tier its
+// neighbours require), cheapest node first, with replicas of one workload
+// taking nodes in non-decreasing order to skip permutations. It gives up
+// after budget evaluations; on success the planner holds the new plan.
+func (pl *planner) search(budget int) bool {
+	if budget == 0 {
+		budget = defaultSearchBudget
+	}
+	// Start again from the replicas that must stay.
+	base := pl.save()
+	pl.resetTo(base)
+	order := pl.order()
+	steps := 0
+	var dfs func(k int, minNode []int) bool
+	dfs = func(k int, minNode []int) bool {
+		if k == len(order) {
+			return true
+		}
+		r := order[k]
+		w := pl.reps[r].w
+		type cand struct {
+			n    int
+			cost float64
+			v    verdict
+			rs   []raise
+		}
+		var cands []cand
+		for n := minNode[w]; n < len(pl.top.Nodes); n++ {
+			steps++
+			if steps > budget {
+				return false
+			}
+			v := pl.evaluate(w, n, true)
+			if v.filter == fOK {
+				cands = append(cands, cand{n, v.cost, v, slices.Clone(pl.scratch[:v.nraise])})
+			}
+		}
+		sort.SliceStable(cands, func(a, b int) bool { return cands[a].cost < cands[b].cost })
+		for _, c := range cands {
+			snap := pl.save()
+			pl.commit(r, int32(c.n), c.v.tier, c.rs)
+			prev := minNode[w]
+			minNode[w] = c.n
+			if dfs(k+1, minNode) {
+				return true
+			}
+			minNode[w] = prev
+			pl.nodes, pl.hosts, pl.groups, pl.reps, pl.wl = snap.nodes, snap.hosts, snap.groups, snap.reps, snap.wl
+			if steps > budget {
+				return false
+			}
+		}
+		return false
+	}
+	if dfs(0, make([]int, len(pl.p.Workloads))) {
+		return true
+	}
+	// No full placement found: keep the greedy result.
+	pl.nodes, pl.hosts, pl.groups, pl.reps, pl.wl = base.nodes, base.hosts, base.groups, base.reps, base.wl
+	return false
+}
+
+// resetTo clears every non-fixed replica from the state, keeping the
+// fixed ones, by replaying them onto an empty state.
+func (pl *planner) resetTo(s snapshot) {
+	fresh := newPlanner(pl.p)
+	pl.nodes, pl.hosts, pl.groups, pl.wl = fresh.nodes, fresh.hosts, fresh.groups, fresh.wl
+	pl.reps = fresh.reps
+	for i := range s.reps {
+		if s.reps[i].fixed {
+			pl.reps[i].fixed = true
+			pl.commit(int32(i), s.reps[i].node, s.reps[i].tier, nil)
+		}
+	}
+}
