@@ -313,7 +313,18 @@ func (pl *planner) diagnose(r int32) Unplaced {
 	}
 	// Spread shortfalls name the change directly (DESIGN §3 example).
 	for _, s := range wl.Spread {
-		if s.Soft || s.MinDomains == 0 {
+		if s.Soft {
+			continue
+		}
+		if s.MaxPerDomain > 0 {
+			need := (wl.Replicas + s.MaxPerDomain - 1) / s.MaxPerDomain
+			if usable := pl.usableDomains(w, s.Level); usable < need && s.MinDomains <= need {
+				u.Reasons = append(u.Reasons, fmt.Sprintf("spread %s: needs %d domains (%d replicas, at most %d per %s), %d exist; smallest change: %d more %s",
+					s.LevelName, need, wl.Replicas, s.MaxPerDomain, s.LevelName, usable, need-usable, s.LevelName))
+				continue
+			}
+		}
+		if s.MinDomains == 0 {
 			continue
 		}
 		if s.MinDomains > wl.Replicas {
