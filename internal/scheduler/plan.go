@@ -98,6 +98,10 @@ type planner struct {
 	pidsCap []bool
 
 	levels   []int // levels some spread or affinity looks at
+	bound    int32 // workload whose counters spreadC and affC hold
+	spreadC  []*counter
+	affC     [][]*counter
+	minHostU float64 // smallest physical host, in units: the cheapest empty host
 	explain  int
 	trace    *Explanation
 	unplaced []Unplaced
@@ -158,6 +162,13 @@ func newPlanner(p *Problem) *planner {
 	}
 	for t := tenancy.Container; t <= tenancy.Host; t++ {
 		pl.tcost[t] = units(p.Overhead[t]) + p.StartSeconds[t]*startWeight
+	}
+	pl.bound = -1
+	pl.minHostU = math.Inf(1)
+	for i, n := range top.Nodes {
+		if !n.VM {
+			pl.minHostU = min(pl.minHostU, units(top.Nodes[i].Capacity))
+		}
 	}
 	seen := map[int]bool{}
 	for _, w := range p.Workloads {
@@ -342,8 +353,20 @@ func (pl *planner) place(r int32) bool {
 	var bestV verdict
 	tracing := int(w) == pl.explain
 	var verdicts []NodeVerdict
+	// Every empty host costs at least lb; once one reaches it, later (higher
+	// index) empty hosts can't win, so only occupied hosts are still worth
+	// evaluating. This keeps a 5,000-node scan near the occupied hosts' size.
+	lb := pl.minTierCost(pl.p.Workloads[w].Floor) + pl.minHostU
+	emptyDone := false
 	for n := range pl.top.Nodes {
+		empty := pl.hosts[pl.top.Nodes[n].Host].count == 0
+		if empty && emptyDone && !tracing {
+			continue
+		}
 		v := pl.evaluate(w, n, true)
+		if empty && v.filter == fOK && v.cost <= lb+1e-9 {
+			emptyDone = true
+		}
 		if tracing {
 			verdicts = append(verdicts, pl.nodeVerdict(w, n, v))
 		}
@@ -367,6 +390,16 @@ func (pl *planner) place(r int32) bool {
 	}
 	pl.commit(r, int32(bestNode), bestV.tier, pl.best)
 	return true
+}
+
+// minTierCost is the cheapest tier cost at or above floor (overheads are
+// configurable, so the cheapest need not be the weakest).
+func (pl *planner) minTierCost(floor tenancy.Tier) float64 {
+	c := math.Inf(1)
+	for t := max(floor, tenancy.Container); t <= tenancy.Host; t++ {
+		c = min(c, pl.tcost[t])
+	}
+	return c
 }
 
 // evaluate runs the filter pipeline for a replica of workload w on node n
@@ -395,8 +428,9 @@ func (pl *planner) evaluate(w int32, n int, score bool) verdict {
 		return verdict{filter: fCapacity, tier: minTier}
 	}
 	soft := 0
+	pl.bind(w)
 	for i, s := range wl.Spread {
-		ok := pl.spreadOK(w, n, &s)
+		ok := pl.spreadOK(w, n, i)
 		if !ok && !s.Soft {
 			return verdict{filter: fSpread, detail: i}
 		}
@@ -405,7 +439,7 @@ func (pl *planner) evaluate(w int32, n int, score bool) verdict {
 		}
 	}
 	for i, a := range wl.Affinity {
-		ok := pl.affinityOK(w, n, &a)
+		ok := pl.affinityOK(w, n, i)
 		if !ok && !a.Soft {
 			return verdict{filter: fAffinity, detail: i}
 		}
@@ -439,13 +473,36 @@ func (pl *planner) dedication(w int32, host *hostState) (verdict, bool) {
 	return verdict{}, false
 }
 
-// spreadOK checks one spread entry for placing a replica of w on node n.
-func (pl *planner) spreadOK(w int32, n int, s *Spread) bool {
+// bind resolves the counters workload w's spread and affinity rules read,
+// once per workload instead of once per node.
+func (pl *planner) bind(w int32) {
+	if pl.bound == w {
+		return
+	}
+	pl.bound = w
+	wl := &pl.p.Workloads[w]
+	pl.spreadC = pl.spreadC[:0]
+	for _, s := range wl.Spread {
+		pl.spreadC = append(pl.spreadC, pl.wl[w].level(s.Level))
+	}
+	pl.affC = pl.affC[:0]
+	for _, a := range wl.Affinity {
+		var cs []*counter
+		for _, t := range a.Targets {
+			cs = append(cs, pl.wl[t].level(a.Level))
+		}
+		pl.affC = append(pl.affC, cs)
+	}
+}
+
+// spreadOK checks spread entry i of w for placing a replica on node n.
+func (pl *planner) spreadOK(w int32, n int, i int) bool {
+	s := &pl.p.Workloads[w].Spread[i]
 	d := pl.top.Nodes[n].Domain[s.Level]
 	if d == topology.NoDomain {
 		return false
 	}
-	c := pl.wl[w].level(s.Level)
+	c := pl.spreadC[i]
 	cnt := c.get(d)
 	if s.MaxPerDomain > 0 && int(cnt) >= s.MaxPerDomain {
 		return false
@@ -467,16 +524,16 @@ func (pl *planner) spreadOK(w int32, n int, s *Spread) bool {
 	return true
 }
 
-// affinityOK checks one affinity rule for a replica of w on node n. A "=="
+// affinityOK checks affinity rule i of w for a replica on node n. A "=="
 // rule whose targets have no placed replica yet is met: the first replica
 // chooses the domain.
-func (pl *planner) affinityOK(w int32, n int, a *Affinity) bool {
+func (pl *planner) affinityOK(w int32, n int, i int) bool {
+	a := &pl.p.Workloads[w].Affinity[i]
 	d := pl.top.Nodes[n].Domain[a.Level]
 	total, here := 0, int32(0)
-	for _, t := range a.Targets {
-		c := pl.wl[t].level(a.Level)
+	for k, t := range a.Targets {
 		if d != topology.NoDomain {
-			here += c.get(d)
+			here += pl.affC[i][k].get(d)
 		}
 		total += pl.wl[t].placed
 	}

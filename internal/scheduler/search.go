@@ -18,6 +18,12 @@ type snapshot struct {
 	wl     []wlState
 }
 
+// load makes s the planner's state. s must not be used afterwards.
+func (pl *planner) load(s snapshot) {
+	pl.nodes, pl.hosts, pl.groups, pl.reps, pl.wl = s.nodes, s.hosts, s.groups, s.reps, s.wl
+	pl.bound = -1 // cached counters point into the old state
+}
+
 func (pl *planner) save() snapshot {
 	s := snapshot{
 		nodes:  slices.Clone(pl.nodes),
@@ -97,7 +103,7 @@ func (pl *planner) search(budget int) bool {
 				return true
 			}
 			minNode[w] = prev
-			pl.nodes, pl.hosts, pl.groups, pl.reps, pl.wl = snap.nodes, snap.hosts, snap.groups, snap.reps, snap.wl
+			pl.load(snap)
 			if steps > budget {
 				return false
 			}
@@ -108,7 +114,7 @@ func (pl *planner) search(budget int) bool {
 		return true
 	}
 	// No full placement found: keep the greedy result.
-	pl.nodes, pl.hosts, pl.groups, pl.reps, pl.wl = base.nodes, base.hosts, base.groups, base.reps, base.wl
+	pl.load(base)
 	return false
 }
 
@@ -116,8 +122,7 @@ func (pl *planner) search(budget int) bool {
 // fixed ones, by replaying them onto an empty state.
 func (pl *planner) resetTo(s snapshot) {
 	fresh := newPlanner(pl.p)
-	pl.nodes, pl.hosts, pl.groups, pl.wl = fresh.nodes, fresh.hosts, fresh.groups, fresh.wl
-	pl.reps = fresh.reps
+	pl.load(snapshot{nodes: fresh.nodes, hosts: fresh.hosts, groups: fresh.groups, reps: fresh.reps, wl: fresh.wl})
 	for i := range s.reps {
 		if s.reps[i].fixed {
 			pl.reps[i].fixed = true
