@@ -72,6 +72,12 @@ func (pl *planner) result() (*Result, error) {
 		res.Problems = append(res.Problems, v...)
 	}
 	res.Problems = append(res.Problems, pl.spreadProblems()...)
+	for i := range pl.reps {
+		if r := &pl.reps[i]; r.fixed && r.node >= 0 && pl.sameViolated(int32(i)) {
+			res.Problems = append(res.Problems, fmt.Sprintf("%s[%d]: a hard \"==\" affinity can no longer be met on node %s (its targets were lost and re-placed elsewhere; the replica is kept)",
+				pl.keys[r.w], r.ord, pl.top.Nodes[r.node].Name))
+		}
+	}
 	if pl.err != nil {
 		return nil, pl.err
 	}
@@ -85,13 +91,13 @@ func (pl *planner) reason(r int32) string {
 	strongest, from, rule := tenancy.None, -1, ""
 	pl.neighbours(r, func(b int32, bnd tenancy.Tier) {
 		k := pl.required(rep.w, pl.reps[b].w)
-		d := pl.decision(k)
-		if d.Tier <= bnd {
+		t := pl.reqTier(k)
+		if t <= bnd {
 			return
 		}
 		bw := int(pl.reps[b].w)
-		if d.Tier > strongest || (d.Tier == strongest && pl.p.Key(bw) < pl.p.Key(from)) {
-			strongest, from, rule = d.Tier, bw, d.Rule
+		if t > strongest || (t == strongest && pl.keys[bw] < pl.keys[from]) {
+			strongest, from, rule = t, bw, pl.decision(k).Rule
 		}
 	})
 	var out string
@@ -142,8 +148,9 @@ func (pl *planner) violations() []string {
 		}
 		pl.neighbours(a, func(b int32, bnd tenancy.Tier) {
 			rb := &pl.reps[b]
-			d := pl.decision(pl.required(ra.w, rb.w))
-			if eff := tenancy.Max(ra.tier, bnd); eff < d.Tier {
+			k := pl.required(ra.w, rb.w)
+			if eff := tenancy.Max(ra.tier, bnd); eff < pl.reqTier(k) {
+				d := pl.decision(k)
 				out = append(out, fmt.Sprintf("%s[%d] → %s[%d] on host %s: effective %s < required %s (%s)",
 					pl.p.Key(int(ra.w)), ra.ord, pl.p.Key(int(rb.w)), rb.ord, pl.top.HostName(int(ra.node)), eff, d.Tier, d.Rule))
 			}
@@ -227,6 +234,11 @@ func (pl *planner) describe(w int32, n int, v verdict) string {
 		}
 		return fmt.Sprintf("spread %s: %s %s is already used and %d distinct %s domains are needed", s.LevelName, s.LevelName, name, s.MinDomains, s.LevelName)
 	case fAffinity:
+		if v.detail < 0 {
+			rr := pl.revAff[w][-v.detail-1]
+			a := &p.Workloads[rr.f].Affinity[rr.ai]
+			return fmt.Sprintf("affinity of %s (%s != %s): %s %s holds a replica of %s", pl.keys[rr.f], a.Desc, a.LevelName, a.LevelName, pl.top.DomainName(n, a.Level), pl.keys[rr.f])
+		}
 		a := &wl.Affinity[v.detail]
 		dn := pl.top.DomainName(n, a.Level)
 		if a.Same {

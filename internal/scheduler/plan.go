@@ -67,15 +67,23 @@ type verdict struct {
 type tenancyWhy uint8
 
 const (
-	whyNone       tenancyWhy = iota
-	whyFixed                 // an existing neighbour can't be raised
-	whyHostTier              // a host-tier neighbour of another tenant
-	whyExclusive             // the replica needs tier host, others present
-	whyNoRuntime             // the needed tier is not offered by the node
-	whyRaiseNode             // a neighbour's node can't offer the raised tier
-	whyCapacity              // the needed tier's overhead does not fit
-	whyRaiseHost             // a raise to host is impossible with others present
+	whyNone      tenancyWhy = iota
+	whyFixed                // an existing neighbour can't be raised
+	whyHostTier             // a host-tier neighbour of another tenant
+	whyExclusive            // the replica needs tier host, others present
+	whyNoRuntime            // the needed tier is not offered by the node
+	whyRaiseNode            // a neighbour's node can't offer the raised tier
+	whyCapacity             // the needed tier's overhead does not fit
+	whyRaiseHost            // a raise to host is impossible with others present
 )
+
+// revRule is workload f's "!=" rule ai, seen from one of its targets.
+type revRule struct {
+	f     int32
+	ai    int
+	level int
+	soft  bool
+}
 
 type raise struct {
 	g  int32
@@ -97,11 +105,21 @@ type planner struct {
 	err     error
 	pidsCap []bool
 
-	levels   []int // levels some spread or affinity looks at
-	bound    int32 // workload whose counters spreadC and affC hold
-	spreadC  []*counter
+	levels []int // levels some spread or affinity looks at
+	bound  int32 // workload whose counters spreadC and affC hold
+	// deferSame skips "==" checks while placing (the search checks whole
+	// plans instead).
+	deferSame bool
+	spreadC   []*counter
+	revC      []*counter
+	// revAff lists, per workload X, the "!=" rules of other workloads that
+	// name X: X must keep out of their domains too, or a later X replica
+	// would break a rule checked when the follower was placed.
+	revAff   [][]revRule
 	affC     [][]*counter
-	minHostU float64 // smallest physical host, in units: the cheapest empty host
+	minHostU float64  // smallest physical host, in units: the cheapest empty host
+	hostOf   []int32  // node → physical host node, compact for the hot loop
+	keys     []string // workload → "tenant/name"
 	explain  int
 	trace    *Explanation
 	unplaced []Unplaced
@@ -135,6 +153,7 @@ func Plan(p *Problem, opts Options) (*Result, error) {
 			return nil, pl.err
 		}
 	}
+	unplaced = pl.sameRepair(unplaced)
 	if len(unplaced) > 0 && opts.SearchBudget >= 0 {
 		if pl.search(opts.SearchBudget) {
 			unplaced = nil
@@ -164,10 +183,29 @@ func newPlanner(p *Problem) *planner {
 		pl.tcost[t] = units(p.Overhead[t]) + p.StartSeconds[t]*startWeight
 	}
 	pl.bound = -1
+	for i := range p.Workloads {
+		pl.keys = append(pl.keys, p.Key(i))
+	}
+	for _, n := range top.Nodes {
+		pl.hostOf = append(pl.hostOf, int32(n.Host))
+	}
 	pl.minHostU = math.Inf(1)
 	for i, n := range top.Nodes {
 		if !n.VM {
 			pl.minHostU = min(pl.minHostU, units(top.Nodes[i].Capacity))
+		}
+	}
+	pl.revAff = make([][]revRule, len(p.Workloads))
+	for f := range p.Workloads {
+		for ai, a := range p.Workloads[f].Affinity {
+			if a.Same {
+				continue
+			}
+			for _, t := range a.Targets {
+				if t != f {
+					pl.revAff[t] = append(pl.revAff[t], revRule{f: int32(f), ai: ai, level: a.Level, soft: a.Soft})
+				}
+			}
 		}
 	}
 	seen := map[int]bool{}
@@ -218,6 +256,7 @@ func (pl *planner) required(a, b int32) uint16 {
 	k, ok := pl.req.index[d]
 	if !ok {
 		pl.req.decisions = append(pl.req.decisions, d)
+		pl.req.tiers = append(pl.req.tiers, d.Tier)
 		k = uint16(len(pl.req.decisions))
 		pl.req.index[d] = k
 	}
@@ -226,6 +265,9 @@ func (pl *planner) required(a, b int32) uint16 {
 }
 
 func (pl *planner) decision(k uint16) tenancy.Decision { return pl.req.decisions[k-1] }
+
+// reqTier is the tier of decision k, without copying the decision.
+func (pl *planner) reqTier(k uint16) tenancy.Tier { return pl.req.tiers[k-1] }
 
 // offered returns the weakest tier ≥ t that node n can run, or None. The
 // host tier (a hardened container on a host no other tenant uses) is only
@@ -359,7 +401,7 @@ func (pl *planner) place(r int32) bool {
 	lb := pl.minTierCost(pl.p.Workloads[w].Floor) + pl.minHostU
 	emptyDone := false
 	for n := range pl.top.Nodes {
-		empty := pl.hosts[pl.top.Nodes[n].Host].count == 0
+		empty := pl.hosts[pl.hostOf[n]].count == 0
 		if empty && emptyDone && !tracing {
 			continue
 		}
@@ -447,6 +489,14 @@ func (pl *planner) evaluate(w int32, n int, score bool) verdict {
 			soft++
 		}
 	}
+	for i, rr := range pl.revAff[w] {
+		if d := pl.top.Nodes[n].Domain[rr.level]; d != topology.NoDomain && pl.revC[i].get(d) > 0 {
+			if !rr.soft {
+				return verdict{filter: fAffinity, detail: -(i + 1)}
+			}
+			soft++
+		}
+	}
 	v := pl.tenancyCheck(w, n, minTier, free)
 	if v.filter != fOK || !score {
 		return v
@@ -484,6 +534,10 @@ func (pl *planner) bind(w int32) {
 	pl.spreadC = pl.spreadC[:0]
 	for _, s := range wl.Spread {
 		pl.spreadC = append(pl.spreadC, pl.wl[w].level(s.Level))
+	}
+	pl.revC = pl.revC[:0]
+	for _, rr := range pl.revAff[w] {
+		pl.revC = append(pl.revC, pl.wl[rr.f].level(rr.level))
 	}
 	pl.affC = pl.affC[:0]
 	for _, a := range wl.Affinity {
@@ -538,7 +592,7 @@ func (pl *planner) affinityOK(w int32, n int, i int) bool {
 		total += pl.wl[t].placed
 	}
 	if a.Same {
-		return total == 0 || here > 0
+		return pl.deferSame || total == 0 || here > 0
 	}
 	return here == 0
 }
@@ -579,20 +633,20 @@ func (pl *planner) tenancyCheck(w int32, n int, minTier tenancy.Tier, free topol
 				return verdict{filter: fTenancy, why: whyHostTier, detail: int(g.w)}
 			}
 			k := pl.required(w, g.w)
-			if d := pl.decision(k); d.Tier > fwd && d.Tier > need {
-				need, needDec, needFrom = d.Tier, k, int(g.w)
+			if t := pl.reqTier(k); t > fwd && t > need {
+				need, needDec, needFrom = t, k, int(g.w)
 			}
 			k = pl.required(g.w, w)
-			d := pl.decision(k)
-			if tenancy.Max(g.tier, rev) >= d.Tier {
+			rt := pl.reqTier(k)
+			if tenancy.Max(g.tier, rev) >= rt {
 				continue
 			}
 			if g.fixed {
 				return verdict{filter: fTenancy, why: whyFixed, detail: int(g.w), dec: k}
 			}
-			to := pl.offered(int(m), d.Tier)
+			to := pl.offered(int(m), rt)
 			if to == tenancy.None {
-				return verdict{filter: fTenancy, why: whyRaiseNode, detail: int(g.w), dec: k, need: d.Tier}
+				return verdict{filter: fTenancy, why: whyRaiseNode, detail: int(g.w), dec: k, need: rt}
 			}
 			if to == tenancy.Host && host.others(int32(p.Workloads[g.w].Tenant)) || to == tenancy.Host && int32(p.Workloads[g.w].Tenant) != tenant {
 				return verdict{filter: fTenancy, why: whyRaiseHost, detail: int(g.w), dec: k}

@@ -150,7 +150,8 @@ func NewProblem(set *v1.Set, rules *tenancy.Rules, defaultRuntimes tenancy.Set) 
 			return nil, fmt.Errorf("workload %s: tenant %q is not defined", w.Metadata.Name, w.Metadata.Tenant)
 		}
 		wlIdx[w.Metadata.Tenant+"/"+w.Metadata.Name] = len(p.Workloads)
-		p.Workloads = append(p.Workloads, Workload{Tenant: ti, Name: w.Metadata.Name})
+		// Labels first: label affinities of earlier workloads select later ones.
+		p.Workloads = append(p.Workloads, Workload{Tenant: ti, Name: w.Metadata.Name, Labels: w.Metadata.Labels})
 	}
 	for i, w := range set.Workloads {
 		if err := p.fillWorkload(i, &w, wlIdx); err != nil {
@@ -163,7 +164,6 @@ func NewProblem(set *v1.Set, rules *tenancy.Rules, defaultRuntimes tenancy.Set) 
 func (p *Problem) fillWorkload(i int, w *v1.Workload, wlIdx map[string]int) error {
 	pw := &p.Workloads[i]
 	tn := &p.Tenants[pw.Tenant]
-	pw.Labels = w.Metadata.Labels
 	pw.Replicas = 1
 	if w.Spec.Replicas != nil {
 		pw.Replicas = *w.Spec.Replicas

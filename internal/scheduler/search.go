@@ -72,7 +72,7 @@ func (pl *planner) search(budget int) bool {
 	var dfs func(k int, minNode []int) bool
 	dfs = func(k int, minNode []int) bool {
 		if k == len(order) {
-			return true
+			return len(pl.sameBroken()) == 0
 		}
 		r := order[k]
 		w := pl.reps[r].w
@@ -110,7 +110,10 @@ func (pl *planner) search(budget int) bool {
 		}
 		return false
 	}
-	if dfs(0, make([]int, len(pl.p.Workloads))) {
+	pl.deferSame = true
+	ok := dfs(0, make([]int, len(pl.p.Workloads)))
+	pl.deferSame = false
+	if ok {
 		return true
 	}
 	// No full placement found: keep the greedy result.

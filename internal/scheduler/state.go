@@ -109,5 +109,14 @@ func (s *wlState) level(l int) *counter {
 type reqCache struct {
 	rows      [][]uint16 // 0 = not computed, k = decisions[k-1]
 	decisions []tenancy.Decision
+	tiers     []tenancy.Tier // tiers[k-1] == decisions[k-1].Tier
 	index     map[tenancy.Decision]uint16
+}
+
+func (c *counter) dec(d int32) {
+	c.m[d]--
+	if c.m[d] == 0 {
+		delete(c.m, d)
+		c.distinct--
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/ext"
@@ -27,9 +28,10 @@ const (
 	MaxCost = 10_000
 )
 
-// Bounds on the inputs assumed by the static cost estimate. They are those
-// of Kubernetes names and labels; the runtime limit (MaxCost) holds even if
-// an input exceeds them.
+// Bounds on the inputs assumed by the static cost estimate: those of
+// Kubernetes names and labels. A pair within them is evaluated without cost
+// tracking, since the estimate already proves it cheap; any other pair is
+// evaluated under the runtime limit.
 const (
 	maxLabels        = 64
 	maxLabelKeyLen   = 253 + 1 + 63 // DNS subdomain prefix, '/', name
@@ -162,12 +164,12 @@ func Compile(rules []v1.Rule) ([]Matcher, error) {
 			errs = append(errs, &RuleError{Rule: id, Field: "require", Err: err})
 		}
 
-		prg, err := compileWhen(env, r.When)
-		if err != nil {
+		m := &rule{name: r.Name, require: tier, pairs: pool}
+		if err := m.compile(env, r.When); err != nil {
 			errs = append(errs, &RuleError{Rule: id, Field: "when", Err: err})
 			continue
 		}
-		out = append(out, &rule{name: r.Name, require: tier, prg: prg, pairs: pool})
+		out = append(out, m)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -187,34 +189,85 @@ func newEnv() (*cel.Env, error) {
 	)
 }
 
-// compileWhen compiles and checks one `when` expression and plans it with
-// the runtime cost limit.
-func compileWhen(env *cel.Env, when string) (cel.Program, error) {
+// compile compiles and checks a `when` expression, rejects it if its
+// worst case exceeds MaxCost, and plans it twice: with and without the
+// runtime cost limit.
+func (r *rule) compile(env *cel.Env, when string) error {
 	if when == "" {
-		return nil, errors.New("missing")
+		return errors.New("missing")
 	}
 	if len(when) > MaxWhenLength {
-		return nil, fmt.Errorf("%d bytes long, the limit is %d", len(when), MaxWhenLength)
+		return fmt.Errorf("%d bytes long, the limit is %d", len(when), MaxWhenLength)
 	}
-	ast, iss := env.Compile(when)
+	checked, iss := env.Compile(when)
 	if err := iss.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	if t := ast.OutputType(); !t.IsExactType(types.BoolType) {
-		return nil, fmt.Errorf("result is %s, want bool", t)
+	if t := checked.OutputType(); !t.IsExactType(types.BoolType) {
+		return fmt.Errorf("result is %s, want bool", t)
 	}
-	est, err := env.EstimateCost(ast, sizes{})
+	est, err := env.EstimateCost(checked, sizes{})
 	if err != nil {
-		return nil, fmt.Errorf("estimate cost: %w", err)
+		return fmt.Errorf("estimate cost: %w", err)
 	}
 	if est.Max > MaxCost {
-		return nil, fmt.Errorf("worst-case cost %s exceeds the limit %d", costString(est.Max), MaxCost)
+		return fmt.Errorf("worst-case cost %s exceeds the limit %d", costString(est.Max), MaxCost)
 	}
-	prg, err := env.Program(ast, cel.CostLimit(MaxCost), cel.EvalOptions(cel.OptOptimize))
-	if err != nil {
-		return nil, fmt.Errorf("plan: %w", err)
+	r.worst = est.Max
+	if r.fast, err = env.Program(checked, cel.EvalOptions(cel.OptOptimize)); err != nil {
+		return fmt.Errorf("plan: %w", err)
 	}
-	return prg, nil
+	if r.limited, err = env.Program(checked, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(MaxCost)); err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	r.readsLabels = readsLabels(checked.NativeRep())
+	return nil
+}
+
+// readsLabels reports whether an expression can look into labels: it has a
+// map-typed node (only labels are maps), or uses a whole object other than
+// to select a field from it (object equality compares the labels too).
+func readsLabels(a *ast.AST) bool {
+	selected := map[int64]bool{}
+	ast.PreOrderVisit(a.Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+		if e.Kind() == ast.SelectKind {
+			selected[e.AsSelect().Operand().ID()] = true
+		}
+	}))
+	for id, t := range a.TypeMap() {
+		switch t.Kind() {
+		case types.MapKind:
+			return true
+		case types.StructKind:
+			if !selected[id] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// withinBounds reports whether p is within the bounds the static cost
+// estimate assumed; labels only if the rule reads them.
+func withinBounds(p *Party, labels bool) bool {
+	for _, s := range [...]string{p.Tenant, p.Organization, p.Trust, p.Workload, p.DataClass, p.Privilege} {
+		if len(s) > maxStringLen {
+			return false
+		}
+	}
+	return !labels || labelsWithinBounds(p.TenantLabels) && labelsWithinBounds(p.WorkloadLabels)
+}
+
+func labelsWithinBounds(l map[string]string) bool {
+	if len(l) > maxLabels {
+		return false
+	}
+	for k, v := range l {
+		if len(k) > maxLabelKeyLen || len(v) > maxLabelValueLen {
+			return false
+		}
+	}
+	return true
 }
 
 func costString(c uint64) string {
@@ -266,8 +319,13 @@ func (sizes) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode) *co
 type rule struct {
 	name    string
 	require Tier
-	prg     cel.Program
-	pairs   *sync.Pool // of *pair, shared by the rules of one Compile
+	// fast has no runtime cost tracking (which would triple the time of a
+	// simple rule); it runs only pairs within the bounds the static
+	// estimate assumed. limited runs every other pair under MaxCost.
+	fast, limited cel.Program
+	worst         uint64     // static worst-case cost, at most MaxCost
+	readsLabels   bool       // whether label sizes matter to the bounds
+	pairs         *sync.Pool // of *pair, shared by the rules of one Compile
 }
 
 // Name implements Matcher.
@@ -282,10 +340,19 @@ func (r *rule) Match(attacker, victim *Party) (bool, error) {
 	if attacker == nil || victim == nil {
 		return false, errors.New("evaluate: nil party")
 	}
+	prg := r.limited
+	if withinBounds(attacker, r.readsLabels) && withinBounds(victim, r.readsLabels) {
+		prg = r.fast
+	}
+	return r.eval(prg, attacker, victim)
+}
+
+// eval evaluates one of the rule's programs for the pair.
+func (r *rule) eval(prg cel.Program, attacker, victim *Party) (bool, error) {
 	act := r.pairs.Get().(*pair)
 	act.attacker.set(attacker)
 	act.victim.set(victim)
-	out, _, err := r.prg.Eval(act)
+	out, _, err := prg.Eval(act)
 	*act = pair{} // drop references to the parties' maps
 	r.pairs.Put(act)
 	if err == nil {

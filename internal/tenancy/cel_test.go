@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"cel.dev/cel-go/cel"
 	"github.com/google/go-cmp/cmp"
 
 	v1 "rung.dev/rung/api/v1"
@@ -121,13 +122,158 @@ func TestMatchFields(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.when, func(t *testing.T) {
-			m := mustCompile(t, []v1.Rule{{Name: "r", When: tt.when, Require: v1.TierVM}})
-			got, err := m[0].Match(a, b)
+			r := mustCompileOne(t, tt.when)
+			got, err := r.Match(a, b)
 			if err != nil {
 				t.Fatalf("Match: %v", err)
 			}
 			if got != tt.want {
 				t.Errorf("Match = %v, want %v", got, tt.want)
+			}
+			// Both programs agree; Match picked one of them.
+			for name, prg := range map[string]cel.Program{"fast": r.fast, "limited": r.limited} {
+				if got, err := r.eval(prg, a, b); err != nil || got != tt.want {
+					t.Errorf("%s program = %v, %v; want %v", name, got, err, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// mustCompileOne compiles one rule that requires vm when `when`.
+func mustCompileOne(t testing.TB, when string) *rule {
+	t.Helper()
+	return mustCompile(t, []v1.Rule{{Name: "r", When: when, Require: v1.TierVM}})[0].(*rule)
+}
+
+func TestReadsLabels(t *testing.T) {
+	tests := []struct {
+		when string
+		want bool
+	}{
+		{`victim.tenant.organization == "bank"`, false},
+		{`attacker.trust == "trusted" && victim.workload.name.startsWith("db")`, false},
+		{`has(victim.tenant.name)`, false},
+		{`true`, false},
+		{`victim.tenant.labels.team == "red"`, true},
+		{`"team" in victim.workload.labels`, true},
+		{`has(victim.tenant.labels.team)`, true},
+		{`size(attacker.tenant.labels) > 3`, true},
+		{`victim.tenant.labels.?team.orValue("") == "red"`, true},
+		{`victim.tenant == attacker.tenant`, true},            // equality compares labels
+		{`victim != attacker`, true},                          // so does whole-party equality
+		{`[victim.workload].exists(w, w.name == "db")`, true}, // an object in a list
+	}
+	for _, tt := range tests {
+		t.Run(tt.when, func(t *testing.T) {
+			if got := mustCompileOne(t, tt.when).readsLabels; got != tt.want {
+				t.Errorf("readsLabels = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// A pair outside the bounds the static estimate assumed runs under the
+// runtime cost limit; inputs the rule does not read do not matter.
+func TestMatchOutsideBounds(t *testing.T) {
+	huge := strings.Repeat("x", 1<<20)
+	manyLabels := func(p *Party) {
+		p.TenantLabels = map[string]string{}
+		for i := range 10 * maxLabels {
+			p.TenantLabels[fmt.Sprint("k", i)] = "v"
+		}
+	}
+	tests := []struct {
+		name    string
+		when    string
+		victim  *Party
+		wantErr error
+	}{
+		{
+			name:    "long name",
+			when:    `victim.tenant.name.contains("pci")`,
+			victim:  member("bank", func(p *Party) { p.Tenant = huge }),
+			wantErr: ErrCostLimit,
+		},
+		{
+			name:    "long label value",
+			when:    `victim.tenant.labels.exists(k, victim.tenant.labels[k].contains("pci"))`,
+			victim:  member("bank", func(p *Party) { p.TenantLabels = map[string]string{"a": huge} }),
+			wantErr: ErrCostLimit,
+		},
+		{
+			name:    "long label key",
+			when:    `victim.tenant.labels.exists(k, k.contains("pci"))`,
+			victim:  member("bank", func(p *Party) { p.TenantLabels = map[string]string{huge: "a"} }),
+			wantErr: ErrCostLimit,
+		},
+		{
+			name:   "many labels, rule does not read them",
+			when:   `victim.tenant.name.contains("pci")`,
+			victim: member("bank", manyLabels),
+		},
+		{
+			name:   "long label value, cheap use",
+			when:   `victim.tenant.labels.a == "x"`,
+			victim: member("bank", func(p *Party) { p.TenantLabels = map[string]string{"a": huge} }),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := mustCompileOne(t, tt.when).Match(member("a"), tt.victim)
+			if tt.wantErr == nil && err != nil || !errors.Is(err, tt.wantErr) {
+				t.Errorf("Match error = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// Within the assumed bounds the static estimate really is an upper bound,
+// so the fast program (no runtime limit) cannot cost more than MaxCost.
+// Parties at the bounds and rules that walk every label check it.
+func TestEstimateCoversWorstCase(t *testing.T) {
+	at := func(name string, fill byte) *Party {
+		s := strings.Repeat(name, maxStringLen)[:maxStringLen]
+		labels := func() map[string]string {
+			l := make(map[string]string, maxLabels)
+			for i := range maxLabels {
+				k := fmt.Sprintf("%03d", i) + strings.Repeat(string(fill), maxLabelKeyLen-3)
+				l[k] = strings.Repeat(string(fill), maxLabelValueLen)
+			}
+			return l
+		}
+		return &Party{
+			Tenant: s, Organization: s, Trust: s, Workload: s, DataClass: s, Privilege: s,
+			TenantLabels: labels(), WorkloadLabels: labels(),
+		}
+	}
+	a, b := at("a", 'a'), at("b", 'b')
+	if !withinBounds(a, true) || !withinBounds(b, true) {
+		t.Fatal("test parties are not within the bounds")
+	}
+	for _, when := range []string{
+		`victim.tenant.labels.exists(k, k.startsWith("pci.") && victim.tenant.labels[k] == "yes")`,
+		`victim.tenant.labels.exists(k, k.contains("pci") || victim.tenant.labels[k].contains("pci"))`,
+		`victim.tenant.labels.exists(k, victim.tenant.labels[k].matches("^x+$"))`,
+		`attacker.tenant.labels.exists(k, k + attacker.tenant.labels[k] == victim.tenant.name)`,
+		`victim.workload.labels.map(k, k + "=" + victim.workload.labels[k]).exists(s, s.endsWith("=pci"))`,
+		`victim.tenant == attacker.tenant || victim == attacker`,
+		`victim == victim`,
+		`victim.tenant.name.contains(attacker.tenant.name) || victim.tenant.organization.matches(attacker.tenant.name)`,
+	} {
+		t.Run(when, func(t *testing.T) {
+			r := mustCompileOne(t, when)
+			act := &pair{}
+			act.attacker.set(a)
+			act.victim.set(b)
+			_, det, err := r.limited.Eval(act)
+			if err != nil {
+				t.Fatalf("Eval: %v", err)
+			}
+			if actual := *det.ActualCost(); actual > r.worst || r.worst > MaxCost {
+				t.Errorf("actual cost %d, estimated worst case %d, limit %d", actual, r.worst, MaxCost)
+			} else {
+				t.Logf("actual cost %d, estimated worst case %d", actual, r.worst)
 			}
 		})
 	}
@@ -344,6 +490,8 @@ func TestMatchConcurrent(t *testing.T) {
 	}
 }
 
+// BenchmarkMatch is one rule for one pair within the bounds (the fast
+// program), and the same under the runtime cost limit.
 func BenchmarkMatch(b *testing.B) {
 	attacker := member("mallory", func(p *Party) { p.TenantLabels = map[string]string{"team": "red"} })
 	victim := member("retail", org("bank"), func(p *Party) { p.TenantLabels = map[string]string{"pci.scope": "yes"} })
@@ -352,11 +500,20 @@ func BenchmarkMatch(b *testing.B) {
 		{"single-field", `victim.dataClass == "restricted"`},
 		{"labels-exists", `victim.tenant.labels.exists(k, k.startsWith("pci."))`},
 	} {
+		r := mustCompileOne(b, bc.when)
 		b.Run(bc.name, func(b *testing.B) {
-			m := mustCompile(b, []v1.Rule{{Name: "r", When: bc.when, Require: v1.TierHost}})[0]
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := m.Match(attacker, victim); err != nil {
+				if _, err := r.Match(attacker, victim); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// What Match costs for a pair outside the bounds, under the runtime limit.
+		b.Run(bc.name+"/cost-limited", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := r.eval(r.limited, attacker, victim); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -58,6 +58,15 @@ func (r *Rules) Required(a, b *Party) (Decision, error) {
 // Default is the default rule table of DESIGN §2; the first matching row wins.
 func Default(a, b *Party) Decision {
 	sameTenant := a.Tenant == b.Tenant
+	// An organization left empty is the tenant's own (DESIGN §4 default);
+	// two empty ones must not count as one organization (fail closed).
+	orgA, orgB := a.Organization, b.Organization
+	if orgA == "" {
+		orgA = "tenant:" + a.Tenant
+	}
+	if orgB == "" {
+		orgB = "tenant:" + b.Tenant
+	}
 	switch {
 	case b.DataClass == "restricted" && !sameTenant:
 		return Decision{Host, "rule 1"}
@@ -65,7 +74,7 @@ func Default(a, b *Party) Decision {
 		return Decision{VM, "rule 2"}
 	case sameTenant:
 		return Decision{Container, "rule 3"}
-	case a.Organization == b.Organization:
+	case orgA == orgB:
 		return Decision{Container, "rule 4"}
 	case a.Trust == "trusted":
 		return Decision{Sandbox, "rule 5"}
