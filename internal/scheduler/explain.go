@@ -198,6 +198,12 @@ func (pl *planner) nodeVerdict(w int32, n int, v verdict) NodeVerdict {
 	if v.nraise > 0 {
 		nv.Reason += fmt.Sprintf(", raising %d neighbour group(s)", v.nraise)
 	}
+	if pl.hosts[pl.hostOf[n]].count == 0 {
+		nv.Reason += fmt.Sprintf(" (opens empty host %s)", pl.top.HostName(n))
+	}
+	if v.soft > 0 {
+		nv.Reason += fmt.Sprintf(" (breaks %d soft rule(s))", v.soft)
+	}
 	return nv
 }
 
