@@ -1,0 +1,576 @@
+package runtime
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"rung.dev/rung/internal/bundle"
+)
+
+// Config configures an OCI driver.
+type Config struct {
+	// Binary is the runtime executable, a path or a name looked up in PATH;
+	// default "runc" or "runsc".
+	Binary string
+	// Dir is the driver's directory: the runtime's --root state lives in
+	// Dir/state, replica logs in Dir/logs (both 0700), probe bundles in
+	// Dir/probe-*. Dir is created 0711 if missing.
+	Dir string
+	// Platform is runsc's --platform (default "ptrace"). runsc only.
+	Platform string
+	// Network is runsc's --network (default "none": loopback only). runsc
+	// only.
+	Network string
+	// NoOCISeccomp turns off runsc's --oci-seccomp, which makes gVisor's
+	// kernel enforce the spec's seccomp filter on the workload too. runsc
+	// only; leave it false.
+	NoOCISeccomp bool
+	// ExtraFlags are global flags added to every call (after the driver's).
+	ExtraFlags []string
+	// Logger receives the driver's debug and warning records; nil discards.
+	Logger *slog.Logger
+}
+
+// OCI is a Driver for an OCI runtime CLI: runc or runsc. The two share
+// this wrapper (state JSON, kill, delete, create/start); they differ in
+// global flags and in which host process stands for the container.
+//
+// Bundles: the rootfs must be owned by the tenant's uid range
+// (uidrange.Shift) and the bundle directory and its ancestors must be
+// searchable (o+x) by that range, since runc's init and runsc's gofer open
+// the rootfs from inside the user namespace.
+//
+// Exit statuses: the driver makes its process a child subreaper
+// (PR_SET_CHILD_SUBREAPER), so the container process (runc) or sandbox
+// process (runsc) that the CLI leaves behind becomes this process's child
+// and is reaped here, as containerd's shim does. The status is held in
+// memory: after a restart of this process, Wait on an adopted container
+// reports ErrExitUnknown once it stops. Orphans that end up with this
+// process (gVisor's ptrace stubs, processes of a dying PID namespace) are
+// reaped by a sweep that only takes zombies of other sessions that nobody
+// reaped for a second; a program embedding the driver should not start
+// children with Setsid and leave them unwaited for that long.
+type OCI struct {
+	kind   string // "runc" or "runsc"
+	tier   string
+	bin    string // resolved path; "" if not found
+	binErr error
+	state  string // --root
+	logs   string
+	global []string
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	procs    map[string]*proc
+	creating map[string]bool
+	helpers  map[int]bool      // runsc gofer and sandbox PIDs being reaped
+	zombies  map[int]time.Time // orphaned zombies and when first seen
+
+	detectMu sync.Mutex
+	detected *Availability
+}
+
+// proc is a container process this driver is the parent of.
+type proc struct {
+	pid  int
+	done chan struct{} // closed when reaped
+	exit Exit
+	// copies finish when the container closes its pipes (IO writers that
+	// are not files).
+	copies  sync.WaitGroup
+	closers []io.Closer
+}
+
+// NewRunc returns the container-tier driver.
+func NewRunc(cfg Config) (*OCI, error) {
+	return newOCI("runc", "container", cfg, nil)
+}
+
+// NewRunsc returns the sandbox-tier driver (gVisor).
+func NewRunsc(cfg Config) (*OCI, error) {
+	platform, network := cfg.Platform, cfg.Network
+	if platform == "" {
+		platform = "ptrace"
+	}
+	if network == "" {
+		network = "none"
+	}
+	flags := []string{"--platform=" + platform, "--network=" + network}
+	if !cfg.NoOCISeccomp {
+		flags = append(flags, "--oci-seccomp")
+	}
+	return newOCI("runsc", "sandbox", cfg, flags)
+}
+
+func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("%s driver: no directory", kind)
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s driver: %w", kind, err)
+	}
+	d := &OCI{
+		kind:     kind,
+		tier:     tier,
+		state:    filepath.Join(dir, "state"),
+		logs:     filepath.Join(dir, "logs"),
+		log:      cfg.Logger,
+		procs:    map[string]*proc{},
+		creating: map[string]bool{},
+		helpers:  map[int]bool{},
+		zombies:  map[int]time.Time{},
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	// Dir is searchable (0711) so that probe bundles inside it can be opened
+	// from the probe's user namespace; state and logs stay private.
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, fmt.Errorf("%s driver: %w", kind, err)
+	}
+	for _, p := range []string{d.state, d.logs} {
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			return nil, fmt.Errorf("%s driver: %w", kind, err)
+		}
+	}
+	bin := cfg.Binary
+	if bin == "" {
+		bin = kind
+	}
+	d.bin, d.binErr = exec.LookPath(bin)
+	d.global = append([]string{"--root", d.state}, flags...)
+	d.global = append(d.global, cfg.ExtraFlags...)
+	if err := becomeSubreaper(); err != nil {
+		return nil, fmt.Errorf("%s driver: %w", kind, err)
+	}
+	return d, nil
+}
+
+// Tier is the tier this driver runs: "container" or "sandbox".
+func (d *OCI) Tier() string { return d.tier }
+
+// validID accepts the IDs both runtimes accept and that never name a
+// path: a letter or digit, then up to 127 letters, digits, '_', '.', '-'.
+func validID(id string) bool {
+	if id == "" || len(id) > 128 || strings.Contains(id, "..") {
+		return false
+	}
+	for i, r := range id {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !ok && (i == 0 || r != '_' && r != '.' && r != '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *OCI) check(id string) error {
+	if d.bin == "" {
+		return fmt.Errorf("%s: %v: %w", d.kind, d.binErr, ErrUnavailable)
+	}
+	if !validID(id) {
+		return fmt.Errorf("%s %q: %w", d.kind, id, ErrInvalidID)
+	}
+	return nil
+}
+
+// Create implements Driver.
+func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
+	if err := d.check(id); err != nil {
+		return err
+	}
+	// Reserve the ID in this process, so that a concurrent Create of the
+	// same ID fails here instead of having its cleanup delete ours.
+	d.mu.Lock()
+	_, busy := d.procs[id]
+	if busy || d.creating[id] {
+		d.mu.Unlock()
+		return fmt.Errorf("%s create %s: %w", d.kind, id, ErrExists)
+	}
+	d.creating[id] = true
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.creating, id)
+		d.mu.Unlock()
+	}()
+	if _, err := d.State(ctx, id); err == nil {
+		return fmt.Errorf("%s create %s: %w", d.kind, id, ErrExists)
+	} else if !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
+	}
+	bundle, err := filepath.Abs(bundle)
+	if err != nil {
+		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
+	}
+
+	p := &proc{done: make(chan struct{})}
+	logf, err := os.OpenFile(d.logPath(id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
+	}
+	defer logf.Close() // the container holds its own copy
+	stdin, err := os.Open(os.DevNull)
+	if err != nil {
+		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
+	}
+	defer stdin.Close()
+	stdout, err := p.output(stdio.Stdout, logf)
+	if err != nil {
+		p.closeAll()
+		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
+	}
+	stderr, err := p.output(stdio.Stderr, logf)
+	if err != nil {
+		p.closeAll()
+		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
+	}
+
+	runtimeLog := d.runtimeLogPath(id)
+	_ = os.Remove(runtimeLog)
+	cmd := exec.CommandContext(ctx, d.bin, d.args(runtimeLog, "create", "--bundle", bundle, id)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	cmd.WaitDelay = 5 * time.Second
+	runErr := cmd.Run()
+	// Our ends of the pipes: the container has its own now.
+	p.closeWriteEnds(stdout, stderr, logf)
+	if runErr != nil {
+		msg := lastError(runtimeLog)
+		if msg == noLoggedError {
+			// The runtime died before logging (e.g. a Go runtime crash):
+			// what it printed went to the replica's log file.
+			if b, err := os.ReadFile(d.logPath(id)); err == nil && len(b) > 0 {
+				msg = cliMessage(b)
+			}
+		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_, _ = d.exec(dctx, "delete", "--force", id)
+		p.closeAll()
+		_ = os.Remove(d.logPath(id))
+		_ = os.Remove(runtimeLog)
+		removeCgroups(bundle)
+		return fmt.Errorf("%s create %s: %s: %w", d.kind, id, msg, runErr)
+	}
+	st, err := d.State(ctx, id)
+	if err != nil {
+		p.closeAll()
+		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
+	}
+	p.pid = st.Pid
+	d.mu.Lock()
+	d.procs[id] = p
+	d.mu.Unlock()
+	go func() {
+		p.reap(d.log)
+		d.sweepOrphans()
+	}()
+	if d.kind == "runsc" {
+		d.adoptHelpers()
+	}
+	d.log.Debug("created", "runtime", d.kind, "id", id, "pid", st.Pid)
+	return nil
+}
+
+// Start implements Driver.
+func (d *OCI) Start(ctx context.Context, id string) error {
+	if err := d.check(id); err != nil {
+		return err
+	}
+	if _, err := d.exec(ctx, "start", id); err != nil {
+		return fmt.Errorf("%s start %s: %w", d.kind, id, err)
+	}
+	return nil
+}
+
+// State implements Driver.
+func (d *OCI) State(ctx context.Context, id string) (State, error) {
+	if err := d.check(id); err != nil {
+		return State{}, err
+	}
+	out, err := d.exec(ctx, "state", id)
+	if err != nil {
+		return State{}, fmt.Errorf("%s state %s: %w", d.kind, id, err)
+	}
+	var st State
+	if err := json.Unmarshal(out, &st); err != nil {
+		return State{}, fmt.Errorf("%s state %s: %w", d.kind, id, err)
+	}
+	if st.Status == Stopped || st.Pid < 0 {
+		st.Pid = 0
+	}
+	return st, nil
+}
+
+// Kill implements Driver.
+func (d *OCI) Kill(ctx context.Context, id string, sig syscall.Signal) error {
+	st, err := d.State(ctx, id)
+	if err != nil {
+		return fmt.Errorf("%s kill %s: %w", d.kind, id, err)
+	}
+	if st.Status == Stopped {
+		return fmt.Errorf("%s kill %s: %w", d.kind, id, ErrNotRunning)
+	}
+	if _, err := d.exec(ctx, "kill", id, strconv.Itoa(int(sig))); err != nil {
+		return fmt.Errorf("%s kill %s: %w", d.kind, id, err)
+	}
+	return nil
+}
+
+// Wait implements Driver.
+func (d *OCI) Wait(ctx context.Context, id string) (Exit, error) {
+	if err := d.check(id); err != nil {
+		return Exit{}, err
+	}
+	d.mu.Lock()
+	p := d.procs[id]
+	d.mu.Unlock()
+	if p == nil {
+		return d.pollStopped(ctx, id)
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return Exit{}, fmt.Errorf("%s wait %s: %w", d.kind, id, ctx.Err())
+	}
+	// Let pipe copies drain: the pipes close with the last process holding
+	// them, normally the container itself.
+	drained := make(chan struct{})
+	go func() { p.copies.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(2 * time.Second):
+		d.log.Warn("output pipes still open after exit", "runtime", d.kind, "id", id)
+	case <-ctx.Done():
+	}
+	return p.exit, nil
+}
+
+// pollStopped waits for a container this process did not create (adopted
+// after a restart) to stop; its exit status is unknown.
+func (d *OCI) pollStopped(ctx context.Context, id string) (Exit, error) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st, err := d.State(ctx, id)
+		if err != nil {
+			return Exit{}, fmt.Errorf("%s wait %s: %w", d.kind, id, err)
+		}
+		if st.Status == Stopped {
+			return Exit{Code: -1, At: time.Now()}, fmt.Errorf("%s wait %s: %w", d.kind, id, ErrExitUnknown)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return Exit{}, fmt.Errorf("%s wait %s: %w", d.kind, id, ctx.Err())
+		}
+	}
+}
+
+// Delete implements Driver.
+func (d *OCI) Delete(ctx context.Context, id string) error {
+	if err := d.check(id); err != nil {
+		return err
+	}
+	// `delete --force` succeeds for an unknown ID; ask first.
+	if _, err := d.State(ctx, id); err != nil {
+		return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
+	}
+	if _, err := d.exec(ctx, "delete", "--force", id); err != nil {
+		return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
+	}
+	d.mu.Lock()
+	p := d.procs[id]
+	delete(d.procs, id)
+	d.mu.Unlock()
+	if p != nil {
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			d.log.Warn("container process not reaped after delete", "runtime", d.kind, "id", id, "pid", p.pid)
+		}
+		p.closeAll()
+	}
+	if d.kind == "runsc" {
+		d.adoptHelpers()
+	}
+	d.sweepOrphans()
+	for _, f := range []string{d.logPath(id), d.runtimeLogPath(id)} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
+		}
+	}
+	return nil
+}
+
+// Logs implements Driver.
+func (d *OCI) Logs(ctx context.Context, id string) (io.ReadCloser, error) {
+	if err := d.check(id); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(d.logPath(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s logs %s: %w", d.kind, id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s logs %s: %w", d.kind, id, err)
+	}
+	return f, nil
+}
+
+// LogPath is the replica's log file.
+func (d *OCI) logPath(id string) string { return filepath.Join(d.logs, id+".log") }
+
+// runtimeLogPath is where the runtime CLI writes its own errors (JSON).
+func (d *OCI) runtimeLogPath(id string) string { return filepath.Join(d.logs, id+".runtime.log") }
+
+func (d *OCI) args(runtimeLog string, args ...string) []string {
+	out := append([]string{}, d.global...)
+	if runtimeLog != "" {
+		out = append(out, "--log", runtimeLog, "--log-format", "json")
+	}
+	return append(out, args...)
+}
+
+// exec runs one CLI call and returns its standard output; errors carry the
+// CLI's message and wrap ErrNotFound or ErrNotRunning when it says so.
+func (d *OCI) exec(ctx context.Context, args ...string) ([]byte, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, d.bin, d.args("", args...)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		msg := cliMessage(stderr.Bytes())
+		return nil, fmt.Errorf("%s: %w", msg, classify(msg, err))
+	}
+	return stdout.Bytes(), nil
+}
+
+// classify maps a runtime's error text onto the sentinel errors.
+func classify(msg string, err error) error {
+	switch {
+	case strings.Contains(msg, "does not exist"), strings.Contains(msg, "file does not exist"):
+		return fmt.Errorf("%w (%v)", ErrNotFound, err)
+	case strings.Contains(msg, "not running"), strings.Contains(msg, "cannot signal container"),
+		strings.Contains(msg, "container is stopped"):
+		return fmt.Errorf("%w (%v)", ErrNotRunning, err)
+	}
+	return err
+}
+
+// cliMessage extracts the message of runc's logrus lines
+// (time=... level=error msg="...") or returns the trimmed text.
+func cliMessage(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if i := strings.LastIndex(s, `msg="`); i >= 0 {
+		m := s[i+5:]
+		if j := strings.LastIndex(m, `"`); j >= 0 {
+			m = m[:j]
+		}
+		return strings.ReplaceAll(m, `\"`, `"`)
+	}
+	// Long output is usually a Go traceback: its first lines say why.
+	lines := strings.Split(s, "\n")
+	if len(lines) > 4 {
+		s = strings.Join(lines[:3], "; ") + " … " + lines[len(lines)-1]
+	}
+	if len(s) > 600 {
+		s = s[:600] + "…"
+	}
+	return s
+}
+
+const noLoggedError = "runtime logged no error"
+
+// lastError returns the last error message of a runtime's JSON log.
+func lastError(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "no runtime log"
+	}
+	defer f.Close()
+	msg := noLoggedError
+	dec := json.NewDecoder(bufio.NewReader(f))
+	for {
+		var rec struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if err := dec.Decode(&rec); err != nil {
+			break
+		}
+		if rec.Level == "error" || rec.Level == "fatal" {
+			msg = rec.Msg
+		}
+	}
+	return msg
+}
+
+// output returns the file to hand the container for one stream.
+func (p *proc) output(w io.Writer, logf *os.File) (*os.File, error) {
+	if w == nil {
+		return logf, nil
+	}
+	if f, ok := w.(*os.File); ok {
+		return f, nil
+	}
+	r, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, r, pw)
+	p.copies.Add(1)
+	go func() {
+		defer p.copies.Done()
+		_, _ = io.Copy(w, r)
+	}()
+	return pw, nil
+}
+
+// closeWriteEnds closes this process's copies of pipe write ends handed to
+// the container, so that the copies see EOF when the container exits.
+func (p *proc) closeWriteEnds(files ...*os.File) {
+	for _, f := range files {
+		for _, c := range p.closers {
+			if c == io.Closer(f) {
+				f.Close()
+			}
+		}
+	}
+}
+
+func (p *proc) closeAll() {
+	for _, c := range p.closers {
+		c.Close()
+	}
+}
+
+// removeCgroups removes the (empty) cgroup directories of a bundle whose
+// create failed: runsc leaves them behind. rmdir only removes empty
+// cgroups, so a live one is never touched.
+func removeCgroups(bundleDir string) {
+	s, err := bundle.Read(bundleDir)
+	if err != nil || s.Linux == nil || s.Linux.CgroupsPath == "" || !filepath.IsAbs(s.Linux.CgroupsPath) {
+		return
+	}
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", filepath.Clean(s.Linux.CgroupsPath)))
+	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", filepath.Clean(s.Linux.CgroupsPath)))
+	for _, d := range dirs {
+		_ = syscall.Rmdir(d)
+	}
+}
