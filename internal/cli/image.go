@@ -1,0 +1,395 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"rung.dev/rung/internal/image"
+)
+
+// defaultImageDataDir is where `rung image` keeps its store unless
+// --data-dir says otherwise.
+const defaultImageDataDir = "/var/lib/rung"
+
+// newImageCmd is `rung image`: pack, load, pull, list, remove and unpack
+// OCI images in the node's local store, without Docker.
+func newImageCmd() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Manage OCI images on this node, without Docker",
+	}
+	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", defaultImageDataDir, "data directory; images live in DIR/images")
+	open := func(cmd *cobra.Command) (*image.Store, error) {
+		return image.Open(cmd.Context(), dataDir)
+	}
+	cmd.AddCommand(
+		newImagePackCmd(open),
+		newImageLoadCmd(open),
+		newImagePullCmd(open),
+		newImageListCmd(open),
+		newImageRemoveCmd(open),
+		newImageUnpackCmd(open),
+	)
+	return cmd
+}
+
+// storeOpener opens the store named by the image command's flags.
+type storeOpener func(cmd *cobra.Command) (*image.Store, error)
+
+func newImagePackCmd(open storeOpener) *cobra.Command {
+	var (
+		tag     string
+		busybox bool
+		opts    image.PackOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "pack [DIR] --tag NAME[:TAG]",
+		Short: "Make a one-layer OCI image from a directory",
+		Long: "Make a one-layer OCI image from a directory. The layer is deterministic (sorted entries,\n" +
+			"fixed mtimes, owner 0:0), so the same directory always gives the same digest. Device nodes\n" +
+			"and fifos are refused. With --busybox, DIR is not needed: the image is a minimal root\n" +
+			"built from " + image.BusyboxPath + ".",
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if tag == "" {
+				return withCode(ExitInvalid, errors.New("pack: --tag is required"))
+			}
+			if busybox == (len(args) == 1) {
+				return withCode(ExitInvalid, errors.New("pack: give either DIR or --busybox"))
+			}
+			dir := ""
+			if busybox {
+				tmp, err := os.MkdirTemp("", "rung-busybox-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(tmp)
+				if err := image.BusyboxRoot(tmp); err != nil {
+					return err
+				}
+				dir = tmp
+			} else {
+				dir = args[0]
+			}
+			s, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			d, err := s.Pack(cmd.Context(), dir, tag, opts)
+			if err != nil {
+				return imageErr(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", tag, d)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&tag, "tag", "t", "", "store name, NAME[:TAG]")
+	f.BoolVar(&busybox, "busybox", false, "pack a minimal busybox root instead of DIR")
+	f.StringArrayVar(&opts.Entrypoint, "entrypoint", nil, "entrypoint argument (repeat for each)")
+	f.StringArrayVar(&opts.Cmd, "cmd", nil, "command argument (repeat for each)")
+	f.StringVar(&opts.User, "user", image.DefaultUser, "user the image runs as, UID[:GID]")
+	f.StringArrayVar(&opts.Env, "env", nil, "environment variable KEY=VALUE (repeatable; default "+image.DefaultPath+")")
+	f.StringVar(&opts.WorkingDir, "workdir", "", "working directory")
+	return cmd
+}
+
+func newImageLoadCmd(open storeOpener) *cobra.Command {
+	return &cobra.Command{
+		Use:   "load PATH",
+		Short: "Import an OCI image layout directory or a docker-archive tarball",
+		Long: "Import images from an OCI image layout (oci-layout:DIR[:TAG], or a directory) or a\n" +
+			"docker-archive tarball as written by `docker save` (docker-archive:FILE, or a file).",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			refs, err := s.Load(cmd.Context(), args[0])
+			if err != nil {
+				return imageErr(err)
+			}
+			for _, r := range refs {
+				fmt.Fprintf(cmd.OutOrStdout(), "loaded %s %s\n", r, r.Digest)
+			}
+			return nil
+		},
+	}
+}
+
+func newImagePullCmd(open storeOpener) *cobra.Command {
+	var (
+		insecure bool
+		platform string
+	)
+	cmd := &cobra.Command{
+		Use:   "pull REF",
+		Short: "Download an image from an OCI registry into the store",
+		Long: "Download an image from an OCI registry. The tag is resolved to a digest once; the store\n" +
+			"records the digest. Credentials come from the Docker config file, if any.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts := image.PullOptions{Insecure: insecure, Keychain: authn.DefaultKeychain}
+			if platform != "" {
+				p, err := v1.ParsePlatform(platform)
+				if err != nil {
+					return withCode(ExitInvalid, fmt.Errorf("pull: --platform: %w", err))
+				}
+				opts.Platform = *p
+			}
+			s, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			opts.Progress = newProgress(cmd, "pull")
+			r, err := s.Pull(cmd.Context(), args[0], opts)
+			if err != nil {
+				return imageErr(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", r, r.Digest)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain HTTP to a registry that is not on loopback")
+	cmd.Flags().StringVar(&platform, "platform", "", "OS/ARCH[/VARIANT] to pick from a multi-platform image (default linux on this machine's architecture)")
+	return cmd
+}
+
+func newImageListCmd(open storeOpener) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List the images in the store",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "" && output != "json" {
+				return withCode(ExitInvalid, fmt.Errorf("ls: -o %q: only json is supported", output))
+			}
+			s, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			list, err := s.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if output == "json" {
+				if list == nil {
+					list = []image.Entry{}
+				}
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(list)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tTAG\tDIGEST\tSIZE\tCREATED")
+			for _, e := range list {
+				tag := e.Tag
+				if tag == "" {
+					tag = "<none>"
+				}
+				created := "-"
+				if !e.Created.IsZero() {
+					created = e.Created.UTC().Format(time.DateTime)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Name, tag, shortDigest(e.Digest), humanBytes(e.Size), created)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	return cmd
+}
+
+func newImageRemoveCmd(open storeOpener) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm REF...",
+		Aliases: []string{"remove"},
+		Short:   "Remove names from the store and delete blobs no name needs",
+		Long:    "Remove NAME[:TAG], NAME@DIGEST, or every name of a sha256:DIGEST, then delete unused blobs.",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			for _, ref := range args {
+				if err := s.Remove(cmd.Context(), ref); err != nil {
+					return imageErr(err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", ref)
+			}
+			return nil
+		},
+	}
+}
+
+func newImageUnpackCmd(open storeOpener) *cobra.Command {
+	var (
+		uidBase, gidBase, idRange int
+		maxLayer, maxTotal        int64
+	)
+	cmd := &cobra.Command{
+		Use:   "unpack REF DIR",
+		Short: "Unpack an image into a root filesystem directory, safely",
+		Long: "Apply an image's layers into DIR through a root-confined file handle: entries that would\n" +
+			"escape DIR, device nodes and fifos are refused, setuid/setgid bits are stripped, and\n" +
+			"--uid-base/--gid-base shift ownership into a user-namespace range.",
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			img, d, err := s.Resolve(cmd.Context(), args[0])
+			if err != nil {
+				return imageErr(err)
+			}
+			var st image.UnpackStats
+			opts := image.UnpackOptions{
+				MaxLayerSize: maxLayer,
+				MaxTotalSize: maxTotal,
+				Progress:     newProgress(cmd, "unpack"),
+				Stats:        &st,
+			}
+			if cmd.Flags().Changed("uid-base") || cmd.Flags().Changed("gid-base") {
+				if uidBase <= 0 || gidBase <= 0 || idRange <= 0 {
+					return withCode(ExitInvalid, errors.New("unpack: --uid-base, --gid-base and --id-range must be positive"))
+				}
+				opts.Chown = image.ShiftIDs(uidBase, gidBase, idRange)
+			}
+			if err := image.Unpack(cmd.Context(), img, args[1], opts); err != nil {
+				return imageErr(err)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "unpacked %s into %s: %d layers, %d entries, %s\n", d, args[1], st.Layers, st.Entries, humanBytes(st.Bytes))
+			if len(st.Stripped) > 0 {
+				fmt.Fprintf(w, "stripped setuid/setgid from %d: %s\n", len(st.Stripped), strings.Join(st.Stripped, ", "))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&uidBase, "uid-base", 0, "host uid that the image's uid 0 maps to")
+	f.IntVar(&gidBase, "gid-base", 0, "host gid that the image's gid 0 maps to")
+	f.IntVar(&idRange, "id-range", 65536, "size of the uid/gid range; ids outside it are refused")
+	f.Int64Var(&maxLayer, "max-layer-size", image.DefaultMaxLayerSize, "largest uncompressed layer, bytes")
+	f.Int64Var(&maxTotal, "max-size", image.DefaultMaxTotalSize, "largest uncompressed image, bytes")
+	return cmd
+}
+
+// imageErr gives bad references the invalid-input exit code.
+func imageErr(err error) error {
+	if errors.Is(err, image.ErrInvalidRef) {
+		return withCode(ExitInvalid, err)
+	}
+	return err
+}
+
+func shortDigest(h v1.Hash) string {
+	if len(h.Hex) > 12 {
+		return h.Algorithm + ":" + h.Hex[:12]
+	}
+	return h.String()
+}
+
+// humanBytes formats n in binary units: 512 B, 1.5 KiB, 2.0 MiB.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// newProgress draws a bar per blob on stdout when it is a terminal, and
+// otherwise prints one plain line per finished blob on stderr, so that
+// stdout stays clean for scripts.
+func newProgress(cmd *cobra.Command, verb string) image.Progress {
+	out := cmd.OutOrStdout()
+	if isTerminal(out) {
+		return &progressBar{w: out, verb: verb, tty: true, done: map[v1.Hash]bool{}}
+	}
+	return &progressBar{w: cmd.ErrOrStderr(), verb: verb, done: map[v1.Hash]bool{}}
+}
+
+// isTerminal reports whether w is a terminal (not merely a character
+// device such as /dev/null).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// progressBar implements image.Progress for the command line.
+type progressBar struct {
+	w    io.Writer
+	verb string
+	tty  bool
+
+	mu   sync.Mutex
+	last time.Time
+	done map[v1.Hash]bool
+}
+
+const barWidth = 30
+
+func (p *progressBar) Update(blob v1.Hash, done, total int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done[blob] {
+		return
+	}
+	finished := total >= 0 && done == total
+	if finished {
+		p.done[blob] = true
+	}
+	if !p.tty {
+		if finished {
+			fmt.Fprintf(p.w, "%s %s: %s\n", p.verb, shortDigest(blob), humanBytes(total))
+		}
+		return
+	}
+	if !finished && time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	bar := strings.Repeat(" ", barWidth)
+	amount := humanBytes(done)
+	if total > 0 {
+		n := int(done * barWidth / total)
+		bar = strings.Repeat("=", n) + strings.Repeat(" ", barWidth-n)
+		if n < barWidth {
+			bar = bar[:n] + ">" + bar[n+1:]
+		}
+		amount += " / " + humanBytes(total)
+	}
+	fmt.Fprintf(p.w, "\r\x1b[K%s %s [%s] %s", p.verb, shortDigest(blob), bar, amount)
+	if finished {
+		fmt.Fprintln(p.w)
+	}
+}
