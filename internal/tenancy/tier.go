@@ -84,3 +84,20 @@ func (s Set) String() string {
 	}
 	return out + "]"
 }
+
+// MarshalText writes the tier's manifest name.
+func (t Tier) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// UnmarshalText parses a manifest name ("none" is None).
+func (t *Tier) UnmarshalText(b []byte) error {
+	if string(b) == "none" {
+		*t = None
+		return nil
+	}
+	v, err := ParseTier(v1.Tier(b))
+	if err != nil {
+		return err
+	}
+	*t = v
+	return nil
+}

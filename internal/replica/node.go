@@ -1,0 +1,461 @@
+// Package replica turns a replica's description (tenant, tier, image,
+// command, limits) into a running, hardened process on this node: it
+// resolves the image, unpacks it into a rootfs owned by the tenant's UID
+// range, writes a hardened bundle and hands it to the tier's driver. It is
+// the node-side I/O half; the scheduler decides, this package does.
+package replica
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"syscall"
+	"time"
+
+	"rung.dev/rung/internal/bundle"
+	"rung.dev/rung/internal/image"
+	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/runtime/microvm"
+	"rung.dev/rung/internal/tenancy"
+	"rung.dev/rung/internal/topology"
+)
+
+// Errors callers can check with errors.Is.
+var (
+	ErrInvalid     = errors.New("invalid replica")
+	ErrNotFound    = errors.New("replica not found")
+	ErrUnavailable = errors.New("tier unavailable on this node")
+	ErrExclusive   = errors.New("host tier needs a host without other tenants")
+)
+
+// Spec is one replica to run.
+type Spec struct {
+	ID     string       `json:"id"`
+	Tenant string       `json:"tenant"`
+	Tier   tenancy.Tier `json:"tier"`
+	Image  string       `json:"image"`
+	// Args replace the image's Cmd (its Entrypoint stays), as in Docker.
+	Args         []string           `json:"args,omitempty"`
+	Env          []string           `json:"env,omitempty"`
+	Resources    topology.Resources `json:"resources"`
+	Capabilities []string           `json:"capabilities,omitempty"`
+}
+
+// Record is what the node keeps about a replica it prepared.
+type Record struct {
+	Spec    Spec      `json:"spec"`
+	Digest  string    `json:"digest"`
+	Created time.Time `json:"created"`
+	UIDBase uint32    `json:"uidBase"`
+}
+
+// Node runs replicas on this machine under a data directory:
+//
+//	DIR/images/            the OCI image store
+//	DIR/runtimes/{runc,runsc}/  driver state and replica logs
+//	DIR/replicas/ID/       bundle (config.json, rootfs/) and replica.json
+//	DIR/tenants.json       tenant → UID range registry
+type Node struct {
+	dir     string
+	images  *image.Store
+	runc    *runtime.OCI
+	runsc   *runtime.OCI
+	vm      *microvm.Detector
+	log     *slog.Logger
+	cgroups string
+}
+
+// Options configure a Node.
+type Options struct {
+	// RunscPlatform is gVisor's platform; default ptrace.
+	RunscPlatform string
+	// VM configures the micro-VM tier's boot probe; the zero value has no
+	// guest kernel, so the vm tier reports unavailable (fail closed).
+	VM     microvm.Probe
+	Logger *slog.Logger
+}
+
+// Open prepares the data directory and the drivers.
+func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	// 0711: the runtimes open bundles from inside tenants' user namespaces.
+	for _, d := range []string{abs, filepath.Join(abs, "replicas"), filepath.Join(abs, "runtimes")} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		if err := os.Chmod(d, 0o711); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+	}
+	store, err := image.Open(ctx, abs)
+	if err != nil {
+		return nil, err
+	}
+	runc, err := runtime.NewRunc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runc"), Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	runsc, err := runtime.NewRunsc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runsc"), Platform: opts.RunscPlatform, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: "/rung"}, nil
+}
+
+// Images is the node's image store.
+func (n *Node) Images() *image.Store { return n.images }
+
+// Dir is the data directory.
+func (n *Node) Dir() string { return n.dir }
+
+// Availability probes every tier's runtime on this node (cached per driver).
+func (n *Node) Availability(ctx context.Context) map[tenancy.Tier]runtime.Availability {
+	out := map[tenancy.Tier]runtime.Availability{
+		tenancy.Container: n.runc.Detect(ctx),
+		tenancy.Sandbox:   n.runsc.Detect(ctx),
+		tenancy.VM:        n.vm.Detect(ctx),
+	}
+	h := out[tenancy.Container]
+	h.Tier = "host"
+	out[tenancy.Host] = h
+	return out
+}
+
+// Runtimes is the set of tiers this node can run now.
+func (n *Node) Runtimes(ctx context.Context) tenancy.Set {
+	var s tenancy.Set
+	for t, a := range n.Availability(ctx) {
+		if a.Available {
+			s = s.With(t)
+		}
+	}
+	return s
+}
+
+// Driver returns the driver of tier t, or an error saying why the tier
+// can't run here. There is no fallback to a weaker tier.
+func (n *Node) Driver(ctx context.Context, t tenancy.Tier) (runtime.Driver, error) {
+	var d *runtime.OCI
+	switch t {
+	case tenancy.Container, tenancy.Host:
+		d = n.runc
+	case tenancy.Sandbox:
+		d = n.runsc
+	case tenancy.VM:
+		a := n.vm.Detect(ctx)
+		// The micro-VM driver can't boot a guest on this machine class; see
+		// README "Known gaps". Detection decides; nothing runs weaker.
+		return nil, fmt.Errorf("%w: vm: %s", ErrUnavailable, a.Reason)
+	default:
+		return nil, fmt.Errorf("%w: tier %q", ErrInvalid, t)
+	}
+	if a := d.Detect(ctx); !a.Available {
+		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, t, a.Reason)
+	}
+	return d, nil
+}
+
+var idRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$`)
+
+func (s *Spec) validate() error {
+	switch {
+	case !idRE.MatchString(s.ID):
+		return fmt.Errorf("%w: id %q: use lowercase letters, digits and '-', at most 64", ErrInvalid, s.ID)
+	case !idRE.MatchString(s.Tenant):
+		return fmt.Errorf("%w: tenant %q is not a DNS label", ErrInvalid, s.Tenant)
+	case s.Image == "":
+		return fmt.Errorf("%w: image is empty", ErrInvalid)
+	case s.Tier < tenancy.Container || s.Tier > tenancy.Host:
+		return fmt.Errorf("%w: tier %s", ErrInvalid, s.Tier)
+	}
+	return nil
+}
+
+func (n *Node) replicaDir(id string) string { return filepath.Join(n.dir, "replicas", id) }
+
+// Prepare resolves the image and writes the replica's bundle: a rootfs
+// unpacked with every file owned by the tenant's UID range, and a hardened
+// config.json. It returns the bundle directory. A failure leaves nothing.
+func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
+	if err := s.validate(); err != nil {
+		return "", err
+	}
+	if s.Tier == tenancy.Host {
+		if err := n.exclusive(s.Tenant); err != nil {
+			return "", err
+		}
+	}
+	img, digest, err := n.images.Resolve(ctx, s.Image)
+	if err != nil {
+		return "", fmt.Errorf("replica %s: image %s: %w", s.ID, s.Image, err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return "", fmt.Errorf("replica %s: image config: %w", s.ID, err)
+	}
+	r, err := n.TenantRange(s.Tenant)
+	if err != nil {
+		return "", err
+	}
+	dir = n.replicaDir(s.ID)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("%w: replica %s already exists", ErrInvalid, s.ID)
+		}
+		return "", err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return "", err
+	}
+	if err := image.Unpack(ctx, img, rootfs, image.UnpackOptions{
+		Chown: image.ShiftIDs(int(r.HostUID), int(r.HostGID), int(r.Size)),
+	}); err != nil {
+		return "", fmt.Errorf("replica %s: %w", s.ID, err)
+	}
+	// The rootfs directory itself belongs to the tenant's root.
+	if err := os.Lchown(rootfs, int(r.HostUID), int(r.HostGID)); err != nil {
+		return "", err
+	}
+	args := append(append([]string{}, cfg.Config.Entrypoint...), cfg.Config.Cmd...)
+	if len(s.Args) > 0 {
+		args = append(append([]string{}, cfg.Config.Entrypoint...), s.Args...)
+	}
+	if len(args) == 0 {
+		return "", fmt.Errorf("%w: replica %s: no command (the image has no entrypoint or cmd; pass one)", ErrInvalid, s.ID)
+	}
+	uid, gid, err := imageUser(cfg.Config.User)
+	if err != nil {
+		return "", fmt.Errorf("replica %s: %w", s.ID, err)
+	}
+	env := append(append([]string{}, cfg.Config.Env...), s.Env...)
+	if len(env) == 0 {
+		env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	}
+	res := withDefaults(s.Resources)
+	opts := []bundle.Opt{
+		bundle.WithRootfs("rootfs"),
+		bundle.WithUserNamespace(r),
+		bundle.WithProcess(args, env, cwd(cfg.Config.WorkingDir)),
+		bundle.WithUser(uid, gid),
+		bundle.WithHostname(s.ID),
+		bundle.WithResources(res.MilliCPU, res.Memory, res.PIDs),
+		bundle.WithCgroupsPath(fmt.Sprintf("%s/%s/%s", n.cgroups, s.Tenant, s.ID)),
+		bundle.WithAnnotations(map[string]string{
+			"dev.rung.tenant": s.Tenant, "dev.rung.tier": s.Tier.String(), "dev.rung.image": digest.String(),
+		}),
+	}
+	if len(s.Capabilities) > 0 {
+		opts = append(opts, bundle.WithCapabilities(s.Capabilities...))
+	}
+	spec, err := bundle.New(opts...)
+	if err != nil {
+		return "", fmt.Errorf("replica %s: %w", s.ID, err)
+	}
+	if err := bundle.Write(dir, spec); err != nil {
+		return "", err
+	}
+	rec, err := json.MarshalIndent(Record{Spec: s, Digest: digest.String(), Created: time.Now().UTC(), UIDBase: r.HostUID}, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := writeSync(filepath.Join(dir, "replica.json"), rec); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// withDefaults fills limits a replica must always have (DESIGN §1: cgroup
+// CPU, memory and PIDs limits are always on).
+func withDefaults(r topology.Resources) topology.Resources {
+	if r.MilliCPU <= 0 {
+		r.MilliCPU = 1000
+	}
+	if r.Memory <= 0 {
+		r.Memory = 256 << 20
+	}
+	if r.PIDs <= 0 {
+		r.PIDs = 128
+	}
+	return r
+}
+
+func cwd(dir string) string {
+	if dir == "" {
+		return "/"
+	}
+	return dir
+}
+
+// imageUser parses the image's "uid[:gid]" user. Names would need the
+// image's /etc/passwd; rung images use numbers. An empty user runs as
+// nobody (65534), never as root by default.
+func imageUser(u string) (uint32, uint32, error) {
+	if u == "" {
+		return 65534, 65534, nil
+	}
+	var uid, gid uint32
+	if n, _ := fmt.Sscanf(u, "%d:%d", &uid, &gid); n == 2 {
+		return uid, gid, nil
+	}
+	if n, _ := fmt.Sscanf(u, "%d", &uid); n == 1 && fmt.Sprint(uid) == u {
+		return uid, uid, nil
+	}
+	return 0, 0, fmt.Errorf("%w: image user %q: use a numeric uid[:gid]", ErrInvalid, u)
+}
+
+// exclusive refuses a host-tier replica when another tenant has replicas
+// on this node.
+func (n *Node) exclusive(tenant string) error {
+	recs, err := n.Records()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.Spec.Tenant != tenant {
+			return fmt.Errorf("%w: tenant %s has replica %s here", ErrExclusive, r.Spec.Tenant, r.Spec.ID)
+		}
+	}
+	return nil
+}
+
+// Records lists the replicas prepared on this node, by id.
+func (n *Node) Records() ([]Record, error) {
+	entries, err := os.ReadDir(filepath.Join(n.dir, "replicas"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Record
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(n.dir, "replicas", e.Name(), "replica.json"))
+		if err != nil {
+			continue // being prepared or removed
+		}
+		var r Record
+		if err := json.Unmarshal(data, &r); err != nil {
+			return nil, fmt.Errorf("replica %s: corrupt record: %w", e.Name(), err)
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Spec.ID < out[b].Spec.ID })
+	return out, nil
+}
+
+// Run runs a replica to completion (rung run): prepare, create, start,
+// wait, then delete the container and its bundle, also on error.
+func (n *Node) Run(ctx context.Context, s Spec, stdio runtime.IO) (runtime.Exit, error) {
+	d, err := n.Driver(ctx, s.Tier)
+	if err != nil {
+		return runtime.Exit{}, err
+	}
+	dir, err := n.Prepare(ctx, s)
+	if err != nil {
+		return runtime.Exit{}, err
+	}
+	defer os.RemoveAll(dir)
+	return runtime.Run(ctx, d, s.ID, dir, stdio)
+}
+
+// Start prepares and starts a long-running replica; its output goes to the
+// driver's log file.
+func (n *Node) Start(ctx context.Context, s Spec) error {
+	d, err := n.Driver(ctx, s.Tier)
+	if err != nil {
+		return err
+	}
+	dir, err := n.Prepare(ctx, s)
+	if err != nil {
+		return err
+	}
+	if err := d.Create(ctx, s.ID, dir, runtime.IO{}); err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	if err := d.Start(ctx, s.ID); err != nil {
+		_ = d.Delete(context.WithoutCancel(ctx), s.ID)
+		os.RemoveAll(dir)
+		return err
+	}
+	return nil
+}
+
+// Remove kills and deletes a replica and its bundle.
+func (n *Node) Remove(ctx context.Context, id string) error {
+	rec, err := n.record(id)
+	if err != nil {
+		return err
+	}
+	d, err := n.driverFor(rec.Spec.Tier)
+	if err != nil {
+		return err
+	}
+	if err := d.Kill(ctx, id, syscall.SIGKILL); err != nil && !errors.Is(err, runtime.ErrNotRunning) && !errors.Is(err, runtime.ErrNotFound) {
+		return err
+	}
+	if err := d.Delete(ctx, id); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		return err
+	}
+	return os.RemoveAll(n.replicaDir(id))
+}
+
+// State reports a replica's runtime state.
+func (n *Node) State(ctx context.Context, id string) (runtime.State, error) {
+	rec, err := n.record(id)
+	if err != nil {
+		return runtime.State{}, err
+	}
+	d, err := n.driverFor(rec.Spec.Tier)
+	if err != nil {
+		return runtime.State{}, err
+	}
+	return d.State(ctx, id)
+}
+
+// OCI returns the OCI driver that runs tier t (runc for container and host,
+// runsc for sandbox), for inspection by `rung verify`.
+func (n *Node) OCI(t tenancy.Tier) (*runtime.OCI, error) { return n.driverFor(t) }
+
+func (n *Node) driverFor(t tenancy.Tier) (*runtime.OCI, error) {
+	switch t {
+	case tenancy.Container, tenancy.Host:
+		return n.runc, nil
+	case tenancy.Sandbox:
+		return n.runsc, nil
+	}
+	return nil, fmt.Errorf("%w: tier %s has no driver here", ErrUnavailable, t)
+}
+
+func (n *Node) record(id string) (Record, error) {
+	if !idRE.MatchString(id) {
+		return Record{}, fmt.Errorf("%w: id %q", ErrInvalid, id)
+	}
+	data, err := os.ReadFile(filepath.Join(n.replicaDir(id), "replica.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return Record{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return Record{}, err
+	}
+	var r Record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return Record{}, fmt.Errorf("replica %s: corrupt record: %w", id, err)
+	}
+	return r, nil
+}

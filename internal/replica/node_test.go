@@ -1,0 +1,161 @@
+package replica_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"rung.dev/rung/internal/image"
+	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/runtime/drivertest"
+	"rung.dev/rung/internal/tenancy"
+	"rung.dev/rung/internal/topology"
+)
+
+// node opens a Node in a fresh data dir with the project's busybox image.
+func node(t *testing.T) *replica.Node {
+	t.Helper()
+	drivertest.RequireRoot(t)
+	drivertest.RequireBinary(t, "busybox")
+	ctx := t.Context()
+	n, err := replica.Open(ctx, drivertest.SearchableTempDir(t), replica.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	if err := image.BusyboxRoot(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Images().Pack(ctx, root, "busybox:latest", image.PackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func status(t *testing.T, out, key string) string {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && k == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// TestRunContainerIsHardened runs a real replica under runc and checks the
+// hardening from the live process's own view.
+func TestRunContainerIsHardened(t *testing.T) {
+	drivertest.RequireBinary(t, "runc")
+	n := node(t)
+	ctx := t.Context()
+	var out, errb bytes.Buffer
+	spec := replica.Spec{ID: "bio-seq-0", Tenant: "biology", Tier: tenancy.Container, Image: "busybox:latest",
+		Args:      []string{"sh", "-c", "cat /proc/self/status; echo uidmap $(cat /proc/self/uid_map); touch /x 2>/dev/null || echo rofs; exit 7"},
+		Resources: topology.Resources{MilliCPU: 500, Memory: 64 << 20, PIDs: 32}}
+	exit, err := n.Run(ctx, spec, runtime.IO{Stdout: &out, Stderr: &errb})
+	if err != nil {
+		t.Fatalf("run: %v (stderr %s)", err, errb.String())
+	}
+	if exit.Code != 7 {
+		t.Errorf("exit code %d, want 7", exit.Code)
+	}
+	r, err := n.TenantRange("biology")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	for key, want := range map[string]string{"Seccomp": "2", "NoNewPrivs": "1", "CapEff": "0000000000000000", "CapBnd": "0000000000000000"} {
+		if got := status(t, s, key); got != want {
+			t.Errorf("%s = %q, want %q", key, got, want)
+		}
+	}
+	if want := fmt.Sprintf("uidmap 0 %d %d", r.HostUID, r.Size); !strings.Contains(s, want) {
+		t.Errorf("uid_map: want %q in\n%s", want, s)
+	}
+	if !strings.Contains(s, "rofs") {
+		t.Errorf("root filesystem is writable:\n%s", s)
+	}
+	// Run cleans up: no bundle left behind.
+	if recs, _ := n.Records(); len(recs) != 0 {
+		t.Errorf("records left: %+v", recs)
+	}
+}
+
+// TestTenantsGetDisjointRanges checks ranges are stable and never shared.
+func TestTenantsGetDisjointRanges(t *testing.T) {
+	drivertest.RequireRoot(t)
+	n, err := replica.Open(t.Context(), t.TempDir(), replica.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := n.TenantRange("a")
+	b, _ := n.TenantRange("b")
+	a2, _ := n.TenantRange("a")
+	if a != a2 {
+		t.Errorf("range of a changed: %v then %v", a, a2)
+	}
+	if a.Overlaps(b) || a.HostUID == 0 || b.HostUID == 0 {
+		t.Errorf("ranges a %v b %v overlap or include root", a, b)
+	}
+	// A corrupt registry is an error, never a guess.
+	if err := os.WriteFile(filepath.Join(n.Dir(), "tenants.json"), []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.TenantRange("c"); err == nil {
+		t.Error("corrupt tenants.json accepted")
+	}
+}
+
+func TestFailClosed(t *testing.T) {
+	n := node(t)
+	ctx := context.Background()
+	// No guest kernel here: the vm tier refuses; nothing runs weaker.
+	_, err := n.Run(ctx, replica.Spec{ID: "vm-0", Tenant: "acme", Tier: tenancy.VM, Image: "busybox:latest", Args: []string{"true"}}, runtime.IO{})
+	if !errors.Is(err, replica.ErrUnavailable) {
+		t.Errorf("vm tier: err %v, want ErrUnavailable", err)
+	}
+	if recs, _ := n.Records(); len(recs) != 0 {
+		t.Errorf("vm refusal left records: %+v", recs)
+	}
+	for _, bad := range []replica.Spec{
+		{ID: "../x", Tenant: "acme", Tier: tenancy.Container, Image: "busybox:latest"},
+		{ID: "ok", Tenant: "Acme/..", Tier: tenancy.Container, Image: "busybox:latest"},
+		{ID: "ok", Tenant: "acme", Tier: tenancy.Container, Image: "nope:latest"},
+	} {
+		if _, err := n.Prepare(ctx, bad); err == nil {
+			t.Errorf("Prepare(%+v) accepted", bad)
+		}
+	}
+}
+
+// TestHostTierIsExclusive: a host-tier replica refuses a node that runs
+// another tenant's replica.
+func TestHostTierIsExclusive(t *testing.T) {
+	drivertest.RequireBinary(t, "runc")
+	n := node(t)
+	ctx := t.Context()
+	if err := n.Start(ctx, replica.Spec{ID: "geo-0", Tenant: "geology", Tier: tenancy.Container, Image: "busybox:latest", Args: []string{"sleep", "30"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Remove(context.Background(), "geo-0") })
+	st, err := n.State(ctx, "geo-0")
+	if err != nil || st.Status != runtime.Running {
+		t.Fatalf("state %+v err %v", st, err)
+	}
+	_, err = n.Prepare(ctx, replica.Spec{ID: "bank-0", Tenant: "bank", Tier: tenancy.Host, Image: "busybox:latest", Args: []string{"true"}})
+	if !errors.Is(err, replica.ErrExclusive) {
+		t.Errorf("host tier next to another tenant: err %v, want ErrExclusive", err)
+	}
+	if err := n.Remove(ctx, "geo-0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.State(ctx, "geo-0"); !errors.Is(err, replica.ErrNotFound) {
+		t.Errorf("after remove: %v, want ErrNotFound", err)
+	}
+}
