@@ -34,13 +34,21 @@ const (
 	// MaxItems is the most entries of one list or mapping.
 	MaxItems = 100000
 
-	maxKeyLen      = 1024 // longest mapping key
-	maxQuantityLen = 64   // longest quantity string; real ones are a few bytes
-	maxErrors      = 100  // errors reported per file before giving up
+	maxValues      = 1 << 19 // estimated values (YAML nodes) per file
+	maxKeyLen      = 1024    // longest mapping key
+	maxQuantityLen = 64      // longest quantity string; real ones are a few bytes
+	maxErrors      = 100     // errors reported per file before giving up
 )
 
-// manifestExts are the file name extensions read from directories.
-var manifestExts = []string{".yaml", ".yml", ".json"}
+// isManifest reports whether a file in a directory is read as a manifest:
+// its name ends in .yaml, .yml or .json, in any case.
+func isManifest(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
 
 // Load reads manifests from files and directories, applies defaults and
 // validates the result. A directory is read recursively in lexical order,
@@ -54,44 +62,36 @@ var manifestExts = []string{".yaml", ".yml", ".json"}
 // document is broken are not reported again.
 func Load(paths ...string) (*Set, error) {
 	set := &Set{Origins: map[string]Origin{}}
-	var errs []error
+	var errs []error // I/O errors
+	var fes []*FieldError
 	var broken brokenRefs
+	unreadable := func(err error) {
+		errs = append(errs, err)
+		broken.topology = true // it may have held the nodes others refer to
+	}
 	for _, p := range paths {
 		files, err := manifestFiles(p)
 		if err != nil {
-			errs = append(errs, err)
-			broken.topology = true
-			continue
+			unreadable(err)
 		}
 		for _, f := range files {
 			data, err := readManifest(f)
 			if err != nil {
-				errs = append(errs, err)
-				broken.topology = true
+				unreadable(err)
 				continue
 			}
 			s, derrs, b := decode(f, data)
 			set.Merge(s)
-			errs = append(errs, derrs...)
+			fes = append(fes, derrs...)
 			broken.merge(b)
 		}
 	}
-	fes := set.validate(broken)
-	for _, e := range errs {
-		if fe, ok := e.(*FieldError); ok {
-			fes = append(fes, fe)
-		}
-	}
+	fes = append(fes, set.validate(broken)...)
 	sortFieldErrors(fes)
-	// I/O errors first, then every FieldError in file and line order.
-	errs = slices.DeleteFunc(errs, func(e error) bool { _, ok := e.(*FieldError); return ok })
 	for _, fe := range fes {
 		errs = append(errs, fe)
 	}
-	if len(errs) > 0 {
-		return set, errors.Join(errs...)
-	}
-	return set, nil
+	return set, errors.Join(errs...)
 }
 
 // manifestFiles lists the files to read for one path given by the user.
@@ -114,7 +114,12 @@ func manifestFiles(root string) ([]string, error) {
 			}
 			return nil
 		}
-		if !e.IsDir() && slices.Contains(manifestExts, strings.ToLower(filepath.Ext(p))) {
+		// testdata holds fixtures and golden files, not manifests (Go's
+		// convention), so a whole repository directory can be planned.
+		if p != root && e.IsDir() && e.Name() == "testdata" {
+			return filepath.SkipDir
+		}
+		if !e.IsDir() && isManifest(p) {
 			files = append(files, p)
 		}
 		return nil
@@ -150,7 +155,7 @@ func readManifest(name string) ([]byte, error) {
 // *FieldError values.
 func Decode(file string, data []byte) (*Set, error) {
 	s, errs, _ := decode(file, data)
-	return s, errors.Join(errs...)
+	return s, joinFieldErrors(errs)
 }
 
 // brokenRefs records objects whose documents failed to decode, so that
@@ -171,7 +176,7 @@ func (b *brokenRefs) merge(o brokenRefs) {
 }
 
 // decode is Decode that also reports which objects were broken.
-func decode(file string, data []byte) (*Set, []error, brokenRefs) {
+func decode(file string, data []byte) (*Set, []*FieldError, brokenRefs) {
 	d := &decoder{
 		file:   file,
 		set:    &Set{Origins: map[string]Origin{}},
@@ -180,11 +185,7 @@ func decode(file string, data []byte) (*Set, []error, brokenRefs) {
 	}
 	d.run(data)
 	d.set.ApplyDefaults()
-	errs := make([]error, len(d.errs))
-	for i, e := range d.errs {
-		errs[i] = e
-	}
-	return d.set, errs, d.broken
+	return d.set, d.errs, d.broken
 }
 
 // decoder decodes one file. It holds no state beyond that file.
@@ -241,6 +242,12 @@ func (d *decoder) run(data []byte) {
 			"split it into several files")
 		return
 	}
+	// The parsers build a tree of the whole document first, at some 200
+	// bytes a value: "[a,a,a,…]" would turn 16 MiB into gigabytes.
+	if n := estimateValues(data); n > maxValues {
+		d.fail(0, "", fmt.Sprintf("file has more than %d values", maxValues), "split it into several files")
+		return
+	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 byte order mark
 	var next func() (*yaml.Node, error)
 	if d.isJSON(data) {
@@ -267,6 +274,21 @@ func (d *decoder) run(data []byte) {
 		}
 		d.document(root)
 	}
+}
+
+// estimateValues bounds from above the number of values (YAML nodes) in a
+// YAML or JSON text: every value but the first follows one of these bytes.
+func estimateValues(data []byte) int {
+	n := 1
+	for _, c := range data {
+		switch c {
+		case ':', '?':
+			n += 2 // a key and its value
+		case ',', '-', '[', '{':
+			n++
+		}
+	}
+	return n
 }
 
 // isJSON reports whether data should be read as JSON: a .json file, or input
@@ -481,7 +503,13 @@ func (d *decoder) value(n *yaml.Node, t reflect.Type, path string, depth int) an
 		return b
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		var i int64
-		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil {
+		tag := n.ShortTag()
+		if n.Kind == yaml.ScalarNode && (tag == "!!int" || tag == "!!float") &&
+			isDigits(strings.TrimLeft(n.Value, "+-")) && n.Decode(&i) != nil {
+			d.fail(n.Line, path, fmt.Sprintf("%s is out of range", truncate(n.Value)), "use a smaller number")
+			return nil
+		}
+		if n.Kind != yaml.ScalarNode || tag != "!!int" || n.Decode(&i) != nil {
 			d.fail(n.Line, path, fmt.Sprintf("expected a whole number, got %s", describe(n)),
 				"write a whole number without quotes, e.g. 3")
 			return nil
@@ -509,11 +537,52 @@ func (d *decoder) quantity(n *yaml.Node, path string) any {
 		d.fail(n.Line, path, fmt.Sprintf("%q is not a quantity", truncate(n.Value)), fix)
 		return nil
 	}
-	if _, err := resource.ParseQuantity(n.Value); err != nil {
+	// ParseQuantity takes time exponential in the digits of an exponent
+	// ("1e-999999999" runs for minutes), so exponents are bounded first.
+	if exp, ok := quantityExponent(n.Value); ok && (exp > maxQuantityExp || exp < -maxQuantityExp) {
+		d.fail(n.Line, path, fmt.Sprintf("%q is out of range", n.Value), fix)
+		return nil
+	}
+	q, err := resource.ParseQuantity(n.Value)
+	if err != nil {
 		d.fail(n.Line, path, fmt.Sprintf("%q is not a quantity", n.Value), fix)
 		return nil
 	}
+	if q.CmpInt64(maxQuantity) > 0 || q.CmpInt64(-maxQuantity) < 0 {
+		d.fail(n.Line, path, fmt.Sprintf("%q is out of range", n.Value), fix)
+		return nil
+	}
 	return n.Value
+}
+
+// Bounds on quantities: far beyond any real machine, well inside int64.
+const (
+	maxQuantityExp = 30
+	maxQuantity    = 1 << 62
+)
+
+// quantityExponent returns the exponent of a quantity written as
+// NUMBER e EXP or NUMBER E EXP, if it is written so and EXP is an integer.
+func quantityExponent(s string) (int, bool) {
+	i := 0
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		i++
+	}
+	for i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.') {
+		i++
+	}
+	if i+1 >= len(s) || s[i] != 'e' && s[i] != 'E' {
+		return 0, false
+	}
+	exp := strings.TrimLeft(s[i+1:], "+-")
+	if !isDigits(exp) {
+		return 0, false
+	}
+	if len(exp) > 9 {
+		return maxQuantityExp + 1, true
+	}
+	e, _ := strconv.Atoi(exp)
+	return e, true
 }
 
 func (d *decoder) structValue(n *yaml.Node, t reflect.Type, path string, depth int) any {
@@ -674,6 +743,10 @@ func keyLine(n *yaml.Node, key string, def int) int {
 		}
 	}
 	return def
+}
+
+func isDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }
 
 func isNull(n *yaml.Node) bool {

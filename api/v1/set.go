@@ -7,7 +7,9 @@ type Set struct {
 	Workloads  []Workload
 	Policies   []Policy
 	// Origins maps "Kind/name" (Workloads: "Workload/tenant/name") to where
-	// the object was read, for error messages.
+	// the object was read, for error messages. Decode also records a second
+	// or later object of one name as "Kind/name#2", "#3"…, and the line of
+	// each field as "KEY PATH", e.g. "Topology/campus spec.nodes[3].host".
 	Origins map[string]Origin
 }
 

@@ -231,10 +231,12 @@ func (v *validator) fail(o object, path, msg, fix string) {
 }
 
 // where describes where a field was defined, for duplicate errors.
-func (v *validator) where(d definedAt, o object) string {
+func (v *validator) where(d definedAt, here object, path string) string {
 	at := v.s.position(d.o.key, d.path)
 	var s string
 	switch {
+	case at.File != "" && at.File == v.s.position(here.key, path).File && at.Line > 0:
+		s = fmt.Sprintf("line %d", at.Line)
 	case at.File != "" && at.Line > 0:
 		s = fmt.Sprintf("%s:%d", at.File, at.Line)
 	case at.File != "" && at.Doc > 0:
@@ -246,7 +248,7 @@ func (v *validator) where(d definedAt, o object) string {
 	default:
 		s = "another document"
 	}
-	if d.o != o || d.path != "metadata.name" {
+	if d.path != "metadata.name" {
 		s += fmt.Sprintf(" (%s %s, %s)", d.o.kind, d.o.name, d.path)
 	}
 	return s
@@ -255,7 +257,7 @@ func (v *validator) where(d definedAt, o object) string {
 // unique records name in seen, or reports it as a duplicate of an earlier one.
 func (v *validator) unique(seen map[string]definedAt, name string, o object, path, what string) {
 	if first, dup := seen[name]; dup {
-		v.fail(o, path, fmt.Sprintf("%s is also defined at %s", what, v.where(first, o)),
+		v.fail(o, path, fmt.Sprintf("%s is also defined at %s", what, v.where(first, o, path)),
 			"rename or remove one of them")
 		return
 	}
@@ -457,7 +459,7 @@ func (v *validator) noNUL(o object, path, s string) {
 }
 
 func (v *validator) topologies(topos []object, tenantAt map[string]definedAt) {
-	nodes := map[string]nodeAt{}     // first node of each name
+	nodes := map[string]nodeAt{}       // first node of each name
 	nodeDefs := map[string]definedAt{} // the same, for duplicate errors
 	var all []nodeAt
 	for ti := range v.s.Topologies {

@@ -1,21 +1,40 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/examples"
+	"rung.dev/rung/internal/image"
+	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/scheduler"
+	"rung.dev/rung/internal/tenancy"
+	"rung.dev/rung/internal/topology"
 )
 
 func newDemoCmd() *cobra.Command {
-	return &cobra.Command{
+	var dataDir string
+	var run []string
+	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Plan the shipped example tenants and show every decision",
-		Args:  cobra.NoArgs,
+		Short: "Plan the shipped example tenants, then really run them on this machine",
+		Long: `Plans every shipped example (university, public-cloud, four-questions) and
+prints each decision. Then it runs the replicas of the examples named by
+--run on this machine, each at its planned tier (runc for container, runsc
+for sandbox), proves their isolation from the live processes, and removes
+them. A replica whose tier can't run here (vm without a bootable guest) is
+refused and reported, never run weaker.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			dir, err := os.MkdirTemp("", "rung-demo-")
@@ -26,6 +45,8 @@ func newDemoCmd() *cobra.Command {
 			if err := os.CopyFS(dir, examples.FS); err != nil {
 				return fmt.Errorf("unpack examples: %w", err)
 			}
+			plans := map[string]*scheduler.Result{}
+			sets := map[string]*v1.Set{}
 			for _, name := range examples.Names {
 				fmt.Fprintf(out, "\n=== example %s: rung plan -f examples/%s\n\n", name, name)
 				f := planFlags{files: []string{filepath.Join(dir, name)}}
@@ -38,9 +59,190 @@ func newDemoCmd() *cobra.Command {
 					return fmt.Errorf("example %s: %w", name, err)
 				}
 				printPlan(out, res, notes)
+				plans[name] = res
+				if sets[name], err = v1.Load(filepath.Join(dir, name)); err != nil {
+					return err
+				}
 			}
-			return nil
+			if len(run) == 0 {
+				return nil
+			}
+			return runDemo(cmd.Context(), out, dataDir, run, plans, sets)
 		},
 	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultImageDataDir, "data directory (images, bundles, runtime state)")
+	cmd.Flags().StringSliceVar(&run, "run", []string{"university", "public-cloud"}, "examples whose replicas to run for real (empty: plan only)")
+	return cmd
 }
 
+// runDemo starts every planned replica of the named examples on this
+// machine, verifies each from its live processes, and removes them.
+func runDemo(ctx context.Context, out io.Writer, dataDir string, names []string, plans map[string]*scheduler.Result, sets map[string]*v1.Set) error {
+	node, err := replica.Open(ctx, dataDir, replica.Options{})
+	if err != nil {
+		return err
+	}
+	if err := ensureBusybox(ctx, node); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n=== this machine's runtimes\n\n")
+	avail := node.Availability(ctx)
+	for t := tenancy.Container; t <= tenancy.Host; t++ {
+		a := avail[t]
+		state := "available"
+		if !a.Available {
+			state = "UNAVAILABLE: " + a.Reason
+		}
+		fmt.Fprintf(out, "  %-9s %s %s\n", t, state, a.Version)
+	}
+	for _, name := range names {
+		res, ok := plans[name]
+		if !ok {
+			return fmt.Errorf("--run %s: no such example (have %s)", name, strings.Join(examples.Names, ", "))
+		}
+		fmt.Fprintf(out, "\n=== running example %s on this machine (it stands in for every node of the plan)\n\n", name)
+		if local := localPlan(out, sets[name], node.Runtimes(ctx)); local != nil {
+			res = local
+		}
+		started, refused := startPlanned(ctx, out, node, res, sets[name])
+		printVerify(ctx, out, node, started)
+		for _, id := range started {
+			if err := node.Remove(context.WithoutCancel(ctx), id); err != nil {
+				fmt.Fprintf(out, "  remove %s: %v\n", id, err)
+			}
+		}
+		fmt.Fprintf(out, "\n%d replica(s) ran and were removed; %d refused (fail closed)\n", len(started), refused)
+	}
+	return nil
+}
+
+// localPlan re-plans set as if every node ran what this machine's agent
+// detects (DESIGN §4: a node's runtimes default to what its agent
+// detects), so the replicas that run here get tiers that can run here.
+// It returns nil when the declared plan already fits.
+func localPlan(out io.Writer, set *v1.Set, here tenancy.Set) *scheduler.Result {
+	var tiers []v1.Tier
+	for t := tenancy.Container; t <= tenancy.Host; t++ {
+		if here.Has(t) {
+			tiers = append(tiers, v1.Tier(t.String()))
+		}
+	}
+	local := *set
+	local.Topologies = nil
+	changed := false
+	for _, top := range set.Topologies {
+		top.Spec.Nodes = append([]v1.Node(nil), top.Spec.Nodes...)
+		for i := range top.Spec.Nodes {
+			n := &top.Spec.Nodes[i]
+			keep := []v1.Tier{}
+			for _, t := range n.Runtimes {
+				if tt, _ := tenancy.ParseTier(t); here.Has(tt) {
+					keep = append(keep, t)
+				}
+			}
+			if n.Runtimes == nil {
+				keep = tiers
+			}
+			if len(keep) != len(n.Runtimes) {
+				changed = true
+			}
+			n.Runtimes = keep
+		}
+		local.Topologies = append(local.Topologies, top)
+	}
+	if !changed {
+		return nil
+	}
+	var rules []v1.Rule
+	for _, p := range set.Policies {
+		rules = append(rules, p.Spec.Rules...)
+	}
+	matchers, err := tenancy.Compile(rules)
+	if err != nil {
+		return nil
+	}
+	prob, err := scheduler.NewProblem(&local, &tenancy.Rules{Operator: matchers}, here)
+	if err != nil {
+		return nil
+	}
+	res, err := scheduler.Plan(prob, scheduler.Options{})
+	if err != nil {
+		return nil
+	}
+	fmt.Fprintf(out, "re-planned with the runtimes this machine really has %s (a node offers only what its agent detects):\n\n", here)
+	printPlan(out, res, nil)
+	fmt.Fprintln(out)
+	return res
+}
+
+// ensureBusybox packs the project's busybox image if the store lacks it.
+func ensureBusybox(ctx context.Context, node *replica.Node) error {
+	if _, _, err := node.Images().Resolve(ctx, "busybox:latest"); err == nil {
+		return nil
+	}
+	root, err := os.MkdirTemp("", "rung-busybox-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(root)
+	if err := image.BusyboxRoot(root); err != nil {
+		return fmt.Errorf("busybox image (install busybox-static): %w", err)
+	}
+	_, err = node.Images().Pack(ctx, root, "busybox:latest", image.PackOptions{})
+	return err
+}
+
+func startPlanned(ctx context.Context, out io.Writer, node *replica.Node, res *scheduler.Result, set *v1.Set) (started []string, refused int) {
+	wl := map[string]v1.Workload{}
+	for _, w := range set.Workloads {
+		wl[w.Metadata.Tenant+"/"+w.Metadata.Name] = w
+	}
+	for _, p := range res.Placements {
+		w := wl[p.Workload]
+		tier, _ := tenancy.ParseTier(v1.Tier(p.Tier))
+		id := strings.ReplaceAll(p.Workload, "/", "-") + fmt.Sprintf("-%d", p.Replica)
+		args := w.Spec.Command
+		if len(args) == 0 {
+			args = []string{"sleep", "3600"}
+		}
+		spec := replica.Spec{
+			ID: id, Tenant: w.Metadata.Tenant, Tier: tier, Image: w.Spec.Image,
+			Args: append(args, w.Spec.Args...), Resources: topology.FromV1(w.Spec.Resources),
+		}
+		// This one machine can't hold a plan made for a datacenter: cap
+		// each demo replica's limits so the demo fits.
+		spec.Resources.MilliCPU = min(spec.Resources.MilliCPU, 500)
+		spec.Resources.Memory = min(spec.Resources.Memory, 64<<20)
+		_ = node.Remove(ctx, id) // a leftover of an interrupted demo
+		t0 := time.Now()
+		if err := node.Start(ctx, spec); err != nil {
+			refused++
+			fmt.Fprintf(out, "  %-32s %-9s REFUSED: %v\n", id, p.Tier, err)
+			continue
+		}
+		started = append(started, id)
+		fmt.Fprintf(out, "  %-32s %-9s started in %v (planned node %s)\n", id, p.Tier, time.Since(t0).Round(time.Millisecond), p.Node)
+	}
+	return started, refused
+}
+
+// printVerify shows each running replica's state; the full live proof is
+// `rung verify`.
+func printVerify(ctx context.Context, out io.Writer, node *replica.Node, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	sort.Strings(ids)
+	fmt.Fprintf(out, "\nlive replicas:\n")
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  REPLICA\tSTATUS\tPID")
+	for _, id := range ids {
+		st, err := node.State(ctx, id)
+		if err != nil {
+			fmt.Fprintf(tw, "  %s\terror: %v\t\n", id, err)
+			continue
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\n", id, st.Status, st.Pid)
+	}
+	tw.Flush()
+}

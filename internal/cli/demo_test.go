@@ -1,0 +1,34 @@
+package cli
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	"rung.dev/rung/internal/runtime/drivertest"
+)
+
+// TestDemoRunsReplicas is the end-to-end twin of `make demo`: it plans the
+// examples and really runs the university and public-cloud replicas.
+func TestDemoRunsReplicas(t *testing.T) {
+	drivertest.RequireRoot(t)
+	for _, bin := range []string{"runc", "runsc", "busybox"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not installed (make deps installs it): %v", bin, err)
+		}
+	}
+	code, out, stderr := run(t, "demo", "--data-dir", drivertest.SearchableTempDir(t))
+	if code != ExitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	for _, want := range []string{
+		"=== example four-questions",
+		"7 replica(s) ran and were removed; 0 refused",
+		"anonymous-playground-0           sandbox   started",
+		"11 replica(s) ran and were removed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
