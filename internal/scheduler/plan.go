@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"rung.dev/rung/internal/tenancy"
@@ -119,6 +120,11 @@ type planner struct {
 	affC     [][]*counter
 	minHostU float64  // smallest physical host, in units: the cheapest empty host
 	hostOf   []int32  // node → physical host node, compact for the hot loop
+	// minOverhead[n][t] is the component-wise least overhead of the tiers
+	// ≥ t that node n runs: a lower bound for the capacity prefilter.
+	minOverhead [][tenancy.Host + 1]topology.Resources
+	shrunk      int     // raises shrink appended to scratch
+	retarget    []raise // raises shrink retargeted: scratch index, old tier
 	keys     []string // workload → "tenant/name"
 	explain  int
 	trace    *Explanation
@@ -159,6 +165,7 @@ func Plan(p *Problem, opts Options) (*Result, error) {
 			unplaced = nil
 		}
 	}
+	pl.lower()
 	for _, r := range unplaced {
 		pl.unplaced = append(pl.unplaced, pl.diagnose(r))
 	}
@@ -188,6 +195,20 @@ func newPlanner(p *Problem) *planner {
 	}
 	for _, n := range top.Nodes {
 		pl.hostOf = append(pl.hostOf, int32(n.Host))
+		var mo [tenancy.Host + 1]topology.Resources
+		const big = math.MaxInt64 / 4
+		acc := topology.Resources{MilliCPU: big, Memory: big, PIDs: big}
+		for t := tenancy.Host; t >= tenancy.None; t-- {
+			if t >= tenancy.Container && n.Runtimes.Has(t) {
+				o := p.Overhead[t]
+				acc = topology.Resources{MilliCPU: min(acc.MilliCPU, o.MilliCPU), Memory: min(acc.Memory, o.Memory), PIDs: min(acc.PIDs, o.PIDs)}
+			}
+			mo[t] = acc
+			if t == tenancy.None {
+				break
+			}
+		}
+		pl.minOverhead = append(pl.minOverhead, mo)
 	}
 	pl.minHostU = math.Inf(1)
 	for i, n := range top.Nodes {
@@ -466,7 +487,9 @@ func (pl *planner) evaluate(w int32, n int, score bool) verdict {
 		return v
 	}
 	free := node.Capacity.Sub(pl.nodes[n].used)
-	if !wl.Request.Add(p.Overhead[minTier]).Fits(free, pl.pidsCap[n]) {
+	// A quick bound; the exact check (which may shrink neighbours'
+	// overhead) is in tenancyCheck, which the exhaustive search always runs.
+	if !pl.deferSame && !wl.Request.Add(pl.minOverhead[n][wl.Floor]).Fits(free, pl.pidsCap[n]) {
 		return verdict{filter: fCapacity, tier: minTier}
 	}
 	soft := 0
@@ -654,15 +677,11 @@ func (pl *planner) tenancyCheck(w int32, n int, minTier tenancy.Tier, free topol
 			pl.scratch = append(pl.scratch, raise{g: gi, to: to})
 		}
 	}
-	tier := pl.offered(n, need)
-	if tier == tenancy.None {
+	if pl.offered(n, need) == tenancy.None {
 		return verdict{filter: fTenancy, why: whyNoRuntime, detail: needFrom, dec: needDec, need: need}
 	}
-	if tier == tenancy.Host && host.others(tenant) {
-		return verdict{filter: fTenancy, why: whyExclusive, detail: needFrom, dec: needDec, need: need}
-	}
-	// Capacity at the chosen tier, including raised neighbours' overhead.
-	extra := p.Workloads[w].Request.Add(p.Overhead[tier])
+	// Raised neighbours' extra overhead, on n and on other nodes.
+	var raiseHere topology.Resources
 	var perNode map[int32]topology.Resources
 	for _, r := range pl.scratch {
 		g := &pl.groups[r.g]
@@ -670,7 +689,7 @@ func (pl *planner) tenancyCheck(w int32, n int, minTier tenancy.Tier, free topol
 		cnt := int64(len(g.reps))
 		delta = topology.Resources{MilliCPU: delta.MilliCPU * cnt, Memory: delta.Memory * cnt, PIDs: delta.PIDs * cnt}
 		if int(g.node) == n {
-			extra = extra.Add(delta)
+			raiseHere = raiseHere.Add(delta)
 			continue
 		}
 		if perNode == nil {
@@ -678,16 +697,140 @@ func (pl *planner) tenancyCheck(w int32, n int, minTier tenancy.Tier, free topol
 		}
 		perNode[g.node] = perNode[g.node].Add(delta)
 	}
-	if !extra.Fits(free, pl.pidsCap[n]) {
-		return verdict{filter: fTenancy, why: whyCapacity, tier: tier, detail: needFrom, dec: needDec, need: need}
-	}
 	for m, delta := range perNode {
 		mfree := top.Nodes[m].Capacity.Sub(pl.nodes[m].used)
 		if !delta.Fits(mfree, pl.pidsCap[m]) {
-			return verdict{filter: fTenancy, why: whyCapacity, tier: tier, detail: needFrom, dec: needDec, need: need}
+			return verdict{filter: fTenancy, why: whyCapacity, tier: need, detail: needFrom, dec: needDec, need: need}
 		}
 	}
-	return verdict{filter: fOK, tier: tier, need: need, nraise: len(pl.scratch), detail: needFrom, dec: needDec}
+	// The weakest tier at or above need that the node runs and that fits:
+	// overheads are configurable, so a stronger tier may be the one that
+	// fits (host has none by default).
+	if v, ok := pl.pickTier(w, n, need, free, raiseHere, host, tenant); ok {
+		v.nraise, v.detail, v.dec = len(pl.scratch), needFrom, needDec
+		return v
+	}
+	// Still no room: move this plan's replicas on n to a stronger tier with
+	// less overhead (only upwards, so no invariant can break), then retry.
+	want := p.Workloads[w].Request.Add(p.Overhead[pl.offered(n, need)]).Add(raiseHere).Sub(free)
+	short := topology.Resources{MilliCPU: max(0, want.MilliCPU), Memory: max(0, want.Memory), PIDs: max(0, want.PIDs)}
+	if !pl.pidsCap[n] {
+		short.PIDs = 0
+	}
+	if saved, ok := pl.shrink(n, tenant, host, short); ok {
+		if v, ok := pl.pickTier(w, n, need, free, raiseHere.Sub(saved), host, tenant); ok {
+			v.nraise, v.detail, v.dec = len(pl.scratch), needFrom, needDec
+			return v
+		}
+		pl.undoShrink()
+	}
+	why := whyNoRuntime
+	for t := need; t <= tenancy.Host; t++ {
+		if !node.Runtimes.Has(t) {
+			continue
+		}
+		if t == tenancy.Host && host.others(tenant) {
+			why = whyExclusive
+			continue
+		}
+		if !p.Workloads[w].Request.Add(p.Overhead[t]).Add(raiseHere).Fits(free, pl.pidsCap[n]) {
+			why = whyCapacity
+			continue
+		}
+		return verdict{filter: fOK, tier: t, need: need, nraise: len(pl.scratch), detail: needFrom, dec: needDec}
+	}
+	return verdict{filter: fTenancy, why: why, tier: pl.offered(n, need), detail: needFrom, dec: needDec, need: need}
+}
+
+// pickTier returns the weakest tier ≥ need that node n runs, keeps a host
+// tier exclusive, and fits with extra overhead already committed on n.
+func (pl *planner) pickTier(w int32, n int, need tenancy.Tier, free, extra topology.Resources, host *hostState, tenant int32) (verdict, bool) {
+	node := &pl.top.Nodes[n]
+	req := pl.p.Workloads[w].Request.Add(extra)
+	for t := need; t <= tenancy.Host; t++ {
+		if !node.Runtimes.Has(t) || (t == tenancy.Host && host.others(tenant)) {
+			continue
+		}
+		if req.Add(pl.p.Overhead[t]).Fits(free, pl.pidsCap[n]) {
+			return verdict{filter: fOK, tier: t, need: need}, true
+		}
+	}
+	return verdict{}, false
+}
+
+// shrink proposes moving movable groups on node n (of this plan) to the
+// stronger tier the node runs with the least overhead (in core
+// equivalents), when that is less than the tier they have or are being
+// raised to. Groups already raised have their raise retargeted; others get
+// a new raise. It returns the overhead freed; undoShrink reverts it.
+func (pl *planner) shrink(n int, tenant int32, host *hostState, short topology.Resources) (topology.Resources, bool) {
+	p, node := pl.p, &pl.top.Nodes[n]
+	var saved topology.Resources
+	pl.shrunk = 0
+	pl.retarget = pl.retarget[:0]
+	for _, gi := range pl.nodes[n].groups {
+		g := &pl.groups[gi]
+		if g.fixed || len(g.reps) == 0 {
+			continue
+		}
+		k := slices.IndexFunc(pl.scratch, func(r raise) bool { return r.g == gi })
+		base := g.tier
+		if k >= 0 {
+			base = pl.scratch[k].to
+		}
+		cur := p.Overhead[base]
+		best, bestT := cur, tenancy.None
+		gt := int32(p.Workloads[g.w].Tenant)
+		for t := base + 1; t <= tenancy.Host; t++ {
+			if !node.Runtimes.Has(t) || (t == tenancy.Host && (gt != tenant || host.others(gt))) {
+				continue
+			}
+			// The heuristic: the tier that frees most of what is short;
+			// the caller checks that the result really fits.
+			if o := p.Overhead[t]; gain(cur, o, short) > gain(cur, best, short) {
+				best, bestT = o, t
+			}
+		}
+		if bestT == tenancy.None {
+			continue
+		}
+		d := cur.Sub(best)
+		cnt := int64(len(g.reps))
+		saved = saved.Add(topology.Resources{MilliCPU: d.MilliCPU * cnt, Memory: d.Memory * cnt, PIDs: d.PIDs * cnt})
+		if k >= 0 {
+			pl.retarget = append(pl.retarget, raise{g: int32(k), to: pl.scratch[k].to})
+			pl.scratch[k].to = bestT
+			continue
+		}
+		pl.scratch = append(pl.scratch, raise{g: gi, to: bestT})
+		pl.shrunk++
+	}
+	return saved, pl.shrunk > 0 || len(pl.retarget) > 0
+}
+
+// gain is how much of the shortfall moving from overhead cur to o frees,
+// as a sum of fractions of each short resource.
+func gain(cur, o, short topology.Resources) float64 {
+	g := 0.0
+	if short.MilliCPU > 0 {
+		g += float64(cur.MilliCPU-o.MilliCPU) / float64(short.MilliCPU)
+	}
+	if short.Memory > 0 {
+		g += float64(cur.Memory-o.Memory) / float64(short.Memory)
+	}
+	if short.PIDs > 0 {
+		g += float64(cur.PIDs-o.PIDs) / float64(short.PIDs)
+	}
+	return g
+}
+
+// undoShrink reverts the last shrink.
+func (pl *planner) undoShrink() {
+	pl.scratch = pl.scratch[:len(pl.scratch)-pl.shrunk]
+	for _, r := range pl.retarget {
+		pl.scratch[r.g].to = r.to // r.g holds the scratch index here
+	}
+	pl.shrunk, pl.retarget = 0, pl.retarget[:0]
 }
 
 // cost is the price of placing a replica of w on n at v.tier: the tier's

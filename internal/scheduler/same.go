@@ -117,3 +117,73 @@ func (pl *planner) unplace(r int32) {
 	}
 	rep.node = -1
 }
+
+// lower gives every movable replica the weakest tier its final neighbours
+// allow, once the plan is complete: replicas taken out by sameRepair, or
+// shrunk for room that later freed up, may have left a neighbour stronger
+// than needed ("never more than it needs").
+func (pl *planner) lower() {
+	p := pl.p
+	for i := range pl.reps {
+		r := int32(i)
+		rep := &pl.reps[r]
+		if rep.node < 0 || rep.fixed {
+			continue
+		}
+		need := p.Workloads[rep.w].Floor
+		pl.neighbours(r, func(b int32, bnd tenancy.Tier) {
+			if t := pl.reqTier(pl.required(rep.w, pl.reps[b].w)); t > bnd && t > need {
+				need = t
+			}
+		})
+		n := int(rep.node)
+		node := &pl.top.Nodes[n]
+		host := &pl.hosts[node.Host]
+		tenant := int32(p.Workloads[rep.w].Tenant)
+		for t := need; t < rep.tier; t++ {
+			if !node.Runtimes.Has(t) || (t == tenancy.Host && host.others(tenant)) {
+				continue
+			}
+			free := node.Capacity.Sub(pl.nodes[n].used).Add(p.Overhead[rep.tier])
+			if !p.Overhead[t].Fits(free, pl.pidsCap[n]) {
+				continue
+			}
+			pl.retier(r, t)
+			break
+		}
+	}
+}
+
+// retier moves placed replica r to tier t on its node.
+func (pl *planner) retier(r int32, t tenancy.Tier) {
+	p := pl.p
+	rep := &pl.reps[r]
+	ns := &pl.nodes[rep.node]
+	ns.used = ns.used.Sub(p.Overhead[rep.tier]).Add(p.Overhead[t])
+	for _, gi := range ns.groups {
+		g := &pl.groups[gi]
+		if i := slices.Index(g.reps, r); i >= 0 {
+			g.reps = slices.Delete(g.reps, i, i+1)
+			break
+		}
+	}
+	host := &pl.hosts[pl.top.Nodes[rep.node].Host]
+	tc := host.tenant(int32(p.Workloads[rep.w].Tenant))
+	if rep.tier == tenancy.Host {
+		tc.hostTier--
+	}
+	if t == tenancy.Host {
+		tc.hostTier++
+	}
+	rep.tier = t
+	for _, gi := range ns.groups {
+		g := &pl.groups[gi]
+		if g.w == rep.w && g.tier == t && !g.fixed {
+			g.reps = append(g.reps, r)
+			return
+		}
+	}
+	gi := int32(len(pl.groups))
+	pl.groups = append(pl.groups, group{node: rep.node, w: rep.w, tier: t, reps: []int32{r}})
+	ns.groups = append(ns.groups, gi)
+}

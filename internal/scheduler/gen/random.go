@@ -185,8 +185,12 @@ func (r *random) topology(tenants []string) {
 			node.Capacity.PIDs = int64(pick(r, 100, 500))
 		}
 		if !r.chance(15) { // else the default runtimes
-			for _, t := range []v1.Tier{v1.TierContainer, v1.TierSandbox, v1.TierVM} {
-				if r.chance(70) {
+			for _, t := range []v1.Tier{v1.TierContainer, v1.TierSandbox, v1.TierVM, v1.TierHost} {
+				pct := 70
+				if t == v1.TierHost { // a whole host for one tenant is the operator's choice
+					pct = 30
+				}
+				if r.chance(pct) {
 					node.Runtimes = append(node.Runtimes, t)
 				}
 			}
@@ -231,28 +235,34 @@ func (r *random) workloads(tenants []string) {
 		if r.chance(10) {
 			w.Spec.Isolation.Minimum = pick(r, v1.TierContainer, v1.TierSandbox, v1.TierVM, v1.TierHost)
 		}
-		for range r.between(0, 2) {
+		for range pick(r, 0, 0, 1, 1, 2) {
 			s := v1.Spread{
 				Level:        pick(r, "datacenter", "rack", "pdu", "weather", "host"),
 				MinDomains:   pick(r, 0, 0, 1, 2, 3),
 				MaxPerDomain: pick(r, 0, 1, 2),
 				Soft:         r.chance(30),
 			}
+			if s.MinDomains > replicas && !r.chance(20) { // mostly satisfiable
+				s.MinDomains = replicas
+			}
 			if s.MinDomains == 0 && s.MaxPerDomain == 0 {
 				s.MaxPerDomain = 1
 			}
 			w.Spec.Spread = append(w.Spec.Spread, s)
 		}
-		for range r.between(0, 2) {
+		for range pick(r, 0, 0, 0, 1, 1, 2) {
 			a := v1.Affinity{
 				Op:    pick(r, "==", "!="),
 				Level: pick(r, "host", "rack", "datacenter", "pdu"),
 				Soft:  r.chance(30),
 			}
-			switch r.c.IntN(4) {
+			switch r.c.IntN(5) {
 			case 0, 1: // a bare name: a workload of the same tenant, if any
 				a.Workload = pick(r, names...)
-			case 2:
+			case 2: // TENANT/NAME: any workload
+				j := r.c.IntN(n)
+				a.Workload = owner[j] + "/" + names[j]
+			case 3:
 				a.Tenant = pick(r, tenants...)
 			default:
 				a.Label = "app=" + pick(r, "a", "b")
@@ -289,8 +299,9 @@ func (r *random) policy() {
 		}
 	}
 	if rules {
-		for range r.between(1, 2) {
-			p.Spec.Rules = append(p.Spec.Rules, pick(r, policyRules...))
+		first := r.c.IntN(len(policyRules))
+		for i := range r.between(1, 2) { // distinct rules: names must be unique
+			p.Spec.Rules = append(p.Spec.Rules, policyRules[(first+i)%len(policyRules)])
 		}
 	}
 	r.set.Policies = append(r.set.Policies, p)
