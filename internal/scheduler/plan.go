@@ -48,6 +48,9 @@ const (
 	startWeight  = 0.1 // cost of one second of start time
 	softPenalty  = 1e6 // a broken soft rule costs more than opening a host
 	fullnessBias = 0.01
+	// openShare: a group needs this many hosts' worth of work left before
+	// a host of its own costs nothing to open.
+	openShare = 8.0
 )
 
 // verdict is the outcome of one (replica, node) evaluation. It carries
@@ -124,6 +127,8 @@ type planner struct {
 	// ≥ t that node n runs: a lower bound for the capacity prefilter.
 	minOverhead [][tenancy.Host + 1]topology.Resources
 	shrunk      int     // raises shrink appended to scratch
+	compat      []int32   // workload → compatible group (see compatGroups)
+	remain      []float64 // group → units of its replicas not yet placed
 	retarget    []raise // raises shrink retargeted: scratch index, old tier
 	keys     []string // workload → "tenant/name"
 	explain  int
@@ -149,6 +154,7 @@ func Plan(p *Problem, opts Options) (*Result, error) {
 	if err := pl.addExisting(); err != nil {
 		return nil, err
 	}
+	pl.compatGroups()
 	pending := pl.order()
 	var unplaced []int32
 	for _, r := range pending {
@@ -180,7 +186,7 @@ func newPlanner(p *Problem) *planner {
 		nodes: make([]nodeState, len(top.Nodes)),
 		hosts: make([]hostState, len(top.Nodes)),
 		wl:    make([]wlState, len(p.Workloads)),
-		req:   reqCache{rows: make([][]uint16, len(p.Workloads)), index: map[tenancy.Decision]uint16{}},
+		req:   reqCache{index: map[tenancy.Decision]uint16{}},
 	}
 	for i, n := range top.Nodes {
 		pl.hosts[n.Host].nodes = append(pl.hosts[n.Host].nodes, int32(i))
@@ -190,6 +196,12 @@ func newPlanner(p *Problem) *planner {
 		pl.tcost[t] = units(p.Overhead[t]) + p.StartSeconds[t]*startWeight
 	}
 	pl.bound = -1
+	pl.req.prof = profiles(p)
+	nprof := int32(0)
+	for _, x := range pl.req.prof {
+		nprof = max(nprof, x+1)
+	}
+	pl.req.rows = make([][]uint16, nprof)
 	for i := range p.Workloads {
 		pl.keys = append(pl.keys, p.Key(i))
 	}
@@ -258,12 +270,13 @@ func units(r topology.Resources) float64 {
 
 // required returns the decision index of required(a→b).
 func (pl *planner) required(a, b int32) uint16 {
-	row := pl.req.rows[a]
+	pa, pb := pl.req.prof[a], pl.req.prof[b]
+	row := pl.req.rows[pa]
 	if row == nil {
-		row = make([]uint16, len(pl.p.Workloads))
-		pl.req.rows[a] = row
+		row = make([]uint16, len(pl.req.rows))
+		pl.req.rows[pa] = row
 	}
-	if k := row[b]; k != 0 {
+	if k := row[pb]; k != 0 {
 		return k
 	}
 	d, err := pl.p.Rules.Required(pl.p.Party(int(a)), pl.p.Party(int(b)))
@@ -281,8 +294,38 @@ func (pl *planner) required(a, b int32) uint16 {
 		k = uint16(len(pl.req.decisions))
 		pl.req.index[d] = k
 	}
-	row[b] = k
+	row[pb] = k
 	return k
+}
+
+// profiles maps workloads to rule profiles: workloads that every rule sees
+// alike share one row of the required() memo. The default table looks at
+// tenant, data class and privilege only; operator rules may look at
+// workload names and labels, so then each workload is its own profile.
+func profiles(p *Problem) []int32 {
+	prof := make([]int32, len(p.Workloads))
+	if len(p.Rules.Operator) > 0 {
+		for i := range prof {
+			prof[i] = int32(i)
+		}
+		return prof
+	}
+	type key struct {
+		tenant           int
+		class, privilege string
+	}
+	seen := map[key]int32{}
+	for i := range p.Workloads {
+		w := &p.Workloads[i]
+		k := key{w.Tenant, w.DataClass, w.Privilege}
+		id, ok := seen[k]
+		if !ok {
+			id = int32(len(seen))
+			seen[k] = id
+		}
+		prof[i] = id
+	}
+	return prof
 }
 
 func (pl *planner) decision(k uint16) tenancy.Decision { return pl.req.decisions[k-1] }
@@ -453,6 +496,37 @@ func (pl *planner) place(r int32) bool {
 	}
 	pl.commit(r, int32(bestNode), bestV.tier, pl.best)
 	return true
+}
+
+// compatGroups puts workloads into groups whose members need only
+// containers between each other both ways (same organization, data class
+// and privilege under the default table), and sums each group's unplaced
+// demand. It only steers the cost of opening hosts; correctness never
+// depends on it.
+func (pl *planner) compatGroups() {
+	p := pl.p
+	pl.compat = make([]int32, len(p.Workloads))
+	var reps []int32 // a representative workload per group
+	for w := range p.Workloads {
+		g := -1
+		for i, r := range reps {
+			if pl.reqTier(pl.required(int32(w), r)) <= tenancy.Container && pl.reqTier(pl.required(r, int32(w))) <= tenancy.Container {
+				g = i
+				break
+			}
+		}
+		if g < 0 {
+			g = len(reps)
+			reps = append(reps, int32(w))
+		}
+		pl.compat[w] = int32(g)
+	}
+	pl.remain = make([]float64, len(reps))
+	for _, r := range pl.reps {
+		if r.node < 0 {
+			pl.remain[pl.compat[r.w]] += units(p.Workloads[r.w].Request)
+		}
+	}
 }
 
 // minTierCost is the cheapest tier cost at or above floor (overheads are
@@ -847,7 +921,13 @@ func (pl *planner) cost(w int32, n int, v verdict, soft int) float64 {
 	host := &pl.hosts[node.Host]
 	hostNode := &pl.top.Nodes[node.Host]
 	if host.count == 0 {
-		c += units(hostNode.Capacity)
+		// Opening a host costs its capacity, less what the replica's
+		// compatible group (replicas that need only containers next to
+		// it) still has to place there: an organization with a host's
+		// worth of work left gets hosts of its own at container rather
+		// than paying vm overhead on shared ones.
+		open := units(hostNode.Capacity)
+		c += open * max(0, 1-pl.remain[pl.compat[w]]/(openShare*open))
 	}
 	if v.tier == tenancy.Host {
 		tc := int32(p.Workloads[w].Tenant)
@@ -912,6 +992,9 @@ func (pl *planner) commit(r, n int32, tier tenancy.Tier, raises []raise) {
 	}
 	if tier == tenancy.Host {
 		tc.hostTier++
+	}
+	if pl.remain != nil {
+		pl.remain[pl.compat[rep.w]] -= units(w.Request)
 	}
 	ws := &pl.wl[rep.w]
 	ws.placed++

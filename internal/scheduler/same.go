@@ -108,6 +108,9 @@ func (pl *planner) unplace(r int32) {
 	if rep.tier == tenancy.Host {
 		tc.hostTier--
 	}
+	if pl.remain != nil {
+		pl.remain[pl.compat[rep.w]] += units(w.Request)
+	}
 	ws := &pl.wl[rep.w]
 	ws.placed--
 	for _, l := range pl.levels {

@@ -67,6 +67,7 @@ func (pl *planner) search(budget int) bool {
 	// Start again from the replicas that must stay.
 	base := pl.save()
 	pl.resetTo(base)
+	pl.compatGroups()
 	order := pl.order()
 	steps := 0
 	var dfs func(k int, minNode []int) bool

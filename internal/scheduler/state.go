@@ -107,7 +107,8 @@ func (s *wlState) level(l int) *counter {
 // reqCache memoizes required(a→b) per ordered workload pair; rule
 // evaluation (CEL) is far slower than a table lookup.
 type reqCache struct {
-	rows      [][]uint16 // 0 = not computed, k = decisions[k-1]
+	rows      [][]uint16 // by profile; 0 = not computed, k = decisions[k-1]
+	prof      []int32    // workload → profile
 	decisions []tenancy.Decision
 	tiers     []tenancy.Tier // tiers[k-1] == decisions[k-1].Tier
 	index     map[tenancy.Decision]uint16
