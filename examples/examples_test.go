@@ -25,15 +25,11 @@ func plan(t *testing.T, dir string) (*scheduler.Problem, *scheduler.Result) {
 	if err != nil {
 		t.Fatalf("load %s: %v", dir, err)
 	}
-	var rules []v1.Rule
-	for _, p := range set.Policies {
-		rules = append(rules, p.Spec.Rules...)
-	}
-	m, err := tenancy.Compile(rules)
+	rules, err := tenancy.FromPolicies(set.Policies)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := scheduler.NewProblem(set, &tenancy.Rules{Operator: m}, topology.DefaultRuntimes)
+	p, err := scheduler.NewProblem(set, rules, topology.DefaultRuntimes)
 	if err != nil {
 		t.Fatal(err)
 	}

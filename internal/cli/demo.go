@@ -153,15 +153,11 @@ func localPlan(out io.Writer, set *v1.Set, here tenancy.Set) *scheduler.Result {
 	if !changed {
 		return nil
 	}
-	var rules []v1.Rule
-	for _, p := range set.Policies {
-		rules = append(rules, p.Spec.Rules...)
-	}
-	matchers, err := tenancy.Compile(rules)
+	rules, err := tenancy.FromPolicies(set.Policies)
 	if err != nil {
 		return nil
 	}
-	prob, err := scheduler.NewProblem(&local, &tenancy.Rules{Operator: matchers}, here)
+	prob, err := scheduler.NewProblem(&local, rules, here)
 	if err != nil {
 		return nil
 	}

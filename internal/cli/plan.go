@@ -41,15 +41,11 @@ func (f *planFlags) problem() (*scheduler.Problem, []string, error) {
 	if err != nil {
 		return nil, nil, withCode(ExitInvalid, err)
 	}
-	var rules []v1.Rule
-	for _, p := range set.Policies {
-		rules = append(rules, p.Spec.Rules...)
-	}
-	matchers, err := tenancy.Compile(rules)
+	rules, err := tenancy.FromPolicies(set.Policies)
 	if err != nil {
 		return nil, nil, withCode(ExitInvalid, err)
 	}
-	prob, err := scheduler.NewProblem(set, &tenancy.Rules{Operator: matchers}, topology.DefaultRuntimes)
+	prob, err := scheduler.NewProblem(set, rules, topology.DefaultRuntimes)
 	if err != nil {
 		return nil, nil, withCode(ExitInvalid, err)
 	}

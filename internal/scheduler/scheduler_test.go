@@ -24,15 +24,11 @@ func problem(t *testing.T, manifests string) *scheduler.Problem {
 	if err := set.Validate(); err != nil {
 		t.Fatalf("validate: %v", err)
 	}
-	var rules []v1.Rule
-	for _, p := range set.Policies {
-		rules = append(rules, p.Spec.Rules...)
-	}
-	m, err := tenancy.Compile(rules)
+	rules, err := tenancy.FromPolicies(set.Policies)
 	if err != nil {
 		t.Fatalf("compile rules: %v", err)
 	}
-	p, err := scheduler.NewProblem(set, &tenancy.Rules{Operator: m}, topology.DefaultRuntimes)
+	p, err := scheduler.NewProblem(set, rules, topology.DefaultRuntimes)
 	if err != nil {
 		t.Fatalf("problem: %v", err)
 	}

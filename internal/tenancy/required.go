@@ -1,6 +1,10 @@
 package tenancy
 
-import "fmt"
+import (
+	"fmt"
+
+	v1 "rung.dev/rung/api/v1"
+)
 
 // Party is one side of an ordered pair: everything a rule may look at.
 // The attacker is the replica whose wrapper is being chosen; the victim is
@@ -81,4 +85,18 @@ func Default(a, b *Party) Decision {
 	default:
 		return Decision{VM, "rule 6"}
 	}
+}
+
+// FromPolicies compiles the operator rules of every Policy, in order, into
+// a rule set (the default table always comes after them).
+func FromPolicies(policies []v1.Policy) (*Rules, error) {
+	var rules []v1.Rule
+	for _, p := range policies {
+		rules = append(rules, p.Spec.Rules...)
+	}
+	m, err := Compile(rules)
+	if err != nil {
+		return nil, err
+	}
+	return &Rules{Operator: m}, nil
 }

@@ -44,14 +44,4 @@ func Workload(tenant, name string, replicas int, cpu string) v1.Workload {
 func Quantity(s string) *resource.Quantity { return qty(s) }
 
 // Rules compiles the operator rules of set's policies, in order.
-func Rules(set *v1.Set) (*tenancy.Rules, error) {
-	var rules []v1.Rule
-	for _, p := range set.Policies {
-		rules = append(rules, p.Spec.Rules...)
-	}
-	ms, err := tenancy.Compile(rules)
-	if err != nil {
-		return nil, err
-	}
-	return &tenancy.Rules{Operator: ms}, nil
-}
+func Rules(set *v1.Set) (*tenancy.Rules, error) { return tenancy.FromPolicies(set.Policies) }
