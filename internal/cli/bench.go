@@ -119,10 +119,10 @@ func cpuModel(path string) string {
 // printFigures prints one row per node count, then the goals.
 func printFigures(w io.Writer, rows []bruteforce.Figures) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "NODES\tREPLICAS\tPLACED\tPLACEMENTS/S\tHOSTS\tLOWER BOUND\tABOVE\tPEAK B/UNIT\tALLOC B/UNIT\tFIRST-FIT HOSTS\tVS FIRST FIT\t")
+	fmt.Fprintln(tw, "NODES\tREPLICAS\tPLACED\tPLACEMENTS/S\tHOSTS\tLOWER BOUND\tABOVE\tTENANCY BOUND\tABOVE\tPEAK B/UNIT\tALLOC B/UNIT\tFIRST-FIT HOSTS\tVS FIRST FIT\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%d\t%d\t%.1f%%\t%.0f\t%.0f\t%d\t%.1f× slower\t\n",
-			r.Nodes, r.Replicas, r.Placed, r.PlacementsPerSecond(), r.HostsUsed, r.LowerBound, r.AbovePct(),
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%d\t%d\t%.1f%%\t%d\t%.1f%%\t%.0f\t%.0f\t%d\t%.1f× slower\t\n",
+			r.Nodes, r.Replicas, r.Placed, r.PlacementsPerSecond(), r.HostsUsed, r.LowerBound, r.AbovePct(), r.TenancyBound, r.AboveTenancyPct(),
 			r.PeakPerUnit(), r.AllocPerUnit(), r.FirstFitHosts, r.VersusFirstFit())
 	}
 	tw.Flush()
@@ -130,4 +130,5 @@ func printFigures(w io.Writer, rows []bruteforce.Figures) {
 		goalPlacementsPerSecond, goalAbovePct, goalBytesPerUnit)
 	fmt.Fprintln(w, "unit: one node or replica; peak: largest heap growth during a plan (sampled every ms, garbage included); alloc: bytes a plan allocates")
 	fmt.Fprintln(w, "lower bound: max over cpu and memory of ceil(Σ(request + tier overhead) / host capacity); first fit: no tenancy, spread only")
+	fmt.Fprintln(w, "tenancy bound: the same, plus the hosts that restricted and dedicated tenants may share with nobody (see bruteforce.Quality)")
 }

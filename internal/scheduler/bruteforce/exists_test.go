@@ -8,7 +8,22 @@ import (
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/scheduler/bruteforce"
+	"rung.dev/rung/internal/scheduler/gen"
+	"rung.dev/rung/internal/tenancy"
+	"rung.dev/rung/internal/topology"
 )
+
+func plan(set *v1.Set) (*scheduler.Result, error) {
+	rules, err := tenancy.FromPolicies(set.Policies)
+	if err != nil {
+		return nil, err
+	}
+	p, err := scheduler.NewProblem(set, rules, topology.DefaultRuntimes)
+	if err != nil {
+		return nil, err
+	}
+	return scheduler.Plan(p, scheduler.Options{})
+}
 
 func TestExists(t *testing.T) {
 	containerOnly := func(s *v1.Set) {
@@ -153,6 +168,23 @@ func TestFirstFit(t *testing.T) {
 	}
 }
 
+// TestTenancyBound: a dedicated tenant's spread forces hosts of its own
+// that the resource bound does not see.
+func TestTenancyBound(t *testing.T) {
+	set := gen.Cluster(500, 2000, 50, 3)
+	res, err := plan(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := bruteforce.Measure(set, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.TenancyBound <= q.LowerBound || q.TenancyBound > q.HostsUsed {
+		t.Errorf("bounds: resource %d, tenancy %d, used %d; want resource < tenancy <= used", q.LowerBound, q.TenancyBound, q.HostsUsed)
+	}
+}
+
 func TestMeasure(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -160,7 +192,7 @@ func TestMeasure(t *testing.T) {
 		want  bruteforce.Quality
 		above float64
 	}{
-		{name: "three hosts for one host's worth", place: valid(), want: bruteforce.Quality{Placed: 4, HostsUsed: 3, LowerBound: 1}, above: 200},
+		{name: "three hosts for one host's worth", place: valid(), want: bruteforce.Quality{Placed: 4, HostsUsed: 3, LowerBound: 1, TenancyBound: 1}, above: 200},
 		{
 			name: "overhead counts",
 			place: []scheduler.Placement{
@@ -170,7 +202,7 @@ func TestMeasure(t *testing.T) {
 				pl("c/job", 0, v1.TierVM, "h1", "h1"),
 			},
 			// cpu: 4 × (1 + 0.1) = 4.4 cores on 4-core hosts.
-			want: bruteforce.Quality{Placed: 4, HostsUsed: 1, LowerBound: 2}, above: -50,
+			want: bruteforce.Quality{Placed: 4, HostsUsed: 1, LowerBound: 2, TenancyBound: 2}, above: -50,
 		},
 	}
 	for _, tt := range tests {
@@ -181,6 +213,9 @@ func TestMeasure(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("Measure (-want +got):\n%s", diff)
+			}
+			if got.TenancyBound < got.LowerBound {
+				t.Errorf("tenancy bound %d below the resource bound %d", got.TenancyBound, got.LowerBound)
 			}
 			if got.AbovePct() != tt.above {
 				t.Errorf("AbovePct = %v, want %v", got.AbovePct(), tt.above)

@@ -95,6 +95,19 @@ type Quality struct {
 	// limits them) of ceil(sum of placed requests plus their tiers'
 	// overhead / the largest physical host's capacity).
 	LowerBound int
+	// TenancyBound is a lower bound that also counts hosts nobody else may
+	// share: every tenant with restricted or dedicated replicas needs hosts
+	// of its own for them (at least its spread's one-per-host count), and
+	// the rest fit on the remaining room (see Measure).
+	TenancyBound int
+}
+
+// AboveTenancyPct is how far HostsUsed is above TenancyBound, in percent.
+func (q Quality) AboveTenancyPct() float64 {
+	if q.TenancyBound == 0 {
+		return 0
+	}
+	return 100 * float64(q.HostsUsed-q.TenancyBound) / float64(q.TenancyBound)
 }
 
 // AbovePct is how far HostsUsed is above LowerBound, in percent.
@@ -136,7 +149,54 @@ func Measure(set *v1.Set, res *scheduler.Result) (Quality, error) {
 	if allPIDs {
 		q.LowerBound = max(q.LowerBound, ceilDiv(sum.pids, largest.pids))
 	}
+	q.TenancyBound = m.tenancyBound(reps, sum, largest)
 	return q, nil
+}
+
+// tenancyBound: replicas whose data is restricted, or whose workload or
+// tenant is dedicated, share hosts with no other tenant, so each such
+// tenant needs hosts of its own: at least its exclusive replicas' resources
+// over a host's capacity, and at least ceil(replicas/maxPerDomain) for a
+// hard host spread. Only the tenant's own other replicas may use the room
+// left on those hosts; everything else needs the other hosts.
+func (m *model) tenancyBound(reps []rep, sum, largest amount) int {
+	type excl struct {
+		sum  amount
+		need int
+	}
+	per := map[string]*excl{}
+	own := map[string]amount{} // each tenant's replicas that are not exclusive
+	var exclSum amount
+	for _, r := range reps {
+		wl := &m.wls[r.w]
+		if !wl.dedicated && wl.party.DataClass != string(v1.DataRestricted) {
+			own[wl.tenant] = own[wl.tenant].plus(wl.request).plus(m.overhead[r.tier])
+			continue
+		}
+		e := per[wl.tenant]
+		if e == nil {
+			e = &excl{}
+			per[wl.tenant] = e
+		}
+		a := wl.request.plus(m.overhead[r.tier])
+		e.sum = e.sum.plus(a)
+		exclSum = exclSum.plus(a)
+		for _, s := range wl.spread {
+			if s.level == "host" && s.max > 0 {
+				e.need = max(e.need, (wl.replicas+s.max-1)/s.max)
+			}
+		}
+	}
+	hosts := 0
+	var room amount
+	for t, e := range per {
+		n := max(e.need, ceilDiv(e.sum.milliCPU, largest.milliCPU), ceilDiv(e.sum.memory, largest.memory))
+		hosts += n
+		o := own[t]
+		room = room.plus(amount{min(o.milliCPU, int64(n)*largest.milliCPU-e.sum.milliCPU), min(o.memory, int64(n)*largest.memory-e.sum.memory), 0})
+	}
+	rest := sum.minus(exclSum).minus(room)
+	return hosts + max(0, ceilDiv(max(0, rest.milliCPU), largest.milliCPU), ceilDiv(max(0, rest.memory), largest.memory))
 }
 
 func ceilDiv(a, b int64) int {
