@@ -30,6 +30,7 @@ func newBenchCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	cmd.AddCommand(newBenchPlacementCmd())
+	cmd.AddCommand(newBenchRuntimeCmd())
 	return cmd
 }
 

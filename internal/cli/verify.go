@@ -1,0 +1,271 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/verify"
+)
+
+// newVerifyCmd is `rung verify`: the proof of the running replicas'
+// isolation, read from their live processes.
+func newVerifyCmd() *cobra.Command {
+	var dataDir, output string
+	cmd := &cobra.Command{
+		Use:   "verify [--data-dir DIR] [ID...] [-o json]",
+		Short: "Prove the running replicas' isolation from their live processes",
+		Long: `Lists the replicas that runc and runsc run under the data directory
+(DIR/runtimes/runc and DIR/runtimes/runsc, as rung run and the agent create
+them), reads each one's live processes from /proc and its cgroup files, and
+checks every hardening property of its tier against its spec: not host root,
+the tenant's UID map, capabilities, no_new_privs, seccomp, namespaces,
+read-only root, no host mounts, memory/swap/PIDs/CPU limits.
+
+A sandbox replica is proven from gVisor's host processes (sentry, ptrace
+stubs, gofer); what gVisor enforces inside is listed as such. Exit 0 when
+every property of every running replica holds, 1 when any fails or cannot
+be read. A stopped replica is listed (with "OOM-killed" when its cgroup
+counted an OOM kill) and fails nothing.`,
+		RunE: func(cmd *cobra.Command, ids []string) error {
+			if output != "text" && output != "json" {
+				return withCode(ExitInvalid, fmt.Errorf("-o %q: use text or json", output))
+			}
+			replicas, err := verifyReplicas(cmd.Context(), dataDir, ids)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if output == "json" {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(struct {
+					Replicas []verify.Replica `json:"replicas"`
+				}{replicas}); err != nil {
+					return err
+				}
+			} else {
+				printVerifyTable(out, replicas)
+			}
+			for _, r := range replicas {
+				if !r.Holds() {
+					return silent{code: ExitFailure}
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data-dir", defaultImageDataDir, "rung's data directory (runtime state in DIR/runtimes)")
+	f.StringVar(&dataDir, "root", defaultImageDataDir, "same as --data-dir")
+	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+// verifyRuntimes are the OCI runtimes whose replicas verify inspects, with
+// their directory under DATA/runtimes (internal/replica's layout).
+func verifyRuntimes() []string { return []string{"runc", "runsc"} }
+
+// verifyReplicas inspects the replicas of every runtime under dataDir, or
+// only those named by ids (each must exist).
+func verifyReplicas(ctx context.Context, dataDir string, ids []string) ([]verify.Replica, error) {
+	var out []verify.Replica
+	found := map[string]bool{}
+	for _, kind := range verifyRuntimes() {
+		dir := filepath.Join(dataDir, "runtimes", kind)
+		state := filepath.Join(dir, "state")
+		if _, err := os.Stat(state); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		bin, err := exec.LookPath(kind)
+		if err != nil {
+			// Replicas may be running that nothing here can inspect: fail.
+			return nil, fmt.Errorf("verify: %s has state in %s but is not installed: %w", kind, state, err)
+		}
+		listed, err := verify.List(ctx, bin, state)
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		if len(listed) == 0 {
+			continue
+		}
+		d, err := newInspectDriver(kind, dir)
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		for _, l := range listed {
+			if len(ids) > 0 && !slices.Contains(ids, l.ID) {
+				continue
+			}
+			found[l.ID] = true
+			r, err := verify.Host{}.Replica(ctx, d, l.ID)
+			if errors.Is(err, runtime.ErrNotFound) {
+				continue // deleted since the list
+			}
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+		}
+	}
+	for _, id := range ids {
+		if !found[id] {
+			return nil, fmt.Errorf("verify: no replica %q under %s", id, dataDir)
+		}
+	}
+	slices.SortFunc(out, func(a, b verify.Replica) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// newInspectDriver opens the driver whose Config.Dir is dir, to read the
+// state and host processes of its containers.
+func newInspectDriver(kind, dir string) (*runtime.OCI, error) {
+	if kind == "runsc" {
+		return runtime.NewRunsc(runtime.Config{Dir: dir})
+	}
+	return runtime.NewRunc(runtime.Config{Dir: dir})
+}
+
+// printVerifyTable writes one row per replica and host process role (runsc's
+// stubs folded into one row), then every failing property, then what a
+// sandbox's proof covers.
+func printVerifyTable(w io.Writer, replicas []verify.Replica) {
+	if len(replicas) == 0 {
+		fmt.Fprintln(w, "no replicas")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTIER\tPROCESS\tPID\tUID MAP\tCAPEFF\tNNP\tSECCOMP\tRO-ROOT\tMEMORY\tPIDS\tCPU\tVERDICT")
+	sandbox := false
+	for _, r := range replicas {
+		sandbox = sandbox || len(r.Inside) > 0
+		verdict := "ok"
+		switch {
+		case !r.Holds():
+			verdict = fmt.Sprintf("FAIL (%d)", len(r.Failures())+len(r.Problems))
+		case r.Status == runtime.Stopped && r.OOMKilled():
+			verdict = "stopped, OOM-killed"
+		case r.Status == runtime.Stopped:
+			verdict = "stopped"
+		}
+		if len(r.Processes) == 0 {
+			res := r.Resources
+			fmt.Fprintf(tw, "%s\t%s\t-\t%d\t-\t-\t-\t-\t-\t%s\t%s\t%s\t%s\n", r.ID, r.Tier, r.Pid,
+				verifyLimit(res.MemoryLimit), verifyLimit(res.PidsLimit), verifyCPU(res), verdict)
+			continue
+		}
+		first := true
+		for _, row := range verifyRows(r.Processes) {
+			p := row.Report
+			id, tier, v := "", "", ""
+			if first {
+				id, tier, v = r.ID, r.Tier, verdict
+				first = false
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%v\t%s\t%s\t%s\t%s\n",
+				id, tier, row.label, p.Pid, verifyIDMaps(p.UIDMap), p.Caps.Effective, p.NoNewPrivs, p.Seccomp, p.Root.ReadOnly,
+				verifyLimit(p.Resources.MemoryLimit), verifyLimit(p.Resources.PidsLimit), verifyCPU(p.Resources), v)
+		}
+	}
+	tw.Flush()
+	for _, r := range replicas {
+		for _, p := range r.Problems {
+			fmt.Fprintf(w, "FAIL %s: %s\n", r.ID, p)
+		}
+		for _, f := range r.Failures() {
+			fmt.Fprintf(w, "FAIL %s %s pid %d %s: got %s, want %s\n", r.ID, f.Role, f.Pid, f.Property, f.Got, f.Want)
+		}
+	}
+	if sandbox {
+		for _, r := range replicas {
+			if len(r.Inside) == 0 {
+				continue
+			}
+			fmt.Fprintln(w, "\nsandbox replicas: proven from the host:")
+			for _, s := range r.HostSide {
+				fmt.Fprintf(w, "  - %s\n", s)
+			}
+			fmt.Fprintln(w, "enforced by gVisor inside the sandbox (not visible from the host):")
+			for _, s := range r.Inside {
+				fmt.Fprintf(w, "  - %s\n", s)
+			}
+			break
+		}
+	}
+}
+
+// verifyRow is one table row: a process, or runsc's stubs folded.
+type verifyRow struct {
+	label  string
+	Report verify.Report
+}
+
+// verifyRows lists the processes in role order, folding all stubs into
+// one row labelled "stub×N" (they are checked one by one).
+func verifyRows(ps []verify.Process) []verifyRow {
+	var out []verifyRow
+	stubs := 0
+	for _, p := range ps {
+		if p.Role == verify.RoleStub {
+			stubs++
+			if stubs > 1 {
+				continue
+			}
+		}
+		out = append(out, verifyRow{label: p.Role, Report: p.Report})
+	}
+	for i := range out {
+		if out[i].label == verify.RoleStub && stubs > 1 {
+			out[i].label = fmt.Sprintf("stub×%d", stubs)
+		}
+	}
+	return out
+}
+
+func verifyIDMaps(maps []verify.IDMap) string {
+	s := make([]string, len(maps))
+	for i, m := range maps {
+		s[i] = m.String()
+	}
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, ",")
+}
+
+// verifyLimit formats a byte or count limit: "64Mi", "256", "unlimited".
+func verifyLimit(v int64) string {
+	switch {
+	case v == verify.Unlimited:
+		return "unlimited"
+	case v == 0:
+		return "?"
+	case v >= 1<<30 && v%(1<<30) == 0:
+		return fmt.Sprintf("%dGi", v>>30)
+	case v >= 1<<20 && v%(1<<20) == 0:
+		return fmt.Sprintf("%dMi", v>>20)
+	}
+	return fmt.Sprint(v)
+}
+
+// verifyCPU formats the CFS quota as cores in Kubernetes style ("500m").
+func verifyCPU(r verify.Resources) string {
+	switch {
+	case r.CPUQuota == verify.Unlimited:
+		return "unlimited"
+	case r.CPUQuota <= 0 || r.CPUPeriod <= 0:
+		return "?"
+	}
+	return fmt.Sprintf("%dm", r.CPUQuota*1000/r.CPUPeriod)
+}

@@ -1,0 +1,198 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"rung.dev/rung/internal/bundle"
+	"rung.dev/rung/internal/runtime"
+)
+
+// Annotations of a replica's spec that name its tenant and the tier it is
+// reported as (set by internal/replica).
+const (
+	AnnotationTenant = "dev.rung.tenant"
+	AnnotationTier   = "dev.rung.tier"
+)
+
+// Driver is what Replica needs of a runtime driver (runtime.OCI has it):
+// the tier it runs, a container's state, and its host processes.
+type Driver interface {
+	Tier() string
+	State(ctx context.Context, id string) (runtime.State, error)
+	HostProcesses(ctx context.Context, id string) ([]runtime.HostProcess, error)
+}
+
+// Replica is the proof of one replica's isolation: each of its host
+// processes inspected and checked against the tier and the replica's spec.
+type Replica struct {
+	ID string `json:"id"`
+	// Tenant is the spec's dev.rung.tenant annotation, if any.
+	Tenant string `json:"tenant,omitempty"`
+	// Tier is the tier the replica is reported as (the spec's dev.rung.tier
+	// annotation, else the driver's tier); the tier finding checks that the
+	// processes really are that tier.
+	Tier   string         `json:"tier"`
+	Status runtime.Status `json:"status"`
+	Pid    int            `json:"pid"`
+	Bundle string         `json:"bundle"`
+	// Processes are the inspected host processes; Findings the checks of
+	// every one of them.
+	Processes []Process `json:"processes,omitempty"`
+	Findings  []Finding `json:"findings,omitempty"`
+	// Resources are the replica's cgroup limits and counters (of its first
+	// process, or of the spec's cgroup once it has stopped).
+	Resources Resources `json:"resources"`
+	// Problems are what kept a property from being checked (an unreadable
+	// spec, a vanished process); each makes the replica fail.
+	Problems []string `json:"problems,omitempty"`
+	// HostSide says what the findings prove, read from the host; Inside
+	// what gVisor enforces in the sandbox, which the host cannot see.
+	HostSide []string `json:"hostSide,omitempty"`
+	Inside   []string `json:"inside,omitempty"`
+}
+
+// Process is one inspected host process of a replica.
+type Process struct {
+	Role   string `json:"role"`
+	Report Report `json:"report"`
+}
+
+// Holds reports whether every checked property holds and nothing kept a
+// property from being checked. A stopped replica runs nothing to prove and
+// holds unless its spec could not be read.
+func (r Replica) Holds() bool {
+	if len(r.Problems) > 0 {
+		return false
+	}
+	if r.Status == runtime.Stopped {
+		return true
+	}
+	return len(r.Findings) > 0 && !slices.ContainsFunc(r.Findings, func(f Finding) bool { return !f.Holds })
+}
+
+// Failures returns the findings that do not hold.
+func (r Replica) Failures() []Finding {
+	var out []Finding
+	for _, f := range r.Findings {
+		if !f.Holds {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// OOMKilled reports whether the kernel's OOM killer killed a process of the
+// replica's cgroup.
+func (r Replica) OOMKilled() bool { return r.Resources.OOMKills > 0 }
+
+// Primary is the process that stands for the replica: runc's init or
+// gVisor's sentry. ok is false when none was inspected.
+func (r Replica) Primary() (p Process, ok bool) {
+	for _, p := range r.Processes {
+		if p.Role == RoleInit || p.Role == RoleSandbox {
+			return p, true
+		}
+	}
+	return Process{}, false
+}
+
+// Replica inspects container id of driver d: its state, its spec (from the
+// bundle) and, while it runs, each host process, checked against what the
+// tier and the spec ask. A stopped replica has no processes left; its
+// cgroup's counters (until the runtime deletes it) still say whether it was
+// OOM-killed. Errors are for the
+// driver's calls (an unknown id wraps runtime.ErrNotFound); what could not
+// be checked is a Problem and fails the replica.
+func (h Host) Replica(ctx context.Context, d Driver, id string) (Replica, error) {
+	st, err := d.State(ctx, id)
+	if err != nil {
+		return Replica{}, fmt.Errorf("verify %s: %w", id, err)
+	}
+	rep := Replica{ID: id, Tier: d.Tier(), Status: st.Status, Pid: st.Pid, Bundle: st.Bundle}
+	spec, err := bundle.Read(st.Bundle)
+	if err != nil {
+		// Fail closed: without the spec the limits cannot be compared.
+		rep.Problems = append(rep.Problems, fmt.Sprintf("spec: %v", err))
+		spec = nil
+	} else {
+		rep.Tenant = spec.Annotations[AnnotationTenant]
+		if t := spec.Annotations[AnnotationTier]; t != "" {
+			rep.Tier = t
+		}
+	}
+	// The host tier is a runc container on a host of its own: its processes
+	// are checked as the container tier's.
+	checkTier := rep.Tier
+	if checkTier == "host" {
+		checkTier = TierContainer
+	}
+	if st.Status == runtime.Stopped || st.Pid <= 0 {
+		// Nothing runs, so nothing is exposed; the cgroup still says how
+		// it ended.
+		if cg := cgroupsPath(spec); cg != "" {
+			if res, err := h.CgroupResources(ctx, cg); err == nil {
+				rep.Resources = res
+			}
+		}
+		return rep, nil
+	}
+	procs, err := d.HostProcesses(ctx, id)
+	if err != nil {
+		return Replica{}, fmt.Errorf("verify %s: %w", id, err)
+	}
+	for _, hp := range procs {
+		r, err := h.Inspect(ctx, hp.Pid)
+		if errors.Is(err, ErrNoProcess) && (hp.Role == RoleStub || hp.Role == RoleProcess) {
+			continue // a short-lived helper or workload process ended
+		}
+		if err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s pid %d: %v", hp.Role, hp.Pid, err))
+			continue
+		}
+		rep.Processes = append(rep.Processes, Process{Role: hp.Role, Report: r})
+		rep.Findings = append(rep.Findings, Check(r, Expect(checkTier, hp.Role, spec))...)
+	}
+	if p, ok := rep.Primary(); ok {
+		rep.Resources = p.Report.Resources
+	} else {
+		rep.Problems = append(rep.Problems, "no init or sandbox process found")
+	}
+	rep.HostSide, rep.Inside = scope(d.Tier())
+	return rep, nil
+}
+
+func cgroupsPath(s *specs.Spec) string {
+	if s == nil || s.Linux == nil {
+		return ""
+	}
+	return s.Linux.CgroupsPath
+}
+
+// scope says what the findings of a tier prove from the host, and what
+// only the sandbox's kernel enforces.
+func scope(tier string) (hostSide, inside []string) {
+	if tier != TierSandbox {
+		return []string{
+			"the workload's own processes, read from the host: ids, user namespace map, capabilities, " +
+				"no_new_privs, seccomp mode, namespaces, root mount, cgroup limits",
+		}, nil
+	}
+	return []string{
+			"gVisor's host processes (sentry, ptrace stubs, gofer): not host root, user namespace maps " +
+				"(sentry: only nobody; gofer: the tenant's range), capabilities only inside their own user " +
+				"namespaces, no_new_privs, seccomp filters, own namespaces, read-only roots, no host mounts",
+			"the sentry runs with --oci-seccomp, so it applies the spec's seccomp filter to the workload",
+			"the replica's cgroup limits (CPU, memory, PIDs), which bound the sentry, stubs and gofer " +
+				"and so everything the workload does",
+		}, []string{
+			"the workload's uid map, capabilities and no_new_privs (gVisor's own user namespace and credentials)",
+			"the spec's seccomp filter on each of the workload's system calls (switched on by --oci-seccomp, above)",
+			"the read-only root and the masked /proc paths (gVisor's VFS)",
+			"the workload's PID namespace (gVisor's; the sentry itself stays in the host's for ptrace)",
+		}
+}
