@@ -42,6 +42,9 @@ func newImageCmd() *cobra.Command {
 		newImageListCmd(open),
 		newImageRemoveCmd(open),
 		newImageUnpackCmd(open),
+		newImageSignCmd(),
+		newImageVerifyCmd(),
+		newImageKeygenCmd(),
 	)
 	return cmd
 }

@@ -209,10 +209,12 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 		delete(d.creating, id)
 		d.mu.Unlock()
 	}()
-	if _, err := d.State(ctx, id); err == nil {
-		return fmt.Errorf("%s create %s: %w", d.kind, id, ErrExists)
-	} else if !errors.Is(err, ErrNotFound) {
+	// A stat of the runtime's state file instead of a `state` call: the
+	// CLI call costs 8 ms (runc) to 28 ms (runsc) on every start.
+	if ok, err := d.exists(id); err != nil {
 		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
+	} else if ok {
+		return fmt.Errorf("%s create %s: %w", d.kind, id, ErrExists)
 	}
 	bundle, err := filepath.Abs(bundle)
 	if err != nil {
@@ -243,7 +245,10 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 
 	runtimeLog := d.runtimeLogPath(id)
 	_ = os.Remove(runtimeLog)
-	cmd := exec.CommandContext(ctx, d.bin, d.args(runtimeLog, "create", "--bundle", bundle, id)...)
+	pidFile := filepath.Join(d.logs, id+".pid")
+	_ = os.Remove(pidFile)
+	defer os.Remove(pidFile)
+	cmd := exec.CommandContext(ctx, d.bin, d.args(runtimeLog, "create", "--bundle", bundle, "--pid-file", pidFile, id)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.WaitDelay = 5 * time.Second
 	runErr := cmd.Run()
@@ -267,12 +272,17 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 		removeCgroups(bundle)
 		return fmt.Errorf("%s create %s: %s: %w", d.kind, id, msg, runErr)
 	}
-	st, err := d.State(ctx, id)
+	pid, err := readPid(pidFile)
 	if err != nil {
-		p.closeAll()
-		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
+		st, serr := d.State(ctx, id)
+		if serr != nil {
+			p.closeAll()
+			return fmt.Errorf("%s create %s: %w", d.kind, id, serr)
+		}
+		pid = st.Pid
 	}
-	p.pid = st.Pid
+	p.pid = pid
+	st := State{Pid: pid}
 	d.mu.Lock()
 	d.procs[id] = p
 	d.mu.Unlock()
@@ -285,6 +295,33 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 	}
 	d.log.Debug("created", "runtime", d.kind, "id", id, "pid", st.Pid)
 	return nil
+}
+
+// exists reports whether the runtime has state for id, from its state
+// directory: runc keeps ROOT/ID/state.json, runsc ROOT/ID_sandbox:SB.state.
+func (d *OCI) exists(id string) (bool, error) {
+	if d.kind == "runsc" {
+		m, err := filepath.Glob(filepath.Join(d.state, id+"_sandbox:*.state"))
+		return len(m) > 0, err
+	}
+	_, err := os.Stat(filepath.Join(d.state, id, "state.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// readPid reads a runtime's --pid-file.
+func readPid(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var pid int
+	if _, err := fmt.Sscan(strings.TrimSpace(string(b)), &pid); err != nil || pid <= 0 {
+		return 0, fmt.Errorf("pid file %s: %q", path, b)
+	}
+	return pid, nil
 }
 
 // Start implements Driver.
@@ -387,9 +424,11 @@ func (d *OCI) Delete(ctx context.Context, id string) error {
 	if err := d.check(id); err != nil {
 		return err
 	}
-	// `delete --force` succeeds for an unknown ID; ask first.
-	if _, err := d.State(ctx, id); err != nil {
+	// `delete --force` succeeds for an unknown ID; look first.
+	if ok, err := d.exists(id); err != nil {
 		return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
+	} else if !ok {
+		return fmt.Errorf("%s delete %s: %w", d.kind, id, ErrNotFound)
 	}
 	if _, err := d.exec(ctx, "delete", "--force", id); err != nil {
 		return fmt.Errorf("%s delete %s: %w", d.kind, id, err)

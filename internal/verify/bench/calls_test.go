@@ -12,10 +12,9 @@ import (
 
 // maxRunCalls is how many runtime CLI calls runtime.Run may make to run a
 // replica to completion; the raw runtime makes one (`runc run`). The driver
-// makes six today (state, create, state, start, state, delete): that is
-// most of rung's start-to-exit overhead that `rung bench runtime` shows.
-// Lower this as the driver sheds calls (with `run` and --pid-file, 1).
-const maxRunCalls = 6
+// makes three (create, start, delete): it stats the runtime's state file
+// instead of calling `state`, and reads --pid-file.
+const maxRunCalls = 3
 
 // TestRunCalls counts the runtime CLI calls of one runtime.Run of
 // /bin/true by putting a logging wrapper in front of the real binary.
