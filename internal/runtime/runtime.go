@@ -128,6 +128,11 @@ func (a Availability) Err() error {
 // Run creates, starts and waits for one container, then deletes it, even
 // when ctx ends (the container is killed first). It is `rung run`.
 func Run(ctx context.Context, d Driver, id, bundle string, stdio IO) (Exit, error) {
+	if r, ok := d.(interface {
+		RunOnce(ctx context.Context, id, bundle string, stdio IO) (Exit, error)
+	}); ok {
+		return r.RunOnce(ctx, id, bundle, stdio)
+	}
 	if err := d.Create(ctx, id, bundle, stdio); err != nil {
 		return Exit{}, err
 	}

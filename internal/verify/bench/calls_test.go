@@ -11,10 +11,9 @@ import (
 )
 
 // maxRunCalls is how many runtime CLI calls runtime.Run may make to run a
-// replica to completion; the raw runtime makes one (`runc run`). The driver
-// makes three (create, start, delete): it stats the runtime's state file
-// instead of calling `state`, and reads --pid-file.
-const maxRunCalls = 3
+// replica to completion; the raw runtime makes one (`runc run`), and so
+// does rung's driver (RunOnce uses `run` itself).
+const maxRunCalls = 1
 
 // TestRunCalls counts the runtime CLI calls of one runtime.Run of
 // /bin/true by putting a logging wrapper in front of the real binary.
