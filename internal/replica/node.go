@@ -250,6 +250,9 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 		env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	}
 	res := withDefaults(s.Resources)
+	if s.Tier == tenancy.Sandbox {
+		res = sandboxLimits(res)
+	}
 	opts := []bundle.Opt{
 		bundle.WithRootfs("rootfs"),
 		bundle.WithUserNamespace(r),
@@ -294,6 +297,18 @@ func withDefaults(r topology.Resources) topology.Resources {
 	if r.PIDs <= 0 {
 		r.PIDs = 128
 	}
+	return r
+}
+
+// sandboxLimits widens a sandbox's cgroup limits by gVisor's own share:
+// its sentry and gofer live in the replica's cgroup, the sentry uses about
+// 25 MiB, and it runs about six host tasks per workload process, so the
+// workload's own PIDs limit (enforced inside gVisor as well) would
+// otherwise starve the sentry and crash the sandbox. The scheduler counts
+// the same memory as the sandbox tier's overhead.
+func sandboxLimits(r topology.Resources) topology.Resources {
+	r.Memory += 64 << 20
+	r.PIDs = r.PIDs*6 + 64
 	return r
 }
 
