@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -222,23 +221,18 @@ func startPlanned(ctx context.Context, out io.Writer, node *replica.Node, res *s
 	return started, refused
 }
 
-// printVerify shows each running replica's state; the full live proof is
-// `rung verify`.
+// printVerify proves each running replica's isolation from its live
+// processes, exactly as `rung verify` does.
 func printVerify(ctx context.Context, out io.Writer, node *replica.Node, ids []string) {
 	if len(ids) == 0 {
 		return
 	}
 	sort.Strings(ids)
-	fmt.Fprintf(out, "\nlive replicas:\n")
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  REPLICA\tSTATUS\tPID")
-	for _, id := range ids {
-		st, err := node.State(ctx, id)
-		if err != nil {
-			fmt.Fprintf(tw, "  %s\terror: %v\t\n", id, err)
-			continue
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%d\n", id, st.Status, st.Pid)
+	fmt.Fprintf(out, "\nrung verify (read from the live processes on the host):\n\n")
+	reps, err := verifyReplicas(ctx, node.Dir(), ids)
+	if err != nil {
+		fmt.Fprintf(out, "verify: %v\n", err)
+		return
 	}
-	tw.Flush()
+	printVerifyTable(out, reps)
 }

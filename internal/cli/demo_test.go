@@ -26,9 +26,17 @@ func TestDemoRunsReplicas(t *testing.T) {
 		"7 replica(s) ran and were removed; 0 refused",
 		"anonymous-playground-0           sandbox   started",
 		"11 replica(s) ran and were removed",
+		"rung verify (read from the live processes on the host)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+	// Every replica that ran was proven from its live processes.
+	if strings.Contains(out, "FAIL") {
+		t.Errorf("a replica failed verification:\n%s", out)
+	}
+	if n := strings.Count(out, "  ok\n"); n < 18 {
+		t.Errorf("%d replicas verified ok, want 18 (7 university + 11 public-cloud):\n%s", n, out)
 	}
 }
