@@ -8,7 +8,7 @@ export CGO_ENABLED := 0
 
 # Debian packages rung drives for real. Installed once; `apt-get update`
 # runs only when something is missing.
-DEB_PACKAGES := runc runsc busybox-static
+DEB_PACKAGES := runc runsc busybox-static etcd-server
 
 .PHONY: demo test deps build vet bench fuzz clean
 
