@@ -364,8 +364,8 @@ func (n *Node) Records() ([]Record, error) {
 			continue // being prepared or removed
 		}
 		var r Record
-		if err := json.Unmarshal(data, &r); err != nil {
-			return nil, fmt.Errorf("replica %s: corrupt record: %w", e.Name(), err)
+		if err := json.Unmarshal(data, &r); err != nil || r.Spec.ID != e.Name() {
+			continue // corrupt: Leftovers reports it
 		}
 		out = append(out, r)
 	}
@@ -411,23 +411,53 @@ func (n *Node) Start(ctx context.Context, s Spec) error {
 	return nil
 }
 
-// Remove kills and deletes a replica and its bundle.
+// Remove kills and deletes a replica and its bundle. A directory left
+// without a record (a crash while preparing) is cleaned up too, trying
+// every driver, so nothing leaks.
 func (n *Node) Remove(ctx context.Context, id string) error {
 	rec, err := n.record(id)
-	if err != nil {
-		return err
+	drivers := []*runtime.OCI{n.runc, n.runsc}
+	switch {
+	case err == nil:
+		d, err := n.driverFor(rec.Spec.Tier)
+		if err != nil {
+			return err
+		}
+		drivers = []*runtime.OCI{d}
+	case errors.Is(err, ErrNotFound):
+		if _, serr := os.Stat(n.replicaDir(id)); serr != nil {
+			return err
+		}
+	default:
+		if !idRE.MatchString(id) {
+			return err
+		}
 	}
-	d, err := n.driverFor(rec.Spec.Tier)
-	if err != nil {
-		return err
-	}
-	if err := d.Kill(ctx, id, syscall.SIGKILL); err != nil && !errors.Is(err, runtime.ErrNotRunning) && !errors.Is(err, runtime.ErrNotFound) {
-		return err
-	}
-	if err := d.Delete(ctx, id); err != nil && !errors.Is(err, runtime.ErrNotFound) {
-		return err
+	for _, d := range drivers {
+		if err := d.Kill(ctx, id, syscall.SIGKILL); err != nil && !errors.Is(err, runtime.ErrNotRunning) && !errors.Is(err, runtime.ErrNotFound) {
+			return err
+		}
+		if err := d.Delete(ctx, id); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+			return err
+		}
 	}
 	return os.RemoveAll(n.replicaDir(id))
+}
+
+// Leftovers lists replica directories that have no readable record: a
+// crash while preparing, or a corrupt record. The agent removes them.
+func (n *Node) Leftovers() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(n.dir, "replicas"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if _, err := n.record(e.Name()); err != nil {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
 }
 
 // State reports a replica's runtime state.
