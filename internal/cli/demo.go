@@ -14,11 +14,11 @@ import (
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/examples"
+	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/image"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/tenancy"
-	"rung.dev/rung/internal/topology"
 )
 
 func newDemoCmd() *cobra.Command {
@@ -188,35 +188,32 @@ func ensureBusybox(ctx context.Context, node *replica.Node) error {
 }
 
 func startPlanned(ctx context.Context, out io.Writer, node *replica.Node, res *scheduler.Result, set *v1.Set) (started []string, refused int) {
-	wl := map[string]v1.Workload{}
-	for _, w := range set.Workloads {
-		wl[w.Metadata.Tenant+"/"+w.Metadata.Name] = w
+	specs, err := agent.FromPlan(set, res, "")
+	if err != nil {
+		fmt.Fprintf(out, "  %v\n", err)
+		return nil, len(res.Placements)
 	}
+	node2plan := map[string]string{}
 	for _, p := range res.Placements {
-		w := wl[p.Workload]
-		tier, _ := tenancy.ParseTier(v1.Tier(p.Tier))
-		id := strings.ReplaceAll(p.Workload, "/", "-") + fmt.Sprintf("-%d", p.Replica)
-		args := w.Spec.Command
-		if len(args) == 0 {
-			args = []string{"sleep", "3600"}
-		}
-		spec := replica.Spec{
-			ID: id, Tenant: w.Metadata.Tenant, Tier: tier, Image: w.Spec.Image,
-			Args: append(args, w.Spec.Args...), Resources: topology.FromV1(w.Spec.Resources),
+		node2plan[agent.ReplicaID(p.Workload, p.Replica)] = p.Node
+	}
+	for _, spec := range specs {
+		if len(spec.Args) == 0 {
+			spec.Args = []string{"sleep", "3600"}
 		}
 		// This one machine can't hold a plan made for a datacenter: cap
 		// each demo replica's limits so the demo fits.
 		spec.Resources.MilliCPU = min(spec.Resources.MilliCPU, 500)
 		spec.Resources.Memory = min(spec.Resources.Memory, 64<<20)
-		_ = node.Remove(ctx, id) // a leftover of an interrupted demo
+		_ = node.Remove(ctx, spec.ID) // a leftover of an interrupted demo
 		t0 := time.Now()
 		if err := node.Start(ctx, spec); err != nil {
 			refused++
-			fmt.Fprintf(out, "  %-32s %-9s REFUSED: %v\n", id, p.Tier, err)
+			fmt.Fprintf(out, "  %-32s %-9s REFUSED: %v\n", spec.ID, spec.Tier, err)
 			continue
 		}
-		started = append(started, id)
-		fmt.Fprintf(out, "  %-32s %-9s started in %v (planned node %s)\n", id, p.Tier, time.Since(t0).Round(time.Millisecond), p.Node)
+		started = append(started, spec.ID)
+		fmt.Fprintf(out, "  %-32s %-9s started in %v (planned node %s)\n", spec.ID, spec.Tier, time.Since(t0).Round(time.Millisecond), node2plan[spec.ID])
 	}
 	return started, refused
 }

@@ -1,0 +1,63 @@
+package agent
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/scheduler"
+	"rung.dev/rung/internal/tenancy"
+	"rung.dev/rung/internal/topology"
+)
+
+// ReplicaID names replica ord of TENANT/NAME on a node: "tenant-name-ord".
+func ReplicaID(workload string, ord int) string {
+	return strings.ReplaceAll(workload, "/", "-") + fmt.Sprintf("-%d", ord)
+}
+
+// FromPlan returns the replicas a node must run under plan res of set. With
+// node == "" the node stands in for every node of the plan (one machine
+// running a whole example, as `rung up` on a laptop does).
+func FromPlan(set *v1.Set, res *scheduler.Result, node string) ([]replica.Spec, error) {
+	wl := map[string]*v1.Workload{}
+	for i := range set.Workloads {
+		w := &set.Workloads[i]
+		wl[w.Metadata.Tenant+"/"+w.Metadata.Name] = w
+	}
+	var out []replica.Spec
+	for _, p := range res.Placements {
+		if node != "" && p.Node != node {
+			continue
+		}
+		w, ok := wl[p.Workload]
+		if !ok {
+			return nil, fmt.Errorf("placement of unknown workload %s", p.Workload)
+		}
+		tier, err := tenancy.ParseTier(v1.Tier(p.Tier))
+		if err != nil {
+			return nil, fmt.Errorf("placement %s[%d]: %w", p.Workload, p.Replica, err)
+		}
+		var env []string
+		for k, v := range w.Spec.Env {
+			env = append(env, k+"="+v)
+		}
+		out = append(out, replica.Spec{
+			ID:           ReplicaID(p.Workload, p.Replica),
+			Tenant:       w.Metadata.Tenant,
+			Tier:         tier,
+			Image:        w.Spec.Image,
+			Args:         append(append([]string{}, w.Spec.Command...), w.Spec.Args...),
+			Env:          sortStrings(env),
+			Resources:    topology.FromV1(w.Spec.Resources),
+			Capabilities: w.Spec.Capabilities,
+		})
+	}
+	return out, nil
+}
+
+func sortStrings(s []string) []string {
+	slices.Sort(s)
+	return s
+}
