@@ -31,6 +31,7 @@ func newBenchCmd() *cobra.Command {
 	}
 	cmd.AddCommand(newBenchPlacementCmd())
 	cmd.AddCommand(newBenchRuntimeCmd())
+	cmd.AddCommand(newBenchAPICmd())
 	return cmd
 }
 

@@ -75,5 +75,5 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 
 // commands lists the subcommands; each lives in its own file.
 func commands() []*cobra.Command {
-	return []*cobra.Command{newPlanCmd(), newExplainCmd(), newDemoCmd(), newImageCmd(), newRunCmd(), newBenchCmd(), newVerifyCmd(), newCheckCmd(), newVulnDBCmd()}
+	return append([]*cobra.Command{newPlanCmd(), newExplainCmd(), newDemoCmd(), newImageCmd(), newRunCmd(), newBenchCmd(), newVerifyCmd(), newCheckCmd(), newVulnDBCmd(), newAuditCmd()}, controlPlaneCommands()...)
 }

@@ -1,0 +1,290 @@
+// Package app wires rung's control plane together: config → store →
+// audit log → API server and scheduler → HTTP listener. It is the only
+// package that names store backends.
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/yaml"
+
+	"rung.dev/rung/internal/audit"
+	"rung.dev/rung/internal/auth"
+	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/server"
+	"rung.dev/rung/internal/store"
+	"rung.dev/rung/internal/store/bolt"
+	"rung.dev/rung/internal/store/etcd"
+)
+
+// Defaults of Config.
+const (
+	// DefaultDataDir is the data directory, shared with the node's image
+	// store and `rung audit verify`.
+	DefaultDataDir = "/var/lib/rung"
+	DefaultListen  = "127.0.0.1:7440"
+	// AdminTokenFile is the admin token's file in the data directory.
+	AdminTokenFile = "admin.token"
+	// ClientConfigFile is the client config written in the data directory.
+	ClientConfigFile = "client.json"
+)
+
+// Config is how `rung up` runs. The zero value of a field means its
+// default. It is read from a config file (JSON or YAML) and flags.
+type Config struct {
+	// DataDir holds the embedded store, the admin token and a client
+	// config (default /var/lib/rung).
+	DataDir string `json:"dataDir,omitempty"`
+	// Listen is the API's address (default 127.0.0.1:7440; port 0 picks one).
+	Listen string `json:"listen,omitempty"`
+	// Store is "bolt" (the embedded store in DataDir, the default) or
+	// etcd://HOST:PORT[,HOST:PORT...][/PREFIX].
+	Store string `json:"store,omitempty"`
+	// ClientConfig is where to write the client config besides DataDir
+	// (default $RUNG_CONFIG or ~/.config/rung/config.json; "-" for nowhere).
+	ClientConfig string `json:"clientConfig,omitempty"`
+	// ShutdownTimeout bounds a graceful shutdown (default 10s).
+	ShutdownTimeout Duration `json:"shutdownTimeout,omitempty"`
+}
+
+// Duration is a time.Duration written as "10s" in config files.
+type Duration time.Duration
+
+// UnmarshalJSON reads "10s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string such as \"10s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes "10s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// LoadConfig reads a config file, JSON or YAML, rejecting unknown fields.
+func LoadConfig(path string) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	if j, err := yaml.YAMLToJSON(data); err == nil {
+		data = j
+	} else {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("config %s: %w (fields: dataDir, listen, store, clientConfig, shutdownTimeout)", path, err)
+	}
+	return c, nil
+}
+
+// withDefaults fills what c leaves out.
+func (c Config) withDefaults() (Config, error) {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Store == "" {
+		c.Store = "bolt"
+	}
+	if c.ClientConfig == "" {
+		p, err := client.DefaultConfigPath()
+		if err != nil {
+			return c, err
+		}
+		c.ClientConfig = p
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = Duration(10 * time.Second)
+	}
+	return c, nil
+}
+
+// Info is what a started control plane tells its caller.
+type Info struct {
+	// URL is the API's base URL, http://HOST:PORT.
+	URL string
+	// TokenFile holds the admin (operator) token.
+	TokenFile string
+	// ClientConfigs are the client config files written.
+	ClientConfigs []string
+	// Store names the store in use.
+	Store string
+}
+
+// Up runs the control plane until ctx is done, then shuts down
+// gracefully. ready is called once the API serves requests.
+func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	st, storeName, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
+		}
+	}()
+
+	srv, err := server.New(server.Config{
+		Store: st, Audit: audit.New(st), Registry: prometheus.NewRegistry(), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	tokenFile := filepath.Join(cfg.DataDir, AdminTokenFile)
+	token, err := adminToken(ctx, srv, tokenFile)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	url := "http://" + ln.Addr().String()
+	info := Info{URL: url, TokenFile: tokenFile, Store: storeName}
+	paths := []string{filepath.Join(cfg.DataDir, ClientConfigFile)}
+	if cfg.ClientConfig != "-" {
+		paths = append(paths, cfg.ClientConfig)
+	}
+	for _, p := range paths {
+		if err := client.WriteConfig(p, client.Config{Server: url, Token: token}); err != nil {
+			ln.Close()
+			return err
+		}
+		info.ClientConfigs = append(info.ClientConfigs, p)
+	}
+
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := srv.Run(runCtx); err != nil {
+			errc <- err
+		}
+	})
+	log.Info("rung up", "url", url, "store", storeName, "data", cfg.DataDir)
+	if ready != nil {
+		ready(info)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	srv.SetReady(false)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.ShutdownTimeout))
+	defer cancel()
+	if serr := hs.Shutdown(sctx); serr != nil {
+		err = errors.Join(err, fmt.Errorf("shutdown: %w", serr))
+	}
+	stop()
+	wg.Wait()
+	log.Info("rung down")
+	return err
+}
+
+// openStore opens the configured store; the only place naming backends.
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, string, error) {
+	switch {
+	case cfg.Store == "bolt":
+		st, err := bolt.Open(cfg.DataDir, bolt.Options{Logger: log})
+		if err != nil {
+			return nil, "", err
+		}
+		return st, "bolt " + st.Path(), nil
+	case strings.HasPrefix(cfg.Store, "etcd://"):
+		ec, err := etcd.ParseURL(cfg.Store)
+		if err != nil {
+			return nil, "", err
+		}
+		ec.Logger = log
+		st, err := etcd.Open(ctx, ec)
+		if err != nil {
+			return nil, "", err
+		}
+		return st, cfg.Store, nil
+	}
+	return nil, "", fmt.Errorf("store %q: use bolt or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]", cfg.Store)
+}
+
+// adminToken returns the operator token kept in file, making a new one
+// (and the file, mode 0600) when the file is missing or its token is no
+// longer valid in the store.
+func adminToken(ctx context.Context, srv *server.Server, file string) (string, error) {
+	if data, err := os.ReadFile(file); err == nil {
+		tok := strings.TrimSpace(string(data))
+		ok, err := srv.TokenValid(ctx, tok)
+		if err != nil {
+			return "", fmt.Errorf("admin token: %w", err)
+		}
+		if ok {
+			return tok, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	tok, _, err := srv.IssueToken(ctx, auth.Principal{}, auth.Principal{Role: auth.Operator}, "admin token of rung up")
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	if err := client.WriteFileAtomic(file, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	return tok, nil
+}

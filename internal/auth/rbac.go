@@ -1,0 +1,99 @@
+package auth
+
+import v1 "rung.dev/rung/api/v1"
+
+// Verb is what a request does to an object.
+type Verb string
+
+// Verbs.
+const (
+	Get    Verb = "get"
+	List   Verb = "list"
+	Apply  Verb = "apply" // create or update
+	Delete Verb = "delete"
+)
+
+// Kinds that are not manifest kinds but are still guarded.
+const (
+	// KindToken is an API token.
+	KindToken = "Token"
+	// KindPlan is the placement view (read-only; filtered per tenant).
+	KindPlan = "Plan"
+	// KindEvent is the event stream (read-only; filtered per tenant).
+	KindEvent = "Event"
+)
+
+// Object is what a request acts on, as far as access control cares: its
+// kind and the tenant that owns it. For a Tenant, Tenant is its own name;
+// for cluster-wide kinds it is empty. A List across every tenant leaves
+// Tenant empty and filters the answer with Principal.Sees.
+type Object struct {
+	Kind   string
+	Tenant string
+}
+
+// Decision is the answer to one access question.
+type Decision int
+
+// Decisions.
+const (
+	// Allow: go ahead.
+	Allow Decision = iota
+	// Forbid: the principal may know the object exists but may not do
+	// this (HTTP 403).
+	Forbid
+	// Hide: the object belongs to a tenant the principal may not know
+	// about; answer exactly as if it did not exist (HTTP 404).
+	Hide
+)
+
+func (d Decision) String() string {
+	switch d {
+	case Allow:
+		return "allow"
+	case Forbid:
+		return "forbid"
+	case Hide:
+		return "hide"
+	}
+	return "unknown"
+}
+
+// Decide answers whether p may do v to o. The decision depends only on p,
+// v and o, never on what is stored, so a denial cannot reveal whether an
+// object of another tenant exists.
+//
+//	role           Workload (own)    Tenant (own)   other tenant's   Topology, Policy, Token   Plan, Event
+//	operator       all               all            all              all                       read
+//	tenant-admin   all               read           hidden (404)     forbidden (403)           read own
+//	tenant-viewer  read              read           hidden (404)     forbidden (403)           read own
+func Decide(p Principal, v Verb, o Object) Decision {
+	if p.Validate() != nil {
+		return Forbid
+	}
+	read := v == Get || v == List
+	switch o.Kind {
+	case KindPlan, KindEvent:
+		if read {
+			return Allow // the answer is filtered to what p sees
+		}
+		return Forbid
+	}
+	if p.Role == Operator {
+		return Allow
+	}
+	switch o.Kind {
+	case v1.KindWorkload, v1.KindTenant:
+		if o.Tenant == "" && v == List {
+			return Allow // the list is filtered to what p sees
+		}
+		if !p.Sees(o.Tenant) {
+			return Hide
+		}
+		if read || o.Kind == v1.KindWorkload && p.Role == TenantAdmin {
+			return Allow
+		}
+		return Forbid
+	}
+	return Forbid
+}

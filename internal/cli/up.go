@@ -1,0 +1,80 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"rung.dev/rung/internal/app"
+)
+
+func newUpCmd() *cobra.Command {
+	var (
+		configFile string
+		cfg        app.Config
+		verbose    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "up [--data-dir DIR] [--listen ADDR] [--config FILE]",
+		Short: "Start the control plane on this machine: API, scheduler and embedded store",
+		Long: `Starts rung's control plane in this process: the HTTP JSON API (/v1/...),
+the scheduler, and an embedded store (bbolt) in the data directory, or a
+real etcd cluster with --store etcd://HOST:PORT,...
+
+It prints the API address and the admin token's path, and writes a client
+config (address and token, mode 0600) to DATA-DIR/client.json and
+$RUNG_CONFIG or ~/.config/rung/config.json, which apply, get, delete and
+describe read. It runs until interrupted (SIGINT, SIGTERM), then shuts
+down gracefully.
+
+A config file (JSON or YAML) may set dataDir, listen, store, clientConfig
+and shutdownTimeout; flags override it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			run := app.Config{}
+			if configFile != "" {
+				c, err := app.LoadConfig(configFile)
+				if err != nil {
+					return withCode(ExitInvalid, err)
+				}
+				run = c
+			}
+			fl := cmd.Flags()
+			if fl.Changed("data-dir") {
+				run.DataDir = cfg.DataDir
+			}
+			if fl.Changed("listen") {
+				run.Listen = cfg.Listen
+			}
+			if fl.Changed("store") {
+				run.Store = cfg.Store
+			}
+			if fl.Changed("client-config") {
+				run.ClientConfig = cfg.ClientConfig
+			}
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			out := cmd.OutOrStdout()
+			return app.Up(cmd.Context(), run, log, func(info app.Info) {
+				fmt.Fprintf(out, "rung is up at %s\n", info.URL)
+				fmt.Fprintf(out, "store:         %s\n", info.Store)
+				fmt.Fprintf(out, "admin token:   %s\n", info.TokenFile)
+				fmt.Fprintf(out, "client config: %s\n", strings.Join(info.ClientConfigs, ", "))
+				fmt.Fprintf(out, "try: rung apply -f examples/university && rung get workloads\n")
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&configFile, "config", "", "config file (JSON or YAML)")
+	fl.StringVar(&cfg.DataDir, "data-dir", app.DefaultDataDir, "data directory: store, admin token, client config")
+	fl.StringVar(&cfg.Listen, "listen", app.DefaultListen, "API listen address; port 0 picks a free one")
+	fl.StringVar(&cfg.Store, "store", "bolt", "store: bolt (embedded, in the data directory) or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")
+	fl.StringVar(&cfg.ClientConfig, "client-config", "", "also write the client config here (default $RUNG_CONFIG or ~/.config/rung/config.json; - for nowhere)")
+	fl.BoolVarP(&verbose, "verbose", "v", false, "log every failed request")
+	return cmd
+}

@@ -1,0 +1,313 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/scheduler"
+	"rung.dev/rung/internal/store"
+	"rung.dev/rung/internal/tenancy"
+)
+
+// placementDoc is the stored plan of one workload, at
+// /placements/TENANT/NAME. Placements are kept across plans (replicas do
+// not move) while the workload's revision is the one they were made for;
+// a changed workload is placed anew.
+type placementDoc struct {
+	WorkloadRevision int64                 `json:"workloadRevision"`
+	Placements       []scheduler.Placement `json:"placements"`
+	Unplaced         []scheduler.Unplaced  `json:"unplaced"`
+}
+
+// planner runs the scheduler over everything stored and keeps the result
+// in the store, one placementDoc per workload.
+type planner struct {
+	store    store.Store
+	runtimes tenancy.Set
+	metrics  *metrics
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	inputs  [sha256.Size]byte // digest of the keys and revisions planned
+	result  *scheduler.Result
+	tenants []string
+}
+
+func newPlanner(st store.Store, runtimes tenancy.Set, m *metrics, log *slog.Logger) *planner {
+	return &planner{store: st, runtimes: runtimes, metrics: m, log: log}
+}
+
+// plan is one consistent view: the result and the tenants it covers.
+type plan struct {
+	result  *scheduler.Result
+	tenants []string
+}
+
+// current returns the plan of what is stored now, planning again only if
+// some object changed since the last plan.
+func (p *planner) current(ctx context.Context) (plan, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	set := &v1.Set{}
+	wlRevs := map[string]int64{} // TENANT/NAME → revision
+	h := sha256.New()
+	for _, k := range kinds {
+		vals, _, err := p.store.List(ctx, k.dir)
+		if err != nil {
+			return plan{}, fmt.Errorf("plan: list %s: %w", k.dir, err)
+		}
+		for _, v := range vals {
+			if err := addObject(set, k, v.Data); err != nil {
+				return plan{}, fmt.Errorf("plan: decode %s: %w", v.Key, err)
+			}
+			h.Write([]byte(v.Key))
+			h.Write(binary.AppendVarint(nil, v.Revision))
+			if k.tenanted {
+				wlRevs[strings.TrimPrefix(v.Key, k.dir+"/")] = v.Revision
+			}
+		}
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	if p.result != nil && sum == p.inputs {
+		return plan{p.result, p.tenants}, nil
+	}
+	docs, err := p.storedDocs(ctx)
+	if err != nil {
+		return plan{}, err
+	}
+	start := time.Now()
+	res, err := p.compute(set, docs, wlRevs)
+	if err != nil {
+		return plan{}, err
+	}
+	p.metrics.runs.Inc()
+	p.metrics.planTime.Observe(time.Since(start).Seconds())
+	byTier := map[string]int{}
+	for _, pl := range res.Placements {
+		byTier[pl.Tier]++
+	}
+	p.metrics.setPlan(byTier, len(res.Unplaced))
+	if err := p.save(ctx, res, docs, wlRevs); err != nil {
+		// The plan is still right; the next run writes it again.
+		p.log.Warn("plan: store placements", "err", err)
+		sum = [sha256.Size]byte{}
+	}
+	p.inputs, p.result = sum, res
+	p.tenants = make([]string, 0, len(set.Tenants))
+	for _, t := range set.Tenants {
+		p.tenants = append(p.tenants, t.Metadata.Name)
+	}
+	return plan{res, p.tenants}, nil
+}
+
+// storedDocs reads the stored plan, by workload key TENANT/NAME.
+func (p *planner) storedDocs(ctx context.Context) (map[string]store.Value, error) {
+	vals, _, err := p.store.List(ctx, placementsDir)
+	if err != nil {
+		return nil, fmt.Errorf("plan: list %s: %w", placementsDir, err)
+	}
+	docs := make(map[string]store.Value, len(vals))
+	for _, v := range vals {
+		docs[strings.TrimPrefix(v.Key, placementsDir+"/")] = v
+	}
+	return docs, nil
+}
+
+// compute plans set, keeping the stored placements of unchanged
+// workloads. A workload that no longer validates (say its spread level
+// was removed from the topology) is left unplaced with the reason.
+func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[string]int64) (*scheduler.Result, error) {
+	set.ApplyDefaults()
+	var broken []scheduler.Unplaced
+	if err := set.Validate(); err != nil {
+		bad := map[string][]string{}
+		for _, e := range unwrapAll(err) {
+			fe, ok := errors.AsType[*v1.FieldError](e)
+			if !ok || fe.Kind != v1.KindWorkload {
+				return nil, fmt.Errorf("plan: stored objects do not validate: %w", err)
+			}
+			bad[fe.Name] = append(bad[fe.Name], e.Error())
+		}
+		kept := set.Workloads[:0]
+		for _, w := range set.Workloads {
+			key := w.Metadata.Tenant + "/" + w.Metadata.Name
+			if reasons, ok := bad[key]; ok {
+				for r := range *w.Spec.Replicas {
+					broken = append(broken, scheduler.Unplaced{Workload: key, Replica: r, Reasons: reasons})
+				}
+				continue
+			}
+			kept = append(kept, w)
+		}
+		set.Workloads = kept
+	}
+	rules, err := tenancy.FromPolicies(set.Policies)
+	if err != nil {
+		return nil, fmt.Errorf("plan: policies: %w", err)
+	}
+	prob, err := scheduler.NewProblem(set, rules, p.runtimes)
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	prev := &scheduler.Result{}
+	for key, v := range docs {
+		var d placementDoc
+		if err := json.Unmarshal(v.Data, &d); err != nil {
+			p.log.Warn("plan: unreadable stored placements; placing again", "key", v.Key, "err", err)
+			continue
+		}
+		if rev, ok := wlRevs[key]; ok && rev == d.WorkloadRevision {
+			prev.Placements = append(prev.Placements, d.Placements...)
+		}
+	}
+	prob.Keep(prev)
+	res, err := scheduler.Plan(prob, scheduler.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	res.Unplaced = append(res.Unplaced, broken...)
+	return res, nil
+}
+
+// maxTxnOps stays under store.MaxTxnOps.
+const maxTxnOps = 100
+
+// save writes the placements of every workload whose stored plan changed
+// and removes those of deleted workloads.
+func (p *planner) save(ctx context.Context, res *scheduler.Result, docs map[string]store.Value, wlRevs map[string]int64) error {
+	want := map[string]*placementDoc{}
+	for key, rev := range wlRevs {
+		want[key] = &placementDoc{WorkloadRevision: rev, Placements: []scheduler.Placement{}, Unplaced: []scheduler.Unplaced{}}
+	}
+	for _, pl := range res.Placements {
+		if d := want[pl.Workload]; d != nil {
+			d.Placements = append(d.Placements, pl)
+		}
+	}
+	for _, u := range res.Unplaced {
+		if d := want[u.Workload]; d != nil {
+			d.Unplaced = append(d.Unplaced, u)
+		}
+	}
+	var ops []store.Op
+	flush := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		_, err := p.store.Txn(ctx, ops...)
+		ops = ops[:0]
+		return err
+	}
+	var errs []error
+	add := func(op store.Op) {
+		ops = append(ops, op)
+		if len(ops) == maxTxnOps {
+			errs = append(errs, flush())
+		}
+	}
+	for key, d := range want {
+		data, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		old, had := docs[key]
+		switch {
+		case !had:
+			add(store.PutOp(placementsDir+"/"+key, data, store.Create))
+		case !bytes.Equal(old.Data, data):
+			add(store.PutOp(old.Key, data, old.Revision))
+		}
+	}
+	for key, old := range docs {
+		if _, ok := want[key]; !ok {
+			add(store.DeleteOp(old.Key, old.Revision))
+		}
+	}
+	errs = append(errs, flush())
+	return errors.Join(errs...)
+}
+
+// run plans whenever a stored object changes, until ctx is done.
+func (p *planner) run(ctx context.Context) error {
+	dirs := []string{tenantsDir, topologiesDir, policiesDir, workloadsDir}
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(ctx)
+		changed := make(chan struct{}, 1)
+		var wg sync.WaitGroup
+		watchErr := make(chan error, len(dirs))
+		for _, d := range dirs {
+			ch, err := p.store.Watch(wctx, d, 0)
+			if err != nil {
+				cancel()
+				wg.Wait()
+				return fmt.Errorf("plan: watch %s: %w", d, err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ev := range ch {
+					if ev.Err != nil {
+						watchErr <- ev.Err
+						return
+					}
+					select {
+					case changed <- struct{}{}:
+					default:
+					}
+				}
+			}()
+		}
+		err := p.follow(wctx, changed, watchErr)
+		cancel()
+		wg.Wait()
+		if errors.Is(err, store.ErrClosed) {
+			return nil
+		}
+		if err != nil && ctx.Err() == nil {
+			p.log.Warn("plan: watch ended; watching again", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return nil
+}
+
+// debounce is how long the loop waits for more changes before planning.
+const debounce = 50 * time.Millisecond
+
+func (p *planner) follow(ctx context.Context, changed <-chan struct{}, watchErr <-chan error) error {
+	replan := func() {
+		if _, err := p.current(ctx); err != nil && ctx.Err() == nil {
+			p.log.Error("plan", "err", err)
+		}
+	}
+	replan() // what changed before the watches started
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-watchErr:
+			return err
+		case <-changed:
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(debounce):
+			}
+			replan()
+		}
+	}
+}

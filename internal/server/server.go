@@ -1,0 +1,300 @@
+// Package server is rung's control-plane HTTP API (/v1/...): objects
+// (Tenant, Workload, Topology, Policy) with apply, get, list and delete,
+// the placement view, events and tokens, behind bearer-token
+// authentication and role-based access, with every change and denial in
+// the audit log and Prometheus metrics at /metrics.
+//
+// It knows the store only through store.Store and the audit log only
+// through AuditLog; which backends they are is decided in internal/app.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/store"
+	"rung.dev/rung/internal/tenancy"
+	"rung.dev/rung/internal/topology"
+)
+
+// Config is what a Server needs. Store and Audit are required.
+type Config struct {
+	Store store.Store
+	Audit AuditLog
+	// Registry receives the server's metrics and is served at /metrics;
+	// nil makes a new one. The default Prometheus registry is never used.
+	Registry *prometheus.Registry
+	// Logger gets request failures and background errors; nil discards.
+	Logger *slog.Logger
+	// Runtimes are the tiers a node offers when its Topology lists none
+	// (default: topology.DefaultRuntimes).
+	Runtimes tenancy.Set
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Random is the source of token secrets (default crypto/rand).
+	Random io.Reader
+}
+
+// Server serves the API. Create it with New, serve Handler, and call Run
+// for the background scheduler loop.
+type Server struct {
+	store   store.Store
+	audit   AuditLog
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	metrics *metrics
+	planner *planner
+	now     func() time.Time
+	random  io.Reader
+	mux     *http.ServeMux
+	ready   atomic.Bool
+
+	// tenantLocks serialize this process's writes about one tenant
+	// (striped by a hash of its name).
+	tenantLocks [64]sync.Mutex
+	lockSeed    maphash.Seed
+}
+
+// New builds a server on cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Audit == nil {
+		return nil, errors.New("server: Store and Audit are required")
+	}
+	s := &Server{
+		store: cfg.Store, audit: cfg.Audit, log: cfg.Logger, reg: cfg.Registry,
+		now: cfg.Now, random: cfg.Random, mux: http.NewServeMux(), lockSeed: maphash.MakeSeed(),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.reg == nil {
+		s.reg = prometheus.NewRegistry()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.random == nil {
+		s.random = rand.Reader
+	}
+	m, err := newMetrics(s.reg)
+	if err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
+	s.metrics = m
+	runtimes := cfg.Runtimes
+	if runtimes == 0 {
+		runtimes = topology.DefaultRuntimes
+	}
+	s.planner = newPlanner(s.store, runtimes, m, s.log)
+	s.routes()
+	s.ready.Store(true)
+	return s, nil
+}
+
+// Handler is the whole API, /metrics and health checks.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Run keeps the stored plan up to date with the stored objects until ctx
+// is done. The API works without it: GET /v1/plan plans on demand.
+func (s *Server) Run(ctx context.Context) error {
+	return s.planner.run(ctx)
+}
+
+// SetReplicaStates publishes how many replicas of each tier are in each
+// state (StatePending, StateRunning, StateFailed), for the node agents'
+// reports. Until it is called, placed replicas count as pending.
+func (s *Server) SetReplicaStates(counts map[string]map[string]int) {
+	for tier, states := range counts {
+		for state, n := range states {
+			s.metrics.replicas.WithLabelValues(tier, state).Set(float64(n))
+		}
+	}
+}
+
+// SetReady marks the server ready or not for /readyz (e.g. false while
+// shutting down).
+func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
+
+// handlerFunc is an HTTP handler that returns its error instead of
+// writing it.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// routes registers every endpoint. Each path also gets a method-less
+// fallback so that a wrong method gets a JSON 405 naming the right ones.
+func (s *Server) routes() {
+	methods := map[string][]string{}
+	var order []string
+	handle := func(pattern string, authn bool, h handlerFunc) {
+		method, path, _ := strings.Cut(pattern, " ")
+		if _, ok := methods[path]; !ok {
+			order = append(order, path)
+		}
+		methods[path] = append(methods[path], method)
+		if authn {
+			h = s.authenticate(h)
+		}
+		s.mux.Handle(pattern, s.wrap(path, h))
+	}
+	handle("GET /healthz", false, s.healthz)
+	handle("GET /readyz", false, s.readyz)
+	handle("GET /metrics", false, s.serveMetrics())
+
+	handle("GET /v1/whoami", true, s.whoami)
+	handle("POST /v1/tokens", true, s.createToken)
+	handle("GET /v1/plan", true, s.plan)
+	handle("GET /v1/events", true, s.events)
+
+	for _, k := range kinds {
+		if k.tenanted {
+			handle("GET /v1/"+k.plural, true, s.list(k))
+			handle("GET /v1/tenants/{tenant}/"+k.plural, true, s.list(k))
+			item := "/v1/tenants/{tenant}/" + k.plural + "/{name}"
+			handle("GET "+item, true, s.get(k))
+			handle("PUT "+item, true, s.apply(k))
+			handle("DELETE "+item, true, s.delete(k))
+			continue
+		}
+		handle("GET /v1/"+k.plural, true, s.list(k))
+		item := "/v1/" + k.plural + "/{name}"
+		handle("GET "+item, true, s.get(k))
+		handle("PUT "+item, true, s.apply(k))
+		handle("DELETE "+item, true, s.delete(k))
+	}
+
+	for _, path := range order {
+		allowed := strings.Join(methods[path], ", ")
+		s.mux.Handle(path, s.wrap(path, func(w http.ResponseWriter, r *http.Request) error {
+			w.Header().Set("Allow", allowed)
+			return newError(http.StatusMethodNotAllowed, wire.CodeMethod,
+				"method %s not allowed on %s; use %s", r.Method, path, allowed)
+		}))
+	}
+	s.mux.Handle("/", s.wrap("other", func(w http.ResponseWriter, r *http.Request) error {
+		return newError(http.StatusNotFound, wire.CodeNotFound,
+			"no such endpoint %s; the API is under /v1/ (e.g. GET /v1/workloads)", truncate(r.URL.Path, 80))
+	}))
+}
+
+// wrap adds what every request gets: a request ID, a recovered panic,
+// the latency metric by route and code, and errors written as JSON.
+func (s *Server) wrap(route string, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := newRequestID()
+		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		r = r.WithContext(ctx)
+		w.Header().Set("Rung-Request-Id", id)
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error("handler panic", "id", id, "path", r.URL.Path, "panic", p)
+				if !sw.wrote {
+					writeError(sw, r, s.log, fmt.Errorf("panic: %v", p))
+				}
+			}
+			s.metrics.observe(route, r.Method, sw.status, time.Since(start))
+		}()
+		if err := h(sw, r); err != nil {
+			if sw.wrote {
+				s.log.Warn("error after response started", "id", id, "path", r.URL.Path, "err", err)
+				return
+			}
+			writeError(sw, r, s.log, err)
+		}
+	})
+}
+
+// statusWriter remembers the status code for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.status, w.wrote = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+type requestIDKey struct{}
+
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// readyz answers 200 once the server can serve requests: it is ready and
+// its store answers a read.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	if !s.ready.Load() {
+		return newError(http.StatusServiceUnavailable, wire.CodeUnavailable, "not ready")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.store.Get(ctx, tenantsDir+"/-"); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return &httpError{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable, Msg: "store not ready", Err: err}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}
+
+func (s *Server) serveMetrics() handlerFunc {
+	h := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	return func(w http.ResponseWriter, r *http.Request) error {
+		h.ServeHTTP(w, r)
+		return nil
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func lower(kind string) string { return strings.ToLower(kind) }

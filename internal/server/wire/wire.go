@@ -1,0 +1,127 @@
+// Package wire holds the JSON shapes of rung's /v1 HTTP API that are not
+// manifests: errors, apply results, lists, events and tokens. The server
+// writes them and the typed client reads them; objects themselves travel
+// as api/v1 manifests.
+package wire
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// MaxBody is the largest request body the API reads, in bytes.
+const MaxBody = 1 << 20
+
+// RevisionHeader carries the store revision of the object a GET returns.
+const RevisionHeader = "Rung-Revision"
+
+// Error codes: the stable, machine-readable part of an Error.
+const (
+	CodeInvalid         = "invalid"         // 400/422: the request or manifest is wrong
+	CodeUnauthenticated = "unauthenticated" // 401: no valid bearer token
+	CodeForbidden       = "forbidden"       // 403: the role may not do this
+	CodeNotFound        = "not_found"       // 404: no such object (or not yours)
+	CodeMethod          = "method_not_allowed"
+	CodeConflict        = "conflict"  // 409: the object is in use or changed concurrently
+	CodeTooLarge        = "too_large" // 413: the body exceeds MaxBody
+	CodeMediaType       = "unsupported_media_type"
+	CodeQuota           = "quota_exceeded" // 403: the tenant's quota does not allow it
+	CodeInternal        = "internal"       // 500: see the server log for the request ID
+	CodeUnavailable     = "unavailable"    // 503: the server is shutting down or the store is closed
+)
+
+// Error is the body of every error response.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Details lists every problem when there are several, e.g. one line per
+	// invalid field of a manifest.
+	Details []string `json:"details,omitempty"`
+	// RequestID matches the server log entry for this request.
+	RequestID string `json:"requestID,omitempty"`
+}
+
+// Results of an apply.
+const (
+	Created   = "created"
+	Updated   = "updated"
+	Unchanged = "unchanged"
+)
+
+// ApplyResult is the answer to a PUT of one object.
+type ApplyResult struct {
+	Kind   string `json:"kind"`
+	Tenant string `json:"tenant,omitempty"`
+	Name   string `json:"name"`
+	// Result is Created, Updated or Unchanged (nothing was written).
+	Result string `json:"result"`
+	// Revision is the store revision of the object as it now is.
+	Revision int64 `json:"revision"`
+}
+
+// DeleteResult is the answer to a DELETE.
+type DeleteResult struct {
+	Kind     string `json:"kind"`
+	Tenant   string `json:"tenant,omitempty"`
+	Name     string `json:"name"`
+	Revision int64  `json:"revision"`
+}
+
+// List is the answer to a list request: manifests of one kind, in key
+// order, as of one store revision.
+type List struct {
+	Items    []Item `json:"items"`
+	Revision int64  `json:"revision"`
+}
+
+// Item is one listed object with the revision of its last change.
+type Item struct {
+	Revision int64           `json:"revision"`
+	Object   json.RawMessage `json:"object"`
+}
+
+// Event is one entry of the event log: a change or a denial.
+type Event struct {
+	Seq   int64     `json:"seq"`
+	Time  time.Time `json:"time"`
+	Actor string    `json:"actor"`
+	// ActorTenant is the tenant the actor's role is scoped to, if any.
+	ActorTenant string `json:"actorTenant,omitempty"`
+	Action      string `json:"action"`
+	Kind        string `json:"kind,omitempty"`
+	Tenant      string `json:"tenant,omitempty"`
+	Name        string `json:"name,omitempty"`
+	// Result is what happened: created, updated, deleted, or the reason of a
+	// denial (forbidden, not_found, invalid, quota_exceeded, ...).
+	Result  string `json:"result"`
+	Message string `json:"message,omitempty"`
+}
+
+// Events is the answer to GET /v1/events.
+type Events struct {
+	Events []Event `json:"events"`
+	// Next is the seq to pass as ?after= for the following page.
+	Next int64 `json:"next"`
+}
+
+// TokenRequest asks for a new token (POST /v1/tokens).
+type TokenRequest struct {
+	Role        string `json:"role"`
+	Tenant      string `json:"tenant,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// TokenResponse holds a new token. The token itself is shown only once.
+type TokenResponse struct {
+	ID     string `json:"id"`
+	Role   string `json:"role"`
+	Tenant string `json:"tenant,omitempty"`
+	Token  string `json:"token"`
+}
+
+// WhoAmI is the answer to GET /v1/whoami.
+type WhoAmI struct {
+	ID     string `json:"id"`
+	Role   string `json:"role"`
+	Tenant string `json:"tenant,omitempty"`
+}
