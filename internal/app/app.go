@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"rung.dev/rung/internal/agent"
+	"rung.dev/rung/internal/replica"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +61,12 @@ type Config struct {
 	ClientConfig string `json:"clientConfig,omitempty"`
 	// ShutdownTimeout bounds a graceful shutdown (default 10s).
 	ShutdownTimeout Duration `json:"shutdownTimeout,omitempty"`
+	// Agent runs this machine's node agent in the process: it starts the
+	// planned replicas with runc and runsc and keeps them reconciled.
+	Agent bool `json:"agent,omitempty"`
+	// Node is the topology node this machine is; "" makes the machine stand
+	// in for every node of the plan (one machine running a whole example).
+	Node string `json:"node,omitempty"`
 }
 
 // Duration is a time.Duration written as "10s" in config files.
@@ -140,6 +148,8 @@ type Info struct {
 	ClientConfigs []string
 	// Store names the store in use.
 	Store string
+	// Agent is true when this process runs the node agent.
+	Agent bool
 }
 
 // Up runs the control plane until ctx is done, then shuts down
@@ -170,6 +180,14 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 	})
 	if err != nil {
 		return err
+	}
+	srv.SetReady(false)
+	// The agent is ready before the API answers, so that "up" means up.
+	var nodeAgent *agent.Agent
+	if cfg.Agent {
+		if nodeAgent, err = newNodeAgent(ctx, cfg, srv, log); err != nil {
+			return err
+		}
 	}
 	tokenFile := filepath.Join(cfg.DataDir, AdminTokenFile)
 	token, err := adminToken(ctx, srv, tokenFile)
@@ -218,10 +236,15 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 			errc <- err
 		}
 	})
+	if nodeAgent != nil {
+		wg.Go(func() { _ = nodeAgent.Run(runCtx, agentInterval) })
+		info.Agent = true
+	}
 	log.Info("rung up", "url", url, "store", storeName, "data", cfg.DataDir)
 	if ready != nil {
 		ready(info)
 	}
+	srv.SetReady(true) // only now: /readyz means everything above is done
 
 	select {
 	case <-ctx.Done():
@@ -237,6 +260,30 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 	wg.Wait()
 	log.Info("rung down")
 	return err
+}
+
+// agentInterval is how often the node agent reconciles.
+const agentInterval = 2 * time.Second
+
+// newNodeAgent builds this machine's agent: replicas live under DataDir, and
+// the desired set is the server's current plan (for cfg.Node, or for every
+// node). It also makes sure the project's busybox image is in the store.
+func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog.Logger) (*agent.Agent, error) {
+	node, err := replica.Open(ctx, cfg.DataDir, replica.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("node agent: %w", err)
+	}
+	if err := node.EnsureBusybox(ctx, "busybox:latest"); err != nil {
+		log.Warn("node agent: no busybox image", "err", err)
+	}
+	src := agent.SourceFunc(func(ctx context.Context) ([]replica.Spec, error) {
+		set, res, err := srv.Current(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return agent.FromPlan(set, res, cfg.Node)
+	})
+	return agent.New(node, src, agent.Options{Logger: log.With("component", "agent")}), nil
 }
 
 // openStore opens the configured store; the only place naming backends.

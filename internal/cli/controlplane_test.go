@@ -75,14 +75,19 @@ func rungCmd(t *testing.T, args ...string) (int, string, string) {
 // ready; it returns the data directory and how long readiness took.
 func startUp(t *testing.T) (string, time.Duration) {
 	t.Helper()
-	dir := t.TempDir()
+	return startUpIn(t, t.TempDir(), "--agent=false")
+}
+
+// startUpIn is startUp in dir with extra flags.
+func startUpIn(t *testing.T, dir string, extra ...string) (string, time.Duration) {
+	t.Helper()
 	t.Setenv(client.ConfigEnv, filepath.Join(dir, "home", "config.json"))
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncBuffer
 	done := make(chan int, 1)
 	start := time.Now()
 	go func() {
-		done <- runCP(ctx, &out, &errb, "up", "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0")
+		done <- runCP(ctx, &out, &errb, append([]string{"up", "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0"}, extra...)...)
 	}()
 	t.Cleanup(func() {
 		cancel()

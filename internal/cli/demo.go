@@ -15,7 +15,6 @@ import (
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/examples"
 	"rung.dev/rung/internal/agent"
-	"rung.dev/rung/internal/image"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/tenancy"
@@ -81,7 +80,7 @@ func runDemo(ctx context.Context, out io.Writer, dataDir string, names []string,
 	if err != nil {
 		return err
 	}
-	if err := ensureBusybox(ctx, node); err != nil {
+	if err := node.EnsureBusybox(ctx, "busybox:latest"); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "\n=== this machine's runtimes\n\n")
@@ -168,23 +167,6 @@ func localPlan(out io.Writer, set *v1.Set, here tenancy.Set) *scheduler.Result {
 	printPlan(out, res, nil)
 	fmt.Fprintln(out)
 	return res
-}
-
-// ensureBusybox packs the project's busybox image if the store lacks it.
-func ensureBusybox(ctx context.Context, node *replica.Node) error {
-	if _, _, err := node.Images().Resolve(ctx, "busybox:latest"); err == nil {
-		return nil
-	}
-	root, err := os.MkdirTemp("", "rung-busybox-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(root)
-	if err := image.BusyboxRoot(root); err != nil {
-		return fmt.Errorf("busybox image (install busybox-static): %w", err)
-	}
-	_, err = node.Images().Pack(ctx, root, "busybox:latest", image.PackOptions{})
-	return err
 }
 
 func startPlanned(ctx context.Context, out io.Writer, node *replica.Node, res *scheduler.Result, set *v1.Set) (started []string, refused int) {

@@ -54,6 +54,12 @@ and shutdownTimeout; flags override it.`,
 			if fl.Changed("client-config") {
 				run.ClientConfig = cfg.ClientConfig
 			}
+			if fl.Changed("agent") || configFile == "" {
+				run.Agent = cfg.Agent
+			}
+			if fl.Changed("node") {
+				run.Node = cfg.Node
+			}
 			level := slog.LevelInfo
 			if verbose {
 				level = slog.LevelDebug
@@ -65,6 +71,9 @@ and shutdownTimeout; flags override it.`,
 				fmt.Fprintf(out, "store:         %s\n", info.Store)
 				fmt.Fprintf(out, "admin token:   %s\n", info.TokenFile)
 				fmt.Fprintf(out, "client config: %s\n", strings.Join(info.ClientConfigs, ", "))
+				if info.Agent {
+					fmt.Fprintf(out, "node agent:    running the planned replicas on this machine\n")
+				}
 				fmt.Fprintf(out, "try: rung apply -f examples/university && rung get workloads\n")
 			})
 		},
@@ -76,5 +85,7 @@ and shutdownTimeout; flags override it.`,
 	fl.StringVar(&cfg.Store, "store", "bolt", "store: bolt (embedded, in the data directory) or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")
 	fl.StringVar(&cfg.ClientConfig, "client-config", "", "also write the client config here (default $RUNG_CONFIG or ~/.config/rung/config.json; - for nowhere)")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "log every failed request")
+	fl.BoolVar(&cfg.Agent, "agent", true, "run the node agent: start the planned replicas on this machine (runc, runsc)")
+	fl.StringVar(&cfg.Node, "node", "", "the topology node this machine is (default: stand in for every node)")
 	return cmd
 }

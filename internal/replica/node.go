@@ -120,6 +120,24 @@ func (n *Node) Images() *image.Store { return n.images }
 // Dir is the data directory.
 func (n *Node) Dir() string { return n.dir }
 
+// EnsureBusybox packs the project's busybox image (from Debian's
+// busybox-static) into the store as ref, unless it is there already.
+func (n *Node) EnsureBusybox(ctx context.Context, ref string) error {
+	if _, _, err := n.images.Resolve(ctx, ref); err == nil {
+		return nil
+	}
+	root, err := os.MkdirTemp("", "rung-busybox-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(root)
+	if err := image.BusyboxRoot(root); err != nil {
+		return fmt.Errorf("busybox image (install busybox-static): %w", err)
+	}
+	_, err = n.images.Pack(ctx, root, ref, image.PackOptions{})
+	return err
+}
+
 // Availability probes every tier's runtime on this node (cached per driver).
 func (n *Node) Availability(ctx context.Context) map[tenancy.Tier]runtime.Availability {
 	out := map[tenancy.Tier]runtime.Availability{

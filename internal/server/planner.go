@@ -41,16 +41,19 @@ type planner struct {
 	inputs  [sha256.Size]byte // digest of the keys and revisions planned
 	result  *scheduler.Result
 	tenants []string
+	set     *v1.Set // the objects result was planned from
 }
 
 func newPlanner(st store.Store, runtimes tenancy.Set, m *metrics, log *slog.Logger) *planner {
 	return &planner{store: st, runtimes: runtimes, metrics: m, log: log}
 }
 
-// plan is one consistent view: the result and the tenants it covers.
+// plan is one consistent view: the result, the tenants it covers and the
+// objects it was planned from.
 type plan struct {
 	result  *scheduler.Result
 	tenants []string
+	set     *v1.Set
 }
 
 // current returns the plan of what is stored now, planning again only if
@@ -80,7 +83,7 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	if p.result != nil && sum == p.inputs {
-		return plan{p.result, p.tenants}, nil
+		return plan{p.result, p.tenants, p.set}, nil
 	}
 	docs, err := p.storedDocs(ctx)
 	if err != nil {
@@ -103,12 +106,12 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 		p.log.Warn("plan: store placements", "err", err)
 		sum = [sha256.Size]byte{}
 	}
-	p.inputs, p.result = sum, res
+	p.inputs, p.result, p.set = sum, res, set
 	p.tenants = make([]string, 0, len(set.Tenants))
 	for _, t := range set.Tenants {
 		p.tenants = append(p.tenants, t.Metadata.Name)
 	}
-	return plan{res, p.tenants}, nil
+	return plan{res, p.tenants, set}, nil
 }
 
 // storedDocs reads the stored plan, by workload key TENANT/NAME.

@@ -26,6 +26,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
 	"rung.dev/rung/internal/tenancy"
@@ -113,6 +115,17 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // is done. The API works without it: GET /v1/plan plans on demand.
 func (s *Server) Run(ctx context.Context) error {
 	return s.planner.run(ctx)
+}
+
+// Current returns the plan of everything stored and the objects it was
+// made from, for this machine's node agent (planning again only when
+// something changed). Callers must not modify either.
+func (s *Server) Current(ctx context.Context) (*v1.Set, *scheduler.Result, error) {
+	pl, err := s.planner.current(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pl.set, pl.result, nil
 }
 
 // SetReplicaStates publishes how many replicas of each tier are in each

@@ -1,0 +1,75 @@
+package cli
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/runtime/drivertest"
+	"rung.dev/rung/internal/verify"
+)
+
+// TestUpRunsReplicas is the README's control-plane demo with the node
+// agent: `rung up`, apply the university example, the replicas really run
+// under runc and verify from their live processes; delete, and the agent
+// removes them.
+func TestUpRunsReplicas(t *testing.T) {
+	drivertest.RequireRoot(t)
+	for _, bin := range []string{"runc", "busybox"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not installed (make deps installs it): %v", bin, err)
+		}
+	}
+	dir := drivertest.SearchableTempDir(t)
+	data, _ := startUpIn(t, dir)
+	t.Cleanup(func() {
+		// Whatever happened, leave no container behind.
+		node, err := replica.Open(context.Background(), data, replica.Options{})
+		if err != nil {
+			return
+		}
+		recs, _ := node.Records()
+		for _, r := range recs {
+			_ = node.Remove(context.Background(), r.Spec.ID)
+		}
+	})
+	example := filepath.Join("..", "..", "examples", "university")
+	if code, _, stderr := rungCmd(t, "apply", "-f", example); code != ExitOK {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	reps := waitReplicas(t, data, 7)
+	for _, r := range reps {
+		if !r.Holds() || r.Tier != "container" {
+			t.Errorf("replica %s tier %s holds %v: %+v", r.ID, r.Tier, r.Holds(), r.Failures())
+		}
+	}
+	if code, _, stderr := rungCmd(t, "delete", "-f", filepath.Join(example, "workloads.yaml")); code != ExitOK {
+		t.Fatalf("delete: exit %d: %s", code, stderr)
+	}
+	waitReplicas(t, data, 0)
+}
+
+// waitReplicas polls `rung verify`'s view of data until n replicas run.
+func waitReplicas(t *testing.T, data string, n int) []verify.Replica {
+	t.Helper()
+	var reps []verify.Replica
+	var err error
+	for range 300 {
+		reps, err = verifyReplicas(t.Context(), data, nil)
+		running := 0
+		for _, r := range reps {
+			if r.Status == "running" {
+				running++
+			}
+		}
+		if err == nil && running == n && len(reps) == n {
+			return reps
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("want %d running replicas, have %d (err %v)", n, len(reps), err)
+	return nil
+}
