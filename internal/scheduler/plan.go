@@ -121,19 +121,19 @@ type planner struct {
 	// would break a rule checked when the follower was placed.
 	revAff   [][]revRule
 	affC     [][]*counter
-	minHostU float64  // smallest physical host, in units: the cheapest empty host
-	hostOf   []int32  // node → physical host node, compact for the hot loop
+	minHostU float64 // smallest physical host, in units: the cheapest empty host
+	hostOf   []int32 // node → physical host node, compact for the hot loop
 	// minOverhead[n][t] is the component-wise least overhead of the tiers
 	// ≥ t that node n runs: a lower bound for the capacity prefilter.
 	minOverhead [][tenancy.Host + 1]topology.Resources
-	shrunk      int     // raises shrink appended to scratch
+	shrunk      int       // raises shrink appended to scratch
 	compat      []int32   // workload → compatible group (see compatGroups)
 	remain      []float64 // group → units of its replicas not yet placed
-	retarget    []raise // raises shrink retargeted: scratch index, old tier
-	keys     []string // workload → "tenant/name"
-	explain  int
-	trace    *Explanation
-	unplaced []Unplaced
+	retarget    []raise   // raises shrink retargeted: scratch index, old tier
+	keys        []string  // workload → "tenant/name"
+	explain     int
+	trace       *Explanation
+	unplaced    []Unplaced
 }
 
 // Plan places every replica of p. The result is deterministic.
