@@ -18,8 +18,10 @@ import (
 	"syscall"
 	"time"
 
+	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/bundle"
 	"rung.dev/rung/internal/image"
+	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/microvm"
 	"rung.dev/rung/internal/tenancy"
@@ -32,6 +34,7 @@ var (
 	ErrNotFound    = errors.New("replica not found")
 	ErrUnavailable = errors.New("tier unavailable on this node")
 	ErrExclusive   = errors.New("host tier needs a host without other tenants")
+	ErrRejected    = errors.New("rejected by admission")
 )
 
 // Spec is one replica to run.
@@ -69,6 +72,8 @@ type Node struct {
 	vm      *microvm.Detector
 	log     *slog.Logger
 	cgroups string
+	// admission re-checks every replica's final runtime spec (DESIGN §6).
+	admission *policy.Engine
 }
 
 // Options configure a Node.
@@ -111,7 +116,11 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: "/rung"}, nil
+	adm, err := policy.New(policy.Config{})
+	if err != nil {
+		return nil, err
+	}
+	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: "/rung", admission: adm}, nil
 }
 
 // Images is the node's image store.
@@ -234,9 +243,10 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 		}
 		return "", err
 	}
+	made := dir // the named result is "" on error returns
 	defer func() {
 		if err != nil {
-			os.RemoveAll(dir)
+			os.RemoveAll(made)
 		}
 	}()
 	rootfs := filepath.Join(dir, "rootfs")
@@ -290,6 +300,19 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("replica %s: %w", s.ID, err)
 	}
+	// Admission again, now with the exact spec the runtime will get: the
+	// checks that need it (user, mounts, seccomp, limits…) run here.
+	if n.admission != nil {
+		d := n.admission.Workload(policy.WorkloadInput{
+			Tenant:   v1.Tenant{Metadata: v1.ObjectMeta{Name: s.Tenant}},
+			Workload: v1.Workload{Metadata: v1.ObjectMeta{Name: s.ID, Tenant: s.Tenant}, Spec: v1.WorkloadSpec{Image: s.Image, Capabilities: s.Capabilities, Privilege: privilegeOf(s)}},
+			Runtime:  spec,
+			Now:      time.Now(),
+		})
+		if !d.Allowed {
+			return "", fmt.Errorf("replica %s: %w: %w", s.ID, ErrRejected, d.Err())
+		}
+	}
 	if err := bundle.Write(dir, spec); err != nil {
 		return "", err
 	}
@@ -301,6 +324,15 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 		return "", err
 	}
 	return dir, nil
+}
+
+// privilegeOf says elevated when the replica asks for a capability: only
+// elevated workloads may have one (the allow-list still applies).
+func privilegeOf(s Spec) v1.Privilege {
+	if len(s.Capabilities) > 0 {
+		return v1.PrivilegeElevated
+	}
+	return v1.PrivilegeStandard
 }
 
 // withDefaults fills limits a replica must always have (DESIGN §1: cgroup

@@ -159,3 +159,27 @@ func TestHostTierIsExclusive(t *testing.T) {
 		t.Errorf("after remove: %v, want ErrNotFound", err)
 	}
 }
+
+// TestAdmissionOnNode: the node re-checks the final runtime spec, so an
+// image that runs as root is refused before anything is created.
+func TestAdmissionOnNode(t *testing.T) {
+	n := node(t)
+	ctx := t.Context()
+	root := t.TempDir()
+	if err := image.BusyboxRoot(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Images().Pack(ctx, root, "rootbox:latest", image.PackOptions{User: "0:0"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := n.Prepare(ctx, replica.Spec{ID: "root-0", Tenant: "acme", Tier: tenancy.Container, Image: "rootbox:latest", Args: []string{"true"}})
+	if !errors.Is(err, replica.ErrRejected) || !strings.Contains(err.Error(), "CIS-4.1") {
+		t.Errorf("root image: err %v, want ErrRejected naming CIS-4.1", err)
+	}
+	if recs, _ := n.Records(); len(recs) != 0 {
+		t.Errorf("rejected replica left records: %+v", recs)
+	}
+	if left, _ := n.Leftovers(); len(left) != 0 {
+		t.Errorf("rejected replica left directories: %v", left)
+	}
+}
