@@ -67,6 +67,9 @@ type Config struct {
 	// Node is the topology node this machine is; "" makes the machine stand
 	// in for every node of the plan (one machine running a whole example).
 	Node string `json:"node,omitempty"`
+	// NodeTimeout is how long a `rung agent` may go without a heartbeat
+	// before its node is down and its replicas are re-placed (default 10s).
+	NodeTimeout Duration `json:"nodeTimeout,omitempty"`
 }
 
 // Duration is a time.Duration written as "10s" in config files.
@@ -177,6 +180,7 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 
 	srv, err := server.New(server.Config{
 		Store: st, Audit: audit.New(st), Registry: prometheus.NewRegistry(), Logger: log,
+		NodeTimeout: time.Duration(cfg.NodeTimeout),
 	})
 	if err != nil {
 		return err

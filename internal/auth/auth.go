@@ -24,10 +24,13 @@ const (
 	TenantAdmin Role = "tenant-admin"
 	// TenantViewer reads its tenant's workloads and its Tenant.
 	TenantViewer Role = "tenant-viewer"
+	// NodeAgent is one node's `rung agent`: it may only heartbeat as its
+	// own node and read that node's desired replicas.
+	NodeAgent Role = "node"
 )
 
 // Roles lists every role, most powerful first.
-var Roles = []Role{Operator, TenantAdmin, TenantViewer}
+var Roles = []Role{Operator, TenantAdmin, TenantViewer, NodeAgent}
 
 // ErrInvalidRole: a role name that is not one of Roles, or a role without
 // the tenant it needs.
@@ -53,15 +56,24 @@ type Principal struct {
 	Role Role   `json:"role"`
 	// Tenant is the tenant a tenant role is scoped to; empty for operators.
 	Tenant string `json:"tenant,omitempty"`
+	// Node is the topology node a node role is scoped to; empty otherwise.
+	Node string `json:"node,omitempty"`
 }
 
-// Validate checks that the role exists and that tenant roles name a tenant
-// and the operator role does not.
+// Validate checks that the role exists, that tenant roles name a tenant
+// and the operator role does not, and that exactly the node role names a
+// node.
 func (p Principal) Validate() error {
 	if _, err := ParseRole(string(p.Role)); err != nil {
 		return err
 	}
 	switch {
+	case p.Role == NodeAgent && (p.Node == "" || p.Tenant != ""):
+		return fmt.Errorf("role %s: %w: name the node it is scoped to, and no tenant", p.Role, ErrInvalidRole)
+	case p.Role == NodeAgent:
+		return nil
+	case p.Node != "":
+		return fmt.Errorf("role %s: %w: only a node token is scoped to a node; leave the node out", p.Role, ErrInvalidRole)
 	case p.Role == Operator && p.Tenant != "":
 		return fmt.Errorf("role %s: %w: an operator is not scoped to a tenant; leave the tenant out", p.Role, ErrInvalidRole)
 	case p.Role != Operator && p.Tenant == "":
@@ -76,12 +88,15 @@ func (p Principal) String() string {
 	if p.Tenant != "" {
 		s += "@" + p.Tenant
 	}
+	if p.Node != "" {
+		s += "@" + p.Node
+	}
 	return s + " (token " + p.ID + ")"
 }
 
 // Sees reports whether p may know that objects of tenant exist at all.
 func (p Principal) Sees(tenant string) bool {
-	return p.Role == Operator || tenant == p.Tenant
+	return p.Role == Operator || p.Tenant != "" && tenant == p.Tenant
 }
 
 type principalKey struct{}

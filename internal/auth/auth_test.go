@@ -76,6 +76,11 @@ func TestPrincipalValidate(t *testing.T) {
 		{Principal{Role: TenantAdmin, Tenant: "a"}, true},
 		{Principal{Role: TenantViewer}, false},
 		{Principal{Role: "root"}, false},
+		{Principal{Role: NodeAgent, Node: "n1"}, true},
+		{Principal{Role: NodeAgent}, false},
+		{Principal{Role: NodeAgent, Node: "n1", Tenant: "a"}, false},
+		{Principal{Role: TenantAdmin, Tenant: "a", Node: "n1"}, false},
+		{Principal{Role: Operator, Node: "n1"}, false},
 		{Principal{}, false},
 	} {
 		if err := tc.p.Validate(); (err == nil) != tc.ok {
@@ -92,6 +97,7 @@ func TestDecide(t *testing.T) {
 	op := Principal{ID: "1", Role: Operator}
 	admin := Principal{ID: "2", Role: TenantAdmin, Tenant: "bio"}
 	viewer := Principal{ID: "3", Role: TenantViewer, Tenant: "bio"}
+	node := Principal{ID: "4", Role: NodeAgent, Node: "n1"}
 	all := []Verb{Get, List, Apply, Delete}
 	type row struct {
 		p    Principal
@@ -100,33 +106,52 @@ func TestDecide(t *testing.T) {
 	}
 	A, F, H := Allow, Forbid, Hide
 	rows := []row{
-		{op, Object{v1.KindWorkload, "bio"}, [4]Decision{A, A, A, A}},
-		{op, Object{v1.KindWorkload, "geo"}, [4]Decision{A, A, A, A}},
-		{op, Object{v1.KindTenant, "geo"}, [4]Decision{A, A, A, A}},
-		{op, Object{v1.KindTopology, ""}, [4]Decision{A, A, A, A}},
-		{op, Object{v1.KindPolicy, ""}, [4]Decision{A, A, A, A}},
-		{op, Object{KindToken, ""}, [4]Decision{A, A, A, A}},
-		{op, Object{KindPlan, ""}, [4]Decision{A, A, F, F}},
+		{op, Object{Kind: v1.KindWorkload, Tenant: "bio"}, [4]Decision{A, A, A, A}},
+		{op, Object{Kind: v1.KindWorkload, Tenant: "geo"}, [4]Decision{A, A, A, A}},
+		{op, Object{Kind: v1.KindTenant, Tenant: "geo"}, [4]Decision{A, A, A, A}},
+		{op, Object{Kind: v1.KindTopology, Tenant: ""}, [4]Decision{A, A, A, A}},
+		{op, Object{Kind: v1.KindPolicy, Tenant: ""}, [4]Decision{A, A, A, A}},
+		{op, Object{Kind: KindToken, Tenant: ""}, [4]Decision{A, A, A, A}},
+		{op, Object{Kind: KindPlan, Tenant: ""}, [4]Decision{A, A, F, F}},
 
-		{admin, Object{v1.KindWorkload, "bio"}, [4]Decision{A, A, A, A}},
-		{admin, Object{v1.KindWorkload, "geo"}, [4]Decision{H, H, H, H}},
-		{admin, Object{v1.KindWorkload, ""}, [4]Decision{H, A, H, H}},
-		{admin, Object{v1.KindTenant, "bio"}, [4]Decision{A, A, F, F}},
-		{admin, Object{v1.KindTenant, "geo"}, [4]Decision{H, H, H, H}},
-		{admin, Object{v1.KindTopology, ""}, [4]Decision{F, F, F, F}},
-		{admin, Object{v1.KindPolicy, ""}, [4]Decision{F, F, F, F}},
-		{admin, Object{KindToken, ""}, [4]Decision{F, F, F, F}},
-		{admin, Object{KindEvent, ""}, [4]Decision{A, A, F, F}},
+		{admin, Object{Kind: v1.KindWorkload, Tenant: "bio"}, [4]Decision{A, A, A, A}},
+		{admin, Object{Kind: v1.KindWorkload, Tenant: "geo"}, [4]Decision{H, H, H, H}},
+		{admin, Object{Kind: v1.KindWorkload, Tenant: ""}, [4]Decision{H, A, H, H}},
+		{admin, Object{Kind: v1.KindTenant, Tenant: "bio"}, [4]Decision{A, A, F, F}},
+		{admin, Object{Kind: v1.KindTenant, Tenant: "geo"}, [4]Decision{H, H, H, H}},
+		{admin, Object{Kind: v1.KindTopology, Tenant: ""}, [4]Decision{F, F, F, F}},
+		{admin, Object{Kind: v1.KindPolicy, Tenant: ""}, [4]Decision{F, F, F, F}},
+		{admin, Object{Kind: KindToken, Tenant: ""}, [4]Decision{F, F, F, F}},
+		{admin, Object{Kind: KindEvent, Tenant: ""}, [4]Decision{A, A, F, F}},
 
-		{viewer, Object{v1.KindWorkload, "bio"}, [4]Decision{A, A, F, F}},
-		{viewer, Object{v1.KindWorkload, "geo"}, [4]Decision{H, H, H, H}},
-		{viewer, Object{v1.KindTenant, "bio"}, [4]Decision{A, A, F, F}},
-		{viewer, Object{v1.KindTenant, "geo"}, [4]Decision{H, H, H, H}},
-		{viewer, Object{v1.KindTopology, ""}, [4]Decision{F, F, F, F}},
-		{viewer, Object{KindToken, ""}, [4]Decision{F, F, F, F}},
+		{viewer, Object{Kind: v1.KindWorkload, Tenant: "bio"}, [4]Decision{A, A, F, F}},
+		{viewer, Object{Kind: v1.KindWorkload, Tenant: "geo"}, [4]Decision{H, H, H, H}},
+		{viewer, Object{Kind: v1.KindTenant, Tenant: "bio"}, [4]Decision{A, A, F, F}},
+		{viewer, Object{Kind: v1.KindTenant, Tenant: "geo"}, [4]Decision{H, H, H, H}},
+		{viewer, Object{Kind: v1.KindTopology, Tenant: ""}, [4]Decision{F, F, F, F}},
+		{viewer, Object{Kind: KindToken, Tenant: ""}, [4]Decision{F, F, F, F}},
 
-		{Principal{Role: "root"}, Object{v1.KindWorkload, "bio"}, [4]Decision{F, F, F, F}},
-		{Principal{Role: TenantAdmin}, Object{v1.KindWorkload, ""}, [4]Decision{F, F, F, F}},
+		{op, Object{Kind: KindNode, Node: "n1"}, [4]Decision{A, A, A, A}},
+		{op, Object{Kind: KindNode}, [4]Decision{A, A, A, A}},
+		{admin, Object{Kind: KindNode, Node: "n1"}, [4]Decision{F, F, F, F}},
+		{viewer, Object{Kind: KindNode}, [4]Decision{F, F, F, F}},
+
+		// A node token heartbeats and reads as its own node, nothing else.
+		{node, Object{Kind: KindNode, Node: "n1"}, [4]Decision{A, F, A, F}},
+		{node, Object{Kind: KindNode, Node: "n2"}, [4]Decision{F, F, F, F}},
+		{node, Object{Kind: KindNode}, [4]Decision{F, F, F, F}},
+		{node, Object{Kind: v1.KindWorkload, Tenant: "bio"}, [4]Decision{F, F, F, F}},
+		{node, Object{Kind: v1.KindWorkload}, [4]Decision{F, F, F, F}},
+		{node, Object{Kind: v1.KindTenant}, [4]Decision{F, F, F, F}},
+		{node, Object{Kind: v1.KindTopology}, [4]Decision{F, F, F, F}},
+		{node, Object{Kind: v1.KindPolicy}, [4]Decision{F, F, F, F}},
+		{node, Object{Kind: KindToken}, [4]Decision{F, F, F, F}},
+		{node, Object{Kind: KindPlan}, [4]Decision{F, F, F, F}},
+		{node, Object{Kind: KindEvent}, [4]Decision{F, F, F, F}},
+		{Principal{Role: NodeAgent}, Object{Kind: KindNode}, [4]Decision{F, F, F, F}},
+
+		{Principal{Role: "root"}, Object{Kind: v1.KindWorkload, Tenant: "bio"}, [4]Decision{F, F, F, F}},
+		{Principal{Role: TenantAdmin}, Object{Kind: v1.KindWorkload, Tenant: ""}, [4]Decision{F, F, F, F}},
 	}
 	for _, r := range rows {
 		for i, v := range all {

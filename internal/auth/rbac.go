@@ -21,6 +21,9 @@ const (
 	KindPlan = "Plan"
 	// KindEvent is the event stream (read-only; filtered per tenant).
 	KindEvent = "Event"
+	// KindNode is a node's liveness and desired replicas (Object.Node names
+	// it; empty for the list of every node).
+	KindNode = "Node"
 )
 
 // Object is what a request acts on, as far as access control cares: its
@@ -30,6 +33,8 @@ const (
 type Object struct {
 	Kind   string
 	Tenant string
+	// Node is the node a KindNode object is about.
+	Node string
 }
 
 // Decision is the answer to one access question.
@@ -67,8 +72,22 @@ func (d Decision) String() string {
 //	operator       all               all            all              all                       read
 //	tenant-admin   all               read           hidden (404)     forbidden (403)           read own
 //	tenant-viewer  read              read           hidden (404)     forbidden (403)           read own
+//	node           forbidden         forbidden      forbidden        forbidden                 forbidden
+//
+// Node objects (heartbeats, desired replicas): an operator may do
+// everything; a node token may get and apply (heartbeat) its own node
+// only; tenant roles may not.
 func Decide(p Principal, v Verb, o Object) Decision {
 	if p.Validate() != nil {
+		return Forbid
+	}
+	if p.Role == NodeAgent {
+		if o.Kind == KindNode && o.Node == p.Node && (v == Get || v == Apply) {
+			return Allow
+		}
+		return Forbid
+	}
+	if o.Kind == KindNode && p.Role != Operator {
 		return Forbid
 	}
 	read := v == Get || v == List

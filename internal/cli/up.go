@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -12,9 +13,10 @@ import (
 
 func newUpCmd() *cobra.Command {
 	var (
-		configFile string
-		cfg        app.Config
-		verbose    bool
+		configFile  string
+		cfg         app.Config
+		verbose     bool
+		nodeTimeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "up [--data-dir DIR] [--listen ADDR] [--config FILE]",
@@ -60,6 +62,9 @@ and shutdownTimeout; flags override it.`,
 			if fl.Changed("node") {
 				run.Node = cfg.Node
 			}
+			if fl.Changed("node-timeout") {
+				run.NodeTimeout = app.Duration(nodeTimeout)
+			}
 			level := slog.LevelInfo
 			if verbose {
 				level = slog.LevelDebug
@@ -87,5 +92,6 @@ and shutdownTimeout; flags override it.`,
 	fl.BoolVarP(&verbose, "verbose", "v", false, "log every failed request")
 	fl.BoolVar(&cfg.Agent, "agent", true, "run the node agent: start the planned replicas on this machine (runc, runsc)")
 	fl.StringVar(&cfg.Node, "node", "", "the topology node this machine is (default: stand in for every node)")
+	fl.DurationVar(&nodeTimeout, "node-timeout", 10*time.Second, "a `rung agent` silent this long is down; its replicas are re-placed")
 	return cmd
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -84,6 +85,11 @@ type Options struct {
 	// guest kernel, so the vm tier reports unavailable (fail closed).
 	VM     microvm.Probe
 	Logger *slog.Logger
+	// CgroupParent is the cgroup under which replicas live, as
+	// PARENT/TENANT/ID (default /rung). Agents sharing one machine (several
+	// `rung agent` processes, each a node) set one per node, /rung/NODE, so
+	// that a replica re-placed between them never shares a cgroup.
+	CgroupParent string
 }
 
 // Open prepares the data directory and the drivers.
@@ -120,7 +126,11 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: "/rung", admission: adm}, nil
+	cgroups := "/rung"
+	if opts.CgroupParent != "" {
+		cgroups = "/" + strings.Trim(filepath.Clean(opts.CgroupParent), "/")
+	}
+	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm}, nil
 }
 
 // Images is the node's image store.

@@ -148,12 +148,15 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("role: %v", err)
 	}
-	p := auth.Principal{Role: role, Tenant: req.Tenant}
+	p := auth.Principal{Role: role, Tenant: req.Tenant, Node: req.Node}
 	if err := p.Validate(); err != nil {
 		return badRequest("%v", err)
 	}
 	if len(req.Description) > 256 {
 		return badRequest("description: longer than 256 bytes; shorten it")
+	}
+	if p.Node != "" && !isDNSLabel(p.Node) {
+		return badRequest("node %q is not a valid name (a DNS label such as n1)", truncate(p.Node, 64))
 	}
 	if p.Tenant != "" {
 		if !isDNSLabel(p.Tenant) {
@@ -169,7 +172,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, wire.TokenResponse{ID: rec.ID, Role: string(rec.Role), Tenant: rec.Tenant, Token: token})
+	writeJSON(w, http.StatusCreated, wire.TokenResponse{ID: rec.ID, Role: string(rec.Role), Tenant: rec.Tenant, Node: rec.Node, Token: token})
 	return nil
 }
 

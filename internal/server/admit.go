@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
 )
@@ -51,6 +52,16 @@ func (s *Server) admitWorkload(ctx context.Context, w *v1.Workload, change *v1.S
 	}
 	if err := s.checkQuota(ctx, &t, w); err != nil {
 		return nil, err
+	}
+	// Secure by default, no opt-out: every finding rejects (DESIGN §6).
+	d := s.admission.Workload(policy.WorkloadInput{Tenant: t, Workload: *w, Now: s.now()})
+	if !d.Allowed {
+		he := newError(http.StatusUnprocessableEntity, wire.CodeRejected, "workload %s/%s rejected by admission", w.Metadata.Tenant, w.Metadata.Name)
+		for _, f := range d.Findings {
+			he.Details = append(he.Details, fmt.Sprintf("%s %s: %s (fix: %s)", f.ID, f.Title, f.Detail, f.Fix))
+		}
+		he.Err = d.Err()
+		return nil, he
 	}
 	ops := []store.Op{store.CheckOp(tv.Key, tv.Revision), guard}
 	if len(revs) <= maxTopologyChecks {

@@ -424,3 +424,29 @@ func TestConcurrentQuota(t *testing.T) {
 		t.Errorf("%d replicas stored, quota 50", total)
 	}
 }
+
+// TestAdmissionRejects: the built-in checks run on every applied workload;
+// a failing one rejects with every finding named, and the denial is
+// audited.
+func TestAdmissionRejects(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t).seed()
+	r := e.do("admin", "PUT", "/v1/tenants/biology/workloads/root", []byte(
+		`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"root","tenant":"biology"},"spec":{"privilege":"elevated","capabilities":["SYS_ADMIN"],"resources":{"cpu":"1"}}}`))
+	if r.status != http.StatusUnprocessableEntity {
+		t.Fatalf("SYS_ADMIN: %d %s, want 422", r.status, r.body)
+	}
+	we := r.error(t)
+	if we.Code != wire.CodeRejected || !strings.Contains(strings.Join(we.Details, "\n"), "CIS-5.4") {
+		t.Errorf("rejection: %+v", we)
+	}
+	if a := e.lastAudit(); a.Decision != "deny" || !strings.Contains(string(a.Details), "rejected") {
+		t.Errorf("rejection not audited: %+v", a)
+	}
+	// The allow-listed capability of an elevated workload passes.
+	r = e.do("admin", "PUT", "/v1/tenants/biology/workloads/web", []byte(
+		`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"web","tenant":"biology"},"spec":{"privilege":"elevated","capabilities":["NET_BIND_SERVICE"],"resources":{"cpu":"1"}}}`))
+	if r.status != made {
+		t.Errorf("NET_BIND_SERVICE: %d %s", r.status, r.body)
+	}
+}

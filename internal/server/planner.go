@@ -36,6 +36,10 @@ type planner struct {
 	runtimes tenancy.Set
 	metrics  *metrics
 	log      *slog.Logger
+	// down lists the nodes to plan as lost (nil: none); recheck, when
+	// positive, is how often run plans again for a change of down.
+	down    func() []string
+	recheck time.Duration
 
 	mu      sync.Mutex
 	inputs  [sha256.Size]byte // digest of the keys and revisions planned
@@ -80,6 +84,13 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 			}
 		}
 	}
+	var down []string
+	if p.down != nil {
+		down = p.down()
+	}
+	for _, n := range down {
+		h.Write([]byte("down\x00" + n + "\x00"))
+	}
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	if p.result != nil && sum == p.inputs {
@@ -90,7 +101,7 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 		return plan{}, err
 	}
 	start := time.Now()
-	res, err := p.compute(set, docs, wlRevs)
+	res, err := p.compute(set, docs, wlRevs, down)
 	if err != nil {
 		return plan{}, err
 	}
@@ -129,8 +140,11 @@ func (p *planner) storedDocs(ctx context.Context) (map[string]store.Value, error
 
 // compute plans set, keeping the stored placements of unchanged
 // workloads. A workload that no longer validates (say its spread level
-// was removed from the topology) is left unplaced with the reason.
-func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[string]int64) (*scheduler.Result, error) {
+// was removed from the topology) is left unplaced with the reason. The
+// nodes in down are lost (DESIGN §3): their replicas are re-placed, the
+// others stay where they are, and Result.Problems says what can no
+// longer be met.
+func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[string]int64, down []string) (*scheduler.Result, error) {
 	set.ApplyDefaults()
 	var broken []scheduler.Unplaced
 	if err := set.Validate(); err != nil {
@@ -174,7 +188,23 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 			prev.Placements = append(prev.Placements, d.Placements...)
 		}
 	}
-	prob.Keep(prev)
+	for _, name := range down {
+		i, ok := prob.Topology.Node(name)
+		if !ok {
+			continue // an agent for a node no topology lists
+		}
+		level := "host"
+		if prob.Topology.Nodes[i].VM {
+			level = "vm"
+		}
+		if _, err := prob.Topology.MarkDown(level, name); err != nil {
+			return nil, fmt.Errorf("plan: node %s down: %w", name, err)
+		}
+	}
+	notes := prob.Keep(prev)
+	if len(down) > 0 {
+		p.log.Info("plan with nodes down", "down", down, "notes", notes)
+	}
 	res, err := scheduler.Plan(prob, scheduler.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
@@ -297,11 +327,19 @@ func (p *planner) follow(ctx context.Context, changed <-chan struct{}, watchErr 
 			p.log.Error("plan", "err", err)
 		}
 	}
-	replan() // what changed before the watches started
+	replan()                  // what changed before the watches started
+	var tick <-chan time.Time // node liveness changes without a stored change
+	if p.recheck > 0 {
+		t := time.NewTicker(p.recheck)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tick:
+			replan()
 		case err := <-watchErr:
 			return err
 		case <-changed:

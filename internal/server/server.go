@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
@@ -50,6 +51,9 @@ type Config struct {
 	Now func() time.Time
 	// Random is the source of token secrets (default crypto/rand).
 	Random io.Reader
+	// NodeTimeout is how long a node agent may go without a heartbeat
+	// before its node is down (default DefaultNodeTimeout; see nodes.go).
+	NodeTimeout time.Duration
 }
 
 // Server serves the API. Create it with New, serve Handler, and call Run
@@ -61,10 +65,15 @@ type Server struct {
 	reg     *prometheus.Registry
 	metrics *metrics
 	planner *planner
-	now     func() time.Time
-	random  io.Reader
-	mux     *http.ServeMux
-	ready   atomic.Bool
+	// admission runs the built-in workload checks (CIS Docker, Pod
+	// Security restricted) on every applied workload; the node runs them
+	// again with the runtime spec before it creates a replica.
+	admission *policy.Engine
+	now       func() time.Time
+	random    io.Reader
+	mux       *http.ServeMux
+	ready     atomic.Bool
+	nodes     *nodes // node agents' heartbeats (nodes.go)
 
 	// tenantLocks serialize this process's writes about one tenant
 	// (striped by a hash of its name).
@@ -102,7 +111,14 @@ func New(cfg Config) (*Server, error) {
 	if runtimes == 0 {
 		runtimes = topology.DefaultRuntimes
 	}
+	s.nodes = newNodes(cfg.NodeTimeout, s.now)
 	s.planner = newPlanner(s.store, runtimes, m, s.log)
+	// Node liveness (nodes.go): plan with silent nodes down, and look
+	// again a few times per timeout even when nothing stored changed.
+	s.planner.down, s.planner.recheck = s.nodes.down, s.nodes.timeout/4
+	if s.admission, err = policy.New(policy.Config{}); err != nil {
+		return nil, fmt.Errorf("server: admission: %w", err)
+	}
 	s.routes()
 	s.ready.Store(true)
 	return s, nil
@@ -171,6 +187,10 @@ func (s *Server) routes() {
 	handle("POST /v1/tokens", true, s.createToken)
 	handle("GET /v1/plan", true, s.plan)
 	handle("GET /v1/events", true, s.events)
+	// Node agents (nodes.go).
+	handle("GET /v1/nodes", true, s.listNodes)
+	handle("PUT /v1/nodes/{name}/heartbeat", true, s.heartbeat)
+	handle("GET /v1/nodes/{name}/replicas", true, s.nodeReplicas)
 
 	for _, k := range kinds {
 		if k.tenanted {

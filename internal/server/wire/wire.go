@@ -26,6 +26,7 @@ const (
 	CodeTooLarge        = "too_large" // 413: the body exceeds MaxBody
 	CodeMediaType       = "unsupported_media_type"
 	CodeQuota           = "quota_exceeded" // 403: the tenant's quota does not allow it
+	CodeRejected        = "rejected"       // 422: admission checks failed; details list every finding
 	CodeInternal        = "internal"       // 500: see the server log for the request ID
 	CodeUnavailable     = "unavailable"    // 503: the server is shutting down or the store is closed
 )
@@ -108,6 +109,7 @@ type Events struct {
 type TokenRequest struct {
 	Role        string `json:"role"`
 	Tenant      string `json:"tenant,omitempty"`
+	Node        string `json:"node,omitempty"` // for role node
 	Description string `json:"description,omitempty"`
 }
 
@@ -116,6 +118,7 @@ type TokenResponse struct {
 	ID     string `json:"id"`
 	Role   string `json:"role"`
 	Tenant string `json:"tenant,omitempty"`
+	Node   string `json:"node,omitempty"`
 	Token  string `json:"token"`
 }
 

@@ -1,0 +1,122 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/tenancy"
+)
+
+// API is what a remote agent needs of the control plane;
+// *client.Client implements it.
+type API interface {
+	Heartbeat(ctx context.Context, node string, hb wire.Heartbeat) error
+	NodeReplicas(ctx context.Context, node string) ([]replica.Spec, error)
+}
+
+// ErrNoNode: a remote agent without a node name.
+var ErrNoNode = errors.New("agent: no node name")
+
+// Remote is the node agent of `rung agent`: one node of the topology,
+// told what to run by a control plane over its API. Every interval it
+// heartbeats (with the tiers it can run and its replicas' states), fetches
+// its desired replicas and reconciles. When the control plane cannot be
+// reached it changes nothing: replicas keep running until it answers.
+type Remote struct {
+	node     string
+	api      API
+	agent    *Agent
+	replicas Node
+	runtimes tenancy.Set
+	log      *slog.Logger
+}
+
+// NewRemote returns the agent of node, running replicas on rn with the
+// tiers in runtimes (say, from replica.Node.Runtimes).
+func NewRemote(node string, api API, rn Node, runtimes tenancy.Set, opts Options) (*Remote, error) {
+	if node == "" {
+		return nil, ErrNoNode
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	src := SourceFunc(func(ctx context.Context) ([]replica.Spec, error) { return api.NodeReplicas(ctx, node) })
+	return &Remote{
+		node: node, api: api, agent: New(rn, src, opts), replicas: rn, runtimes: runtimes,
+		log: opts.Logger.With("node", node),
+	}, nil
+}
+
+// Heartbeat reports this node's runtimes and replicas to the control plane.
+func (r *Remote) Heartbeat(ctx context.Context) error {
+	observed, _, err := r.agent.Observe(ctx)
+	if err != nil {
+		return err
+	}
+	hb := wire.Heartbeat{Runtimes: []string{}, Replicas: []wire.ReplicaState{}}
+	for t := tenancy.Container; t <= tenancy.Host; t++ {
+		if r.runtimes.Has(t) {
+			hb.Runtimes = append(hb.Runtimes, t.String())
+		}
+	}
+	for _, o := range observed {
+		st := string(o.Status)
+		if st == "" {
+			st = "missing"
+		}
+		hb.Replicas = append(hb.Replicas, wire.ReplicaState{ID: o.Spec.ID, Tenant: o.Spec.Tenant, Tier: o.Spec.Tier.String(), Status: st})
+	}
+	if err := r.api.Heartbeat(ctx, r.node, hb); err != nil {
+		return fmt.Errorf("agent %s: heartbeat: %w", r.node, err)
+	}
+	return nil
+}
+
+// Once heartbeats, then reconciles with the desired replicas.
+func (r *Remote) Once(ctx context.Context) (Report, error) {
+	if err := r.Heartbeat(ctx); err != nil {
+		return Report{}, err
+	}
+	return r.agent.Reconcile(ctx)
+}
+
+// Run heartbeats and reconciles every interval until ctx ends. The
+// heartbeat has its own loop, so a slow reconciliation (an image to
+// unpack, a sandbox to boot) never makes the node look down.
+func (r *Remote) Run(ctx context.Context, interval time.Duration) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		every(ctx, interval, func() {
+			if err := r.Heartbeat(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("heartbeat failed", "err", err)
+			}
+		})
+	}()
+	every(ctx, interval, func() {
+		if _, err := r.agent.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("reconcile failed", "err", err)
+		}
+	})
+	<-done
+	return ctx.Err()
+}
+
+// every calls f now and then every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		f()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"rung.dev/rung/internal/agent"
+	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/replica"
+)
+
+// agentConfig is how one `rung agent` runs.
+type agentConfig struct {
+	// Node is the topology node this agent is.
+	Node string
+	// DataDir holds this node's images, bundles and runtime state; agents
+	// sharing a machine each need their own.
+	DataDir string
+	// Interval is how often it heartbeats and reconciles.
+	Interval time.Duration
+}
+
+// defaultAgentInterval is how often `rung agent` heartbeats and reconciles:
+// well inside the control plane's default 10s node timeout.
+const defaultAgentInterval = 2 * time.Second
+
+// runAgent is `rung agent`: it opens the node's replicas in cfg.DataDir
+// (their cgroups under /rung/NODE, so several agents on one machine never
+// share one) and heartbeats and reconciles against api until ctx ends.
+func runAgent(ctx context.Context, api agent.API, cfg agentConfig, log *slog.Logger) error {
+	if cfg.Node == "" {
+		return withCode(ExitInvalid, errors.New("--node: name the topology node this agent is"))
+	}
+	if cfg.DataDir == "" {
+		return withCode(ExitInvalid, errors.New("--data-dir: each agent needs its own data directory"))
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = defaultAgentInterval
+	}
+	log = log.With("node", cfg.Node)
+	node, err := replica.Open(ctx, cfg.DataDir, replica.Options{Logger: log, CgroupParent: "/rung/" + cfg.Node})
+	if err != nil {
+		return fmt.Errorf("agent %s: %w", cfg.Node, err)
+	}
+	if err := node.EnsureBusybox(ctx, "busybox:latest"); err != nil {
+		log.Warn("agent: no busybox image", "err", err)
+	}
+	r, err := agent.NewRemote(cfg.Node, api, node, node.Runtimes(ctx), agent.Options{Logger: log.With("component", "agent")})
+	if err != nil {
+		return err
+	}
+	log.Info("rung agent", "data", node.Dir(), "interval", cfg.Interval)
+	if err := r.Run(ctx, cfg.Interval); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func newAgentCmd() *cobra.Command {
+	var (
+		cf      clientFlags
+		cfg     agentConfig
+		verbose bool
+	)
+	cmd := &cobra.Command{
+		Use:   "agent --server URL --token T --node NAME --data-dir DIR",
+		Short: "Run one node's agent against a control plane",
+		Long: `Runs the replicas the control plane places on one topology node: every
+--interval it heartbeats (the tiers it can run, its replicas' states),
+fetches the node's desired replicas and starts, restarts or removes
+containers to match. A node that stops heartbeating for the control
+plane's --node-timeout is marked down and its replicas are re-placed.
+
+The token is a node token (rung token create --role node --node NAME): it
+may only heartbeat as that node and read its replicas. Several agents may
+share a machine, each with its own --node and --data-dir.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			return runAgent(cmd.Context(), c, cfg, log)
+		},
+	}
+	cf.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.Node, "node", "", "the topology node this agent is")
+	fl.StringVar(&cfg.DataDir, "data-dir", "", "this node's data directory (images, bundles, runtime state)")
+	fl.DurationVar(&cfg.Interval, "interval", defaultAgentInterval, "how often to heartbeat and reconcile")
+	fl.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	_ = cmd.MarkFlagRequired("node")
+	_ = cmd.MarkFlagRequired("data-dir")
+	return cmd
+}
+
+var _ agent.API = (*client.Client)(nil)

@@ -1,0 +1,286 @@
+package cli
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/app"
+	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/runtime/drivertest"
+	"rung.dev/rung/internal/scheduler"
+	"rung.dev/rung/internal/server/wire"
+)
+
+// threeAgents is three hosts in three racks and one workload that prefers
+// one replica per host (soft, so a lost replica can be re-placed on a
+// survivor: at most 2 per host).
+const threeAgents = `
+apiVersion: rung.dev/v1
+kind: Topology
+metadata: {name: three}
+spec:
+  nodes:
+  - {name: n1, domains: {rack: r1}, capacity: {cpu: 4, memory: 4Gi}}
+  - {name: n2, domains: {rack: r2}, capacity: {cpu: 4, memory: 4Gi}}
+  - {name: n3, domains: {rack: r3}, capacity: {cpu: 4, memory: 4Gi}}
+---
+apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: acme}
+spec: {organization: acme, trust: trusted, quota: {cpu: 4, memory: 4Gi, replicas: 10}}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: web, tenant: acme}
+spec:
+  image: busybox:latest
+  command: [sleep, "3600"]
+  replicas: 3
+  resources: {cpu: 100m, memory: 32Mi}
+  spread: [{level: host, minDomains: 3, maxPerDomain: 2, soft: true}]
+`
+
+// TestThreeAgents is DESIGN §3 and §7 on one machine: a control plane and
+// three `rung agent`s (n1, n2, n3, each with its own data dir and node
+// token) run one replica each under runc. n3's agent dies, leaving its
+// container behind; after the node timeout n3 is down, its replica is
+// re-placed on a survivor and really runs there, and the survivors did not
+// move. When n3's agent comes back its leftover container is an orphan and
+// is removed.
+func TestThreeAgents(t *testing.T) {
+	drivertest.RequireRoot(t)
+	drivertest.RequireBinary(t, "runc")
+	drivertest.RequireBinary(t, "busybox")
+	dir := drivertest.SearchableTempDir(t)
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	// The control plane: no in-process agent, a 1s node timeout.
+	cpCtx, cpStop := context.WithCancel(context.Background())
+	infoc := make(chan app.Info, 1)
+	cpDone := make(chan error, 1)
+	go func() {
+		cpDone <- app.Up(cpCtx, app.Config{
+			DataDir: filepath.Join(dir, "cp"), Listen: "127.0.0.1:0", ClientConfig: "-",
+			NodeTimeout: app.Duration(time.Second),
+		}, log, func(i app.Info) { infoc <- i })
+	}()
+	t.Cleanup(func() {
+		cpStop()
+		if err := <-cpDone; err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+	})
+	var info app.Info
+	select {
+	case info = <-infoc:
+	case err := <-cpDone:
+		t.Fatalf("control plane: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("control plane not up after 30s")
+	}
+	tok, err := os.ReadFile(info.TokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := client.New(info.URL, strings.TrimSpace(string(tok)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	set, err := v1.Decode("three.yaml", []byte(threeAgents))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.ApplySet(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+
+	// Three agents, as `rung agent` runs them.
+	type running struct {
+		stop context.CancelFunc
+		done chan error
+	}
+	var mu sync.Mutex
+	agents := map[string]*running{}
+	tokens := map[string]string{}
+	start := func(node string) {
+		nc, err := client.New(info.URL, tokens[node])
+		if err != nil {
+			t.Fatal(err)
+		}
+		actx, stop := context.WithCancel(context.Background())
+		r := &running{stop: stop, done: make(chan error, 1)}
+		go func() {
+			r.done <- runAgent(actx, nc, agentConfig{Node: node, DataDir: filepath.Join(dir, node), Interval: 200 * time.Millisecond}, log)
+		}()
+		mu.Lock()
+		agents[node] = r
+		mu.Unlock()
+	}
+	kill := func(node string) {
+		mu.Lock()
+		r := agents[node]
+		delete(agents, node)
+		mu.Unlock()
+		if r == nil {
+			return
+		}
+		r.stop()
+		if err := <-r.done; err != nil {
+			t.Errorf("agent %s: %v", node, err)
+		}
+	}
+	nodes := []string{"n1", "n2", "n3"}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			kill(n)
+		}
+		// Whatever happened, leave no container behind.
+		for _, n := range nodes {
+			rn, err := replica.Open(context.Background(), filepath.Join(dir, n), replica.Options{CgroupParent: "/rung/" + n})
+			if err != nil {
+				continue
+			}
+			recs, _ := rn.Records()
+			for _, r := range recs {
+				if err := rn.Remove(context.Background(), r.Spec.ID); err != nil {
+					t.Errorf("cleanup %s on %s: %v", r.Spec.ID, n, err)
+				}
+			}
+		}
+	})
+	for _, n := range nodes {
+		tr, err := op.CreateNodeToken(ctx, n, "test agent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens[n] = tr.Token
+		start(n)
+	}
+
+	// Each node runs its one replica, for real.
+	want := map[string][]string{"n1": {"acme-web-0"}, "n2": {"acme-web-1"}, "n3": {"acme-web-2"}}
+	waitRunning(t, dir, want)
+	before := placements(t, op)
+
+	// n3's machine dies: its agent stops; its container is left behind.
+	kill("n3")
+	deadline := time.Now().Add(60 * time.Second)
+	var after map[string]string
+	for {
+		after = placements(t, op)
+		if n := after["acme/web[2]"]; n != "" && n != "n3" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acme/web[2] not re-placed after 60s: %v", after)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for k, n := range before {
+		if k != "acme/web[2]" && after[k] != n {
+			t.Errorf("survivor %s moved from %s to %s", k, n, after[k])
+		}
+	}
+	ns, err := op.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns.Nodes {
+		if wantState := map[bool]string{true: wire.NodeDown, false: wire.NodeUp}[n.Name == "n3"]; n.State != wantState || !n.InTopology {
+			t.Errorf("node %s: %s (in topology %v), want %s", n.Name, n.State, n.InTopology, wantState)
+		}
+	}
+	if res, err := op.Plan(ctx); err != nil || len(res.Problems) != 0 || len(res.Unplaced) != 0 {
+		t.Errorf("plan after n3 down: problems %q unplaced %v err %v (the spread is soft)", res.Problems, res.Unplaced, err)
+	}
+	moved := after["acme/web[2]"]
+	want[moved] = append(want[moved], "acme-web-2")
+	want["n3"] = []string{"acme-web-2"} // the dead machine's container, still there
+	waitRunning(t, dir, want)
+
+	// n3 comes back: up again, with nothing placed on it (the re-placed
+	// replica stays where it now runs); its leftover is removed.
+	start("n3")
+	want["n3"] = nil
+	waitRunning(t, dir, want)
+	if got := placements(t, op); got["acme/web[2]"] != moved {
+		t.Errorf("acme/web[2] moved again when n3 came back: %v", got)
+	}
+}
+
+// placements is the operator's plan as "workload[replica]" → node.
+func placements(t *testing.T, op *client.Client) map[string]string {
+	t.Helper()
+	res, err := op.Plan(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return byReplica(res)
+}
+
+func byReplica(res *scheduler.Result) map[string]string {
+	m := map[string]string{}
+	for _, p := range res.Placements {
+		m[p.Workload+"["+strconv.Itoa(p.Replica)+"]"] = p.Node
+	}
+	return m
+}
+
+// waitRunning polls each node's data dir until it holds exactly the wanted
+// replicas, each running under runc.
+func waitRunning(t *testing.T, dir string, want map[string][]string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	var got map[string][]string
+	for {
+		got = map[string][]string{}
+		ok := true
+		for node, ids := range want {
+			rn, err := replica.Open(t.Context(), filepath.Join(dir, node), replica.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, err := rn.Records()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				st, err := rn.State(t.Context(), r.Spec.ID)
+				status := "missing"
+				if err == nil {
+					status = string(st.Status)
+				}
+				got[node] = append(got[node], r.Spec.ID+"="+status)
+				if status != string(runtime.Running) {
+					ok = false
+				}
+			}
+			if len(recs) != len(ids) {
+				ok = false
+			}
+			for i, r := range recs {
+				if i < len(ids) && r.Spec.ID != ids[i] {
+					ok = false
+				}
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 90s nodes run %v, want %v (all running)", got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -1,0 +1,49 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+
+	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/server/wire"
+)
+
+// CreateNodeToken makes a token of role node for node: it may only
+// heartbeat as that node and read its desired replicas.
+func (c *Client) CreateNodeToken(ctx context.Context, node, description string) (wire.TokenResponse, error) {
+	body, err := json.Marshal(wire.TokenRequest{Role: "node", Node: node, Description: description})
+	if err != nil {
+		return wire.TokenResponse{}, err
+	}
+	var t wire.TokenResponse
+	_, err = c.do(ctx, http.MethodPost, "/v1/tokens", nil, body, &t)
+	return t, err
+}
+
+// Heartbeat tells the control plane that node is alive and what it runs.
+func (c *Client) Heartbeat(ctx context.Context, node string, hb wire.Heartbeat) error {
+	body, err := json.Marshal(hb)
+	if err != nil {
+		return err
+	}
+	_, err = c.do(ctx, http.MethodPut, "/v1/nodes/"+url.PathEscape(node)+"/heartbeat", nil, body, nil)
+	return err
+}
+
+// NodeReplicas returns the replicas node must run under the current plan.
+func (c *Client) NodeReplicas(ctx context.Context, node string) ([]replica.Spec, error) {
+	var r wire.NodeReplicas
+	if _, err := c.do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(node)+"/replicas", nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return r.Replicas, nil
+}
+
+// Nodes lists every node with its liveness (operators).
+func (c *Client) Nodes(ctx context.Context) (wire.Nodes, error) {
+	var n wire.Nodes
+	_, err := c.do(ctx, http.MethodGet, "/v1/nodes", nil, nil, &n)
+	return n, err
+}

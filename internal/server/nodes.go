@@ -1,0 +1,221 @@
+package server
+
+import (
+	"maps"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"rung.dev/rung/internal/agent"
+	"rung.dev/rung/internal/auth"
+	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/server/wire"
+)
+
+// DefaultNodeTimeout is how long a node may go without a heartbeat before
+// it is down and its replicas are re-placed.
+const DefaultNodeTimeout = 10 * time.Second
+
+// maxNodes bounds how many distinct nodes the server remembers heartbeats of.
+const maxNodes = 10000
+
+// nodes tracks the node agents' heartbeats, in memory: after a restart of
+// the control plane every node is unknown (and counts as up) until it
+// heartbeats again, so a restart never re-places a replica by itself.
+//
+// A node is down when it heartbeated before and its last heartbeat is
+// older than the timeout. Nodes that never heartbeated count as up: with
+// no agents at all (`rung up` on one machine) every node of the topology
+// is planned; a node that has not registered yet is not emptied in the
+// meantime.
+type nodes struct {
+	timeout time.Duration
+	now     func() time.Time
+
+	mu   sync.Mutex
+	seen map[string]*nodeBeat
+}
+
+type nodeBeat struct {
+	last time.Time
+	hb   wire.Heartbeat
+}
+
+func newNodes(timeout time.Duration, now func() time.Time) *nodes {
+	if timeout <= 0 {
+		timeout = DefaultNodeTimeout
+	}
+	return &nodes{timeout: timeout, now: now, seen: map[string]*nodeBeat{}}
+}
+
+// beat records a heartbeat of node name; false when too many nodes are
+// already known.
+func (n *nodes) beat(name string, hb wire.Heartbeat) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.seen[name]; !ok && len(n.seen) >= maxNodes {
+		return false
+	}
+	n.seen[name] = &nodeBeat{last: n.now(), hb: hb}
+	return true
+}
+
+// state is name's liveness; n.mu must be held.
+func (n *nodes) state(name string, now time.Time) string {
+	b, ok := n.seen[name]
+	switch {
+	case !ok:
+		return wire.NodeUnknown
+	case now.Sub(b.last) > n.timeout:
+		return wire.NodeDown
+	}
+	return wire.NodeUp
+}
+
+// down returns the nodes that are down now, sorted.
+func (n *nodes) down() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now := n.now()
+	var out []string
+	for name := range n.seen {
+		if n.state(name, now) == wire.NodeDown {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// status lists every node of topo (the topology's node names) and every
+// node that heartbeated, sorted by name.
+func (n *nodes) status(topo map[string]bool) []wire.NodeStatus {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now := n.now()
+	names := map[string]bool{}
+	for name := range topo {
+		names[name] = true
+	}
+	for name := range n.seen {
+		names[name] = true
+	}
+	out := make([]wire.NodeStatus, 0, len(names))
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		st := wire.NodeStatus{Name: name, State: n.state(name, now), InTopology: topo[name]}
+		if b, ok := n.seen[name]; ok {
+			st.LastHeartbeat, st.Runtimes, st.Replicas = b.last.UTC(), b.hb.Runtimes, b.hb.Replicas
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// nodeName reads and checks {name}, then authorizes v on that node.
+func (s *Server) nodeName(r *http.Request, v auth.Verb) (string, error) {
+	name := r.PathValue("name")
+	if !isDNSLabel(name) {
+		return "", badRequest("node %q is not a valid name (a DNS label such as n1)", truncate(name, 64))
+	}
+	if err := s.authorize(r.Context(), v, auth.Object{Kind: auth.KindNode, Node: name}, name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// heartbeat records that a node agent is alive, with what it runs
+// (PUT /v1/nodes/{name}/heartbeat).
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
+	name, err := s.nodeName(r, auth.Apply)
+	if err != nil {
+		return err
+	}
+	var hb wire.Heartbeat
+	if err := decodeJSON(w, r, &hb); err != nil {
+		return err
+	}
+	was := s.nodes.statusOf(name)
+	if !s.nodes.beat(name, hb) {
+		return newError(http.StatusTooManyRequests, wire.CodeInvalid, "too many nodes (%d); remove unused node tokens", maxNodes)
+	}
+	if was != wire.NodeUp {
+		s.log.Info("node up", "node", name, "was", was)
+	}
+	s.publishReplicaStates()
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// statusOf is name's liveness now.
+func (n *nodes) statusOf(name string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.state(name, n.now())
+}
+
+// publishReplicaStates sets the replica-state metrics from the heartbeats
+// of the nodes that are up.
+func (s *Server) publishReplicaStates() {
+	counts := map[string]map[string]int{}
+	for _, st := range s.nodes.status(nil) {
+		for _, r := range st.Replicas {
+			if counts[r.Tier] == nil {
+				counts[r.Tier] = map[string]int{StateRunning: 0, StateFailed: 0, StatePending: 0}
+			}
+			if st.State != wire.NodeUp {
+				continue
+			}
+			switch r.Status {
+			case "running":
+				counts[r.Tier][StateRunning]++
+			case "stopped":
+				counts[r.Tier][StateFailed]++
+			default:
+				counts[r.Tier][StatePending]++
+			}
+		}
+	}
+	s.SetReplicaStates(counts)
+}
+
+// nodeReplicas answers the replicas a node must run under the current
+// plan (GET /v1/nodes/{name}/replicas).
+func (s *Server) nodeReplicas(w http.ResponseWriter, r *http.Request) error {
+	name, err := s.nodeName(r, auth.Get)
+	if err != nil {
+		return err
+	}
+	set, res, err := s.Current(r.Context())
+	if err != nil {
+		return err
+	}
+	specs, err := agent.FromPlan(set, res, name)
+	if err != nil {
+		return err
+	}
+	if specs == nil {
+		specs = []replica.Spec{}
+	}
+	writeJSON(w, http.StatusOK, wire.NodeReplicas{Node: name, Replicas: specs})
+	return nil
+}
+
+// listNodes answers every node with its liveness (GET /v1/nodes; operators).
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r.Context(), auth.List, auth.Object{Kind: auth.KindNode}, ""); err != nil {
+		return err
+	}
+	set, _, err := s.Current(r.Context())
+	if err != nil {
+		return err
+	}
+	topo := map[string]bool{}
+	for _, t := range set.Topologies {
+		for _, n := range t.Spec.Nodes {
+			topo[n.Name] = true
+		}
+	}
+	writeJSON(w, http.StatusOK, wire.Nodes{Nodes: s.nodes.status(topo), Timeout: s.nodes.timeout.String()})
+	return nil
+}

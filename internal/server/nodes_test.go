@@ -1,0 +1,298 @@
+package server_test
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/audit"
+	"rung.dev/rung/internal/auth"
+	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/scheduler"
+	"rung.dev/rung/internal/server"
+	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/store/bolt"
+)
+
+// threeNodes is three hosts in three racks and a tenant with two
+// workloads: web prefers one replica per host (soft), db needs it (hard).
+const threeNodes = `
+apiVersion: rung.dev/v1
+kind: Topology
+metadata: {name: three}
+spec:
+  nodes:
+  - {name: n1, domains: {rack: r1}, capacity: {cpu: 4, memory: 4Gi}}
+  - {name: n2, domains: {rack: r2}, capacity: {cpu: 4, memory: 4Gi}}
+  - {name: n3, domains: {rack: r3}, capacity: {cpu: 4, memory: 4Gi}}
+---
+apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: acme}
+spec: {organization: acme, trust: trusted, quota: {cpu: 4, memory: 4Gi, replicas: 10}}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: web, tenant: acme}
+spec:
+  image: busybox:latest
+  replicas: 3
+  resources: {cpu: 100m, memory: 32Mi}
+  spread: [{level: host, minDomains: 3, maxPerDomain: 2, soft: true}]
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: db, tenant: acme}
+spec:
+  image: busybox:latest
+  replicas: 3
+  resources: {cpu: 100m, memory: 32Mi}
+  spread: [{level: host, minDomains: 3, maxPerDomain: 2}]
+`
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// nodeEnv is a server with a 1s node timeout on a settable clock, the
+// threeNodes manifests, and node tokens for n1..n3.
+func nodeEnv(t *testing.T) (*clock, map[string]*client.Client) {
+	t.Helper()
+	st, err := bolt.Open(t.TempDir(), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	clk := &clock{t: time.Unix(1_000_000, 0)}
+	srv, err := server.New(server.Config{Store: st, Audit: audit.New(st), Now: clk.now, NodeTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, srv: srv, store: st, tokens: map[string]string{}}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	e.url = hs.URL
+	ctx := t.Context()
+	op, _, err := srv.IssueToken(ctx, auth.Principal{}, auth.Principal{Role: auth.Operator}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tokens["operator"] = op
+	set, err := v1.Decode("three.yaml", []byte(threeNodes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client("operator").ApplySet(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := e.client("operator").CreateToken(ctx, string(auth.TenantAdmin), "acme", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tokens["admin"] = tok.Token
+	cs := map[string]*client.Client{"operator": e.client("operator"), "admin": e.client("admin")}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		tok, err := cs["operator"].CreateNodeToken(ctx, n, "agent of "+n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok.Role != "node" || tok.Node != n {
+			t.Fatalf("node token %+v", tok)
+		}
+		e.tokens[n] = tok.Token
+		cs[n] = e.client(n)
+	}
+	return clk, cs
+}
+
+// where maps "workload[replica]" to its node in res.
+func where(res *scheduler.Result) map[string]string {
+	m := map[string]string{}
+	for _, p := range res.Placements {
+		m[p.Workload+"["+itoa(p.Replica)+"]"] = p.Node
+	}
+	return m
+}
+
+func nodeOf(m map[string]string, node string) []string {
+	var out []string
+	for k, n := range m {
+		if n == node {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func states(t *testing.T, c *client.Client) map[string]string {
+	t.Helper()
+	ns, err := c.Nodes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, n := range ns.Nodes {
+		m[n.Name] = n.State
+	}
+	return m
+}
+
+// TestNodeFailover: nodes that never heartbeated count as up; a node that
+// stops heartbeating is down after the timeout and only its replicas are
+// re-placed (DESIGN §3), with the hard spread it breaks in Problems; when
+// it heartbeats again it is up and takes what normal planning gives it.
+func TestNodeFailover(t *testing.T) {
+	clk, cs := nodeEnv(t)
+	ctx := t.Context()
+	op := cs["operator"]
+
+	if diff := cmp.Diff(map[string]string{"n1": wire.NodeUnknown, "n2": wire.NodeUnknown, "n3": wire.NodeUnknown}, states(t, op)); diff != "" {
+		t.Errorf("before heartbeats (-want +got):\n%s", diff)
+	}
+	res, err := op.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := where(res)
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if got := nodeOf(before, n); len(got) != 2 {
+			t.Fatalf("%s runs %v, want one web and one db replica", n, got)
+		}
+		specs, err := cs[n].NodeReplicas(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, s := range specs {
+			ids = append(ids, s.ID)
+		}
+		if len(ids) != 2 {
+			t.Errorf("%s desired replicas %v", n, ids)
+		}
+		if err := cs[n].Heartbeat(ctx, n, wire.Heartbeat{Runtimes: []string{"container"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// n3 falls silent; n1 and n2 keep heartbeating.
+	clk.add(600 * time.Millisecond)
+	for _, n := range []string{"n1", "n2"} {
+		if err := cs[n].Heartbeat(ctx, n, wire.Heartbeat{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.add(600 * time.Millisecond)
+	if diff := cmp.Diff(map[string]string{"n1": wire.NodeUp, "n2": wire.NodeUp, "n3": wire.NodeDown}, states(t, op)); diff != "" {
+		t.Errorf("after n3 fell silent (-want +got):\n%s", diff)
+	}
+	res, err = op.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := where(res)
+	for k, n := range before {
+		if n != "n3" && after[k] != n {
+			t.Errorf("survivor %s moved from %s to %q", k, n, after[k])
+		}
+	}
+	if got := nodeOf(after, "n3"); len(got) != 0 {
+		t.Errorf("down n3 still has %v", got)
+	}
+	lostWeb := nodeOf(before, "n3")[1] // "acme/db[..]" sorts before "acme/web[..]"
+	if after[lostWeb] == "" || after[lostWeb] == "n3" {
+		t.Errorf("lost %s not re-placed: %q", lostWeb, after[lostWeb])
+	}
+	lostDB := nodeOf(before, "n3")[0]
+	if after[lostDB] != "" {
+		t.Errorf("%s placed on %s despite its hard spread", lostDB, after[lostDB])
+	}
+	wantProblem := "acme/db: spread host can no longer be met: needs 3 domains, replicas are in 2"
+	if !slices.Contains(res.Problems, wantProblem) {
+		t.Errorf("problems %q, want %q", res.Problems, wantProblem)
+	}
+	if specs, err := cs["n3"].NodeReplicas(ctx, "n3"); err != nil || len(specs) != 0 {
+		t.Errorf("down n3's desired replicas: %v %v", specs, err)
+	}
+
+	// n3 comes back: up again; survivors and re-placed replicas stay, and
+	// the unplaced db replica goes back to it by normal planning.
+	if err := cs["n3"].Heartbeat(ctx, "n3", wire.Heartbeat{}); err != nil {
+		t.Fatal(err)
+	}
+	if st := states(t, op)["n3"]; st != wire.NodeUp {
+		t.Errorf("n3 after heartbeat: %s", st)
+	}
+	res, err = op.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := where(res)
+	for k, n := range after {
+		if back[k] != n {
+			t.Errorf("%s moved from %s to %s when n3 came back", k, n, back[k])
+		}
+	}
+	if back[lostDB] != "n3" || len(res.Problems) != 0 {
+		t.Errorf("db replica %s on %q, problems %q; want it back on n3, none", lostDB, back[lostDB], res.Problems)
+	}
+}
+
+// TestNodeAccess: a node token heartbeats and reads as its own node only;
+// node endpoints are for operators and node tokens.
+func TestNodeAccess(t *testing.T) {
+	_, cs := nodeEnv(t)
+	ctx := t.Context()
+	forbidden := func(err error) bool {
+		var ce *client.Error
+		return errors.As(err, &ce) && ce.Status == http.StatusForbidden
+	}
+	for _, tc := range []struct {
+		name string
+		call func() error
+	}{
+		{"n1 heartbeats as n2", func() error { return cs["n1"].Heartbeat(ctx, "n2", wire.Heartbeat{}) }},
+		{"n1 reads n2's replicas", func() error { _, err := cs["n1"].NodeReplicas(ctx, "n2"); return err }},
+		{"n1 lists nodes", func() error { _, err := cs["n1"].Nodes(ctx); return err }},
+		{"n1 reads the plan", func() error { _, err := cs["n1"].Plan(ctx); return err }},
+		{"n1 lists workloads", func() error { _, err := cs["n1"].ListWorkloads(ctx, ""); return err }},
+		{"n1 reads a workload", func() error { _, err := cs["n1"].GetWorkload(ctx, "acme", "web"); return err }},
+		{"n1 makes a token", func() error { _, err := cs["n1"].CreateNodeToken(ctx, "n1", ""); return err }},
+		{"n1 reads events", func() error { _, err := cs["n1"].TailEvents(ctx, 10); return err }},
+		{"tenant admin heartbeats", func() error { return cs["admin"].Heartbeat(ctx, "n1", wire.Heartbeat{}) }},
+		{"tenant admin reads n1's replicas", func() error { _, err := cs["admin"].NodeReplicas(ctx, "n1"); return err }},
+		{"tenant admin lists nodes", func() error { _, err := cs["admin"].Nodes(ctx); return err }},
+	} {
+		if err := tc.call(); !forbidden(err) {
+			t.Errorf("%s: %v, want 403", tc.name, err)
+		}
+	}
+	if err := cs["n1"].Heartbeat(ctx, "n1", wire.Heartbeat{}); err != nil {
+		t.Errorf("own heartbeat: %v", err)
+	}
+	if _, err := cs["n1"].NodeReplicas(ctx, "n1"); err != nil {
+		t.Errorf("own replicas: %v", err)
+	}
+	if _, err := cs["operator"].CreateToken(ctx, "node", "", ""); err == nil {
+		t.Error("node token without a node accepted")
+	}
+	if _, err := cs["operator"].CreateNodeToken(ctx, "Bad_Name", ""); err == nil {
+		t.Error("node token for an invalid node name accepted")
+	}
+}
