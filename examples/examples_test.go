@@ -12,7 +12,6 @@ import (
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/scheduler"
-	"rung.dev/rung/internal/tenancy"
 	"rung.dev/rung/internal/topology"
 )
 
@@ -25,15 +24,7 @@ func plan(t *testing.T, dir string) (*scheduler.Problem, *scheduler.Result) {
 	if err != nil {
 		t.Fatalf("load %s: %v", dir, err)
 	}
-	rules, err := tenancy.FromPolicies(set.Policies)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := scheduler.NewProblem(set, rules, topology.DefaultRuntimes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := scheduler.Plan(p, scheduler.Options{})
+	p, res, err := scheduler.PlanSet(set, topology.DefaultRuntimes, scheduler.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

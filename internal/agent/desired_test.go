@@ -17,15 +17,7 @@ func TestFromPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules, err := tenancy.FromPolicies(set.Policies)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := scheduler.NewProblem(set, rules, topology.DefaultRuntimes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := scheduler.Plan(p, scheduler.Options{})
+	_, res, err := scheduler.PlanSet(set, topology.DefaultRuntimes, scheduler.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

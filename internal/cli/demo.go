@@ -151,15 +151,7 @@ func localPlan(out io.Writer, set *v1.Set, here tenancy.Set) *scheduler.Result {
 	if !changed {
 		return nil
 	}
-	rules, err := tenancy.FromPolicies(set.Policies)
-	if err != nil {
-		return nil
-	}
-	prob, err := scheduler.NewProblem(&local, rules, here)
-	if err != nil {
-		return nil
-	}
-	res, err := scheduler.Plan(prob, scheduler.Options{})
+	_, res, err := scheduler.PlanSet(&local, here, scheduler.Options{})
 	if err != nil {
 		return nil
 	}

@@ -246,3 +246,18 @@ func (p *Problem) fillWorkload(i int, w *v1.Workload, wlIdx map[string]int) erro
 
 // Party returns the rule-facing description of workload i.
 func (p *Problem) Party(i int) *tenancy.Party { return &p.Workloads[i].party }
+
+// PlanSet is `rung plan` in one call: compile the set's operator rules,
+// build the problem (nodes without runtimes get defaultRuntimes) and plan.
+func PlanSet(set *v1.Set, defaultRuntimes tenancy.Set, opts Options) (*Problem, *Result, error) {
+	rules, err := tenancy.FromPolicies(set.Policies)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := NewProblem(set, rules, defaultRuntimes)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := Plan(p, opts)
+	return p, res, err
+}

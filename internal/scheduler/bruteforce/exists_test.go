@@ -9,20 +9,12 @@ import (
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/scheduler/bruteforce"
 	"rung.dev/rung/internal/scheduler/gen"
-	"rung.dev/rung/internal/tenancy"
 	"rung.dev/rung/internal/topology"
 )
 
 func plan(set *v1.Set) (*scheduler.Result, error) {
-	rules, err := tenancy.FromPolicies(set.Policies)
-	if err != nil {
-		return nil, err
-	}
-	p, err := scheduler.NewProblem(set, rules, topology.DefaultRuntimes)
-	if err != nil {
-		return nil, err
-	}
-	return scheduler.Plan(p, scheduler.Options{})
+	_, res, err := scheduler.PlanSet(set, topology.DefaultRuntimes, scheduler.Options{})
+	return res, err
 }
 
 func TestExists(t *testing.T) {
