@@ -142,6 +142,10 @@ type Quota struct {
 type ImagePolicy struct {
 	Registries []string `json:"registries,omitempty"`
 	SignedBy   []string `json:"signedBy,omitempty"`
+	// BlockSeverity is the vulnerability severity at and above which the
+	// tenant's images are rejected: low, medium, high or critical; empty
+	// means DefaultBlockSeverity (high).
+	BlockSeverity string `json:"blockSeverity,omitempty"`
 }
 
 // Workload is a replicated program of one tenant.
@@ -204,6 +208,32 @@ type PolicySpec struct {
 	Rules []Rule `json:"rules,omitempty"`
 	// TierOverhead replaces the default per-replica overhead of a tier.
 	TierOverhead map[Tier]Resources `json:"tierOverhead,omitempty"`
+	// Admission adds operator checks to the built-in admission checks
+	// (DESIGN §6); it can add and tighten, never remove.
+	Admission Admission `json:"admission,omitzero"`
+}
+
+// Admission is the operator's admission configuration in a Policy.
+type Admission struct {
+	// Rules are CEL admission rules, evaluated after the built-in checks.
+	Rules []AdmissionRule `json:"rules,omitempty"`
+	// MaxImageAge is the oldest image admitted, a Go duration ("720h");
+	// empty means the default (365 days).
+	MaxImageAge string `json:"maxImageAge,omitempty"`
+}
+
+// AdmissionRule is one operator admission rule: when Deny evaluates to
+// true, the workload or image is rejected with a finding naming ID.
+type AdmissionRule struct {
+	ID    string `json:"id"`
+	Title string `json:"title"`
+	// Severity is low, medium, high or critical; empty means medium.
+	Severity string `json:"severity,omitempty"`
+	Fix      string `json:"fix,omitempty"`
+	// On is "workload" (the default) or "image".
+	On string `json:"on,omitempty"`
+	// Deny is a CEL expression over tenant and workload (or image).
+	Deny string `json:"deny"`
 }
 
 // Rule is one operator tenancy rule.

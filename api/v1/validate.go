@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -173,12 +174,14 @@ func (s *Set) validate(broken brokenRefs) []*FieldError {
 	}
 	policyAt := map[string]definedAt{}
 	ruleAt := map[string]definedAt{}
+	admissionAt := map[string]definedAt{}
 	for i := range s.Policies {
 		p, o := &s.Policies[i], policies[i]
 		if v.meta(o, p.Metadata, "site") {
 			v.unique(policyAt, p.Metadata.Name, o, "metadata.name", "Policy "+strconv.Quote(p.Metadata.Name))
 		}
 		v.policy(o, &p.Spec, ruleAt)
+		v.admission(o, &p.Spec.Admission, admissionAt)
 	}
 	sortFieldErrors(v.errs)
 	return v.errs
@@ -633,6 +636,73 @@ func (v *validator) tenant(o object, t *TenantSpec) {
 			v.fail(o, index("spec.images.signedBy", i), "empty", "name a cosign public key file")
 		}
 	}
+	v.enum(o, "spec.images.blockSeverity", t.Images.BlockSeverity, "severity", Severities)
+}
+
+// Severities are the severity names of admission rules and of a tenant's
+// vulnerability blocking threshold, least severe first.
+var Severities = []string{"low", "medium", "high", "critical"}
+
+// Admission rule subjects.
+const (
+	AdmissionOnWorkload = "workload"
+	AdmissionOnImage    = "image"
+)
+
+// admission checks a Policy's spec.admission. The CEL expressions are
+// compiled by the admission engine (internal/policy), which also refuses
+// IDs of built-in checks; here the shape is checked, and IDs are unique
+// across every Policy of the set.
+func (v *validator) admission(o object, a *Admission, idAt map[string]definedAt) {
+	for i, r := range a.Rules {
+		path := index("spec.admission.rules", i)
+		switch {
+		case strings.TrimSpace(r.ID) == "":
+			v.fail(o, join(path, "id"), "missing", `set a unique ID such as "SITE-no-latest-tag"`)
+		case !isRuleID(r.ID):
+			v.fail(o, join(path, "id"), fmt.Sprintf("%q is not a rule ID", truncate(r.ID)),
+				"use 1-64 letters, digits, '.', '_' or '-', starting with a letter")
+		default:
+			v.unique(idAt, r.ID, o, join(path, "id"), "admission rule "+strconv.Quote(r.ID))
+		}
+		if strings.TrimSpace(r.Title) == "" {
+			v.fail(o, join(path, "title"), "missing", "say in a few words what the rule requires")
+		}
+		v.enum(o, join(path, "severity"), r.Severity, "severity", Severities)
+		v.enum(o, join(path, "on"), r.On, "rule subject", []string{AdmissionOnWorkload, AdmissionOnImage})
+		if strings.TrimSpace(r.Deny) == "" {
+			v.fail(o, join(path, "deny"), "missing",
+				"write a CEL condition that is true when the subject must be rejected, e.g. workload.replicas > 5")
+		}
+	}
+	if a.MaxImageAge != "" {
+		d, err := time.ParseDuration(a.MaxImageAge)
+		switch {
+		case err != nil:
+			v.fail(o, "spec.admission.maxImageAge", fmt.Sprintf("%q is not a duration", truncate(a.MaxImageAge)),
+				`write a duration in hours such as "720h" (30 days)`)
+		case d <= 0:
+			v.fail(o, "spec.admission.maxImageAge", fmt.Sprintf("%s is not positive", a.MaxImageAge),
+				`write a positive duration such as "720h"; the image age check cannot be turned off`)
+		}
+	}
+}
+
+// isRuleID reports whether s is a valid admission rule ID: 1-64 letters,
+// digits, '.', '_' or '-', starting with a letter.
+func isRuleID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r < 0x80 && unicode.IsLetter(r):
+		case i > 0 && (r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // workloadTenant checks a workload's metadata.tenant.

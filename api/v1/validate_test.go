@@ -101,6 +101,24 @@ func TestValidate(t *testing.T) {
 			Node{Name: "h1-vm1", Host: "h1", Domains: map[string]string{"rack": "r2", "pdu": "p1"}, Capacity: Resources{CPU: qty("1"), Memory: qty("1")}},
 		)}},
 		want: []string{`Topology campus: spec.nodes[1].domains.rack: "r2" contradicts host node h1's rack "r1" (fix: remove it; a VM node inherits its host's domains (rack "r1"))`},
+	}, {
+		name: "admission rules and block severity",
+		set: Set{
+			Tenants: []Tenant{{Metadata: ObjectMeta{Name: "a"}, Spec: TenantSpec{Images: ImagePolicy{BlockSeverity: "critical"}}}},
+			Policies: []Policy{{Metadata: ObjectMeta{Name: "site"}, Spec: PolicySpec{Admission: Admission{
+				MaxImageAge: "720h",
+				Rules: []AdmissionRule{
+					{ID: "SITE-replicas", Title: "At most 5 replicas", Severity: "high", Deny: "workload.replicas > 5"},
+					{ID: "SITE-healthcheck", Title: "Images have a healthcheck", On: "image", Deny: "!image.healthcheck"},
+				},
+			}}}, {Metadata: ObjectMeta{Name: "other"}, Spec: PolicySpec{Admission: Admission{
+				Rules: []AdmissionRule{{ID: "SITE-replicas", Title: "again", Severity: "Low", Deny: "true"}},
+			}}}},
+		},
+		want: []string{
+			`Policy other: spec.admission.rules[0].id: admission rule "SITE-replicas" is also defined at another document (Policy site, spec.admission.rules[0].id) (fix: rename or remove one of them)`,
+			`Policy other: spec.admission.rules[0].severity: "Low" is not a severity (fix: did you mean "low"?)`,
+		},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -52,7 +52,8 @@ func NewRemote(node string, api API, rn Node, runtimes tenancy.Set, opts Options
 	}, nil
 }
 
-// Heartbeat reports this node's runtimes and replicas to the control plane.
+// Heartbeat reports this node's runtimes and replicas, with the tails of
+// their logs, to the control plane.
 func (r *Remote) Heartbeat(ctx context.Context) error {
 	observed, _, err := r.agent.Observe(ctx)
 	if err != nil {
@@ -70,6 +71,10 @@ func (r *Remote) Heartbeat(ctx context.Context) error {
 			st = "missing"
 		}
 		hb.Replicas = append(hb.Replicas, wire.ReplicaState{ID: o.Spec.ID, Tenant: o.Spec.Tenant, Tier: o.Spec.Tier.String(), Status: st})
+	}
+	// The tails of the replicas' logs, for `rung logs` (bounded).
+	if logs := r.agent.LogTails(ctx); len(logs) > 0 {
+		hb.Logs = logs
 	}
 	if err := r.api.Heartbeat(ctx, r.node, hb); err != nil {
 		return fmt.Errorf("agent %s: heartbeat: %w", r.node, err)

@@ -242,6 +242,7 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 	})
 	if nodeAgent != nil {
 		wg.Go(func() { _ = nodeAgent.Run(runCtx, agentInterval) })
+		wg.Go(func() { publishLogs(runCtx, srv, cfg.Node, nodeAgent) })
 		info.Agent = true
 	}
 	log.Info("rung up", "url", url, "store", storeName, "data", cfg.DataDir)
@@ -268,6 +269,22 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 
 // agentInterval is how often the node agent reconciles.
 const agentInterval = 2 * time.Second
+
+// publishLogs hands the tails of this machine's replicas' logs to the
+// server every agentInterval, for `rung logs`, as a remote agent's
+// heartbeat does.
+func publishLogs(ctx context.Context, srv *server.Server, node string, a *agent.Agent) {
+	t := time.NewTicker(agentInterval)
+	defer t.Stop()
+	for {
+		srv.PublishLogs(node, a.LogTails(ctx))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
 
 // newNodeAgent builds this machine's agent: replicas live under DataDir, and
 // the desired set is the server's current plan (for cfg.Node, or for every

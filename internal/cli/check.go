@@ -50,22 +50,23 @@ type checkFlags struct {
 	keys     []string
 	block    string
 	insecure bool
+	set      *v1.Set // the manifests of -f, once read
 }
 
 func (f *checkFlags) register(cmd *cobra.Command, image bool) {
 	fl := cmd.Flags()
-	fl.StringArrayVarP(&f.files, "file", "f", nil, "manifest file or directory with the Tenant (and Workloads) (repeatable)")
+	fl.StringArrayVarP(&f.files, "file", "f", nil, "manifest file or directory with the Tenant (and Workloads), and Policies whose spec.admission rules apply (repeatable)")
 	fl.StringVar(&f.tenant, "tenant", "", "judge as this tenant of the manifests: its registries and signing keys apply")
 	fl.StringVar(&f.rules, "rules", "", "operator admission rules, a YAML or JSON file with `rules: [{id, title, severity, fix, on, deny}]`")
 	fl.StringVarP(&f.output, "output", "o", outTable, "output format: table, json or sarif")
 	if !image {
 		return
 	}
-	fl.DurationVar(&f.maxAge, "max-age", policy.DefaultMaxImageAge, "oldest image admitted (RUNG-image-age)")
+	fl.DurationVar(&f.maxAge, "max-age", policy.DefaultMaxImageAge, "oldest image admitted (RUNG-image-age); a Policy's spec.admission.maxImageAge, if smaller, wins")
 	fl.StringVar(&f.dataDir, "data-dir", defaultImageDataDir, "data directory; images live in DIR/images, the vulnerability database in DIR/vulndb.db")
 	fl.StringVar(&f.vulnDB, "vulndb", "", "vulnerability database (default DATA-DIR/vulndb.db; without one, CIS-4.4 is skipped)")
 	fl.StringArrayVar(&f.keys, "key", nil, "trusted cosign public key (PEM), in addition to the tenant's signedBy (repeatable)")
-	fl.StringVar(&f.block, "block-severity", policy.DefaultBlockSeverity.String(), "vulnerability severity that rejects: unknown, low, medium, high or critical")
+	fl.StringVar(&f.block, "block-severity", "", "vulnerability severity that rejects: unknown, low, medium, high or critical (default: the tenant's spec.images.blockSeverity, else "+policy.DefaultBlockSeverity.String()+")")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow plain HTTP to a registry that is not on loopback")
 }
 
@@ -175,6 +176,7 @@ func newCheckListCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&f.rules, "rules", "", "operator admission rules file")
+	cmd.Flags().StringArrayVarP(&f.files, "file", "f", nil, "manifest file or directory whose Policies' spec.admission rules are listed too (repeatable)")
 	cmd.Flags().StringVarP(&f.output, "output", "o", outTable, "output format: table or json")
 	return cmd
 }
@@ -191,8 +193,21 @@ type rulesFile struct {
 	Rules []policy.Rule `json:"rules"`
 }
 
+// engine builds the admission engine: the built-in checks, the admission
+// rules of the Policies among the -f manifests, and those of --rules.
 func (f *checkFlags) engine() (*policy.Engine, error) {
 	cfg := policy.Config{MaxImageAge: f.maxAge}
+	if len(f.files) > 0 {
+		set, err := f.manifests()
+		if err != nil {
+			return nil, err
+		}
+		pc, err := policy.FromPolicies(set.Policies)
+		if err != nil {
+			return nil, withCode(ExitInvalid, err)
+		}
+		cfg = pc.Merge(cfg)
+	}
 	if f.rules != "" {
 		data, err := os.ReadFile(f.rules)
 		if err != nil {
@@ -202,7 +217,7 @@ func (f *checkFlags) engine() (*policy.Engine, error) {
 		if err := yaml.UnmarshalStrict(data, &rf); err != nil {
 			return nil, withCode(ExitInvalid, fmt.Errorf("--rules %s: %w", f.rules, err))
 		}
-		cfg.Rules = rf.Rules
+		cfg.Rules = append(cfg.Rules, rf.Rules...)
 	}
 	eng, err := policy.New(cfg)
 	if err != nil {
@@ -215,11 +230,15 @@ func (f *checkFlags) manifests() (*v1.Set, error) {
 	if len(f.files) == 0 {
 		return nil, withCode(ExitInvalid, errors.New("no manifests: pass -f FILE or -f DIR"))
 	}
+	if f.set != nil {
+		return f.set, nil
+	}
 	set, err := v1.Load(f.files...)
 	if err != nil {
 		return nil, withCode(ExitInvalid, err)
 	}
 	set.ApplyDefaults()
+	f.set = set
 	return set, nil
 }
 
@@ -246,7 +265,14 @@ func (f *checkFlags) tenantPolicy() (v1.Tenant, []sign.Key, error) {
 			paths = append(paths, p)
 		}
 	} else if len(f.files) > 0 {
-		return t, nil, withCode(ExitInvalid, errors.New("-f needs --tenant NAME: which tenant's policy applies"))
+		// -f with only Policies (their admission rules) needs no tenant.
+		set, err := f.manifests()
+		if err != nil {
+			return t, nil, err
+		}
+		if len(set.Tenants) > 0 {
+			return t, nil, withCode(ExitInvalid, errors.New("-f needs --tenant NAME: which tenant's policy applies"))
+		}
 	}
 	paths = append(paths, f.keys...)
 	var keys []sign.Key
@@ -276,9 +302,13 @@ func isRegistryRef(s string) bool {
 
 // checkImage inspects ref and judges it.
 func (f *checkFlags) checkImage(ctx context.Context, ref string) (policy.Decision, error) {
-	block, err := policy.ParseSeverity(f.block)
-	if err != nil {
-		return policy.Decision{}, withCode(ExitInvalid, fmt.Errorf("--block-severity: %w", err))
+	var block *policy.Severity
+	if f.block != "" {
+		b, err := policy.ParseSeverity(f.block)
+		if err != nil {
+			return policy.Decision{}, withCode(ExitInvalid, fmt.Errorf("--block-severity: %w", err))
+		}
+		block = &b
 	}
 	eng, err := f.engine()
 	if err != nil {
@@ -292,7 +322,7 @@ func (f *checkFlags) checkImage(ctx context.Context, ref string) (policy.Decisio
 	if err != nil {
 		return policy.Decision{}, err
 	}
-	in := policy.ImageInput{Tenant: tenant, Ref: ref, Digest: digest.String(), BlockSeverity: &block}
+	in := policy.ImageInput{Tenant: tenant, Ref: ref, Digest: digest.String(), BlockSeverity: block}
 	if nref != nil {
 		in.Repository = nref.Context().Name()
 	}

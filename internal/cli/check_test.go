@@ -254,6 +254,34 @@ func TestCheckImageLayoutGolden(t *testing.T) {
 	if diff := cmp.Diff([]string{"DSA-9001-1/libssl3", "DSA-9001-1/openssl"}, vulns); diff != "" || len(d.Notes) != 1 {
 		t.Errorf("exit %d; vulnerability findings (-want +got):\n%s\nnotes %v", code, diff, d.Notes)
 	}
+	// The same from the tenant's spec.images.blockSeverity, with an image
+	// rule of a Policy given with -f.
+	mdir := t.TempDir()
+	write(t, mdir, "m.yaml", `apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: acme}
+spec: {images: {blockSeverity: critical}}
+---
+apiVersion: rung.dev/v1
+kind: Policy
+metadata: {name: site}
+spec:
+  admission:
+    rules:
+    - {id: SITE-no-openssl, title: No openssl, on: image, deny: 'image.packages.exists(p, p.name == "openssl")'}
+`)
+	code, out, _ = runCheck(t, "check", "image", ref, "--data-dir", data, "-o", "json", "-f", mdir, "--tenant", "acme")
+	d = policy.Decision{}
+	json.Unmarshal([]byte(out), &d)
+	var ids []string
+	for _, f := range d.Findings {
+		if f.ID == "CIS-4.4" || f.ID == "SITE-no-openssl" {
+			ids = append(ids, f.ID+"/"+f.Advisory)
+		}
+	}
+	if diff := cmp.Diff([]string{"CIS-4.4/DSA-9001-1", "CIS-4.4/DSA-9001-1", "SITE-no-openssl/"}, ids); diff != "" || len(d.Notes) != 1 {
+		t.Errorf("tenant blockSeverity and Policy rule: exit %d; findings (-want +got):\n%s\nnotes %v", code, diff, d.Notes)
+	}
 }
 
 func TestCheckInvalid(t *testing.T) {
@@ -310,6 +338,63 @@ spec: {image: "registry.example/admin:latest", privilege: elevated, capabilities
 	bad := write(t, dir, "bad.yaml", "rules:\n- {id: CIS-5.4, title: mine, deny: 'false'}\n")
 	if code, _, stderr := runCheck(t, "check", "list", "--rules", bad); code != ExitInvalid || !strings.Contains(stderr, "built-in") {
 		t.Errorf("overriding a built-in: exit %d: %s", code, stderr)
+	}
+}
+
+// TestCheckPolicyAdmission: the admission rules of Policies given with -f
+// apply, with those of --rules; a Policy whose rules do not compile is
+// invalid input.
+func TestCheckPolicyAdmission(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "m.yaml", `apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: acme}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: big, tenant: acme}
+spec: {image: "registry.example/big:latest", replicas: 6}
+---
+apiVersion: rung.dev/v1
+kind: Policy
+metadata: {name: site}
+spec:
+  admission:
+    rules:
+    - id: SITE-max-replicas
+      title: At most 5 replicas
+      severity: high
+      fix: use 5 or fewer
+      deny: 'workload.replicas > 5'
+`)
+	rules := write(t, t.TempDir(), "rules.yaml", `rules:
+- {id: site-no-latest, title: Images are pinned, deny: 'workload.image.endsWith(":latest")'}
+`)
+	code, out, stderr := runCheck(t, "check", "workload", "-f", dir, "--rules", rules)
+	if code != ExitRejected || !strings.Contains(out, "SITE-max-replicas") || !strings.Contains(out, "site-no-latest") {
+		t.Errorf("exit %d\n%s%s", code, out, stderr)
+	}
+	code, out, _ = runCheck(t, "check", "list", "-f", dir)
+	if code != ExitOK || !strings.Contains(out, "SITE-max-replicas") || !strings.Contains(out, "CIS-5.4") {
+		t.Errorf("list: exit %d\n%s", code, out)
+	}
+	bad := t.TempDir()
+	write(t, bad, "p.yaml", `apiVersion: rung.dev/v1
+kind: Policy
+metadata: {name: site}
+spec:
+  admission:
+    rules:
+    - {id: SITE-broken, title: Broken, deny: 'workload.replicas >'}
+`)
+	code, _, stderr = runCheck(t, "check", "list", "-f", bad)
+	if code != ExitInvalid || !strings.Contains(stderr, "SITE-broken") {
+		t.Errorf("bad rule: exit %d: %s", code, stderr)
+	}
+	// check image reads the Policies too: a bad rule fails before the image is read.
+	code, _, stderr = runCheck(t, "check", "image", "oci-layout:/nonexistent", "-f", bad)
+	if code != ExitInvalid || !strings.Contains(stderr, "SITE-broken") {
+		t.Errorf("check image with a bad Policy: exit %d: %s", code, stderr)
 	}
 }
 

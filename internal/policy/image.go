@@ -32,7 +32,8 @@ type ImageInput struct {
 	Signature *Signature
 	// BlockSeverity is the tenant's vulnerability threshold: a
 	// vulnerability at or above it rejects the image, one below it is a
-	// note. Nil means DefaultBlockSeverity.
+	// note. Nil means the tenant's spec.images.blockSeverity, or
+	// DefaultBlockSeverity when it sets none.
 	BlockSeverity *Severity
 	// Now is the time of the decision.
 	Now time.Time
@@ -170,6 +171,8 @@ func (e *Engine) vulnerabilities(d *Decision, in *ImageInput) {
 	block := DefaultBlockSeverity
 	if in.BlockSeverity != nil {
 		block = *in.BlockSeverity
+	} else if sev, err := TenantBlockSeverity(&in.Tenant); err == nil {
+		block = sev
 	}
 	for _, v := range in.Facts.Vulnerabilities {
 		f := c.finding(vulnDetail(v), "")
@@ -210,11 +213,8 @@ func builtinImageChecks() []imageCheck {
 			}
 			return ""
 		}, eval: func(_ *Engine, in *ImageInput, add func(string, string)) {
-			for _, prefix := range in.Tenant.Spec.Images.Registries {
-				if in.Repository != "" && strings.HasPrefix(in.Repository+"/", prefix) ||
-					strings.HasPrefix(in.Ref, prefix) {
-					return
-				}
+			if registryAllowed(in.Ref, in.Repository, in.Tenant.Spec.Images.Registries) {
+				return
 			}
 			where := in.Repository
 			if where == "" {

@@ -125,6 +125,14 @@ func TestImageChecks(t *testing.T) {
 			in.BlockSeverity = sev(SeverityCritical)
 			in.Facts.Vulnerabilities = []Vulnerability{{ID: "CVE-4", Package: "bash", Version: "5", Severity: SeverityHigh}}
 		}, notes: []string{"CIS-4.4"}},
+		{name: "tenant manifest blocks on medium", mod: func(in *ImageInput) {
+			in.Tenant.Spec.Images.BlockSeverity = "medium"
+			in.Facts.Vulnerabilities = []Vulnerability{{ID: "CVE-2", Package: "zlib", Version: "1", Severity: SeverityMedium}}
+		}, want: []string{"CIS-4.4"}},
+		{name: "tenant manifest blocks only critical", mod: func(in *ImageInput) {
+			in.Tenant.Spec.Images.BlockSeverity = "critical"
+			in.Facts.Vulnerabilities = []Vulnerability{{ID: "CVE-4", Package: "bash", Version: "5", Severity: SeverityHigh}}
+		}, notes: []string{"CIS-4.4"}},
 		{name: "inventory gap", mod: func(in *ImageInput) { in.Facts.Gaps = []string{"rpm database not read"} }, notes: []string{"RUNG-image-inventory"}},
 	}
 	e := newEngine(t, Config{})

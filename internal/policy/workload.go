@@ -86,6 +86,10 @@ func builtinWorkloadChecks() []workloadCheck {
 			return nil
 		}},
 		{Check: Check{
+			ID: "RUNG-registry-allow-list", Title: "The workload's image is under one of the tenant's registries", Severity: SeverityHigh,
+			Fix: "use an image from one of the tenant's registries (spec.images.registries), or ask an operator to add its registry",
+		}, eval: checkRegistry},
+		{Check: Check{
 			ID: "CIS-4.1", Title: "Container runs as a non-root user", Severity: SeverityHigh,
 			Fix:  "set USER in the image to a non-zero numeric uid (e.g. USER 65532:65532)",
 			Refs: []string{"PSS-restricted-running-as-non-root", "PSS-restricted-running-as-non-root-user"},
@@ -386,4 +390,35 @@ func resources(s *specs.Spec) *specs.LinuxResources {
 		return nil
 	}
 	return s.Linux.Resources
+}
+
+// checkRegistry judges the image reference as written in the workload
+// against the tenant's registry allow-list, at apply time, before the
+// image is resolved (RUNG-image-registry judges the resolved image).
+func checkRegistry(_ *Engine, in *WorkloadInput) []string {
+	ref, prefixes := in.Workload.Spec.Image, in.Tenant.Spec.Images.Registries
+	if ref == "" || len(prefixes) == 0 {
+		return nil
+	}
+	repo := ""
+	if isRegistryRef(ref) {
+		repo = repositoryOf(ref)
+	}
+	if registryAllowed(ref, repo, prefixes) {
+		return nil
+	}
+	where := ref
+	if repo == "" {
+		where += " (not a registry reference)"
+	}
+	return []string{fmt.Sprintf("image %s is not under %s", where, strings.Join(prefixes, ", "))}
+}
+
+// repositoryOf strips the tag and digest from a registry reference.
+func repositoryOf(ref string) string {
+	repo, _, _ := strings.Cut(ref, "@")
+	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+		repo = repo[:i]
+	}
+	return repo
 }

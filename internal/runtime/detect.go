@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"rung.dev/rung/internal/bundle"
@@ -79,6 +80,7 @@ func (d *OCI) version(ctx context.Context) (string, error) {
 func (d *OCI) probeContainer(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	d.sweepProbes(ctx)
 	dir, err := os.MkdirTemp(filepath.Dir(d.state), "probe-")
 	if err != nil {
 		return err
@@ -136,6 +138,38 @@ func (d *OCI) probeContainer(ctx context.Context) error {
 		return derr
 	}
 	return nil
+}
+
+// sweepProbes deletes probe containers and bundles left by a process that
+// died mid-probe (kill -9): their id carries the prober's pid, and only
+// probes of processes that are gone are touched.
+func (d *OCI) sweepProbes(ctx context.Context) {
+	entries, _ := os.ReadDir(d.state)
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, "rung-probe-") {
+			continue
+		}
+		id, _, _ := strings.Cut(name, "_sandbox:") // runsc's state file name
+		id = strings.TrimSuffix(id, ".state")
+		var pid, stamp int64
+		if _, err := fmt.Sscanf(id, "rung-probe-%d-%d", &pid, &stamp); err != nil || pid <= 0 {
+			continue
+		}
+		if pid == int64(os.Getpid()) || syscall.Kill(int(pid), 0) == nil {
+			continue // ours, or a live prober's
+		}
+		_, _ = d.exec(ctx, "delete", "--force", id)
+		_ = os.Remove(filepath.Join(d.state, name)) // runsc lock/state files of a dead probe
+	}
+	// Probe bundles are removed when the probe returns; one older than the
+	// probe's own timeout belongs to a prober that died.
+	dirs, _ := filepath.Glob(filepath.Join(filepath.Dir(d.state), "probe-*"))
+	for _, dir := range dirs {
+		if fi, err := os.Stat(dir); err == nil && time.Since(fi.ModTime()) > 2*time.Minute {
+			_ = os.RemoveAll(dir)
+		}
+	}
 }
 
 func readInt(path string) (int64, error) {

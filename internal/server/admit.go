@@ -54,18 +54,25 @@ func (s *Server) admitWorkload(ctx context.Context, w *v1.Workload, change *v1.S
 		return nil, err
 	}
 	// Secure by default, no opt-out: every finding rejects (DESIGN §6).
-	d := s.admission.Workload(policy.WorkloadInput{Tenant: t, Workload: *w, Now: s.now()})
+	// The built-in checks, the registry allow-list and the operator's
+	// rules from the stored Policies (admission.go).
+	eng, policyRevs, err := s.admissionEngine(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d := eng.Workload(policy.WorkloadInput{Tenant: t, Workload: *w, Now: s.now()})
 	if !d.Allowed {
-		he := newError(http.StatusUnprocessableEntity, wire.CodeRejected, "workload %s/%s rejected by admission", w.Metadata.Tenant, w.Metadata.Name)
-		for _, f := range d.Findings {
-			he.Details = append(he.Details, fmt.Sprintf("%s %s: %s (fix: %s)", f.ID, f.Title, f.Detail, f.Fix))
-		}
-		he.Err = d.Err()
-		return nil, he
+		return nil, admissionError(w, &d)
 	}
 	ops := []store.Op{store.CheckOp(tv.Key, tv.Revision), guard}
 	if len(revs) <= maxTopologyChecks {
 		for key, rev := range revs {
+			ops = append(ops, store.CheckOp(key, rev))
+		}
+	}
+	// The Policies judged by must be the ones in force when it commits.
+	if len(policyRevs) <= maxPolicyChecks {
+		for key, rev := range policyRevs {
 			ops = append(ops, store.CheckOp(key, rev))
 		}
 	}

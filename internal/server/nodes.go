@@ -35,6 +35,9 @@ type nodes struct {
 
 	mu   sync.Mutex
 	seen map[string]*nodeBeat
+	// published are the log tails of this process's own node agent, by
+	// node name (see PublishLogs in logs.go).
+	published map[string][]wire.ReplicaLog
 }
 
 type nodeBeat struct {
@@ -46,7 +49,7 @@ func newNodes(timeout time.Duration, now func() time.Time) *nodes {
 	if timeout <= 0 {
 		timeout = DefaultNodeTimeout
 	}
-	return &nodes{timeout: timeout, now: now, seen: map[string]*nodeBeat{}}
+	return &nodes{timeout: timeout, now: now, seen: map[string]*nodeBeat{}, published: map[string][]wire.ReplicaLog{}}
 }
 
 // beat records a heartbeat of node name; false when too many nodes are
@@ -135,6 +138,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &hb); err != nil {
 		return err
 	}
+	hb.Logs = boundLogs(hb.Logs) // logs.go
 	was := s.nodes.statusOf(name)
 	if !s.nodes.beat(name, hb) {
 		return newError(http.StatusTooManyRequests, wire.CodeInvalid, "too many nodes (%d); remove unused node tokens", maxNodes)

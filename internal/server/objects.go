@@ -566,6 +566,9 @@ func (s *Server) validateSite(ctx context.Context, change *v1.Set, k kind, name 
 			return &httpError{Status: http.StatusUnprocessableEntity, Code: wire.CodeInvalid,
 				Msg: fmt.Sprintf("policy rules do not compile: %v", err), Err: err}
 		}
+		if err := checkAdmission(after.Policies); err != nil {
+			return err
+		}
 	}
 	return nil
 }

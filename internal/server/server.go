@@ -191,6 +191,7 @@ func (s *Server) routes() {
 	handle("GET /v1/nodes", true, s.listNodes)
 	handle("PUT /v1/nodes/{name}/heartbeat", true, s.heartbeat)
 	handle("GET /v1/nodes/{name}/replicas", true, s.nodeReplicas)
+	handle("GET /v1/tenants/{tenant}/workloads/{name}/logs", true, s.workloadLogs) // logs.go
 
 	for _, k := range kinds {
 		if k.tenanted {

@@ -25,6 +25,43 @@ type Heartbeat struct {
 	Runtimes []string `json:"runtimes"`
 	// Replicas are the replicas the node has and their runtime state.
 	Replicas []ReplicaState `json:"replicas"`
+	// Logs are the tails of the replicas' log files (standard output and
+	// error), at most MaxLogReplicas of them, MaxLogTail bytes each.
+	Logs []ReplicaLog `json:"logs,omitempty"`
+}
+
+// Bounds of the log tails a node reports; the server drops what exceeds them.
+const (
+	// MaxLogTail is how many bytes of the end of a replica's log a node sends.
+	MaxLogTail = 16 << 10
+	// MaxLogReplicas is how many replicas' logs one heartbeat carries.
+	MaxLogReplicas = 32
+)
+
+// ReplicaLog is the end of one replica's log, as its node read it.
+type ReplicaLog struct {
+	ID     string `json:"id"`
+	Tenant string `json:"tenant"`
+	// Data is the log's last bytes, starting at a line boundary.
+	Data string `json:"data"`
+	// Truncated: the log holds more than Data.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// WorkloadLogs is the answer to GET /v1/tenants/{tenant}/workloads/{name}/logs.
+type WorkloadLogs struct {
+	Tenant   string         `json:"tenant"`
+	Workload string         `json:"workload"`
+	Replicas []ReplicaLines `json:"replicas"`
+}
+
+// ReplicaLines is the end of one replica's log, split in lines.
+type ReplicaLines struct {
+	Replica int      `json:"replica"`
+	Node    string   `json:"node"`
+	Lines   []string `json:"lines"`
+	// Truncated: the replica logged more than the node reported.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // ReplicaState is one replica on a node as its agent sees it.
