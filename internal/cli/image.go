@@ -84,6 +84,9 @@ func newImagePackCmd(open storeOpener) *cobra.Command {
 					return err
 				}
 				dir = tmp
+				if len(opts.Healthcheck) == 0 {
+					opts.Healthcheck = image.BusyboxHealthcheck()
+				}
 			} else {
 				dir = args[0]
 			}

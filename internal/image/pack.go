@@ -33,11 +33,17 @@ type PackOptions struct {
 	User       string   // default DefaultUser
 	Env        []string // KEY=VALUE; default DefaultPath
 	WorkingDir string
+	// Healthcheck is the config's HEALTHCHECK test, e.g. ["CMD", "/bin/true"]
+	// (CIS Docker 4.6 expects one).
+	Healthcheck []string
 	// Created is recorded in the config and as every entry's mtime; zero
 	// means the Unix epoch, so that the same directory always packs to the
 	// same digest.
 	Created time.Time
 }
+
+// BusyboxHealthcheck is the HEALTHCHECK of the project's busybox image.
+func BusyboxHealthcheck() []string { return []string{"CMD", "/bin/true"} }
 
 // Pack makes a one-layer OCI image from dir, stores it as tag (NAME[:TAG])
 // and returns its manifest digest. The layer is deterministic: entries in
@@ -118,6 +124,9 @@ func packImage(layer v1.Layer, created time.Time, opts PackOptions) (v1.Image, e
 		User:       cmpOr(opts.User, DefaultUser),
 		Env:        opts.Env,
 		WorkingDir: opts.WorkingDir,
+	}
+	if len(opts.Healthcheck) > 0 {
+		cf.Config.Healthcheck = &v1.HealthConfig{Test: opts.Healthcheck}
 	}
 	if len(cf.Config.Env) == 0 {
 		cf.Config.Env = []string{DefaultPath}

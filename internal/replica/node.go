@@ -153,7 +153,7 @@ func (n *Node) EnsureBusybox(ctx context.Context, ref string) error {
 	if err := image.BusyboxRoot(root); err != nil {
 		return fmt.Errorf("busybox image (install busybox-static): %w", err)
 	}
-	_, err = n.images.Pack(ctx, root, ref, image.PackOptions{})
+	_, err = n.images.Pack(ctx, root, ref, image.PackOptions{Healthcheck: image.BusyboxHealthcheck()})
 	return err
 }
 
