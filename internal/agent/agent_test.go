@@ -36,7 +36,7 @@ func TestReconcileRealRunc(t *testing.T) {
 	if err := image.BusyboxRoot(root); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := node.Images().Pack(ctx, root, "busybox:latest", image.PackOptions{}); err != nil {
+	if _, err := node.Images().Pack(ctx, root, "busybox:latest", image.PackOptions{Healthcheck: image.BusyboxHealthcheck()}); err != nil {
 		t.Fatal(err)
 	}
 	sleep := func(id string, args ...string) replica.Spec {

@@ -10,12 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	gcrv1 "github.com/google/go-containerregistry/pkg/v1"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,8 +27,10 @@ import (
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/microvm"
+	"rung.dev/rung/internal/scan"
 	"rung.dev/rung/internal/tenancy"
 	"rung.dev/rung/internal/topology"
+	"rung.dev/rung/internal/vulndb"
 )
 
 // Errors callers can check with errors.Is.
@@ -73,8 +77,11 @@ type Node struct {
 	vm      *microvm.Detector
 	log     *slog.Logger
 	cgroups string
-	// admission re-checks every replica's final runtime spec (DESIGN §6).
+	// admission re-checks every replica's final runtime spec and its
+	// image (DESIGN §6).
 	admission *policy.Engine
+	mu        sync.Mutex
+	admitted  map[string]bool // tenant@digest whose image passed
 }
 
 // Options configure a Node.
@@ -130,7 +137,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if opts.CgroupParent != "" {
 		cgroups = "/" + strings.Trim(filepath.Clean(opts.CgroupParent), "/")
 	}
-	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm}, nil
+	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}}, nil
 }
 
 // Images is the node's image store.
@@ -242,6 +249,9 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("replica %s: image config: %w", s.ID, err)
 	}
+	if err := n.admitImage(ctx, s, img, digest.String()); err != nil {
+		return "", err
+	}
 	r, err := n.TenantRange(s.Tenant)
 	if err != nil {
 		return "", err
@@ -334,6 +344,41 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 		return "", err
 	}
 	return dir, nil
+}
+
+// admitImage runs the image checks (DESIGN §6: user, setuid files, secrets,
+// ports, healthcheck, vulnerabilities when DATA/vulndb.db exists) on the
+// digest that is about to run, once per digest per tenant: nothing runs
+// unless its image passed. Registry allow-lists and signatures are the
+// tenant's policy and are checked at apply and by `rung check image`.
+func (n *Node) admitImage(ctx context.Context, s Spec, img gcrv1.Image, digest string) error {
+	key := s.Tenant + "@" + digest
+	n.mu.Lock()
+	ok := n.admitted[key]
+	n.mu.Unlock()
+	if ok || n.admission == nil {
+		return nil
+	}
+	opts := scan.Options{}
+	if db, err := vulndb.Open(ctx, filepath.Join(n.dir, "vulndb.db"), vulndb.Options{ReadOnly: true}); err == nil {
+		defer db.Close()
+		opts.Advisories = db
+	}
+	res, err := scan.Inspect(ctx, img, opts)
+	if err != nil {
+		return fmt.Errorf("replica %s: inspect image %s: %w", s.ID, s.Image, err)
+	}
+	d := n.admission.Image(policy.ImageInput{
+		Tenant: v1.Tenant{Metadata: v1.ObjectMeta{Name: s.Tenant}},
+		Ref:    s.Image, Digest: digest, Facts: res.Facts, Now: time.Now(),
+	})
+	if !d.Allowed {
+		return fmt.Errorf("replica %s: image %s: %w: %w", s.ID, s.Image, ErrRejected, d.Err())
+	}
+	n.mu.Lock()
+	n.admitted[key] = true
+	n.mu.Unlock()
+	return nil
 }
 
 // privilegeOf says elevated when the replica asks for a capability: only

@@ -32,7 +32,7 @@ func node(t *testing.T) *replica.Node {
 	if err := image.BusyboxRoot(root); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Images().Pack(ctx, root, "busybox:latest", image.PackOptions{}); err != nil {
+	if _, err := n.Images().Pack(ctx, root, "busybox:latest", image.PackOptions{Healthcheck: image.BusyboxHealthcheck()}); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -169,7 +169,7 @@ func TestAdmissionOnNode(t *testing.T) {
 	if err := image.BusyboxRoot(root); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Images().Pack(ctx, root, "rootbox:latest", image.PackOptions{User: "0:0"}); err != nil {
+	if _, err := n.Images().Pack(ctx, root, "rootbox:latest", image.PackOptions{User: "0:0", Healthcheck: image.BusyboxHealthcheck()}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := n.Prepare(ctx, replica.Spec{ID: "root-0", Tenant: "acme", Tier: tenancy.Container, Image: "rootbox:latest", Args: []string{"true"}})
@@ -181,5 +181,26 @@ func TestAdmissionOnNode(t *testing.T) {
 	}
 	if left, _ := n.Leftovers(); len(left) != 0 {
 		t.Errorf("rejected replica left directories: %v", left)
+	}
+}
+
+// TestImageAdmissionOnNode: an image that fails the image checks (here, it
+// has no HEALTHCHECK) never runs.
+func TestImageAdmissionOnNode(t *testing.T) {
+	n := node(t)
+	ctx := t.Context()
+	root := t.TempDir()
+	if err := image.BusyboxRoot(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Images().Pack(ctx, root, "nocheck:latest", image.PackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := n.Run(ctx, replica.Spec{ID: "nocheck-0", Tenant: "acme", Tier: tenancy.Container, Image: "nocheck:latest", Args: []string{"true"}}, runtime.IO{})
+	if !errors.Is(err, replica.ErrRejected) || !strings.Contains(err.Error(), "CIS-4.6") {
+		t.Errorf("image without HEALTHCHECK: err %v, want ErrRejected naming CIS-4.6", err)
+	}
+	if left, _ := n.Leftovers(); len(left) != 0 {
+		t.Errorf("rejected image left directories: %v", left)
 	}
 }
