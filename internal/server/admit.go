@@ -22,47 +22,47 @@ import (
 // tenant and topologies must be unchanged, and the tenant's guard, which
 // every workload change bumps, too (so two concurrent applies cannot both
 // fit a quota that has room for one).
-func (s *Server) admitWorkload(ctx context.Context, w *v1.Workload, change *v1.Set, subj subject) ([]store.Op, error) {
+func (s *Server) admitWorkload(ctx context.Context, w *v1.Workload, change *v1.Set, subj subject) ([]store.Op, *policy.Decision, error) {
 	tenant := w.Metadata.Tenant
 	tv, err := s.store.Get(ctx, tenantKey(tenant))
 	if errors.Is(err, store.ErrNotFound) {
 		he := notFound(v1.KindTenant, "", tenant)
 		he.Msg += "; apply the Tenant first (an operator's job)"
-		return nil, he
+		return nil, nil, he
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	guard, err := s.guardOp(ctx, tenant)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	set, revs, err := s.stored(ctx, "", kindTopology)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var t v1.Tenant
 	if err := json.Unmarshal(tv.Data, &t); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", tv.Key, err)
+		return nil, nil, fmt.Errorf("decode %s: %w", tv.Key, err)
 	}
 	set.Tenants = []v1.Tenant{t}
 	set.Merge(change)
 	if err := validateOwn(set, subj); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.checkQuota(ctx, &t, w); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Secure by default, no opt-out: every finding rejects (DESIGN §6).
 	// The built-in checks, the registry allow-list and the operator's
 	// rules from the stored Policies (admission.go).
 	eng, policyRevs, err := s.admissionEngine(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	d := eng.Workload(policy.WorkloadInput{Tenant: t, Workload: *w, Now: s.now()})
 	if !d.Allowed {
-		return nil, admissionError(w, &d)
+		return nil, nil, admissionError(w, &d)
 	}
 	ops := []store.Op{store.CheckOp(tv.Key, tv.Revision), guard}
 	if len(revs) <= maxTopologyChecks {
@@ -76,7 +76,7 @@ func (s *Server) admitWorkload(ctx context.Context, w *v1.Workload, change *v1.S
 			ops = append(ops, store.CheckOp(key, rev))
 		}
 	}
-	return ops, nil
+	return ops, &d, nil
 }
 
 // maxTopologyChecks bounds the topologies a workload write checks are

@@ -440,13 +440,18 @@ func TestAdmissionRejects(t *testing.T) {
 	if we.Code != wire.CodeRejected || !strings.Contains(strings.Join(we.Details, "\n"), "CIS-5.4") {
 		t.Errorf("rejection: %+v", we)
 	}
-	if a := e.lastAudit(); a.Decision != "deny" || !strings.Contains(string(a.Details), "rejected") {
-		t.Errorf("rejection not audited: %+v", a)
+	if a := e.lastAudit(); a.Decision != "deny" || !strings.Contains(string(a.Details), "rejected") || !strings.Contains(string(a.Details), "CIS-5.4") {
+		t.Errorf("rejection not audited with its findings: %+v", a)
 	}
 	// The allow-listed capability of an elevated workload passes.
 	r = e.do("admin", "PUT", "/v1/tenants/biology/workloads/web", []byte(
 		`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"web","tenant":"biology"},"spec":{"privilege":"elevated","capabilities":["NET_BIND_SERVICE"],"resources":{"cpu":"1"}}}`))
 	if r.status != made {
 		t.Errorf("NET_BIND_SERVICE: %d %s", r.status, r.body)
+	}
+	// The admitted workload's decision is in its audit entry: the checks
+	// that ran and those left for the node.
+	if a := e.lastAudit(); a.Decision == "deny" || !strings.Contains(string(a.Details), `"admission"`) || !strings.Contains(string(a.Details), "CIS-5.4") {
+		t.Errorf("admission decision not audited: %s", a.Details)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"rung.dev/rung/internal/audit"
+	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
 )
@@ -35,20 +36,24 @@ type Entry struct {
 	Result      string // created, updated, deleted, or the error code of a denial
 	Message     string
 	RequestID   string
+	// Admission is the admission decision of an applied workload: every
+	// check that ran or was skipped, and every finding (DESIGN §6).
+	Admission *policy.Decision
 }
 
 // details is the JSON Details of the server's audit records.
 type details struct {
-	Result      string `json:"result"`
-	Message     string `json:"message,omitempty"`
-	ActorTenant string `json:"actorTenant,omitempty"`
-	RequestID   string `json:"requestID,omitempty"`
+	Result      string           `json:"result"`
+	Message     string           `json:"message,omitempty"`
+	ActorTenant string           `json:"actorTenant,omitempty"`
+	RequestID   string           `json:"requestID,omitempty"`
+	Admission   *policy.Decision `json:"admission,omitempty"`
 }
 
 // record is e as an audit.Record. Denials (results that are error codes)
 // are Deny decisions; changes are plain records.
 func (e Entry) record() audit.Record {
-	d, _ := json.Marshal(details{Result: e.Result, Message: truncate(e.Message, 512), ActorTenant: e.ActorTenant, RequestID: e.RequestID})
+	d, _ := json.Marshal(details{Result: e.Result, Message: truncate(e.Message, 4096), ActorTenant: e.ActorTenant, RequestID: e.RequestID, Admission: e.Admission})
 	obj := e.Kind
 	switch {
 	case e.Tenant != "" && e.Name != "" && e.Kind != "Tenant":

@@ -18,6 +18,7 @@ import (
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/auth"
+	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
 	"rung.dev/rung/internal/tenancy"
@@ -361,7 +362,11 @@ func (s *Server) refuse(ctx context.Context, o auth.Object, name string, err err
 		return
 	}
 	s.metrics.admission.WithLabelValues(o.Kind, he.Code).Inc()
-	s.deny(ctx, principal(ctx), "apply", o, name, he.Code, he.Msg)
+	why := he.Msg
+	if len(he.Details) > 0 { // every finding of an admission rejection
+		why += ": " + strings.Join(he.Details, "; ")
+	}
+	s.deny(ctx, principal(ctx), "apply", o, name, he.Code, why)
 }
 
 // crossTenantRefs refuses, for tenant roles, affinity rules that name
@@ -408,9 +413,10 @@ func (s *Server) applyOnce(ctx context.Context, k kind, tenant, name string, set
 		return res, fmt.Errorf("get %s: %w", key, err)
 	}
 	var extra []store.Op
+	var decision *policy.Decision
 	switch k.name {
 	case v1.KindWorkload:
-		extra, err = s.admitWorkload(ctx, &set.Workloads[0], set, subj)
+		extra, decision, err = s.admitWorkload(ctx, &set.Workloads[0], set, subj)
 	case v1.KindTenant:
 		err = validateOwn(set, subj)
 	case v1.KindTopology, v1.KindPolicy:
@@ -424,7 +430,7 @@ func (s *Server) applyOnce(ctx context.Context, k kind, tenant, name string, set
 		res.Result = wire.Updated
 	}
 	e := Entry{Actor: actor(principal(ctx)), ActorTenant: principal(ctx).Tenant, Action: "apply", Kind: k.name, Tenant: tenant, Name: name,
-		Result: res.Result, RequestID: requestID(ctx)}
+		Result: res.Result, RequestID: requestID(ctx), Admission: decision}
 	ops := append([]store.Op{store.PutOp(key, data, expect)}, extra...)
 	rev, err := s.commit(ctx, e, ops...)
 	if err != nil {
