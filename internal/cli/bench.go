@@ -32,6 +32,7 @@ func newBenchCmd() *cobra.Command {
 	cmd.AddCommand(newBenchPlacementCmd())
 	cmd.AddCommand(newBenchRuntimeCmd())
 	cmd.AddCommand(newBenchAPICmd())
+	cmd.AddCommand(newBenchAdmissionCmd())
 	return cmd
 }
 

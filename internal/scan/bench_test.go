@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,53 +12,11 @@ import (
 
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/vulndb"
-	"rung.dev/rung/internal/vulndb/vulndbtest"
 )
 
 // benchEntries is the size of the generated database of the admission
 // benchmark (rung bench admission): 100,000 OSV records.
 const benchEntries = 100_000
-
-// linear is the straightforward baseline: no index, every record checked
-// against every package.
-type linear []*vulndb.Entry
-
-// match scans every record for every package, as a first implementation
-// would, with the same version rules as Match.
-func (l linear) match(pkgs []policy.Package) []policy.Vulnerability {
-	var out []policy.Vulnerability
-	for _, p := range pkgs {
-		cmp, ok := Versions(p.Ecosystem)
-		if !ok {
-			continue
-		}
-		for _, e := range l {
-			for _, a := range e.Affected {
-				if a.Package.Ecosystem != p.Ecosystem || (a.Package.Name != p.Source && a.Package.Name != p.Name) {
-					continue
-				}
-				ver := p.SourceVersion
-				if a.Package.Name != p.Source {
-					ver = p.Version
-				}
-				adv := vulndb.Advisory{ID: e.ID, Ranges: a.Ranges, Versions: a.Versions}
-				if hit, fixed := Affects(cmp, adv, ver); hit {
-					out = append(out, policy.Vulnerability{ID: e.ID, Package: p.Name, Version: p.Version, FixedIn: fixed})
-				}
-			}
-		}
-	}
-	return out
-}
-
-func vulnKeys(vs []policy.Vulnerability) []string {
-	out := make([]string, len(vs))
-	for i, v := range vs {
-		out[i] = v.Package + " " + v.ID + " " + v.FixedIn
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
 
 // BenchmarkAdmissionScan matches a real Debian 12 package list (744
 // packages) against a generated 100,000-record OSV database, indexed
@@ -70,15 +27,7 @@ func vulnKeys(vs []policy.Vulnerability) []string {
 func BenchmarkAdmissionScan(b *testing.B) {
 	ctx := context.Background()
 	pkgs := fullDebian(b)
-	var names []string
-	for _, p := range pkgs {
-		names = append(names, p.Source)
-	}
-	slices.Sort(names)
-	names = slices.Compact(names)
-	// 5% of the records name one of the image's source packages, about a
-	// dozen each, the rest packages the image does not have.
-	entries := vulndbtest.Generate(benchEntries, "Debian:12", names, 0.05, 1)
+	entries := AdmissionEntries(benchEntries, pkgs)
 	path := filepath.Join(b.TempDir(), "vulndb.db")
 	db, err := vulndb.Open(ctx, path, vulndb.Options{})
 	if err != nil {
@@ -96,7 +45,7 @@ func BenchmarkAdmissionScan(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if diff := cmp.Diff(vulnKeys(linear(entries).match(pkgs)), vulnKeys(got)); diff != "" {
+	if diff := cmp.Diff(VulnKeys(Linear(entries).Match(pkgs)), VulnKeys(got)); diff != "" {
 		b.Fatalf("indexed and linear disagree (-linear +indexed):\n%s", diff)
 	}
 	b.Logf("%d packages, %d records, %d vulnerabilities; import %v, database %d MiB",
@@ -114,7 +63,7 @@ func BenchmarkAdmissionScan(b *testing.B) {
 	b.Run("linear", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			linear(entries).match(pkgs)
+			Linear(entries).Match(pkgs)
 		}
 		b.ReportMetric(float64(len(pkgs))*float64(b.N)/b.Elapsed().Seconds(), "pkgs/s")
 	})
