@@ -17,25 +17,7 @@ import (
 // under runc and verify from their live processes; delete, and the agent
 // removes them.
 func TestUpRunsReplicas(t *testing.T) {
-	drivertest.RequireRoot(t)
-	for _, bin := range []string{"runc", "busybox"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed (make deps installs it): %v", bin, err)
-		}
-	}
-	dir := drivertest.SearchableTempDir(t)
-	data, _ := startUpIn(t, dir)
-	t.Cleanup(func() {
-		// Whatever happened, leave no container behind.
-		node, err := replica.Open(context.Background(), data, replica.Options{})
-		if err != nil {
-			return
-		}
-		recs, _ := node.Records()
-		for _, r := range recs {
-			_ = node.Remove(context.Background(), r.Spec.ID)
-		}
-	})
+	data := startUpWithAgent(t)
 	example := filepath.Join("..", "..", "examples", "university")
 	if code, _, stderr := rungCmd(t, "apply", "-f", example); code != ExitOK {
 		t.Fatalf("apply: exit %d: %s", code, stderr)
@@ -50,6 +32,31 @@ func TestUpRunsReplicas(t *testing.T) {
 		t.Fatalf("delete: exit %d: %s", code, stderr)
 	}
 	waitReplicas(t, data, 0)
+}
+
+// startUpWithAgent runs `rung up` with its node agent in a data directory
+// the tenants' UID ranges can traverse, and removes every replica at the
+// end whatever happened. It skips without root, runc or busybox.
+func startUpWithAgent(t *testing.T) string {
+	t.Helper()
+	drivertest.RequireRoot(t)
+	for _, bin := range []string{"runc", "busybox"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not installed (make deps installs it): %v", bin, err)
+		}
+	}
+	data, _ := startUpIn(t, drivertest.SearchableTempDir(t))
+	t.Cleanup(func() {
+		node, err := replica.Open(context.Background(), data, replica.Options{})
+		if err != nil {
+			return
+		}
+		recs, _ := node.Records()
+		for _, r := range recs {
+			_ = node.Remove(context.Background(), r.Spec.ID)
+		}
+	})
+	return data
 }
 
 // waitReplicas polls `rung verify`'s view of data until n replicas run.

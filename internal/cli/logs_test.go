@@ -1,41 +1,19 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"rung.dev/rung/internal/replica"
-	"rung.dev/rung/internal/runtime/drivertest"
 	"rung.dev/rung/internal/server/wire"
 )
 
 // TestLogsEndToEnd: `rung up` with its node agent runs the university
 // example under runc; each workload echoes a line, and `rung logs` shows it.
 func TestLogsEndToEnd(t *testing.T) {
-	drivertest.RequireRoot(t)
-	for _, bin := range []string{"runc", "busybox"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed (make deps installs it): %v", bin, err)
-		}
-	}
-	dir := drivertest.SearchableTempDir(t)
-	data, _ := startUpIn(t, dir)
-	t.Cleanup(func() {
-		// Whatever happened, leave no container behind.
-		node, err := replica.Open(context.Background(), data, replica.Options{})
-		if err != nil {
-			return
-		}
-		recs, _ := node.Records()
-		for _, r := range recs {
-			_ = node.Remove(context.Background(), r.Spec.ID)
-		}
-	})
+	startUpWithAgent(t)
 	example := filepath.Join("..", "..", "examples", "university")
 	if code, _, stderr := rungCmd(t, "apply", "-f", example); code != ExitOK {
 		t.Fatalf("apply: exit %d: %s", code, stderr)
