@@ -4,11 +4,14 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime/drivertest"
+	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/verify"
 )
 
@@ -79,4 +82,34 @@ func waitReplicas(t *testing.T, data string, n int) []verify.Replica {
 	}
 	t.Fatalf("want %d running replicas, have %d (err %v)", n, len(reps), err)
 	return nil
+}
+
+// TestGetNodes: operators list node agents; a node token's heartbeat makes
+// its node appear as up.
+func TestGetNodes(t *testing.T) {
+	startUp(t)
+	code, out, stderr := rungCmd(t, "token", "create", "--role", "node", "--node", "h1")
+	if code != ExitOK {
+		t.Fatalf("token create: exit %d: %s", code, stderr)
+	}
+	token := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	path, err := client.DefaultConfigPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := client.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg.Server, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Heartbeat(t.Context(), "h1", wire.Heartbeat{Runtimes: []string{"container"}}); err != nil {
+		t.Fatalf("heartbeat with %q: %v", token, err)
+	}
+	code, out, stderr = rungCmd(t, "get", "nodes")
+	if code != ExitOK || !strings.Contains(out, "h1") || !strings.Contains(out, "up") || !strings.Contains(out, "without a heartbeat") {
+		t.Errorf("get nodes: exit %d\n%s%s", code, out, stderr)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -315,7 +316,8 @@ func newGetCmd() *cobra.Command {
 		Long: `Lists tenants, workloads, topologies or policies you may see, or shows one
 object. Workloads are listed with their placements from the current plan.
 "rung get plan" prints the scheduler's current plan, like rung plan;
-"rung get events" the latest changes and denials you may see.`,
+"rung get events" the latest changes and denials you may see;
+"rung get nodes" (operators) every node agent: up, down or unknown.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !slices.Contains([]string{"", "text", "json", "yaml"}, output) {
@@ -328,6 +330,17 @@ object. Workloads are listed with their placements from the current plan.
 			ctx, out := cmd.Context(), cmd.OutOrStdout()
 			if strings.ToLower(args[0]) == "events" {
 				return printEvents(cmd, c, output)
+			}
+			if k := strings.ToLower(args[0]); k == "nodes" || k == "node" {
+				ns, err := c.Nodes(ctx)
+				if err != nil {
+					return apiError(err)
+				}
+				if output == "json" || output == "yaml" {
+					return printData(out, output, ns)
+				}
+				printNodes(out, ns)
+				return nil
 			}
 			if strings.ToLower(args[0]) == "plan" {
 				res, err := c.Plan(ctx)
@@ -641,4 +654,19 @@ func lastEvents(cmd *cobra.Command, c *client.Client, n int, keep func(wire.Even
 		out = out[len(out)-n:]
 	}
 	return out, nil
+}
+
+// printNodes lists node agents: state, last heartbeat, runtimes, replicas.
+func printNodes(w io.Writer, ns wire.Nodes) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSTATE\tLAST HEARTBEAT\tRUNTIMES\tREPLICAS")
+	for _, n := range ns.Nodes {
+		last := "never"
+		if !n.LastHeartbeat.IsZero() {
+			last = n.LastHeartbeat.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", n.Name, n.State, last, strings.Join(n.Runtimes, ","), len(n.Replicas))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "a node is down after %s without a heartbeat\n", ns.Timeout)
 }
