@@ -20,9 +20,11 @@ const DefaultNodeTimeout = 10 * time.Second
 // maxNodes bounds how many distinct nodes the server remembers heartbeats of.
 const maxNodes = 10000
 
-// nodes tracks the node agents' heartbeats, in memory: after a restart of
-// the control plane every node is unknown (and counts as up) until it
-// heartbeats again, so a restart never re-places a replica by itself.
+// nodes tracks the node agents' heartbeats in memory; registrations and
+// status are also kept in the store (nodestore.go). After a restart of the
+// control plane every registered node gets a fresh timeout, so a restart
+// never re-places a replica by itself, and a node that doesn't come back
+// within the timeout is down.
 //
 // A node is down when it heartbeated before and its last heartbeat is
 // older than the timeout. Nodes that never heartbeated count as up: with
@@ -38,6 +40,9 @@ type nodes struct {
 	// published are the log tails of this process's own node agent, by
 	// node name (see PublishLogs in logs.go).
 	published map[string][]wire.ReplicaLog
+	// saved is when each node's status was last written to the store
+	// (nodestore.go).
+	saved map[string]time.Time
 }
 
 type nodeBeat struct {
@@ -49,7 +54,7 @@ func newNodes(timeout time.Duration, now func() time.Time) *nodes {
 	if timeout <= 0 {
 		timeout = DefaultNodeTimeout
 	}
-	return &nodes{timeout: timeout, now: now, seen: map[string]*nodeBeat{}, published: map[string][]wire.ReplicaLog{}}
+	return &nodes{timeout: timeout, now: now, seen: map[string]*nodeBeat{}, published: map[string][]wire.ReplicaLog{}, saved: map[string]time.Time{}}
 }
 
 // beat records a heartbeat of node name; false when too many nodes are
@@ -146,6 +151,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if was != wire.NodeUp {
 		s.log.Info("node up", "node", name, "was", was)
 	}
+	s.saveNode(r.Context(), name, hb, was != wire.NodeUp)
 	s.publishReplicaStates()
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -112,6 +112,12 @@ func New(cfg Config) (*Server, error) {
 		runtimes = topology.DefaultRuntimes
 	}
 	s.nodes = newNodes(cfg.NodeTimeout, s.now)
+	lctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err = s.loadNodes(lctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("server: load nodes: %w", err)
+	}
 	s.planner = newPlanner(s.store, runtimes, m, s.log)
 	// Node liveness (nodes.go): plan with silent nodes down, and look
 	// again a few times per timeout even when nothing stored changed.
