@@ -55,22 +55,15 @@ func NewRemote(node string, api API, rn Node, runtimes tenancy.Set, opts Options
 // Heartbeat reports this node's runtimes and replicas, with the tails of
 // their logs, to the control plane.
 func (r *Remote) Heartbeat(ctx context.Context) error {
-	observed, _, err := r.agent.Observe(ctx)
+	states, err := r.agent.States(ctx)
 	if err != nil {
 		return err
 	}
-	hb := wire.Heartbeat{Runtimes: []string{}, Replicas: []wire.ReplicaState{}}
+	hb := wire.Heartbeat{Runtimes: []string{}, Replicas: states}
 	for t := tenancy.Container; t <= tenancy.Host; t++ {
 		if r.runtimes.Has(t) {
 			hb.Runtimes = append(hb.Runtimes, t.String())
 		}
-	}
-	for _, o := range observed {
-		st := string(o.Status)
-		if st == "" {
-			st = "missing"
-		}
-		hb.Replicas = append(hb.Replicas, wire.ReplicaState{ID: o.Spec.ID, Tenant: o.Spec.Tenant, Tier: o.Spec.Tier.String(), Status: st})
 	}
 	// The tails of the replicas' logs, for `rung logs` (bounded).
 	if logs := r.agent.LogTails(ctx); len(logs) > 0 {
@@ -124,4 +117,22 @@ func every(ctx context.Context, interval time.Duration, f func()) {
 		case <-t.C:
 		}
 	}
+}
+
+// States reports every replica this node has and its runtime state
+// ("missing" when the record has no container), as heartbeats carry them.
+func (a *Agent) States(ctx context.Context) ([]wire.ReplicaState, error) {
+	observed, _, err := a.Observe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []wire.ReplicaState{}
+	for _, o := range observed {
+		st := string(o.Status)
+		if st == "" {
+			st = "missing"
+		}
+		out = append(out, wire.ReplicaState{ID: o.Spec.ID, Tenant: o.Spec.Tenant, Tier: o.Spec.Tier.String(), Status: st})
+	}
+	return out, nil
 }

@@ -278,6 +278,9 @@ func publishLogs(ctx context.Context, srv *server.Server, node string, a *agent.
 	defer t.Stop()
 	for {
 		srv.PublishLogs(node, a.LogTails(ctx))
+		if states, err := a.States(ctx); err == nil {
+			srv.PublishLocalStates(states)
+		}
 		select {
 		case <-ctx.Done():
 			return

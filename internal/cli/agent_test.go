@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -30,6 +32,28 @@ func TestUpRunsReplicas(t *testing.T) {
 		if !r.Holds() || r.Tier != "container" {
 			t.Errorf("replica %s tier %s holds %v: %+v", r.ID, r.Tier, r.Holds(), r.Failures())
 		}
+	}
+	// The agent's states reach the metrics.
+	cfg, err := client.LoadConfig(filepath.Join(data, "client.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `rung_replicas{state="running",tier="container"} 7`
+	var body string
+	for range 100 {
+		resp, err := http.Get(cfg.Server + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			if strings.Contains(body, want) {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(body, want) {
+		t.Errorf("metrics lack %q", want)
 	}
 	if code, _, stderr := rungCmd(t, "delete", "-f", filepath.Join(example, "workloads.yaml")); code != ExitOK {
 		t.Fatalf("delete: exit %d: %s", code, stderr)

@@ -40,6 +40,8 @@ type nodes struct {
 	// published are the log tails of this process's own node agent, by
 	// node name (see PublishLogs in logs.go).
 	published map[string][]wire.ReplicaLog
+	// local are the replica states of this process's own node agent.
+	local []wire.ReplicaState
 	// saved is when each node's status was last written to the store
 	// (nodestore.go).
 	saved map[string]time.Time
@@ -168,7 +170,13 @@ func (n *nodes) statusOf(name string) string {
 // of the nodes that are up.
 func (s *Server) publishReplicaStates() {
 	counts := map[string]map[string]int{}
-	for _, st := range s.nodes.status(nil) {
+	all := s.nodes.status(nil)
+	s.nodes.mu.Lock()
+	if s.nodes.local != nil {
+		all = append(all, wire.NodeStatus{Name: "(this machine)", State: wire.NodeUp, Replicas: s.nodes.local})
+	}
+	s.nodes.mu.Unlock()
+	for _, st := range all {
 		for _, r := range st.Replicas {
 			if counts[r.Tier] == nil {
 				counts[r.Tier] = map[string]int{StateRunning: 0, StateFailed: 0, StatePending: 0}
@@ -228,4 +236,13 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, wire.Nodes{Nodes: s.nodes.status(topo), Timeout: s.nodes.timeout.String()})
 	return nil
+}
+
+// PublishLocalStates sets the replica states of `rung up`'s own node agent,
+// for the replica metrics (remote agents send theirs with heartbeats).
+func (s *Server) PublishLocalStates(states []wire.ReplicaState) {
+	s.nodes.mu.Lock()
+	s.nodes.local = states
+	s.nodes.mu.Unlock()
+	s.publishReplicaStates()
 }
