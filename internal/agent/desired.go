@@ -26,6 +26,16 @@ func FromPlan(set *v1.Set, res *scheduler.Result, node string) ([]replica.Spec, 
 		w := &set.Workloads[i]
 		wl[w.Metadata.Tenant+"/"+w.Metadata.Name] = w
 	}
+	images := map[string]*v1.ImagePolicy{}
+	for _, t := range set.Tenants {
+		if p := t.Spec.Images; len(p.Registries) > 0 || len(p.SignedBy) > 0 {
+			images[t.Metadata.Name] = &v1.ImagePolicy{
+				Registries:    slices.Clone(p.Registries),
+				SignedBy:      slices.Clone(p.SignedBy),
+				BlockSeverity: p.BlockSeverity,
+			}
+		}
+	}
 	var out []replica.Spec
 	for _, p := range res.Placements {
 		if node != "" && p.Node != node {
@@ -52,6 +62,7 @@ func FromPlan(set *v1.Set, res *scheduler.Result, node string) ([]replica.Spec, 
 			Env:          sortStrings(env),
 			Resources:    topology.FromV1(w.Spec.Resources),
 			Capabilities: w.Spec.Capabilities,
+			Images:       images[w.Metadata.Tenant],
 		})
 	}
 	return out, nil

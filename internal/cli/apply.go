@@ -22,6 +22,7 @@ import (
 	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/sign"
 )
 
 // apiError gives an API error its exit code: invalid input exits 2.
@@ -65,6 +66,51 @@ func readManifests(paths []string) (*v1.Set, error) {
 		return nil, withCode(ExitInvalid, errors.Join(errs...))
 	}
 	return set, nil
+}
+
+// inlineSigningKeys replaces each Tenant's spec.images.signedBy key file
+// (a path relative to the manifest's directory, DESIGN §4) with the key's
+// PEM text, so the control plane and the nodes, which can't read the
+// client's files, verify signatures with the keys themselves. An entry
+// that already is PEM stays; every key must parse as a public key.
+func inlineSigningKeys(set *v1.Set) error {
+	var errs []error
+	for i := range set.Tenants {
+		t := &set.Tenants[i]
+		o := set.Origins[v1.KindTenant+"/"+t.Metadata.Name]
+		keys := slices.Clone(t.Spec.Images.SignedBy)
+		for j, k := range keys {
+			where := fmt.Sprintf("tenant %s: spec.images.signedBy[%d]", t.Metadata.Name, j)
+			if o.File != "" {
+				where = o.File + ": " + where
+			}
+			if strings.Contains(k, "-----BEGIN") {
+				if _, err := sign.ParsePublicKey(where, []byte(k)); err != nil {
+					errs = append(errs, err)
+				}
+				continue
+			}
+			p := k
+			if !filepath.IsAbs(p) && o.File != "" {
+				p = filepath.Join(filepath.Dir(o.File), p)
+			}
+			data, err := readFile(p, 64<<10)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", where, err))
+				continue
+			}
+			if _, err := sign.ParsePublicKey(where+" ("+p+")", data); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			keys[j] = string(data)
+		}
+		t.Spec.Images.SignedBy = keys
+	}
+	if len(errs) > 0 {
+		return withCode(ExitInvalid, errors.Join(errs...))
+	}
+	return nil
 }
 
 func manifestFiles(root string) ([]string, error) {
@@ -146,6 +192,9 @@ the server refused one, 2 on invalid manifests.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			set, err := readManifests(files)
 			if err != nil {
+				return err
+			}
+			if err := inlineSigningKeys(set); err != nil {
 				return err
 			}
 			c, err := cf.client()

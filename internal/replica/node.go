@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	gcrv1 "github.com/google/go-containerregistry/pkg/v1"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,6 +20,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	gcrv1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/bundle"
 	"rung.dev/rung/internal/image"
@@ -28,6 +31,7 @@ import (
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/microvm"
 	"rung.dev/rung/internal/scan"
+	"rung.dev/rung/internal/sign"
 	"rung.dev/rung/internal/tenancy"
 	"rung.dev/rung/internal/topology"
 	"rung.dev/rung/internal/vulndb"
@@ -53,6 +57,11 @@ type Spec struct {
 	Env          []string           `json:"env,omitempty"`
 	Resources    topology.Resources `json:"resources"`
 	Capabilities []string           `json:"capabilities,omitempty"`
+	// Images is the tenant's image policy (registry allow-list, and PEM
+	// public keys in SignedBy); nil checks neither. With SignedBy the
+	// image must be a registry reference with a cosign signature by one of
+	// the keys, and the verified digest is what runs.
+	Images *v1.ImagePolicy `json:"images,omitempty"`
 }
 
 // Record is what the node keeps about a replica it prepared.
@@ -82,6 +91,7 @@ type Node struct {
 	admission *policy.Engine
 	mu        sync.Mutex
 	admitted  map[string]bool // tenant@digest whose image passed
+	registry  image.PullOptions
 }
 
 // Options configure a Node.
@@ -97,6 +107,9 @@ type Options struct {
 	// `rung agent` processes, each a node) set one per node, /rung/NODE, so
 	// that a replica re-placed between them never shares a cgroup.
 	CgroupParent string
+	// Registry configures pulls and signature checks of replicas whose
+	// tenant requires signatures (Transport, Insecure, Keychain).
+	Registry image.PullOptions
 }
 
 // Open prepares the data directory and the drivers.
@@ -137,7 +150,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if opts.CgroupParent != "" {
 		cgroups = "/" + strings.Trim(filepath.Clean(opts.CgroupParent), "/")
 	}
-	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}}, nil
+	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, registry: opts.Registry}, nil
 }
 
 // Images is the node's image store.
@@ -241,7 +254,11 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 			return "", err
 		}
 	}
-	img, digest, err := n.images.Resolve(ctx, s.Image)
+	ref, sig, err := n.imagePolicy(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	img, digest, err := n.images.Resolve(ctx, ref)
 	if err != nil {
 		return "", fmt.Errorf("replica %s: image %s: %w", s.ID, s.Image, err)
 	}
@@ -249,7 +266,7 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("replica %s: image config: %w", s.ID, err)
 	}
-	if err := n.admitImage(ctx, s, img, digest.String()); err != nil {
+	if err := n.admitImage(ctx, s, img, digest.String(), sig); err != nil {
 		return "", err
 	}
 	r, err := n.TenantRange(s.Tenant)
@@ -349,10 +366,16 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 // admitImage runs the image checks (DESIGN §6: user, setuid files, secrets,
 // ports, healthcheck, vulnerabilities when DATA/vulndb.db exists) on the
 // digest that is about to run, once per digest per tenant: nothing runs
-// unless its image passed. Registry allow-lists and signatures are the
-// tenant's policy and are checked at apply and by `rung check image`.
-func (n *Node) admitImage(ctx context.Context, s Spec, img gcrv1.Image, digest string) error {
+// unless its image passed. The tenant's registry allow-list and signature
+// requirement (s.Images) are checked by imagePolicy before; sig is its
+// verification, nil when the tenant requires none.
+func (n *Node) admitImage(ctx context.Context, s Spec, img gcrv1.Image, digest string, sig *policy.Signature) error {
 	key := s.Tenant + "@" + digest
+	if s.Images != nil {
+		// A different policy is a different decision.
+		pol, _ := json.Marshal(s.Images)
+		key += " " + string(pol)
+	}
 	n.mu.Lock()
 	ok := n.admitted[key]
 	n.mu.Unlock()
@@ -368,10 +391,18 @@ func (n *Node) admitImage(ctx context.Context, s Spec, img gcrv1.Image, digest s
 	if err != nil {
 		return fmt.Errorf("replica %s: inspect image %s: %w", s.ID, s.Image, err)
 	}
-	d := n.admission.Image(policy.ImageInput{
+	in := policy.ImageInput{
 		Tenant: v1.Tenant{Metadata: v1.ObjectMeta{Name: s.Tenant}},
 		Ref:    s.Image, Digest: digest, Facts: res.Facts, Now: time.Now(),
-	})
+	}
+	if s.Images != nil {
+		in.Tenant.Spec.Images = *s.Images
+		in.Signature = sig
+		if r, err := n.parseRef(s.Image); err == nil {
+			in.Repository = r.Context().Name()
+		}
+	}
+	d := n.admission.Image(in)
 	if !d.Allowed {
 		return fmt.Errorf("replica %s: image %s: %w: %w", s.ID, s.Image, ErrRejected, d.Err())
 	}
@@ -608,4 +639,99 @@ func (n *Node) record(id string) (Record, error) {
 		return Record{}, fmt.Errorf("replica %s: corrupt record: %w", id, err)
 	}
 	return r, nil
+}
+
+// imagePolicy applies the tenant's image policy (s.Images) before anything
+// is unpacked: the registry allow-list and, when SignedBy names keys, the
+// signature. A signed image is resolved from its registry once, that
+// digest's cosign signature is verified, exactly that digest is pulled
+// into the store, and REPO@DIGEST is returned to run: never the tag again.
+// Without a policy it returns s.Image and a nil signature.
+func (n *Node) imagePolicy(ctx context.Context, s Spec) (string, *policy.Signature, error) {
+	p := s.Images
+	if p == nil || len(p.Registries) == 0 && len(p.SignedBy) == 0 {
+		return s.Image, nil, nil
+	}
+	reject := func(format string, a ...any) (string, *policy.Signature, error) {
+		return "", nil, fmt.Errorf("replica %s: image %s: %w: %s", s.ID, s.Image, ErrRejected, fmt.Sprintf(format, a...))
+	}
+	var nref name.Reference
+	if isRegistryRef(s.Image) {
+		r, err := n.parseRef(s.Image)
+		if err != nil {
+			return "", nil, fmt.Errorf("%w: replica %s: image %q: %v", ErrInvalid, s.ID, s.Image, err)
+		}
+		nref = r
+	}
+	if len(p.Registries) > 0 && !registryAllowed(s.Image, nref, p.Registries) {
+		return reject("RUNG-registry-allow-list: the image is not under %s", strings.Join(p.Registries, ", "))
+	}
+	if len(p.SignedBy) == 0 {
+		return s.Image, nil, nil
+	}
+	if nref == nil {
+		return reject("RUNG-image-signature: signature required: run images from a registry")
+	}
+	keys := make([]sign.Key, 0, len(p.SignedBy))
+	for i, k := range p.SignedBy {
+		key, err := sign.ParsePublicKey(fmt.Sprintf("signedBy[%d]", i), []byte(k))
+		if err != nil {
+			return reject("RUNG-image-signature: %v", err)
+		}
+		keys = append(keys, key)
+	}
+	ropts := []remote.Option{remote.WithContext(ctx)}
+	if n.registry.Transport != nil {
+		ropts = append(ropts, remote.WithTransport(n.registry.Transport))
+	}
+	if n.registry.Keychain != nil {
+		ropts = append(ropts, remote.WithAuthFromKeychain(n.registry.Keychain))
+	}
+	res, err := sign.Verify(ctx, nref, keys, ropts...)
+	if err != nil {
+		if res.Digest == (name.Digest{}) { // the tag did not resolve
+			return "", nil, fmt.Errorf("replica %s: image %s: %w", s.ID, s.Image, err)
+		}
+		return reject("RUNG-image-signature: %v", err)
+	}
+	pinned := res.Digest.Context().Name() + "@" + res.Digest.DigestStr()
+	if _, _, err := n.images.Resolve(ctx, pinned); err != nil {
+		popts := n.registry
+		popts.Progress = nil
+		if _, err := n.images.Pull(ctx, pinned, popts); err != nil {
+			return "", nil, fmt.Errorf("replica %s: image %s: %w", s.ID, s.Image, err)
+		}
+	}
+	n.log.Info("image signature verified", "replica", s.ID, "image", s.Image, "digest", pinned, "key", res.Key.Name)
+	return pinned, &policy.Signature{Verified: true, Key: res.Key.Name}, nil
+}
+
+func (n *Node) parseRef(ref string) (name.Reference, error) {
+	var nopts []name.Option
+	if n.registry.Insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	return name.ParseReference(ref, nopts...)
+}
+
+// isRegistryRef mirrors the image store's rule: a first path component
+// with a dot or a port, or localhost, names a registry host; oci-layout:
+// and docker-archive: sources are local.
+func isRegistryRef(s string) bool {
+	if strings.HasPrefix(s, image.LayoutPrefix) || strings.HasPrefix(s, image.ArchivePrefix) {
+		return false
+	}
+	host, _, ok := strings.Cut(s, "/")
+	return ok && (strings.ContainsAny(host, ".:") || host == "localhost")
+}
+
+// registryAllowed is policy's rule: the reference, or its canonical
+// repository followed by "/", starts with one of the prefixes.
+func registryAllowed(ref string, nref name.Reference, prefixes []string) bool {
+	for _, prefix := range prefixes {
+		if strings.HasPrefix(ref, prefix) || nref != nil && strings.HasPrefix(nref.Context().Name()+"/", prefix) {
+			return true
+		}
+	}
+	return false
 }
