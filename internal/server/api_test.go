@@ -2,6 +2,9 @@ package server_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -9,6 +12,7 @@ import (
 
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/sign"
 )
 
 // TestApplyIdempotent: the same object twice writes nothing the second
@@ -453,5 +457,31 @@ func TestAdmissionRejects(t *testing.T) {
 	// that ran and those left for the node.
 	if a := e.lastAudit(); a.Decision == "deny" || !strings.Contains(string(a.Details), `"admission"`) || !strings.Contains(string(a.Details), "CIS-5.4") {
 		t.Errorf("admission decision not audited: %s", a.Details)
+	}
+}
+
+// TestSigningKeysMustBePEM: a Tenant's signedBy must hold PEM public keys
+// when it reaches the server (rung apply inlines key files); a path would
+// make every image of the tenant refused on the nodes.
+func TestSigningKeysMustBePEM(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.do("operator", "PUT", "/v1/tenants/acme", []byte(
+		`{"apiVersion":"rung.dev/v1","kind":"Tenant","metadata":{"name":"acme"},"spec":{"images":{"signedBy":["keys/ci.pub"]}}}`))
+	if r.status != http.StatusUnprocessableEntity || !strings.Contains(string(r.body), "signedBy[0]") {
+		t.Fatalf("key path: %d %s, want 422 naming signedBy[0]", r.status, r.body)
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := sign.MarshalPublicKey(k.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"apiVersion": "rung.dev/v1", "kind": "Tenant", "metadata": map[string]string{"name": "acme"},
+		"spec": map[string]any{"images": map[string]any{"signedBy": []string{string(pem)}}}})
+	if r := e.do("operator", "PUT", "/v1/tenants/acme", body); r.status != made {
+		t.Errorf("PEM key: %d %s", r.status, r.body)
 	}
 }

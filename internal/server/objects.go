@@ -20,6 +20,7 @@ import (
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/sign"
 	"rung.dev/rung/internal/store"
 	"rung.dev/rung/internal/tenancy"
 )
@@ -419,6 +420,9 @@ func (s *Server) applyOnce(ctx context.Context, k kind, tenant, name string, set
 		extra, decision, err = s.admitWorkload(ctx, &set.Workloads[0], set, subj)
 	case v1.KindTenant:
 		err = validateOwn(set, subj)
+		if err == nil {
+			err = checkSigningKeys(&set.Tenants[0])
+		}
 	case v1.KindTopology, v1.KindPolicy:
 		err = s.validateSite(ctx, set, k, name, subj)
 	}
@@ -690,4 +694,18 @@ func head(s []string, n int) []string {
 		return append(slices.Clone(s[:n]), "…")
 	}
 	return s
+}
+
+// checkSigningKeys refuses a Tenant whose images.signedBy entries are not
+// PEM public keys: nodes verify signatures with them, and a key file path
+// means nothing to a node (`rung apply` inlines the files).
+func checkSigningKeys(t *v1.Tenant) error {
+	for i, k := range t.Spec.Images.SignedBy {
+		if _, err := sign.ParsePublicKey(fmt.Sprintf("signedBy[%d]", i), []byte(k)); err != nil {
+			return &httpError{Status: http.StatusUnprocessableEntity, Code: wire.CodeInvalid,
+				Msg: fmt.Sprintf("spec.images.signedBy[%d]: not a PEM public key (fix: `rung apply` inlines key files; through the API, send the PEM text)", i),
+				Err: err}
+		}
+	}
+	return nil
 }
