@@ -130,6 +130,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
 	}
+	if err := searchable(abs); err != nil {
+		return nil, err
+	}
 	store, err := image.Open(ctx, abs)
 	if err != nil {
 		return nil, err
@@ -734,4 +737,25 @@ func registryAllowed(ref string, nref name.Reference, prefixes []string) bool {
 		}
 	}
 	return false
+}
+
+// searchable checks that every directory above the data directory lets
+// other users through (o+x): runc and runsc open each replica's rootfs from
+// inside the tenant's user namespace, as the tenant's UIDs, so a 0700
+// parent makes every start fail with "permission denied".
+func searchable(dir string) error {
+	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("data dir %s: %w", dir, err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%w: data dir %s: %s (mode %04o) does not let other users through; "+
+				"replicas run as their tenant's UIDs and must reach their rootfs (fix: chmod o+x %s, or use a --data-dir such as /var/lib/rung)",
+				ErrInvalid, dir, p, fi.Mode().Perm(), p)
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
 }

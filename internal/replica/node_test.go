@@ -90,7 +90,7 @@ func TestRunContainerIsHardened(t *testing.T) {
 // TestTenantsGetDisjointRanges checks ranges are stable and never shared.
 func TestTenantsGetDisjointRanges(t *testing.T) {
 	drivertest.RequireRoot(t)
-	n, err := replica.Open(t.Context(), t.TempDir(), replica.Options{})
+	n, err := replica.Open(t.Context(), drivertest.SearchableTempDir(t), replica.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,5 +202,19 @@ func TestImageAdmissionOnNode(t *testing.T) {
 	}
 	if left, _ := n.Leftovers(); len(left) != 0 {
 		t.Errorf("rejected image left directories: %v", left)
+	}
+}
+
+// TestDataDirMustBeReachable: a data directory under a parent that other
+// users can't traverse would make every replica fail to start with an
+// obscure "permission denied"; Open says so up front.
+func TestDataDirMustBeReachable(t *testing.T) {
+	parent := t.TempDir()
+	if err := os.Chmod(parent, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := replica.Open(t.Context(), filepath.Join(parent, "data"), replica.Options{})
+	if !errors.Is(err, replica.ErrInvalid) || !strings.Contains(err.Error(), "chmod o+x "+parent) {
+		t.Errorf("Open under a 0700 parent: %v", err)
 	}
 }
