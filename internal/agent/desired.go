@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"rung.dev/rung/internal/policy"
 	"slices"
 	"strings"
 
@@ -21,6 +22,16 @@ func ReplicaID(workload string, ord int) string {
 // node == "" the node stands in for every node of the plan (one machine
 // running a whole example, as `rung up` on a laptop does).
 func FromPlan(set *v1.Set, res *scheduler.Result, node string) ([]replica.Spec, error) {
+	// The site's operator admission rules go with every replica, so the node
+	// re-checks them with the final runtime spec (DESIGN §6).
+	adm, err := policy.FromPolicies(set.Policies)
+	if err != nil {
+		return nil, fmt.Errorf("admission rules: %w", err)
+	}
+	var admission *policy.Config
+	if len(adm.Rules) > 0 || adm.MaxImageAge != 0 {
+		admission = &adm
+	}
 	wl := map[string]*v1.Workload{}
 	for i := range set.Workloads {
 		w := &set.Workloads[i]
@@ -63,6 +74,7 @@ func FromPlan(set *v1.Set, res *scheduler.Result, node string) ([]replica.Spec, 
 			Resources:    topology.FromV1(w.Spec.Resources),
 			Capabilities: w.Spec.Capabilities,
 			Images:       images[w.Metadata.Tenant],
+			Admission:    admission,
 		})
 	}
 	return out, nil

@@ -44,7 +44,10 @@ type Action struct {
 }
 
 // Hash identifies a spec's content, so a changed spec means a new replica.
+// The site's admission rules are left out: a new rule applies to the next
+// start, it does not restart every replica.
 func Hash(s replica.Spec) string {
+	s.Admission = nil
 	b, _ := json.Marshal(s)
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8])

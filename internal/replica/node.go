@@ -62,6 +62,10 @@ type Spec struct {
 	// image must be a registry reference with a cosign signature by one of
 	// the keys, and the verified digest is what runs.
 	Images *v1.ImagePolicy `json:"images,omitempty"`
+	// Admission is the site's admission configuration (operator rules from
+	// the Policies); nil means the built-in checks only. It never weakens
+	// them: rules only add findings.
+	Admission *policy.Config `json:"admission,omitempty"`
 }
 
 // Record is what the node keeps about a replica it prepared.
@@ -90,7 +94,8 @@ type Node struct {
 	// image (DESIGN §6).
 	admission *policy.Engine
 	mu        sync.Mutex
-	admitted  map[string]bool // tenant@digest whose image passed
+	admitted  map[string]bool           // tenant@digest whose image passed
+	engines   map[string]*policy.Engine // by admission configuration (JSON)
 	registry  image.PullOptions
 }
 
@@ -153,7 +158,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if opts.CgroupParent != "" {
 		cgroups = "/" + strings.Trim(filepath.Clean(opts.CgroupParent), "/")
 	}
-	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, registry: opts.Registry}, nil
+	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, engines: map[string]*policy.Engine{}, registry: opts.Registry}, nil
 }
 
 // Images is the node's image store.
@@ -342,8 +347,10 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 	}
 	// Admission again, now with the exact spec the runtime will get: the
 	// checks that need it (user, mounts, seccomp, limits…) run here.
-	if n.admission != nil {
-		d := n.admission.Workload(policy.WorkloadInput{
+	if eng, err := n.engine(s.Admission); err != nil {
+		return "", fmt.Errorf("replica %s: admission rules: %w", s.ID, err)
+	} else {
+		d := eng.Workload(policy.WorkloadInput{
 			Tenant:   v1.Tenant{Metadata: v1.ObjectMeta{Name: s.Tenant}},
 			Workload: v1.Workload{Metadata: v1.ObjectMeta{Name: s.ID, Tenant: s.Tenant}, Spec: v1.WorkloadSpec{Image: s.Image, Capabilities: s.Capabilities, Privilege: privilegeOf(s)}},
 			Runtime:  spec,
@@ -379,10 +386,18 @@ func (n *Node) admitImage(ctx context.Context, s Spec, img gcrv1.Image, digest s
 		pol, _ := json.Marshal(s.Images)
 		key += " " + string(pol)
 	}
+	if s.Admission != nil {
+		rules, _ := json.Marshal(s.Admission)
+		key += " " + string(rules)
+	}
+	eng, err := n.engine(s.Admission)
+	if err != nil {
+		return fmt.Errorf("replica %s: admission rules: %w", s.ID, err)
+	}
 	n.mu.Lock()
 	ok := n.admitted[key]
 	n.mu.Unlock()
-	if ok || n.admission == nil {
+	if ok {
 		return nil
 	}
 	opts := scan.Options{}
@@ -405,7 +420,7 @@ func (n *Node) admitImage(ctx context.Context, s Spec, img gcrv1.Image, digest s
 			in.Repository = r.Context().Name()
 		}
 	}
-	d := n.admission.Image(in)
+	d := eng.Image(in)
 	if !d.Allowed {
 		return fmt.Errorf("replica %s: image %s: %w: %w", s.ID, s.Image, ErrRejected, d.Err())
 	}
@@ -758,4 +773,31 @@ func searchable(dir string) error {
 			return nil
 		}
 	}
+}
+
+// engine returns the admission engine for cfg: the built-in checks, plus
+// the site's operator rules when cfg carries them (compiled once per
+// distinct configuration).
+func (n *Node) engine(cfg *policy.Config) (*policy.Engine, error) {
+	if cfg == nil || (len(cfg.Rules) == 0 && cfg.MaxImageAge == 0) {
+		return n.admission, nil
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if e, ok := n.engines[string(b)]; ok {
+		return e, nil
+	}
+	e, err := policy.New(*cfg)
+	if err != nil {
+		return nil, err
+	}
+	if len(n.engines) > 16 { // configurations change rarely; keep a few
+		clear(n.engines)
+	}
+	n.engines[string(b)] = e
+	return e, nil
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"rung.dev/rung/internal/image"
+	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/drivertest"
@@ -217,4 +218,24 @@ func TestDataDirMustBeReachable(t *testing.T) {
 	if !errors.Is(err, replica.ErrInvalid) || !strings.Contains(err.Error(), "chmod o+x "+parent) {
 		t.Errorf("Open under a 0700 parent: %v", err)
 	}
+}
+
+// TestOperatorRulesOnNode: the site's operator rules travel with the
+// replica and are enforced on the node too, with the built-ins.
+func TestOperatorRulesOnNode(t *testing.T) {
+	n := node(t)
+	ctx := t.Context()
+	rules := &policy.Config{Rules: []policy.Rule{{
+		ID: "SITE-no-debug-images", Title: "No debug images", Severity: policy.SeverityHigh,
+		Fix: "use the release image", On: policy.KindWorkload, Deny: `workload.image.startsWith("busybox")`,
+	}}}
+	_, err := n.Prepare(ctx, replica.Spec{ID: "debug-0", Tenant: "acme", Tier: tenancy.Container, Image: "busybox:latest", Args: []string{"true"}, Admission: rules})
+	if !errors.Is(err, replica.ErrRejected) || !strings.Contains(err.Error(), "SITE-no-debug-images") {
+		t.Errorf("operator rule on the node: err %v, want ErrRejected naming SITE-no-debug-images", err)
+	}
+	// Without the rule the same replica is admitted.
+	if _, err := n.Prepare(ctx, replica.Spec{ID: "debug-1", Tenant: "acme", Tier: tenancy.Container, Image: "busybox:latest", Args: []string{"true"}}); err != nil {
+		t.Fatalf("built-ins only: %v", err)
+	}
+	t.Cleanup(func() { _ = n.Remove(context.Background(), "debug-1") })
 }
