@@ -25,9 +25,33 @@ const (
 
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "bench",
+		Use:   "bench [placement|runtime|api|admission]",
 		Short: "Run the benchmark suite",
-		Args:  cobra.NoArgs,
+		Long: `Without a subcommand, runs every benchmark with its defaults, one after
+the other: placement (throughput and quality, side by side with a naive
+first fit), runtime (start latency per tier side by side with the raw runc
+and runsc, idle memory), api (applies/s and p99 against rung up on
+loopback) and admission (indexed OSV scan side by side with a linear
+baseline). Each prints the date and machine it ran on.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var failed []string
+			for _, sub := range cmd.Commands() {
+				if sub.RunE == nil || sub.Hidden || sub.Name() == "help" {
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "\n### rung bench %s\n\n", sub.Name())
+				sub.SetContext(cmd.Context())
+				if err := sub.RunE(sub, nil); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "rung bench %s: %v\n", sub.Name(), err)
+					failed = append(failed, sub.Name())
+				}
+			}
+			if len(failed) > 0 {
+				return fmt.Errorf("benchmarks failed: %s", strings.Join(failed, ", "))
+			}
+			return nil
+		},
 	}
 	cmd.AddCommand(newBenchPlacementCmd())
 	cmd.AddCommand(newBenchRuntimeCmd())
