@@ -64,13 +64,14 @@ func FromPlan(set *v1.Set, res *scheduler.Result, node string) ([]replica.Spec, 
 		for k, v := range w.Spec.Env {
 			env = append(env, k+"="+v)
 		}
+		slices.Sort(env) // map order must not change the spec's hash
 		out = append(out, replica.Spec{
 			ID:           ReplicaID(p.Workload, p.Replica),
 			Tenant:       w.Metadata.Tenant,
 			Tier:         tier,
 			Image:        w.Spec.Image,
 			Args:         append(append([]string{}, w.Spec.Command...), w.Spec.Args...),
-			Env:          sortStrings(env),
+			Env:          env,
 			Resources:    topology.FromV1(w.Spec.Resources),
 			Capabilities: w.Spec.Capabilities,
 			Images:       images[w.Metadata.Tenant],
@@ -78,9 +79,4 @@ func FromPlan(set *v1.Set, res *scheduler.Result, node string) ([]replica.Spec, 
 		})
 	}
 	return out, nil
-}
-
-func sortStrings(s []string) []string {
-	slices.Sort(s)
-	return s
 }

@@ -274,7 +274,12 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("replica %s: image config: %w", s.ID, err)
 	}
-	if err := n.admitImage(ctx, s, img, digest.String(), sig); err != nil {
+	// One engine for this replica: the built-ins plus the site's rules.
+	eng, err := n.engine(s.Admission)
+	if err != nil {
+		return "", fmt.Errorf("replica %s: admission rules: %w", s.ID, err)
+	}
+	if err := n.admitImage(ctx, s, eng, img, digest.String(), sig); err != nil {
 		return "", err
 	}
 	r, err := n.TenantRange(s.Tenant)
@@ -347,18 +352,14 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 	}
 	// Admission again, now with the exact spec the runtime will get: the
 	// checks that need it (user, mounts, seccomp, limits…) run here.
-	if eng, err := n.engine(s.Admission); err != nil {
-		return "", fmt.Errorf("replica %s: admission rules: %w", s.ID, err)
-	} else {
-		d := eng.Workload(policy.WorkloadInput{
-			Tenant:   v1.Tenant{Metadata: v1.ObjectMeta{Name: s.Tenant}},
-			Workload: v1.Workload{Metadata: v1.ObjectMeta{Name: s.ID, Tenant: s.Tenant}, Spec: v1.WorkloadSpec{Image: s.Image, Capabilities: s.Capabilities, Privilege: privilegeOf(s)}},
-			Runtime:  spec,
-			Now:      time.Now(),
-		})
-		if !d.Allowed {
-			return "", fmt.Errorf("replica %s: %w: %w", s.ID, ErrRejected, d.Err())
-		}
+	d := eng.Workload(policy.WorkloadInput{
+		Tenant:   v1.Tenant{Metadata: v1.ObjectMeta{Name: s.Tenant}},
+		Workload: v1.Workload{Metadata: v1.ObjectMeta{Name: s.ID, Tenant: s.Tenant}, Spec: v1.WorkloadSpec{Image: s.Image, Capabilities: s.Capabilities, Privilege: privilegeOf(s)}},
+		Runtime:  spec,
+		Now:      time.Now(),
+	})
+	if !d.Allowed {
+		return "", fmt.Errorf("replica %s: %w: %w", s.ID, ErrRejected, d.Err())
 	}
 	if err := bundle.Write(dir, spec); err != nil {
 		return "", err
@@ -379,7 +380,7 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 // unless its image passed. The tenant's registry allow-list and signature
 // requirement (s.Images) are checked by imagePolicy before; sig is its
 // verification, nil when the tenant requires none.
-func (n *Node) admitImage(ctx context.Context, s Spec, img gcrv1.Image, digest string, sig *policy.Signature) error {
+func (n *Node) admitImage(ctx context.Context, s Spec, eng *policy.Engine, img gcrv1.Image, digest string, sig *policy.Signature) error {
 	key := s.Tenant + "@" + digest
 	if s.Images != nil {
 		// A different policy is a different decision.
@@ -389,10 +390,6 @@ func (n *Node) admitImage(ctx context.Context, s Spec, img gcrv1.Image, digest s
 	if s.Admission != nil {
 		rules, _ := json.Marshal(s.Admission)
 		key += " " + string(rules)
-	}
-	eng, err := n.engine(s.Admission)
-	if err != nil {
-		return fmt.Errorf("replica %s: admission rules: %w", s.ID, err)
 	}
 	n.mu.Lock()
 	ok := n.admitted[key]

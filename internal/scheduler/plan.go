@@ -998,13 +998,9 @@ func (pl *planner) commit(r, n int32, tier tenancy.Tier, raises []raise) {
 	}
 	ws := &pl.wl[rep.w]
 	ws.placed++
-	for _, l := range pl.countLevels(rep.w) {
+	for _, l := range pl.levels {
 		if d := pl.top.Nodes[n].Domain[l]; d != topology.NoDomain {
 			ws.level(l).inc(d)
 		}
 	}
 }
-
-// countLevels lists the levels at which replicas must be counted: every
-// level some spread or affinity rule in the problem looks at.
-func (pl *planner) countLevels(int32) []int { return pl.levels }
