@@ -148,18 +148,26 @@ func summary(e *Entry) string {
 	return s
 }
 
-// severityOf returns the highest severity named by scores (CVSS v3 vectors
-// are scored; CVSS v4 and v2 vectors are not, as their formulas need
-// lookup tables rung does not carry) or by a "severity" field of the
-// database- or ecosystem-specific objects (GitHub, Alpine, Ubuntu use it).
+// severityOf returns the highest severity named by scores (CVSS v2, v3 and
+// v4 vectors, scored by CVSSScore and rated by each version's own scale) or
+// by a "severity" field of the database- or ecosystem-specific objects
+// (GitHub, Alpine, Ubuntu use it). A vector that does not parse names no
+// severity; it does not fail the record.
+//
+// When a record carries several ratings (NVD's v3.1 and a CNA's v4.0
+// vector, v2 next to v3 on old CVEs, a distribution's own word), the
+// highest wins rather than, say, the newest CVSS version: OSV does not say
+// which source is authoritative, and the rating feeds a tenant's admission
+// threshold, so a lower rating from one source must not hide a higher one
+// from another.
 func severityOf(scores []Severity, specific ...json.RawMessage) string {
 	best := ""
 	for _, s := range scores {
 		var got string
 		switch s.Type {
-		case "CVSS_V3":
-			if score, err := CVSS3Score(s.Score); err == nil {
-				got = cvssRating(score)
+		case typeCVSSv2, typeCVSSv3, typeCVSSv4:
+			if score, err := CVSSScore(s.Type, s.Score); err == nil {
+				got = cvssRating(s.Type, score)
 			}
 		case "Ubuntu":
 			got = normalizeRating(s.Score)
@@ -201,18 +209,3 @@ func normalizeRating(s string) string {
 }
 
 func rank(s string) int { return slices.Index([]string{"low", "medium", "high", "critical"}, s) }
-
-// cvssRating is the CVSS v3 qualitative rating of a base score.
-func cvssRating(score float64) string {
-	switch {
-	case score >= 9:
-		return "critical"
-	case score >= 7:
-		return "high"
-	case score >= 4:
-		return "medium"
-	case score > 0:
-		return "low"
-	}
-	return ""
-}
