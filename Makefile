@@ -9,12 +9,16 @@ export CGO_ENABLED := 0
 # Debian packages rung drives for real. Installed once; `apt-get update`
 # runs only when something is missing.
 DEB_PACKAGES := runc runsc busybox-static etcd-server
+# What only the tests need: rpm and Berkeley DB's tools build the real rpm
+# databases the scanner is tested on.
+DEB_TEST_PACKAGES := rpm db5.3-util
 
 .PHONY: demo test deps build vet bench fuzz clean
 
 demo: deps build
 	./$(BIN) demo
 
+test: DEB_PACKAGES += $(DEB_TEST_PACKAGES)
 test: deps vet
 	$(GO) test -count=1 -timeout 25m ./...
 

@@ -222,11 +222,11 @@ func TestCheckImageLayoutGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, stderr := runCheck(t, "vulndb", "import", "--data-dir", data, "../scan/testdata/osv")
-	if code != ExitOK || !strings.Contains(out, "7 read, 5 added") {
+	if code != ExitOK || !strings.Contains(out, "8 read, 6 added") {
 		t.Fatalf("import: exit %d\n%s%s", code, out, stderr)
 	}
 	code, out, _ = runCheck(t, "vulndb", "stats", "--data-dir", data)
-	if code != ExitOK || !strings.Contains(out, "5 vulnerabilities, 6 package advisories") {
+	if code != ExitOK || !strings.Contains(out, "6 vulnerabilities, 7 package advisories") {
 		t.Errorf("stats: exit %d: %s", code, out)
 	}
 	ref := "oci-layout:" + filepath.Join(dir, "layout")

@@ -64,6 +64,11 @@ type ImageFacts struct {
 	VulnDB bool `json:"vulnDB"`
 	// Gaps say what could not be inventoried, and why.
 	Gaps []string `json:"gaps,omitempty"`
+	// Unreadable lists the package databases the image has but that could
+	// not be read (corrupt, hostile, too slow), each with the reason. With
+	// a vulnerability database such an image is refused: its packages
+	// can't be checked, and an unchecked image doesn't run.
+	Unreadable []string `json:"unreadable,omitempty"`
 }
 
 // File is a notable file in the image's final filesystem.
@@ -165,9 +170,20 @@ func (e *Engine) vulnerabilities(d *Decision, in *ImageInput) {
 	c := vulnerabilityCheck()
 	if !in.Facts.VulnDB {
 		d.Skipped = append(d.Skipped, c.ID+": no vulnerability database (import one with rung vulndb import)")
+		for _, u := range in.Facts.Unreadable {
+			d.Notes = append(d.Notes, Finding{
+				ID: "RUNG-image-inventory", Title: "Package database unreadable", Severity: SeverityUnknown,
+				Detail: u, Fix: "rebuild the image so that its package database is intact; with a vulnerability database imported this image is refused",
+			})
+		}
 		return
 	}
 	d.Checked = append(d.Checked, c.ID)
+	for _, u := range in.Facts.Unreadable {
+		f := c.finding("package database unreadable, so the image's packages can't be checked: "+u, "")
+		f.Fix = "rebuild the image so that its package database is intact (rpm --rebuilddb, or reinstall the packages)"
+		d.Findings = append(d.Findings, f)
+	}
 	block := DefaultBlockSeverity
 	if in.BlockSeverity != nil {
 		block = *in.BlockSeverity

@@ -103,7 +103,10 @@ func Inspect(ctx context.Context, img v1.Image, opts Options) (*Result, error) {
 		}
 	}
 	f.Files = w.files()
-	res.Distro, f.Packages, f.Gaps = w.inventory()
+	res.Distro, f.Packages, f.Gaps, f.Unreadable, err = w.inventory(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("inspect %s: %w", digest, err)
+	}
 	f.OS = res.Distro.String()
 	if opts.Advisories != nil {
 		vulns, err := Match(ctx, opts.Advisories, f.Packages)
@@ -142,8 +145,6 @@ type capture struct {
 	layer int
 	data  []byte
 	link  string // symlink target, for os-release
-	// marker is set for files whose presence matters, not their content.
-	marker bool
 }
 
 func newWalker(budget int64) *walker {
@@ -227,10 +228,6 @@ func (w *walker) entry(layer int, hdr *tar.Header, r io.Reader) error {
 	if hdr.Typeflag != tar.TypeReg {
 		return nil
 	}
-	if slices.Contains(rpmDatabases(), name) {
-		w.captured[name] = capture{layer: layer, marker: true}
-		return nil
-	}
 	if wantCapture(name) {
 		if hdr.Size > maxCapture {
 			return fmt.Errorf("%w: package database %s is %d bytes", ErrTooLarge, name, hdr.Size)
@@ -309,7 +306,9 @@ const (
 	rungRPMList  = "/var/lib/rung/rpm-manifest"
 )
 
-// rpmDatabases are the rpm databases rung does not read (see inventory).
+// rpmDatabases are where rpm keeps its database: Berkeley DB (Packages),
+// SQLite (rpmdb.sqlite) or NDB (Packages.db), in the classic directory or
+// the one Fedora and openSUSE moved it to.
 func rpmDatabases() []string {
 	return []string{
 		"/var/lib/rpm/Packages", "/var/lib/rpm/rpmdb.sqlite", "/var/lib/rpm/Packages.db",
@@ -323,19 +322,20 @@ func wantCapture(name string) bool {
 	if isOSRelease(name) || name == dpkgStatus || name == apkInstalled || name == rpmManifest || name == rungRPMList {
 		return true
 	}
+	if slices.Contains(rpmDatabases(), strings.TrimSuffix(name, "-wal")) {
+		return true
+	}
 	if rest, ok := strings.CutPrefix(name, dpkgStatusD); ok && !strings.Contains(rest, "/") && !strings.HasSuffix(rest, ".md5sums") {
 		return true
 	}
 	return false
 }
 
-// inventory parses the captured package databases.
-func (w *walker) inventory() (Distro, []policy.Package, []string) {
-	var (
-		d    Distro
-		pkgs []policy.Package
-		gaps []string
-	)
+// inventory parses the captured package databases. It returns the
+// packages, the gaps (what was not inventoried, and why) and the package
+// databases that are present but unreadable; the error is only the
+// context's.
+func (w *walker) inventory(ctx context.Context) (d Distro, pkgs []policy.Package, gaps, unreadable []string, err error) {
 	osr, ok := w.captured["/etc/os-release"]
 	if !ok || osr.link != "" {
 		osr, ok = w.captured["/usr/lib/os-release"]
@@ -346,7 +346,7 @@ func (w *walker) inventory() (Distro, []policy.Package, []string) {
 	eco := d.Ecosystem()
 	add := func(what string, ps []policy.Package, err error) {
 		if err != nil {
-			gaps = append(gaps, fmt.Sprintf("%s: %v", what, err))
+			unreadable = append(unreadable, fmt.Sprintf("%s: %v", what, err))
 			return
 		}
 		pkgs = append(pkgs, ps...)
@@ -365,30 +365,47 @@ func (w *walker) inventory() (Distro, []policy.Package, []string) {
 		ps, err := ParseApkInstalled(bytes.NewReader(c.data), eco)
 		add(apkInstalled, ps, err)
 	}
-	haveRPMList := false
-	for _, name := range []string{rpmManifest, rungRPMList} {
-		if c, ok := w.captured[name]; ok {
-			ps, err := ParseRPMManifest(bytes.NewReader(c.data), eco)
-			add(name, ps, err)
-			haveRPMList = haveRPMList || err == nil
+	// The rpm database is the truth when there is one; the listings are
+	// for images that ship none (Azure Linux's distroless images).
+	haveRPMDB := false
+	for _, db := range rpmDatabases() {
+		c, ok := w.captured[db]
+		if !ok {
+			continue
 		}
+		var wal io.Reader
+		if l, ok := w.captured[db+"-wal"]; ok && len(l.data) > 0 {
+			wal = bytes.NewReader(l.data)
+		}
+		ps, err := readRPM(ctx, path.Base(db), bytes.NewReader(c.data), wal, eco)
+		if err := ctx.Err(); err != nil {
+			return Distro{}, nil, nil, nil, err
+		}
+		add(db, ps, err)
+		haveRPMDB = true
 	}
-	if !haveRPMList {
-		for _, db := range rpmDatabases() {
-			if _, ok := w.captured[db]; !ok {
-				continue
+	if !haveRPMDB {
+		for _, name := range []string{rpmManifest, rungRPMList} {
+			if c, ok := w.captured[name]; ok {
+				ps, err := ParseRPMManifest(bytes.NewReader(c.data), eco)
+				add(name, ps, err)
 			}
-			gaps = append(gaps, fmt.Sprintf("rpm database %s not read: rung reads rpm package listings only "+
-				"(%s, or %s written at build time with rpm -qa --qf, see scan.ParseRPMManifest)", db, rpmManifest, rungRPMList))
 		}
 	}
+	pkgs = dedupe(pkgs)
 	if len(pkgs) > 0 && eco == "" {
 		gaps = append(gaps, fmt.Sprintf("distribution %q unknown (no /etc/os-release ID rung knows): %d packages not matched", d.String(), len(pkgs)))
 	}
-	slices.SortFunc(pkgs, func(a, b policy.Package) int {
-		return strings.Compare(a.DB+"\x00"+a.Name+"\x00"+a.Version, b.DB+"\x00"+b.Name+"\x00"+b.Version)
-	})
-	return d, pkgs, gaps
+	return d, pkgs, gaps, unreadable, nil
+}
+
+// dedupe sorts packages and drops repeats: an image can carry the same
+// rpm database twice (an old Packages beside the rpmdb.sqlite it was
+// migrated to), and the same package of two architectures is one match.
+func dedupe(pkgs []policy.Package) []policy.Package {
+	key := func(p policy.Package) string { return p.DB + "\x00" + p.Name + "\x00" + p.Version }
+	slices.SortFunc(pkgs, func(a, b policy.Package) int { return strings.Compare(key(a), key(b)) })
+	return slices.CompactFunc(pkgs, func(a, b policy.Package) bool { return key(a) == key(b) })
 }
 
 // skipContent names files whose content is not searched for secrets:

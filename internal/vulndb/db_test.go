@@ -42,7 +42,7 @@ func TestImportDirAndLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := ImportStats{Read: 7, Added: 5, Withdrawn: 1, Skipped: 1}
+	want := ImportStats{Read: 8, Added: 6, Withdrawn: 1, Skipped: 1}
 	if diff := cmp.Diff(want, st); diff != "" {
 		t.Errorf("stats (-want +got):\n%s", diff)
 	}
@@ -74,7 +74,7 @@ func TestImportDirAndLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Vulnerabilities != 5 || s.Advisories != 6 || !s.Updated.Equal(t0) {
+	if s.Vulnerabilities != 6 || s.Advisories != 7 || !s.Updated.Equal(t0) {
 		t.Errorf("stats %+v", s)
 	}
 }
@@ -89,7 +89,7 @@ func TestReimportReplacesAndWithdraws(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Added != 0 || st.Unchanged != 5 {
+	if st.Added != 0 || st.Unchanged != 6 {
 		t.Errorf("re-import stats %+v", st)
 	}
 	// A newer DSA-9001-1 that moved to another package replaces the old one.
@@ -136,7 +136,7 @@ func TestImportZip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Read != 7 || st.Added != 5 {
+	if st.Read != 8 || st.Added != 6 {
 		t.Errorf("zip import stats %+v", st)
 	}
 }
