@@ -133,7 +133,14 @@ func TestImageChecks(t *testing.T) {
 			in.Tenant.Spec.Images.BlockSeverity = "critical"
 			in.Facts.Vulnerabilities = []Vulnerability{{ID: "CVE-4", Package: "bash", Version: "5", Severity: SeverityHigh}}
 		}, notes: []string{"CIS-4.4"}},
-		{name: "inventory gap", mod: func(in *ImageInput) { in.Facts.Gaps = []string{"rpm database not read"} }, notes: []string{"RUNG-image-inventory"}},
+		{name: "inventory gap", mod: func(in *ImageInput) { in.Facts.Gaps = []string{"distribution unknown"} }, notes: []string{"RUNG-image-inventory"}},
+		{name: "unreadable database refused when scanning", mod: func(in *ImageInput) {
+			in.Facts.Unreadable = []string{"/var/lib/rpm/Packages: package database unreadable: EOF"}
+		}, want: []string{"CIS-4.4"}},
+		{name: "unreadable database noted without a vulnerability database", mod: func(in *ImageInput) {
+			in.Facts.VulnDB = false
+			in.Facts.Unreadable = []string{"/var/lib/rpm/Packages: package database unreadable: EOF"}
+		}, notes: []string{"RUNG-image-inventory"}},
 	}
 	e := newEngine(t, Config{})
 	for _, tc := range tests {

@@ -5,9 +5,7 @@ import (
 	"bytes"
 	"database/sql"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"rung.dev/rung/internal/policy"
+	"rung.dev/rung/internal/scan/rpmtest"
 )
 
 // The rpm tests build real packages with Debian's rpmbuild, install them
@@ -29,94 +28,10 @@ import (
 // it. rpm here can't write NDB, so NDB is SUSE's real database from
 // go-rpmdb's module (see TestReadRPMDatabaseNDB).
 
-// rpmSpecs are the packages: one with an epoch and a subpackage of
-// another name (so source and binary names differ), one without, and one
-// whose long description makes its header span Berkeley DB overflow
-// pages.
-var rpmSpecs = map[string]string{
-	"rung-hello": `Name: rung-hello
-Version: 1.2.3
-Release: 4.el9
-Epoch: 2
-Summary: hello
-License: MIT
-BuildArch: noarch
-%description
-hello
-%package -n libhello
-Summary: hello library
-%description -n libhello
-library
-%files
-%files -n libhello
-`,
-	"rung-tools": `Name: rung-tools
-Version: 0.9
-Release: 1.el9
-Summary: tools
-License: MIT
-BuildArch: noarch
-%description
-tools
-%files
-`,
-	"rung-big": `Name: rung-big
-Version: 10.0.1
-Release: 7.el9_2
-Summary: big header
-License: MIT
-BuildArch: noarch
-%description
-` + strings.Repeat("A description long enough to need several Berkeley DB pages. ", 300) + `
-%files
-`,
-}
-
-func needTools(t *testing.T, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("%s not installed (make test installs rpm and db5.3-util): %v", n, err)
-		}
-	}
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// rpmFixture builds the packages and installs them into a fresh SQLite
-// rpm database; it returns the database directory.
-func rpmFixture(t *testing.T) string {
-	t.Helper()
-	needTools(t, "rpm", "rpmbuild")
-	top := t.TempDir()
-	for name, spec := range rpmSpecs {
-		f := filepath.Join(top, name+".spec")
-		if err := os.WriteFile(f, []byte(spec), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		run(t, "rpmbuild", "--define", "_topdir "+top, "--quiet", "-bb", f)
-	}
-	rpms, _ := filepath.Glob(filepath.Join(top, "RPMS", "noarch", "*.rpm"))
-	if len(rpms) != 4 {
-		t.Fatalf("built %q, want 4 packages", rpms)
-	}
-	dbpath := filepath.Join(t.TempDir(), "rpm")
-	run(t, "rpm", "--dbpath", dbpath, "--initdb")
-	run(t, "rpm", append([]string{"--dbpath", dbpath, "-i", "--justdb", "--nodeps", "--noscripts", "--ignorearch", "--ignoreos"}, rpms...)...)
-	return dbpath
-}
-
 // rpmTruth is what rpm itself says is installed, in rung's terms.
 func rpmTruth(t *testing.T, dbpath, backend, ecosystem string) []policy.Package {
 	t.Helper()
-	out := run(t, "rpm", "--define", "_db_backend "+backend, "--dbpath", dbpath, "-qa",
+	out := rpmtest.Run(t, "rpm", "--define", "_db_backend "+backend, "--dbpath", dbpath, "-qa",
 		"--qf", `%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\t%{SOURCERPM}\n`)
 	var want []policy.Package
 	sc := bufio.NewScanner(strings.NewReader(out))
@@ -135,7 +50,7 @@ func rpmTruth(t *testing.T, dbpath, backend, ecosystem string) []policy.Package 
 }
 
 func TestReadRPMDatabaseSQLite(t *testing.T) {
-	dbpath := rpmFixture(t)
+	dbpath := rpmtest.Build(t)
 	want := rpmTruth(t, dbpath, "sqlite", "AlmaLinux:9")
 	// TMPDIR of mode 0700, as t.TempDir makes: the child, as nobody,
 	// must still get into its own directory below it.
@@ -152,57 +67,9 @@ func TestReadRPMDatabaseSQLite(t *testing.T) {
 	}
 }
 
-// bdbFixture turns the SQLite database's header blobs into a Berkeley DB
-// hash database with db_load, keyed by instance number as rpm's
-// Packages file is, and checks that rpm reads it back.
-func bdbFixture(t *testing.T, dbpath string) string {
-	t.Helper()
-	load := "db5.3_load"
-	if _, err := exec.LookPath(load); err != nil {
-		load = "db_load"
-	}
-	needTools(t, load)
-	db, err := sql.Open("sqlite", filepath.Join(dbpath, "rpmdb.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	rows, err := db.Query("SELECT hnum, blob FROM Packages ORDER BY hnum")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var in strings.Builder
-	in.WriteString("VERSION=3\nformat=bytevalue\ntype=hash\ndb_pagesize=4096\nHEADER=END\n")
-	for rows.Next() {
-		var (
-			hnum uint32
-			blob []byte
-		)
-		if err := rows.Scan(&hnum, &blob); err != nil {
-			t.Fatal(err)
-		}
-		key := binary.NativeEndian.AppendUint32(nil, hnum)
-		fmt.Fprintf(&in, " %s\n %s\n", hex.EncodeToString(key), hex.EncodeToString(blob))
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	in.WriteString("DATA=END\n")
-	bdb := filepath.Join(t.TempDir(), "rpm")
-	if err := os.Mkdir(bdb, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(load, filepath.Join(bdb, "Packages"))
-	cmd.Stdin = strings.NewReader(in.String())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", load, err, out)
-	}
-	return bdb
-}
-
 func TestReadRPMDatabaseBerkeleyDB(t *testing.T) {
-	dbpath := rpmFixture(t)
-	bdb := bdbFixture(t, dbpath)
+	dbpath := rpmtest.Build(t)
+	bdb := rpmtest.BerkeleyDB(t, dbpath)
 	want := rpmTruth(t, bdb, "bdb_ro", "Red Hat")
 	got, err := ReadRPMDatabase(t.Context(), filepath.Join(bdb, "Packages"), "Red Hat")
 	if err != nil {
@@ -260,7 +127,7 @@ func moduleFile(t *testing.T, mod, file string) string {
 // rpm listing the image also carries is ignored in favour of the
 // database.
 func TestInspectRPMImage(t *testing.T) {
-	dbpath := rpmFixture(t)
+	dbpath := rpmtest.Build(t)
 	want := rpmTruth(t, dbpath, "sqlite", "AlmaLinux:9")
 	db, err := os.ReadFile(filepath.Join(dbpath, "rpmdb.sqlite"))
 	if err != nil {
@@ -299,8 +166,8 @@ func TestInspectRPMImage(t *testing.T) {
 // it. The cyclic one loops go-rpmdb's Berkeley DB reader over one
 // overflow page forever; only the child's limits end it.
 func TestReadRPMDatabaseHostile(t *testing.T) {
-	dbpath := rpmFixture(t)
-	bdb := bdbFixture(t, dbpath)
+	dbpath := rpmtest.Build(t)
+	bdb := rpmtest.BerkeleyDB(t, dbpath)
 	good, err := os.ReadFile(filepath.Join(bdb, "Packages"))
 	if err != nil {
 		t.Fatal(err)
