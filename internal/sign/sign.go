@@ -13,33 +13,37 @@
 //
 // of media type application/vnd.dev.cosign.simplesigning.v1+json, and the
 // layer descriptor's annotation dev.cosignproject.cosign/signature is the
-// base64 ASN.1 signature of the payload's SHA-256 (ECDSA P-256 for cosign's
-// own keys).
+// base64 signature of the payload: ECDSA (ASN.1) or RSA PKCS#1 v1.5 over
+// its SHA-256, or Ed25519 over the payload itself.
 //
-// Why not sigstore/cosign or sigstore-go: both are fetchable and cgo-free,
-// but they bring the whole sigstore stack (Fulcio, Rekor, TUF, OIDC
-// clients, protobuf bundles, several crypto and cloud-KMS modules) into
-// rung's module graph to verify one ECDSA signature over one JSON
-// document offline. This package needs only the standard library's crypto
-// and go-containerregistry, which rung already uses; the format is small
-// and stable, and the tests check it byte for byte.
+// Keys are cosign's: cosign.pub is a PEM "PUBLIC KEY"; cosign.key is a PEM
+// "ENCRYPTED SIGSTORE PRIVATE KEY" ("ENCRYPTED COSIGN PRIVATE KEY" before
+// cosign v2.0.1) whose bytes are go-securesystemslib's encrypted JSON
+// (scrypt + NaCl secretbox) around a PKCS#8 key. Unencrypted PKCS#8, SEC1
+// and PKCS#1 PEM keys work too. The password is the caller's business (a
+// Password func), so that this package reads no environment or terminal.
 //
-// Not supported: cosign's encrypted private key files ("ENCRYPTED SIGSTORE
-// PRIVATE KEY", scrypt + NaCl secretbox, which would need
-// golang.org/x/crypto): `rung image sign` takes an unencrypted PKCS#8 or
-// SEC1 PEM key, as CI secret stores hand out. Public keys are the PEM
-// "PUBLIC KEY" files cosign writes (cosign.pub).
+// Why github.com/sigstore/sigstore and not sigstore/cosign or sigstore-go:
+// sigstore/sigstore is the core cosign itself builds on. cosign builds its
+// payloads with signature/payload and signs and verifies with signature's
+// signers and verifiers, and its key files are go-securesystemslib's
+// encryption, which cryptoutils reads and writes; so rung agrees with
+// cosign by sharing its code, not by imitating it. In rung's build these
+// packages add only go-securesystemslib/encrypted, x/crypto's scrypt and
+// secretbox, youmark/pkcs8, x/term and protobuf-specs' common types. The
+// whole tools are another matter: sigstore-go's current release (v1.4.0)
+// declares go 1.27.0, newer than rung's toolchain, and cosign's module
+// (v3.1.3: go 1.26.0 and 287 requirements; v2.6.5: 300) brings Rekor, TUF,
+// timestamp-authority and OIDC clients and the AWS, Azure, GCP and Vault
+// KMS SDKs, all to check one signature over one JSON document offline.
+// The tests pin the format byte for byte and check it against a key pair
+// and a signature made by cosign v2.6.5 (testdata/cosign).
 package sign
 
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
+	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -49,6 +53,9 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/sigstore/sigstore/pkg/signature/payload"
 )
 
 // Errors callers can check with errors.Is.
@@ -57,15 +64,25 @@ var (
 	ErrNoSignature = errors.New("no signature")
 	// ErrUntrusted is returned when no signature verifies with the keys.
 	ErrUntrusted = errors.New("no valid signature by a trusted key")
-	// ErrKey is returned for a key file rung cannot use.
+	// ErrKey is returned for a key file rung cannot use, including an
+	// encrypted one whose password is missing or wrong.
 	ErrKey = errors.New("unusable key")
 )
 
-// Cosign's media type, annotation and payload type.
+// Cosign's media type and annotation.
 const (
 	PayloadMediaType = "application/vnd.dev.cosign.simplesigning.v1+json"
 	SignatureAnno    = "dev.cosignproject.cosign/signature"
-	payloadType      = "cosign container image signature"
+)
+
+// PEM block types of cosign's encrypted private keys: cosign since v2.0.1
+// writes the first; older cosign wrote the second, same bytes inside.
+const (
+	EncryptedKeyPEM       = string(cryptoutils.EncryptedSigstorePrivateKeyPEMType)
+	legacyEncryptedKeyPEM = "ENCRYPTED COSIGN PRIVATE KEY"
+	// pkcs8EncryptedKeyPEM is OpenSSL's password-protected PKCS#8
+	// (openssl genpkey -aes256), which cryptoutils also reads.
+	pkcs8EncryptedKeyPEM = "ENCRYPTED PRIVATE KEY"
 )
 
 // Key is a trusted public key.
@@ -75,19 +92,16 @@ type Key struct {
 	Public crypto.PublicKey
 }
 
-// ParsePublicKey parses a PEM "PUBLIC KEY" (PKIX) block: ECDSA, Ed25519 or RSA.
+// ParsePublicKey parses a PEM "PUBLIC KEY" (PKIX, as cosign.pub) or
+// "RSA PUBLIC KEY" block: ECDSA, Ed25519 or RSA.
 func ParsePublicKey(name string, data []byte) (Key, error) {
-	b, _ := pem.Decode(data)
-	if b == nil || b.Type != "PUBLIC KEY" {
-		return Key{}, fmt.Errorf("%w: %s: not a PEM PUBLIC KEY", ErrKey, name)
-	}
-	pub, err := x509.ParsePKIXPublicKey(b.Bytes)
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(data)
 	if err != nil {
-		return Key{}, fmt.Errorf("%w: %s: %v", ErrKey, name, err)
+		return Key{}, fmt.Errorf("%w: %s: not a PEM PUBLIC KEY: %v", ErrKey, name, err)
 	}
-	switch pub.(type) {
-	case *ecdsa.PublicKey, ed25519.PublicKey, *rsa.PublicKey:
-	default:
+	// Refuse at load time what verification could never accept, so that a
+	// bad signedBy entry is reported when it is written, not at admission.
+	if _, err := signature.LoadVerifier(pub, crypto.SHA256); err != nil {
 		return Key{}, fmt.Errorf("%w: %s: %T keys are not supported", ErrKey, name, pub)
 	}
 	return Key{Name: name, Public: pub}, nil
@@ -102,77 +116,126 @@ func LoadPublicKey(path string) (Key, error) {
 	return ParsePublicKey(path, data)
 }
 
-// ParsePrivateKey parses a PEM private key: PKCS#8 "PRIVATE KEY" or SEC1
-// "EC PRIVATE KEY". Cosign's encrypted key files are refused with a hint.
-func ParsePrivateKey(name string, data []byte) (crypto.Signer, error) {
+// Password returns the password of the encrypted key file name. It is
+// called only for an encrypted key; an empty password is a valid one (as
+// cosign allows), so return a non-nil error, not an empty password, when
+// there is none.
+type Password func(name string) ([]byte, error)
+
+// StaticPassword returns pw for any key: for tests and callers that have
+// the password already.
+func StaticPassword(pw []byte) Password {
+	return func(string) ([]byte, error) { return pw, nil }
+}
+
+// ParsePrivateKey parses a PEM private key: cosign's encrypted key
+// (decrypted with the password from pass), encrypted or plain PKCS#8,
+// SEC1 "EC PRIVATE KEY" or PKCS#1 "RSA PRIVATE KEY". pass may be nil when
+// the key is known to be unencrypted.
+func ParsePrivateKey(name string, data []byte, pass Password) (crypto.Signer, error) {
 	b, _ := pem.Decode(data)
 	if b == nil {
 		return nil, fmt.Errorf("%w: %s: not PEM", ErrKey, name)
 	}
+	var pf cryptoutils.PassFunc
+	encrypted := false
 	switch b.Type {
-	case "EC PRIVATE KEY":
-		k, err := x509.ParseECPrivateKey(b.Bytes)
+	case EncryptedKeyPEM, legacyEncryptedKeyPEM, pkcs8EncryptedKeyPEM:
+		encrypted = true
+		if pass == nil {
+			return nil, fmt.Errorf("%w: %s: the key is encrypted and no password was given", ErrKey, name)
+		}
+		pw, err := pass(name)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrKey, name, err)
+			return nil, fmt.Errorf("%w: %s: %w", ErrKey, name, err)
 		}
-		return k, nil
-	case "PRIVATE KEY":
-		k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrKey, name, err)
+		// cryptoutils skips decryption for a nil password and would then
+		// misreport the ciphertext as a malformed key; "" is a password.
+		if pw == nil {
+			pw = []byte{}
 		}
-		s, ok := k.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("%w: %s: %T cannot sign", ErrKey, name, k)
-		}
-		return s, nil
-	case "ENCRYPTED SIGSTORE PRIVATE KEY", "ENCRYPTED COSIGN PRIVATE KEY":
-		return nil, fmt.Errorf("%w: %s: cosign's encrypted key format is not supported; give an unencrypted PKCS#8 PEM key "+
-			"(e.g. openssl ecparam -name prime256v1 -genkey | openssl pkcs8 -topk8 -nocrypt)", ErrKey, name)
+		pf = cryptoutils.StaticPasswordFunc(pw)
+	case string(cryptoutils.PrivateKeyPEMType), string(cryptoutils.ECPrivateKeyPEMType), string(cryptoutils.PKCS1PrivateKeyPEMType):
+		// Legacy OpenSSL "Proc-Type: 4,ENCRYPTED" blocks are refused by
+		// cryptoutils without a PassFunc: their cipher is broken by design.
+	default:
+		return nil, fmt.Errorf("%w: %s: PEM block %q is not a private key", ErrKey, name, b.Type)
 	}
-	return nil, fmt.Errorf("%w: %s: PEM block %q is not a private key", ErrKey, name, b.Type)
+	k, err := cryptoutils.UnmarshalPEMToPrivateKey(data, pf)
+	if err != nil {
+		if encrypted {
+			return nil, fmt.Errorf("%w: %s: cannot decrypt the key with the password given (wrong password, or a damaged file): %v", ErrKey, name, err)
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrKey, name, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: %T cannot sign", ErrKey, name, k)
+	}
+	if _, err := signature.LoadSigner(s, crypto.SHA256); err != nil {
+		return nil, fmt.Errorf("%w: %s: %T keys are not supported", ErrKey, name, k)
+	}
+	return s, nil
 }
 
-// LoadPrivateKey reads a private key file.
-func LoadPrivateKey(path string) (crypto.Signer, error) {
+// LoadPrivateKey reads a private key file; pass gives the password if the
+// key is encrypted.
+func LoadPrivateKey(path string, pass Password) (crypto.Signer, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKey, err)
 	}
-	return ParsePrivateKey(path, data)
+	return ParsePrivateKey(path, data, pass)
 }
 
 // MarshalPublicKey encodes a public key as cosign.pub does.
 func MarshalPublicKey(pub crypto.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	b, err := cryptoutils.MarshalPublicKeyToPEM(pub)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKey, err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+	return b, nil
 }
 
-// payload is cosign's simple signing document.
-type payload struct {
-	Critical struct {
-		Identity struct {
-			DockerReference string `json:"docker-reference"`
-		} `json:"identity"`
-		Image struct {
-			DockerManifestDigest string `json:"docker-manifest-digest"`
-		} `json:"image"`
-		Type string `json:"type"`
-	} `json:"critical"`
-	Optional map[string]any `json:"optional"`
+// GenerateKeyPair makes an ECDSA P-256 key pair as `cosign generate-key-pair`
+// does, with the same sigstore code: the private key PKCS#8 encrypted with
+// password (empty is allowed) as an "ENCRYPTED SIGSTORE PRIVATE KEY", and
+// the public key as cosign.pub.
+func GenerateKeyPair(password []byte) (privPEM, pubPEM []byte, err error) {
+	if password == nil {
+		password = []byte{} // nil would make cryptoutils skip encryption
+	}
+	privPEM, pubPEM, err = cryptoutils.GeneratePEMEncodedECDSAKeyPair(elliptic.P256(), cryptoutils.StaticPasswordFunc(password))
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate key pair: %w", err)
+	}
+	return privPEM, pubPEM, nil
+}
+
+// GenerateUnencryptedKeyPair makes an ECDSA P-256 key pair whose private
+// key is a plain PKCS#8 "PRIVATE KEY", for secret stores that hold keys
+// but not passwords.
+func GenerateUnencryptedKeyPair() (privPEM, pubPEM []byte, err error) {
+	privPEM, pubPEM, err = cryptoutils.GeneratePEMEncodedECDSAKeyPair(elliptic.P256(), nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate key pair: %w", err)
+	}
+	return privPEM, pubPEM, nil
 }
 
 // Payload returns the simple signing payload for repo@digest, byte for
 // byte as cosign writes it.
 func Payload(repo string, digest v1.Hash) ([]byte, error) {
-	var p payload
-	p.Critical.Identity.DockerReference = repo
-	p.Critical.Image.DockerManifestDigest = digest.String()
-	p.Critical.Type = payloadType
-	return json.Marshal(p)
+	// payload.Cosign would derive the reference by parsing repo, which
+	// rewrites short names (r/x becomes index.docker.io/r/x); the signer's
+	// repo is kept as given instead, as cosign passes Repository.Name().
+	return json.Marshal(payload.SimpleContainerImage{
+		Critical: payload.Critical{
+			Identity: payload.Identity{DockerReference: repo},
+			Image:    payload.Image{DockerManifestDigest: digest.String()},
+			Type:     payload.CosignSignatureType,
+		},
+	})
 }
 
 // Signature is one signature as stored: the payload and the raw signature.
@@ -181,27 +244,22 @@ type Signature struct {
 	Signature []byte
 }
 
-// SignPayload signs payload with key: SHA-256, then ECDSA (ASN.1), RSA
-// PKCS#1 v1.5, or Ed25519 over the payload itself.
+// SignPayload signs payload with key as cosign does: SHA-256, then ECDSA
+// (ASN.1) or RSA PKCS#1 v1.5; Ed25519 signs the payload itself.
 func SignPayload(key crypto.Signer, payload []byte) ([]byte, error) {
-	if _, ok := key.Public().(ed25519.PublicKey); ok {
-		return key.Sign(rand.Reader, payload, crypto.Hash(0))
+	s, err := signature.LoadSigner(key, crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %T: %v", ErrKey, key, err)
 	}
-	sum := sha256.Sum256(payload)
-	return key.Sign(rand.Reader, sum[:], crypto.SHA256)
+	return s.SignMessage(bytes.NewReader(payload))
 }
 
 func verifyRaw(pub crypto.PublicKey, payload, sig []byte) bool {
-	sum := sha256.Sum256(payload)
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		return ecdsa.VerifyASN1(k, sum[:], sig)
-	case *rsa.PublicKey:
-		return rsa.VerifyPKCS1v15(k, crypto.SHA256, sum[:], sig) == nil
-	case ed25519.PublicKey:
-		return ed25519.Verify(k, payload, sig)
+	v, err := signature.LoadVerifier(pub, crypto.SHA256)
+	if err != nil {
+		return false
 	}
-	return false
+	return v.VerifySignature(bytes.NewReader(sig), bytes.NewReader(payload)) == nil
 }
 
 // VerifySignatures returns the first key that signed a payload naming
@@ -214,13 +272,12 @@ func VerifySignatures(digest v1.Hash, sigs []Signature, keys []Key) (Key, error)
 	}
 	var reasons []string
 	for i, s := range sigs {
-		var p payload
-		dec := json.NewDecoder(bytes.NewReader(s.Payload))
-		if err := dec.Decode(&p); err != nil {
+		var p payload.SimpleContainerImage
+		if err := json.Unmarshal(s.Payload, &p); err != nil {
 			reasons = append(reasons, fmt.Sprintf("signature %d: payload: %v", i+1, err))
 			continue
 		}
-		if p.Critical.Type != payloadType {
+		if p.Critical.Type != payload.CosignSignatureType {
 			reasons = append(reasons, fmt.Sprintf("signature %d: payload type %q", i+1, p.Critical.Type))
 			continue
 		}

@@ -181,7 +181,8 @@ func TestKeys(t *testing.T) {
 	sec1der, _ := x509.MarshalECPrivateKey(priv)
 	sec1 := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1der})
 	for _, data := range [][]byte{pkcs8, sec1} {
-		s, err := ParsePrivateKey("k", data)
+		// No password source: an unencrypted key must not need one.
+		s, err := ParsePrivateKey("k", data, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,13 +190,17 @@ func TestKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ParsePublicKey("k.pub", pubPEM); err != nil {
-			t.Error(err)
+		k, err := ParsePublicKey("k.pub", pubPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !priv.PublicKey.Equal(k.Public) {
+			t.Errorf("public key round trip: got another key")
 		}
 	}
-	enc := pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED SIGSTORE PRIVATE KEY", Bytes: []byte("x")})
-	if _, err := ParsePrivateKey("cosign.key", enc); !errors.Is(err, ErrKey) || !strings.Contains(err.Error(), "encrypted") {
-		t.Errorf("encrypted cosign key: %v", err)
+	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("x")})
+	if _, err := ParsePrivateKey("cert.pem", cert, nil); !errors.Is(err, ErrKey) || !strings.Contains(err.Error(), "not a private key") {
+		t.Errorf("certificate as a private key: %v", err)
 	}
 	if _, err := ParsePublicKey("x", []byte("nope")); !errors.Is(err, ErrKey) {
 		t.Errorf("garbage public key: %v", err)
