@@ -163,6 +163,8 @@ func pushImage(t *testing.T, ref string, img ggcrv1.Image) {
 // TestCheckImageSignedInRegistry is the CI flow: keygen, sign, then the
 // admission check with the tenant's key, offline but for the registry.
 func TestCheckImageSignedInRegistry(t *testing.T) {
+	// CI's way: keygen encrypts the key, sign decrypts it, both with this.
+	t.Setenv("COSIGN_PASSWORD", "ci-secret")
 	reg := testRegistry(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
