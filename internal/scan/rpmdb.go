@@ -221,6 +221,7 @@ func runRPMChild(ctx context.Context, name string, db, wal io.Reader) ([]rpmEntr
 		}
 	}
 
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, rpmTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/proc/self/exe", name)
@@ -236,8 +237,8 @@ func runRPMChild(ctx context.Context, name string, db, wal io.Reader) ([]rpmEntr
 	stdout.max, stderr.max = rpmMaxOutput, 4<<10
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err = cmd.Run()
-	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return nil, ctx.Err() // the caller gave up: not the database's fault
+	if err := parent.Err(); err != nil {
+		return nil, err // the caller gave up: not the database's fault
 	}
 	if err != nil {
 		// The first line says it ("fatal error: runtime: out of memory");

@@ -3,6 +3,7 @@ package scan
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/binary"
 	"errors"
@@ -250,4 +251,15 @@ func emptySQLite(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestReadRPMDatabaseCancelled: a caller that gives up gets its own
+// context's error, not a verdict on the database.
+func TestReadRPMDatabaseCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := readRPM(ctx, "Packages", strings.NewReader("whatever"), nil, "Red Hat")
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnreadableDB) {
+		t.Errorf("err = %v, want context.Canceled", err)
+	}
 }
