@@ -263,3 +263,31 @@ func TestReadRPMDatabaseCancelled(t *testing.T) {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
 }
+
+// BenchmarkRPMDatabase is the price of parsing an rpm database in a
+// limited child process (rung's way) side by side with parsing it in
+// process (go-rpmdb called directly, what a scanner that trusts its input
+// does), on SUSE's real NDB database of 35 packages.
+//
+//	go test ./internal/scan -run '^$' -bench RPMDatabase
+func BenchmarkRPMDatabase(b *testing.B) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/knqyf263/go-rpmdb").Output()
+	if err != nil {
+		b.Skipf("go list: %v", err)
+	}
+	path := filepath.Join(strings.TrimSpace(string(out)), "pkg/testdata/sle15-bci/Packages.db")
+	b.Run("child", func(b *testing.B) {
+		for b.Loop() {
+			if pkgs, err := ReadRPMDatabase(b.Context(), path, ""); err != nil || len(pkgs) != 35 {
+				b.Fatalf("%d packages, %v", len(pkgs), err)
+			}
+		}
+	})
+	b.Run("in-process", func(b *testing.B) {
+		for b.Loop() {
+			if entries, err := listRPM(path); err != nil || len(entries) != 35 {
+				b.Fatalf("%d packages, %v", len(entries), err)
+			}
+		}
+	})
+}
