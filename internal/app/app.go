@@ -300,6 +300,11 @@ func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog
 	if err := node.EnsureBusybox(ctx, "busybox:latest"); err != nil {
 		log.Warn("node agent: no busybox image", "err", err)
 	}
+	// Plan only what this machine can run (no vm tier without a bootable
+	// guest), for its node or for every node it stands in for.
+	runtimes := node.Runtimes(ctx)
+	srv.SetLocalRuntimes(cfg.Node, runtimes)
+	log.Info("node agent runtimes", "node", cfg.Node, "runtimes", runtimes.String())
 	src := agent.SourceFunc(func(ctx context.Context) ([]replica.Spec, error) {
 		set, res, err := srv.Current(ctx)
 		if err != nil {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os/exec"
@@ -10,10 +11,13 @@ import (
 	"testing"
 	"time"
 
+	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime/drivertest"
+	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/tenancy"
 	"rung.dev/rung/internal/verify"
 )
 
@@ -135,5 +139,51 @@ func TestGetNodes(t *testing.T) {
 	code, out, stderr = rungCmd(t, "get", "nodes")
 	if code != ExitOK || !strings.Contains(out, "h1") || !strings.Contains(out, "up") || !strings.Contains(out, "without a heartbeat") {
 		t.Errorf("get nodes: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
+// TestUpPlansWhatThisMachineRuns: `rung up`'s own agent reports what this
+// machine can run, and the plan offers nothing else. The public-cloud
+// example's nodes list vm, but this machine can't boot a guest: the plan
+// has no vm replica, and every replica it places really runs and holds.
+func TestUpPlansWhatThisMachineRuns(t *testing.T) {
+	data := startUpWithAgent(t)
+	probe, err := replica.Open(t.Context(), drivertest.SearchableTempDir(t), replica.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	here := probe.Runtimes(t.Context())
+	if !here.Has(tenancy.Sandbox) {
+		t.Skipf("runsc not available here (%s): the example needs sandbox or vm", here)
+	}
+	example := filepath.Join("..", "..", "examples", "public-cloud")
+	if code, _, stderr := rungCmd(t, "apply", "-f", example); code != ExitOK {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	code, out, stderr := rungCmd(t, "get", "plan", "-o", "json")
+	if code != ExitOK {
+		t.Fatalf("get plan: exit %d: %s", code, stderr)
+	}
+	var res scheduler.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	tiers := map[string]int{}
+	for _, p := range res.Placements {
+		tier, err := tenancy.ParseTier(v1.Tier(p.Tier))
+		if err != nil || !here.Has(tier) {
+			t.Errorf("%s[%d] planned at %s on %s; this machine runs %s", p.Workload, p.Replica, p.Tier, p.Node, here)
+		}
+		tiers[p.Tier]++
+	}
+	if len(res.Placements) == 0 {
+		t.Fatalf("nothing placed: unplaced %+v", res.Unplaced)
+	}
+	t.Logf("placed by tier %v, unplaced %d", tiers, len(res.Unplaced))
+	reps := waitReplicas(t, data, len(res.Placements))
+	for _, r := range reps {
+		if !r.Holds() {
+			t.Errorf("replica %s (%s) does not hold: %+v", r.ID, r.Tier, r.Failures())
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/tenancy"
+	"rung.dev/rung/internal/topology"
 )
 
 func newDemoCmd() *cobra.Command {
@@ -115,43 +116,22 @@ func runDemo(ctx context.Context, out io.Writer, dataDir string, names []string,
 }
 
 // localPlan re-plans set as if every node ran what this machine's agent
-// detects (DESIGN §4: a node's runtimes default to what its agent
-// detects), so the replicas that run here get tiers that can run here.
-// It returns nil when the declared plan already fits.
+// detects (DESIGN §4: a node's runtimes are what its agent detects), so
+// the replicas that run here get tiers that can run here. It returns nil
+// when the declared plan already fits.
 func localPlan(out io.Writer, set *v1.Set, here tenancy.Set) *scheduler.Result {
-	var tiers []v1.Tier
-	for t := tenancy.Container; t <= tenancy.Host; t++ {
-		if here.Has(t) {
-			tiers = append(tiers, v1.Tier(t.String()))
-		}
-	}
-	local := *set
-	local.Topologies = nil
-	changed := false
-	for _, top := range set.Topologies {
-		top.Spec.Nodes = append([]v1.Node(nil), top.Spec.Nodes...)
-		for i := range top.Spec.Nodes {
-			n := &top.Spec.Nodes[i]
-			keep := []v1.Tier{}
-			for _, t := range n.Runtimes {
-				if tt, _ := tenancy.ParseTier(t); here.Has(tt) {
-					keep = append(keep, t)
-				}
-			}
-			if n.Runtimes == nil {
-				keep = tiers
-			}
-			if len(keep) != len(n.Runtimes) {
-				changed = true
-			}
-			n.Runtimes = keep
-		}
-		local.Topologies = append(local.Topologies, top)
-	}
-	if !changed {
+	rules, err := tenancy.FromPolicies(set.Policies)
+	if err != nil {
 		return nil
 	}
-	_, res, err := scheduler.PlanSet(&local, here, scheduler.Options{})
+	p, err := scheduler.NewProblem(set, rules, topology.DefaultRuntimes)
+	if err != nil {
+		return nil
+	}
+	if notes := p.Topology.Detected(func(string) (tenancy.Set, bool) { return here, true }); len(notes) == 0 {
+		return nil
+	}
+	res, err := scheduler.Plan(p, scheduler.Options{})
 	if err != nil {
 		return nil
 	}

@@ -45,6 +45,10 @@ func (p *Problem) Keep(prev *Result) []string {
 			notes = append(notes, fmt.Sprintf("%s[%d]: tier %q unknown; re-placed", pl.Workload, pl.Replica, pl.Tier))
 			continue
 		}
+		if node := &p.Topology.Nodes[n]; !node.Runtimes.Has(tier) {
+			notes = append(notes, fmt.Sprintf("%s[%d]: node %s no longer runs %s (it offers %s); re-placed", pl.Workload, pl.Replica, pl.Node, tier, node.Runtimes))
+			continue
+		}
 		p.Existing = append(p.Existing, Existing{Workload: w, Replica: pl.Replica, Node: n, Tier: tier})
 	}
 	if lost > 0 {

@@ -364,3 +364,45 @@ func TestExplain(t *testing.T) {
 		t.Errorf("h1 verdict = %+v", h1)
 	}
 }
+
+// TestDetectedRuntimes: when the agents report that no node can boot a VM
+// guest, a replica that needs vm is not planned there, even where it ran
+// before; the reason names what the agent can't run.
+func TestDetectedRuntimes(t *testing.T) {
+	m := topo(node("h1", "rack: r1", allTiers), node("h2", "rack: r2", allTiers)) +
+		tenant("acme", "") + workload("acme", "db", "  isolation: {minimum: vm}\n") +
+		workload("acme", "web", "  replicas: 2\n")
+	before, err := scheduler.Plan(problem(t, m), scheduler.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"acme/db[0] vm h1"}, slices.DeleteFunc(summary(before), func(s string) bool { return !strings.Contains(s, "/db") })); diff != "" {
+		t.Fatalf("before (-want +got):\n%s", diff)
+	}
+	p := problem(t, m)
+	noVM := tenancy.Set(0).With(tenancy.Container).With(tenancy.Sandbox).With(tenancy.Host)
+	if notes := p.Topology.Detected(func(string) (tenancy.Set, bool) { return noVM, true }); len(notes) != 2 {
+		t.Errorf("notes %q, want one per node", notes)
+	}
+	notes := p.Keep(before)
+	if !slices.ContainsFunc(notes, func(n string) bool { return strings.Contains(n, "acme/db[0]: node h1 no longer runs vm") }) {
+		t.Errorf("keep notes %q, want acme/db[0] re-placed", notes)
+	}
+	after, err := scheduler.Plan(p, scheduler.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pl := range after.Placements {
+		if pl.Tier == "vm" {
+			t.Errorf("%s[%d] planned at vm on %s, which can't run it", pl.Workload, pl.Replica, pl.Node)
+		}
+	}
+	if len(after.Unplaced) != 1 || !slices.ContainsFunc(after.Unplaced[0].Reasons, func(r string) bool {
+		return strings.Contains(r, "its agent can't run [vm]")
+	}) {
+		t.Errorf("unplaced %+v, want acme/db[0] naming the undetected vm", after.Unplaced)
+	}
+	if got := len(after.Placements); got != 2 {
+		t.Errorf("%d placements, want the two web replicas", got)
+	}
+}

@@ -1,16 +1,20 @@
 package server
 
 import (
+	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"slices"
 	"sync"
 	"time"
 
+	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/tenancy"
 )
 
 // DefaultNodeTimeout is how long a node may go without a heartbeat before
@@ -42,6 +46,12 @@ type nodes struct {
 	published map[string][]wire.ReplicaLog
 	// local are the replica states of this process's own node agent.
 	local []wire.ReplicaState
+	// localRuntimes, when localKnown, are the tiers this process's own node
+	// agent detects; localNode is its node, "" when it stands for every
+	// node that has no agent of its own.
+	localRuntimes tenancy.Set
+	localNode     string
+	localKnown    bool
 	// saved is when each node's status was last written to the store
 	// (nodestore.go).
 	saved map[string]time.Time
@@ -236,6 +246,71 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, wire.Nodes{Nodes: s.nodes.status(topo), Timeout: s.nodes.timeout.String()})
 	return nil
+}
+
+// SetLocalRuntimes records the tiers `rung up`'s own node agent can run,
+// for node (or, when node is "", for every node no agent of its own
+// reports on): the planner then offers no tier there that can't run
+// (DESIGN §4: a node's runtimes are what its agent detects).
+func (s *Server) SetLocalRuntimes(node string, runtimes tenancy.Set) {
+	s.nodes.mu.Lock()
+	s.nodes.localNode, s.nodes.localRuntimes, s.nodes.localKnown = node, runtimes, true
+	s.nodes.mu.Unlock()
+}
+
+// runtimeReports are the tiers agents detect: by node for the agents that
+// heartbeat and for this process's own one, and all for every other node
+// when this process's agent stands for them.
+type runtimeReports struct {
+	byNode map[string]tenancy.Set
+	all    tenancy.Set
+	hasAll bool
+}
+
+func (r runtimeReports) report(node string) (tenancy.Set, bool) {
+	if s, ok := r.byNode[node]; ok {
+		return s, true
+	}
+	return r.all, r.hasAll
+}
+
+// digest writes the reports to h in a stable order, so that the planner
+// plans again when one changes.
+func (r runtimeReports) digest(h io.Writer) {
+	for _, n := range slices.Sorted(maps.Keys(r.byNode)) {
+		fmt.Fprintf(h, "runtimes\x00%s\x00%d\x00", n, r.byNode[n])
+	}
+	if r.hasAll {
+		fmt.Fprintf(h, "runtimes-all\x00%d\x00", r.all)
+	}
+}
+
+// runtimes returns what the agents report now. A heartbeat's unknown tier
+// names are ignored: an agent newer than this server may know more tiers.
+func (n *nodes) runtimes() runtimeReports {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r := runtimeReports{byNode: map[string]tenancy.Set{}}
+	for name, b := range n.seen {
+		if b.hb.Runtimes == nil {
+			continue // not reported (null), unlike [] (can run nothing)
+		}
+		var set tenancy.Set
+		for _, t := range b.hb.Runtimes {
+			if tier, err := tenancy.ParseTier(v1.Tier(t)); err == nil && tier != tenancy.None {
+				set = set.With(tier)
+			}
+		}
+		r.byNode[name] = set
+	}
+	if n.localKnown {
+		if n.localNode != "" {
+			r.byNode[n.localNode] = n.localRuntimes
+		} else {
+			r.all, r.hasAll = n.localRuntimes, true
+		}
+	}
+	return r
 }
 
 // PublishLocalStates sets the replica states of `rung up`'s own node agent,

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -294,5 +295,74 @@ func TestNodeAccess(t *testing.T) {
 	}
 	if _, err := cs["operator"].CreateNodeToken(ctx, "Bad_Name", ""); err == nil {
 		t.Error("node token for an invalid node name accepted")
+	}
+}
+
+// TestPlanDetectedRuntimes: the planner offers on each node only what its
+// agent reports it can run. With no agent able to run gVisor, a workload
+// that needs sandbox is unplaced with that reason; once n2 reports runsc
+// it runs there; rung up's own agent, standing for every other node,
+// restricts them the same way.
+func TestPlanDetectedRuntimes(t *testing.T) {
+	_, cs := nodeEnv(t)
+	ctx := t.Context()
+	op := cs["operator"]
+	set, err := v1.Decode("lab.yaml", []byte(`apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: lab}
+spec: {organization: acme, trust: trusted, isolation: {minimum: sandbox}}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: probe, tenant: lab}
+spec: {image: busybox:latest, resources: {cpu: 100m, memory: 32Mi}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.ApplySet(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	probe := func() (node string, reasons []string) {
+		t.Helper()
+		res, err := op.Plan(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range res.Placements {
+			if p.Workload == "lab/probe" {
+				if p.Tier != "sandbox" {
+					t.Errorf("lab/probe at %s, want sandbox", p.Tier)
+				}
+				return p.Node, nil
+			}
+		}
+		for _, u := range res.Unplaced {
+			if u.Workload == "lab/probe" {
+				return "", u.Reasons
+			}
+		}
+		t.Fatal("lab/probe neither placed nor unplaced")
+		return "", nil
+	}
+	if n, _ := probe(); n == "" {
+		t.Fatal("without reports lab/probe should be placed (nodes default to container and sandbox)")
+	}
+
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if err := cs[n].Heartbeat(ctx, n, wire.Heartbeat{Runtimes: []string{"container", "host"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, reasons := probe()
+	if n != "" || !slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(r, "node runs [container]") }) {
+		t.Errorf("no runsc anywhere: lab/probe on %q, reasons %q; want unplaced, naming [container]", n, reasons)
+	}
+
+	if err := cs["n2"].Heartbeat(ctx, "n2", wire.Heartbeat{Runtimes: []string{"container", "sandbox", "host"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, reasons := probe(); n != "n2" {
+		t.Errorf("runsc on n2: lab/probe on %q (%q), want n2", n, reasons)
 	}
 }

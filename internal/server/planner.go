@@ -40,6 +40,9 @@ type planner struct {
 	// positive, is how often run plans again for a change of down.
 	down    func() []string
 	recheck time.Duration
+	// detected returns what the agents detect (nil: no reports, every
+	// node offers what its manifest lists).
+	detected func() runtimeReports
 
 	mu      sync.Mutex
 	inputs  [sha256.Size]byte // digest of the keys and revisions planned
@@ -91,6 +94,11 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 	for _, n := range down {
 		h.Write([]byte("down\x00" + n + "\x00"))
 	}
+	var reports runtimeReports
+	if p.detected != nil {
+		reports = p.detected()
+	}
+	reports.digest(h)
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	if p.result != nil && sum == p.inputs {
@@ -101,7 +109,7 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 		return plan{}, err
 	}
 	start := time.Now()
-	res, err := p.compute(set, docs, wlRevs, down)
+	res, err := p.compute(set, docs, wlRevs, down, reports)
 	if err != nil {
 		return plan{}, err
 	}
@@ -143,8 +151,9 @@ func (p *planner) storedDocs(ctx context.Context) (map[string]store.Value, error
 // was removed from the topology) is left unplaced with the reason. The
 // nodes in down are lost (DESIGN §3): their replicas are re-placed, the
 // others stay where they are, and Result.Problems says what can no
-// longer be met.
-func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[string]int64, down []string) (*scheduler.Result, error) {
+// longer be met. Each node offers only the tiers its agent reports it can
+// run (reports); a replica on a tier its node lost is placed again.
+func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[string]int64, down []string, reports runtimeReports) (*scheduler.Result, error) {
 	set.ApplyDefaults()
 	var broken []scheduler.Unplaced
 	if err := set.Validate(); err != nil {
@@ -200,6 +209,9 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 		if _, err := prob.Topology.MarkDown(level, name); err != nil {
 			return nil, fmt.Errorf("plan: node %s down: %w", name, err)
 		}
+	}
+	if notes := prob.Topology.Detected(reports.report); len(notes) > 0 {
+		p.log.Info("plan with the runtimes agents detect", "notes", notes)
 	}
 	notes := prob.Keep(prev)
 	if len(down) > 0 {

@@ -122,6 +122,7 @@ func New(cfg Config) (*Server, error) {
 	// Node liveness (nodes.go): plan with silent nodes down, and look
 	// again a few times per timeout even when nothing stored changed.
 	s.planner.down, s.planner.recheck = s.nodes.down, s.nodes.timeout/4
+	s.planner.detected = s.nodes.runtimes
 	if s.admission, err = policy.New(policy.Config{}); err != nil {
 		return nil, fmt.Errorf("server: admission: %w", err)
 	}

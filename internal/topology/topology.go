@@ -73,7 +73,14 @@ type Node struct {
 	Tenant   string
 	Labels   map[string]string
 	Capacity Resources
+	// Runtimes are the tiers the node offers now.
 	Runtimes tenancy.Set
+	// Listed is true when the manifest lists the node's runtimes; a node
+	// that lists none offers the defaults or what its agent detects.
+	Listed bool
+	// Undetected are the listed tiers the node's agent reports it cannot
+	// run (see Detected): named in explanations, never offered.
+	Undetected tenancy.Set
 	// Domain holds, per level index, the domain index or NoDomain.
 	Domain []int32
 	Down   bool
@@ -180,6 +187,7 @@ func (t *Topology) addNode(n v1.Node, host int, defaults tenancy.Set) error {
 	if n.Runtimes == nil {
 		node.Runtimes = defaults
 	}
+	node.Listed = n.Runtimes != nil
 	for _, r := range n.Runtimes {
 		tier, err := tenancy.ParseTier(r)
 		if err != nil {
@@ -250,6 +258,40 @@ func (t *Topology) MarkDown(level, name string) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// Detected narrows what nodes offer to what their agents detect (DESIGN
+// §4). report returns the tiers the agent of a node can run, and false
+// for a node with no report (it keeps its runtimes). A node whose
+// manifest lists runtimes offers those its agent can run; one that lists
+// none offers what its agent detects except host, since handing a machine
+// to one tenant is the operator's decision. It returns a note for each
+// node whose offer changed, sorted by node.
+func (t *Topology) Detected(report func(node string) (tenancy.Set, bool)) []string {
+	var notes []string
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		got, ok := report(n.Name)
+		if !ok {
+			continue
+		}
+		was := n.Runtimes
+		if n.Listed {
+			n.Runtimes &= got
+			n.Undetected = was &^ got
+		} else {
+			n.Runtimes = got &^ tenancy.Set(0).With(tenancy.Host)
+		}
+		if n.Runtimes != was {
+			why := "listed"
+			if !n.Listed {
+				why = "default"
+			}
+			notes = append(notes, fmt.Sprintf("node %s offers %s: its agent detects %s (%s: %s)", n.Name, n.Runtimes, got, why, was))
+		}
+	}
+	slices.Sort(notes)
+	return notes
 }
 
 // DomainName returns the name of node i's domain at level, or "".

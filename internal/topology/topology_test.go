@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/tenancy"
@@ -99,6 +100,62 @@ func TestMarkDown(t *testing.T) {
 			slices.Sort(down)
 			if diff := cmp.Diff(tt.want, down); diff != "" {
 				t.Errorf("down (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestDetected: a node offers what its manifest lists and its agent can
+// run; a node that lists nothing offers what its agent detects, but host
+// only when listed; a node without a report keeps what it had.
+func TestDetected(t *testing.T) {
+	s := func(tiers ...tenancy.Tier) tenancy.Set {
+		var out tenancy.Set
+		for _, x := range tiers {
+			out = out.With(x)
+		}
+		return out
+	}
+	here := s(tenancy.Container, tenancy.Sandbox, tenancy.Host) // no bootable VM guest
+	tests := []struct {
+		name    string
+		reports map[string]tenancy.Set
+		want    map[string]tenancy.Set // node → runtimes after
+		undet   map[string]tenancy.Set
+		notes   int
+	}{
+		{name: "no reports", reports: nil,
+			want: map[string]tenancy.Set{"h1": topology.DefaultRuntimes, "h2": s(tenancy.Container, tenancy.VM), "h1-vm": topology.DefaultRuntimes}},
+		{name: "this machine everywhere", reports: map[string]tenancy.Set{"h1": here, "h2": here, "h1-vm": here},
+			want:  map[string]tenancy.Set{"h1": s(tenancy.Container, tenancy.Sandbox), "h2": s(tenancy.Container), "h1-vm": s(tenancy.Container, tenancy.Sandbox)},
+			undet: map[string]tenancy.Set{"h2": s(tenancy.VM)}, notes: 1},
+		{name: "agent with only runc", reports: map[string]tenancy.Set{"h1": s(tenancy.Container, tenancy.Host)},
+			want: map[string]tenancy.Set{"h1": s(tenancy.Container), "h2": s(tenancy.Container, tenancy.VM), "h1-vm": topology.DefaultRuntimes}, notes: 1},
+		{name: "agent with everything", reports: map[string]tenancy.Set{"h2": s(tenancy.Container, tenancy.Sandbox, tenancy.VM, tenancy.Host)},
+			want: map[string]tenancy.Set{"h1": topology.DefaultRuntimes, "h2": s(tenancy.Container, tenancy.VM), "h1-vm": topology.DefaultRuntimes}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			top, err := topology.Build(set(t, campus).Topologies, topology.DefaultRuntimes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			notes := top.Detected(func(n string) (tenancy.Set, bool) { r, ok := tc.reports[n]; return r, ok })
+			got, undet := map[string]tenancy.Set{}, map[string]tenancy.Set{}
+			for _, n := range top.Nodes {
+				got[n.Name] = n.Runtimes
+				if n.Undetected != 0 {
+					undet[n.Name] = n.Undetected
+				}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("runtimes (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.undet, undet, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("undetected (-want +got):\n%s", diff)
+			}
+			if len(notes) != tc.notes {
+				t.Errorf("notes %q, want %d", notes, tc.notes)
 			}
 		})
 	}

@@ -21,7 +21,9 @@ const (
 
 // Heartbeat is what a node agent reports (PUT /v1/nodes/{name}/heartbeat).
 type Heartbeat struct {
-	// Runtimes are the tiers the node can run now (container, sandbox, vm).
+	// Runtimes are the tiers the node can run now (container, sandbox, vm,
+	// host); the planner offers nothing else on the node. null means not
+	// reported (the manifest's runtimes stand), [] that it can run nothing.
 	Runtimes []string `json:"runtimes"`
 	// Replicas are the replicas the node has and their runtime state.
 	Replicas []ReplicaState `json:"replicas"`
