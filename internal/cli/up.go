@@ -76,6 +76,7 @@ and shutdownTimeout; flags override it.`,
 				fmt.Fprintf(out, "store:         %s\n", info.Store)
 				fmt.Fprintf(out, "admin token:   %s\n", info.TokenFile)
 				fmt.Fprintf(out, "client config: %s\n", strings.Join(info.ClientConfigs, ", "))
+				fmt.Fprintf(out, "dashboard:     %s/ (sign in with the admin token)\n", info.URL)
 				if info.Agent {
 					fmt.Fprintf(out, "node agent:    running the planned replicas on this machine\n")
 				}

@@ -207,15 +207,6 @@ func (pl *planner) nodeVerdict(w int32, n int, v verdict) NodeVerdict {
 	return nv
 }
 
-// runs names what node offers and, when its agent can't run tiers its
-// manifest lists, those too: the operator sees why a listed vm is missing.
-func runs(node *topology.Node) string {
-	if node.Undetected == 0 {
-		return node.Runtimes.String()
-	}
-	return fmt.Sprintf("%s (its agent can't run %s)", node.Runtimes, node.Undetected)
-}
-
 // describe says in words why node n failed filter v.filter for workload w.
 func (pl *planner) describe(w int32, n int, v verdict) string {
 	p, node := pl.p, &pl.top.Nodes[n]
@@ -226,7 +217,7 @@ func (pl *planner) describe(w int32, n int, v verdict) string {
 	case fNodeTenant:
 		return fmt.Sprintf("VM node reserved for tenant %s", node.Tenant)
 	case fRuntime:
-		return fmt.Sprintf("needs tier ≥ %s (%s), node runs %s", wl.Floor, floorWhy(wl), runs(node))
+		return fmt.Sprintf("needs tier ≥ %s (%s), node runs %s", wl.Floor, floorWhy(wl), node.Offers())
 	case fDedicated:
 		if wl.Dedicated {
 			return fmt.Sprintf("dedicated: host %s runs tenant %s", pl.top.HostName(n), p.Tenants[v.detail].Name)
@@ -289,7 +280,7 @@ func (pl *planner) describeTenancy(n int, v verdict) string {
 	case whyExclusive:
 		return fmt.Sprintf("tenancy: needs tier host (%s vs %s) but host %s runs other tenants", rule(), nb(), host)
 	case whyNoRuntime:
-		return fmt.Sprintf("tenancy: needs %s (%s vs %s), node runs %s", v.need, rule(), nb(), runs(node))
+		return fmt.Sprintf("tenancy: needs %s (%s vs %s), node runs %s", v.need, rule(), nb(), node.Offers())
 	case whyRaiseNode:
 		return fmt.Sprintf("tenancy: neighbour %s would need raising to %s (%s) but its node cannot run it", nb(), v.need, rule())
 	case whyRaiseHost:

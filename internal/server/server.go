@@ -225,6 +225,7 @@ func (s *Server) routes() {
 				"method %s not allowed on %s; use %s", r.Method, path, allowed)
 		}))
 	}
+	s.dashboardRoutes()
 	s.mux.Handle("/", s.wrap("other", func(w http.ResponseWriter, r *http.Request) error {
 		return newError(http.StatusNotFound, wire.CodeNotFound,
 			"no such endpoint %s; the API is under /v1/ (e.g. GET /v1/workloads)", truncate(r.URL.Path, 80))

@@ -260,6 +260,15 @@ func (t *Topology) MarkDown(level, name string) (int, error) {
 	return n, nil
 }
 
+// Offers names the tiers n offers and, when its agent can't run tiers its
+// manifest lists, those too: the operator sees why a listed vm is missing.
+func (n *Node) Offers() string {
+	if n.Undetected == 0 {
+		return n.Runtimes.String()
+	}
+	return fmt.Sprintf("%s (its agent can't run %s)", n.Runtimes, n.Undetected)
+}
+
 // Detected narrows what nodes offer to what their agents detect (DESIGN
 // §4). report returns the tiers the agent of a node can run, and false
 // for a node with no report (it keeps its runtimes). A node whose

@@ -1,0 +1,248 @@
+package server_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/net/html"
+
+	"rung.dev/rung/internal/auth"
+)
+
+// browser is a cookie-keeping client that doesn't follow redirects.
+type browser struct {
+	t      *testing.T
+	base   string
+	cookie *http.Cookie
+}
+
+func (b *browser) send(req *http.Request) (*http.Response, string) {
+	b.t.Helper()
+	if b.cookie != nil {
+		req.AddCookie(b.cookie)
+	}
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, c := range resp.Cookies() {
+		if c.Name == "rung_session" {
+			b.cookie = c
+			if c.MaxAge < 0 {
+				b.cookie = nil
+			}
+		}
+	}
+	return resp, string(body)
+}
+
+func (b *browser) get(path string) (*http.Response, string) {
+	req, _ := http.NewRequest("GET", b.base+path, nil)
+	return b.send(req)
+}
+
+func (b *browser) post(path, origin string, form url.Values) (*http.Response, string) {
+	req, _ := http.NewRequest("POST", b.base+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	return b.send(req)
+}
+
+// TestDashboardSignIn walks the sign-in: the page asks for a token; a bad
+// token or a form posted from another site sets no session; a good one
+// does (HttpOnly, SameSite=Strict) and shows the dashboard; signing out
+// ends it. Every page carries the strict headers.
+func TestDashboardSignIn(t *testing.T) {
+	e := newEnv(t).seed()
+	b := &browser{t: t, base: e.url}
+	u, _ := url.Parse(e.url)
+
+	resp, body := b.get("/")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `name="token"`) {
+		t.Fatalf("GET / signed out: %d\n%s", resp.StatusCode, body)
+	}
+	for h, want := range map[string]string{
+		"Content-Security-Policy": "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+		"X-Frame-Options":         "DENY",
+		"X-Content-Type-Options":  "nosniff",
+		"Cache-Control":           "no-store",
+	} {
+		if got := resp.Header.Get(h); got != want {
+			t.Errorf("%s = %q, want %q", h, got, want)
+		}
+	}
+
+	resp, _ = b.post("/ui/login", e.url, url.Values{"token": {"rung_0000000000000000_nope"}})
+	if resp.StatusCode != http.StatusUnauthorized || b.cookie != nil {
+		t.Errorf("bad token: %d, cookie %v", resp.StatusCode, b.cookie)
+	}
+	resp, _ = b.post("/ui/login", "http://evil.example", url.Values{"token": {e.tokens["operator"]}})
+	if resp.StatusCode != http.StatusForbidden || b.cookie != nil {
+		t.Errorf("cross-site sign-in: %d, cookie %v", resp.StatusCode, b.cookie)
+	}
+	resp, _ = b.post("/ui/login", "http://"+u.Host, url.Values{"token": {e.tokens["operator"]}})
+	if resp.StatusCode != http.StatusSeeOther || b.cookie == nil {
+		t.Fatalf("sign-in: %d, cookie %v", resp.StatusCode, b.cookie)
+	}
+	if !b.cookie.HttpOnly || b.cookie.SameSite != http.SameSiteStrictMode {
+		t.Errorf("session cookie %+v, want HttpOnly and SameSite=Strict", b.cookie)
+	}
+	resp, body = b.get("/")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Topology") || !strings.Contains(body, "operator") {
+		t.Errorf("dashboard: %d\n%s", resp.StatusCode, body)
+	}
+	if resp, css := b.get("/ui/style.css"); resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/css") || !strings.Contains(css, ".host") {
+		t.Errorf("style.css: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+
+	// The API never takes the cookie: another site can't make a signed-in
+	// browser call it.
+	req, _ := http.NewRequest("GET", e.url+"/v1/plan", nil)
+	if resp, _ := b.send(req); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /v1/plan with the session cookie only: %d, want 401", resp.StatusCode)
+	}
+
+	b.post("/ui/logout", "http://"+u.Host, nil)
+	if b.cookie != nil {
+		t.Errorf("signed out, cookie %v remains", b.cookie)
+	}
+	if _, body := b.get("/"); !strings.Contains(body, `name="token"`) {
+		t.Error("after sign-out the dashboard still shows")
+	}
+}
+
+// hostsOnPage reads the operator dashboard: node name → the replica labels
+// listed under it.
+func hostsOnPage(t *testing.T, page string) map[string][]string {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	var walk func(n *html.Node, host string)
+	walk = func(n *html.Node, host string) {
+		if n.Type == html.ElementNode && n.Data == "div" && hasClass(n, "host") {
+			host = text(find(n, "strong"))
+			out[host] = []string{}
+		}
+		if n.Type == html.ElementNode && n.Data == "li" && hasClass(n, "tier") && host != "" {
+			label, _, _ := strings.Cut(strings.TrimSpace(text(n)), " ")
+			out[host] = append(out[host], label)
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			if c.Type == html.ElementNode && c.Data == "div" && hasClass(c, "vm") {
+				walk(c, "")
+				continue
+			}
+			walk(c, host)
+		}
+	}
+	walk(doc, "")
+	for h := range out {
+		slices.Sort(out[h])
+	}
+	return out
+}
+
+func hasClass(n *html.Node, c string) bool {
+	for _, a := range n.Attr {
+		if a.Key == "class" && slices.Contains(strings.Fields(a.Val), c) {
+			return true
+		}
+	}
+	return false
+}
+
+func find(n *html.Node, tag string) *html.Node {
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type == html.ElementNode && c.Data == tag {
+			return c
+		}
+		if f := find(c, tag); f != nil {
+			return f
+		}
+	}
+	return nil
+}
+
+func text(n *html.Node) string {
+	if n == nil {
+		return ""
+	}
+	if n.Type == html.TextNode {
+		return n.Data
+	}
+	var b strings.Builder
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		b.WriteString(text(c))
+	}
+	return b.String()
+}
+
+// TestDashboardShowsThePlan: every node of the topology is on the page,
+// and under each exactly the replicas the API's plan puts there.
+func TestDashboardShowsThePlan(t *testing.T) {
+	e := newEnv(t).seed()
+	res, err := e.client("operator").Plan(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{}
+	set, _, err := e.srv.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, top := range set.Topologies {
+		for _, n := range top.Spec.Nodes {
+			want[n.Name] = []string{}
+		}
+	}
+	for _, p := range res.Placements {
+		want[p.Node] = append(want[p.Node], fmt.Sprintf("%s[%d]", p.Workload, p.Replica))
+	}
+	for n := range want {
+		slices.Sort(want[n])
+	}
+	r := e.do("operator", "GET", "/", nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("GET / as operator: %d\n%s", r.status, r.body)
+	}
+	if diff := cmp.Diff(want, hostsOnPage(t, string(r.body))); diff != "" {
+		t.Errorf("replicas by node (-plan +page):\n%s", diff)
+	}
+}
+
+// TestDashboardTenantView: a tenant sees its own replicas and nothing of
+// another tenant, not even its name; a node's token may not see the plan.
+func TestDashboardTenantView(t *testing.T) {
+	e := newEnv(t).seed()
+	r := e.do("admin", "GET", "/", nil)
+	page := string(r.body)
+	if r.status != http.StatusOK || !strings.Contains(page, "<td>biology/sequencer</td>") {
+		t.Fatalf("biology admin: %d\n%s", r.status, page)
+	}
+	for _, leak := range []string{"geology", "Topology"} {
+		if strings.Contains(page, leak) {
+			t.Errorf("biology's dashboard shows %q", leak)
+		}
+	}
+	tok, _, err := e.srv.IssueToken(t.Context(), auth.Principal{Role: auth.Operator}, auth.Principal{Role: auth.NodeAgent, Node: "n1"}, "agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do(tok, "GET", "/", nil); r.status != http.StatusForbidden || strings.Contains(string(r.body), "biology") {
+		t.Errorf("node token: %d\n%s", r.status, r.body)
+	}
+}
