@@ -220,6 +220,9 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 	if err != nil {
 		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
 	}
+	if err := freshCgroups(bundle); err != nil {
+		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
+	}
 
 	p := &proc{done: make(chan struct{})}
 	logf, err := os.OpenFile(d.logPath(id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -599,17 +602,38 @@ func (p *proc) closeAll() {
 	}
 }
 
+// cgroupDirs are the directories of a bundle's cgroup in every mounted
+// hierarchy (cgroup v1 controllers and the v2 unified one).
+func cgroupDirs(bundleDir string) []string {
+	s, err := bundle.Read(bundleDir)
+	if err != nil || s.Linux == nil || s.Linux.CgroupsPath == "" || !filepath.IsAbs(s.Linux.CgroupsPath) {
+		return nil
+	}
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", filepath.Clean(s.Linux.CgroupsPath)))
+	return append(dirs, filepath.Join("/sys/fs/cgroup", filepath.Clean(s.Linux.CgroupsPath)))
+}
+
 // removeCgroups removes the (empty) cgroup directories of a bundle whose
 // create failed: runsc leaves them behind. rmdir only removes empty
 // cgroups, so a live one is never touched.
 func removeCgroups(bundleDir string) {
-	s, err := bundle.Read(bundleDir)
-	if err != nil || s.Linux == nil || s.Linux.CgroupsPath == "" || !filepath.IsAbs(s.Linux.CgroupsPath) {
-		return
-	}
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", filepath.Clean(s.Linux.CgroupsPath)))
-	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", filepath.Clean(s.Linux.CgroupsPath)))
-	for _, d := range dirs {
+	for _, d := range cgroupDirs(bundleDir) {
 		_ = syscall.Rmdir(d)
 	}
+}
+
+// freshCgroups makes sure a replica starts in a cgroup of its own with its
+// own limits: empty leftovers of a replica that died with its runtime
+// (kill -9, a reboot of the agent) are removed, and a cgroup that still
+// holds processes refuses the create. Joining it would share its
+// processes' limits, and runsc applies no limits at all to a cgroup it
+// didn't create, so the replica would run with whatever was there.
+func freshCgroups(bundleDir string) error {
+	removeCgroups(bundleDir)
+	for _, d := range cgroupDirs(bundleDir) {
+		if _, err := os.Stat(d); err == nil {
+			return fmt.Errorf("%w: %s still has processes: a replica of another rung data directory on this machine may have this ID; stop it first", ErrCgroupInUse, d)
+		}
+	}
+	return nil
 }

@@ -41,7 +41,9 @@ func statusField(t *testing.T, status, name string) string {
 // inside it: /proc/self/status and uid_map of the live process, and what it
 // can write.
 func TestRuncConformance(t *testing.T) {
-	drivertest.Run(t, newRunc(t), "runc", drivertest.Busybox(drivertest.Range(t, 1)))
+	d := newRunc(t)
+	drivertest.Run(t, d, "runc", drivertest.Busybox(drivertest.Range(t, 1)))
+	drivertest.RunCgroups(t, d, "runc", drivertest.Range(t, 1))
 	checkNoZombies(t)
 }
 

@@ -26,7 +26,9 @@ func newRunsc(t *testing.T, cfg runtime.Config) *runtime.OCI {
 }
 
 func TestRunscConformance(t *testing.T) {
-	drivertest.Run(t, newRunsc(t, runtime.Config{}), "runsc", drivertest.Busybox(drivertest.Range(t, 2)))
+	d := newRunsc(t, runtime.Config{})
+	drivertest.Run(t, d, "runsc", drivertest.Busybox(drivertest.Range(t, 2)))
+	drivertest.RunCgroups(t, d, "runsc", drivertest.Range(t, 2))
 	checkNoZombies(t)
 }
 

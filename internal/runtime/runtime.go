@@ -34,6 +34,10 @@ var (
 	// driver was its parent (e.g. before an agent restart), so its exit
 	// status was lost.
 	ErrExitUnknown = errors.New("exit status unknown")
+	// ErrCgroupInUse is returned by Create when the bundle's cgroup
+	// already exists with processes in it: the replica would share it,
+	// and runsc would not even apply its limits to a cgroup it didn't make.
+	ErrCgroupInUse = errors.New("cgroup already in use")
 )
 
 // Driver runs OCI bundles as containers, one replica each. IDs are unique
