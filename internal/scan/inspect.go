@@ -41,8 +41,11 @@ var (
 const (
 	// DefaultMaxBytes caps the uncompressed bytes read from all layers.
 	DefaultMaxBytes = 16 << 30
-	// maxCapture caps one captured package database file.
-	maxCapture = 256 << 20
+	// maxCapture caps one captured package database file, and
+	// maxCaptureTotal all of them together (they are held in memory until
+	// the inventory is read).
+	maxCapture      = 256 << 20
+	maxCaptureTotal = 1 << 30
 	// maxSecretScan is the largest file whose content is searched for
 	// private keys and cloud credentials.
 	maxSecretScan = 256 << 10
@@ -136,6 +139,7 @@ type secret struct {
 // image's blobs), and the contents of package databases.
 type walker struct {
 	budget   int64
+	held     int64 // bytes of package databases held in memory
 	notable  map[string]entry
 	secrets  map[string]*secret
 	captured map[string]capture
@@ -231,6 +235,9 @@ func (w *walker) entry(layer int, hdr *tar.Header, r io.Reader) error {
 	if wantCapture(name) {
 		if hdr.Size > maxCapture {
 			return fmt.Errorf("%w: package database %s is %d bytes", ErrTooLarge, name, hdr.Size)
+		}
+		if w.held += hdr.Size; w.held > maxCaptureTotal {
+			return fmt.Errorf("%w: package databases over %d bytes in all", ErrTooLarge, int64(maxCaptureTotal))
 		}
 		data, err := io.ReadAll(io.LimitReader(r, maxCapture))
 		if err != nil {
@@ -378,7 +385,8 @@ func (w *walker) inventory(ctx context.Context) (d Distro, pkgs []policy.Package
 			wal = bytes.NewReader(l.data)
 		}
 		ps, err := readRPM(ctx, path.Base(db), bytes.NewReader(c.data), wal, eco)
-		if err := ctx.Err(); err != nil {
+		if err != nil && !errors.Is(err, ErrUnreadableDB) {
+			// This machine's fault (or the caller's context), not the image's.
 			return Distro{}, nil, nil, nil, err
 		}
 		add(db, ps, err)

@@ -19,6 +19,7 @@ import (
 	// rpmdb.sqlite with; go-rpmdb does not register one itself.
 	_ "github.com/glebarez/go-sqlite"
 	rpmdb "github.com/knqyf263/go-rpmdb/pkg"
+	"golang.org/x/sys/unix"
 
 	"rung.dev/rung/internal/policy"
 )
@@ -82,6 +83,12 @@ func rpmChild(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "limits:", err)
 		return 1
 	}
+	// No privilege can be gained by exec from here on (there is no exec,
+	// but a parser bug shouldn't be able to find one either).
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(stderr, "no_new_privs:", err)
+		return 1
+	}
 	entries, err := listRPM(args[0])
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -100,9 +107,9 @@ func limitSelf() error {
 		res int
 		max uint64
 	}{
-		{syscall.RLIMIT_AS, 4 << 30},     // address space: the Go heap, SQLite's page cache, the mapped file
-		{syscall.RLIMIT_CPU, 60},         // seconds; the parent's timeout usually comes first
-		{syscall.RLIMIT_FSIZE, 64 << 20}, // SQLite writes only its -shm and -wal next to the copy
+		{syscall.RLIMIT_AS, 4 << 30},           // address space: the Go heap, SQLite's page cache, the mapped file
+		{syscall.RLIMIT_CPU, 60},               // seconds; the parent's timeout usually comes first
+		{syscall.RLIMIT_FSIZE, 2 * maxCapture}, // SQLite writes its -shm and -wal, and may checkpoint into the copy
 		{syscall.RLIMIT_NOFILE, 64},
 		{syscall.RLIMIT_CORE, 0},
 	} {
@@ -180,14 +187,32 @@ func readRPM(ctx context.Context, name string, db, wal io.Reader, ecosystem stri
 		}
 		out = append(out, p)
 	}
+	// Every rpm-based image has packages (filesystem, at least): a present
+	// database that yields none was emptied or is unreadable in a way the
+	// parser didn't notice, and can't vouch for the image.
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: the database lists no packages", ErrUnreadableDB)
+	}
 	return out, nil
 }
 
+// rpmSlots bounds the parser children running at once: each may use up to
+// its address-space limit, and a burst of images must not add those up.
+var rpmSlots = make(chan struct{}, 2)
+
 // runRPMChild writes the database into a private directory the child owns
-// and runs the child on it.
+// and runs the child on it. Failures of the child are ErrUnreadableDB (the
+// database's fault); failures to set it up are returned as they are (this
+// machine's fault), so that an image is never blamed for them.
 func runRPMChild(ctx context.Context, name string, db, wal io.Reader) ([]rpmEntry, error) {
 	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
 		return nil, fmt.Errorf("%w: database name %q", ErrUnreadableDB, name)
+	}
+	select {
+	case rpmSlots <- struct{}{}:
+		defer func() { <-rpmSlots }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	root := os.Geteuid() == 0
 	base := os.TempDir()
@@ -197,27 +222,31 @@ func runRPMChild(ctx context.Context, name string, db, wal io.Reader) ([]rpmEntr
 		// 0700 doesn't give it); /tmp does.
 		base = "/tmp"
 	}
-	drop := root && othersCanReach(base)
+	if root && !othersCanReach(base) {
+		return nil, fmt.Errorf("rpm database parser: neither TMPDIR nor /tmp is searchable by others, so the parser can't run as nobody; refusing to parse as root")
+	}
+	owner := -1
+	if root {
+		owner = nobody
+	}
 	dir, err := os.MkdirTemp(base, "rung-rpmdb-")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("rpm database parser: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	files := []string{dir, filepath.Join(dir, name)}
-	if err := writeFile(files[1], db); err != nil {
-		return nil, err
+	if err := writeFile(filepath.Join(dir, name), db, owner); err != nil {
+		return nil, fmt.Errorf("rpm database parser: %w", err)
 	}
 	if wal != nil {
-		files = append(files, filepath.Join(dir, name+"-wal"))
-		if err := writeFile(files[2], wal); err != nil {
-			return nil, err
+		if err := writeFile(filepath.Join(dir, name+"-wal"), wal, owner); err != nil {
+			return nil, fmt.Errorf("rpm database parser: %w", err)
 		}
 	}
-	if drop {
-		for _, p := range files {
-			if err := os.Lchown(p, nobody, nobody); err != nil {
-				return nil, err
-			}
+	// The directory last: until now nobody could not enter it, so nothing
+	// could swap a file in it for a link between write and chown.
+	if owner >= 0 {
+		if err := os.Chown(dir, owner, owner); err != nil {
+			return nil, fmt.Errorf("rpm database parser: %w", err)
 		}
 	}
 
@@ -229,9 +258,13 @@ func runRPMChild(ctx context.Context, name string, db, wal io.Reader) ([]rpmEntr
 	cmd.Dir = dir
 	cmd.Env = []string{rpmChildEnv + "=1", "GOMAXPROCS=1", "HOME=" + dir, "TMPDIR=" + dir}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if drop {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: nobody, Gid: nobody} // and no supplementary groups
+	if root {
+		// As nobody with no groups, in network, IPC and UTS namespaces of
+		// its own: the parser has nothing to talk to.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: nobody, Gid: nobody}
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
 	}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	var stdout, stderr limitedBuffer
 	stdout.max, stderr.max = rpmMaxOutput, 4<<10
@@ -241,6 +274,9 @@ func runRPMChild(ctx context.Context, name string, db, wal io.Reader) ([]rpmEntr
 		return nil, err // the caller gave up: not the database's fault
 	}
 	if err != nil {
+		if _, ran := errors.AsType[*exec.ExitError](err); !ran {
+			return nil, fmt.Errorf("rpm database parser: start: %w", err)
+		}
 		// The first line says it ("fatal error: runtime: out of memory");
 		// the rest of a crash is the child's stack.
 		why, _, _ := strings.Cut(strings.TrimSpace(stderr.String()), "\n")
@@ -281,7 +317,9 @@ func othersCanReach(dir string) bool {
 	}
 }
 
-func writeFile(to string, in io.Reader) error {
+// writeFile creates to (it must not exist), copies in into it and, when
+// owner is not -1, gives it to owner through the open descriptor.
+func writeFile(to string, in io.Reader, owner int) error {
 	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
@@ -289,6 +327,12 @@ func writeFile(to string, in io.Reader) error {
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
 		return err
+	}
+	if owner >= 0 {
+		if err := out.Chown(owner, owner); err != nil {
+			out.Close()
+			return err
+		}
 	}
 	return out.Close()
 }

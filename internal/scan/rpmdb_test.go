@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -181,7 +183,6 @@ func TestReadRPMDatabaseHostile(t *testing.T) {
 	cases := map[string]struct {
 		name string
 		data []byte
-		ok   bool // a readable database that lists nothing
 	}{
 		"empty":              {name: "Packages", data: nil},
 		"text":               {name: "Packages", data: []byte("not a database at all")},
@@ -190,18 +191,12 @@ func TestReadRPMDatabaseHostile(t *testing.T) {
 		"sqlite no packages": {name: "rpmdb.sqlite", data: emptySQLite(t)},
 		"ndb magic only":     {name: "Packages.db", data: []byte("RpmP\x00\x00\x00\x00\x00\x00\x00\x00")},
 		"bdb truncated":      {name: "Packages", data: good[:len(good)/2]},
-		"bdb zeroed pages":   {name: "Packages", data: zeroAfter(good, 4096), ok: true},
+		"bdb zeroed pages":   {name: "Packages", data: zeroAfter(good, 4096)},
 		"bdb overflow cycle": {name: "Packages", data: cyclic},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			got, err := readRPM(t.Context(), c.name, bytes.NewReader(c.data), nil, "Red Hat")
-			if c.ok {
-				if err != nil || len(got) != 0 {
-					t.Errorf("got %d packages, err %v; want none and no error", len(got), err)
-				}
-				return
-			}
 			if !errors.Is(err, ErrUnreadableDB) {
 				t.Fatalf("got %d packages, err %v; want ErrUnreadableDB", len(got), err)
 			}
@@ -290,4 +285,75 @@ func BenchmarkRPMDatabase(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestRPMChildConfinement reads the parser child's live process while it
+// chews on the cyclic database: it runs as nobody with no groups, with
+// no_new_privs, in a network namespace of its own, under the memory limit.
+func TestRPMChildConfinement(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the child drops to nobody only when rung runs as root")
+	}
+	bdb := rpmtest.BerkeleyDB(t, rpmtest.Build(t))
+	good, err := os.ReadFile(filepath.Join(bdb, "Packages"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := readRPM(t.Context(), "Packages", bytes.NewReader(cycleOverflow(t, good)), nil, "Red Hat")
+		done <- err
+	}()
+	var status, limits string
+	var netns string
+	for status == "" {
+		select {
+		case err := <-done:
+			t.Fatalf("the child ended (%v) before it was seen", err)
+		default:
+		}
+		pids, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range pids {
+			cmd, err := os.ReadFile(p)
+			if err != nil || !bytes.HasPrefix(cmd, []byte("rung-rpmdb\x00")) {
+				continue
+			}
+			dir := filepath.Dir(p)
+			s, err1 := os.ReadFile(filepath.Join(dir, "status"))
+			l, err2 := os.ReadFile(filepath.Join(dir, "limits"))
+			n, err3 := os.Readlink(filepath.Join(dir, "ns", "net"))
+			if err1 != nil || err2 != nil || err3 != nil {
+				continue
+			}
+			status, limits, netns = string(s), string(l), n
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := <-done; !errors.Is(err, ErrUnreadableDB) {
+		t.Errorf("cyclic database: %v, want ErrUnreadableDB", err)
+	}
+	field := func(name string) string {
+		for _, line := range strings.Split(status, "\n") {
+			if v, ok := strings.CutPrefix(line, name+":"); ok {
+				return strings.Join(strings.Fields(v), " ")
+			}
+		}
+		return ""
+	}
+	ours, _ := os.Readlink("/proc/self/ns/net")
+	for name, want := range map[string]string{
+		"Uid": "65534 65534 65534 65534", "Gid": "65534 65534 65534 65534", "Groups": "",
+		"NoNewPrivs": "1", "CapEff": "0000000000000000",
+	} {
+		if got := field(name); got != want {
+			t.Errorf("child %s = %q, want %q", name, got, want)
+		}
+	}
+	if netns == ours {
+		t.Errorf("child shares this process's network namespace %s", ours)
+	}
+	if !regexp.MustCompile(`Max address space\s+4294967296\s+4294967296`).MatchString(limits) {
+		t.Errorf("child limits lack the 4 GiB address space:\n%s", limits)
+	}
 }
