@@ -3,13 +3,16 @@ package server
 import (
 	"cmp"
 	"embed"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "rung.dev/rung/api/v1"
@@ -24,10 +27,13 @@ import (
 // rendered on the server from the same plan and access rules as the API.
 // No script runs in the page; it refreshes itself.
 //
-// A browser can't send a bearer header on navigation, so signing in puts
-// the token in a cookie (HttpOnly, SameSite=Strict) that only the
-// dashboard's own GET pages read: the API ignores cookies, so no other
-// site can make a signed-in browser change anything.
+// A browser can't send a bearer header on navigation, so signing in
+// starts a session: a random ID in a cookie (HttpOnly, SameSite=Strict)
+// that names the token in this process's memory, for sessionTTL. The
+// token itself never goes to the browser (a cookie travels to every port
+// of the host), the session only opens the dashboard's read-only pages,
+// the API ignores cookies, and every page checks the token again, so a
+// revoked token ends its sessions.
 
 //go:embed dashboard/page.html dashboard/style.css
 var dashboardFS embed.FS
@@ -40,7 +46,70 @@ const (
 	dashboardRefresh = 10
 	// maxLoginBody bounds the sign-in form.
 	maxLoginBody = 4 << 10
+	// sessionTTL is how long a dashboard sign-in lasts.
+	sessionTTL = 8 * time.Hour
+	// maxSessions bounds the sign-ins kept in memory.
+	maxSessions = 10000
 )
+
+// uiSessions are the dashboard's sign-ins: session ID → token.
+type uiSessions struct {
+	mu sync.Mutex
+	m  map[string]uiSession
+}
+
+type uiSession struct {
+	token   string
+	expires time.Time
+}
+
+// start records a session for token and returns its ID, or "" when too
+// many live sessions exist.
+func (u *uiSessions) start(random io.Reader, token string, now time.Time) (string, error) {
+	b := make([]byte, 32)
+	if _, err := io.ReadFull(random, b); err != nil {
+		return "", err
+	}
+	id := base64.RawURLEncoding.EncodeToString(b)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.m == nil {
+		u.m = map[string]uiSession{}
+	}
+	if len(u.m) >= maxSessions {
+		for k, v := range u.m {
+			if !now.Before(v.expires) {
+				delete(u.m, k)
+			}
+		}
+		if len(u.m) >= maxSessions {
+			return "", nil
+		}
+	}
+	u.m[id] = uiSession{token: token, expires: now.Add(sessionTTL)}
+	return id, nil
+}
+
+// token returns the token of session id while it lasts.
+func (u *uiSessions) token(id string, now time.Time) (string, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	s, ok := u.m[id]
+	if !ok {
+		return "", false
+	}
+	if !now.Before(s.expires) {
+		delete(u.m, id)
+		return "", false
+	}
+	return s.token, true
+}
+
+func (u *uiSessions) end(id string) {
+	u.mu.Lock()
+	delete(u.m, id)
+	u.mu.Unlock()
+}
 
 // uiHeaders are set on every dashboard response: nothing but the
 // project's own stylesheet loads, no frame may embed the page, and nothing
@@ -104,15 +173,26 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		return s.renderLogin(w, http.StatusBadRequest, "sign-in form too large or malformed")
 	}
 	token := strings.TrimSpace(r.PostForm.Get("token"))
-	if _, err := s.lookupToken(r.Context(), token); err != nil {
+	p, err := s.lookupToken(r.Context(), token)
+	if err != nil {
 		if !errors.Is(err, auth.ErrBadToken) {
 			return err
 		}
 		s.deny(r.Context(), auth.Principal{}, "authenticate", auth.Object{}, "", wire.CodeUnauthenticated, "invalid token (dashboard)")
 		return s.renderLogin(w, http.StatusUnauthorized, "that token is malformed, revoked or unknown")
 	}
+	if err := s.authorize(auth.WithPrincipal(r.Context(), p), auth.Get, auth.Object{Kind: auth.KindPlan}, ""); err != nil {
+		return s.renderLogin(w, http.StatusForbidden, "this token may not view the plan (node tokens are for agents)")
+	}
+	id, err := s.sessions.start(s.random, token, s.now())
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		return s.renderLogin(w, http.StatusServiceUnavailable, "too many dashboard sessions; try again later")
+	}
 	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: token, Path: "/",
+		Name: sessionCookie, Value: id, Path: "/", MaxAge: int(sessionTTL / time.Second),
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
@@ -120,6 +200,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
+	if !sameOrigin(r) {
+		return s.renderLogin(w, http.StatusForbidden, "sign-out refused: the form was posted from another site")
+	}
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		s.sessions.end(c.Value)
+	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
@@ -127,13 +213,17 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 }
 
 // dashboard renders the plan for the signed-in principal, or the sign-in
-// page. The token comes from the session cookie or, for scripts, the
+// page. The token comes from the session or, for scripts, the
 // Authorization header.
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	token := ""
 	if c, err := r.Cookie(sessionCookie); err == nil {
-		token = c.Value
+		if t, ok := s.sessions.token(c.Value, s.now()); ok {
+			token = t
+		} else {
+			return s.renderLogin(w, http.StatusOK, "your session has ended; sign in again")
+		}
 	}
 	if scheme, t, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		token = strings.TrimSpace(t)

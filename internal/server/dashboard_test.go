@@ -98,6 +98,16 @@ func TestDashboardSignIn(t *testing.T) {
 	if !b.cookie.HttpOnly || b.cookie.SameSite != http.SameSiteStrictMode {
 		t.Errorf("session cookie %+v, want HttpOnly and SameSite=Strict", b.cookie)
 	}
+	// The cookie is a session ID, not the token: a cookie goes to every
+	// port of the host.
+	_, secret, _ := strings.Cut(strings.TrimPrefix(e.tokens["operator"], "rung_"), "_")
+	if strings.Contains(b.cookie.Value, secret) || strings.Contains(b.cookie.Value, e.tokens["operator"]) {
+		t.Errorf("session cookie %q carries the token", b.cookie.Value)
+	}
+	forged := &browser{t: t, base: e.url, cookie: &http.Cookie{Name: "rung_session", Value: "forged"}}
+	if _, body := forged.get("/"); !strings.Contains(body, `name="token"`) || strings.Contains(body, "Topology") {
+		t.Error("a forged session opened the dashboard")
+	}
 	resp, body = b.get("/")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Topology") || !strings.Contains(body, "operator") {
 		t.Errorf("dashboard: %d\n%s", resp.StatusCode, body)
@@ -113,12 +123,31 @@ func TestDashboardSignIn(t *testing.T) {
 		t.Errorf("GET /v1/plan with the session cookie only: %d, want 401", resp.StatusCode)
 	}
 
+	if resp, _ := b.post("/ui/logout", "http://evil.example", nil); resp.StatusCode != http.StatusForbidden || b.cookie == nil {
+		t.Errorf("cross-site sign-out: %d, cookie %v", resp.StatusCode, b.cookie)
+	}
+	old := *b.cookie
 	b.post("/ui/logout", "http://"+u.Host, nil)
 	if b.cookie != nil {
 		t.Errorf("signed out, cookie %v remains", b.cookie)
 	}
 	if _, body := b.get("/"); !strings.Contains(body, `name="token"`) {
 		t.Error("after sign-out the dashboard still shows")
+	}
+	// The old session ID is dead on the server, not just in the browser.
+	replay := &browser{t: t, base: e.url, cookie: &old}
+	if _, body := replay.get("/"); strings.Contains(body, "Topology") {
+		t.Error("the signed-out session still opens the dashboard")
+	}
+
+	// A node's token can't sign in.
+	tok, _, err := e.srv.IssueToken(t.Context(), auth.Principal{Role: auth.Operator}, auth.Principal{Role: auth.NodeAgent, Node: "n1"}, "agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb := &browser{t: t, base: e.url}
+	if resp, _ := nb.post("/ui/login", "", url.Values{"token": {tok}}); resp.StatusCode != http.StatusForbidden || nb.cookie != nil {
+		t.Errorf("node token sign-in: %d, cookie %v", resp.StatusCode, nb.cookie)
 	}
 }
 

@@ -74,6 +74,7 @@ type Server struct {
 	mux       *http.ServeMux
 	ready     atomic.Bool
 	nodes     *nodes // node agents' heartbeats (nodes.go)
+	sessions  uiSessions // the dashboard's sign-ins (dashboard.go)
 
 	// tenantLocks serialize this process's writes about one tenant
 	// (striped by a hash of its name).
