@@ -60,6 +60,24 @@ type nodes struct {
 type nodeBeat struct {
 	last time.Time
 	hb   wire.Heartbeat
+	// runtimes are hb.Runtimes parsed once (unknown names dropped: an agent
+	// newer than this server may know more tiers); reported is false for
+	// a heartbeat whose runtimes were null.
+	runtimes tenancy.Set
+	reported bool
+}
+
+// maxRuntimeNames bounds the runtimes a heartbeat may list.
+const maxRuntimeNames = 16
+
+func newBeat(at time.Time, hb wire.Heartbeat) *nodeBeat {
+	b := &nodeBeat{last: at, hb: hb, reported: hb.Runtimes != nil}
+	for _, t := range hb.Runtimes {
+		if tier, err := tenancy.ParseTier(v1.Tier(t)); err == nil && tier != tenancy.None {
+			b.runtimes = b.runtimes.With(tier)
+		}
+	}
+	return b
 }
 
 func newNodes(timeout time.Duration, now func() time.Time) *nodes {
@@ -77,7 +95,7 @@ func (n *nodes) beat(name string, hb wire.Heartbeat) bool {
 	if _, ok := n.seen[name]; !ok && len(n.seen) >= maxNodes {
 		return false
 	}
-	n.seen[name] = &nodeBeat{last: n.now(), hb: hb}
+	n.seen[name] = newBeat(n.now(), hb)
 	return true
 }
 
@@ -154,6 +172,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	var hb wire.Heartbeat
 	if err := decodeJSON(w, r, &hb); err != nil {
 		return err
+	}
+	if len(hb.Runtimes) > maxRuntimeNames {
+		return newError(http.StatusBadRequest, wire.CodeInvalid, "runtimes: %d names, at most %d (container, sandbox, vm, host)", len(hb.Runtimes), maxRuntimeNames)
 	}
 	hb.Logs = boundLogs(hb.Logs) // logs.go
 	was := s.nodes.statusOf(name)
@@ -285,29 +306,33 @@ func (r runtimeReports) digest(h io.Writer) {
 	}
 }
 
-// runtimes returns what the agents report now. A heartbeat's unknown tier
-// names are ignored: an agent newer than this server may know more tiers.
+// runtimes returns what the agents report now.
 func (n *nodes) runtimes() runtimeReports {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	r := runtimeReports{byNode: map[string]tenancy.Set{}}
 	for name, b := range n.seen {
-		if b.hb.Runtimes == nil {
-			continue // not reported (null), unlike [] (can run nothing)
+		if b.reported {
+			r.byNode[name] = b.runtimes
 		}
-		var set tenancy.Set
-		for _, t := range b.hb.Runtimes {
-			if tier, err := tenancy.ParseTier(v1.Tier(t)); err == nil && tier != tenancy.None {
-				set = set.With(tier)
-			}
-		}
-		r.byNode[name] = set
 	}
 	if n.localKnown {
 		if n.localNode != "" {
 			r.byNode[n.localNode] = n.localRuntimes
 		} else {
 			r.all, r.hasAll = n.localRuntimes, true
+		}
+	}
+	return r
+}
+
+// only keeps the reports of the nodes in names: an agent whose node no
+// topology lists has no say, and can't make the planner plan again by
+// changing what it reports.
+func (r runtimeReports) only(names map[string]bool) runtimeReports {
+	for n := range r.byNode {
+		if !names[n] {
+			delete(r.byNode, n)
 		}
 	}
 	return r

@@ -366,3 +366,22 @@ spec: {image: busybox:latest, resources: {cpu: 100m, memory: 32Mi}}
 		t.Errorf("runsc on n2: lab/probe on %q (%q), want n2", n, reasons)
 	}
 }
+
+// TestHeartbeatRuntimesBounded: a heartbeat listing more runtimes than
+// there could be tiers is refused, and names this server doesn't know
+// are ignored rather than refused (a newer agent may know more tiers).
+func TestHeartbeatRuntimesBounded(t *testing.T) {
+	_, cs := nodeEnv(t)
+	ctx := t.Context()
+	many := make([]string, 17)
+	for i := range many {
+		many[i] = "container"
+	}
+	err := cs["n1"].Heartbeat(ctx, "n1", wire.Heartbeat{Runtimes: many})
+	if err == nil || !strings.Contains(err.Error(), "at most 16") {
+		t.Errorf("17 runtimes: %v, want refused", err)
+	}
+	if err := cs["n1"].Heartbeat(ctx, "n1", wire.Heartbeat{Runtimes: []string{"container", "quantum"}}); err != nil {
+		t.Errorf("unknown runtime name: %v, want accepted", err)
+	}
+}

@@ -20,9 +20,10 @@ const nodesDir = "/nodes"
 
 // nodeRecord is the stored status of one node.
 type nodeRecord struct {
-	Name     string              `json:"name"`
-	Seen     time.Time           `json:"seen"`
-	Runtimes []string            `json:"runtimes,omitempty"`
+	Name string    `json:"name"`
+	Seen time.Time `json:"seen"`
+	// Runtimes keeps null (not reported) apart from [] (can run nothing).
+	Runtimes []string            `json:"runtimes"`
 	Replicas []wire.ReplicaState `json:"replicas,omitempty"`
 }
 
@@ -48,7 +49,7 @@ func (s *Server) loadNodes(ctx context.Context) error {
 		if len(s.nodes.seen) >= maxNodes {
 			break
 		}
-		s.nodes.seen[rec.Name] = &nodeBeat{last: now, hb: wire.Heartbeat{Runtimes: rec.Runtimes, Replicas: rec.Replicas}}
+		s.nodes.seen[rec.Name] = newBeat(now, wire.Heartbeat{Runtimes: rec.Runtimes, Replicas: rec.Replicas})
 	}
 	return nil
 }

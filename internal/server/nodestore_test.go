@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -44,14 +45,15 @@ func TestNodesSurviveRestart(t *testing.T) {
 	opc, _ := client.New(url, op)
 	nodes := map[string]*client.Client{}
 	tokens := map[string]string{}
-	for _, n := range []string{"n1", "n2"} {
+	runtimes := map[string][]string{"n1": {"container", "sandbox"}, "n2": {}, "n3": nil}
+	for _, n := range []string{"n1", "n2", "n3"} {
 		tok, err := opc.CreateNodeToken(ctx, n, "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		tokens[n] = tok.Token
 		nodes[n], _ = client.New(url, tok.Token)
-		if err := nodes[n].Heartbeat(ctx, n, wire.Heartbeat{Runtimes: []string{"container", "sandbox"}, Replicas: []wire.ReplicaState{{ID: n + "-r", Tenant: "acme", Tier: "container", Status: "running"}}}); err != nil {
+		if err := nodes[n].Heartbeat(ctx, n, wire.Heartbeat{Runtimes: runtimes[n], Replicas: []wire.ReplicaState{{ID: n + "-r", Tenant: "acme", Tier: "container", Status: "running"}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -67,11 +69,15 @@ func TestNodesSurviveRestart(t *testing.T) {
 	got := map[string]string{}
 	for _, n := range ns.Nodes {
 		got[n.Name] = n.State
-		if n.Name == "n1" && (len(n.Runtimes) != 2 || len(n.Replicas) != 1) {
-			t.Errorf("n1's stored status lost: %+v", n)
+		if len(n.Replicas) != 1 {
+			t.Errorf("%s's stored replicas lost: %+v", n.Name, n)
+		}
+		// [] (can run nothing) and null (not reported) survive apart.
+		if want := runtimes[n.Name]; !slices.Equal(n.Runtimes, want) || (n.Runtimes == nil) != (want == nil) {
+			t.Errorf("%s's stored runtimes %#v, want %#v", n.Name, n.Runtimes, want)
 		}
 	}
-	if diff := cmp.Diff(map[string]string{"n1": wire.NodeUp, "n2": wire.NodeUp}, got); diff != "" {
+	if diff := cmp.Diff(map[string]string{"n1": wire.NodeUp, "n2": wire.NodeUp, "n3": wire.NodeUp}, got); diff != "" {
 		t.Errorf("right after the restart (-want +got):\n%s", diff)
 	}
 	// n1 comes back; n2 doesn't.
@@ -83,7 +89,7 @@ func TestNodesSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.add(600 * time.Millisecond)
-	if diff := cmp.Diff(map[string]string{"n1": wire.NodeUp, "n2": wire.NodeDown}, states(t, opc)); diff != "" {
+	if diff := cmp.Diff(map[string]string{"n1": wire.NodeUp, "n2": wire.NodeDown, "n3": wire.NodeDown}, states(t, opc)); diff != "" {
 		t.Errorf("a timeout after the restart (-want +got):\n%s", diff)
 	}
 }

@@ -96,7 +96,13 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 	}
 	var reports runtimeReports
 	if p.detected != nil {
-		reports = p.detected()
+		names := map[string]bool{}
+		for _, t := range set.Topologies {
+			for _, n := range t.Spec.Nodes {
+				names[n.Name] = true
+			}
+		}
+		reports = p.detected().only(names)
 	}
 	reports.digest(h)
 	var sum [sha256.Size]byte

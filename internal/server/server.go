@@ -73,7 +73,7 @@ type Server struct {
 	random    io.Reader
 	mux       *http.ServeMux
 	ready     atomic.Bool
-	nodes     *nodes // node agents' heartbeats (nodes.go)
+	nodes     *nodes     // node agents' heartbeats (nodes.go)
 	sessions  uiSessions // the dashboard's sign-ins (dashboard.go)
 
 	// tenantLocks serialize this process's writes about one tenant

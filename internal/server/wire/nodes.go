@@ -83,9 +83,11 @@ type NodeStatus struct {
 	// LastHeartbeat is zero for a node that never sent one.
 	LastHeartbeat time.Time `json:"lastHeartbeat,omitzero"`
 	// InTopology is false for an agent whose node no Topology lists.
-	InTopology bool           `json:"inTopology"`
-	Runtimes   []string       `json:"runtimes,omitempty"`
-	Replicas   []ReplicaState `json:"replicas,omitempty"`
+	InTopology bool `json:"inTopology"`
+	// Runtimes are what the node's agent last reported: null when it
+	// reported none, [] when it can run nothing.
+	Runtimes []string       `json:"runtimes"`
+	Replicas []ReplicaState `json:"replicas,omitempty"`
 }
 
 // Nodes is the answer to GET /v1/nodes.
