@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -269,7 +270,11 @@ func runRPMChild(ctx context.Context, name string, db, wal io.Reader) ([]rpmEntr
 	var stdout, stderr limitedBuffer
 	stdout.max, stderr.max = rpmMaxOutput, 4<<10
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// Pdeathsig follows the thread that forked the child, not the process:
+	// keep this goroutine on its thread until the child is gone.
+	goruntime.LockOSThread()
 	err = cmd.Run()
+	goruntime.UnlockOSThread()
 	if err := parent.Err(); err != nil {
 		return nil, err // the caller gave up: not the database's fault
 	}
