@@ -325,6 +325,10 @@ func TestRPMChildConfinement(t *testing.T) {
 			if err1 != nil || err2 != nil || err3 != nil {
 				continue
 			}
+			// Seen between exec and its own set-up: look again.
+			if !strings.Contains(string(s), "NoNewPrivs:\t1") {
+				continue
+			}
 			status, limits, netns = string(s), string(l), n
 			break
 		}
