@@ -7,6 +7,8 @@ package replica
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,7 +110,8 @@ type Options struct {
 	VM     microvm.Probe
 	Logger *slog.Logger
 	// CgroupParent is the cgroup under which replicas live, as
-	// PARENT/TENANT/ID (default /rung). Agents sharing one machine (several
+	// PARENT/TENANT/ID (default /rung/SCOPE, SCOPE named after the data
+	// directory, so two data directories never share). Agents sharing one machine (several
 	// `rung agent` processes, each a node) set one per node, /rung/NODE, so
 	// that a replica re-placed between them never shares a cgroup.
 	CgroupParent string
@@ -154,7 +157,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	cgroups := "/rung"
+	// Each data directory's replicas get cgroups of their own, so that two
+	// on one machine (rung up and rung demo, say) never meet in one.
+	sum := sha256.Sum256([]byte(abs))
+	cgroups := "/rung/" + hex.EncodeToString(sum[:4])
 	if opts.CgroupParent != "" {
 		cgroups = "/" + strings.Trim(filepath.Clean(opts.CgroupParent), "/")
 	}

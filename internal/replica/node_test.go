@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"rung.dev/rung/internal/bundle"
 	"rung.dev/rung/internal/image"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
@@ -238,4 +239,68 @@ func TestOperatorRulesOnNode(t *testing.T) {
 		t.Fatalf("built-ins only: %v", err)
 	}
 	t.Cleanup(func() { _ = n.Remove(context.Background(), "debug-1") })
+}
+
+// TestTwoDataDirsRunTheSameReplica: two nodes in two data directories on
+// one machine (rung up and rung demo, say) run a replica of the same ID
+// at once, under runc and under runsc, each in a cgroup of its own with
+// its own limits. runsc names a sandbox's control socket after its ID
+// machine-wide, and cgroups are machine-wide, so neither may carry the
+// bare replica ID.
+func TestTwoDataDirsRunTheSameReplica(t *testing.T) {
+	ctx := t.Context()
+	for _, tier := range []tenancy.Tier{tenancy.Container, tenancy.Sandbox} {
+		t.Run(tier.String(), func(t *testing.T) {
+			a, b := node(t), node(t)
+			if !a.Runtimes(ctx).Has(tier) {
+				t.Skipf("%s not available here", tier)
+			}
+			for i, n := range []*replica.Node{a, b} {
+				spec := replica.Spec{ID: "lab-twin-0", Tenant: "lab", Tier: tier, Image: "busybox:latest",
+					Args:      []string{"sleep", "30"},
+					Resources: topology.Resources{MilliCPU: 100, Memory: int64(64+32*i) << 20, PIDs: 32}}
+				if err := n.Start(ctx, spec); err != nil {
+					t.Fatalf("node %d: start: %v", i, err)
+				}
+				t.Cleanup(func() { _ = n.Remove(context.WithoutCancel(ctx), spec.ID) })
+			}
+			var limits [2]int64
+			for i, n := range []*replica.Node{a, b} {
+				st, err := n.State(ctx, "lab-twin-0")
+				if err != nil || st.Status != runtime.Running {
+					t.Fatalf("node %d: state %+v, %v; want running", i, st, err)
+				}
+				// The memory limit each asked for, read from the cgroup of
+				// the live process.
+				cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", st.Pid))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var mem string
+				for _, line := range strings.Split(string(cg), "\n") {
+					if f := strings.SplitN(line, ":", 3); len(f) == 3 && f[1] == "memory" {
+						mem = f[2]
+					}
+				}
+				if mem == "" {
+					t.Skip("no cgroup v1 memory controller")
+				}
+				limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", mem, "memory.limit_in_bytes"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				spec, err := bundle.Read(st.Bundle)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, want := strings.TrimSpace(string(limit)), fmt.Sprint(*spec.Linux.Resources.Memory.Limit); got != want {
+					t.Errorf("node %d: live memory limit %s in %s, want its spec's %s", i, got, mem, want)
+				}
+				limits[i] = *spec.Linux.Resources.Memory.Limit
+			}
+			if limits[0] == limits[1] {
+				t.Errorf("both specs ask for %d: the test can't tell the cgroups apart", limits[0])
+			}
+		})
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,6 +72,7 @@ type OCI struct {
 	bin    string // resolved path; "" if not found
 	binErr error
 	state  string // --root
+	scope  string // see rid
 	logs   string
 	global []string
 	log    *slog.Logger
@@ -116,6 +119,22 @@ func NewRunsc(cfg Config) (*OCI, error) {
 	return newOCI("runsc", "sandbox", cfg, flags)
 }
 
+// ContainerID is the container ID a runtime's own ID stands for, for a
+// listing of state directory state (see OCI.rid): runsc's IDs there carry
+// the directory's scope.
+func ContainerID(state, runtimeID string) string {
+	if abs, err := filepath.Abs(state); err == nil {
+		return strings.TrimSuffix(runtimeID, "."+scopeOf(abs))
+	}
+	return runtimeID
+}
+
+// scopeOf is a short, stable name for a state directory.
+func scopeOf(dir string) string {
+	sum := sha256.Sum256([]byte(dir))
+	return hex.EncodeToString(sum[:4])
+}
+
 func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
 	if cfg.Dir == "" {
 		return nil, fmt.Errorf("%s driver: no directory", kind)
@@ -127,6 +146,7 @@ func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
 	d := &OCI{
 		kind:     kind,
 		tier:     tier,
+		scope:    scopeOf(filepath.Join(dir, "state")),
 		state:    filepath.Join(dir, "state"),
 		logs:     filepath.Join(dir, "logs"),
 		log:      cfg.Logger,
@@ -251,7 +271,7 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 	pidFile := filepath.Join(d.logs, id+".pid")
 	_ = os.Remove(pidFile)
 	defer os.Remove(pidFile)
-	cmd := exec.CommandContext(ctx, d.bin, d.args(runtimeLog, "create", "--bundle", bundle, "--pid-file", pidFile, id)...)
+	cmd := exec.CommandContext(ctx, d.bin, d.args(runtimeLog, "create", "--bundle", bundle, "--pid-file", pidFile, d.rid(id))...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.WaitDelay = 5 * time.Second
 	runErr := cmd.Run()
@@ -268,7 +288,7 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 		}
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		_, _ = d.exec(dctx, "delete", "--force", id)
+		_, _ = d.exec(dctx, "delete", "--force", d.rid(id))
 		p.closeAll()
 		_ = os.Remove(d.logPath(id))
 		_ = os.Remove(runtimeLog)
@@ -300,11 +320,23 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 	return nil
 }
 
+// rid is the ID the runtime knows container id by. runsc names each
+// sandbox's control socket after its ID in the host's abstract socket
+// namespace, machine-wide, so its IDs carry this driver's scope (from its
+// state directory): two rung data directories on one machine can run a
+// replica of the same ID. runc's IDs live only in its own state directory.
+func (d *OCI) rid(id string) string {
+	if d.kind == "runsc" {
+		return id + "." + d.scope
+	}
+	return id
+}
+
 // exists reports whether the runtime has state for id, from its state
 // directory: runc keeps ROOT/ID/state.json, runsc ROOT/ID_sandbox:SB.state.
 func (d *OCI) exists(id string) (bool, error) {
 	if d.kind == "runsc" {
-		m, err := filepath.Glob(filepath.Join(d.state, id+"_sandbox:*.state"))
+		m, err := filepath.Glob(filepath.Join(d.state, d.rid(id)+"_sandbox:*.state"))
 		return len(m) > 0, err
 	}
 	_, err := os.Stat(filepath.Join(d.state, id, "state.json"))
@@ -332,7 +364,7 @@ func (d *OCI) Start(ctx context.Context, id string) error {
 	if err := d.check(id); err != nil {
 		return err
 	}
-	if _, err := d.exec(ctx, "start", id); err != nil {
+	if _, err := d.exec(ctx, "start", d.rid(id)); err != nil {
 		return fmt.Errorf("%s start %s: %w", d.kind, id, err)
 	}
 	return nil
@@ -343,7 +375,7 @@ func (d *OCI) State(ctx context.Context, id string) (State, error) {
 	if err := d.check(id); err != nil {
 		return State{}, err
 	}
-	out, err := d.exec(ctx, "state", id)
+	out, err := d.exec(ctx, "state", d.rid(id))
 	if err != nil {
 		return State{}, fmt.Errorf("%s state %s: %w", d.kind, id, err)
 	}
@@ -354,6 +386,7 @@ func (d *OCI) State(ctx context.Context, id string) (State, error) {
 	if st.Status == Stopped || st.Pid < 0 {
 		st.Pid = 0
 	}
+	st.ID = id // the runtime's own ID may carry the driver's scope (rid)
 	return st, nil
 }
 
@@ -366,7 +399,7 @@ func (d *OCI) Kill(ctx context.Context, id string, sig syscall.Signal) error {
 	if st.Status == Stopped {
 		return fmt.Errorf("%s kill %s: %w", d.kind, id, ErrNotRunning)
 	}
-	if _, err := d.exec(ctx, "kill", id, strconv.Itoa(int(sig))); err != nil {
+	if _, err := d.exec(ctx, "kill", d.rid(id), strconv.Itoa(int(sig))); err != nil {
 		return fmt.Errorf("%s kill %s: %w", d.kind, id, err)
 	}
 	return nil
@@ -433,7 +466,7 @@ func (d *OCI) Delete(ctx context.Context, id string) error {
 	} else if !ok {
 		return fmt.Errorf("%s delete %s: %w", d.kind, id, ErrNotFound)
 	}
-	if _, err := d.exec(ctx, "delete", "--force", id); err != nil {
+	if _, err := d.exec(ctx, "delete", "--force", d.rid(id)); err != nil {
 		return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
 	}
 	d.mu.Lock()

@@ -53,7 +53,7 @@ func (d *OCI) RunOnce(ctx context.Context, id, bundle string, stdio IO) (Exit, e
 	_ = os.Remove(runtimeLog)
 	defer os.Remove(runtimeLog)
 
-	cmd := exec.Command(d.bin, d.args(runtimeLog, "run", "--bundle", bundle, id)...)
+	cmd := exec.Command(d.bin, d.args(runtimeLog, "run", "--bundle", bundle, d.rid(id))...)
 	cmd.Stdout, cmd.Stderr = orFile(stdio.Stdout, logf), orFile(stdio.Stderr, logf)
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
@@ -67,7 +67,7 @@ func (d *OCI) RunOnce(ctx context.Context, id, bundle string, stdio IO) (Exit, e
 	case <-ctx.Done():
 		// Kill the container, not just the CLI: its init would outlive it.
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		_, _ = d.exec(kctx, "kill", id, "KILL")
+		_, _ = d.exec(kctx, "kill", d.rid(id), "KILL")
 		cancel()
 		runErr = <-done
 	}
@@ -75,7 +75,7 @@ func (d *OCI) RunOnce(ctx context.Context, id, bundle string, stdio IO) (Exit, e
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if ok, _ := d.exists(id); ok {
-			_, _ = d.exec(dctx, "delete", "--force", id)
+			_, _ = d.exec(dctx, "delete", "--force", d.rid(id))
 		}
 		removeCgroups(bundle)
 	}

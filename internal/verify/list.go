@@ -21,7 +21,8 @@ type Listed struct {
 // List returns the containers of an OCI runtime's state directory (a
 // driver's --root, runtime.Config.Dir/state), by running
 // `BINARY --root STATE list --format json`. runc and runsc both answer it;
-// a state directory that does not exist lists nothing.
+// a state directory that does not exist lists nothing. IDs are the
+// containers' (runtime.ContainerID), as the drivers take them.
 func List(ctx context.Context, binary, state string) ([]Listed, error) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, binary, "--root", state, "list", "--format", "json")
@@ -32,6 +33,9 @@ func List(ctx context.Context, binary, state string) ([]Listed, error) {
 	var out []Listed
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
 		return nil, fmt.Errorf("list %s: %w", state, err)
+	}
+	for i := range out {
+		out[i].ID = runtime.ContainerID(state, out[i].ID)
 	}
 	return out, nil
 }
