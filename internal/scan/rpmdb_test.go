@@ -289,7 +289,8 @@ func BenchmarkRPMDatabase(b *testing.B) {
 
 // TestRPMChildConfinement reads the parser child's live process while it
 // chews on the cyclic database: it runs as nobody with no groups, with
-// no_new_privs, in a network namespace of its own, under the memory limit.
+// no_new_privs and a seccomp filter, in a network namespace of its own,
+// under the memory limit.
 func TestRPMChildConfinement(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the child drops to nobody only when rung runs as root")
@@ -326,7 +327,7 @@ func TestRPMChildConfinement(t *testing.T) {
 				continue
 			}
 			// Seen between exec and its own set-up: look again.
-			if !strings.Contains(string(s), "NoNewPrivs:\t1") {
+			if !strings.Contains(string(s), "Seccomp:\t2") {
 				continue
 			}
 			status, limits, netns = string(s), string(l), n
@@ -348,7 +349,7 @@ func TestRPMChildConfinement(t *testing.T) {
 	ours, _ := os.Readlink("/proc/self/ns/net")
 	for name, want := range map[string]string{
 		"Uid": "65534 65534 65534 65534", "Gid": "65534 65534 65534 65534", "Groups": "",
-		"NoNewPrivs": "1", "CapEff": "0000000000000000",
+		"NoNewPrivs": "1", "CapEff": "0000000000000000", "Seccomp": "2", "Seccomp_filters": "1",
 	} {
 		if got := field(name); got != want {
 			t.Errorf("child %s = %q, want %q", name, got, want)
