@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -303,9 +304,10 @@ type rackView struct {
 
 // hostView is a node: a physical host with its VM nodes, or a VM node.
 type hostView struct {
-	Name, State, Runtimes, Tenant string
-	Replicas                      []replicaView
-	VMs                           []hostView
+	// Domains are the host's other failure domains ("pdu p1 · switch s1").
+	Name, State, Runtimes, Tenant, Domains string
+	Replicas                               []replicaView
+	VMs                                    []hostView
 }
 
 type replicaView struct {
@@ -369,6 +371,13 @@ func operatorView(set *v1.Set, res *scheduler.Result, statuses []wire.NodeStatus
 				vms[n.Host] = append(vms[n.Host], hv)
 				continue
 			}
+			var other []string
+			for _, level := range slices.Sorted(maps.Keys(n.Domains)) {
+				if level != "datacenter" && level != "rack" {
+					other = append(other, level+" "+n.Domains[level])
+				}
+			}
+			hv.Domains = strings.Join(other, " · ")
 			hosts = append(hosts, placed{dc: cmp.Or(n.Domains["datacenter"], "(no datacenter)"), rack: cmp.Or(n.Domains["rack"], "(no rack)"), host: hv})
 		}
 	}
