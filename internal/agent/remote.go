@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
+	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/tenancy"
@@ -34,7 +36,22 @@ type Remote struct {
 	replicas Node
 	runtimes tenancy.Set
 	log      *slog.Logger
+
+	mu sync.Mutex
+	// unsent are admission decisions of the node not yet acknowledged by
+	// the control plane (sent with the next heartbeat; at least once).
+	unsent []policy.Decision
 }
+
+// DecisionSource is a node that keeps its admission decisions for the
+// audit log (replica.Node does).
+type DecisionSource interface {
+	TakeDecisions() []policy.Decision
+}
+
+// maxUnsent bounds the decisions an agent holds while the control plane
+// is unreachable; the oldest go first.
+const maxUnsent = 1024
 
 // NewRemote returns the agent of node, running replicas on rn with the
 // tiers in runtimes (say, from replica.Node.Runtimes).
@@ -60,6 +77,16 @@ func (r *Remote) Heartbeat(ctx context.Context) error {
 		return err
 	}
 	hb := wire.Heartbeat{Runtimes: []string{}, Replicas: states}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ds, ok := r.replicas.(DecisionSource); ok {
+		r.unsent = append(r.unsent, ds.TakeDecisions()...)
+		if over := len(r.unsent) - maxUnsent; over > 0 {
+			r.log.Warn("admission decisions dropped: the control plane has been unreachable", "dropped", over)
+			r.unsent = r.unsent[over:]
+		}
+	}
+	hb.Decisions = r.unsent[:min(len(r.unsent), wire.MaxDecisions)]
 	for t := tenancy.Container; t <= tenancy.Host; t++ {
 		if r.runtimes.Has(t) {
 			hb.Runtimes = append(hb.Runtimes, t.String())
@@ -72,6 +99,7 @@ func (r *Remote) Heartbeat(ctx context.Context) error {
 	if err := r.api.Heartbeat(ctx, r.node, hb); err != nil {
 		return fmt.Errorf("agent %s: heartbeat: %w", r.node, err)
 	}
+	r.unsent = r.unsent[len(hb.Decisions):]
 	return nil
 }
 

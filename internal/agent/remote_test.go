@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"rung.dev/rung/internal/agent"
+	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/server/wire"
@@ -136,5 +137,51 @@ func TestRemote(t *testing.T) {
 
 	if _, err := agent.NewRemote("", api, node, runtimes, agent.Options{}); !errors.Is(err, agent.ErrNoNode) {
 		t.Errorf("NewRemote without a node: %v", err)
+	}
+}
+
+// decidingNode is a memNode that made admission decisions.
+type decidingNode struct {
+	*memNode
+	pending []policy.Decision
+}
+
+func (n *decidingNode) TakeDecisions() []policy.Decision {
+	out := n.pending
+	n.pending = nil
+	return out
+}
+
+// TestRemoteDecisions: the node's admission decisions go out with the
+// next heartbeat; while the control plane is unreachable they wait, and
+// once acknowledged they are not sent again.
+func TestRemoteDecisions(t *testing.T) {
+	ctx := t.Context()
+	api := &fakeAPI{desired: map[string][]replica.Spec{}, down: true}
+	node := &decidingNode{memNode: newMemNode(), pending: []policy.Decision{{Kind: policy.KindImage, Tenant: "acme", Subject: "app:1", Digest: "sha256:aa"}}}
+	r, err := agent.NewRemote("n1", api, node, tenancy.Set(0).With(tenancy.Container), agent.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Heartbeat(ctx); !errors.Is(err, errUnreachable) {
+		t.Fatalf("heartbeat with the API down: %v", err)
+	}
+	node.pending = append(node.pending, policy.Decision{Kind: policy.KindImage, Tenant: "acme", Subject: "app:2", Digest: "sha256:bb"})
+	api.down = false
+	for range 2 {
+		if err := r.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got [][]string
+	for _, hb := range api.beats {
+		var subj []string
+		for _, d := range hb.Decisions {
+			subj = append(subj, d.Subject)
+		}
+		got = append(got, subj)
+	}
+	if diff := cmp.Diff([][]string{{"app:1", "app:2"}, nil}, got); diff != "" {
+		t.Errorf("decisions per heartbeat (-want +got):\n%s", diff)
 	}
 }

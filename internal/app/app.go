@@ -5,6 +5,7 @@ package app
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,11 +16,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"rung.dev/rung/internal/agent"
-	"rung.dev/rung/internal/replica"
 	"strings"
 	"sync"
 	"time"
+
+	"rung.dev/rung/internal/agent"
+	"rung.dev/rung/internal/policy"
+	"rung.dev/rung/internal/replica"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
@@ -187,9 +190,12 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 	}
 	srv.SetReady(false)
 	// The agent is ready before the API answers, so that "up" means up.
-	var nodeAgent *agent.Agent
+	var (
+		nodeAgent *agent.Agent
+		localNode *replica.Node
+	)
 	if cfg.Agent {
-		if nodeAgent, err = newNodeAgent(ctx, cfg, srv, log); err != nil {
+		if nodeAgent, localNode, err = newNodeAgent(ctx, cfg, srv, log); err != nil {
 			return err
 		}
 	}
@@ -242,7 +248,7 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 	})
 	if nodeAgent != nil {
 		wg.Go(func() { _ = nodeAgent.Run(runCtx, agentInterval) })
-		wg.Go(func() { publishLogs(runCtx, srv, cfg.Node, nodeAgent) })
+		wg.Go(func() { publishLogs(runCtx, srv, cfg.Node, nodeAgent, localNode, log) })
 		info.Agent = true
 	}
 	log.Info("rung up", "url", url, "store", storeName, "data", cfg.DataDir)
@@ -270,14 +276,25 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 // agentInterval is how often the node agent reconciles.
 const agentInterval = 2 * time.Second
 
-// publishLogs hands the tails of this machine's replicas' logs to the
-// server every agentInterval, for `rung logs`, as a remote agent's
-// heartbeat does.
-func publishLogs(ctx context.Context, srv *server.Server, node string, a *agent.Agent) {
+// publishLogs hands the tails of this machine's replicas' logs, their
+// states and the node's admission decisions to the server every
+// agentInterval, as a remote agent's heartbeat does.
+func publishLogs(ctx context.Context, srv *server.Server, node string, a *agent.Agent, rn *replica.Node, log *slog.Logger) {
 	t := time.NewTicker(agentInterval)
 	defer t.Stop()
+	var unsent []policy.Decision
 	for {
 		srv.PublishLogs(node, a.LogTails(ctx))
+		if unsent = append(unsent, rn.TakeDecisions()...); len(unsent) > 1024 {
+			unsent = unsent[len(unsent)-1024:] // the store has been failing for a long while
+		}
+		if len(unsent) > 0 {
+			if err := srv.AuditNodeDecisions(ctx, cmp.Or(node, "local"), unsent); err != nil {
+				log.Warn("audit node admission decisions", "err", err) // kept for the next round
+			} else {
+				unsent = nil
+			}
+		}
 		if states, err := a.States(ctx); err == nil {
 			srv.PublishLocalStates(states)
 		}
@@ -292,10 +309,10 @@ func publishLogs(ctx context.Context, srv *server.Server, node string, a *agent.
 // newNodeAgent builds this machine's agent: replicas live under DataDir, and
 // the desired set is the server's current plan (for cfg.Node, or for every
 // node). It also makes sure the project's busybox image is in the store.
-func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog.Logger) (*agent.Agent, error) {
+func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog.Logger) (*agent.Agent, *replica.Node, error) {
 	node, err := replica.Open(ctx, cfg.DataDir, replica.Options{Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("node agent: %w", err)
+		return nil, nil, fmt.Errorf("node agent: %w", err)
 	}
 	if err := node.EnsureBusybox(ctx, "busybox:latest"); err != nil {
 		log.Warn("node agent: no busybox image", "err", err)
@@ -312,7 +329,7 @@ func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog
 		}
 		return agent.FromPlan(set, res, cfg.Node)
 	})
-	return agent.New(node, src, agent.Options{Logger: log.With("component", "agent")}), nil
+	return agent.New(node, src, agent.Options{Logger: log.With("component", "agent")}), node, nil
 }
 
 // openStore opens the configured store; the only place naming backends.

@@ -13,6 +13,7 @@ import (
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/image"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime/drivertest"
 	"rung.dev/rung/internal/scheduler"
@@ -185,5 +186,73 @@ func TestUpPlansWhatThisMachineRuns(t *testing.T) {
 		if !r.Holds() {
 			t.Errorf("replica %s (%s) does not hold: %+v", r.ID, r.Tier, r.Failures())
 		}
+	}
+}
+
+// TestUpAuditsNodeImageDecisions: under `rung up`, an image that fails the
+// node's image checks (no HEALTHCHECK) never runs, and the node's decision
+// reaches the audit log with the image's digest and the finding, where
+// `rung get events` shows it.
+func TestUpAuditsNodeImageDecisions(t *testing.T) {
+	data := startUpWithAgent(t)
+	ctx := t.Context()
+	store, err := image.Open(ctx, data) // the node's own store (DATA/images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	if err := image.BusyboxRoot(root); err != nil {
+		t.Fatal(err)
+	}
+	digest, err := store.Pack(ctx, root, "nocheck:1", image.PackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write(t, dir, "lab.yaml", `apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: lab}
+spec: {organization: lab, trust: trusted}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: probe, tenant: lab}
+spec:
+  image: nocheck:1
+  command: ["/bin/sh", "-c", "sleep 3600"]
+  resources: {cpu: 100m, memory: 32Mi}
+`)
+	if code, _, stderr := rungCmd(t, "apply", "-f", filepath.Join("..", "..", "examples", "university", "topology.yaml"), "-f", filepath.Join(dir, "lab.yaml")); code != ExitOK {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	var found *wire.Event
+	for range 100 {
+		code, out, _ := rungCmd(t, "get", "events", "-o", "json")
+		var evs wire.Events
+		if code == ExitOK && json.Unmarshal([]byte(out), &evs) == nil {
+			for i, ev := range evs.Events {
+				if ev.Action == "admit" && ev.Kind == "Image" && ev.Tenant == "lab" {
+					found = &evs.Events[i]
+				}
+			}
+		}
+		if found != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if found == nil {
+		_, w, _ := rungCmd(t, "get", "workloads")
+		_, ev, _ := rungCmd(t, "get", "events")
+		t.Fatalf("no admit event for lab's image within 10s\n%s\n%s", w, ev)
+	}
+	if found.Result != "rejected" || found.Name != "nocheck:1" || !strings.HasPrefix(found.Actor, "node/") {
+		t.Errorf("event %+v, want node/… rejected nocheck:1", found)
+	}
+	if !strings.Contains(found.Message, digest.String()) || !strings.Contains(found.Message, "CIS-4.6") {
+		t.Errorf("event message %q, want the digest %s and CIS-4.6", found.Message, digest)
+	}
+	if reps, _ := verifyReplicas(ctx, data, nil); len(reps) != 0 {
+		t.Errorf("the rejected image runs: %+v", reps)
 	}
 }

@@ -96,7 +96,11 @@ type Node struct {
 	// image (DESIGN §6).
 	admission *policy.Engine
 	mu        sync.Mutex
-	admitted  map[string]bool           // tenant@digest whose image passed
+	admitted  map[string]bool // tenant@digest whose image passed
+	// decisions are the admission decisions made here and not yet taken
+	// for the audit log (TakeDecisions); noted dedupes them.
+	decisions []policy.Decision
+	noted     map[string]bool
 	engines   map[string]*policy.Engine // by admission configuration (JSON)
 	registry  image.PullOptions
 }
@@ -164,7 +168,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if opts.CgroupParent != "" {
 		cgroups = "/" + strings.Trim(filepath.Clean(opts.CgroupParent), "/")
 	}
-	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, engines: map[string]*policy.Engine{}, registry: opts.Registry}, nil
+	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, noted: map[string]bool{}, engines: map[string]*policy.Engine{}, registry: opts.Registry}, nil
 }
 
 // Images is the node's image store.
@@ -365,6 +369,7 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 		Now:      time.Now(),
 	})
 	if !d.Allowed {
+		n.note(d) // admitted ones were audited when applied
 		return "", fmt.Errorf("replica %s: %w: %w", s.ID, ErrRejected, d.Err())
 	}
 	if err := bundle.Write(dir, spec); err != nil {
@@ -424,6 +429,7 @@ func (n *Node) admitImage(ctx context.Context, s Spec, eng *policy.Engine, img g
 		}
 	}
 	d := eng.Image(in)
+	n.note(d)
 	if !d.Allowed {
 		return fmt.Errorf("replica %s: image %s: %w: %w", s.ID, s.Image, ErrRejected, d.Err())
 	}
@@ -431,6 +437,47 @@ func (n *Node) admitImage(ctx context.Context, s Spec, eng *policy.Engine, img g
 	n.admitted[key] = true
 	n.mu.Unlock()
 	return nil
+}
+
+// maxPendingDecisions bounds the decisions kept for the audit log between
+// two takes; maxNoted bounds the dedupe memory.
+const (
+	maxPendingDecisions = 256
+	maxNoted            = 10000
+)
+
+// note keeps d for the audit log (DESIGN §6: every admission decision,
+// with its findings and the image digest). The same decision again (a
+// replica retried with back-off) is kept once.
+func (n *Node) note(d policy.Decision) {
+	ids := make([]string, 0, len(d.Findings))
+	for _, f := range d.Findings {
+		ids = append(ids, f.ID+" "+f.Detail)
+	}
+	key := fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%v\x00%s", d.Kind, d.Tenant, d.Subject, d.Digest, d.Allowed, strings.Join(ids, "\x00"))
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.noted[key] {
+		return
+	}
+	if len(n.noted) >= maxNoted {
+		clear(n.noted)
+	}
+	n.noted[key] = true
+	if len(n.decisions) >= maxPendingDecisions {
+		n.decisions = n.decisions[1:]
+	}
+	n.decisions = append(n.decisions, d)
+}
+
+// TakeDecisions returns the admission decisions made since the last take,
+// oldest first, for the control plane's audit log.
+func (n *Node) TakeDecisions() []policy.Decision {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := n.decisions
+	n.decisions = nil
+	return out
 }
 
 // privilegeOf says elevated when the replica asks for a capability: only
@@ -674,7 +721,12 @@ func (n *Node) imagePolicy(ctx context.Context, s Spec) (string, *policy.Signatu
 		return s.Image, nil, nil
 	}
 	reject := func(format string, a ...any) (string, *policy.Signature, error) {
-		return "", nil, fmt.Errorf("replica %s: image %s: %w: %s", s.ID, s.Image, ErrRejected, fmt.Sprintf(format, a...))
+		why := fmt.Sprintf(format, a...)
+		id, detail, _ := strings.Cut(why, ": ")
+		n.note(policy.Decision{Kind: policy.KindImage, Tenant: s.Tenant, Subject: s.Image, Time: time.Now(), Checked: []string{id},
+			Findings: []policy.Finding{{ID: id, Title: "Image policy of the tenant", Severity: policy.SeverityHigh, Detail: detail,
+				Fix: "run an image from an allowed registry, signed by one of the tenant's signedBy keys"}}})
+		return "", nil, fmt.Errorf("replica %s: image %s: %w: %s", s.ID, s.Image, ErrRejected, why)
 	}
 	var nref name.Reference
 	if isRegistryRef(s.Image) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -204,6 +205,21 @@ func TestImageAdmissionOnNode(t *testing.T) {
 	}
 	if left, _ := n.Leftovers(); len(left) != 0 {
 		t.Errorf("rejected image left directories: %v", left)
+	}
+	// The decision waits for the audit log: the image's digest and every
+	// finding; a retry (the agent's back-off) is the same decision, kept once.
+	_, _ = n.Run(ctx, replica.Spec{ID: "nocheck-0", Tenant: "acme", Tier: tenancy.Container, Image: "nocheck:latest", Args: []string{"true"}}, runtime.IO{})
+	ds := n.TakeDecisions()
+	_, digest, err := n.Images().Resolve(ctx, "nocheck:latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 || ds[0].Kind != policy.KindImage || ds[0].Allowed || ds[0].Digest != digest.String() || ds[0].Tenant != "acme" ||
+		!slices.ContainsFunc(ds[0].Findings, func(f policy.Finding) bool { return f.ID == "CIS-4.6" }) {
+		t.Errorf("decisions %+v, want one image decision for %s rejecting with CIS-4.6", ds, digest)
+	}
+	if again := n.TakeDecisions(); len(again) != 0 {
+		t.Errorf("taken twice: %+v", again)
 	}
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 
 	"rung.dev/rung/internal/audit"
@@ -50,6 +51,50 @@ type details struct {
 	Admission   *policy.Decision `json:"admission,omitempty"`
 }
 
+// resultAdmitted is the Result of an admission decision that allowed.
+const resultAdmitted = "admitted"
+
+// AuditNodeDecisions appends the admission decisions node made (its image
+// checks and refusals of final runtime specs) to the audit log, one entry
+// each, by the node's identity (DESIGN §6: every admission decision, with
+// its findings and the image digest).
+func (s *Server) AuditNodeDecisions(ctx context.Context, node string, ds []policy.Decision) error {
+	for i := range ds {
+		d := &ds[i]
+		kind := "Image"
+		if d.Kind == policy.KindWorkload {
+			kind = "Workload"
+		}
+		result := resultAdmitted
+		if !d.Allowed {
+			result = wire.CodeRejected
+		}
+		e := Entry{Actor: "node/" + node, Action: "admit", Kind: kind, Tenant: d.Tenant, Name: truncate(d.Subject, 256),
+			Result: result, Message: nodeDecisionMessage(node, d), Admission: d}
+		if _, err := s.commit(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nodeDecisionMessage says where and on what a node decided, and why it
+// refused: the digest and the findings' IDs, for `rung get events`.
+func nodeDecisionMessage(node string, d *policy.Decision) string {
+	msg := "on node " + node
+	if d.Digest != "" {
+		msg += ", image " + d.Digest
+	}
+	if len(d.Findings) > 0 {
+		ids := make([]string, 0, len(d.Findings))
+		for _, f := range d.Findings {
+			ids = append(ids, f.ID)
+		}
+		msg += ": " + strings.Join(slices.Compact(slices.Sorted(slices.Values(ids))), ", ")
+	}
+	return msg
+}
+
 // record is e as an audit.Record. Denials (results that are error codes)
 // are Deny decisions; changes are plain records.
 func (e Entry) record() audit.Record {
@@ -63,7 +108,7 @@ func (e Entry) record() audit.Record {
 	}
 	decision := ""
 	switch e.Result {
-	case wire.Created, wire.Updated, "deleted":
+	case wire.Created, wire.Updated, "deleted", resultAdmitted:
 	default:
 		decision = audit.Deny
 	}

@@ -12,6 +12,7 @@ import (
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/auth"
+	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/tenancy"
@@ -176,6 +177,20 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if len(hb.Runtimes) > maxRuntimeNames {
 		return newError(http.StatusBadRequest, wire.CodeInvalid, "runtimes: %d names, at most %d (container, sandbox, vm, host)", len(hb.Runtimes), maxRuntimeNames)
 	}
+	if len(hb.Decisions) > wire.MaxDecisions {
+		return newError(http.StatusBadRequest, wire.CodeInvalid, "decisions: %d, at most %d a heartbeat", len(hb.Decisions), wire.MaxDecisions)
+	}
+	for i, d := range hb.Decisions {
+		if (d.Kind != policy.KindImage && d.Kind != policy.KindWorkload) || !isDNSLabel(d.Tenant) {
+			return newError(http.StatusBadRequest, wire.CodeInvalid, "decisions[%d]: kind %q, tenant %q: want kind image or workload and a tenant name", i, truncate(d.Kind, 32), truncate(d.Tenant, 64))
+		}
+	}
+	// Audited before the heartbeat is acknowledged: a node whose heartbeat
+	// failed sends them again.
+	if err := s.AuditNodeDecisions(r.Context(), name, hb.Decisions); err != nil {
+		return err
+	}
+	hb.Decisions = nil           // not kept in memory with the heartbeat
 	hb.Logs = boundLogs(hb.Logs) // logs.go
 	was := s.nodes.statusOf(name)
 	if !s.nodes.beat(name, hb) {

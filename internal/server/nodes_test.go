@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -16,6 +18,7 @@ import (
 	"rung.dev/rung/internal/audit"
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server"
 	"rung.dev/rung/internal/server/wire"
@@ -383,5 +386,52 @@ func TestHeartbeatRuntimesBounded(t *testing.T) {
 	}
 	if err := cs["n1"].Heartbeat(ctx, "n1", wire.Heartbeat{Runtimes: []string{"container", "quantum"}}); err != nil {
 		t.Errorf("unknown runtime name: %v, want accepted", err)
+	}
+}
+
+// TestNodeDecisionsAudited: the admission decisions a node sends with its
+// heartbeat land in the audit log under the node's name, with the image
+// digest and every finding; a heartbeat with a malformed one is refused
+// whole.
+func TestNodeDecisionsAudited(t *testing.T) {
+	e := newEnv(t).seed()
+	ctx := t.Context()
+	tok, _, err := e.srv.IssueToken(ctx, auth.Principal{Role: auth.Operator}, auth.Principal{Role: auth.NodeAgent, Node: "h1"}, "agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, _ := client.New(e.url, tok)
+	d := policy.Decision{Kind: policy.KindImage, Tenant: "biology", Subject: "registry.example/bio/seq:1", Digest: "sha256:" + strings.Repeat("ab", 32),
+		Findings: []policy.Finding{{ID: "CIS-4.8", Title: "setuid", Severity: policy.SeverityHigh, Detail: "/usr/bin/su is setuid root", Fix: "drop it"}},
+		Checked:  []string{"CIS-4.8"}}
+	bad := d
+	bad.Kind = "toaster"
+	if err := node.Heartbeat(ctx, "h1", wire.Heartbeat{Runtimes: []string{"container"}, Decisions: []policy.Decision{d, bad}}); err == nil {
+		t.Error("a heartbeat with a decision of kind toaster was accepted")
+	}
+	if err := node.Heartbeat(ctx, "h1", wire.Heartbeat{Runtimes: []string{"container"}, Decisions: []policy.Decision{d}}); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := e.audit.Entries(ctx, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range entries {
+		if a.Action != "admit" {
+			continue
+		}
+		var det struct {
+			Result    string           `json:"result"`
+			Admission *policy.Decision `json:"admission"`
+		}
+		if err := json.Unmarshal(a.Details, &det); err != nil || det.Admission == nil {
+			t.Fatalf("entry %d details %s: %v", a.Seq, a.Details, err)
+		}
+		got = append(got, fmt.Sprintf("%s %s %s %s %s %s", a.Actor, a.Object, a.Decision, det.Result, det.Admission.Digest, det.Admission.Findings[0].ID))
+	}
+	want := []string{"node/h1 Image/biology/registry.example/bio/seq:1 deny rejected sha256:" + strings.Repeat("ab", 32) + " CIS-4.8"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("admit entries (-want +got):\n%s", diff)
 	}
 }

@@ -3,6 +3,7 @@ package wire
 import (
 	"time"
 
+	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
 )
 
@@ -30,7 +31,14 @@ type Heartbeat struct {
 	// Logs are the tails of the replicas' log files (standard output and
 	// error), at most MaxLogReplicas of them, MaxLogTail bytes each.
 	Logs []ReplicaLog `json:"logs,omitempty"`
+	// Decisions are the admission decisions the node made since its last
+	// heartbeat (the image checks before a replica runs, and refusals of a
+	// replica's final runtime spec), at most MaxDecisions, for the audit log.
+	Decisions []policy.Decision `json:"decisions,omitempty"`
 }
+
+// MaxDecisions bounds the admission decisions of one heartbeat.
+const MaxDecisions = 64
 
 // Bounds of the log tails a node reports; the server drops what exceeds them.
 const (
