@@ -669,12 +669,8 @@ func printEvents(cmd *cobra.Command, c *client.Client, output string) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tOBJECT\tRESULT\tMESSAGE")
 	for _, e := range evs {
-		obj := strings.TrimSuffix(e.Kind+" "+displayRef(client.Ref{Tenant: e.Tenant, Name: e.Name}), " ")
-		if e.Kind == v1.KindTenant || e.Kind == "" {
-			obj = strings.TrimSpace(e.Kind + " " + e.Name)
-		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format("2006-01-02 15:04:05"), e.Actor, e.Action,
-			cmp.Or(obj, "-"), e.Result, e.Message)
+			cmp.Or(e.Object(), "-"), e.Result, e.Message)
 	}
 	return tw.Flush()
 }

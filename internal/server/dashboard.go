@@ -49,6 +49,8 @@ const (
 	maxLoginBody = 4 << 10
 	// sessionTTL is how long a dashboard sign-in lasts.
 	sessionTTL = 8 * time.Hour
+	// dashboardEvents is how many recent events the page lists.
+	dashboardEvents = 15
 	// maxSessions bounds the sign-ins kept in memory.
 	maxSessions = 10000
 )
@@ -259,6 +261,10 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		view = tenantDashboard(tenantView(pl.result, p.Tenant, pl.tenants))
 	}
+	if evs, err := s.tailEvents(ctx, dashboardEvents, visibleTo(p)); err == nil {
+		view.Events = evs.Events
+		slices.Reverse(view.Events) // newest first
+	}
 	view.Who = describePrincipal(p)
 	view.Refresh = dashboardRefresh
 	view.Generated = s.now().UTC().Format(time.DateTime + " UTC")
@@ -285,6 +291,9 @@ type dashboardView struct {
 	Placements     []scheduler.Placement
 	Unplaced       []scheduler.Unplaced
 	Problems       []string
+	// Events are the latest audit events the principal may see, newest
+	// first (as `rung get events` shows them).
+	Events []wire.Event
 }
 
 type tierCount struct {

@@ -251,6 +251,12 @@ func TestDashboardShowsThePlan(t *testing.T) {
 	if diff := cmp.Diff(want, hostsOnPage(t, string(r.body))); diff != "" {
 		t.Errorf("replicas by node (-plan +page):\n%s", diff)
 	}
+	// The latest events, as `rung get events` names them.
+	for _, w := range []string{"Recent events", "<td>Workload biology/sequencer</td>", "<td>Tenant geology</td>"} {
+		if !strings.Contains(string(r.body), w) {
+			t.Errorf("operator dashboard lacks %q", w)
+		}
+	}
 }
 
 // TestDashboardTenantView: a tenant sees its own replicas and nothing of
@@ -261,6 +267,9 @@ func TestDashboardTenantView(t *testing.T) {
 	page := string(r.body)
 	if r.status != http.StatusOK || !strings.Contains(page, "<td>biology/sequencer</td>") {
 		t.Fatalf("biology admin: %d\n%s", r.status, page)
+	}
+	if !strings.Contains(page, "<td>Workload biology/sequencer</td>") {
+		t.Error("biology's dashboard lacks its own events")
 	}
 	for _, leak := range []string{"geology", "Topology"} {
 		if strings.Contains(page, leak) {

@@ -119,11 +119,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if tail && q.Has("after") {
 		return badRequest("tail and after do not go together: tail gives the latest events, after pages forward")
 	}
-	p := principal(ctx)
-	keep := func(e wire.Event) bool {
-		return p.Role == auth.Operator ||
-			e.Tenant == p.Tenant && (e.ActorTenant == "" || e.ActorTenant == p.Tenant)
-	}
+	keep := visibleTo(principal(ctx))
 	var out wire.Events
 	if tail {
 		out, err = s.tailEvents(ctx, int(limit), keep)
@@ -135,6 +131,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// visibleTo says which events p may see: operators all, a tenant's roles
+// those about the tenant that nobody of another tenant caused.
+func visibleTo(p auth.Principal) func(wire.Event) bool {
+	return func(e wire.Event) bool {
+		return p.Role == auth.Operator ||
+			e.Tenant == p.Tenant && (e.ActorTenant == "" || e.ActorTenant == p.Tenant)
+	}
 }
 
 // eventsAfter pages forward from seq after, reading at most maxScan

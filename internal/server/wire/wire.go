@@ -6,6 +6,7 @@ package wire
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -96,6 +97,15 @@ type Event struct {
 	// denial (forbidden, not_found, invalid, quota_exceeded, ...).
 	Result  string `json:"result"`
 	Message string `json:"message,omitempty"`
+}
+
+// Object names what e is about as people read it: "Workload acme/web",
+// "Tenant acme", "Token 1a2b…", or "" for none.
+func (e Event) Object() string {
+	if e.Kind == "" || e.Kind == "Tenant" || e.Tenant == "" {
+		return strings.TrimSpace(e.Kind + " " + e.Name)
+	}
+	return strings.TrimSuffix(e.Kind+" "+e.Tenant+"/"+e.Name, "/")
 }
 
 // Events is the answer to GET /v1/events.
