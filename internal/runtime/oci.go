@@ -642,8 +642,14 @@ func cgroupDirs(bundleDir string) []string {
 	if err != nil || s.Linux == nil || s.Linux.CgroupsPath == "" || !filepath.IsAbs(s.Linux.CgroupsPath) {
 		return nil
 	}
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", filepath.Clean(s.Linux.CgroupsPath)))
-	return append(dirs, filepath.Join("/sys/fs/cgroup", filepath.Clean(s.Linux.CgroupsPath)))
+	p := filepath.Clean(s.Linux.CgroupsPath)
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		// cgroup v2 alone: one hierarchy, no controller directories to look
+		// under (a glob there would match other slices' cgroups).
+		return []string{filepath.Join("/sys/fs/cgroup", p)}
+	}
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", p))
+	return append(dirs, filepath.Join("/sys/fs/cgroup", p))
 }
 
 // removeCgroups removes the (empty) cgroup directories of a bundle whose
@@ -664,8 +670,12 @@ func removeCgroups(bundleDir string) {
 func freshCgroups(bundleDir string) error {
 	removeCgroups(bundleDir)
 	for _, d := range cgroupDirs(bundleDir) {
-		if _, err := os.Stat(d); err == nil {
-			return fmt.Errorf("%w: %s still has processes: a replica of another rung data directory on this machine may have this ID; stop it first", ErrCgroupInUse, d)
+		_, err := os.Stat(d)
+		switch {
+		case err == nil:
+			return fmt.Errorf("%w: %s still exists (it holds processes or cgroups of its own): stop what runs there first", ErrCgroupInUse, d)
+		case !errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("%w: %s: %v", ErrCgroupInUse, d, err) // can't tell: refuse
 		}
 	}
 	return nil

@@ -41,6 +41,9 @@ func (d *OCI) RunOnce(ctx context.Context, id, bundle string, stdio IO) (Exit, e
 	if err != nil {
 		return Exit{}, fmt.Errorf("%s run %s: %w", d.kind, id, err)
 	}
+	if err := freshCgroups(bundle); err != nil {
+		return Exit{}, fmt.Errorf("%s run %s: %w", d.kind, id, err)
+	}
 	logf, err := os.OpenFile(d.logPath(id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return Exit{}, fmt.Errorf("%s run %s: %w", d.kind, id, err)

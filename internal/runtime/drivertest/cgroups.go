@@ -2,6 +2,7 @@ package drivertest
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"rung.dev/rung/internal/bundle"
 	"rung.dev/rung/internal/runtime"
@@ -45,6 +47,43 @@ func RunCgroups(t *testing.T, d runtime.Driver, prefix string, r uidrange.Range)
 		got := liveMemoryLimit(t, mem, st.Pid)
 		if got != want {
 			t.Errorf("live memory limit of %s (pid %d) is %d, want the spec's %d, not the leftover's 629145600", id, st.Pid, got, want)
+		}
+	})
+	t.Run("StaleCgroupRunOnce", func(t *testing.T) {
+		ro, ok := d.(interface {
+			RunOnce(ctx context.Context, id, bundle string, stdio runtime.IO) (runtime.Exit, error)
+		})
+		if !ok {
+			t.Skip("driver has no RunOnce")
+		}
+		id := prefix + "-stale-once"
+		dir := filepath.Join(mem, "rung-test", id)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = syscall.Rmdir(dir) })
+		if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte("629145600"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		const want = 64 << 20
+		b := BusyboxBundle(t, r, Shell("sleep 2"), Cgroups(id), bundle.WithResources(500, want, 64))
+		done := make(chan error, 1)
+		go func() { _, err := ro.RunOnce(t.Context(), id, b, runtime.IO{}); done <- err }()
+		// The runtime sets the limits just after it makes the cgroup: wait
+		// for the spec's, while the replica runs.
+		var got string
+		for got != strconv.Itoa(want) {
+			select {
+			case err := <-done:
+				t.Fatalf("run ended (%v) with the cgroup's limit at %q, want the spec's %d (the leftover had 629145600)", err, got, want)
+			case <-time.After(20 * time.Millisecond):
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "memory.limit_in_bytes")); err == nil {
+				got = strings.TrimSpace(string(b))
+			}
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
 		}
 	})
 	t.Run("BusyCgroup", func(t *testing.T) {
