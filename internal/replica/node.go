@@ -467,7 +467,7 @@ func (n *Node) note(d policy.Decision) {
 	if len(n.decisions) >= maxPendingDecisions {
 		n.decisions = n.decisions[1:]
 	}
-	n.decisions = append(n.decisions, d)
+	n.decisions = append(n.decisions, d.Bounded())
 }
 
 // TakeDecisions returns the admission decisions made since the last take,

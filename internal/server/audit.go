@@ -60,7 +60,8 @@ const resultAdmitted = "admitted"
 // its findings and the image digest).
 func (s *Server) AuditNodeDecisions(ctx context.Context, node string, ds []policy.Decision) error {
 	for i := range ds {
-		d := &ds[i]
+		bd := ds[i].Bounded() // one entry each, whatever the image
+		d := &bd
 		kind := "Image"
 		if d.Kind == policy.KindWorkload {
 			kind = "Workload"

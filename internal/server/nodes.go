@@ -1,10 +1,12 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
+	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -180,16 +182,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if len(hb.Decisions) > wire.MaxDecisions {
 		return newError(http.StatusBadRequest, wire.CodeInvalid, "decisions: %d, at most %d a heartbeat", len(hb.Decisions), wire.MaxDecisions)
 	}
-	for i, d := range hb.Decisions {
-		if (d.Kind != policy.KindImage && d.Kind != policy.KindWorkload) || !isDNSLabel(d.Tenant) {
-			return newError(http.StatusBadRequest, wire.CodeInvalid, "decisions[%d]: kind %q, tenant %q: want kind image or workload and a tenant name", i, truncate(d.Kind, 32), truncate(d.Tenant, 64))
-		}
-	}
-	// Audited before the heartbeat is acknowledged: a node whose heartbeat
-	// failed sends them again.
-	if err := s.AuditNodeDecisions(r.Context(), name, hb.Decisions); err != nil {
-		return err
-	}
+	decisions := hb.Decisions
 	hb.Decisions = nil           // not kept in memory with the heartbeat
 	hb.Logs = boundLogs(hb.Logs) // logs.go
 	was := s.nodes.statusOf(name)
@@ -200,9 +193,51 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 		s.log.Info("node up", "node", name, "was", was)
 	}
 	s.saveNode(r.Context(), name, hb, was != wire.NodeUp)
+	// Audited once the heartbeat is otherwise accepted; a node whose
+	// heartbeat failed sends them again (at least once).
+	if err := s.AuditNodeDecisions(r.Context(), name, s.plannedOnly(r.Context(), name, decisions)); err != nil {
+		return err
+	}
 	s.publishReplicaStates()
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// digestRE is an image manifest digest as the nodes report them.
+var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// plannedOnly keeps the decisions a node may make: about tenants with
+// replicas planned on it, their images and their replicas, with a real
+// digest or none. A node's token can't write another tenant's events; a
+// decision about a replica re-placed away since is dropped too (logged).
+func (s *Server) plannedOnly(ctx context.Context, node string, ds []policy.Decision) []policy.Decision {
+	if len(ds) == 0 {
+		return nil
+	}
+	set, res, err := s.Current(ctx)
+	if err != nil {
+		s.log.Warn("node decisions: no plan to check them against; dropped", "node", node, "err", err)
+		return nil
+	}
+	specs, err := agent.FromPlan(set, res, node)
+	if err != nil {
+		s.log.Warn("node decisions: dropped", "node", node, "err", err)
+		return nil
+	}
+	subjects := map[string]bool{} // kind, tenant, subject
+	for _, sp := range specs {
+		subjects[policy.KindImage+"\x00"+sp.Tenant+"\x00"+sp.Image] = true
+		subjects[policy.KindWorkload+"\x00"+sp.Tenant+"\x00"+sp.ID] = true
+	}
+	var out []policy.Decision
+	for _, d := range ds {
+		if !subjects[d.Kind+"\x00"+d.Tenant+"\x00"+d.Subject] || (d.Digest != "" && !digestRE.MatchString(d.Digest)) {
+			s.log.Warn("node decision about nothing planned on the node; dropped", "node", node, "kind", truncate(d.Kind, 32), "tenant", truncate(d.Tenant, 64), "subject", truncate(d.Subject, 128))
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // statusOf is name's liveness now.

@@ -391,8 +391,9 @@ func TestHeartbeatRuntimesBounded(t *testing.T) {
 
 // TestNodeDecisionsAudited: the admission decisions a node sends with its
 // heartbeat land in the audit log under the node's name, with the image
-// digest and every finding; a heartbeat with a malformed one is refused
-// whole.
+// digest and every finding, if they are about what is planned on the
+// node (others, of an unknown kind too, are dropped); a heartbeat with too
+// many is refused whole.
 func TestNodeDecisionsAudited(t *testing.T) {
 	e := newEnv(t).seed()
 	ctx := t.Context()
@@ -401,15 +402,25 @@ func TestNodeDecisionsAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	node, _ := client.New(e.url, tok)
-	d := policy.Decision{Kind: policy.KindImage, Tenant: "biology", Subject: "registry.example/bio/seq:1", Digest: "sha256:" + strings.Repeat("ab", 32),
+	d := policy.Decision{Kind: policy.KindImage, Tenant: "biology", Subject: "busybox:latest", Digest: "sha256:" + strings.Repeat("ab", 32),
 		Findings: []policy.Finding{{ID: "CIS-4.8", Title: "setuid", Severity: policy.SeverityHigh, Detail: "/usr/bin/su is setuid root", Fix: "drop it"}},
 		Checked:  []string{"CIS-4.8"}}
 	bad := d
 	bad.Kind = "toaster"
-	if err := node.Heartbeat(ctx, "h1", wire.Heartbeat{Runtimes: []string{"container"}, Decisions: []policy.Decision{d, bad}}); err == nil {
-		t.Error("a heartbeat with a decision of kind toaster was accepted")
+	many := make([]policy.Decision, wire.MaxDecisions+1)
+	if err := node.Heartbeat(ctx, "h1", wire.Heartbeat{Runtimes: []string{"container"}, Decisions: many}); err == nil {
+		t.Errorf("a heartbeat with %d decisions was accepted", len(many))
 	}
-	if err := node.Heartbeat(ctx, "h1", wire.Heartbeat{Runtimes: []string{"container"}, Decisions: []policy.Decision{d}}); err != nil {
+	// Decisions about what isn't planned on h1 (another image, a tenant
+	// with nothing there, a forged digest) are dropped; the heartbeat
+	// still counts.
+	foreign := d
+	foreign.Subject = "registry.example/other:1"
+	stranger := d
+	stranger.Tenant = "nobody"
+	forged := d
+	forged.Digest = "sha256:nothex\nFAKE"
+	if err := node.Heartbeat(ctx, "h1", wire.Heartbeat{Runtimes: []string{"container"}, Decisions: []policy.Decision{foreign, d, stranger, forged, bad}}); err != nil {
 		t.Fatal(err)
 	}
 	entries, err := e.audit.Entries(ctx, 0, 1000)
@@ -430,7 +441,7 @@ func TestNodeDecisionsAudited(t *testing.T) {
 		}
 		got = append(got, fmt.Sprintf("%s %s %s %s %s %s", a.Actor, a.Object, a.Decision, det.Result, det.Admission.Digest, det.Admission.Findings[0].ID))
 	}
-	want := []string{"node/h1 Image/biology/registry.example/bio/seq:1 deny rejected sha256:" + strings.Repeat("ab", 32) + " CIS-4.8"}
+	want := []string{"node/h1 Image/biology/busybox:latest deny rejected sha256:" + strings.Repeat("ab", 32) + " CIS-4.8"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("admit entries (-want +got):\n%s", diff)
 	}

@@ -34,11 +34,14 @@ type Heartbeat struct {
 	// Decisions are the admission decisions the node made since its last
 	// heartbeat (the image checks before a replica runs, and refusals of a
 	// replica's final runtime spec), at most MaxDecisions, for the audit log.
+	// Only decisions about the tenants, images and replicas planned on the
+	// node are kept.
 	Decisions []policy.Decision `json:"decisions,omitempty"`
 }
 
-// MaxDecisions bounds the admission decisions of one heartbeat.
-const MaxDecisions = 64
+// MaxDecisions bounds the admission decisions of one heartbeat (each
+// policy.Decision.Bounded, so that they fit MaxBody with the logs).
+const MaxDecisions = 8
 
 // Bounds of the log tails a node reports; the server drops what exceeds them.
 const (
