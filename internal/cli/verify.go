@@ -111,7 +111,13 @@ func verifyReplicas(ctx context.Context, dataDir string, ids []string) ([]verify
 			found[l.ID] = true
 			r, err := verify.Host{}.Replica(ctx, d, l.ID)
 			if errors.Is(err, runtime.ErrNotFound) {
-				continue // deleted since the list
+				// Deleted since the list, or a container rung can't reach:
+				// one still listed would run unproven, so that fails.
+				again, lerr := verify.List(ctx, bin, state)
+				if lerr == nil && !slices.ContainsFunc(again, func(x verify.Listed) bool { return x.ID == l.ID }) {
+					continue
+				}
+				return nil, fmt.Errorf("verify: %s is listed by %s in %s but can't be inspected: %w", l.ID, kind, state, err)
 			}
 			if err != nil {
 				return nil, err

@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -121,18 +121,44 @@ func NewRunsc(cfg Config) (*OCI, error) {
 
 // ContainerID is the container ID a runtime's own ID stands for, for a
 // listing of state directory state (see OCI.rid): runsc's IDs there carry
-// the directory's scope.
+// the driver's scope.
 func ContainerID(state, runtimeID string) string {
-	if abs, err := filepath.Abs(state); err == nil {
-		return strings.TrimSuffix(runtimeID, "."+scopeOf(abs))
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(state), scopeFile))
+	if err != nil {
+		return runtimeID
 	}
-	return runtimeID
+	return strings.TrimSuffix(runtimeID, "."+strings.TrimSpace(string(b)))
 }
 
-// scopeOf is a short, stable name for a state directory.
-func scopeOf(dir string) string {
-	sum := sha256.Sum256([]byte(dir))
-	return hex.EncodeToString(sum[:4])
+// scopeFile holds a driver directory's scope: random, made once, so that
+// it stays the same when the directory is moved or reached by another path.
+const scopeFile = "scope"
+
+func loadScope(dir string) (string, error) {
+	p := filepath.Join(dir, scopeFile)
+	if b, err := os.ReadFile(p); err == nil {
+		if s := strings.TrimSpace(string(b)); len(s) == 8 {
+			return s, nil
+		}
+		return "", fmt.Errorf("%s: want 8 hex digits", p)
+	}
+	buf := make([]byte, 4)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(buf)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return loadScope(dir) // another process made it first
+	}
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.WriteString(s + "\n"); err != nil {
+		f.Close()
+		return "", err
+	}
+	return s, f.Close()
 }
 
 func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
@@ -146,7 +172,6 @@ func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
 	d := &OCI{
 		kind:     kind,
 		tier:     tier,
-		scope:    scopeOf(filepath.Join(dir, "state")),
 		state:    filepath.Join(dir, "state"),
 		logs:     filepath.Join(dir, "logs"),
 		log:      cfg.Logger,
@@ -167,6 +192,9 @@ func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
 		if err := os.MkdirAll(p, 0o700); err != nil {
 			return nil, fmt.Errorf("%s driver: %w", kind, err)
 		}
+	}
+	if d.scope, err = loadScope(dir); err != nil {
+		return nil, fmt.Errorf("%s driver: scope: %w", kind, err)
 	}
 	bin := cfg.Binary
 	if bin == "" {
@@ -326,18 +354,28 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 // state directory): two rung data directories on one machine can run a
 // replica of the same ID. runc's IDs live only in its own state directory.
 func (d *OCI) rid(id string) string {
-	if d.kind == "runsc" {
-		return id + "." + d.scope
+	if d.kind != "runsc" {
+		return id
 	}
-	return id
+	scoped := id + "." + d.scope
+	// A sandbox created before IDs carried the scope keeps its bare ID.
+	if d.stateOf(id) && !d.stateOf(scoped) {
+		return id
+	}
+	return scoped
+}
+
+// stateOf reports whether runsc has state for runtime ID rid.
+func (d *OCI) stateOf(rid string) bool {
+	m, _ := filepath.Glob(filepath.Join(d.state, rid+"_sandbox:*.state"))
+	return len(m) > 0
 }
 
 // exists reports whether the runtime has state for id, from its state
 // directory: runc keeps ROOT/ID/state.json, runsc ROOT/ID_sandbox:SB.state.
 func (d *OCI) exists(id string) (bool, error) {
 	if d.kind == "runsc" {
-		m, err := filepath.Glob(filepath.Join(d.state, d.rid(id)+"_sandbox:*.state"))
-		return len(m) > 0, err
+		return d.stateOf(d.rid(id)), nil
 	}
 	_, err := os.Stat(filepath.Join(d.state, id, "state.json"))
 	if errors.Is(err, os.ErrNotExist) {

@@ -2,11 +2,15 @@ package runtime_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"rung.dev/rung/internal/bundle"
 	"rung.dev/rung/internal/runtime"
@@ -175,4 +179,85 @@ func slices0(ids []string) bool {
 		}
 	}
 	return false
+}
+
+// TestRunscBareIDAdopted: a sandbox created before runtime IDs carried the
+// driver's scope (plain `runsc create ID` in the driver's state
+// directory) is still found, stopped and deleted by its replica ID, and
+// a moved driver directory keeps its scope.
+func TestRunscBareIDAdopted(t *testing.T) {
+	dir := filepath.Join(drivertest.SearchableTempDir(t), "runsc")
+	drivertest.RequireRoot(t)
+	bin := drivertest.RequireBinary(t, "runsc")
+	d, err := runtime.NewRunsc(runtime.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "legacy-0"
+	b := drivertest.BusyboxBundle(t, drivertest.Range(t, 2), drivertest.Shell("sleep 30"), drivertest.Cgroups(id))
+	state := filepath.Join(dir, "state")
+	for _, args := range [][]string{{"create", "--bundle", b, id}, {"start", id}} {
+		// Output to a file: the sandbox keeps what it inherits open, so a
+		// pipe would never close.
+		out, err := os.CreateTemp(t.TempDir(), "out")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, append([]string{"--root", state, "--platform=ptrace", "--network=none"}, args...)...)
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Run(); err != nil {
+			b, _ := os.ReadFile(out.Name())
+			t.Fatalf("runsc %v: %v\n%s", args, err, b)
+		}
+		out.Close()
+	}
+	t.Cleanup(func() { _ = exec.Command(bin, "--root", state, "delete", "--force", id).Run() })
+	st, err := d.State(t.Context(), id)
+	if err != nil || st.Status != runtime.Running || st.ID != id {
+		t.Fatalf("state of the bare-ID sandbox: %+v, %v", st, err)
+	}
+	// Its processes were orphaned onto this test process (the subreaper),
+	// as an old agent's are onto init: stop them and reap them here, as
+	// init would, so that runsc sees them gone.
+	procs, err := d.HostProcesses(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Kill(t.Context(), id, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill by replica ID: %v", err)
+	}
+	for _, p := range procs {
+		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
+		for range 100 {
+			if wpid, _ := syscall.Wait4(p.Pid, nil, syscall.WNOHANG, nil); wpid == p.Pid || syscall.Kill(p.Pid, 0) != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if err := d.Delete(t.Context(), id); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if _, err := d.State(t.Context(), id); !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("after delete: %v, want ErrNotFound", err)
+	}
+
+	// The scope lives in the directory, not in its path.
+	scope, err := os.ReadFile(filepath.Join(dir, "scope"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := filepath.Join(filepath.Dir(dir), "moved")
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runtime.NewRunsc(runtime.Config{Dir: moved}); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(filepath.Join(moved, "scope")); string(again) != string(scope) {
+		t.Errorf("scope %q after the move, was %q", again, scope)
+	}
+	if got := runtime.ContainerID(filepath.Join(moved, "state"), "x-0."+strings.TrimSpace(string(scope))); got != "x-0" {
+		t.Errorf("ContainerID = %q, want x-0", got)
+	}
 }
