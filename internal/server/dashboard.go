@@ -51,8 +51,10 @@ const (
 	sessionTTL = 8 * time.Hour
 	// dashboardEvents is how many recent events the page lists.
 	dashboardEvents = 15
-	// maxSessions bounds the sign-ins kept in memory.
-	maxSessions = 10000
+	// maxSessions bounds the sign-ins kept in memory, maxSessionsPerToken
+	// those of one token.
+	maxSessions         = 10000
+	maxSessionsPerToken = 8
 )
 
 // uiSessions are the dashboard's sign-ins: session ID → token.
@@ -87,6 +89,20 @@ func (u *uiSessions) start(random io.Reader, token string, now time.Time) (strin
 		}
 		if len(u.m) >= maxSessions {
 			return "", nil
+		}
+	}
+	// One token holds at most maxSessionsPerToken: signing in again ends
+	// its oldest, so no single token can use up every session.
+	var mine []string
+	for k, v := range u.m {
+		if v.token == token {
+			mine = append(mine, k)
+		}
+	}
+	if len(mine) >= maxSessionsPerToken {
+		slices.SortFunc(mine, func(a, b string) int { return u.m[a].expires.Compare(u.m[b].expires) })
+		for _, k := range mine[:len(mine)-maxSessionsPerToken+1] {
+			delete(u.m, k)
 		}
 	}
 	u.m[id] = uiSession{token: token, expires: now.Add(sessionTTL)}
@@ -225,6 +241,8 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) error {
 		if t, ok := s.sessions.token(c.Value, s.now()); ok {
 			token = t
 		} else {
+			http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
+				HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 			return s.renderLogin(w, http.StatusOK, "your session has ended; sign in again")
 		}
 	}

@@ -284,3 +284,31 @@ func TestDashboardTenantView(t *testing.T) {
 		t.Errorf("node token: %d\n%s", r.status, r.body)
 	}
 }
+
+// TestDashboardSessionsPerToken: one token signing in again and again
+// keeps only its newest sessions; the oldest end.
+func TestDashboardSessionsPerToken(t *testing.T) {
+	e := newEnv(t).seed()
+	var cookies []*http.Cookie
+	for range 10 {
+		b := &browser{t: t, base: e.url}
+		if resp, _ := b.post("/ui/login", "", url.Values{"token": {e.tokens["viewer"]}}); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("sign-in: %d", resp.StatusCode)
+		}
+		cookies = append(cookies, b.cookie)
+	}
+	alive := 0
+	for i, c := range cookies {
+		b := &browser{t: t, base: e.url, cookie: c}
+		_, body := b.get("/")
+		if open := strings.Contains(body, "Your replicas"); open {
+			alive++
+			if i < 2 {
+				t.Errorf("session %d of 10 still open", i)
+			}
+		}
+	}
+	if alive != 8 {
+		t.Errorf("%d sessions open, want the newest 8", alive)
+	}
+}
