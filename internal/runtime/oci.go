@@ -136,29 +136,43 @@ const scopeFile = "scope"
 
 func loadScope(dir string) (string, error) {
 	p := filepath.Join(dir, scopeFile)
-	if b, err := os.ReadFile(p); err == nil {
-		if s := strings.TrimSpace(string(b)); len(s) == 8 {
-			return s, nil
-		}
-		return "", fmt.Errorf("%s: want 8 hex digits", p)
+	if s, err := readScope(p); !errors.Is(err, os.ErrNotExist) {
+		return s, err
 	}
 	buf := make([]byte, 4)
 	if _, err := rand.Read(buf); err != nil {
 		return "", err
 	}
-	s := hex.EncodeToString(buf)
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return loadScope(dir) // another process made it first
-	}
+	// Written aside, then linked into place: link never replaces, so two
+	// drivers opening the directory at once agree on the first one's, and
+	// nobody reads a half-written file.
+	tmp, err := os.CreateTemp(dir, ".scope-")
 	if err != nil {
 		return "", err
 	}
-	if _, err := f.WriteString(s + "\n"); err != nil {
-		f.Close()
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(hex.EncodeToString(buf) + "\n"); err != nil {
+		tmp.Close()
 		return "", err
 	}
-	return s, f.Close()
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Link(tmp.Name(), p); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", err
+	}
+	return readScope(p)
+}
+
+func readScope(p string) (string, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", err
+	}
+	if s := strings.TrimSpace(string(b)); len(s) == 8 {
+		return s, nil
+	}
+	return "", fmt.Errorf("%s: want 8 hex digits", p)
 }
 
 func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {

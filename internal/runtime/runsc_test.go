@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -259,5 +260,31 @@ func TestRunscBareIDAdopted(t *testing.T) {
 	}
 	if got := runtime.ContainerID(filepath.Join(moved, "state"), "x-0."+strings.TrimSpace(string(scope))); got != "x-0" {
 		t.Errorf("ContainerID = %q, want x-0", got)
+	}
+}
+
+// TestScopeConcurrentOpen: drivers opening one directory at once (three
+// agents starting together) all get the same scope.
+func TestScopeConcurrentOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "runsc")
+	scopes := make([]string, 8)
+	var wg sync.WaitGroup
+	for i := range scopes {
+		wg.Go(func() {
+			d, err := runtime.NewRunsc(runtime.Config{Dir: dir})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_ = d
+			b, _ := os.ReadFile(filepath.Join(dir, "scope"))
+			scopes[i] = string(b)
+		})
+	}
+	wg.Wait()
+	for _, s := range scopes {
+		if s != scopes[0] || len(strings.TrimSpace(s)) != 8 {
+			t.Fatalf("scopes %q, want one of 8 hex digits", scopes)
+		}
 	}
 }

@@ -29,14 +29,7 @@ func RunCgroups(t *testing.T, d runtime.Driver, prefix string, r uidrange.Range)
 	mem := memoryHierarchy(t)
 	t.Run("StaleCgroup", func(t *testing.T) {
 		id := prefix + "-stale"
-		dir := filepath.Join(mem, "rung-test", id)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = syscall.Rmdir(dir) })
-		if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte("629145600"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		leftover(t, mem, id)
 		const want = 64 << 20
 		b := BusyboxBundle(t, r, Shell("sleep 30"), Cgroups(id), bundle.WithResources(500, want, 64))
 		Started(t, d, id, b)
@@ -57,14 +50,7 @@ func RunCgroups(t *testing.T, d runtime.Driver, prefix string, r uidrange.Range)
 			t.Skip("driver has no RunOnce")
 		}
 		id := prefix + "-stale-once"
-		dir := filepath.Join(mem, "rung-test", id)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = syscall.Rmdir(dir) })
-		if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte("629145600"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		dir := leftover(t, mem, id)
 		const want = 64 << 20
 		b := BusyboxBundle(t, r, Shell("sleep 2"), Cgroups(id), bundle.WithResources(500, want, 64))
 		done := make(chan error, 1)
@@ -116,6 +102,21 @@ func RunCgroups(t *testing.T, d runtime.Driver, prefix string, r uidrange.Range)
 			t.Errorf("the squatter moved to %q", got)
 		}
 	})
+}
+
+// leftover makes an empty cgroup at test container id's path with a
+// 600 MiB memory limit, as a replica that died with its runtime leaves it.
+func leftover(t *testing.T, mem, id string) string {
+	t.Helper()
+	dir := filepath.Join(mem, "rung-test", id)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Rmdir(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte("629145600"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // memoryHierarchy is cgroup v1's memory controller, or skips.
