@@ -120,11 +120,7 @@ func runDemo(ctx context.Context, out io.Writer, dataDir string, names []string,
 // the replicas that run here get tiers that can run here. It returns nil
 // when the declared plan already fits.
 func localPlan(out io.Writer, set *v1.Set, here tenancy.Set) *scheduler.Result {
-	rules, err := tenancy.FromPolicies(set.Policies)
-	if err != nil {
-		return nil
-	}
-	p, err := scheduler.NewProblem(set, rules, topology.DefaultRuntimes)
+	p, err := scheduler.ProblemOf(set, topology.DefaultRuntimes)
 	if err != nil {
 		return nil
 	}

@@ -14,7 +14,6 @@ import (
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/scheduler"
-	"rung.dev/rung/internal/tenancy"
 	"rung.dev/rung/internal/topology"
 )
 
@@ -41,11 +40,7 @@ func (f *planFlags) problem() (*scheduler.Problem, []string, error) {
 	if err != nil {
 		return nil, nil, withCode(ExitInvalid, err)
 	}
-	rules, err := tenancy.FromPolicies(set.Policies)
-	if err != nil {
-		return nil, nil, withCode(ExitInvalid, err)
-	}
-	prob, err := scheduler.NewProblem(set, rules, topology.DefaultRuntimes)
+	prob, err := scheduler.ProblemOf(set, topology.DefaultRuntimes)
 	if err != nil {
 		return nil, nil, withCode(ExitInvalid, err)
 	}

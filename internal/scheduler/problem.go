@@ -247,14 +247,20 @@ func (p *Problem) fillWorkload(i int, w *v1.Workload, wlIdx map[string]int) erro
 // Party returns the rule-facing description of workload i.
 func (p *Problem) Party(i int) *tenancy.Party { return &p.Workloads[i].party }
 
-// PlanSet is `rung plan` in one call: compile the set's operator rules,
-// build the problem (nodes without runtimes get defaultRuntimes) and plan.
-func PlanSet(set *v1.Set, defaultRuntimes tenancy.Set, opts Options) (*Problem, *Result, error) {
+// ProblemOf compiles the set's operator rules and builds the problem
+// (nodes without runtimes get defaultRuntimes), for callers that adjust
+// it (Keep, MarkDown, Topology.Detected) before planning.
+func ProblemOf(set *v1.Set, defaultRuntimes tenancy.Set) (*Problem, error) {
 	rules, err := tenancy.FromPolicies(set.Policies)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	p, err := NewProblem(set, rules, defaultRuntimes)
+	return NewProblem(set, rules, defaultRuntimes)
+}
+
+// PlanSet is `rung plan` in one call: ProblemOf, then Plan.
+func PlanSet(set *v1.Set, defaultRuntimes tenancy.Set, opts Options) (*Problem, *Result, error) {
+	p, err := ProblemOf(set, defaultRuntimes)
 	if err != nil {
 		return nil, nil, err
 	}
