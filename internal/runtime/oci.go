@@ -123,11 +123,11 @@ func NewRunsc(cfg Config) (*OCI, error) {
 // listing of state directory state (see OCI.rid): runsc's IDs there carry
 // the driver's scope.
 func ContainerID(state, runtimeID string) string {
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(state), scopeFile))
+	scope, err := readScope(filepath.Join(filepath.Dir(state), scopeFile))
 	if err != nil {
 		return runtimeID
 	}
-	return strings.TrimSuffix(runtimeID, "."+strings.TrimSpace(string(b)))
+	return strings.TrimSuffix(runtimeID, "."+scope)
 }
 
 // scopeFile holds a driver directory's scope: random, made once, so that
@@ -207,8 +207,10 @@ func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
 			return nil, fmt.Errorf("%s driver: %w", kind, err)
 		}
 	}
-	if d.scope, err = loadScope(dir); err != nil {
-		return nil, fmt.Errorf("%s driver: scope: %w", kind, err)
+	if kind == "runsc" { // see rid: runc's IDs need no scope
+		if d.scope, err = loadScope(dir); err != nil {
+			return nil, fmt.Errorf("%s driver: scope: %w", kind, err)
+		}
 	}
 	bin := cfg.Binary
 	if bin == "" {
