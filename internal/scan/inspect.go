@@ -340,8 +340,9 @@ func wantCapture(name string) bool {
 
 // inventory parses the captured package databases. It returns the
 // packages, the gaps (what was not inventoried, and why) and the package
-// databases that are present but unreadable; the error is only the
-// context's.
+// databases that are present but unreadable; the error is this machine's
+// or the caller's (no temp dir, the parser couldn't start, ctx ended),
+// never the image's.
 func (w *walker) inventory(ctx context.Context) (d Distro, pkgs []policy.Package, gaps, unreadable []string, err error) {
 	osr, ok := w.captured["/etc/os-release"]
 	if !ok || osr.link != "" {

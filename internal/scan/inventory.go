@@ -224,7 +224,7 @@ func ParseApkInstalled(r io.Reader, ecosystem string) ([]policy.Package, error) 
 //
 //	rpm -qa --qf '%{NAME}\t%{VERSION}-%{RELEASE}\t%{INSTALLTIME}\t%{BUILDTIME}\t%{VENDOR}\t%{EPOCH}\t%{SOURCERPM}\t%{ARCH}\n'
 //
-// for distributions whose rpm database rung cannot read (see Inspect).
+// for images that ship no rpm database (Inspect prefers the database).
 // The version is returned as [EPOCH:]VERSION-RELEASE and the source is the
 // source RPM's name.
 func ParseRPMManifest(r io.Reader, ecosystem string) ([]policy.Package, error) {
