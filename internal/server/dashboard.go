@@ -16,12 +16,10 @@ import (
 	"sync"
 	"time"
 
-	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/tenancy"
-	"rung.dev/rung/internal/topology"
 )
 
 // The web dashboard (DESIGN §7) at /: the topology, tiers and placements,
@@ -210,12 +208,16 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if id == "" {
 		return s.renderLogin(w, http.StatusServiceUnavailable, "too many dashboard sessions; try again later")
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: id, Path: "/", MaxAge: int(sessionTTL / time.Second),
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
-	})
+	setSessionCookie(w, r, id, int(sessionTTL/time.Second))
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
+}
+
+// setSessionCookie sets the session cookie to id for maxAge seconds, or
+// clears it (maxAge -1): HttpOnly and SameSite=Strict always.
+func setSessionCookie(w http.ResponseWriter, r *http.Request, id string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
@@ -225,8 +227,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		s.sessions.end(c.Value)
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	setSessionCookie(w, r, "", -1)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
 }
@@ -241,8 +242,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) error {
 		if t, ok := s.sessions.token(c.Value, s.now()); ok {
 			token = t
 		} else {
-			http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
-				HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+			setSessionCookie(w, r, "", -1)
 			return s.renderLogin(w, http.StatusOK, "your session has ended; sign in again")
 		}
 	}
@@ -269,13 +269,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) error {
 	}
 	var view dashboardView
 	if p.Role == auth.Operator {
-		topo := map[string]bool{}
-		for _, t := range pl.set.Topologies {
-			for _, n := range t.Spec.Nodes {
-				topo[n.Name] = true
-			}
-		}
-		view = operatorView(pl.set, pl.result, s.nodes.status(topo), s.nodes.runtimes(), s.planner.runtimes)
+		view = operatorView(pl, s.nodes.status(topologyNodes(pl.set)))
 	} else {
 		view = tenantDashboard(tenantView(pl.result, p.Tenant, pl.tenants))
 	}
@@ -359,26 +353,20 @@ func tenantDashboard(res *scheduler.Result) dashboardView {
 	return dashboardView{Placed: len(res.Placements), Tiers: tierCounts(res), Placements: res.Placements, Unplaced: res.Unplaced}
 }
 
-// operatorView lays out every node by datacenter and rack, VM nodes under
-// their host, each with its liveness, the tiers it offers (what its
-// manifest lists and its agent detects) and its replicas.
-func operatorView(set *v1.Set, res *scheduler.Result, statuses []wire.NodeStatus, reports runtimeReports, defaults tenancy.Set) dashboardView {
+// operatorView lays out every node of pl by datacenter and rack, VM nodes
+// under their host, each with its liveness, the tiers it offered the
+// scheduler (what its manifest lists and its agent detects) and its
+// replicas.
+func operatorView(pl plan, statuses []wire.NodeStatus) dashboardView {
+	set, res := pl.set, pl.result
 	view := dashboardView{Operator: true, Placed: len(res.Placements), Tiers: tierCounts(res), Unplaced: res.Unplaced, Problems: res.Problems}
 	state := map[string]string{}
 	for _, st := range statuses {
 		state[st.Name] = st.State
 		// A node no agent of its own reports on is run by rung up's own
 		// agent when that stands for every node.
-		if st.State == wire.NodeUnknown && reports.hasAll {
+		if st.State == wire.NodeUnknown && pl.local {
 			state[st.Name] = "local"
-		}
-	}
-	offered := map[string]string{}
-	if top, err := topology.Build(set.Topologies, cmp.Or(defaults, topology.DefaultRuntimes)); err == nil {
-		top.Detected(reports.report)
-		for i := range top.Nodes {
-			n := &top.Nodes[i]
-			offered[n.Name] = n.Offers()
 		}
 	}
 	byNode := map[string][]replicaView{}
@@ -393,7 +381,7 @@ func operatorView(set *v1.Set, res *scheduler.Result, statuses []wire.NodeStatus
 	var hosts []placed
 	for _, t := range set.Topologies {
 		for _, n := range t.Spec.Nodes {
-			hv := hostView{Name: n.Name, State: cmp.Or(state[n.Name], wire.NodeUnknown), Runtimes: offered[n.Name], Tenant: n.Tenant, Replicas: byNode[n.Name]}
+			hv := hostView{Name: n.Name, State: cmp.Or(state[n.Name], wire.NodeUnknown), Runtimes: pl.offers[n.Name], Tenant: n.Tenant, Replicas: byNode[n.Name]}
 			if n.Host != "" {
 				vms[n.Host] = append(vms[n.Host], hv)
 				continue

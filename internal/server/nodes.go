@@ -309,13 +309,7 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	topo := map[string]bool{}
-	for _, t := range set.Topologies {
-		for _, n := range t.Spec.Nodes {
-			topo[n.Name] = true
-		}
-	}
-	writeJSON(w, http.StatusOK, wire.Nodes{Nodes: s.nodes.status(topo), Timeout: s.nodes.timeout.String()})
+	writeJSON(w, http.StatusOK, wire.Nodes{Nodes: s.nodes.status(topologyNodes(set)), Timeout: s.nodes.timeout.String()})
 	return nil
 }
 
@@ -374,6 +368,17 @@ func (n *nodes) runtimes() runtimeReports {
 		}
 	}
 	return r
+}
+
+// topologyNodes is the set of every node name the set's topologies list.
+func topologyNodes(set *v1.Set) map[string]bool {
+	names := map[string]bool{}
+	for _, t := range set.Topologies {
+		for _, n := range t.Spec.Nodes {
+			names[n.Name] = true
+		}
+	}
+	return names
 }
 
 // only keeps the reports of the nodes in names: an agent whose node no

@@ -44,11 +44,9 @@ type planner struct {
 	// node offers what its manifest lists).
 	detected func() runtimeReports
 
-	mu      sync.Mutex
-	inputs  [sha256.Size]byte // digest of the keys and revisions planned
-	result  *scheduler.Result
-	tenants []string
-	set     *v1.Set // the objects result was planned from
+	mu     sync.Mutex
+	inputs [sha256.Size]byte // digest of the keys and revisions planned
+	last   plan              // what inputs planned to
 }
 
 func newPlanner(st store.Store, runtimes tenancy.Set, m *metrics, log *slog.Logger) *planner {
@@ -61,6 +59,11 @@ type plan struct {
 	result  *scheduler.Result
 	tenants []string
 	set     *v1.Set
+	// offers names what each node offered the scheduler (Node.Offers);
+	// local is true when rung up's own agent stood for the nodes without
+	// an agent of their own.
+	offers map[string]string
+	local  bool
 }
 
 // current returns the plan of what is stored now, planning again only if
@@ -96,26 +99,20 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 	}
 	var reports runtimeReports
 	if p.detected != nil {
-		names := map[string]bool{}
-		for _, t := range set.Topologies {
-			for _, n := range t.Spec.Nodes {
-				names[n.Name] = true
-			}
-		}
-		reports = p.detected().only(names)
+		reports = p.detected().only(topologyNodes(set))
 	}
 	reports.digest(h)
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
-	if p.result != nil && sum == p.inputs {
-		return plan{p.result, p.tenants, p.set}, nil
+	if p.last.result != nil && sum == p.inputs {
+		return p.last, nil
 	}
 	docs, err := p.storedDocs(ctx)
 	if err != nil {
 		return plan{}, err
 	}
 	start := time.Now()
-	res, err := p.compute(set, docs, wlRevs, down, reports)
+	res, offers, err := p.compute(set, docs, wlRevs, down, reports)
 	if err != nil {
 		return plan{}, err
 	}
@@ -131,12 +128,13 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 		p.log.Warn("plan: store placements", "err", err)
 		sum = [sha256.Size]byte{}
 	}
-	p.inputs, p.result, p.set = sum, res, set
-	p.tenants = make([]string, 0, len(set.Tenants))
+	tenants := make([]string, 0, len(set.Tenants))
 	for _, t := range set.Tenants {
-		p.tenants = append(p.tenants, t.Metadata.Name)
+		tenants = append(tenants, t.Metadata.Name)
 	}
-	return plan{res, p.tenants, set}, nil
+	p.inputs = sum
+	p.last = plan{result: res, tenants: tenants, set: set, offers: offers, local: reports.hasAll}
+	return p.last, nil
 }
 
 // storedDocs reads the stored plan, by workload key TENANT/NAME.
@@ -158,8 +156,9 @@ func (p *planner) storedDocs(ctx context.Context) (map[string]store.Value, error
 // nodes in down are lost (DESIGN §3): their replicas are re-placed, the
 // others stay where they are, and Result.Problems says what can no
 // longer be met. Each node offers only the tiers its agent reports it can
-// run (reports); a replica on a tier its node lost is placed again.
-func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[string]int64, down []string, reports runtimeReports) (*scheduler.Result, error) {
+// run (reports); a replica on a tier its node lost is placed again. It
+// also returns what each node offered (Node.Offers), by name.
+func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[string]int64, down []string, reports runtimeReports) (*scheduler.Result, map[string]string, error) {
 	set.ApplyDefaults()
 	var broken []scheduler.Unplaced
 	if err := set.Validate(); err != nil {
@@ -167,7 +166,7 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 		for _, e := range unwrapAll(err) {
 			fe, ok := errors.AsType[*v1.FieldError](e)
 			if !ok || fe.Kind != v1.KindWorkload {
-				return nil, fmt.Errorf("plan: stored objects do not validate: %w", err)
+				return nil, nil, fmt.Errorf("plan: stored objects do not validate: %w", err)
 			}
 			bad[fe.Name] = append(bad[fe.Name], e.Error())
 		}
@@ -186,11 +185,11 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 	}
 	rules, err := tenancy.FromPolicies(set.Policies)
 	if err != nil {
-		return nil, fmt.Errorf("plan: policies: %w", err)
+		return nil, nil, fmt.Errorf("plan: policies: %w", err)
 	}
 	prob, err := scheduler.NewProblem(set, rules, p.runtimes)
 	if err != nil {
-		return nil, fmt.Errorf("plan: %w", err)
+		return nil, nil, fmt.Errorf("plan: %w", err)
 	}
 	prev := &scheduler.Result{}
 	for key, v := range docs {
@@ -213,11 +212,15 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 			level = "vm"
 		}
 		if _, err := prob.Topology.MarkDown(level, name); err != nil {
-			return nil, fmt.Errorf("plan: node %s down: %w", name, err)
+			return nil, nil, fmt.Errorf("plan: node %s down: %w", name, err)
 		}
 	}
 	if notes := prob.Topology.Detected(reports.report); len(notes) > 0 {
 		p.log.Info("plan with the runtimes agents detect", "notes", notes)
+	}
+	offers := make(map[string]string, len(prob.Topology.Nodes))
+	for i := range prob.Topology.Nodes {
+		offers[prob.Topology.Nodes[i].Name] = prob.Topology.Nodes[i].Offers()
 	}
 	notes := prob.Keep(prev)
 	if len(down) > 0 {
@@ -225,10 +228,10 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 	}
 	res, err := scheduler.Plan(prob, scheduler.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("plan: %w", err)
+		return nil, nil, fmt.Errorf("plan: %w", err)
 	}
 	res.Unplaced = append(res.Unplaced, broken...)
-	return res, nil
+	return res, offers, nil
 }
 
 // maxTxnOps stays under store.MaxTxnOps.
