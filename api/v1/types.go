@@ -171,6 +171,48 @@ type WorkloadSpec struct {
 	Dedicated    bool       `json:"dedicated,omitempty"`
 	Spread       []Spread   `json:"spread,omitempty"`
 	Affinity     []Affinity `json:"affinity,omitempty"`
+	// RestartPolicy says when a stopped replica is started again: Always
+	// (default), OnFailure (a non-zero exit) or Never. Restarts back off
+	// exponentially up to a cap (DESIGN §8).
+	RestartPolicy RestartPolicy `json:"restartPolicy,omitempty"`
+	// Healthcheck overrides the image's HEALTHCHECK; the agent runs it
+	// inside the replica with the replica's own hardening.
+	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`
+	// Rollout bounds how a changed workload replaces its replicas.
+	Rollout Rollout `json:"rollout,omitzero"`
+}
+
+// RestartPolicy is a workload's spec.restartPolicy.
+type RestartPolicy string
+
+// Restart policies, as in Kubernetes.
+const (
+	RestartAlways    RestartPolicy = "Always"
+	RestartOnFailure RestartPolicy = "OnFailure"
+	RestartNever     RestartPolicy = "Never"
+)
+
+// Healthcheck is a command run inside the replica: exit 0 is healthy.
+// Durations are Go durations ("10s", "1m30s").
+type Healthcheck struct {
+	Command []string `json:"command"`
+	// Interval between checks (default 30s), Timeout of one check (default
+	// 30s; a check still running then is killed and counts as failed).
+	Interval string `json:"interval,omitempty"`
+	Timeout  string `json:"timeout,omitempty"`
+	// Retries is how many failures in a row make the replica unhealthy
+	// (default 3).
+	Retries int `json:"retries,omitempty"`
+	// StartPeriod is how long after a start failures don't count (default 0).
+	StartPeriod string `json:"startPeriod,omitempty"`
+}
+
+// Rollout bounds a rollout, as a Kubernetes Deployment's RollingUpdate:
+// at most MaxUnavailable replicas fewer than spec.replicas are ready, and
+// at most MaxSurge more exist, at every step. Defaults 0 and 1.
+type Rollout struct {
+	MaxUnavailable *int `json:"maxUnavailable,omitempty"`
+	MaxSurge       *int `json:"maxSurge,omitempty"`
 }
 
 // Spread asks for replicas to be spread over the domains of one level.

@@ -765,6 +765,49 @@ func (v *validator) workload(o object, w *WorkloadSpec) {
 	for i := range w.Affinity {
 		v.affinity(o, index("spec.affinity", i), &w.Affinity[i])
 	}
+	v.enum(o, "spec.restartPolicy", string(w.RestartPolicy), "restart policy",
+		[]string{string(RestartAlways), string(RestartOnFailure), string(RestartNever)})
+	if h := w.Healthcheck; h != nil {
+		if len(h.Command) == 0 || h.Command[0] == "" {
+			v.fail(o, "spec.healthcheck.command", "missing", `name a command that exits 0 when healthy, e.g. ["wget", "-q", "-O-", "http://127.0.0.1:8080/healthz"]`)
+		}
+		for i, a := range h.Command {
+			v.noNUL(o, index("spec.healthcheck.command", i), a)
+		}
+		v.duration(o, "spec.healthcheck.interval", h.Interval, time.Second)
+		v.duration(o, "spec.healthcheck.timeout", h.Timeout, 10*time.Millisecond)
+		v.duration(o, "spec.healthcheck.startPeriod", h.StartPeriod, 0)
+		v.bounded(o, "spec.healthcheck.retries", h.Retries, 100)
+	}
+	if r := w.Rollout.MaxUnavailable; r != nil {
+		v.bounded(o, "spec.rollout.maxUnavailable", *r, MaxReplicas)
+	}
+	if r := w.Rollout.MaxSurge; r != nil {
+		v.bounded(o, "spec.rollout.maxSurge", *r, MaxReplicas)
+	}
+	if u, s := w.Rollout.MaxUnavailable, w.Rollout.MaxSurge; u != nil && s != nil && *u == 0 && *s == 0 {
+		v.fail(o, "spec.rollout", "maxUnavailable and maxSurge are both 0: no replica could ever be replaced",
+			"set maxSurge: 1 (start a new replica before stopping an old one) or maxUnavailable: 1")
+	}
+}
+
+// maxDuration bounds every duration of a manifest.
+const maxDuration = 24 * time.Hour
+
+// duration checks an optional Go duration string: at least min, at most a day.
+func (v *validator) duration(o object, path, s string, min time.Duration) {
+	if s == "" {
+		return
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		v.fail(o, path, fmt.Sprintf("%q is not a duration", truncate(s)), "write a duration such as 10s, 500ms or 1m30s")
+	case d < min:
+		v.fail(o, path, fmt.Sprintf("%s is shorter than %s", s, min), fmt.Sprintf("use %s or more", min))
+	case d > maxDuration:
+		v.fail(o, path, fmt.Sprintf("%s is longer than %s", s, maxDuration), "use a shorter duration")
+	}
 }
 
 func (v *validator) affinity(o object, p string, a *Affinity) {

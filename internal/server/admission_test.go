@@ -22,7 +22,7 @@ func TestAdmissionPolicyRules(t *testing.T) {
 		return `{"apiVersion":"rung.dev/v1","kind":"Policy","metadata":{"name":"admission"},"spec":{"admission":{"rules":[` + rules + `]}}}`
 	}
 	workload := func(name string, replicas int, caps string) string {
-		return fmt.Sprintf(`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":%q,"tenant":"biology"},"spec":{"replicas":%d,"privilege":"elevated","capabilities":[%s],"resources":{"cpu":"100m"}}}`, name, replicas, caps)
+		return fmt.Sprintf(`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":%q,"tenant":"biology"},"spec":{"image":"busybox:latest","replicas":%d,"privilege":"elevated","capabilities":[%s],"resources":{"cpu":"100m"}}}`, name, replicas, caps)
 	}
 
 	// Bad CEL: refused, naming the rule and the CEL error.

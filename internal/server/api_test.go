@@ -85,11 +85,11 @@ func TestHostileInput(t *testing.T) {
 		{"deep json", "PUT", "/v1/tenants/biology/workloads/x", "admin", []byte(deep), "", 400, wire.CodeInvalid, ""},
 		{"yaml alias bomb", "PUT", "/v1/tenants/biology/workloads/x", "admin", []byte(bomb), "application/yaml", 400, wire.CodeInvalid, ""},
 		{"unknown field", "PUT", "/v1/tenants/biology/workloads/x", "admin",
-			[]byte(`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"x","tenant":"biology"},"spec":{"replica":2}}`), "", 400, wire.CodeInvalid, "spec.replica"},
+			[]byte(`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"x","tenant":"biology"},"spec":{"image":"busybox:latest","replica":2}}`), "", 400, wire.CodeInvalid, "spec.replica"},
 		{"invalid field", "PUT", "/v1/tenants/biology/workloads/x", "admin",
-			[]byte(`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"x","tenant":"biology"},"spec":{"dataClass":"secret"}}`), "", 422, wire.CodeInvalid, "spec.dataClass"},
+			[]byte(`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"x","tenant":"biology"},"spec":{"image":"busybox:latest","dataClass":"secret"}}`), "", 422, wire.CodeInvalid, "spec.dataClass"},
 		{"unknown level", "PUT", "/v1/tenants/biology/workloads/x", "admin",
-			[]byte(`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"x","tenant":"biology"},"spec":{"spread":[{"level":"rakc","minDomains":2}]}}`), "", 422, wire.CodeInvalid, `unknown level "rakc"`},
+			[]byte(`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"x","tenant":"biology"},"spec":{"image":"busybox:latest","spread":[{"level":"rakc","minDomains":2}]}}`), "", 422, wire.CodeInvalid, `unknown level "rakc"`},
 		{"two objects", "PUT", "/v1/tenants/biology/workloads/x", "admin",
 			[]byte("apiVersion: rung.dev/v1\nkind: Workload\nmetadata: {name: x, tenant: biology}\n---\napiVersion: rung.dev/v1\nkind: Workload\nmetadata: {name: y, tenant: biology}\n"),
 			"", 400, wire.CodeInvalid, "exactly one"},
@@ -125,7 +125,7 @@ func TestHostileInput(t *testing.T) {
 			[]byte(`{"apiVersion":"rung.dev/v1","kind":"Topology","metadata":{"name":"t3"},"spec":{"nodes":[{"name":"h1","capacity":{"cpu":1}}]}}`),
 			"", 422, wire.CodeInvalid, `node "h1" is also defined`},
 		{"cross-tenant affinity", "PUT", "/v1/tenants/biology/workloads/x", "admin",
-			[]byte(`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"x","tenant":"biology"},"spec":{"affinity":[{"tenant":"geology","op":"!=","level":"host"}]}}`),
+			[]byte(`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"x","tenant":"biology"},"spec":{"image":"busybox:latest","affinity":[{"tenant":"geology","op":"!=","level":"host"}]}}`),
 			"", 403, wire.CodeForbidden, "spec.affinity[0].tenant"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -160,7 +160,7 @@ func TestQuota(t *testing.T) {
 	e := newEnv(t).seed()
 	// biology: quota replicas 50, cpu 32; sequencer 3×2 + notebook 1×0.5 = 6.5 cpu, 4 replicas.
 	r := e.do("admin", "PUT", "/v1/tenants/biology/workloads/big", []byte(
-		`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"big","tenant":"biology"},"spec":{"replicas":10,"resources":{"cpu":"3"}}}`))
+		`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"big","tenant":"biology"},"spec":{"image":"busybox:latest","replicas":10,"resources":{"cpu":"3"}}}`))
 	if r.status != deny {
 		t.Fatalf("over cpu quota: %d %s", r.status, r.body)
 	}
@@ -347,7 +347,7 @@ func TestDeleteRules(t *testing.T) {
 	if r := e.do("operator", "PUT", "/v1/topologies/extra", []byte(topo)); r.status != made {
 		t.Fatalf("topology: %d %s", r.status, r.body)
 	}
-	wl := `{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"spread","tenant":"biology"},"spec":{"spread":[{"level":"building","minDomains":1}]}}`
+	wl := `{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"spread","tenant":"biology"},"spec":{"image":"busybox:latest","spread":[{"level":"building","minDomains":1}]}}`
 	if r := e.do("admin", "PUT", "/v1/tenants/biology/workloads/spread", []byte(wl)); r.status != made {
 		t.Fatalf("workload: %d %s", r.status, r.body)
 	}
@@ -372,7 +372,7 @@ func TestMetrics(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t).seed()
 	e.do("operator", "GET", "/v1/plan", nil)
-	e.do("admin", "PUT", "/v1/tenants/biology/workloads/x", []byte(`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"x","tenant":"biology"},"spec":{"replicas":100}}`))
+	e.do("admin", "PUT", "/v1/tenants/biology/workloads/x", []byte(`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"x","tenant":"biology"},"spec":{"image":"busybox:latest","replicas":100}}`))
 	e.do("admin", "BREW", "/v1/workloads", nil)
 	r := e.do("", "GET", "/metrics", nil)
 	if r.status != http.StatusOK {
@@ -436,7 +436,7 @@ func TestAdmissionRejects(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t).seed()
 	r := e.do("admin", "PUT", "/v1/tenants/biology/workloads/root", []byte(
-		`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"root","tenant":"biology"},"spec":{"privilege":"elevated","capabilities":["SYS_ADMIN"],"resources":{"cpu":"1"}}}`))
+		`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"root","tenant":"biology"},"spec":{"image":"busybox:latest","privilege":"elevated","capabilities":["SYS_ADMIN"],"resources":{"cpu":"1"}}}`))
 	if r.status != http.StatusUnprocessableEntity {
 		t.Fatalf("SYS_ADMIN: %d %s, want 422", r.status, r.body)
 	}
@@ -449,7 +449,7 @@ func TestAdmissionRejects(t *testing.T) {
 	}
 	// The allow-listed capability of an elevated workload passes.
 	r = e.do("admin", "PUT", "/v1/tenants/biology/workloads/web", []byte(
-		`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"web","tenant":"biology"},"spec":{"privilege":"elevated","capabilities":["NET_BIND_SERVICE"],"resources":{"cpu":"1"}}}`))
+		`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"web","tenant":"biology"},"spec":{"image":"busybox:latest","privilege":"elevated","capabilities":["NET_BIND_SERVICE"],"resources":{"cpu":"1"}}}`))
 	if r.status != made {
 		t.Errorf("NET_BIND_SERVICE: %d %s", r.status, r.body)
 	}

@@ -299,6 +299,13 @@ func (s *Server) apply(k kind) handlerFunc {
 			return err
 		}
 		if k.name == v1.KindWorkload {
+			if strings.TrimSpace(set.Workloads[0].Spec.Image) == "" {
+				// Planned, it would only make its node retry forever (DESIGN §8).
+				err := newError(http.StatusUnprocessableEntity, wire.CodeInvalid,
+					"Workload %s/%s: spec.image: missing: every workload runs an image (fix: name one such as busybox:latest, see `rung image pack`)", tenant, name)
+				s.refuse(ctx, obj, name, err)
+				return err
+			}
 			if err := crossTenantRefs(principal(ctx), &set.Workloads[0]); err != nil {
 				s.refuse(ctx, obj, name, err)
 				return err

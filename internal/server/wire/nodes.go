@@ -85,6 +85,10 @@ type ReplicaState struct {
 	// Status is the runtime's state (running, stopped, created), or
 	// "missing" when the replica has a record but no container.
 	Status string `json:"status"`
+	// The agent's view of the replica's life (state, restarts, last
+	// error, health, usage); also reported for replicas that failed to
+	// start and so have no record.
+	ReplicaStatus
 }
 
 // NodeStatus is one node as the control plane sees it.

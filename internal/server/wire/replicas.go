@@ -1,0 +1,103 @@
+package wire
+
+import "time"
+
+// Replica states (DESIGN §8), as `rung get replicas`, the dashboard and
+// /metrics show them.
+const (
+	// ReplicaPending: placed by the plan, not yet reported by its node (or
+	// not placed at all: see Reason).
+	ReplicaPending = "pending"
+	// ReplicaAdmitted: the node accepted it and is preparing it (image,
+	// admission, bundle).
+	ReplicaAdmitted = "admitted"
+	// ReplicaStarting: created, its health check has not passed yet.
+	ReplicaStarting = "starting"
+	// ReplicaRunning: running and healthy (or without a health check).
+	ReplicaRunning = "running"
+	// ReplicaUnhealthy: running, its health check failed Retries times.
+	ReplicaUnhealthy = "unhealthy"
+	// ReplicaRestarting: stopped or failed to start; waiting for its
+	// back-off before the next try.
+	ReplicaRestarting = "restarting"
+	// ReplicaFailed: stopped for good (restart policy Never or OnFailure
+	// after a failure that won't be retried) or refused (admission, a
+	// missing image): see LastError.
+	ReplicaFailed = "failed"
+	// ReplicaSucceeded: exited 0 under restartPolicy OnFailure or Never.
+	ReplicaSucceeded = "succeeded"
+	// ReplicaTerminating: being stopped (removed from the plan or replaced).
+	ReplicaTerminating = "terminating"
+)
+
+// ReplicaStates lists every state, in the order of a replica's life.
+var ReplicaStates = []string{
+	ReplicaPending, ReplicaAdmitted, ReplicaStarting, ReplicaRunning, ReplicaUnhealthy,
+	ReplicaRestarting, ReplicaFailed, ReplicaSucceeded, ReplicaTerminating,
+}
+
+// Health of a replica's health check.
+const (
+	HealthNone      = "none"     // no health check (ready once running)
+	HealthStarting  = "starting" // no verdict yet (start period, no check run)
+	HealthHealthy   = "healthy"
+	HealthUnhealthy = "unhealthy"
+)
+
+// Usage is what a replica uses now, read from its cgroup.
+type Usage struct {
+	// MilliCPU is the CPU used over the last report interval, in
+	// thousandths of a core.
+	MilliCPU int64 `json:"milliCPU"`
+	// Memory is the cgroup's memory usage in bytes.
+	Memory int64 `json:"memory"`
+	// PIDs is the number of tasks in the cgroup.
+	PIDs int64 `json:"pids"`
+}
+
+// ReplicaStatus is what a node reports about one replica it runs, beyond
+// its runtime state: the agent's view of its life.
+type ReplicaStatus struct {
+	State     string    `json:"state"`
+	Restarts  int       `json:"restarts"`
+	ExitCode  *int      `json:"exitCode,omitempty"`
+	LastError string    `json:"lastError,omitempty"`
+	StartedAt time.Time `json:"startedAt,omitzero"`
+	// FinishedAt is when its process last exited.
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	Health     string    `json:"health"`
+	// Usage is nil when the node could not read it.
+	Usage *Usage `json:"usage,omitempty"`
+	// Hash identifies the spec this status is about (agent.Hash), so the
+	// control plane can tell a rollout's old replicas from its new ones.
+	Hash string `json:"hash,omitempty"`
+}
+
+// Replica is one replica as the API shows it (GET /v1/replicas,
+// /v1/tenants/{tenant}/replicas, .../workloads/{name}/replicas): where the
+// plan put it and what its node reports.
+type Replica struct {
+	// Workload is TENANT/NAME; Index its replica number; ID the replica's
+	// name on its node.
+	Workload string `json:"workload"`
+	Tenant   string `json:"tenant"`
+	Index    int    `json:"index"`
+	ID       string `json:"id"`
+	Node     string `json:"node,omitempty"`
+	Host     string `json:"host,omitempty"`
+	Tier     string `json:"tier,omitempty"`
+	// Ready is true for a running replica whose health check passes (or
+	// that has none): the replicas a rollout counts.
+	Ready bool `json:"ready"`
+	ReplicaStatus
+	// Reason says why the replica is pending: the planner's reasons for an
+	// unplaced one, or that its node has not reported it yet.
+	Reason string `json:"reason,omitempty"`
+	// NodeState is the liveness of its node (up, down, unknown).
+	NodeState string `json:"nodeState,omitempty"`
+}
+
+// Replicas is the answer to a list of replicas.
+type Replicas struct {
+	Items []Replica `json:"items"`
+}
