@@ -185,6 +185,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	decisions := hb.Decisions
 	hb.Decisions = nil           // not kept in memory with the heartbeat
 	hb.Logs = boundLogs(hb.Logs) // logs.go
+	if hb.Replicas != nil {
+		hb.Replicas = boundStates(hb.Replicas) // replicas.go
+	}
 	was := s.nodes.statusOf(name)
 	if !s.nodes.beat(name, hb) {
 		return newError(http.StatusTooManyRequests, wire.CodeInvalid, "too many nodes (%d); remove unused node tokens", maxNodes)
@@ -198,7 +201,6 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err := s.AuditNodeDecisions(r.Context(), name, s.plannedOnly(r.Context(), name, decisions)); err != nil {
 		return err
 	}
-	s.publishReplicaStates()
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -245,37 +247,6 @@ func (n *nodes) statusOf(name string) string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.state(name, n.now())
-}
-
-// publishReplicaStates sets the replica-state metrics from the heartbeats
-// of the nodes that are up.
-func (s *Server) publishReplicaStates() {
-	counts := map[string]map[string]int{}
-	all := s.nodes.status(nil)
-	s.nodes.mu.Lock()
-	if s.nodes.local != nil {
-		all = append(all, wire.NodeStatus{Name: "(this machine)", State: wire.NodeUp, Replicas: s.nodes.local})
-	}
-	s.nodes.mu.Unlock()
-	for _, st := range all {
-		for _, r := range st.Replicas {
-			if counts[r.Tier] == nil {
-				counts[r.Tier] = map[string]int{StateRunning: 0, StateFailed: 0, StatePending: 0}
-			}
-			if st.State != wire.NodeUp {
-				continue
-			}
-			switch r.Status {
-			case "running":
-				counts[r.Tier][StateRunning]++
-			case "stopped":
-				counts[r.Tier][StateFailed]++
-			default:
-				counts[r.Tier][StatePending]++
-			}
-		}
-	}
-	s.SetReplicaStates(counts)
 }
 
 // nodeReplicas answers the replicas a node must run under the current
@@ -393,11 +364,11 @@ func (r runtimeReports) only(names map[string]bool) runtimeReports {
 	return r
 }
 
-// PublishLocalStates sets the replica states of `rung up`'s own node agent,
-// for the replica metrics (remote agents send theirs with heartbeats).
+// PublishLocalStates sets the replica states of `rung up`'s own node agent
+// (remote agents send theirs with heartbeats).
 func (s *Server) PublishLocalStates(states []wire.ReplicaState) {
+	states = boundStates(states)
 	s.nodes.mu.Lock()
 	s.nodes.local = states
 	s.nodes.mu.Unlock()
-	s.publishReplicaStates()
 }

@@ -124,6 +124,9 @@ func New(cfg Config) (*Server, error) {
 	// again a few times per timeout even when nothing stored changed.
 	s.planner.down, s.planner.recheck = s.nodes.down, s.nodes.timeout/4
 	s.planner.detected = s.nodes.runtimes
+	if err := s.reg.Register(replicaCollector{s}); err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
 	if s.admission, err = policy.New(policy.Config{}); err != nil {
 		return nil, fmt.Errorf("server: admission: %w", err)
 	}
@@ -150,17 +153,6 @@ func (s *Server) Current(ctx context.Context) (*v1.Set, *scheduler.Result, error
 		return nil, nil, err
 	}
 	return pl.set, pl.result, nil
-}
-
-// SetReplicaStates publishes how many replicas of each tier are in each
-// state (StatePending, StateRunning, StateFailed), for the node agents'
-// reports. Until it is called, placed replicas count as pending.
-func (s *Server) SetReplicaStates(counts map[string]map[string]int) {
-	for tier, states := range counts {
-		for state, n := range states {
-			s.metrics.replicas.WithLabelValues(tier, state).Set(float64(n))
-		}
-	}
 }
 
 // SetReady marks the server ready or not for /readyz (e.g. false while
@@ -200,6 +192,10 @@ func (s *Server) routes() {
 	handle("PUT /v1/nodes/{name}/heartbeat", true, s.heartbeat)
 	handle("GET /v1/nodes/{name}/replicas", true, s.nodeReplicas)
 	handle("GET /v1/tenants/{tenant}/workloads/{name}/logs", true, s.workloadLogs) // logs.go
+	// Replicas and their status (replicas.go).
+	handle("GET /v1/replicas", true, s.listReplicas)
+	handle("GET /v1/tenants/{tenant}/replicas", true, s.listReplicas)
+	handle("GET /v1/tenants/{tenant}/workloads/{name}/replicas", true, s.listReplicas)
 
 	for _, k := range kinds {
 		if k.tenanted {

@@ -1,6 +1,9 @@
 package wire
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Replica states (DESIGN §8), as `rung get replicas`, the dashboard and
 // /metrics show them.
@@ -100,4 +103,18 @@ type Replica struct {
 // Replicas is the answer to a list of replicas.
 type Replicas struct {
 	Items []Replica `json:"items"`
+}
+
+// Watch event types, as Kubernetes names them.
+const (
+	WatchAdded    = "ADDED"
+	WatchModified = "MODIFIED"
+	WatchDeleted  = "DELETED"
+)
+
+// WatchEvent is one line of a ?watch=1 stream: Object is what the list
+// holds (a Replica, or a manifest).
+type WatchEvent struct {
+	Type   string          `json:"type"`
+	Object json.RawMessage `json:"object"`
 }
