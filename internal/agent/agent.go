@@ -296,7 +296,21 @@ func (a *Agent) apply(ctx context.Context, act Action) error {
 		return err
 	}
 	l.State, l.StartedAt, l.failing = wire.ReplicaRunning, a.now().UTC(), false
+	// Its health check starts with it: until the first verdict the
+	// replica is starting, not running.
+	if rn, ok := a.node.(recorder); ok {
+		if rec, err := rn.Record(act.ID); err == nil && rec.Healthcheck != nil {
+			if ex, ok := a.node.(Execer); ok {
+				l.health = startProber(a.probes, ex, act.ID, *rec.Healthcheck, a.now)
+			}
+		}
+	}
 	return nil
+}
+
+// recorder is a node that reads one replica's record (replica.Node does).
+type recorder interface {
+	Record(id string) (replica.Record, error)
 }
 
 // Run reconciles every interval until ctx ends.

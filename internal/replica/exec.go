@@ -36,3 +36,6 @@ func (n *Node) Exit(ctx context.Context, id string) (runtime.Exit, error) {
 	}
 	return d.Wait(ctx, id)
 }
+
+// Record returns what the node keeps about replica id.
+func (n *Node) Record(id string) (Record, error) { return n.record(id) }
