@@ -58,6 +58,10 @@ type nodes struct {
 	// saved is when each node's status was last written to the store
 	// (nodestore.go).
 	saved map[string]time.Time
+	// execLocal runs commands in the replicas of this process's own agent,
+	// which is execNode ("" for every node without an agent of its own).
+	execLocal ExecFunc
+	execNode  string
 }
 
 type nodeBeat struct {

@@ -9,6 +9,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -196,6 +198,7 @@ func (s *Server) routes() {
 	handle("GET /v1/replicas", true, s.listReplicas)
 	handle("GET /v1/tenants/{tenant}/replicas", true, s.listReplicas)
 	handle("GET /v1/tenants/{tenant}/workloads/{name}/replicas", true, s.listReplicas)
+	handle("GET /v1/tenants/{tenant}/workloads/{name}/replicas/{index}/exec", true, s.execReplica) // exec.go
 
 	for _, k := range kinds {
 		if k.tenanted {
@@ -280,6 +283,21 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 		w.status, w.wrote = http.StatusOK, true
 	}
 	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack hands the connection over (exec's WebSocket upgrade).
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("connection can't be hijacked")
+	}
+	if !w.wrote {
+		w.status, w.wrote = http.StatusSwitchingProtocols, true
+	}
+	return h.Hijack()
 }
 
 func (w *statusWriter) Flush() {

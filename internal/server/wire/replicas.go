@@ -118,3 +118,26 @@ type WatchEvent struct {
 	Type   string          `json:"type"`
 	Object json.RawMessage `json:"object"`
 }
+
+// Exec streams (GET .../workloads/{name}/replicas/{index}/exec, upgraded to
+// a WebSocket with subprotocol ExecProtocol). Every binary message starts
+// with a channel byte, as Kubernetes' v5.channel.k8s.io: the client sends
+// ExecStdin data and ExecClose+[ExecStdin] when its input ends; the server
+// sends ExecStdout and ExecStderr data, then one ExecStatus message (JSON
+// ExecStatus) and closes.
+const (
+	ExecProtocol = "exec.rung.dev/v1"
+	ExecStdin    = 0
+	ExecStdout   = 1
+	ExecStderr   = 2
+	ExecStatus   = 3
+	ExecClose    = 255
+)
+
+// ExecResult is the last message of an exec stream.
+type ExecResult struct {
+	// ExitCode of the command; 127 when it does not exist in the replica.
+	ExitCode int `json:"exitCode"`
+	// Error says why the command could not run (then ExitCode is -1, or 127).
+	Error string `json:"error,omitempty"`
+}
