@@ -39,6 +39,32 @@ type life struct {
 	health *prober
 	// exitSeen is the exit (FinishedAt) already accounted for.
 	exitSeen time.Time
+	// cpu is the last CPU sample, for the CPU used between two reports.
+	cpu replica.Usage
+}
+
+// Usager is a node that reads what its replicas use (replica.Node does).
+type Usager interface {
+	Usage(id string) (replica.Usage, error)
+}
+
+// sampleUsage reads id's usage into l: CPU as the share used since the
+// previous sample, in thousandths of a core. l's tracker lock is held.
+func (a *Agent) sampleUsage(id string, l *life) {
+	un, ok := a.node.(Usager)
+	if !ok {
+		return
+	}
+	u, err := un.Usage(id)
+	if err != nil {
+		l.Usage = nil
+		return
+	}
+	out := &wire.Usage{Memory: u.Memory, PIDs: u.PIDs}
+	if prev := l.cpu; !prev.At.IsZero() && u.At.After(prev.At) && u.CPU >= prev.CPU {
+		out.MilliCPU = int64(u.CPU-prev.CPU) * 1000 / int64(u.At.Sub(prev.At))
+	}
+	l.cpu, l.Usage = u, out
 }
 
 // tracker keeps the lives of this node's replicas, by ID.
@@ -187,6 +213,11 @@ func (a *Agent) Statuses() map[string]wire.ReplicaState {
 	defer a.tr.mu.Unlock()
 	out := make(map[string]wire.ReplicaState, len(a.tr.lives))
 	for id, l := range a.tr.lives {
+		if l.State == wire.ReplicaRunning || l.State == wire.ReplicaStarting {
+			a.sampleUsage(id, l)
+		} else {
+			l.Usage, l.cpu = nil, replica.Usage{}
+		}
 		st := l.ReplicaStatus
 		if l.health != nil {
 			st.Health = l.health.verdict()

@@ -131,6 +131,27 @@ func TestStatusRealReplicas(t *testing.T) {
 					t.Errorf("status = %+v", st)
 				}
 			})
+			t.Run("Usage", func(t *testing.T) {
+				// A busy replica uses clearly more CPU than an idle one (the
+				// machine is shared: no absolute figure); both have
+				// memory and tasks, read from their cgroups.
+				busy, idle := spec("busy", "sh", "-c", "while :; do :; done"), spec("idle", "sleep", "300")
+				desired := []replica.Spec{busy, idle}
+				a, _ := statusAgent(t, node, &desired)
+				for _, id := range []string{busy.ID, idle.ID} {
+					until(t, a, id, "running", func(st wire.ReplicaState) bool { return st.State == wire.ReplicaRunning })
+				}
+				a.Statuses()
+				time.Sleep(1500 * time.Millisecond)
+				st := a.Statuses()
+				b, i := st[busy.ID].Usage, st[idle.ID].Usage
+				if b == nil || i == nil {
+					t.Fatalf("no usage: busy %+v idle %+v", st[busy.ID], st[idle.ID])
+				}
+				if b.MilliCPU < i.MilliCPU+100 || b.Memory <= 0 || i.PIDs < 1 {
+					t.Errorf("usage: busy %+v, idle %+v; want the busy one using CPU and the idle one not", *b, *i)
+				}
+			})
 			t.Run("Unhealthy", func(t *testing.T) {
 				// Healthy while /tmp/ok exists; the replica removes it after a
 				// while and the check fails from then on.
