@@ -118,6 +118,9 @@ func (r *Remote) Once(ctx context.Context) (Report, error) {
 // heartbeat has its own loop, so a slow reconciliation (an image to
 // unpack, a sandbox to boot) never makes the node look down.
 func (r *Remote) Run(ctx context.Context, interval time.Duration) error {
+	if tn, ok := r.api.(Tunneler); ok {
+		go keepTunnel(ctx, tn, r.node, nodeAPI(r.replicas), r.log)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -2,17 +2,16 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 
 	"github.com/gorilla/websocket"
 
+	"rung.dev/rung/internal/execstream"
 	"rung.dev/rung/internal/server/wire"
 )
 
@@ -62,62 +61,38 @@ func (c *Client) Exec(ctx context.Context, tenant, name string, index int, args 
 		return -1, fmt.Errorf("exec %s/%s/%d: %w", tenant, name, index, err)
 	}
 	defer conn.Close()
-	var wmu sync.Mutex
-	if stdio.Stdin != nil {
-		go func() {
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := stdio.Stdin.Read(buf)
-				if n > 0 {
-					wmu.Lock()
-					werr := conn.WriteMessage(websocket.BinaryMessage, append([]byte{wire.ExecStdin}, buf[:n]...))
-					wmu.Unlock()
-					if werr != nil {
-						return
-					}
-				}
-				if err != nil {
-					wmu.Lock()
-					_ = conn.WriteMessage(websocket.BinaryMessage, []byte{wire.ExecClose, wire.ExecStdin})
-					wmu.Unlock()
-					return
-				}
-			}
-		}()
+	code, err := execstream.Run(ctx, conn, execstream.IO{Stdin: stdio.Stdin, Stdout: stdio.Stdout, Stderr: stdio.Stderr})
+	if err != nil && code == -1 && ctx.Err() == nil {
+		return code, fmt.Errorf("exec %s/%s/%d: %w", tenant, name, index, err)
 	}
-	go func() {
-		<-ctx.Done()
-		conn.Close() // unblocks the read below
-	}()
-	for {
-		typ, msg, err := conn.ReadMessage()
-		if err != nil {
-			if ctx.Err() != nil {
-				return -1, ctx.Err()
-			}
-			return -1, fmt.Errorf("exec %s/%s/%d: the stream ended without an exit code: %w", tenant, name, index, err)
-		}
-		if typ != websocket.BinaryMessage || len(msg) == 0 {
-			continue
-		}
-		switch msg[0] {
-		case wire.ExecStdout:
-			if stdio.Stdout != nil {
-				_, _ = stdio.Stdout.Write(msg[1:])
-			}
-		case wire.ExecStderr:
-			if stdio.Stderr != nil {
-				_, _ = stdio.Stderr.Write(msg[1:])
-			}
-		case wire.ExecStatus:
-			var res wire.ExecResult
-			if err := json.Unmarshal(msg[1:], &res); err != nil {
-				return -1, fmt.Errorf("exec %s/%s/%d: status: %w", tenant, name, index, err)
-			}
-			if res.Error != "" {
-				return res.ExitCode, errors.New(res.Error)
-			}
-			return res.ExitCode, nil
-		}
+	return code, err
+}
+
+// Tunnel opens node's tunnel to the control plane (a node token's call):
+// the upgraded connection, which then carries a yamux session.
+func (c *Client) Tunnel(ctx context.Context, node string) (io.ReadWriteCloser, error) {
+	path := "/v1/nodes/" + url.PathEscape(node) + "/tunnel"
+	req, err := c.request(ctx, http.MethodGet, path, nil, nil)
+	if err != nil {
+		return nil, err
 	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", wire.TunnelProtocol)
+	hc := *c.http
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: %w", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return nil, errorOf(http.MethodGet, path, resp, data)
+	}
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		return nil, errors.New("tunnel: the upgraded connection is not writable")
+	}
+	return rwc, nil
 }

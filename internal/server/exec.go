@@ -1,22 +1,18 @@
 package server
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/auth"
-	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/execstream"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
 )
@@ -28,7 +24,7 @@ import (
 // operators; every exec is audited with its command line.
 
 // ExecFunc runs a command in a replica of this process's own node agent.
-type ExecFunc func(ctx context.Context, id string, args []string, stdio runtime.ExecIO) (int, error)
+type ExecFunc = execstream.Func
 
 // SetLocalExec lets exec reach the replicas of `rung up`'s own node agent,
 // which is node (or every node without an agent of its own, for "").
@@ -42,20 +38,9 @@ func (s *Server) SetLocalExec(node string, f ExecFunc) {
 const (
 	maxExecArgs    = 256
 	maxExecArgLen  = 4096
-	maxExecMessage = 64 << 10
 	// resultExecuted is the audit result of an exec that ran.
 	resultExecuted = "executed"
 )
-
-var execUpgrader = websocket.Upgrader{
-	Subprotocols:    []string{wire.ExecProtocol},
-	ReadBufferSize:  32 << 10,
-	WriteBufferSize: 32 << 10,
-	// Browsers can't send a bearer token on a WebSocket, so a cross-site
-	// page can't open one with the user's credentials: no origin check is
-	// needed beyond authentication, which every exec passes first.
-	CheckOrigin: func(*http.Request) bool { return true },
-}
 
 // execReplica handles GET /v1/tenants/{tenant}/workloads/{name}/replicas/{index}/exec
 // ?command=ARG&command=ARG…[&stdin=1][&tty=1].
@@ -113,14 +98,9 @@ func (s *Server) execReplica(w http.ResponseWriter, r *http.Request) error {
 		}
 		return newError(http.StatusConflict, wire.CodeConflict, "%s", msg)
 	}
-	s.nodes.mu.Lock()
-	execNode, local := s.nodes.execNode, s.nodes.execLocal
-	s.nodes.mu.Unlock()
-	if local == nil || execNode != "" && execNode != rp.Node {
-		// Known gap (README): the control plane has no channel to remote
-		// agents yet; exec works on replicas of rung up's own agent.
-		return newError(http.StatusNotImplemented, "not_implemented",
-			"replica %s/%s/%d runs on node %s, whose agent is remote: exec reaches only the replicas of the machine running rung up so far", tenant, name, index, rp.Node)
+	local, tunnel, err := s.nodes.execOn(rp.Node)
+	if err != nil {
+		return err
 	}
 	p := principal(ctx)
 	e := Entry{Actor: actor(p), ActorTenant: p.Tenant, Action: "exec", Kind: v1.KindWorkload, Tenant: tenant, Name: name,
@@ -130,81 +110,38 @@ func (s *Server) execReplica(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("audit exec: %w", err)
 	}
 
-	conn, err := execUpgrader.Upgrade(w, r, nil)
+	conn, err := execstream.Upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return nil // the upgrader answered the client
 	}
 	defer conn.Close()
 	// The server's read and write timeouts do not apply to the stream.
 	_ = conn.NetConn().SetDeadline(time.Time{})
-	conn.SetReadLimit(maxExecMessage)
-	s.streamExec(ctx, conn, local, rp.ID, args, q.Get("stdin") != "", q.Get("tty") != "")
+	if tunnel != nil {
+		// The node's agent runs it, reached through its tunnel (tunnel.go).
+		far, err := tunnel.dialExec(ctx, rp.ID, r.URL.RawQuery)
+		if err != nil {
+			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseInternalServerErr, truncate(err.Error(), 100)), time.Now().Add(5*time.Second))
+			return nil
+		}
+		execstream.Relay(conn, far)
+		return nil
+	}
+	execstream.Serve(ctx, conn, local, rp.ID, args, q.Get("stdin") != "", q.Get("tty") != "")
 	return nil
 }
 
-// streamExec runs the command and relays its streams over conn.
-func (s *Server) streamExec(ctx context.Context, conn *websocket.Conn, exec ExecFunc, id string, args []string, stdin, tty bool) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wmu sync.Mutex
-	send := func(ch byte, b []byte) error {
-		wmu.Lock()
-		defer wmu.Unlock()
-		_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		return conn.WriteMessage(websocket.BinaryMessage, append([]byte{ch}, b...))
+// execOn says how to reach node's replicas: this process's own agent
+// (local), or a remote agent's tunnel.
+func (n *nodes) execOn(node string) (ExecFunc, *tunnel, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if t := n.tunnels[node]; t != nil {
+		return nil, t, nil
 	}
-	var in io.Reader
-	pr, pw := io.Pipe()
-	if stdin {
-		in = pr
+	if n.execLocal != nil && (n.execNode == "" || n.execNode == node) && n.seen[node] == nil {
+		return n.execLocal, nil, nil
 	}
-	// Reader: stdin, and the client going away (which ends the command).
-	go func() {
-		defer pw.Close()
-		for {
-			typ, msg, err := conn.ReadMessage()
-			if err != nil {
-				cancel()
-				return
-			}
-			if typ != websocket.BinaryMessage || len(msg) == 0 {
-				continue
-			}
-			switch msg[0] {
-			case wire.ExecStdin:
-				if _, err := pw.Write(msg[1:]); err != nil {
-					return
-				}
-			case wire.ExecClose:
-				pw.Close()
-			}
-		}
-	}()
-	stdio := runtime.ExecIO{Stdin: in, Stdout: chanWriter{ch: wire.ExecStdout, send: send}, Stderr: chanWriter{ch: wire.ExecStderr, send: send}, Tty: tty}
-	code, err := exec(ctx, id, args, stdio)
-	res := wire.ExecResult{ExitCode: code}
-	if err != nil {
-		res.Error = err.Error()
-	}
-	b, _ := json.Marshal(res)
-	_ = send(wire.ExecStatus, b)
-	wmu.Lock()
-	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(5*time.Second))
-	wmu.Unlock()
-}
-
-// chanWriter sends what is written as messages of one channel.
-type chanWriter struct {
-	ch   byte
-	send func(byte, []byte) error
-}
-
-func (c chanWriter) Write(p []byte) (int, error) {
-	for off := 0; off < len(p); off += maxExecMessage / 2 {
-		end := min(off+maxExecMessage/2, len(p))
-		if err := c.send(c.ch, p[off:end]); err != nil {
-			return off, err
-		}
-	}
-	return len(p), nil
+	return nil, nil, &httpError{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable,
+		Msg: fmt.Sprintf("node %s's agent is not connected to the control plane (its tunnel is down); retry when the node is up", node)}
 }

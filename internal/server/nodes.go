@@ -62,6 +62,8 @@ type nodes struct {
 	// which is execNode ("" for every node without an agent of its own).
 	execLocal ExecFunc
 	execNode  string
+	// tunnels are the connected remote agents, by node (tunnel.go).
+	tunnels map[string]*tunnel
 }
 
 type nodeBeat struct {
@@ -91,7 +93,7 @@ func newNodes(timeout time.Duration, now func() time.Time) *nodes {
 	if timeout <= 0 {
 		timeout = DefaultNodeTimeout
 	}
-	return &nodes{timeout: timeout, now: now, seen: map[string]*nodeBeat{}, published: map[string][]wire.ReplicaLog{}, saved: map[string]time.Time{}}
+	return &nodes{timeout: timeout, now: now, seen: map[string]*nodeBeat{}, published: map[string][]wire.ReplicaLog{}, saved: map[string]time.Time{}, tunnels: map[string]*tunnel{}}
 }
 
 // beat records a heartbeat of node name; false when too many nodes are

@@ -76,6 +76,9 @@ type Server struct {
 	mux       *http.ServeMux
 	ready     atomic.Bool
 	nodes     *nodes     // node agents' heartbeats (nodes.go)
+	// closing is closed when Run ends: node tunnels close with it.
+	closing     chan struct{}
+	closingOnce sync.Once
 	sessions  uiSessions // the dashboard's sign-ins (dashboard.go)
 
 	// tenantLocks serialize this process's writes about one tenant
@@ -92,6 +95,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		store: cfg.Store, audit: cfg.Audit, log: cfg.Logger, reg: cfg.Registry,
 		now: cfg.Now, random: cfg.Random, mux: http.NewServeMux(), lockSeed: maphash.MakeSeed(),
+		closing: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -143,6 +147,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // Run keeps the stored plan up to date with the stored objects until ctx
 // is done. The API works without it: GET /v1/plan plans on demand.
 func (s *Server) Run(ctx context.Context) error {
+	defer s.closingOnce.Do(func() { close(s.closing) })
 	return s.planner.run(ctx)
 }
 
@@ -193,6 +198,7 @@ func (s *Server) routes() {
 	handle("GET /v1/nodes", true, s.listNodes)
 	handle("PUT /v1/nodes/{name}/heartbeat", true, s.heartbeat)
 	handle("GET /v1/nodes/{name}/replicas", true, s.nodeReplicas)
+	handle("GET /v1/nodes/{name}/tunnel", true, s.nodeTunnel) // tunnel.go
 	handle("GET /v1/tenants/{tenant}/workloads/{name}/logs", true, s.workloadLogs) // logs.go
 	// Replicas and their status (replicas.go).
 	handle("GET /v1/replicas", true, s.listReplicas)
