@@ -36,8 +36,8 @@ func (s *Server) SetLocalExec(node string, f ExecFunc) {
 
 // Bounds of one exec request.
 const (
-	maxExecArgs    = 256
-	maxExecArgLen  = 4096
+	maxExecArgs   = 256
+	maxExecArgLen = 4096
 	// resultExecuted is the audit result of an exec that ran.
 	resultExecuted = "executed"
 )

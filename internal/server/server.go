@@ -75,11 +75,11 @@ type Server struct {
 	random    io.Reader
 	mux       *http.ServeMux
 	ready     atomic.Bool
-	nodes     *nodes     // node agents' heartbeats (nodes.go)
+	nodes     *nodes // node agents' heartbeats (nodes.go)
 	// closing is closed when Run ends: node tunnels close with it.
 	closing     chan struct{}
 	closingOnce sync.Once
-	sessions  uiSessions // the dashboard's sign-ins (dashboard.go)
+	sessions    uiSessions // the dashboard's sign-ins (dashboard.go)
 
 	// tenantLocks serialize this process's writes about one tenant
 	// (striped by a hash of its name).
@@ -198,7 +198,7 @@ func (s *Server) routes() {
 	handle("GET /v1/nodes", true, s.listNodes)
 	handle("PUT /v1/nodes/{name}/heartbeat", true, s.heartbeat)
 	handle("GET /v1/nodes/{name}/replicas", true, s.nodeReplicas)
-	handle("GET /v1/nodes/{name}/tunnel", true, s.nodeTunnel) // tunnel.go
+	handle("GET /v1/nodes/{name}/tunnel", true, s.nodeTunnel)                      // tunnel.go
 	handle("GET /v1/tenants/{tenant}/workloads/{name}/logs", true, s.workloadLogs) // logs.go
 	// Replicas and their status (replicas.go).
 	handle("GET /v1/replicas", true, s.listReplicas)
