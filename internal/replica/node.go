@@ -627,9 +627,10 @@ func (n *Node) Start(ctx context.Context, s Spec) error {
 	return nil
 }
 
-// Remove kills and deletes a replica and its bundle. A directory left
-// without a record (a crash while preparing) is cleaned up too, trying
-// every driver, so nothing leaks.
+// Remove kills and deletes a replica and its bundle; its last run's log
+// stays as the previous one (Logs with Previous; Purge deletes it). A
+// directory left without a record (a crash while preparing) is cleaned up
+// too, trying every driver, so nothing leaks.
 func (n *Node) Remove(ctx context.Context, id string) error {
 	rec, err := n.record(id)
 	drivers := []*runtime.OCI{n.runc, n.runsc}
