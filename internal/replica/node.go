@@ -182,14 +182,13 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 		return nil, err
 	}
 	roots := filepath.Join(rootsParent, hex.EncodeToString(sum[:4]))
-	// 0711 like the data directory: searched from tenants' namespaces.
-	for _, d := range []string{rootsParent, roots} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
-			return nil, fmt.Errorf("replica roots: %w", err)
-		}
-		if err := os.Chmod(d, 0o711); err != nil {
-			return nil, fmt.Errorf("replica roots: %w", err)
-		}
+	// 0711 like the data directory: searched from tenants' namespaces. The
+	// SCOPE directory is made with the first replica (makeRoot).
+	if err := os.MkdirAll(rootsParent, 0o711); err != nil {
+		return nil, fmt.Errorf("replica roots: %w", err)
+	}
+	if err := os.Chmod(rootsParent, 0o711); err != nil {
+		return nil, fmt.Errorf("replica roots: %w", err)
 	}
 	return &Node{roots: roots, dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, noted: map[string]bool{}, engines: map[string]*policy.Engine{}, registry: opts.Registry}, nil
 }
@@ -332,11 +331,8 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 		}
 	}()
 	// The root lives under a neutral path (roots.go); rootfs links to it.
-	rootfs := n.rootfsPath(s.ID)
-	if err := os.RemoveAll(rootfs); err != nil { // a crash's leftover
-		return "", err
-	}
-	if err := os.Mkdir(rootfs, 0o755); err != nil {
+	rootfs, err := n.makeRoot(s.ID)
+	if err != nil {
 		return "", err
 	}
 	if err := os.Symlink(rootfs, filepath.Join(dir, "rootfs")); err != nil {

@@ -85,7 +85,30 @@ func unescapeMount(s string) string {
 // rootfsPath is where replica id's root filesystem lives.
 func (n *Node) rootfsPath(id string) string { return filepath.Join(n.roots, id) }
 
-// removeReplica deletes replica id's bundle directory and its root.
+// removeReplica deletes replica id's bundle directory and its root, and
+// the roots directory of this data directory once it is empty, so that
+// data directories that come and go (tests, demos) leave nothing there.
 func (n *Node) removeReplica(id string) error {
-	return errors.Join(os.RemoveAll(n.replicaDir(id)), os.RemoveAll(n.rootfsPath(id)))
+	err := errors.Join(os.RemoveAll(n.replicaDir(id)), os.RemoveAll(n.rootfsPath(id)))
+	_ = os.Remove(n.roots) // fails while it holds other replicas' roots
+	return err
+}
+
+// makeRoot creates replica id's empty root directory, and the roots
+// directory it lives in when removeReplica removed it.
+func (n *Node) makeRoot(id string) (string, error) {
+	p := n.rootfsPath(id)
+	if err := os.RemoveAll(p); err != nil { // a crash's leftover
+		return "", err
+	}
+	var err error
+	for range 3 { // a concurrent removeReplica may remove the parent between the two
+		if err = os.MkdirAll(n.roots, 0o711); err != nil {
+			return "", fmt.Errorf("replica roots: %w", err)
+		}
+		if err = os.Mkdir(p, 0o755); !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+	}
+	return p, err
 }
