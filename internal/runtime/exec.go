@@ -219,12 +219,7 @@ func (d *OCI) killExec(id, pidFile string) {
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
 
-func orDiscard(w io.Writer) io.Writer {
-	if w == nil {
-		return io.Discard
-	}
-	return w
-}
+func orDiscard(w io.Writer) io.Writer { return hideFile(w) }
 
 // limitedWriter keeps the first n bytes written to it.
 type limitedWriter struct {
