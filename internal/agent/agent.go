@@ -295,7 +295,12 @@ func (a *Agent) apply(ctx context.Context, act Action) error {
 		a.bmu.Lock()
 		a.backoff.Forget(act.ID)
 		a.bmu.Unlock()
-		err := a.node.Remove(ctx, act.ID)
+		var err error
+		if p, ok := a.node.(purger); ok {
+			err = p.Purge(ctx, act.ID) // gone for good: its logs too
+		} else {
+			err = a.node.Remove(ctx, act.ID)
+		}
 		if err == nil {
 			a.tr.mu.Lock()
 			a.tr.forget(act.ID)
@@ -346,6 +351,12 @@ func (a *Agent) apply(ctx context.Context, act Action) error {
 		}
 	}
 	return nil
+}
+
+// purger is a node that removes a replica with its logs (replica.Node
+// does); Remove keeps the last run's log as the previous one, for restarts.
+type purger interface {
+	Purge(ctx context.Context, id string) error
 }
 
 // recorder is a node that reads one replica's record (replica.Node does).
