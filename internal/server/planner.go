@@ -32,8 +32,8 @@ type placementDoc struct {
 	WorkloadRevision int64 `json:"workloadRevision"`
 	// PlacementHash is placementHash of the workload it was made for.
 	PlacementHash string                `json:"placementHash,omitempty"`
-	Placements       []scheduler.Placement `json:"placements"`
-	Unplaced         []scheduler.Unplaced  `json:"unplaced"`
+	Placements    []scheduler.Placement `json:"placements"`
+	Unplaced      []scheduler.Unplaced  `json:"unplaced"`
 }
 
 // planner runs the scheduler over everything stored and keeps the result
