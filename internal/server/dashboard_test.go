@@ -77,6 +77,7 @@ func TestDashboardSignIn(t *testing.T) {
 		"X-Frame-Options":         "DENY",
 		"X-Content-Type-Options":  "nosniff",
 		"Cache-Control":           "no-store",
+		"Referrer-Policy":         "same-origin",
 	} {
 		if got := resp.Header.Get(h); got != want {
 			t.Errorf("%s = %q, want %q", h, got, want)
@@ -123,11 +124,17 @@ func TestDashboardSignIn(t *testing.T) {
 		t.Errorf("GET /v1/plan with the session cookie only: %d, want 401", resp.StatusCode)
 	}
 
-	if resp, _ := b.post("/ui/logout", "http://evil.example", nil); resp.StatusCode != http.StatusForbidden || b.cookie == nil {
+	csrf := csrfOf(t, body)
+	if resp, _ := b.post("/ui/logout", "http://evil.example", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusForbidden || b.cookie == nil {
 		t.Errorf("cross-site sign-out: %d, cookie %v", resp.StatusCode, b.cookie)
 	}
+	// Same origin but without the session's csrf value (a client that
+	// sends no Origin, or a browser that sends none): refused too.
+	if resp, _ := b.post("/ui/logout", "", url.Values{"csrf": {"guess"}}); resp.StatusCode != http.StatusForbidden || b.cookie == nil {
+		t.Errorf("sign-out without the csrf value: %d, cookie %v", resp.StatusCode, b.cookie)
+	}
 	old := *b.cookie
-	b.post("/ui/logout", "http://"+u.Host, nil)
+	b.post("/ui/logout", "http://"+u.Host, url.Values{"csrf": {csrf}})
 	if b.cookie != nil {
 		t.Errorf("signed out, cookie %v remains", b.cookie)
 	}
@@ -244,13 +251,14 @@ func TestDashboardShowsThePlan(t *testing.T) {
 	for n := range want {
 		slices.Sort(want[n])
 	}
-	r := e.do("operator", "GET", "/", nil)
+	r := e.do("operator", "GET", "/ui/topology", nil)
 	if r.status != http.StatusOK {
-		t.Fatalf("GET / as operator: %d\n%s", r.status, r.body)
+		t.Fatalf("GET /ui/topology as operator: %d\n%s", r.status, r.body)
 	}
 	if diff := cmp.Diff(want, hostsOnPage(t, string(r.body))); diff != "" {
 		t.Errorf("replicas by node (-plan +page):\n%s", diff)
 	}
+	r = e.do("operator", "GET", "/", nil)
 	// The latest events, as `rung get events` names them.
 	for _, w := range []string{"Recent events", "<td>Workload biology/sequencer</td>", "<td>Tenant geology</td>"} {
 		if !strings.Contains(string(r.body), w) {
@@ -265,7 +273,7 @@ func TestDashboardTenantView(t *testing.T) {
 	e := newEnv(t).seed()
 	r := e.do("admin", "GET", "/", nil)
 	page := string(r.body)
-	if r.status != http.StatusOK || !strings.Contains(page, "<td>biology/sequencer</td>") {
+	if r.status != http.StatusOK || !strings.Contains(page, `>biology/sequencer</a>`) {
 		t.Fatalf("biology admin: %d\n%s", r.status, page)
 	}
 	if !strings.Contains(page, "<td>Workload biology/sequencer</td>") {
@@ -301,7 +309,7 @@ func TestDashboardSessionsPerToken(t *testing.T) {
 	for i, c := range cookies {
 		b := &browser{t: t, base: e.url, cookie: c}
 		_, body := b.get("/")
-		if open := strings.Contains(body, "Your replicas"); open {
+		if open := strings.Contains(body, "Sign out"); open {
 			alive++
 			if i < 2 {
 				t.Errorf("session %d of 10 still open", i)
@@ -311,4 +319,34 @@ func TestDashboardSessionsPerToken(t *testing.T) {
 	if alive != 8 {
 		t.Errorf("%d sessions open, want the newest 8", alive)
 	}
+}
+
+// csrfOf reads the sign-out form's csrf value off a page.
+func csrfOf(t *testing.T, page string) string {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var val string
+	var walk func(n *html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode && n.Data == "input" {
+			m := map[string]string{}
+			for _, a := range n.Attr {
+				m[a.Key] = a.Val
+			}
+			if m["name"] == "csrf" {
+				val = m["value"]
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(doc)
+	if val == "" {
+		t.Fatal("the page has no sign-out form with a csrf value")
+	}
+	return val
 }

@@ -1,0 +1,723 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/auth"
+	"rung.dev/rung/internal/scheduler"
+	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/tenancy"
+)
+
+// The dashboard's pages: overview, topology, one per workload and node,
+// and search. Each is built from one plan and replicaView, filtered by
+// the principal exactly as the API filters them.
+
+const (
+	// uiRows bounds a long list on one page (the rest are counted, and
+	// search finds them), so a large fleet keeps the page light.
+	uiRows = 100
+	// uiLogLines is how much of each replica's log the workload page shows.
+	uiLogLines = 20
+	// maxQuery bounds a search.
+	maxQuery = 64
+)
+
+// pageBase is what every signed-in page's header shows.
+type pageBase struct {
+	Who, Generated, Title string
+	// CSRF is the session's own value that the sign-out form posts back.
+	CSRF     string
+	Operator bool
+	Refresh  int
+	// Query is the search box's text.
+	Query string
+}
+
+// meter is a used/total pair shown as a bar.
+type meter struct {
+	Used, Total int64
+	Text        string
+}
+
+// Pct is the used share in whole percent (0 without a total).
+func (m meter) Pct() int64 {
+	if m.Total <= 0 {
+		return 0
+	}
+	return min(100, m.Used*100/m.Total)
+}
+
+func cpuMeter(used, total int64) meter {
+	return meter{Used: used, Total: total, Text: fmt.Sprintf("%s / %s cores", cores(used), cores(total))}
+}
+
+func memMeter(used, total int64) meter {
+	return meter{Used: used, Total: total, Text: fmt.Sprintf("%s / %s", bytesIEC(used), bytesIEC(total))}
+}
+
+func cores(milli int64) string {
+	if milli%1000 == 0 {
+		return fmt.Sprint(milli / 1000)
+	}
+	return fmt.Sprintf("%.1f", float64(milli)/1000)
+}
+
+func bytesIEC(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+var uiFuncs = map[string]any{
+	"workloadURL": workloadURL,
+	"nodeURL":     func(n string) string { return "/ui/nodes/" + url.PathEscape(n) },
+}
+
+// workloadURL links TENANT/NAME to its page.
+func workloadURL(ref string) string {
+	t, n, _ := strings.Cut(ref, "/")
+	return "/ui/workloads/" + url.PathEscape(t) + "/" + url.PathEscape(n)
+}
+
+func (s *Server) render(w http.ResponseWriter, status int, name string, model any) error {
+	uiHeaders(w)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	return dashboardTmpl.ExecuteTemplate(w, name, model)
+}
+
+// errorPage is a page that can't be shown (missing, or not the
+// principal's to see: both read the same, as the API's 404 does).
+type errorPage struct {
+	pageBase
+	Message string
+}
+
+func (s *Server) notFoundPage(w http.ResponseWriter, base pageBase, msg string) error {
+	base.Title, base.Refresh = "Not found", 0
+	return s.render(w, http.StatusNotFound, "error", errorPage{pageBase: base, Message: msg})
+}
+
+// view is one consistent look at the fleet for a principal.
+type view struct {
+	p        auth.Principal
+	pl       plan
+	res      *scheduler.Result // redacted for a tenant role
+	replicas []wire.Replica
+	// workloads and tenants the principal may see, by TENANT/NAME and name.
+	workloads []v1.Workload
+	tenants   []string
+	// requests are each workload's resources per replica (milli-CPU,
+	// bytes).
+	requests map[string][2]int64
+}
+
+func (s *Server) look(ctx context.Context) (*view, error) {
+	p := principal(ctx)
+	pl, err := s.planner.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	reps, err := s.replicaView(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	v := &view{p: p, pl: pl, res: pl.result, replicas: reps, requests: map[string][2]int64{}}
+	if p.Role != auth.Operator {
+		v.res = tenantView(pl.result, p.Tenant, pl.tenants)
+	}
+	for _, t := range pl.set.Tenants {
+		if v.sees(t.Metadata.Name) {
+			v.tenants = append(v.tenants, t.Metadata.Name)
+		}
+	}
+	for _, w := range pl.set.Workloads {
+		ref := w.Metadata.Tenant + "/" + w.Metadata.Name
+		var r [2]int64
+		if q := w.Spec.Resources.CPU; q != nil {
+			r[0] = q.MilliValue()
+		}
+		if q := w.Spec.Resources.Memory; q != nil {
+			r[1] = q.Value()
+		}
+		v.requests[ref] = r
+		if v.sees(w.Metadata.Tenant) {
+			v.workloads = append(v.workloads, w)
+		}
+	}
+	slices.Sort(v.tenants)
+	slices.SortFunc(v.workloads, func(a, b v1.Workload) int {
+		return cmp.Or(strings.Compare(a.Metadata.Tenant, b.Metadata.Tenant), strings.Compare(a.Metadata.Name, b.Metadata.Name))
+	})
+	return v, nil
+}
+
+func (v *view) sees(tenant string) bool { return v.p.Role == auth.Operator || tenant == v.p.Tenant }
+
+// used sums the requests of the plan's replicas on each node and each
+// physical host (a host counts its VMs' replicas too).
+func (v *view) used() (byNode, byHost map[string][2]int64) {
+	byNode, byHost = map[string][2]int64{}, map[string][2]int64{}
+	for _, p := range v.pl.result.Placements {
+		r := v.requests[p.Workload]
+		n, h := byNode[p.Node], byHost[cmp.Or(p.Host, p.Node)]
+		byNode[p.Node] = [2]int64{n[0] + r[0], n[1] + r[1]}
+		byHost[cmp.Or(p.Host, p.Node)] = [2]int64{h[0] + r[0], h[1] + r[1]}
+	}
+	return byNode, byHost
+}
+
+func capacityOf(n v1.Node) (cpu, mem int64) {
+	if q := n.Capacity.CPU; q != nil {
+		cpu = q.MilliValue()
+	}
+	if q := n.Capacity.Memory; q != nil {
+		mem = q.Value()
+	}
+	return cpu, mem
+}
+
+// countRow is a name and a number.
+type countRow struct {
+	Name  string
+	Count int
+}
+
+type workloadRow struct {
+	Ref                        string
+	Desired, Placed, Ready     int
+	States, Tiers              []countRow
+	Unplaced                   int
+	RestartPolicy, MinIsolated string
+}
+
+type domainRow struct {
+	Name     string
+	Nodes    int
+	CPU, Mem meter
+}
+
+type levelRow struct {
+	Level   string
+	Domains []domainRow
+	More    int
+}
+
+// overview is the model of /.
+type overview struct {
+	pageBase
+	Tenants                      []countRow
+	Workloads                    []workloadRow
+	MoreWorkloads                int
+	Replicas                     int
+	States, Tiers                []countRow
+	Unplaced                     int
+	NodesUp, NodesDown, NodesUnk int
+	Levels                       []levelRow
+	Problems                     []string
+	Events                       []wire.Event
+}
+
+func countsOf(m map[string]int, order []string) []countRow {
+	var out []countRow
+	for _, k := range order {
+		if m[k] > 0 {
+			out = append(out, countRow{k, m[k]})
+		}
+	}
+	return out
+}
+
+var tierOrder = func() []string {
+	var out []string
+	for t := tenancy.Container; t <= tenancy.Host; t++ {
+		out = append(out, t.String())
+	}
+	return out
+}()
+
+func (v *view) workloadRows() []workloadRow {
+	byRef := map[string]*workloadRow{}
+	states, tiers := map[string]map[string]int{}, map[string]map[string]int{}
+	var rows []workloadRow
+	for _, w := range v.workloads {
+		rows = append(rows, workloadRow{Ref: w.Metadata.Tenant + "/" + w.Metadata.Name, Desired: 1,
+			RestartPolicy: string(cmp.Or(w.Spec.RestartPolicy, v1.RestartAlways)), MinIsolated: string(cmp.Or(w.Spec.Isolation.Minimum, "-"))})
+		if w.Spec.Replicas != nil {
+			rows[len(rows)-1].Desired = *w.Spec.Replicas
+		}
+	}
+	for i := range rows {
+		byRef[rows[i].Ref] = &rows[i]
+		states[rows[i].Ref], tiers[rows[i].Ref] = map[string]int{}, map[string]int{}
+	}
+	for _, r := range v.replicas {
+		row := byRef[r.Workload]
+		if row == nil {
+			continue
+		}
+		if r.Node != "" {
+			row.Placed++
+			tiers[r.Workload][r.Tier]++
+		} else {
+			row.Unplaced++
+		}
+		if r.Ready {
+			row.Ready++
+		}
+		states[r.Workload][r.State]++
+	}
+	for i := range rows {
+		rows[i].States = countsOf(states[rows[i].Ref], wire.ReplicaStates)
+		rows[i].Tiers = countsOf(tiers[rows[i].Ref], tierOrder)
+	}
+	return rows
+}
+
+func (s *Server) overviewPage(ctx context.Context, w http.ResponseWriter, r *http.Request, base pageBase) error {
+	v, err := s.look(ctx)
+	if err != nil {
+		return err
+	}
+	base.Title = "Overview"
+	m := overview{pageBase: base, Replicas: len(v.replicas)}
+	perTenant := map[string]int{}
+	for _, w := range v.workloads {
+		perTenant[w.Metadata.Tenant]++
+	}
+	for _, t := range v.tenants {
+		m.Tenants = append(m.Tenants, countRow{t, perTenant[t]})
+	}
+	rows := v.workloadRows()
+	if len(rows) > uiRows {
+		m.MoreWorkloads = len(rows) - uiRows
+		rows = rows[:uiRows]
+	}
+	m.Workloads = rows
+	states, tiers := map[string]int{}, map[string]int{}
+	for _, rep := range v.replicas {
+		states[rep.State]++
+		if rep.Node != "" {
+			tiers[rep.Tier]++
+		} else {
+			m.Unplaced++
+		}
+	}
+	m.States, m.Tiers = countsOf(states, wire.ReplicaStates), countsOf(tiers, tierOrder)
+	if v.p.Role == auth.Operator {
+		m.Problems = v.res.Problems
+		for _, st := range s.nodes.status(topologyNodes(v.pl.set)) {
+			switch st.State {
+			case wire.NodeUp:
+				m.NodesUp++
+			case wire.NodeDown:
+				m.NodesDown++
+			default:
+				m.NodesUnk++
+			}
+		}
+		m.Levels = v.levels()
+	}
+	if evs, err := s.tailEvents(ctx, dashboardEvents, visibleTo(v.p)); err == nil {
+		m.Events = evs.Events
+		slices.Reverse(m.Events) // newest first
+	}
+	return s.render(w, http.StatusOK, "overview", m)
+}
+
+// levels sums capacity and the plan's requests by failure domain, for
+// each level of the topologies (physical hosts only: a VM's capacity is
+// carved from its host's).
+func (v *view) levels() []levelRow {
+	_, byHost := v.used()
+	type agg struct {
+		nodes          int
+		cpu, mem, u, m int64
+	}
+	sums := map[string]map[string]*agg{}
+	var order []string
+	for _, t := range v.pl.set.Topologies {
+		levels := t.Spec.Levels
+		if len(levels) == 0 {
+			levels = []string{"datacenter", "rack"}
+		}
+		for _, n := range t.Spec.Nodes {
+			if n.Host != "" {
+				continue
+			}
+			cpu, mem := capacityOf(n)
+			u := byHost[n.Name]
+			for _, l := range levels {
+				d, ok := n.Domains[l]
+				if !ok {
+					continue
+				}
+				if sums[l] == nil {
+					sums[l] = map[string]*agg{}
+					order = append(order, l)
+				}
+				a := sums[l][d]
+				if a == nil {
+					a = &agg{}
+					sums[l][d] = a
+				}
+				a.nodes++
+				a.cpu, a.mem, a.u, a.m = a.cpu+cpu, a.mem+mem, a.u+u[0], a.m+u[1]
+			}
+		}
+	}
+	var out []levelRow
+	for _, l := range order {
+		row := levelRow{Level: l}
+		for _, d := range slices.Sorted(maps.Keys(sums[l])) {
+			if len(row.Domains) == uiRows/4 {
+				row.More++
+				continue
+			}
+			a := sums[l][d]
+			row.Domains = append(row.Domains, domainRow{Name: d, Nodes: a.nodes, CPU: cpuMeter(a.u, a.cpu), Mem: memMeter(a.m, a.mem)})
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+// topologyPage is the model of /ui/topology: datacenter → rack → host →
+// VM, each node with its liveness, usage and replicas.
+type topologyPage struct {
+	pageBase
+	Datacenters []dcView
+}
+
+type dcView struct {
+	Name  string
+	Racks []rackView
+}
+
+type rackView struct {
+	Name  string
+	Hosts []hostView
+}
+
+// hostView is a node: a physical host with its VM nodes, or a VM node.
+type hostView struct {
+	// Domains are the host's other failure domains ("pdu p1 · switch s1").
+	Name, State, Runtimes, Tenant, Domains string
+	CPU, Mem                               meter
+	// Health counts its replicas by state.
+	Health   []countRow
+	Replicas []wire.Replica
+	VMs      []hostView
+}
+
+func (s *Server) topologyPage(ctx context.Context, w http.ResponseWriter, r *http.Request, base pageBase) error {
+	if !base.Operator {
+		return s.notFoundPage(w, base, "the topology is for operators; your replicas are on the overview")
+	}
+	v, err := s.look(ctx)
+	if err != nil {
+		return err
+	}
+	base.Title = "Topology"
+	return s.render(w, http.StatusOK, "topology", topologyPage{pageBase: base, Datacenters: v.topology(s.nodes.status(topologyNodes(v.pl.set)))})
+}
+
+// topology lays out every node by datacenter and rack, VM nodes under
+// their host, each with its liveness, the tiers it offered the scheduler
+// (what its manifest lists and its agent detects), its usage and
+// replicas.
+func (v *view) topology(statuses []wire.NodeStatus) []dcView {
+	state := map[string]string{}
+	for _, st := range statuses {
+		state[st.Name] = st.State
+		// A node no agent of its own reports on is run by rung up's own
+		// agent when that stands for every node.
+		if st.State == wire.NodeUnknown && v.pl.local {
+			state[st.Name] = "local"
+		}
+	}
+	byNode := map[string][]wire.Replica{}
+	for _, r := range v.replicas {
+		if r.Node != "" {
+			byNode[r.Node] = append(byNode[r.Node], r)
+		}
+	}
+	usedNode, _ := v.used()
+	vms := map[string][]hostView{}
+	type placed struct {
+		dc, rack string
+		host     hostView
+	}
+	var hosts []placed
+	for _, t := range v.pl.set.Topologies {
+		for _, n := range t.Spec.Nodes {
+			cpu, mem := capacityOf(n)
+			u := usedNode[n.Name]
+			reps := byNode[n.Name]
+			health := map[string]int{}
+			for _, r := range reps {
+				health[r.State]++
+			}
+			hv := hostView{Name: n.Name, State: cmp.Or(state[n.Name], wire.NodeUnknown), Runtimes: v.pl.offers[n.Name], Tenant: n.Tenant,
+				CPU: cpuMeter(u[0], cpu), Mem: memMeter(u[1], mem), Health: countsOf(health, wire.ReplicaStates), Replicas: reps}
+			if n.Host != "" {
+				vms[n.Host] = append(vms[n.Host], hv)
+				continue
+			}
+			var other []string
+			for _, level := range slices.Sorted(maps.Keys(n.Domains)) {
+				if level != "datacenter" && level != "rack" {
+					other = append(other, level+" "+n.Domains[level])
+				}
+			}
+			hv.Domains = strings.Join(other, " · ")
+			hosts = append(hosts, placed{dc: cmp.Or(n.Domains["datacenter"], "(no datacenter)"), rack: cmp.Or(n.Domains["rack"], "(no rack)"), host: hv})
+		}
+	}
+	slices.SortFunc(hosts, func(a, b placed) int {
+		return cmp.Or(strings.Compare(a.dc, b.dc), strings.Compare(a.rack, b.rack), strings.Compare(a.host.Name, b.host.Name))
+	})
+	var out []dcView
+	for _, h := range hosts {
+		h.host.VMs = vms[h.host.Name]
+		slices.SortFunc(h.host.VMs, func(a, b hostView) int { return strings.Compare(a.Name, b.Name) })
+		if len(out) == 0 || out[len(out)-1].Name != h.dc {
+			out = append(out, dcView{Name: h.dc})
+		}
+		dc := &out[len(out)-1]
+		if len(dc.Racks) == 0 || dc.Racks[len(dc.Racks)-1].Name != h.rack {
+			dc.Racks = append(dc.Racks, rackView{Name: h.rack})
+		}
+		rack := &dc.Racks[len(dc.Racks)-1]
+		rack.Hosts = append(rack.Hosts, h.host)
+	}
+	return out
+}
+
+// workloadPage is the model of /ui/workloads/TENANT/NAME.
+type workloadPage struct {
+	pageBase
+	Ref      string
+	Spec     v1.WorkloadSpec
+	Row      workloadRow
+	Replicas []replicaRow
+	Events   []wire.Event
+}
+
+// replicaRow is one replica with why its tier and its log's tail.
+type replicaRow struct {
+	wire.Replica
+	Why   string
+	Logs  []string
+	Trunc bool
+}
+
+func (s *Server) workloadPage(ctx context.Context, w http.ResponseWriter, r *http.Request, base pageBase) error {
+	tenant, name := r.PathValue("tenant"), r.PathValue("name")
+	missing := fmt.Sprintf("no workload %q in tenant %q that you may see", truncate(name, 64), truncate(tenant, 64))
+	if !isDNSLabel(tenant) || !isDNSLabel(name) {
+		return s.notFoundPage(w, base, missing)
+	}
+	v, err := s.look(ctx)
+	if err != nil {
+		return err
+	}
+	ref := tenant + "/" + name
+	i := slices.IndexFunc(v.workloads, func(w v1.Workload) bool { return w.Metadata.Tenant == tenant && w.Metadata.Name == name })
+	if i < 0 {
+		return s.notFoundPage(w, base, missing)
+	}
+	base.Title = ref
+	m := workloadPage{pageBase: base, Ref: ref, Spec: v.workloads[i].Spec}
+	for _, row := range v.workloadRows() {
+		if row.Ref == ref {
+			m.Row = row
+		}
+	}
+	why := map[int]string{}
+	for _, p := range v.res.Placements {
+		if p.Workload == ref {
+			why[p.Replica] = p.Reason
+		}
+	}
+	for _, u := range v.res.Unplaced {
+		if u.Workload == ref {
+			why[u.Replica] = "not placed: " + strings.Join(u.Reasons, "; ")
+		}
+	}
+	logs, err := s.replicaLogs(ctx, tenant, name, -1, uiLogLines)
+	if err != nil {
+		return err
+	}
+	byOrd := map[int]wire.ReplicaLines{}
+	for _, l := range logs.Replicas {
+		byOrd[l.Replica] = l
+	}
+	for _, rep := range v.replicas {
+		if rep.Workload == ref {
+			m.Replicas = append(m.Replicas, replicaRow{Replica: rep, Why: why[rep.Index], Logs: byOrd[rep.Index].Lines, Trunc: byOrd[rep.Index].Truncated})
+		}
+	}
+	slices.SortFunc(m.Replicas, func(a, b replicaRow) int { return a.Index - b.Index })
+	obj := "Workload " + ref
+	if evs, err := s.tailEvents(ctx, dashboardEvents, func(e wire.Event) bool { return e.Object() == obj && visibleTo(v.p)(e) }); err == nil {
+		m.Events = evs.Events
+		slices.Reverse(m.Events)
+	}
+	return s.render(w, http.StatusOK, "workload", m)
+}
+
+// nodePage is the model of /ui/nodes/NAME.
+type nodePage struct {
+	pageBase
+	Node          v1.Node
+	Status        wire.NodeStatus
+	Offers        string
+	Manifest      string
+	Reported      string
+	CPU, Mem      meter
+	VMs           []string
+	Replicas      []wire.Replica
+	DomainsSorted []countRowS
+}
+
+type countRowS struct{ Level, Name string }
+
+func (s *Server) nodePage(ctx context.Context, w http.ResponseWriter, r *http.Request, base pageBase) error {
+	name := r.PathValue("name")
+	missing := fmt.Sprintf("no node %q that you may see", truncate(name, 64))
+	if !base.Operator || !isDNSLabel(name) {
+		return s.notFoundPage(w, base, missing)
+	}
+	v, err := s.look(ctx)
+	if err != nil {
+		return err
+	}
+	var node *v1.Node
+	var vms []string
+	for _, t := range v.pl.set.Topologies {
+		for i, n := range t.Spec.Nodes {
+			if n.Name == name {
+				node = &t.Spec.Nodes[i]
+			}
+			if n.Host == name {
+				vms = append(vms, n.Name)
+			}
+		}
+	}
+	if node == nil {
+		return s.notFoundPage(w, base, missing)
+	}
+	base.Title = "node " + name
+	m := nodePage{pageBase: base, Node: *node, Offers: v.pl.offers[name], VMs: vms,
+		Status: wire.NodeStatus{Name: name, State: wire.NodeUnknown}}
+	for _, st := range s.nodes.status(map[string]bool{name: true}) {
+		if st.Name == name {
+			m.Status = st
+		}
+	}
+	if m.Status.State == wire.NodeUnknown && v.pl.local {
+		m.Status.State = "local"
+	}
+	var rt []string
+	for _, t := range node.Runtimes {
+		rt = append(rt, string(t))
+	}
+	m.Manifest = strings.Join(rt, ", ")
+	if m.Status.Runtimes != nil {
+		m.Reported = strings.Join(m.Status.Runtimes, ", ")
+		if m.Reported == "" {
+			m.Reported = "none"
+		}
+	}
+	for _, l := range slices.Sorted(maps.Keys(node.Domains)) {
+		m.DomainsSorted = append(m.DomainsSorted, countRowS{l, node.Domains[l]})
+	}
+	byNode, byHost := v.used()
+	u := byNode[name]
+	if node.Host == "" {
+		u = byHost[name]
+	}
+	cpu, mem := capacityOf(*node)
+	m.CPU, m.Mem = cpuMeter(u[0], cpu), memMeter(u[1], mem)
+	for _, rep := range v.replicas {
+		if rep.Node == name || (node.Host == "" && rep.Host == name) {
+			m.Replicas = append(m.Replicas, rep)
+		}
+	}
+	return s.render(w, http.StatusOK, "node", m)
+}
+
+// searchPage is the model of /ui/search?q=.
+type searchPage struct {
+	pageBase
+	Tenants, Workloads, Nodes []string
+	Replicas                  []wire.Replica
+	More                      int
+}
+
+func (s *Server) searchPage(ctx context.Context, w http.ResponseWriter, r *http.Request, base pageBase) error {
+	q := strings.ToLower(strings.TrimSpace(r.URL.Query().Get("q")))
+	if len(q) > maxQuery || !utf8.ValidString(q) {
+		q = ""
+	}
+	v, err := s.look(ctx)
+	if err != nil {
+		return err
+	}
+	base.Title, base.Query, base.Refresh = "Search", q, 0
+	m := searchPage{pageBase: base}
+	if q == "" {
+		return s.render(w, http.StatusOK, "search", m)
+	}
+	add := func(list *[]string, name string) {
+		if !strings.Contains(strings.ToLower(name), q) {
+			return
+		}
+		if len(*list) == uiRows {
+			m.More++
+			return
+		}
+		*list = append(*list, name)
+	}
+	for _, t := range v.tenants {
+		add(&m.Tenants, t)
+	}
+	for _, w := range v.workloads {
+		add(&m.Workloads, w.Metadata.Tenant+"/"+w.Metadata.Name)
+	}
+	if base.Operator {
+		for _, t := range v.pl.set.Topologies {
+			for _, n := range t.Spec.Nodes {
+				add(&m.Nodes, n.Name)
+			}
+		}
+	}
+	for _, rep := range v.replicas {
+		if strings.Contains(rep.ID, q) {
+			if len(m.Replicas) == uiRows {
+				m.More++
+				continue
+			}
+			m.Replicas = append(m.Replicas, rep)
+		}
+	}
+	return s.render(w, http.StatusOK, "search", m)
+}
