@@ -304,4 +304,3 @@ func describePrincipal(p auth.Principal) string {
 	}
 	return string(p.Role)
 }
-
