@@ -531,7 +531,9 @@ type replicaRow struct {
 
 func (s *Server) workloadPage(ctx context.Context, w http.ResponseWriter, r *http.Request, base pageBase) error {
 	tenant, name := r.PathValue("tenant"), r.PathValue("name")
-	missing := fmt.Sprintf("no workload %q in tenant %q that you may see", truncate(name, 64), truncate(tenant, 64))
+	// The same words whether it is missing or another tenant's, naming
+	// nothing back.
+	const missing = "no such workload, or not one you may see"
 	if !isDNSLabel(tenant) || !isDNSLabel(name) {
 		return s.notFoundPage(w, base, missing)
 	}
@@ -602,7 +604,7 @@ type countRowS struct{ Level, Name string }
 
 func (s *Server) nodePage(ctx context.Context, w http.ResponseWriter, r *http.Request, base pageBase) error {
 	name := r.PathValue("name")
-	missing := fmt.Sprintf("no node %q that you may see", truncate(name, 64))
+	const missing = "no such node, or not one you may see (nodes are for operators)"
 	if !base.Operator || !isDNSLabel(name) {
 		return s.notFoundPage(w, base, missing)
 	}
