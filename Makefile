@@ -34,7 +34,7 @@ deps:
 	fi
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/rung
+	$(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/rung
 
 vet:
 	$(GO) vet ./...

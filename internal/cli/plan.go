@@ -28,7 +28,7 @@ type planFlags struct {
 func (f *planFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVarP(&f.files, "file", "f", nil, "manifest file or directory (repeatable)")
 	cmd.Flags().StringArrayVar(&f.down, "down", nil, "treat a failure domain as lost, LEVEL=NAME (repeatable)")
-	cmd.Flags().StringVar(&f.from, "from", "", "previous `rung plan -o json` output: where replicas run now")
+	cmd.Flags().StringVar(&f.from, "from", "", "`FILE` of an earlier rung plan -o json: where replicas run now")
 }
 
 // problem loads manifests, compiles policy rules, applies --down and --from.

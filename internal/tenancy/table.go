@@ -6,15 +6,15 @@ import "fmt"
 // `rung rules` and docs/rules.md show it.
 type DefaultRule struct {
 	// Number is the row's place in the table; the first matching row wins.
-	Number int
+	Number int `json:"number"`
 	// Name is the row's short name, printed after its number everywhere
 	// ("rule 4 (same organization)").
-	Name string
+	Name string `json:"name"`
 	// When is the condition on the attacker a and the victim b.
-	When     string
-	Required Tier
+	When     string `json:"when"`
+	Required Tier   `json:"required"`
 	// Why is the row's reason.
-	Why string
+	Why string `json:"why"`
 }
 
 // Ref is how the row is named wherever a decision is printed.
