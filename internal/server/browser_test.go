@@ -15,6 +15,7 @@ import (
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/scheduler/gen"
+	"rung.dev/rung/internal/server/wire"
 )
 
 // chromiumPath is Debian's chromium (apt package chromium); the test never
@@ -169,6 +170,8 @@ func (b *tab) signIn(base, token string) {
 // then another tenant signs in and sees nothing of the first.
 func TestBrowserDashboard(t *testing.T) {
 	e := newEnv(t).seed()
+	// What rung up's own agent hands over: the end of a replica's log.
+	e.srv.PublishLogs("", []wire.ReplicaLog{{ID: "biology-sequencer-0", Tenant: "biology", Data: "reading chunk 41 of 120\nreading chunk 42 of 120\n"}})
 	b := newTab(t)
 
 	b.signIn(e.url, e.tokens["operator"])
@@ -190,7 +193,7 @@ func TestBrowserDashboard(t *testing.T) {
 	// A replica's link opens its workload's page.
 	b.do(chromedp.Navigate(e.url + "/ui/topology"))
 	b.click(`.replicas li a[href="/ui/workloads/biology/sequencer"]`)
-	b.wants("workload page", "Workload biology/sequencer", "Replicas", "Why this tier", "Logs", "biology-sequencer-0")
+	b.wants("workload page", "Workload biology/sequencer", "Replicas", "Why this tier", "rule 3 (same tenant)", "Logs", "biology-sequencer-0", "reading chunk 42 of 120")
 	b.shot("workload")
 
 	// Search by name, then follow the hit.

@@ -350,3 +350,36 @@ func csrfOf(t *testing.T, page string) string {
 	}
 	return val
 }
+
+// TestDashboardPagesTenant: every page a tenant opens shows its own
+// objects and nothing of another tenant's; the operator's pages answer 404
+// to a tenant, as a missing page does.
+func TestDashboardPagesTenant(t *testing.T) {
+	e := newEnv(t).seed()
+	for _, c := range []struct {
+		who, path string
+		status    int
+		want      string
+	}{
+		{"operator", "/ui/workloads/biology/sequencer", 200, "Workload biology/sequencer"},
+		{"operator", "/ui/nodes/h1", 200, "Node h1"},
+		{"operator", "/ui/search?q=rock", 200, "geology/rocks"},
+		{"operator", "/ui/nodes/nope", 404, "no such node"},
+		{"geo-admin", "/", 200, "geology/rocks"},
+		{"geo-admin", "/ui/workloads/geology/rocks", 200, "Workload geology/rocks"},
+		{"geo-admin", "/ui/workloads/biology/sequencer", 404, "no such workload"},
+		{"geo-admin", "/ui/workloads/biology/nope", 404, "no such workload"},
+		{"geo-admin", "/ui/topology", 404, "for operators"},
+		{"geo-admin", "/ui/nodes/h1", 404, "no such node"},
+		{"geo-admin", "/ui/search?q=o", 200, "geology/rocks"},
+	} {
+		r := e.do(c.who, "GET", c.path, nil)
+		page := string(r.body)
+		if r.status != c.status || !strings.Contains(page, c.want) {
+			t.Errorf("%s GET %s: %d, want %d with %q\n%s", c.who, c.path, r.status, c.status, c.want, page)
+		}
+		if c.who == "geo-admin" && (strings.Contains(page, "biology") || strings.Contains(page, "sequencer")) {
+			t.Errorf("geology sees biology at %s:\n%s", c.path, page)
+		}
+	}
+}
