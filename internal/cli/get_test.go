@@ -160,12 +160,12 @@ metadata: {name: site}
 spec:
   rules:
   - name: bank-own-hardware
-    when: victim.tenant == "bank" && attacker.tenant != "bank"
+    when: victim.tenant.name == "bank" && attacker.tenant.name != "bank"
     require: host
 `), 0o644)
 	code, out, errs = rungCmd(t, "rules", "-f", dir)
 	rows := lines(out)
-	i := slices.IndexFunc(rows, func(r string) bool { return strings.HasPrefix(r, "policy bank-own-hardware host victim.tenant") })
+	i := slices.IndexFunc(rows, func(r string) bool { return strings.HasPrefix(r, "policy bank-own-hardware host victim.tenant.name") })
 	j := slices.IndexFunc(rows, func(r string) bool { return strings.HasPrefix(r, "rule 1 (restricted data) host") })
 	if code != 0 || i < 0 || j < i {
 		t.Errorf("rules -f: %d\n%s%s", code, out, errs)
