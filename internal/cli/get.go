@@ -85,7 +85,12 @@ type kindInfo struct {
 	apiKind string
 	// tenanted kinds take --tenant; the others refuse it.
 	tenanted bool
-	list     func(ctx context.Context, c *client.Client, o listOptions) (table, error)
+	// list gives the rows the generic get prints, filters and completes.
+	list func(ctx context.Context, c *client.Client, o listOptions) (table, error)
+	// get, when set, is the whole of `rung get KIND` for a kind that
+	// prints itself (replicas: -w, one WORKLOAD[/INDEX]); list still
+	// serves completion.
+	get func(cmd *cobra.Command, c *client.Client, args []string, tenant, output string, watch bool) error
 }
 
 // getKinds is every kind `rung get` knows, in the order help lists them.
@@ -97,6 +102,20 @@ var getKinds = []*kindInfo{
 	{singular: "plan", plural: "plan", tenanted: true, list: listPlan},
 	{singular: "event", plural: "events", short: []string{"ev"}, tenanted: true, list: listEvents},
 	{singular: "node", plural: "nodes", short: []string{"no"}, list: listNodes},
+	{singular: "replica", plural: "replicas", short: []string{"rp"}, tenanted: true, list: listReplicas, get: getReplicas}, // replicas.go
+}
+
+// listReplicas names each replica and its workload, for completion.
+func listReplicas(ctx context.Context, c *client.Client, o listOptions) (table, error) {
+	rs, err := c.Replicas(ctx, o.tenant, "")
+	if err != nil {
+		return table{}, err
+	}
+	var t table
+	for _, r := range rs {
+		t.rows = append(t.rows, tableRow{name: r.Workload, obj: r}, tableRow{name: fmt.Sprintf("%s/%d", r.Workload, r.Index), obj: r})
+	}
+	return t, nil
 }
 
 // kindNames lists the kinds as help and errors name them.
@@ -171,6 +190,7 @@ func newGetCmd() *cobra.Command {
 	var (
 		cf             clientFlags
 		output, tenant string
+		watch          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME...]",
@@ -181,7 +201,9 @@ is unique. Kinds (singular, plural or short name):
 
   tenants (tn), workloads (wl), topologies (topo), policies (pol),
   plan (the scheduler's current placements, as rung plan prints them),
-  events (ev: the latest changes and denials), nodes (no: operators only).
+  events (ev: the latest changes and denials), nodes (no: operators only),
+  replicas (rp: each replica's state, restarts and last error; one
+  WORKLOAD[/INDEX] at most; -w watches).
 
 Workloads are listed with their placements from the current plan; -o json
 and -o yaml carry them too, under status. -o wide adds columns, -o name
@@ -190,7 +212,8 @@ found (the others are still printed), 2 on a usage error.`,
 		Example: `  rung get workloads
   rung get wl biology/sequencer -o yaml
   rung get events --tenant biology
-  rung get nodes -o wide`,
+  rung get nodes -o wide
+  rung get rp biology/sequencer -w`,
 		Args:              cobra.MinimumNArgs(1),
 		ValidArgsFunction: completeNames(&cf, &tenant, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -204,9 +227,18 @@ found (the others are still printed), 2 on a usage error.`,
 			if tenant != "" && !k.tenanted {
 				return withCode(ExitInvalid, fmt.Errorf("--tenant: %s belong to no tenant; leave it out", k.plural))
 			}
+			if watch && k.get == nil {
+				return withCode(ExitInvalid, fmt.Errorf("-w: only replicas can be watched so far"))
+			}
+			if k.get != nil && len(args) > 2 {
+				return withCode(ExitInvalid, fmt.Errorf("%s: name one WORKLOAD[/INDEX] at most", k.plural))
+			}
 			c, err := cf.client()
 			if err != nil {
 				return err
+			}
+			if k.get != nil {
+				return k.get(cmd, c, args[1:], tenant, output, watch)
 			}
 			names := args[1:]
 			t, err := k.list(cmd.Context(), c, listOptions{tenant: tenant, names: names})
@@ -228,7 +260,8 @@ found (the others are still printed), 2 on a usage error.`,
 	}
 	cf.register(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", outText, "output format: "+strings.Join(getOutputs, ", "))
-	cmd.Flags().StringVar(&tenant, "tenant", "", "only this tenant's objects (tenants, workloads, plan, events)")
+	cmd.Flags().StringVar(&tenant, "tenant", "", "only this tenant's objects (tenants, workloads, plan, events, replicas)")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after listing, print changes as they happen (replicas)")
 	return cmd
 }
 
@@ -634,7 +667,9 @@ type describeOut struct {
 	Object   json.RawMessage `json:"object"`
 	Revision int64           `json:"revision"`
 	Status   *workloadStatus `json:"status,omitempty"`
-	Events   []wire.Event    `json:"events"`
+	// Replicas are a workload's replicas as GET .../replicas answers.
+	Replicas []wire.Replica `json:"replicas,omitempty"`
+	Events   []wire.Event   `json:"events"`
 }
 
 func newDescribeCmd() *cobra.Command {
@@ -693,6 +728,9 @@ same as one document: object, revision, status (placements), events.`,
 					}
 				}
 				d.Status = &st
+				if d.Replicas, err = c.Replicas(ctx, r.Tenant, r.Name); err != nil {
+					return apiError(err)
+				}
 			}
 			evs, err := objectEvents(ctx, c, r, 10)
 			if err != nil {
@@ -708,6 +746,7 @@ same as one document: object, revision, status (placements), events.`,
 			}
 			if res != nil {
 				describePlacements(out, r.Tenant+"/"+r.Name, res)
+				describeReplicas(out, d.Replicas)
 			}
 			fmt.Fprintln(out, "\nEvents:")
 			if len(evs) == 0 {
