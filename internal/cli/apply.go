@@ -169,8 +169,9 @@ func origin(set *v1.Set, ref client.Ref) string {
 
 func newApplyCmd() *cobra.Command {
 	var (
-		cf    clientFlags
-		files []string
+		cf     clientFlags
+		files  []string
+		output string
 	)
 	cmd := &cobra.Command{
 		Use:   "apply -f PATH...",
@@ -184,6 +185,9 @@ be placed (with the planner's reasons, as rung plan prints them), 1 when the
 server refused an object, 2 on invalid manifests.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output, changeOutputs); err != nil {
+				return err
+			}
 			set, err := readManifests(files)
 			if err != nil {
 				return err
@@ -195,18 +199,24 @@ server refused an object, 2 on invalid manifests.`,
 			if err != nil {
 				return err
 			}
-			out, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			stderr := cmd.ErrOrStderr()
 			results, _ := c.ApplySet(cmd.Context(), set)
 			failed, invalid := 0, true
+			var changes []change
 			for _, r := range results {
-				name := strings.ToLower(r.Ref.Kind) + " " + displayRef(r.Ref)
+				ch := change{Kind: r.Ref.Kind, Tenant: r.Ref.Tenant, Name: r.Ref.Name}
 				if r.Err != nil {
 					failed++
 					invalid = invalid && errors.Is(r.Err, client.ErrInvalid)
-					fmt.Fprintf(stderr, "%s%s: %v\n", origin(set, r.Ref), name, r.Err)
-					continue
+					fmt.Fprintf(stderr, "%s%s %s: %v\n", origin(set, r.Ref), strings.ToLower(r.Ref.Kind), displayRef(r.Ref), r.Err)
+					ch.Error = r.Err.Error()
+				} else {
+					ch.Result = r.Result.Result
 				}
-				fmt.Fprintf(out, "%s %s\n", name, r.Result.Result)
+				changes = append(changes, ch)
+			}
+			if err := printChanges(cmd.OutOrStdout(), output, changes); err != nil {
+				return err
 			}
 			if failed > 0 {
 				code := ExitFailure
@@ -220,7 +230,42 @@ server refused an object, 2 on invalid manifests.`,
 	}
 	cf.register(cmd)
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "manifest file or directory (repeatable)")
+	cmd.Flags().StringVarP(&output, "output", "o", outText, "output format: "+strings.Join(changeOutputs, ", "))
 	return cmd
+}
+
+// change is one object that apply or delete acted on, as -o json|yaml
+// prints it.
+type change struct {
+	Kind   string `json:"kind"`
+	Tenant string `json:"tenant,omitempty"`
+	Name   string `json:"name"`
+	// Result is created, updated, unchanged or deleted; Error why not.
+	Result string `json:"result,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+var changeOutputs = []string{outText, outJSON, outYAML, outName}
+
+// printChanges prints what apply or delete did: a line each (the errors
+// went to stderr), KIND/NAME of each object acted on, or all as a list.
+func printChanges(w io.Writer, output string, changes []change) error {
+	switch output {
+	case outJSON, outYAML:
+		return printData(w, output, map[string]any{"items": changes})
+	}
+	for _, c := range changes {
+		if c.Error != "" {
+			continue
+		}
+		ref := displayRef(client.Ref{Kind: c.Kind, Tenant: c.Tenant, Name: c.Name})
+		if output == outName {
+			fmt.Fprintf(w, "%s/%s\n", strings.ToLower(c.Kind), ref)
+			continue
+		}
+		fmt.Fprintf(w, "%s %s %s\n", strings.ToLower(c.Kind), ref, c.Result)
+	}
+	return nil
 }
 
 // unplacedOf asks the control plane's plan about the workloads of set:
@@ -303,17 +348,25 @@ func ref(cmd *cobra.Command, c *client.Client, kind, name, tenant string) (clien
 
 func newDeleteCmd() *cobra.Command {
 	var (
-		cf     clientFlags
-		files  []string
-		tenant string
+		cf             clientFlags
+		files          []string
+		tenant, output string
 	)
 	cmd := &cobra.Command{
-		Use:   "delete (KIND NAME | -f PATH...)",
-		Short: "Delete an object, or every object of some manifests",
-		Long: `Deletes one object (a workload is TENANT/NAME), or with -f every object in
-the manifests, workloads first and tenants last.`,
-		Args: cobra.RangeArgs(0, 2),
+		Use:   "delete (KIND NAME... | -f PATH...)",
+		Short: "Delete objects by name, or every object of some manifests",
+		Long: `Deletes the named objects of one kind (tenants, workloads, topologies or
+policies; a workload is TENANT/NAME, or NAME with --tenant), or with -f every
+object in the manifests, workloads first and tenants last. Exit 1 when one
+could not be deleted (the others still are), 2 on a usage error.`,
+		Example: `  rung delete workload biology/sequencer biology/notebook
+  rung delete -f examples/university/workloads.yaml -o name`,
+		Args:              cobra.ArbitraryArgs,
+		ValidArgsFunction: completeNames(&cf, &tenant, true, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output, changeOutputs); err != nil {
+				return err
+			}
 			c, err := cf.client()
 			if err != nil {
 				return err
@@ -330,32 +383,38 @@ the manifests, workloads first and tenants last.`,
 					r, _ := client.RefOf(o)
 					refs = append(refs, r)
 				}
-			case len(files) == 0 && len(args) == 2:
+			case len(files) == 0 && len(args) >= 2:
 				kind, err := kindOf(args[0])
 				if err != nil {
 					return err
 				}
-				r, err := ref(cmd, c, kind, args[1], tenant)
-				if err != nil {
-					return err
+				for _, name := range args[1:] {
+					r, err := ref(cmd, c, kind, name, tenant)
+					if err != nil {
+						return err
+					}
+					refs = append(refs, r)
 				}
-				refs = append(refs, r)
 			default:
-				return withCode(ExitInvalid, errors.New("name what to delete: KIND NAME, or -f PATH"))
+				return withCode(ExitInvalid, errors.New("name what to delete: KIND NAME..., or -f PATH; see rung delete --help"))
 			}
 			failed := 0
+			var changes []change
 			for _, r := range refs {
-				name := strings.ToLower(r.Kind) + " " + displayRef(r)
+				ch := change{Kind: r.Kind, Tenant: r.Tenant, Name: r.Name, Result: "deleted"}
 				if _, err := c.Delete(cmd.Context(), r); err != nil {
 					failed++
 					where := ""
 					if set != nil {
 						where = origin(set, r)
 					}
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s%s: %v\n", where, name, err)
-					continue
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s%s %s: %v\n", where, strings.ToLower(r.Kind), displayRef(r), err)
+					ch.Result, ch.Error = "", err.Error()
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s deleted\n", name)
+				changes = append(changes, ch)
+			}
+			if err := printChanges(cmd.OutOrStdout(), output, changes); err != nil {
+				return err
 			}
 			if failed > 0 {
 				return withCode(ExitFailure, fmt.Errorf("%d of %d object(s) not deleted", failed, len(refs)))
@@ -365,6 +424,7 @@ the manifests, workloads first and tenants last.`,
 	}
 	cf.register(cmd)
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "manifest file or directory (repeatable)")
-	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant of the workload")
+	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant of the workloads, when NAME does not name it")
+	cmd.Flags().StringVarP(&output, "output", "o", outText, "output format: "+strings.Join(changeOutputs, ", "))
 	return cmd
 }

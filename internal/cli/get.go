@@ -215,7 +215,7 @@ found (the others are still printed), 2 on a usage error.`,
   rung get nodes -o wide
   rung get rp biology/sequencer -w`,
 		Args:              cobra.MinimumNArgs(1),
-		ValidArgsFunction: completeNames(&cf, &tenant, false),
+		ValidArgsFunction: completeNames(&cf, &tenant, false, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output, getOutputs); err != nil {
 				return err
@@ -556,9 +556,10 @@ func listNodes(ctx context.Context, c *client.Client, o listOptions) (table, err
 	return t, nil
 }
 
-// completeNames completes `get`, `describe` and `delete`: a kind, then
-// the names of its objects as the server lists them (with --tenant).
-func completeNames(cf *clientFlags, tenant *string, stored bool) cobra.CompletionFunc {
+// completeNames completes `get`, `describe` and `delete`: a kind (stored
+// kinds only for describe and delete), then the names of its objects as
+// the server lists them (with --tenant), one name or many.
+func completeNames(cf *clientFlags, tenant *string, stored, many bool) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		if len(args) == 0 {
 			var out []cobra.Completion
@@ -569,7 +570,7 @@ func completeNames(cf *clientFlags, tenant *string, stored bool) cobra.Completio
 			}
 			return out, cobra.ShellCompDirectiveNoFileComp
 		}
-		if stored && len(args) >= 2 {
+		if !many && len(args) >= 2 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
 		k, err := lookupKind(args[0], stored)
@@ -686,7 +687,7 @@ current plan, and the object's latest events. -o json or yaml prints the
 same as one document: object, revision, status (placements), events.`,
 		Example:           `  rung describe workload biology/sequencer`,
 		Args:              cobra.ExactArgs(2),
-		ValidArgsFunction: completeNames(&cf, &tenant, true),
+		ValidArgsFunction: completeNames(&cf, &tenant, true, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output, []string{outText, outJSON, outYAML}); err != nil {
 				return err

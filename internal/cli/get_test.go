@@ -104,8 +104,20 @@ func TestGetAsKubectl(t *testing.T) {
 		t.Errorf("describe -o json: %d\n%s", code, out)
 	}
 
+	// apply and delete print the same ways: names, or the API's results.
+	code, out, _ = rungCmd(t, "apply", "-f", "../../examples/university", "-o", "name")
+	if rows := lines(out); code != 0 || !slices.Contains(rows, "tenant/biology") || !slices.Contains(rows, "workload/geology/rocks") {
+		t.Errorf("apply -o name: %d\n%s", code, out)
+	}
+	code, out, _ = rungCmd(t, "delete", "wl", "biology/notebook", "maps", "-o", "json")
+	var deleted struct{ Items []change }
+	if err := json.Unmarshal([]byte(out), &deleted); code != 0 || err != nil ||
+		!slices.Equal(deleted.Items, []change{{Kind: "Workload", Tenant: "biology", Name: "notebook", Result: "deleted"}, {Kind: "Workload", Tenant: "geology", Name: "maps", Result: "deleted"}}) {
+		t.Errorf("delete two -o json: %d %v\n%s", code, err, out)
+	}
+
 	// Usage errors exit 2, and say how to get help.
-	for _, args := range [][]string{{"get"}, {"get", "wl", "-o", "xml"}, {"describe", "wl"}, {"nope"}, {"token", "nope"}, {"get", "--nope"}, {"get", "gadgets"}} {
+	for _, args := range [][]string{{"get"}, {"get", "wl", "-o", "xml"}, {"describe", "wl"}, {"nope"}, {"token", "nope"}, {"get", "--nope"}, {"get", "gadgets"}, {"delete", "wl"}, {"plan", "-f", "../../examples/university", "-o", "name"}} {
 		if code, _, errs := rungCmd(t, args...); code != ExitInvalid || errs == "" {
 			t.Errorf("rung %s: exit %d, want 2 (%s)", strings.Join(args, " "), code, errs)
 		}
