@@ -14,6 +14,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/auth"
+	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/scheduler/gen"
 	"rung.dev/rung/internal/server/wire"
 )
@@ -172,6 +174,7 @@ func TestBrowserDashboard(t *testing.T) {
 	e := newEnv(t).seed()
 	// What rung up's own agent hands over: the end of a replica's log.
 	e.srv.PublishLogs("", []wire.ReplicaLog{{ID: "biology-sequencer-0", Tenant: "biology", Data: "reading chunk 41 of 120\nreading chunk 42 of 120\n"}})
+	reportNodes(t, e)
 	b := newTab(t)
 
 	b.signIn(e.url, e.tokens["operator"])
@@ -193,7 +196,8 @@ func TestBrowserDashboard(t *testing.T) {
 	// A replica's link opens its workload's page.
 	b.do(chromedp.Navigate(e.url + "/ui/topology"))
 	b.click(`.replicas li a[href="/ui/workloads/biology/sequencer"]`)
-	b.wants("workload page", "Workload biology/sequencer", "Replicas", "Why this tier", "rule 3 (same tenant)", "Logs", "biology-sequencer-0", "reading chunk 42 of 120")
+	b.wants("workload page", "Workload biology/sequencer", "Replicas", "Why this tier", "rule 3 (same tenant)", "Logs", "biology-sequencer-0", "reading chunk 42 of 120",
+		"running", "healthy", "restarting", "executable /bin/seq not found in image", "0.2 cores")
 	b.shot("workload")
 
 	// Search by name, then follow the hit.
@@ -237,6 +241,49 @@ func TestBrowserDashboard(t *testing.T) {
 	b.signIn(lan, e.tokens["viewer"])
 	b.click(`form[action="/ui/logout"] button`)
 	b.wants("signed out on rung.test", "Sign in")
+}
+
+// reportNodes sends, for each node with replicas of biology, the
+// heartbeat its agent would: biology/sequencer's replica 0 running and
+// healthy with its usage, replica 1 restarting after a failure,
+// biology/notebook running.
+func reportNodes(t *testing.T, e *env) {
+	t.Helper()
+	res, err := e.client("operator").Plan(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := 127
+	status := map[string]wire.ReplicaStatus{
+		"biology-sequencer-0": {State: wire.ReplicaRunning, Health: wire.HealthHealthy, StartedAt: time.Now().Add(-time.Hour),
+			Usage: &wire.Usage{MilliCPU: 230, Memory: 48 << 20, PIDs: 3}},
+		"biology-sequencer-1": {State: wire.ReplicaRestarting, Restarts: 3, ExitCode: &code, LastError: "executable /bin/seq not found in image", Health: wire.HealthNone},
+		"biology-notebook-0":  {State: wire.ReplicaRunning, Health: wire.HealthNone, Usage: &wire.Usage{MilliCPU: 15, Memory: 12 << 20, PIDs: 1}},
+	}
+	byNode := map[string][]wire.ReplicaState{}
+	for _, p := range res.Placements {
+		id := strings.ReplaceAll(p.Workload, "/", "-") + fmt.Sprintf("-%d", p.Replica)
+		if st, ok := status[id]; ok {
+			run := "running"
+			if st.State != wire.ReplicaRunning {
+				run = "missing"
+			}
+			byNode[p.Node] = append(byNode[p.Node], wire.ReplicaState{ID: id, Tenant: "biology", Tier: p.Tier, Status: run, ReplicaStatus: st})
+		}
+	}
+	for node, reps := range byNode {
+		tok, _, err := e.srv.IssueToken(t.Context(), auth.Principal{Role: auth.Operator}, auth.Principal{Role: auth.NodeAgent, Node: node}, "agent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := client.New(e.url, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Heartbeat(t.Context(), node, wire.Heartbeat{Runtimes: []string{"container", "sandbox"}, Replicas: reps}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // TestBrowserOverviewLarge measures, in the browser, how long the

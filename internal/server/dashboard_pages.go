@@ -58,11 +58,28 @@ func (m meter) Pct() int64 {
 }
 
 func cpuMeter(used, total int64) meter {
-	return meter{Used: used, Total: total, Text: fmt.Sprintf("%s / %s cores", cores(used), cores(total))}
+	return meter{Used: used, Total: total, Text: fmt.Sprintf("%s / %s cores, %s free", cores(used), cores(total), cores(max(0, total-used)))}
 }
 
 func memMeter(used, total int64) meter {
-	return meter{Used: used, Total: total, Text: fmt.Sprintf("%s / %s", bytesIEC(used), bytesIEC(total))}
+	return meter{Used: used, Total: total, Text: fmt.Sprintf("%s / %s, %s free", bytesIEC(used), bytesIEC(total), bytesIEC(max(0, total-used)))}
+}
+
+// usageNow sums what the nodes last reported the replicas use ("" when
+// none reported any).
+func usageNow(rs []wire.Replica) string {
+	var cpu, mem int64
+	n := 0
+	for _, r := range rs {
+		if r.Usage != nil {
+			n++
+			cpu, mem = cpu+r.Usage.MilliCPU, mem+r.Usage.Memory
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s cores, %s in use now (%d replica(s) reporting)", cores(cpu), bytesIEC(mem), n)
 }
 
 func cores(milli int64) string {
@@ -86,6 +103,8 @@ func bytesIEC(n int64) string {
 }
 
 var uiFuncs = map[string]any{
+	"cores":       cores,
+	"bytes":       bytesIEC,
 	"workloadURL": workloadURL,
 	"nodeURL":     func(n string) string { return "/ui/nodes/" + url.PathEscape(n) },
 }
@@ -421,6 +440,8 @@ type hostView struct {
 	// Domains are the host's other failure domains ("pdu p1 · switch s1").
 	Name, State, Runtimes, Tenant, Domains string
 	CPU, Mem                               meter
+	// Now is the usage its replicas report.
+	Now string
 	// Health counts its replicas by state.
 	Health   []countRow
 	Replicas []wire.Replica
@@ -476,7 +497,7 @@ func (v *view) topology(statuses []wire.NodeStatus) []dcView {
 				health[r.State]++
 			}
 			hv := hostView{Name: n.Name, State: cmp.Or(state[n.Name], wire.NodeUnknown), Runtimes: v.pl.offers[n.Name], Tenant: n.Tenant,
-				CPU: cpuMeter(u[0], cpu), Mem: memMeter(u[1], mem), Health: countsOf(health, wire.ReplicaStates), Replicas: reps}
+				CPU: cpuMeter(u[0], cpu), Mem: memMeter(u[1], mem), Now: usageNow(reps), Health: countsOf(health, wire.ReplicaStates), Replicas: reps}
 			if n.Host != "" {
 				vms[n.Host] = append(vms[n.Host], hv)
 				continue
@@ -595,6 +616,7 @@ type nodePage struct {
 	Manifest      string
 	Reported      string
 	CPU, Mem      meter
+	Now           string
 	VMs           []string
 	Replicas      []wire.Replica
 	DomainsSorted []countRowS
@@ -664,6 +686,7 @@ func (s *Server) nodePage(ctx context.Context, w http.ResponseWriter, r *http.Re
 			m.Replicas = append(m.Replicas, rep)
 		}
 	}
+	m.Now = usageNow(m.Replicas)
 	return s.render(w, http.StatusOK, "node", m)
 }
 
