@@ -182,7 +182,8 @@ updated, or unchanged when it is already so. Tenants, topologies and
 policies go first, then workloads. Exit 0 when every object applied and
 every replica of the applied workloads is placed, 3 when some replica can't
 be placed (with the planner's reasons, as rung plan prints them), 1 when the
-server refused an object, 2 on invalid manifests.`,
+server refused an object, 2 on invalid manifests. -o name prints KIND/NAME
+of each object applied, -o json or yaml each result.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output, changeOutputs); err != nil {

@@ -683,8 +683,9 @@ func newDescribeCmd() *cobra.Command {
 		Short: "Show an object, where its replicas are placed and its recent events",
 		Long: `Shows one stored object (tenant, workload, topology or policy; a workload is
 TENANT/NAME, or NAME with --tenant), a workload's placements from the
-current plan, and the object's latest events. -o json or yaml prints the
-same as one document: object, revision, status (placements), events.`,
+current plan and its replicas as their nodes report them, and the object's
+latest events. -o json or yaml prints the same as one document: object,
+revision, status (placements), replicas, events.`,
 		Example:           `  rung describe workload biology/sequencer`,
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: completeNames(&cf, &tenant, true, false),

@@ -35,7 +35,7 @@ func newRulesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rules [-f PATH...]",
 		Short: "Print the tenancy rules: the Policies' own rules, then the default table",
-		Long: `Prints how much isolation two replicas need (DESIGN §2, docs/rules.md): the
+		Long: `Prints how much isolation two replicas need (docs/rules.md in the sources): the
 operator rules of every Policy, which are evaluated first, then the default
 table; the first rule that matches decides. Placements and explanations
 name these rules ("rule 4 (same organization)", "policy NAME").
