@@ -106,6 +106,7 @@ var uiFuncs = map[string]any{
 	"cores":       cores,
 	"bytes":       bytesIEC,
 	"workloadURL": workloadURL,
+	"rackLink":    rackLink,
 	"nodeURL":     func(n string) string { return "/ui/nodes/" + url.PathEscape(n) },
 }
 
@@ -418,120 +419,6 @@ func (v *view) levels() []levelRow {
 	return out
 }
 
-// topologyPage is the model of /ui/topology: datacenter → rack → host →
-// VM, each node with its liveness, usage and replicas.
-type topologyPage struct {
-	pageBase
-	Datacenters []dcView
-}
-
-type dcView struct {
-	Name  string
-	Racks []rackView
-}
-
-type rackView struct {
-	Name  string
-	Hosts []hostView
-}
-
-// hostView is a node: a physical host with its VM nodes, or a VM node.
-type hostView struct {
-	// Domains are the host's other failure domains ("pdu p1 · switch s1").
-	Name, State, Runtimes, Tenant, Domains string
-	CPU, Mem                               meter
-	// Now is the usage its replicas report.
-	Now string
-	// Health counts its replicas by state.
-	Health   []countRow
-	Replicas []wire.Replica
-	VMs      []hostView
-}
-
-func (s *Server) topologyPage(ctx context.Context, w http.ResponseWriter, r *http.Request, base pageBase) error {
-	if !base.Operator {
-		return s.notFoundPage(w, base, "the topology is for operators; your replicas are on the overview")
-	}
-	v, err := s.look(ctx)
-	if err != nil {
-		return err
-	}
-	base.Title = "Topology"
-	return s.render(w, http.StatusOK, "topology", topologyPage{pageBase: base, Datacenters: v.topology(s.nodes.status(topologyNodes(v.pl.set)))})
-}
-
-// topology lays out every node by datacenter and rack, VM nodes under
-// their host, each with its liveness, the tiers it offered the scheduler
-// (what its manifest lists and its agent detects), its usage and
-// replicas.
-func (v *view) topology(statuses []wire.NodeStatus) []dcView {
-	state := map[string]string{}
-	for _, st := range statuses {
-		state[st.Name] = st.State
-		// A node no agent of its own reports on is run by rung up's own
-		// agent when that stands for every node.
-		if st.State == wire.NodeUnknown && v.pl.local {
-			state[st.Name] = "local"
-		}
-	}
-	byNode := map[string][]wire.Replica{}
-	for _, r := range v.replicas {
-		if r.Node != "" {
-			byNode[r.Node] = append(byNode[r.Node], r)
-		}
-	}
-	usedNode, _ := v.used()
-	vms := map[string][]hostView{}
-	type placed struct {
-		dc, rack string
-		host     hostView
-	}
-	var hosts []placed
-	for _, t := range v.pl.set.Topologies {
-		for _, n := range t.Spec.Nodes {
-			cpu, mem := capacityOf(n)
-			u := usedNode[n.Name]
-			reps := byNode[n.Name]
-			health := map[string]int{}
-			for _, r := range reps {
-				health[r.State]++
-			}
-			hv := hostView{Name: n.Name, State: cmp.Or(state[n.Name], wire.NodeUnknown), Runtimes: v.pl.offers[n.Name], Tenant: n.Tenant,
-				CPU: cpuMeter(u[0], cpu), Mem: memMeter(u[1], mem), Now: usageNow(reps), Health: countsOf(health, wire.ReplicaStates), Replicas: reps}
-			if n.Host != "" {
-				vms[n.Host] = append(vms[n.Host], hv)
-				continue
-			}
-			var other []string
-			for _, level := range slices.Sorted(maps.Keys(n.Domains)) {
-				if level != "datacenter" && level != "rack" {
-					other = append(other, level+" "+n.Domains[level])
-				}
-			}
-			hv.Domains = strings.Join(other, " · ")
-			hosts = append(hosts, placed{dc: cmp.Or(n.Domains["datacenter"], "(no datacenter)"), rack: cmp.Or(n.Domains["rack"], "(no rack)"), host: hv})
-		}
-	}
-	slices.SortFunc(hosts, func(a, b placed) int {
-		return cmp.Or(strings.Compare(a.dc, b.dc), strings.Compare(a.rack, b.rack), strings.Compare(a.host.Name, b.host.Name))
-	})
-	var out []dcView
-	for _, h := range hosts {
-		h.host.VMs = vms[h.host.Name]
-		slices.SortFunc(h.host.VMs, func(a, b hostView) int { return strings.Compare(a.Name, b.Name) })
-		if len(out) == 0 || out[len(out)-1].Name != h.dc {
-			out = append(out, dcView{Name: h.dc})
-		}
-		dc := &out[len(out)-1]
-		if len(dc.Racks) == 0 || dc.Racks[len(dc.Racks)-1].Name != h.rack {
-			dc.Racks = append(dc.Racks, rackView{Name: h.rack})
-		}
-		rack := &dc.Racks[len(dc.Racks)-1]
-		rack.Hosts = append(rack.Hosts, h.host)
-	}
-	return out
-}
-
 // workloadPage is the model of /ui/workloads/TENANT/NAME.
 type workloadPage struct {
 	pageBase
@@ -605,89 +492,6 @@ func (s *Server) workloadPage(ctx context.Context, w http.ResponseWriter, r *htt
 		slices.Reverse(m.Events)
 	}
 	return s.render(w, http.StatusOK, "workload", m)
-}
-
-// nodePage is the model of /ui/nodes/NAME.
-type nodePage struct {
-	pageBase
-	Node          v1.Node
-	Status        wire.NodeStatus
-	Offers        string
-	Manifest      string
-	Reported      string
-	CPU, Mem      meter
-	Now           string
-	VMs           []string
-	Replicas      []wire.Replica
-	DomainsSorted []countRowS
-}
-
-type countRowS struct{ Level, Name string }
-
-func (s *Server) nodePage(ctx context.Context, w http.ResponseWriter, r *http.Request, base pageBase) error {
-	name := r.PathValue("name")
-	const missing = "no such node, or not one you may see (nodes are for operators)"
-	if !base.Operator || !isDNSLabel(name) {
-		return s.notFoundPage(w, base, missing)
-	}
-	v, err := s.look(ctx)
-	if err != nil {
-		return err
-	}
-	var node *v1.Node
-	var vms []string
-	for _, t := range v.pl.set.Topologies {
-		for i, n := range t.Spec.Nodes {
-			if n.Name == name {
-				node = &t.Spec.Nodes[i]
-			}
-			if n.Host == name {
-				vms = append(vms, n.Name)
-			}
-		}
-	}
-	if node == nil {
-		return s.notFoundPage(w, base, missing)
-	}
-	base.Title = "node " + name
-	m := nodePage{pageBase: base, Node: *node, Offers: v.pl.offers[name], VMs: vms,
-		Status: wire.NodeStatus{Name: name, State: wire.NodeUnknown}}
-	for _, st := range s.nodes.status(map[string]bool{name: true}) {
-		if st.Name == name {
-			m.Status = st
-		}
-	}
-	if m.Status.State == wire.NodeUnknown && v.pl.local {
-		m.Status.State = "local"
-	}
-	var rt []string
-	for _, t := range node.Runtimes {
-		rt = append(rt, string(t))
-	}
-	m.Manifest = strings.Join(rt, ", ")
-	if m.Status.Runtimes != nil {
-		m.Reported = strings.Join(m.Status.Runtimes, ", ")
-		if m.Reported == "" {
-			m.Reported = "none"
-		}
-	}
-	for _, l := range slices.Sorted(maps.Keys(node.Domains)) {
-		m.DomainsSorted = append(m.DomainsSorted, countRowS{l, node.Domains[l]})
-	}
-	byNode, byHost := v.used()
-	u := byNode[name]
-	if node.Host == "" {
-		u = byHost[name]
-	}
-	cpu, mem := capacityOf(*node)
-	m.CPU, m.Mem = cpuMeter(u[0], cpu), memMeter(u[1], mem)
-	for _, rep := range v.replicas {
-		if rep.Node == name || (node.Host == "" && rep.Host == name) {
-			m.Replicas = append(m.Replicas, rep)
-		}
-	}
-	m.Now = usageNow(m.Replicas)
-	return s.render(w, http.StatusOK, "node", m)
 }
 
 // searchPage is the model of /ui/search?q=.
