@@ -92,6 +92,24 @@ func TestDashboardSignIn(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || b.cookie != nil {
 		t.Errorf("cross-site sign-in: %d, cookie %v", resp.StatusCode, b.cookie)
 	}
+	// What browsers send under the old Referrer-Policy no-referrer: Origin
+	// null. Sec-Fetch-Site decides when present (Chromium and Firefox send
+	// it to localhost and HTTPS); without it, null is refused.
+	for _, c := range []struct {
+		site string
+		want int
+	}{{"cross-site", http.StatusForbidden}, {"same-site", http.StatusForbidden}, {"", http.StatusForbidden}, {"same-origin", http.StatusSeeOther}} {
+		req, _ := http.NewRequest("POST", e.url+"/ui/login", strings.NewReader(url.Values{"token": {e.tokens["viewer"]}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "null")
+		if c.site != "" {
+			req.Header.Set("Sec-Fetch-Site", c.site)
+		}
+		nb := &browser{t: t, base: e.url}
+		if resp, _ := nb.send(req); resp.StatusCode != c.want || (nb.cookie != nil) != (c.want == http.StatusSeeOther) {
+			t.Errorf("sign-in with Origin null, Sec-Fetch-Site %q: %d, cookie %v; want %d", c.site, resp.StatusCode, nb.cookie, c.want)
+		}
+	}
 	resp, _ = b.post("/ui/login", "http://"+u.Host, url.Values{"token": {e.tokens["operator"]}})
 	if resp.StatusCode != http.StatusSeeOther || b.cookie == nil {
 		t.Fatalf("sign-in: %d, cookie %v", resp.StatusCode, b.cookie)
