@@ -102,6 +102,30 @@ spec:
 		t.Error("a replica that does not exist was found")
 	}
 
+	// Scaling adds a replica and leaves the running one alone.
+	_, out0, _ := rungCmd(t, "get", "replicas", "shop/web/0", "-o", "json")
+	if code, out, stderr := rungCmd(t, "scale", "shop/web", "--replicas", "2"); code != ExitOK || !strings.Contains(out, "from 1 to 2") {
+		t.Fatalf("scale: exit %d %s %s", code, out, stderr)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		_, out, _ := rungCmd(t, "get", "replicas", "shop/web/1")
+		if strings.Contains(out, "running") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new replica never ran:\n%s", out)
+		}
+	}
+	var before, after wire.Replicas
+	_, out1, _ := rungCmd(t, "get", "replicas", "shop/web/0", "-o", "json")
+	if json.Unmarshal([]byte(out0), &before) != nil || json.Unmarshal([]byte(out1), &after) != nil || len(before.Items) != 1 || len(after.Items) != 1 ||
+		!after.Items[0].StartedAt.Equal(before.Items[0].StartedAt) || after.Items[0].Restarts != 0 {
+		t.Errorf("scaling touched replica 0: before %s after %s", out0, out1)
+	}
+	if code, _, _ := rungCmd(t, "scale", "shop/web"); code != ExitInvalid {
+		t.Errorf("scale without --replicas: exit %d, want %d", code, ExitInvalid)
+	}
+
 	// 64 cores fit nowhere: apply exits 3 with the planner's reasons.
 	big := filepath.Join(dir, "big.yaml")
 	if err := os.WriteFile(big, []byte(`apiVersion: rung.dev/v1
