@@ -131,6 +131,9 @@ type Options struct {
 	// Registry configures pulls and signature checks of replicas whose
 	// tenant requires signatures (Transport, Insecure, Keychain).
 	Registry image.PullOptions
+	// LogMaxSize caps each replica's current log file; one rotated
+	// segment is kept besides, and the previous run's log (0: 10 MiB).
+	LogMaxSize int64
 }
 
 // Open prepares the data directory and the drivers.
@@ -158,11 +161,11 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	runc, err := runtime.NewRunc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runc"), Logger: opts.Logger})
+	runc, err := runtime.NewRunc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runc"), Logger: opts.Logger, LogMaxSize: opts.LogMaxSize})
 	if err != nil {
 		return nil, err
 	}
-	runsc, err := runtime.NewRunsc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runsc"), Platform: opts.RunscPlatform, Logger: opts.Logger})
+	runsc, err := runtime.NewRunsc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runsc"), Platform: opts.RunscPlatform, Logger: opts.Logger, LogMaxSize: opts.LogMaxSize})
 	if err != nil {
 		return nil, err
 	}
