@@ -193,6 +193,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if err := os.Chmod(rootsParent, 0o711); err != nil {
 		return nil, fmt.Errorf("replica roots: %w", err)
 	}
+	sweepRoots(rootsParent)
 	return &Node{roots: roots, dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, noted: map[string]bool{}, engines: map[string]*policy.Engine{}, registry: opts.Registry}, nil
 }
 
