@@ -131,3 +131,100 @@ spec: {resources: {cpu: 100m, memory: 32Mi}}
 		t.Errorf("delete: exit %d: %s", code, stderr)
 	}
 }
+
+// TestLogsFollowAndPrevious: a replica that prints a line every 0.3 s and
+// exits after ten: `rung logs -f` shows its lines as they come and ends
+// when the run ends; after the restart, --previous shows the last run,
+// --tail cuts it; a replica that never started says why it has no log.
+func TestLogsFollowAndPrevious(t *testing.T) {
+	startUpWithAgent(t)
+	manifests := filepath.Join(t.TempDir(), "app.yaml")
+	if err := os.WriteFile(manifests, []byte(`apiVersion: rung.dev/v1
+kind: Topology
+metadata: {name: one}
+spec:
+  nodes:
+  - {name: n1, capacity: {cpu: 4, memory: 4Gi}, runtimes: [container]}
+---
+apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: shop}
+spec: {organization: shop, trust: trusted}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: ticker, tenant: shop}
+spec:
+  image: busybox:latest
+  command: ["sh", "-c", "i=0; while [ $i -lt 10 ]; do i=$((i+1)); echo tick $i; sleep 0.3; done; exit 1"]
+  resources: {cpu: 100m, memory: 32Mi}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: broken, tenant: shop}
+spec:
+  image: busybox:latest
+  command: ["/bin/srv"]
+  resources: {cpu: 100m, memory: 32Mi}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := rungCmd(t, "apply", "-f", manifests); code != ExitOK {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	t.Cleanup(func() { rungCmd(t, "delete", "-f", manifests) })
+
+	// Follow from the first lines of a run.
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, o, _ := rungCmd(t, "logs", "shop/ticker/0"); strings.Contains(o, "tick 1\n") && !strings.Contains(o, "tick 5") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the ticker never started a run")
+		}
+	}
+	go func() { done <- runCP(t.Context(), &out, &errb, "logs", "shop/ticker/0", "-f") }()
+	var seen []string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if s := out.String(); len(seen) == 0 || seen[len(seen)-1] != s {
+			seen = append(seen, s)
+		}
+		if strings.Contains(out.String(), "tick 10\n") {
+			break
+		}
+	}
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Errorf("logs -f: exit %d: %s", code, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("logs -f did not end when the run ended")
+	}
+	if !strings.Contains(out.String(), "tick 10\n") || len(seen) < 3 {
+		t.Errorf("logs -f showed %d successive outputs, ending %q; want lines arriving one after another up to tick 10", len(seen), out.String())
+	}
+
+	// After the restart the previous run is kept.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, o, _ := rungCmd(t, "logs", "shop/ticker/0", "--previous", "--tail", "2")
+		if code == ExitOK && o == "tick 9\ntick 10\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("logs --previous --tail 2: exit %d %q, want the last two lines of the last run", code, o)
+		}
+	}
+	if code, o, e := rungCmd(t, "logs", "shop/ticker/0", "--previous", "--since", "1h", "--timestamps", "--tail", "1"); code != ExitOK || !strings.HasSuffix(o, "Z tick 10\n") {
+		t.Errorf("logs --timestamps: exit %d %q %s", code, o, e)
+	}
+	if code, o, e := rungCmd(t, "logs", "shop/ticker/0", "--previous", "--since", "2000-01-01T00:00:00Z", "--tail", "1"); code != ExitOK || o != "tick 10\n" {
+		t.Errorf("logs --since TIME: exit %d %q %s", code, o, e)
+	}
+	code, _, stderr := rungCmd(t, "logs", "shop/broken/0")
+	if code == ExitOK || !strings.Contains(stderr, "executable /bin/srv not found in image") {
+		t.Errorf("logs of a replica that never started: exit %d, stderr %q; want why", code, stderr)
+	}
+}

@@ -61,6 +61,7 @@ type nodes struct {
 	// execLocal runs commands in the replicas of this process's own agent,
 	// which is execNode ("" for every node without an agent of its own).
 	execLocal ExecFunc
+	logsLocal LogsFunc
 	execNode  string
 	// tunnels are the connected remote agents, by node (tunnel.go).
 	tunnels map[string]*tunnel
