@@ -1,14 +1,18 @@
 package replica_test
 
 import (
+	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"rung.dev/rung/internal/logfile"
 	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/runtime/drivertest"
 	"rung.dev/rung/internal/tenancy"
 )
 
@@ -83,5 +87,41 @@ func TestNodeLogsRemovePurge(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The roots of a data directory that was deleted without removing its
+// replicas (a test's, a demo's) are swept by the next node opened on that
+// filesystem; a live data directory's roots stay.
+func TestRootsOfDeletedDataDirSwept(t *testing.T) {
+	drivertest.RequireBinary(t, "runc")
+	gone := node(t)
+	kept := node(t)
+	for _, n := range []*replica.Node{gone, kept} {
+		if _, err := n.Prepare(t.Context(), replica.Spec{ID: "swept", Tenant: "sweep", Tier: tenancy.Container, Image: "busybox:latest", Args: []string{"true"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rootOf := func(n *replica.Node) string {
+		p, err := filepath.EvalSymlinks(filepath.Join(n.Dir(), "replicas", "swept", "rootfs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	goneRoot, keptRoot := rootOf(gone), rootOf(kept)
+	t.Cleanup(func() { _ = kept.Remove(context.WithoutCancel(t.Context()), "swept") })
+	if err := os.RemoveAll(gone.Dir()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(goneRoot); err != nil {
+		t.Fatalf("the root went with the data directory already: %v", err)
+	}
+	node(t) // opening any node sweeps
+	if _, err := os.Stat(goneRoot); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("root of the deleted data directory still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(keptRoot, "bin", "busybox")); err != nil {
+		t.Errorf("root of the live data directory swept: %v", err)
 	}
 }

@@ -131,6 +131,9 @@ type Options struct {
 	// Registry configures pulls and signature checks of replicas whose
 	// tenant requires signatures (Transport, Insecure, Keychain).
 	Registry image.PullOptions
+	// LogMaxSize caps each replica's current log file; one rotated
+	// segment is kept besides, and the previous run's log (0: 10 MiB).
+	LogMaxSize int64
 }
 
 // Open prepares the data directory and the drivers.
@@ -158,11 +161,11 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	runc, err := runtime.NewRunc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runc"), Logger: opts.Logger})
+	runc, err := runtime.NewRunc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runc"), Logger: opts.Logger, LogMaxSize: opts.LogMaxSize})
 	if err != nil {
 		return nil, err
 	}
-	runsc, err := runtime.NewRunsc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runsc"), Platform: opts.RunscPlatform, Logger: opts.Logger})
+	runsc, err := runtime.NewRunsc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runsc"), Platform: opts.RunscPlatform, Logger: opts.Logger, LogMaxSize: opts.LogMaxSize})
 	if err != nil {
 		return nil, err
 	}
@@ -190,6 +193,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if err := os.Chmod(rootsParent, 0o711); err != nil {
 		return nil, fmt.Errorf("replica roots: %w", err)
 	}
+	sweepRoots(rootsParent)
 	return &Node{roots: roots, dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, noted: map[string]bool{}, engines: map[string]*policy.Engine{}, registry: opts.Registry}, nil
 }
 

@@ -90,12 +90,13 @@ func (n *Node) rootfsPath(id string) string { return filepath.Join(n.roots, id) 
 // data directories that come and go (tests, demos) leave nothing there.
 func (n *Node) removeReplica(id string) error {
 	err := errors.Join(os.RemoveAll(n.replicaDir(id)), os.RemoveAll(n.rootfsPath(id)))
-	_ = os.Remove(n.roots) // fails while it holds other replicas' roots
+	n.dropRootsIfEmpty()
 	return err
 }
 
 // makeRoot creates replica id's empty root directory, and the roots
-// directory it lives in when removeReplica removed it.
+// directory it lives in when removeReplica removed it, with the data
+// directory's path in it for sweepRoots.
 func (n *Node) makeRoot(id string) (string, error) {
 	p := n.rootfsPath(id)
 	if err := os.RemoveAll(p); err != nil { // a crash's leftover
@@ -106,9 +107,70 @@ func (n *Node) makeRoot(id string) (string, error) {
 		if err = os.MkdirAll(n.roots, 0o711); err != nil {
 			return "", fmt.Errorf("replica roots: %w", err)
 		}
+		if err = os.WriteFile(filepath.Join(n.roots, dataDirFile), []byte(n.dir), 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("replica roots: %w", err)
+		}
 		if err = os.Mkdir(p, 0o755); !errors.Is(err, os.ErrNotExist) {
 			break
 		}
 	}
 	return p, err
+}
+
+// dataDirFile, in a data directory's roots directory, names the data
+// directory.
+const dataDirFile = ".datadir"
+
+// sweepRoots deletes the roots that no replica of their data directory
+// owns any more: every root of a data directory that was deleted (a test's
+// or a demo's), and a root whose replica directory is gone (a crash
+// between removing the two). Roots directories without a .datadir are left
+// alone: nothing says whose they are.
+func sweepRoots(parent string) {
+	scopes, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, sc := range scopes {
+		dir := filepath.Join(parent, sc.Name())
+		b, err := os.ReadFile(filepath.Join(dir, dataDirFile))
+		if err != nil || !filepath.IsAbs(string(b)) {
+			continue
+		}
+		replicas := filepath.Join(string(b), "replicas")
+		if _, err := os.Stat(replicas); errors.Is(err, os.ErrNotExist) {
+			_ = os.RemoveAll(dir)
+			continue
+		}
+		roots, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, r := range roots {
+			if !r.IsDir() {
+				continue
+			}
+			// Prepare makes the replica's directory before its root, and
+			// Remove deletes it first: a root alone is left over.
+			if _, err := os.Lstat(filepath.Join(replicas, r.Name())); errors.Is(err, os.ErrNotExist) {
+				_ = os.RemoveAll(filepath.Join(dir, r.Name()))
+			}
+		}
+	}
+}
+
+// dropRootsIfEmpty removes the data directory's roots directory when it
+// holds no root (only its .datadir).
+func (n *Node) dropRootsIfEmpty() {
+	ents, err := os.ReadDir(n.roots)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.Name() != dataDirFile {
+			return
+		}
+	}
+	_ = os.Remove(filepath.Join(n.roots, dataDirFile))
+	_ = os.Remove(n.roots) // fails if a root came meanwhile: it stays
 }

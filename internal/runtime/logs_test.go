@@ -220,3 +220,49 @@ func TestLogsSurviveRestart(t *testing.T) {
 		}
 	})
 }
+
+// A replica's log is capped: the current file and one rotated segment, each
+// at most the cap, and what is kept is the end of its output. A cap below
+// the minimum is refused when the driver opens.
+func TestLogCap(t *testing.T) {
+	drivertest.RequireRoot(t)
+	drivertest.RequireBinary(t, "runc")
+	dir := filepath.Join(drivertest.SearchableTempDir(t), "runc")
+	if _, err := runtime.NewRunc(runtime.Config{Dir: dir, LogMaxSize: 1000}); !errors.Is(err, logfile.ErrInvalid) || !strings.Contains(err.Error(), "LogMaxSize") {
+		t.Fatalf("tiny cap: %v, want ErrInvalid naming LogMaxSize", err)
+	}
+	d, err := runtime.NewRunc(runtime.Config{Dir: dir, LogMaxSize: logfile.MinMaxSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id, n = "cap", 40000 // ~ 2.5 MB of records, 20 times the two files
+	drivertest.Started(t, d, id, drivertest.Busybox(drivertest.Range(t, 4))(t, id, fmt.Sprintf("seq 1 %d; echo done; sleep 60", n)))
+	s := waitLog(t, d, id, "done\n")
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	lines = lines[:len(lines)-1] // done
+	first, err := strconv.Atoi(lines[0])
+	if err != nil || first <= 1 {
+		t.Fatalf("first line kept %q: want a late one", lines[0])
+	}
+	for i, l := range lines {
+		if l != strconv.Itoa(first+i) {
+			t.Fatalf("line %d = %q, want %d", i, l, first+i)
+		}
+	}
+	if last := lines[len(lines)-1]; last != strconv.Itoa(n) {
+		t.Errorf("last line %q, want %d", last, n)
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "logs", id, "current.log*"))
+	if len(logs) != 2 {
+		t.Errorf("log files %v, want current.log and current.log.1", logs)
+	}
+	for _, p := range logs {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() > logfile.MinMaxSize {
+			t.Errorf("%s: %d bytes, cap %d", p, fi.Size(), logfile.MinMaxSize)
+		}
+	}
+}

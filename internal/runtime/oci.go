@@ -187,6 +187,10 @@ func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
 	if cfg.Dir == "" {
 		return nil, fmt.Errorf("%s driver: no directory", kind)
 	}
+	if cfg.LogMaxSize != 0 && cfg.LogMaxSize < logfile.MinMaxSize {
+		return nil, fmt.Errorf("%s driver: LogMaxSize %d: at least %d bytes (or 0 for %d): %w",
+			kind, cfg.LogMaxSize, logfile.MinMaxSize, logfile.DefaultMaxSize, logfile.ErrInvalid)
+	}
 	dir, err := filepath.Abs(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("%s driver: %w", kind, err)
