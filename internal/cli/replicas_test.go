@@ -2,12 +2,17 @@ package cli
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/server/wire"
 )
 
@@ -85,6 +90,16 @@ spec:
 		if time.Now().After(deadline) {
 			t.Fatalf("replicas never settled: %+v", replicas.Items)
 		}
+	}
+	// The dashboard's workload page says the same, signed in as a user.
+	page := dashboardPage(t, "/ui/workloads/shop/broken")
+	for _, want := range []string{"restarting", "executable /bin/srv not found in image"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the dashboard's page of shop/broken lacks %q", want)
+		}
+	}
+	if strings.Contains(page, ">running<") || strings.Contains(page, ">healthy<") {
+		t.Errorf("the dashboard shows the broken replica as running or healthy")
 	}
 	code, out, _ := rungCmd(t, "get", "replicas", "shop/broken")
 	if code != ExitOK || !strings.Contains(out, "restarting") || !strings.Contains(out, "executable /bin/srv not found in image") {
@@ -251,4 +266,36 @@ spec:
 	if code == ExitOK || !strings.Contains(stderr, "executable /bin/srv not found in image") {
 		t.Errorf("logs of a replica that never started: exit %d, stderr %q; want why", code, stderr)
 	}
+}
+
+// dashboardPage signs in to the dashboard of the `rung up` the client
+// config names, with its admin token, as a browser's form does, and
+// returns the page at path.
+func dashboardPage(t *testing.T, path string) string {
+	t.Helper()
+	cfg, err := client.LoadConfig(os.Getenv(client.ConfigEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar}
+	req, _ := http.NewRequest(http.MethodPost, cfg.Server+"/ui/login", strings.NewReader(url.Values{"token": {cfg.Token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", cfg.Server)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = hc.Get(cfg.Server + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s after signing in: %d\n%s", path, resp.StatusCode, body)
+	}
+	return string(body)
 }
