@@ -536,7 +536,7 @@ func listNodes(ctx context.Context, c *client.Client, o listOptions) (table, err
 	if err != nil {
 		return table{}, err
 	}
-	t := table{header: []string{"NODE", "STATE", "LAST HEARTBEAT", "RUNTIMES", "REPLICAS"}, wide: []string{"IN TOPOLOGY"},
+	t := table{header: []string{"NODE", "STATE", "LAST HEARTBEAT", "RUNTIMES", "REPLICAS"}, wide: []string{"AGENT", "CPU", "MEMORY", "IN TOPOLOGY"},
 		footer: fmt.Sprintf("a node is down after %s without a heartbeat", ns.Timeout)}
 	var kept []wire.NodeStatus
 	for _, n := range ns.Nodes {
@@ -550,10 +550,21 @@ func listNodes(ctx context.Context, c *client.Client, o listOptions) (table, err
 		}
 		t.rows = append(t.rows, tableRow{name: n.Name, obj: n,
 			cells: []string{n.Name, n.State, last, cmp.Or(strings.Join(n.Runtimes, ","), "-"), fmt.Sprint(len(n.Replicas))},
-			more:  []string{fmt.Sprint(n.InTopology)}})
+			more:  []string{cmp.Or(n.Agent, "-"), capacityCell(n.Capacity, "cpu"), capacityCell(n.Capacity, "memory"), fmt.Sprint(n.InTopology)}})
 	}
 	t.data = wire.Nodes{Nodes: kept, Timeout: ns.Timeout}
 	return t, nil
+}
+
+// capacityCell is one figure of a node's capacity, or "-".
+func capacityCell(c *wire.Capacity, what string) string {
+	if c == nil {
+		return "-"
+	}
+	if what == "cpu" {
+		return cmp.Or(c.CPU, "-")
+	}
+	return cmp.Or(c.Memory, "-")
 }
 
 // completeNames completes `get`, `describe` and `delete`: a kind (stored

@@ -91,6 +91,13 @@ spec:
 			t.Fatalf("replicas never settled: %+v", replicas.Items)
 		}
 	}
+	// The single machine's node is up, runs what this machine can, and
+	// holds the replicas (not "unknown", "never", 0).
+	code, out, _ := rungCmd(t, "get", "nodes", "-o", "wide")
+	if fields := strings.Fields(lineOf(out, "n1")); code != ExitOK || len(fields) < 7 || fields[1] != "up" || fields[2] == "never" || fields[4] != "2" || fields[5] != "rung" {
+		t.Errorf("get nodes -o wide: exit %d\n%s", code, out)
+	}
+
 	// The dashboard's workload page says the same, signed in as a user.
 	page := dashboardPage(t, "/ui/workloads/shop/broken")
 	for _, want := range []string{"restarting", "executable /bin/srv not found in image"} {
@@ -101,7 +108,7 @@ spec:
 	if strings.Contains(page, ">running<") || strings.Contains(page, ">healthy<") {
 		t.Errorf("the dashboard shows the broken replica as running or healthy")
 	}
-	code, out, _ := rungCmd(t, "get", "replicas", "shop/broken")
+	code, out, _ = rungCmd(t, "get", "replicas", "shop/broken")
 	if code != ExitOK || !strings.Contains(out, "restarting") || !strings.Contains(out, "executable /bin/srv not found in image") {
 		t.Errorf("get replicas shop/broken: exit %d\n%s", code, out)
 	}
@@ -298,4 +305,14 @@ func dashboardPage(t *testing.T, path string) string {
 		t.Fatalf("GET %s after signing in: %d\n%s", path, resp.StatusCode, body)
 	}
 	return string(body)
+}
+
+// lineOf is the first line of out that starts with prefix.
+func lineOf(out, prefix string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
 }
