@@ -10,8 +10,9 @@ export CGO_ENABLED := 0
 # runs only when something is missing.
 DEB_PACKAGES := runc runsc busybox-static etcd-server
 # What only the tests need: rpm and Berkeley DB's tools build the real rpm
-# databases the scanner is tested on.
-DEB_TEST_PACKAGES := rpm db5.3-util
+# databases the scanner is tested on; debootstrap makes the Debian root
+# that `rung image pack` is tested on.
+DEB_TEST_PACKAGES := rpm db5.3-util debootstrap
 
 .PHONY: demo test deps build vet bench fuzz clean
 

@@ -11,6 +11,7 @@ import (
 	goruntime "runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -281,4 +282,60 @@ func writeLayout(t *testing.T, path, dir string) {
 	if err := lp.AppendImage(img); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestPackDebootstrapRoot packs a real Debian root made by debootstrap
+// (minbase, about 200 MB, with device nodes in /dev and setuid programs),
+// checks it and runs /bin/true in it under runc.
+func TestPackDebootstrapRoot(t *testing.T) {
+	requireRunc(t)
+	deboot := drivertest.RequireBinary(t, "debootstrap")
+	if testing.Short() {
+		t.Skip("-short: debootstrap downloads about 40 MB from Debian's mirror and takes a minute")
+	}
+	mirror := cmpOr(os.Getenv("RUNG_DEBIAN_MIRROR"), "http://deb.debian.org/debian")
+	data := drivertest.SearchableTempDir(t)
+	root := filepath.Join(t.TempDir(), "root")
+	start := time.Now()
+	cmd := exec.CommandContext(t.Context(), deboot, "--variant=minbase", "bookworm", root, mirror)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("debootstrap from %s (set RUNG_DEBIAN_MIRROR for another): %v\n%s", mirror, err, lastLines(string(out), 20))
+	}
+	packed := time.Now()
+
+	code, out, stderr := run(t, "image", "--data-dir", data, "pack", root, "--tag", "bookworm:minbase")
+	if code != ExitOK {
+		t.Fatalf("pack: exit %d\n%s%s", code, out, stderr)
+	}
+	for _, want := range []string{"dev/null (character device)", "stripped setuid/setgid bits", "usr/bin/passwd"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("pack notes lack %q:\n%s", want, stderr)
+		}
+	}
+	t.Logf("debootstrap %s, pack %s", packed.Sub(start).Round(time.Second), time.Since(packed).Round(time.Second))
+	code, out, _ = run(t, "check", "image", "--data-dir", data, "bookworm:minbase")
+	if code != ExitOK || !strings.Contains(out, "ADMITTED") {
+		t.Errorf("check image: exit %d\n%s", code, out)
+	}
+	code, out, stderr = run(t, "run", "--data-dir", data, "--tenant", "deb", "bookworm:minbase", "--", "/bin/true")
+	if code != ExitOK {
+		t.Fatalf("run -- /bin/true: exit %d\n%s%s", code, out, stderr)
+	}
+	t.Logf("whole test %s", time.Since(start).Round(time.Second))
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// lastLines keeps the end of a long output for a failure message.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
