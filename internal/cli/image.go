@@ -79,6 +79,13 @@ func newImagePackCmd(open storeOpener) *cobra.Command {
 			if busybox == (len(args) == 1) {
 				return withCode(ExitInvalid, errors.New("pack: give either DIR or --busybox"))
 			}
+			var err error
+			if opts.Entrypoint, err = argvFlag("entrypoint", opts.Entrypoint, true); err != nil {
+				return err
+			}
+			if opts.Cmd, err = argvFlag("cmd", opts.Cmd, len(opts.Entrypoint) == 0); err != nil {
+				return err
+			}
 			if cmd.Flags().Changed("healthcheck") {
 				hc, err := image.ParseHealthcheck(health)
 				if err != nil {
@@ -127,8 +134,8 @@ func newImagePackCmd(open storeOpener) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVarP(&tag, "tag", "t", "", "store name, NAME[:TAG]")
 	f.BoolVar(&busybox, "busybox", false, "pack a minimal busybox root instead of DIR")
-	f.StringArrayVar(&opts.Entrypoint, "entrypoint", nil, "entrypoint argument (repeat for each)")
-	f.StringArrayVar(&opts.Cmd, "cmd", nil, "command argument (repeat for each)")
+	f.StringArrayVar(&opts.Entrypoint, "entrypoint", nil, "entrypoint: a JSON array [\"/app/run\", \"--serve\"], or one argument per --entrypoint")
+	f.StringArrayVar(&opts.Cmd, "cmd", nil, "default arguments: a JSON array, or one argument per --cmd")
 	f.StringVar(&opts.User, "user", image.DefaultUser, "numeric UID[:GID] the image runs as, below 65536 (names are not looked up)")
 	f.StringVar(&health, "healthcheck", "", "HEALTHCHECK CMD: a shell command, a JSON array [\"EXE\", \"ARG\"…] (no shell), or NONE")
 	f.DurationVar(&opts.HealthInterval, "healthcheck-interval", 0, "time between two health checks (default: the runtime's, 30s)")
@@ -336,6 +343,24 @@ func imageErr(err error) error {
 		return withCode(ExitInvalid, err)
 	}
 	return err
+}
+
+// argvFlag reads an argv flag as Docker's exec form: one JSON array, or
+// one argument per repetition. When the value names the program, a single
+// value with a space and no brackets is refused: it would run as one
+// program name with a space in it, never found.
+func argvFlag(name string, vals []string, program bool) ([]string, error) {
+	if len(vals) == 1 && strings.HasPrefix(strings.TrimSpace(vals[0]), "[") {
+		var argv []string
+		if err := json.Unmarshal([]byte(vals[0]), &argv); err != nil || len(argv) == 0 || argv[0] == "" {
+			return nil, withCode(ExitInvalid, fmt.Errorf("pack: --%s %s: want a JSON array of strings with a program first, e.g. [\"/app/run\", \"--serve\"]", name, vals[0]))
+		}
+		return argv, nil
+	}
+	if program && len(vals) == 1 && strings.ContainsAny(vals[0], " \t") {
+		return nil, withCode(ExitInvalid, fmt.Errorf("pack: --%s %q has a space: give a JSON array [\"/app/run\", \"--serve\"] or one argument per --%s", name, vals[0], name))
+	}
+	return vals, nil
 }
 
 // someOf lists the first few of names, then how many more there are.

@@ -3,6 +3,7 @@ package cli
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -338,4 +340,37 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+func TestArgvFlag(t *testing.T) {
+	tests := []struct {
+		name    string
+		vals    []string
+		program bool
+		want    []string
+		bad     bool
+	}{
+		{name: "one per flag", vals: []string{"/app/run", "--serve"}, program: true, want: []string{"/app/run", "--serve"}},
+		{name: "json array", vals: []string{`["/app/run", "--serve", "a b"]`}, program: true, want: []string{"/app/run", "--serve", "a b"}},
+		{name: "program with a space", vals: []string{"/app/run --serve"}, program: true, bad: true},
+		{name: "argument with a space", vals: []string{"hello world"}, want: []string{"hello world"}},
+		{name: "broken json", vals: []string{`["/app/run"`}, program: true, bad: true},
+		{name: "empty json", vals: []string{`[]`}, bad: true},
+		{name: "none", vals: nil, program: true, want: nil},
+	}
+	for _, tc := range tests {
+		got, err := argvFlag("entrypoint", tc.vals, tc.program)
+		if tc.bad {
+			if e, ok := errors.AsType[*exitError](err); !ok || e.code != ExitInvalid || !strings.Contains(err.Error(), "--entrypoint") {
+				t.Errorf("%s: error %v, want an invalid-input error naming --entrypoint", tc.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+	}
 }
