@@ -243,14 +243,14 @@ func writeLayer(ctx context.Context, w io.Writer, dir string, mtime time.Time, s
 		if hdr.Typeflag != tar.TypeReg {
 			return nil
 		}
-		f, err := root.Open(p)
+		f, err := openRegular(root, p, fi)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
 		n, err := io.Copy(tw, io.LimitReader(f, hdr.Size))
 		if err == nil && n != hdr.Size {
-			err = fmt.Errorf("%s: changed while packing", p)
+			err = fmt.Errorf("%s: %w", p, errChanged)
 		}
 		return err
 	})
@@ -261,6 +261,28 @@ func writeLayer(ctx context.Context, w io.Writer, dir string, mtime time.Time, s
 		return err
 	}
 	return zw.Close()
+}
+
+// errChanged: a file was replaced between looking at it and reading it.
+var errChanged = errors.New("changed while packing")
+
+// openRegular opens p, which was lstat'ed as the regular file fi, and
+// makes sure it still is that file: a directory someone else can write to
+// could swap in a fifo (an open would block forever) or a link elsewhere.
+func openRegular(root *os.Root, p string, fi fs.FileInfo) (*os.File, error) {
+	f, err := root.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	now, err := f.Stat()
+	if err == nil && (!now.Mode().IsRegular() || !os.SameFile(fi, now)) {
+		err = fmt.Errorf("%s: %w", p, errChanged)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // tarMode converts permission and special bits to tar's c_ISUID etc.

@@ -234,3 +234,49 @@ func TestParseHealthcheck(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenRegularRefusesSwaps: a file replaced by a fifo or by a link
+// between its lstat and its open is refused, without blocking on the fifo.
+func TestOpenRegularRefusesSwaps(t *testing.T) {
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	write := func(p string) fs.FileInfo {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, p), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := root.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	fi := write("f")
+	f, err := openRegular(root, "f", fi)
+	if err != nil {
+		t.Fatalf("unchanged file: %v", err)
+	}
+	f.Close()
+	// Swapped for a fifo: no writer will ever come.
+	os.Remove(filepath.Join(dir, "f"))
+	if err := syscall.Mkfifo(filepath.Join(dir, "f"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openRegular(root, "f", fi); !errors.Is(err, errChanged) {
+		t.Errorf("fifo swapped in: %v, want errChanged", err)
+	}
+	// Swapped for a link to another file of the root.
+	write("other")
+	fi = write("g")
+	os.Remove(filepath.Join(dir, "g"))
+	if err := os.Symlink("other", filepath.Join(dir, "g")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openRegular(root, "g", fi); !errors.Is(err, errChanged) {
+		t.Errorf("link swapped in: %v, want errChanged", err)
+	}
+}
