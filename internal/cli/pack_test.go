@@ -112,6 +112,18 @@ func TestNewcomerPackCheckRun(t *testing.T) {
 		t.Errorf("run app:root: exit %d out %q stderr %q; want a refusal naming CIS-4.1 and nothing run", code, out, stderr)
 	}
 
+	// The node applies the tenant's threshold too (rung run takes it as
+	// --block-severity): at critical, root runs, as uid 0 of the tenant's
+	// range; at low, the image without a healthcheck does not.
+	code, out, stderr = run(t, "run", "--data-dir", data, "--tenant", "t", "--block-severity", "critical", "app:root", "--", "sh", "-c", "id -u; cat /proc/self/uid_map")
+	if f := strings.Fields(out); code != ExitOK || len(f) != 4 || f[0] != "0" || f[1] != "0" || f[2] == "0" {
+		t.Errorf("run app:root at critical: exit %d out %q stderr %q; want uid 0 mapped to the tenant's range", code, out, stderr)
+	}
+	code, out, stderr = run(t, "run", "--data-dir", data, "--tenant", "t", "--block-severity", "low", "app:1", "--", "id")
+	if code == ExitOK || out != "" || !strings.Contains(stderr, "CIS-4.6") {
+		t.Errorf("run app:1 at low: exit %d out %q stderr %q; want a refusal naming CIS-4.6", code, out, stderr)
+	}
+
 	// A user name can't be mapped by the node: refused at pack, naming --user.
 	if code, _, stderr := run(t, "image", "--data-dir", data, "pack", dir, "--tag", "app:name", "--user", "alice"); code != ExitInvalid || !strings.Contains(stderr, `user "alice"`) {
 		t.Errorf("pack --user alice: exit %d, stderr %q; want %d naming the user", code, stderr, ExitInvalid)
