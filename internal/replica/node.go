@@ -68,6 +68,11 @@ type Spec struct {
 	// the Policies); nil means the built-in checks only. It never weakens
 	// them: rules only add findings.
 	Admission *policy.Config `json:"admission,omitempty"`
+	// RestartPolicy is the workload's (v1.RestartAlways when empty); the
+	// agent applies it.
+	RestartPolicy v1.RestartPolicy `json:"restartPolicy,omitempty"`
+	// Healthcheck overrides the image's HEALTHCHECK.
+	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`
 }
 
 // Record is what the node keeps about a replica it prepared.
@@ -76,6 +81,9 @@ type Record struct {
 	Digest  string    `json:"digest"`
 	Created time.Time `json:"created"`
 	UIDBase uint32    `json:"uidBase"`
+	// Healthcheck is the check the agent runs: the spec's, else the
+	// image's HEALTHCHECK; nil for none.
+	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`
 }
 
 // Node runs replicas on this machine under a data directory:
@@ -103,6 +111,7 @@ type Node struct {
 	noted     map[string]bool
 	engines   map[string]*policy.Engine // by admission configuration (JSON)
 	registry  image.PullOptions
+	roots     string // replicas' root filesystems (roots.go)
 }
 
 // Options configure a Node.
@@ -168,7 +177,20 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if opts.CgroupParent != "" {
 		cgroups = "/" + strings.Trim(filepath.Clean(opts.CgroupParent), "/")
 	}
-	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, noted: map[string]bool{}, engines: map[string]*policy.Engine{}, registry: opts.Registry}, nil
+	rootsParent, err := rootsParent(abs)
+	if err != nil {
+		return nil, err
+	}
+	roots := filepath.Join(rootsParent, hex.EncodeToString(sum[:4]))
+	// 0711 like the data directory: searched from tenants' namespaces. The
+	// SCOPE directory is made with the first replica (makeRoot).
+	if err := os.MkdirAll(rootsParent, 0o711); err != nil {
+		return nil, fmt.Errorf("replica roots: %w", err)
+	}
+	if err := os.Chmod(rootsParent, 0o711); err != nil {
+		return nil, fmt.Errorf("replica roots: %w", err)
+	}
+	return &Node{roots: roots, dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, noted: map[string]bool{}, engines: map[string]*policy.Engine{}, registry: opts.Registry}, nil
 }
 
 // Images is the node's image store.
@@ -303,14 +325,17 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 		}
 		return "", err
 	}
-	made := dir // the named result is "" on error returns
 	defer func() {
 		if err != nil {
-			os.RemoveAll(made)
+			_ = n.removeReplica(s.ID)
 		}
 	}()
-	rootfs := filepath.Join(dir, "rootfs")
-	if err := os.Mkdir(rootfs, 0o755); err != nil {
+	// The root lives under a neutral path (roots.go); rootfs links to it.
+	rootfs, err := n.makeRoot(s.ID)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Symlink(rootfs, filepath.Join(dir, "rootfs")); err != nil {
 		return "", err
 	}
 	if err := image.Unpack(ctx, img, rootfs, image.UnpackOptions{
@@ -342,7 +367,7 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 		res = sandboxLimits(res)
 	}
 	opts := []bundle.Opt{
-		bundle.WithRootfs("rootfs"),
+		bundle.WithRootfs(rootfs),
 		bundle.WithUserNamespace(r),
 		bundle.WithProcess(args, env, cwd(cfg.Config.WorkingDir)),
 		bundle.WithUser(uid, gid),
@@ -376,10 +401,14 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 		n.note(d) // admitted ones were audited when applied
 		return "", fmt.Errorf("replica %s: %w: %w", s.ID, ErrRejected, d.Err())
 	}
+	hc, err := effectiveHealthcheck(s, cfg.Config.Healthcheck)
+	if err != nil {
+		return "", fmt.Errorf("replica %s: %w", s.ID, err)
+	}
 	if err := bundle.Write(dir, spec); err != nil {
 		return "", err
 	}
-	rec, err := json.MarshalIndent(Record{Spec: s, Digest: digest.String(), Created: time.Now().UTC(), UIDBase: r.HostUID}, "", "  ")
+	rec, err := json.MarshalIndent(Record{Spec: s, Digest: digest.String(), Created: time.Now().UTC(), UIDBase: r.HostUID, Healthcheck: hc}, "", "  ")
 	if err != nil {
 		return "", err
 	}
@@ -592,7 +621,7 @@ func (n *Node) Run(ctx context.Context, s Spec, stdio runtime.IO) (runtime.Exit,
 	if err != nil {
 		return runtime.Exit{}, err
 	}
-	defer os.RemoveAll(dir)
+	defer n.removeReplica(s.ID)
 	return runtime.Run(ctx, d, s.ID, dir, stdio)
 }
 
@@ -608,20 +637,21 @@ func (n *Node) Start(ctx context.Context, s Spec) error {
 		return err
 	}
 	if err := d.Create(ctx, s.ID, dir, runtime.IO{}); err != nil {
-		os.RemoveAll(dir)
+		_ = n.removeReplica(s.ID)
 		return err
 	}
 	if err := d.Start(ctx, s.ID); err != nil {
 		_ = d.Delete(context.WithoutCancel(ctx), s.ID)
-		os.RemoveAll(dir)
+		_ = n.removeReplica(s.ID)
 		return err
 	}
 	return nil
 }
 
-// Remove kills and deletes a replica and its bundle. A directory left
-// without a record (a crash while preparing) is cleaned up too, trying
-// every driver, so nothing leaks.
+// Remove kills and deletes a replica and its bundle; its last run's log
+// stays as the previous one (Logs with Previous; Purge deletes it). A
+// directory left without a record (a crash while preparing) is cleaned up
+// too, trying every driver, so nothing leaks.
 func (n *Node) Remove(ctx context.Context, id string) error {
 	rec, err := n.record(id)
 	drivers := []*runtime.OCI{n.runc, n.runsc}
@@ -649,7 +679,7 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	return os.RemoveAll(n.replicaDir(id))
+	return n.removeReplica(id)
 }
 
 // Leftovers lists replica directories that have no readable record: a
