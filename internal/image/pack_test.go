@@ -195,6 +195,7 @@ func TestPackOptions(t *testing.T) {
 		{"negative user", PackOptions{User: "-1"}, `user "-1"`},
 		{"empty healthcheck command", PackOptions{Healthcheck: []string{"CMD"}}, "healthcheck"},
 		{"unknown healthcheck kind", PackOptions{Healthcheck: []string{"RUN", "x"}}, "healthcheck"},
+		{"two shell scripts", PackOptions{Healthcheck: []string{"CMD-SHELL", "a", "b"}}, "one script"},
 		{"interval without a check", PackOptions{HealthInterval: time.Second}, "healthcheck interval"},
 		{"negative timeout", PackOptions{Healthcheck: []string{"CMD", "/app"}, HealthTimeout: -time.Second}, "healthcheck timeout"},
 		{"env without =", PackOptions{Env: []string{"PATH"}}, `env "PATH"`},

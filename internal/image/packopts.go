@@ -72,9 +72,10 @@ func (o *PackOptions) validate() error {
 	if len(o.Healthcheck) > 0 {
 		switch kind := o.Healthcheck[0]; {
 		case kind == "NONE" && len(o.Healthcheck) == 1:
-		case (kind == "CMD" || kind == "CMD-SHELL") && len(o.Healthcheck) > 1 && o.Healthcheck[1] != "":
+		case kind == "CMD" && len(o.Healthcheck) > 1 && o.Healthcheck[1] != "":
+		case kind == "CMD-SHELL" && len(o.Healthcheck) == 2 && o.Healthcheck[1] != "":
 		default:
-			return fmt.Errorf("%w: healthcheck %q: want [CMD exe args…], [CMD-SHELL command] or [NONE]", ErrInvalidConfig, o.Healthcheck)
+			return fmt.Errorf("%w: healthcheck %q: want [CMD exe args…], [CMD-SHELL script] (one script) or [NONE]", ErrInvalidConfig, o.Healthcheck)
 		}
 	}
 	timing := map[string]int64{
