@@ -3,6 +3,7 @@ package cli
 import (
 	"archive/tar"
 	"bytes"
+	stdcmp "cmp"
 	"errors"
 	"io"
 	"net"
@@ -307,7 +308,7 @@ func TestPackDebootstrapRoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: debootstrap downloads about 40 MB from Debian's mirror and takes a minute")
 	}
-	mirror := cmpOr(os.Getenv("RUNG_DEBIAN_MIRROR"), "http://deb.debian.org/debian")
+	mirror := stdcmp.Or(os.Getenv("RUNG_DEBIAN_MIRROR"), "http://deb.debian.org/debian")
 	data := drivertest.SearchableTempDir(t)
 	root := filepath.Join(t.TempDir(), "root")
 	start := time.Now()
@@ -336,13 +337,6 @@ func TestPackDebootstrapRoot(t *testing.T) {
 		t.Fatalf("run -- /bin/true: exit %d\n%s%s", code, out, stderr)
 	}
 	t.Logf("whole test %s", time.Since(start).Round(time.Second))
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // lastLines keeps the end of a long output for a failure message.

@@ -21,8 +21,8 @@ import (
 func newRunCmd() *cobra.Command {
 	var (
 		dataDir, tenant, tier, cpu, memory, block string
-		pids                               int64
-		env, caps                          []string
+		pids                                      int64
+		env, caps                                 []string
 	)
 	cmd := &cobra.Command{
 		Use:   "run --tenant T [--tier TIER] IMAGE [-- CMD...]",
