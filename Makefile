@@ -11,8 +11,9 @@ export CGO_ENABLED := 0
 DEB_PACKAGES := runc runsc busybox-static etcd-server
 # What only the tests need: rpm and Berkeley DB's tools build the real rpm
 # databases the scanner is tested on; chromium runs the dashboard's browser
-# test (driven by chromedp, never a downloaded browser).
-DEB_TEST_PACKAGES := rpm db5.3-util chromium
+# test (driven by chromedp, never a downloaded browser); debootstrap makes
+# the Debian root that `rung image pack` is tested on.
+DEB_TEST_PACKAGES := rpm db5.3-util chromium debootstrap
 
 .PHONY: demo test deps build vet bench fuzz clean
 

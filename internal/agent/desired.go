@@ -40,7 +40,7 @@ func FromPlan(set *v1.Set, res *scheduler.Result, node string) ([]replica.Spec, 
 	}
 	images := map[string]*v1.ImagePolicy{}
 	for _, t := range set.Tenants {
-		if p := t.Spec.Images; len(p.Registries) > 0 || len(p.SignedBy) > 0 {
+		if p := t.Spec.Images; len(p.Registries) > 0 || len(p.SignedBy) > 0 || p.BlockSeverity != "" {
 			images[t.Metadata.Name] = &v1.ImagePolicy{
 				Registries:    slices.Clone(p.Registries),
 				SignedBy:      slices.Clone(p.SignedBy),

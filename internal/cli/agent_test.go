@@ -195,7 +195,7 @@ func TestUpPlansWhatThisMachineRuns(t *testing.T) {
 }
 
 // TestUpAuditsNodeImageDecisions: under `rung up`, an image that fails the
-// node's image checks (no HEALTHCHECK) never runs, and the node's decision
+// node's image checks (it runs as root) never runs, and the node's decision
 // reaches the audit log with the image's digest and the finding, where
 // `rung get events` shows it.
 func TestUpAuditsNodeImageDecisions(t *testing.T) {
@@ -209,7 +209,7 @@ func TestUpAuditsNodeImageDecisions(t *testing.T) {
 	if err := image.BusyboxRoot(root); err != nil {
 		t.Fatal(err)
 	}
-	digest, err := store.Pack(ctx, root, "nocheck:1", image.PackOptions{})
+	digest, err := store.Pack(ctx, root, "asroot:1", image.PackOptions{User: "0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ apiVersion: rung.dev/v1
 kind: Workload
 metadata: {name: probe, tenant: lab}
 spec:
-  image: nocheck:1
+  image: asroot:1
   command: ["/bin/sh", "-c", "sleep 3600"]
   resources: {cpu: 100m, memory: 32Mi}
 `)
@@ -251,11 +251,11 @@ spec:
 		_, ev, _ := rungCmd(t, "get", "events")
 		t.Fatalf("no admit event for lab's image within 10s\n%s\n%s", w, ev)
 	}
-	if found.Result != "rejected" || found.Name != "nocheck:1" || !strings.HasPrefix(found.Actor, "node/") {
-		t.Errorf("event %+v, want node/… rejected nocheck:1", found)
+	if found.Result != "rejected" || found.Name != "asroot:1" || !strings.HasPrefix(found.Actor, "node/") {
+		t.Errorf("event %+v, want node/… rejected asroot:1", found)
 	}
-	if !strings.Contains(found.Message, digest.String()) || !strings.Contains(found.Message, "CIS-4.6") {
-		t.Errorf("event message %q, want the digest %s and CIS-4.6", found.Message, digest)
+	if !strings.Contains(found.Message, digest.String()) || !strings.Contains(found.Message, "CIS-4.1") {
+		t.Errorf("event message %q, want the digest %s and CIS-4.1", found.Message, digest)
 	}
 	if reps, _ := verifyReplicas(ctx, data, nil); len(reps) != 0 {
 		t.Errorf("the rejected image runs: %+v", reps)

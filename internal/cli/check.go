@@ -66,7 +66,7 @@ func (f *checkFlags) register(cmd *cobra.Command, image bool) {
 	fl.StringVar(&f.dataDir, "data-dir", defaultImageDataDir, "data directory; images live in DIR/images, the vulnerability database in DIR/vulndb.db")
 	fl.StringVar(&f.vulnDB, "vulndb", "", "vulnerability database (default DATA-DIR/vulndb.db; without one, CIS-4.4 is skipped)")
 	fl.StringArrayVar(&f.keys, "key", nil, "trusted cosign public key (PEM), in addition to the tenant's signedBy (repeatable)")
-	fl.StringVar(&f.block, "block-severity", "", "vulnerability severity that rejects: unknown, low, medium, high or critical (default: the tenant's spec.images.blockSeverity, else "+policy.DefaultBlockSeverity.String()+")")
+	fl.StringVar(&f.block, "block-severity", "", "severity at which vulnerabilities and configuration findings reject: unknown, low, medium, high or critical (default: the tenant's spec.images.blockSeverity, else "+policy.DefaultBlockSeverity.String()+")")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow plain HTTP to a registry that is not on loopback")
 }
 
@@ -168,9 +168,9 @@ func newCheckListCmd() *cobra.Command {
 				return writeJSON(out, eng.Checks())
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSEVERITY\tTITLE\tALSO")
+			fmt.Fprintln(tw, "ID\tSEVERITY\tBLOCKS\tTITLE\tALSO")
 			for _, c := range eng.Checks() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, c.Severity, c.Title, strings.Join(c.Refs, ", "))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.ID, c.Severity, c.Blocks, c.Title, strings.Join(c.Refs, ", "))
 			}
 			return tw.Flush()
 		},
@@ -480,6 +480,11 @@ func writeDecision(w io.Writer, d policy.Decision) error {
 	fmt.Fprintf(w, "%s %s: %s\n", d.Kind, subject, verdict)
 	if d.Tenant != "" {
 		fmt.Fprintf(w, "tenant: %s\n", d.Tenant)
+	}
+	if d.Kind == policy.KindImage {
+		fmt.Fprintf(w, "blocking: configuration findings and vulnerabilities at %s or above; supply-chain and operator checks always\n", d.BlockSeverity)
+	} else {
+		fmt.Fprintf(w, "blocking: running as root at %s or above; every other check always\n", d.BlockSeverity)
 	}
 	table := func(title string, fs []policy.Finding) {
 		if len(fs) == 0 {

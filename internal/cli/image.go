@@ -54,17 +54,23 @@ type storeOpener func(cmd *cobra.Command) (*image.Store, error)
 
 func newImagePackCmd(open storeOpener) *cobra.Command {
 	var (
-		tag     string
-		busybox bool
-		opts    image.PackOptions
+		tag, health string
+		busybox     bool
+		opts        image.PackOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "pack [DIR] --tag NAME[:TAG]",
 		Short: "Make a one-layer OCI image from a directory",
-		Long: "Make a one-layer OCI image from a directory. The layer is deterministic (sorted entries,\n" +
-			"fixed mtimes, owner 0:0), so the same directory always gives the same digest. Device nodes\n" +
-			"and fifos are refused. With --busybox, DIR is not needed: the image is a minimal root\n" +
-			"built from " + image.BusyboxPath + ".",
+		Long: "Make a one-layer OCI image from a directory, such as a debootstrap'ed root. The layer is\n" +
+			"deterministic (sorted entries, fixed mtimes, owner 0:0), so the same directory always gives the\n" +
+			"same digest. As when an image is unpacked to run, device nodes, fifos and sockets are left out\n" +
+			"(every replica gets its runtime's /dev) and setuid/setgid bits are stripped; both are listed on\n" +
+			"stderr. Symlinks are kept as links, never followed; hard links and long names are kept.\n" +
+			"--healthcheck takes what follows HEALTHCHECK CMD in a Dockerfile: a command for the image's\n" +
+			"shell, or a JSON array to run without one. With --busybox, DIR is not needed: the image is a\n" +
+			"minimal root built from " + image.BusyboxPath + ".",
+		Example: "  rung image pack ./root --tag app:1 --user 1000 --entrypoint /app/run \\\n" +
+			"      --healthcheck '[\"/app/run\", \"--check\"]' --healthcheck-interval 30s",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if tag == "" {
@@ -72,6 +78,20 @@ func newImagePackCmd(open storeOpener) *cobra.Command {
 			}
 			if busybox == (len(args) == 1) {
 				return withCode(ExitInvalid, errors.New("pack: give either DIR or --busybox"))
+			}
+			var err error
+			if opts.Entrypoint, err = argvFlag("entrypoint", opts.Entrypoint, true); err != nil {
+				return err
+			}
+			if opts.Cmd, err = argvFlag("cmd", opts.Cmd, len(opts.Entrypoint) == 0); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("healthcheck") {
+				hc, err := image.ParseHealthcheck(health)
+				if err != nil {
+					return withCode(ExitInvalid, fmt.Errorf("pack: --healthcheck: %w", err))
+				}
+				opts.Healthcheck = hc
 			}
 			dir := ""
 			if busybox {
@@ -94,9 +114,18 @@ func newImagePackCmd(open storeOpener) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var st image.PackStats
+			opts.Stats = &st
 			d, err := s.Pack(cmd.Context(), dir, tag, opts)
 			if err != nil {
 				return imageErr(err)
+			}
+			w := cmd.ErrOrStderr()
+			if len(st.Skipped) > 0 {
+				fmt.Fprintf(w, "note: left out %d device node(s), fifo(s) and socket(s); replicas get their runtime's own /dev: %s\n", len(st.Skipped), someOf(st.Skipped))
+			}
+			if len(st.Stripped) > 0 {
+				fmt.Fprintf(w, "note: stripped setuid/setgid bits from %d file(s) and directories (CIS 4.8; no_new_privs would ignore them): %s\n", len(st.Stripped), someOf(st.Stripped))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", tag, d)
 			return nil
@@ -105,9 +134,14 @@ func newImagePackCmd(open storeOpener) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVarP(&tag, "tag", "t", "", "store name, NAME[:TAG]")
 	f.BoolVar(&busybox, "busybox", false, "pack a minimal busybox root instead of DIR")
-	f.StringArrayVar(&opts.Entrypoint, "entrypoint", nil, "entrypoint argument (repeat for each)")
-	f.StringArrayVar(&opts.Cmd, "cmd", nil, "command argument (repeat for each)")
-	f.StringVar(&opts.User, "user", image.DefaultUser, "user the image runs as, UID[:GID]")
+	f.StringArrayVar(&opts.Entrypoint, "entrypoint", nil, "entrypoint: a JSON array [\"/app/run\", \"--serve\"], or one argument per --entrypoint")
+	f.StringArrayVar(&opts.Cmd, "cmd", nil, "default arguments: a JSON array, or one argument per --cmd")
+	f.StringVar(&opts.User, "user", image.DefaultUser, "numeric UID[:GID] the image runs as, below 65536 (names are not looked up)")
+	f.StringVar(&health, "healthcheck", "", "HEALTHCHECK CMD: a shell command, a JSON array [\"EXE\", \"ARG\"…] (no shell), or NONE")
+	f.DurationVar(&opts.HealthInterval, "healthcheck-interval", 0, "time between two health checks (default: the runtime's, 30s)")
+	f.DurationVar(&opts.HealthTimeout, "healthcheck-timeout", 0, "time after which a health check counts as failed (default: the runtime's, 30s)")
+	f.DurationVar(&opts.HealthStartPeriod, "healthcheck-start-period", 0, "time after start during which failures don't count (default 0)")
+	f.IntVar(&opts.HealthRetries, "healthcheck-retries", 0, "consecutive failures that make the replica unhealthy (default: the runtime's, 3)")
 	f.StringArrayVar(&opts.Env, "env", nil, "environment variable KEY=VALUE (repeatable; default "+image.DefaultPath+")")
 	f.StringVar(&opts.WorkingDir, "workdir", "", "working directory")
 	return cmd
@@ -255,8 +289,8 @@ func newImageUnpackCmd(open storeOpener) *cobra.Command {
 		Use:   "unpack REF DIR",
 		Short: "Unpack an image into a root filesystem directory, safely",
 		Long: "Apply an image's layers into DIR through a root-confined file handle: entries that would\n" +
-			"escape DIR, device nodes and fifos are refused, setuid/setgid bits are stripped, and\n" +
-			"--uid-base/--gid-base shift ownership into a user-namespace range.",
+			"escape DIR are refused, device nodes and fifos are not created, setuid/setgid bits are\n" +
+			"stripped (both listed), and --uid-base/--gid-base shift ownership into a user-namespace range.",
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := open(cmd)
@@ -288,6 +322,9 @@ func newImageUnpackCmd(open storeOpener) *cobra.Command {
 			if len(st.Stripped) > 0 {
 				fmt.Fprintf(w, "stripped setuid/setgid from %d: %s\n", len(st.Stripped), strings.Join(st.Stripped, ", "))
 			}
+			if len(st.Skipped) > 0 {
+				fmt.Fprintf(w, "left out %d device node(s) and fifo(s): %s\n", len(st.Skipped), strings.Join(st.Skipped, ", "))
+			}
 			return nil
 		},
 	}
@@ -300,12 +337,39 @@ func newImageUnpackCmd(open storeOpener) *cobra.Command {
 	return cmd
 }
 
-// imageErr gives bad references the invalid-input exit code.
+// imageErr gives bad references and options the invalid-input exit code.
 func imageErr(err error) error {
-	if errors.Is(err, image.ErrInvalidRef) {
+	if errors.Is(err, image.ErrInvalidRef) || errors.Is(err, image.ErrInvalidConfig) {
 		return withCode(ExitInvalid, err)
 	}
 	return err
+}
+
+// argvFlag reads an argv flag as Docker's exec form: one JSON array, or
+// one argument per repetition. When the value names the program, a single
+// value with a space and no brackets is refused: it would run as one
+// program name with a space in it, never found.
+func argvFlag(name string, vals []string, program bool) ([]string, error) {
+	if len(vals) == 1 && strings.HasPrefix(strings.TrimSpace(vals[0]), "[") {
+		var argv []string
+		if err := json.Unmarshal([]byte(vals[0]), &argv); err != nil || len(argv) == 0 || argv[0] == "" {
+			return nil, withCode(ExitInvalid, fmt.Errorf("pack: --%s %s: want a JSON array of strings with a program first, e.g. [\"/app/run\", \"--serve\"]", name, vals[0]))
+		}
+		return argv, nil
+	}
+	if program && len(vals) == 1 && strings.ContainsAny(vals[0], " \t") {
+		return nil, withCode(ExitInvalid, fmt.Errorf("pack: --%s %q has a space: give a JSON array [\"/app/run\", \"--serve\"] or one argument per --%s", name, vals[0], name))
+	}
+	return vals, nil
+}
+
+// someOf lists the first few of names, then how many more there are.
+func someOf(names []string) string {
+	const most = 8
+	if len(names) <= most {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:most], ", "), len(names)-most)
 }
 
 func shortDigest(h v1.Hash) string {

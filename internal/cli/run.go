@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/tenancy"
@@ -19,9 +20,9 @@ import (
 
 func newRunCmd() *cobra.Command {
 	var (
-		dataDir, tenant, tier, cpu, memory string
-		pids                               int64
-		env, caps                          []string
+		dataDir, tenant, tier, cpu, memory, block string
+		pids                                      int64
+		env, caps                                 []string
 	)
 	cmd := &cobra.Command{
 		Use:   "run --tenant T [--tier TIER] IMAGE [-- CMD...]",
@@ -53,6 +54,13 @@ can't run here, nothing runs (there is no fallback to a weaker tier).`,
 					res.Memory = q.Value()
 				}
 			}
+			var images *v1.ImagePolicy
+			if block != "" {
+				if _, err := policy.ParseSeverity(block); err != nil {
+					return withCode(ExitInvalid, fmt.Errorf("--block-severity: %w", err))
+				}
+				images = &v1.ImagePolicy{BlockSeverity: block}
+			}
 			ctx := cmd.Context()
 			node, err := replica.Open(ctx, dataDir, replica.Options{})
 			if err != nil {
@@ -63,7 +71,7 @@ can't run here, nothing runs (there is no fallback to a weaker tier).`,
 			spec := replica.Spec{
 				ID:     "run-" + strings.ToLower(tenant) + "-" + hex.EncodeToString(suffix),
 				Tenant: tenant, Tier: t, Image: args[0], Args: args[1:], Env: env,
-				Resources: res, Capabilities: caps,
+				Resources: res, Capabilities: caps, Images: images,
 			}
 			exit, err := node.Run(ctx, spec, runtime.IO{Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()})
 			if err != nil {
@@ -87,5 +95,6 @@ can't run here, nothing runs (there is no fallback to a weaker tier).`,
 	f.Int64Var(&pids, "pids", 128, "PIDs limit")
 	f.StringArrayVarP(&env, "env", "e", nil, "environment variable NAME=VALUE (repeatable)")
 	f.StringArrayVar(&caps, "cap-add", nil, "capability from the allow-list (elevated workloads only)")
+	f.StringVar(&block, "block-severity", "", "severity at which the image's configuration findings and vulnerabilities refuse it, as a tenant's spec.images.blockSeverity (default "+policy.DefaultBlockSeverity.String()+")")
 	return cmd
 }

@@ -17,8 +17,9 @@ var (
 	// ErrUnsafePath: a layer entry or link target is absolute, contains "..",
 	// or cannot be placed inside the root without escaping it.
 	ErrUnsafePath = errors.New("unsafe path")
-	// ErrDeviceNode: a layer or directory holds a device node, fifo or socket.
-	ErrDeviceNode = errors.New("device node, fifo or socket not allowed")
+	// ErrInvalidConfig: an option of Pack (user, healthcheck, env) would make
+	// an image that can't run as asked.
+	ErrInvalidConfig = errors.New("invalid image config")
 	// ErrUnsupported: a layer entry has a type that is neither a file,
 	// directory, symlink nor hard link.
 	ErrUnsupported = errors.New("unsupported entry type")

@@ -30,16 +30,39 @@ const (
 type PackOptions struct {
 	Entrypoint []string
 	Cmd        []string
-	User       string   // default DefaultUser
+	// User is the numeric UID[:GID] the image runs as; default DefaultUser.
+	// Names are refused: the node does not read the image's /etc/passwd.
+	User       string
 	Env        []string // KEY=VALUE; default DefaultPath
 	WorkingDir string
-	// Healthcheck is the config's HEALTHCHECK test, e.g. ["CMD", "/bin/true"]
-	// (CIS Docker 4.6 expects one).
+	// Healthcheck is the config's HEALTHCHECK test in Docker's form:
+	// ["CMD", exe, args…], ["CMD-SHELL", command] or ["NONE"]
+	// (ParseHealthcheck makes one from a Dockerfile's HEALTHCHECK CMD).
 	Healthcheck []string
+	// HealthInterval, HealthTimeout, HealthStartPeriod and HealthRetries
+	// are the HEALTHCHECK's options; zero means the runtime's default.
+	HealthInterval    time.Duration
+	HealthTimeout     time.Duration
+	HealthStartPeriod time.Duration
+	HealthRetries     int
 	// Created is recorded in the config and as every entry's mtime; zero
 	// means the Unix epoch, so that the same directory always packs to the
 	// same digest.
 	Created time.Time
+	// Stats, if set, is filled in with what Pack left out or changed.
+	Stats *PackStats
+}
+
+// PackStats reports what Pack did not copy as it was: the same things
+// Unpack leaves out of a root filesystem, so that packing and running
+// agree.
+type PackStats struct {
+	// Skipped are device nodes, fifos and sockets, with their type
+	// ("dev/null (character device)"): a replica gets its runtime's /dev.
+	Skipped []string
+	// Stripped are files and directories whose setuid/setgid bits were
+	// removed (CIS Docker Benchmark 4.8).
+	Stripped []string
 }
 
 // BusyboxHealthcheck is the HEALTHCHECK of the project's busybox image.
@@ -48,9 +71,12 @@ func BusyboxHealthcheck() []string { return []string{"CMD", "/bin/true"} }
 // Pack makes a one-layer OCI image from dir, stores it as tag (NAME[:TAG])
 // and returns its manifest digest. The layer is deterministic: entries in
 // lexical order, mtimes set to opts.Created, owner 0:0, no user names or
-// extended attributes; hard links within dir are kept. Symbolic links are
-// stored as links, never followed. Device nodes, fifos and sockets are
-// refused with ErrDeviceNode.
+// extended attributes; hard links within dir are kept, and long names are
+// written as PAX records. Symbolic links are stored as links, never
+// followed, wherever they point. As Unpack does, device nodes, fifos and
+// sockets are left out and setuid/setgid bits are removed, each listed in
+// opts.Stats. Bad options are refused with ErrInvalidConfig before
+// anything is read.
 func (s *Store) Pack(ctx context.Context, dir, tag string, opts PackOptions) (v1.Hash, error) {
 	src, err := parseRef(tag)
 	if err != nil {
@@ -58,6 +84,13 @@ func (s *Store) Pack(ctx context.Context, dir, tag string, opts PackOptions) (v1
 	}
 	if src.kind != fromStore || src.tag == "" {
 		return v1.Hash{}, fmt.Errorf("pack %s: %w: want NAME[:TAG]", dir, ErrInvalidRef)
+	}
+	if err := opts.validate(); err != nil {
+		return v1.Hash{}, fmt.Errorf("pack %s: %w", dir, err)
+	}
+	st := opts.Stats
+	if st == nil {
+		st = &PackStats{}
 	}
 	created := opts.Created.UTC().Truncate(time.Second)
 	if opts.Created.IsZero() {
@@ -68,7 +101,7 @@ func (s *Store) Pack(ctx context.Context, dir, tag string, opts PackOptions) (v1
 		return v1.Hash{}, fmt.Errorf("pack %s: %w", dir, err)
 	}
 	defer os.Remove(f.Name())
-	err = writeLayer(ctx, f, dir, created)
+	err = writeLayer(ctx, f, dir, created, st)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -126,7 +159,10 @@ func packImage(layer v1.Layer, created time.Time, opts PackOptions) (v1.Image, e
 		WorkingDir: opts.WorkingDir,
 	}
 	if len(opts.Healthcheck) > 0 {
-		cf.Config.Healthcheck = &v1.HealthConfig{Test: opts.Healthcheck}
+		cf.Config.Healthcheck = &v1.HealthConfig{
+			Test: opts.Healthcheck, Interval: opts.HealthInterval, Timeout: opts.HealthTimeout,
+			StartPeriod: opts.HealthStartPeriod, Retries: opts.HealthRetries,
+		}
 	}
 	if len(cf.Config.Env) == 0 {
 		cf.Config.Env = []string{DefaultPath}
@@ -141,8 +177,9 @@ func cmpOr(s, def string) string {
 	return s
 }
 
-// writeLayer writes dir as a gzipped tar to w.
-func writeLayer(ctx context.Context, w io.Writer, dir string, mtime time.Time) error {
+// writeLayer writes dir as a gzipped tar to w, noting in st what it left
+// out or changed.
+func writeLayer(ctx context.Context, w io.Writer, dir string, mtime time.Time, st *PackStats) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
@@ -190,10 +227,15 @@ func writeLayer(ctx context.Context, w io.Writer, dir string, mtime time.Time) e
 					links[k] = p
 				}
 			}
-		case mode&(fs.ModeDevice|fs.ModeCharDevice|fs.ModeNamedPipe|fs.ModeSocket) != 0:
-			return fmt.Errorf("%s: %w (%s)", p, ErrDeviceNode, mode.Type())
+		case mode&(fs.ModeDevice|fs.ModeNamedPipe|fs.ModeSocket) != 0:
+			st.Skipped = append(st.Skipped, p+" ("+specialType(mode)+")")
+			return nil
 		default:
 			return fmt.Errorf("%s: %w (%s)", p, ErrUnsupported, mode.Type())
+		}
+		if hdr.Mode&0o6000 != 0 && (hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeDir) {
+			hdr.Mode &^= 0o6000 // a hard link shares its first name's entry
+			st.Stripped = append(st.Stripped, p)
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
@@ -201,14 +243,14 @@ func writeLayer(ctx context.Context, w io.Writer, dir string, mtime time.Time) e
 		if hdr.Typeflag != tar.TypeReg {
 			return nil
 		}
-		f, err := root.Open(p)
+		f, err := openRegular(root, p, fi)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
 		n, err := io.Copy(tw, io.LimitReader(f, hdr.Size))
 		if err == nil && n != hdr.Size {
-			err = fmt.Errorf("%s: changed while packing", p)
+			err = fmt.Errorf("%s: %w", p, errChanged)
 		}
 		return err
 	})
@@ -219,6 +261,28 @@ func writeLayer(ctx context.Context, w io.Writer, dir string, mtime time.Time) e
 		return err
 	}
 	return zw.Close()
+}
+
+// errChanged: a file was replaced between looking at it and reading it.
+var errChanged = errors.New("changed while packing")
+
+// openRegular opens p, which was lstat'ed as the regular file fi, and
+// makes sure it still is that file: a directory someone else can write to
+// could swap in a fifo (an open would block forever) or a link elsewhere.
+func openRegular(root *os.Root, p string, fi fs.FileInfo) (*os.File, error) {
+	f, err := root.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	now, err := f.Stat()
+	if err == nil && (!now.Mode().IsRegular() || !os.SameFile(fi, now)) {
+		err = fmt.Errorf("%s: %w", p, errChanged)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // tarMode converts permission and special bits to tar's c_ISUID etc.

@@ -71,6 +71,10 @@ type UnpackStats struct {
 	Entries  int
 	Bytes    int64    // uncompressed bytes of all layers
 	Stripped []string // files and directories whose setuid/setgid bits were removed
+	// Skipped are the device nodes and fifos not created, with their type
+	// ("dev/null (character device)"), and hard links to them: the
+	// runtime gives every replica its own /dev.
+	Skipped []string
 }
 
 // ShiftIDs returns a Chown function for a user-namespace range: id n in
@@ -94,10 +98,12 @@ func ShiftIDs(uidBase, gidBase, size int) func(uid, gid int) (int, int) {
 // opened on dest, and entry names are checked before that.
 //
 // Entries whose names are absolute or contain ".." are refused, as are
-// hard links whose targets are, device nodes and fifos, and entries over
-// the size and count limits; each refusal is an *UnpackError naming the
-// layer and the entry and wrapping ErrUnsafePath, ErrDeviceNode,
-// ErrTooLarge, ErrUnsupported or ErrBadOwner. Symlinks are created as
+// hard links whose targets are, and entries over the size and count
+// limits; each refusal is an *UnpackError naming the layer and the entry
+// and wrapping ErrUnsafePath, ErrTooLarge, ErrUnsupported or ErrBadOwner.
+// Device nodes and fifos are not created (the runtime provides /dev): each
+// removes what lower layers had at its name, as any entry does, and is
+// listed in opts.Stats.Skipped. Symlinks are created as
 // they are (an absolute target is resolved inside the container, later).
 // When an entry's parent path goes through a symlink, the link is
 // resolved as the container would see it, with dest as "/", so a link to
@@ -152,6 +158,7 @@ type unpacker struct {
 	entries int               // entries so far, all layers
 	dirs    map[string]string // resolved parent directories; cleared on any change to links
 	seen    map[string]bool   // paths written by the current layer
+	skipped map[string]bool   // resolved paths of device nodes and fifos not created
 }
 
 func newUnpacker(root *os.Root, opts UnpackOptions) *unpacker {
@@ -171,6 +178,7 @@ func newUnpacker(root *os.Root, opts UnpackOptions) *unpacker {
 		chown:   opts.Chown != nil || os.Geteuid() == 0,
 		stats:   opts.Stats,
 		dirs:    map[string]string{},
+		skipped: map[string]bool{},
 	}
 	if u.stats == nil {
 		u.stats = &UnpackStats{}
@@ -339,9 +347,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		return u.whiteout(rel)
 	}
 	switch hdr.Typeflag {
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		return fmt.Errorf("%w (type %q)", ErrDeviceNode, hdr.Typeflag)
-	case tar.TypeDir, tar.TypeReg, tar.TypeGNUSparse, tar.TypeSymlink, tar.TypeLink:
+	case tar.TypeDir, tar.TypeReg, tar.TypeGNUSparse, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 	default:
 		return fmt.Errorf("%w (type %q)", ErrUnsupported, hdr.Typeflag)
 	}
@@ -359,6 +365,11 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	special := hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock || hdr.Typeflag == tar.TypeFifo
+	if special || hdr.Typeflag == tar.TypeLink && u.linksSkipped(hdr.Linkname) {
+		return u.skip(target, rel, hdr)
+	}
+	delete(u.skipped, target)
 	mode := hdr.FileInfo().Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 	if mode&(fs.ModeSetuid|fs.ModeSetgid) != 0 && hdr.Typeflag != tar.TypeSymlink && hdr.Typeflag != tar.TypeLink {
 		mode &^= fs.ModeSetuid | fs.ModeSetgid
@@ -379,6 +390,36 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	}
 	u.markSeen(target)
 	return nil
+}
+
+// skip leaves out a device node or fifo (or a hard link to one): what
+// lower layers had at target goes, as under any entry, and nothing
+// replaces it.
+func (u *unpacker) skip(target, rel string, hdr *tar.Header) error {
+	if target == "." {
+		return fmt.Errorf("%w: the root must be a directory", ErrUnsafePath)
+	}
+	if _, err := u.replace(target, false); err != nil {
+		return err
+	}
+	u.skipped[target] = true
+	what := specialType(hdr.FileInfo().Mode())
+	if hdr.Typeflag == tar.TypeLink {
+		what = "hard link to " + hdr.Linkname
+	}
+	u.stats.Skipped = append(u.stats.Skipped, rel+" ("+what+")")
+	return nil
+}
+
+// linksSkipped reports whether a hard link's target is a device node or
+// fifo that was not created.
+func (u *unpacker) linksSkipped(linkname string) bool {
+	rel, err := cleanPath(linkname)
+	if err != nil || rel == "." {
+		return false // hardlink refuses it
+	}
+	src, err := u.resolve(rel)
+	return err == nil && u.skipped[src]
 }
 
 // cleanPath turns an entry name into a slash-separated path relative to

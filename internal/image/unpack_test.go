@@ -39,12 +39,8 @@ func TestUnpackRefuses(t *testing.T) {
 			path: "l", want: ErrUnsafePath},
 		{name: "hard link to missing", layers: [][]ent{{hardlink("l", "nope")}},
 			path: "l", want: fs.ErrNotExist},
-		{name: "char device", layers: [][]ent{{special("dev/null", tar.TypeChar)}},
-			path: "dev/null", want: ErrDeviceNode},
-		{name: "block device", layers: [][]ent{{special("dev/sda", tar.TypeBlock)}},
-			path: "dev/sda", want: ErrDeviceNode},
-		{name: "fifo", layers: [][]ent{{special("run/fifo", tar.TypeFifo)}},
-			path: "run/fifo", want: ErrDeviceNode},
+		{name: "device node as the root", layers: [][]ent{{special(".", tar.TypeChar)}}, path: ".", want: ErrUnsafePath},
+		{name: "device node outside", layers: [][]ent{{special("../dev/sda", tar.TypeBlock)}}, path: "../dev/sda", want: ErrUnsafePath},
 		{name: "symlink loop", layers: [][]ent{{symlink("a", "b"), symlink("b", "a"), file("a/x", "x")}},
 			path: "a/x", want: ErrUnsafePath},
 		{name: "whiteout of dotdot", layers: [][]ent{{file("d/.wh..", "")}}, path: "d/.wh..", want: ErrUnsafePath},
@@ -161,6 +157,44 @@ func TestUnpackContainsSymlinks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUnpackSkipsDeviceNodes: device nodes and fifos are not created, as
+// Pack leaves them out, each listed; they still replace what a lower layer
+// had at their name, and hard links to them are left out too. Everything
+// else of the layer is applied.
+func TestUnpackSkipsDeviceNodes(t *testing.T) {
+	sb := newSandbox(t)
+	img := imageOf(t,
+		[]ent{file("dev/console", "lower"), file("etc/motd", "hi")},
+		[]ent{
+			special("dev/console", tar.TypeChar),
+			special("dev/null", tar.TypeChar),
+			special("dev/sda", tar.TypeBlock),
+			special("run/initctl", tar.TypeFifo),
+			hardlink("dev/null2", "dev/null"),
+			file("etc/hostname", "box"),
+		})
+	var st UnpackStats
+	if err := Unpack(t.Context(), img, sb.root, UnpackOptions{Stats: &st}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"dev/console (character device)", "dev/null (character device)", "dev/sda (block device)",
+		"run/initctl (fifo)", "dev/null2 (hard link to dev/null)"}
+	if !equal(st.Skipped, want) {
+		t.Errorf("Skipped = %q, want %q", st.Skipped, want)
+	}
+	for _, p := range []string{"dev/console", "dev/null", "dev/sda", "run/initctl", "dev/null2"} {
+		if _, err := os.Lstat(filepath.Join(sb.root, p)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s exists (%v)", p, err)
+		}
+	}
+	for p, body := range map[string]string{"etc/motd": "hi", "etc/hostname": "box"} {
+		if b, err := os.ReadFile(filepath.Join(sb.root, p)); err != nil || string(b) != body {
+			t.Errorf("%s = %q, %v", p, b, err)
+		}
+	}
+	sb.check(t)
 }
 
 func TestUnpackStripsSetuid(t *testing.T) {

@@ -144,7 +144,7 @@ func compileRules(rules []Rule, builtin []string) ([]compiledRule, error) {
 			sev = SeverityMedium
 		}
 		out = append(out, compiledRule{
-			check: Check{ID: r.ID, Title: r.Title, Severity: sev, Fix: cmp.Or(r.Fix, "see the operator's policy")},
+			check: Check{ID: r.ID, Title: r.Title, Severity: sev, Fix: cmp.Or(r.Fix, "see the operator's policy"), Blocks: BlockAlways},
 			on:    on, deny: r.Deny, prg: prg,
 		})
 	}

@@ -67,12 +67,27 @@ func (c Config) Merge(other Config) Config {
 }
 
 // TenantBlockSeverity is t's spec.images.blockSeverity, or
-// DefaultBlockSeverity when it sets none.
+// DefaultBlockSeverity when it sets none. The threshold applies to
+// vulnerabilities and to every check with BlockAtSeverity.
 func TenantBlockSeverity(t *v1.Tenant) (Severity, error) {
 	if t.Spec.Images.BlockSeverity == "" {
 		return DefaultBlockSeverity, nil
 	}
 	return ParseSeverity(t.Spec.Images.BlockSeverity)
+}
+
+// blockSeverity is the threshold of a decision: override when set, else
+// t's. A threshold that does not parse (Validate refuses it earlier) blocks
+// everything: fail closed.
+func blockSeverity(t *v1.Tenant, override *Severity) Severity {
+	if override != nil {
+		return *override
+	}
+	sev, err := TenantBlockSeverity(t)
+	if err != nil {
+		return SeverityUnknown
+	}
+	return sev
 }
 
 // registryAllowed reports whether an image (ref as written; repository

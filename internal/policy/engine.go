@@ -48,6 +48,11 @@ func New(cfg Config) (*Engine, error) {
 	if e.maxAge <= 0 {
 		e.maxAge = DefaultMaxImageAge
 	}
+	for i := range e.workloadChecks {
+		if e.workloadChecks[i].Blocks == "" {
+			e.workloadChecks[i].Blocks = BlockAlways // the platform's own guarantees
+		}
+	}
 	builtin := make([]string, 0, len(e.workloadChecks)+len(e.imageChecks))
 	for _, c := range e.Checks() {
 		builtin = append(builtin, c.ID)

@@ -30,9 +30,9 @@ type ImageInput struct {
 	// Signature is the outcome of signature verification; nil when it was
 	// not attempted.
 	Signature *Signature
-	// BlockSeverity is the tenant's vulnerability threshold: a
-	// vulnerability at or above it rejects the image, one below it is a
-	// note. Nil means the tenant's spec.images.blockSeverity, or
+	// BlockSeverity is the tenant's threshold: a vulnerability or a
+	// finding of a check with BlockAtSeverity at or above it rejects the
+	// image, one below it is a note. Nil means the tenant's spec.images.blockSeverity, or
 	// DefaultBlockSeverity when it sets none.
 	BlockSeverity *Severity
 	// Now is the time of the decision.
@@ -135,6 +135,7 @@ func (e *Engine) Image(in ImageInput) Decision {
 		Digest:  in.Digest,
 		Time:    in.Now,
 	}
+	d.BlockSeverity = blockSeverity(&in.Tenant, in.BlockSeverity)
 	for _, c := range e.imageChecks {
 		if c.skip != nil {
 			if why := c.skip(e, &in); why != "" {
@@ -143,7 +144,7 @@ func (e *Engine) Image(in ImageInput) Decision {
 			}
 		}
 		d.Checked = append(d.Checked, c.ID)
-		c.eval(e, &in, func(detail, path string) { d.Findings = append(d.Findings, c.finding(detail, path)) })
+		c.eval(e, &in, func(detail, path string) { d.judge(c.finding(detail, path), c.Blocks) })
 	}
 	e.vulnerabilities(&d, &in)
 	for _, g := range in.Facts.Gaps {
@@ -162,7 +163,8 @@ func (e *Engine) Image(in ImageInput) Decision {
 func vulnerabilityCheck() Check {
 	return Check{
 		ID: "CIS-4.4", Title: "Images are scanned and rebuilt with security patches", Severity: SeverityHigh,
-		Fix: "rebuild the image with the fixed package versions",
+		Fix:    "rebuild the image with the fixed package versions",
+		Blocks: BlockAtSeverity,
 	}
 }
 
@@ -184,12 +186,6 @@ func (e *Engine) vulnerabilities(d *Decision, in *ImageInput) {
 		f.Fix = "rebuild the image so that its package database is intact (rpm --rebuilddb, or reinstall the packages)"
 		d.Findings = append(d.Findings, f)
 	}
-	block := DefaultBlockSeverity
-	if in.BlockSeverity != nil {
-		block = *in.BlockSeverity
-	} else if sev, err := TenantBlockSeverity(&in.Tenant); err == nil {
-		block = sev
-	}
 	for _, v := range in.Facts.Vulnerabilities {
 		f := c.finding(vulnDetail(v), "")
 		f.Severity = v.Severity
@@ -199,11 +195,7 @@ func (e *Engine) vulnerabilities(d *Decision, in *ImageInput) {
 		} else {
 			f.Fix = fmt.Sprintf("no fixed version of %s is known; remove the package or accept the risk in the tenant's blocking severity", v.Package)
 		}
-		if v.Severity >= block {
-			d.Findings = append(d.Findings, f)
-		} else {
-			d.Notes = append(d.Notes, f)
-		}
+		d.judge(f, c.Blocks)
 	}
 }
 
@@ -222,7 +214,8 @@ func builtinImageChecks() []imageCheck {
 	return []imageCheck{
 		{Check: Check{
 			ID: "RUNG-image-registry", Title: "The image comes from an allowed registry", Severity: SeverityHigh,
-			Fix: "push the image to one of the tenant's registries (spec.images.registries)",
+			Fix:    "push the image to one of the tenant's registries (spec.images.registries)",
+			Blocks: BlockAlways,
 		}, skip: func(_ *Engine, in *ImageInput) string {
 			if len(in.Tenant.Spec.Images.Registries) == 0 {
 				return "the tenant allows any registry"
@@ -240,8 +233,9 @@ func builtinImageChecks() []imageCheck {
 		}},
 		{Check: Check{
 			ID: "RUNG-image-signature", Title: "The image is signed by the tenant's CI key", Severity: SeverityCritical,
-			Fix:  "sign the image digest in CI with `rung image sign --key` using a key listed in spec.images.signedBy",
-			Refs: []string{"CIS-4.5", "CIS-4.12"},
+			Fix:    "sign the image digest in CI with `rung image sign --key` using a key listed in spec.images.signedBy",
+			Refs:   []string{"CIS-4.5", "CIS-4.12"},
+			Blocks: BlockAlways,
 		}, skip: func(_ *Engine, in *ImageInput) string {
 			if len(in.Tenant.Spec.Images.SignedBy) == 0 {
 				return "the tenant requires no signature"
@@ -257,8 +251,9 @@ func builtinImageChecks() []imageCheck {
 		}},
 		{Check: Check{
 			ID: "CIS-4.1", Title: "A non-root user is created and used", Severity: SeverityHigh,
-			Fix:  "add a user and set USER to its numeric uid (e.g. USER 65532:65532)",
-			Refs: []string{"PSS-restricted-running-as-non-root"},
+			Fix:    "set USER to a numeric non-zero uid (USER 65532:65532; rung image pack --user 1000)",
+			Refs:   []string{"PSS-restricted-running-as-non-root"},
+			Blocks: BlockAtSeverity,
 		}, eval: func(_ *Engine, in *ImageInput, add func(string, string)) {
 			u := in.Facts.User
 			name, _, _ := strings.Cut(u, ":")
@@ -271,7 +266,8 @@ func builtinImageChecks() []imageCheck {
 		}},
 		{Check: Check{
 			ID: "CIS-5.8", Title: "Privileged ports are not used", Severity: SeverityMedium,
-			Fix: "listen on a port of 1024 or above and update EXPOSE",
+			Fix:    "listen on a port of 1024 or above and update EXPOSE (replicas have no CAP_NET_BIND_SERVICE)",
+			Blocks: BlockAtSeverity,
 		}, eval: func(_ *Engine, in *ImageInput, add func(string, string)) {
 			for _, p := range in.Facts.ExposedPorts {
 				num, _, _ := strings.Cut(p, "/")
@@ -283,11 +279,12 @@ func builtinImageChecks() []imageCheck {
 		}},
 		{Check: Check{
 			ID: "CIS-4.8", Title: "setuid and setgid permissions are removed", Severity: SeverityMedium,
-			Fix: "remove the setuid/setgid bits in the image build (chmod u-s,g-s FILE) or remove the file",
+			Fix:    "none needed: rung strips the bits when it unpacks the image (and no_new_privs ignores them); chmod u-s,g-s FILE in the image build silences this note",
+			Blocks: BlockNever,
 		}, eval: func(_ *Engine, in *ImageInput, add func(string, string)) {
 			for _, f := range in.Facts.Files {
-				if f.Mode.IsDir() {
-					continue
+				if !f.Mode.IsRegular() {
+					continue // directories keep nothing; special files are not created
 				}
 				var bits []string
 				if f.Mode&fs.ModeSetuid != 0 {
@@ -297,17 +294,29 @@ func builtinImageChecks() []imageCheck {
 					bits = append(bits, "setgid")
 				}
 				if len(bits) > 0 {
-					add(fmt.Sprintf("%s %s (%s, owner %d:%d)", strings.Join(bits, "+"), f.Path, f.Mode, f.UID, f.GID), f.Path)
+					add(fmt.Sprintf("%s %s (%s, owner %d:%d): stripped when unpacked", strings.Join(bits, "+"), f.Path, f.Mode, f.UID, f.GID), f.Path)
+				}
+			}
+		}},
+		{Check: Check{
+			ID: "RUNG-image-special-files", Title: "Device nodes and fifos in the image are not created", Severity: SeverityLow,
+			Fix:    "none needed: every replica gets the runtime's own /dev; leaving /dev empty in the image silences this note",
+			Blocks: BlockNever,
+		}, eval: func(_ *Engine, in *ImageInput, add func(string, string)) {
+			for _, f := range in.Facts.Files {
+				if f.Mode&(fs.ModeDevice|fs.ModeNamedPipe|fs.ModeSocket) != 0 {
+					add(fmt.Sprintf("%s %s: not created when unpacked", specialKind(f.Mode), f.Path), f.Path)
 				}
 			}
 		}},
 		{Check: Check{
 			ID: "RUNG-image-world-writable", Title: "No world-writable files or directories", Severity: SeverityMedium,
-			Fix: "remove write permission for others (chmod o-w), or set the sticky bit on shared directories",
+			Fix:    "remove write permission for others (chmod o-w), or set the sticky bit on shared directories",
+			Blocks: BlockAtSeverity,
 		}, eval: func(_ *Engine, in *ImageInput, add func(string, string)) {
 			for _, f := range in.Facts.Files {
-				if f.Mode&fs.ModeSymlink != 0 || f.Mode.Perm()&0o002 == 0 {
-					continue
+				if !f.Mode.IsRegular() && !f.Mode.IsDir() || f.Mode.Perm()&0o002 == 0 {
+					continue // links, and device nodes and fifos, which are not created
 				}
 				if f.Mode.IsDir() && f.Mode&fs.ModeSticky != 0 {
 					continue // /tmp and the like
@@ -317,7 +326,8 @@ func builtinImageChecks() []imageCheck {
 		}},
 		{Check: Check{
 			ID: "CIS-4.10", Title: "Secrets are not stored in the image", Severity: SeverityHigh,
-			Fix: "remove the file from every layer (build with secrets mounted, not copied) and rotate the secret",
+			Fix:    "remove the file from every layer (build with secrets mounted, not copied) and rotate the secret",
+			Blocks: BlockAtSeverity,
 		}, eval: func(_ *Engine, in *ImageInput, add func(string, string)) {
 			for _, f := range in.Facts.Files {
 				if f.Secret != "" {
@@ -327,7 +337,8 @@ func builtinImageChecks() []imageCheck {
 		}},
 		{Check: Check{
 			ID: "CIS-4.6", Title: "A HEALTHCHECK is defined", Severity: SeverityLow,
-			Fix: "add a HEALTHCHECK instruction to the image",
+			Fix:    "add a HEALTHCHECK instruction to the image (rung image pack --healthcheck CMD), or set spec.healthcheck on the workload",
+			Blocks: BlockAtSeverity,
 		}, eval: func(_ *Engine, in *ImageInput, add func(string, string)) {
 			if !in.Facts.Healthcheck {
 				add("no HEALTHCHECK in the image config", "")
@@ -335,7 +346,8 @@ func builtinImageChecks() []imageCheck {
 		}},
 		{Check: Check{
 			ID: "RUNG-image-age", Title: "The image was built recently", Severity: SeverityLow,
-			Fix: "rebuild the image on a current base to pick up security updates",
+			Fix:    "rebuild the image on a current base to pick up security updates",
+			Blocks: BlockAlways,
 		}, skip: func(_ *Engine, in *ImageInput) string {
 			if c := in.Facts.Created; c.IsZero() || c.Unix() <= 0 {
 				return "the image has no created time (or a reproducible-build epoch)"
@@ -349,6 +361,19 @@ func builtinImageChecks() []imageCheck {
 			}
 		}},
 	}
+}
+
+// specialKind names the type of a device node, fifo or socket.
+func specialKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	case m&fs.ModeNamedPipe != 0:
+		return "fifo"
+	}
+	return "socket"
 }
 
 // MarshalJSON adds "perm", the mode as ls shows it ("-rwsr-xr-x"), to the

@@ -77,21 +77,64 @@ func TestImageChecks(t *testing.T) {
 		{name: "root user", mod: func(in *ImageInput) { in.Facts.User = "root:root" }, want: []string{"CIS-4.1"}},
 		{name: "uid 0", mod: func(in *ImageInput) { in.Facts.User = "0" }, want: []string{"CIS-4.1"}},
 		{name: "privileged ports", mod: func(in *ImageInput) { in.Facts.ExposedPorts = []string{"22/tcp", "80/tcp", "8443/tcp"} },
-			want: []string{"CIS-5.8", "CIS-5.8"}},
+			notes: []string{"CIS-5.8", "CIS-5.8"}},
+		{name: "privileged ports block at medium", mod: func(in *ImageInput) {
+			in.BlockSeverity = sev(SeverityMedium)
+			in.Facts.ExposedPorts = []string{"80/tcp"}
+		}, want: []string{"CIS-5.8"}},
+		// Unpack strips the bits, so CIS-4.8 never rejects, whatever the
+		// threshold: check and unpack agree.
 		{name: "setuid", mod: func(in *ImageInput) {
 			in.Facts.Files = append(in.Facts.Files, File{Path: "/usr/bin/passwd", Mode: fs.ModeSetuid | 0o755})
-		}, want: []string{"CIS-4.8"}, path: "/usr/bin/passwd"},
-		{name: "setgid", mod: func(in *ImageInput) {
+		}, notes: []string{"CIS-4.8"}, path: "/usr/bin/passwd"},
+		{name: "setgid even when everything blocks", mod: func(in *ImageInput) {
+			in.BlockSeverity = sev(SeverityUnknown)
 			in.Facts.Files = append(in.Facts.Files, File{Path: "/usr/bin/wall", Mode: fs.ModeSetgid | 0o755})
-		}, want: []string{"CIS-4.8"}},
+		}, notes: []string{"CIS-4.8"}},
+		{name: "setuid directory is not a file", mod: func(in *ImageInput) {
+			in.Facts.Files = append(in.Facts.Files, File{Path: "/srv", Mode: fs.ModeDir | fs.ModeSetgid | 0o755})
+		}},
 		{name: "world-writable", mod: func(in *ImageInput) {
 			in.Facts.Files = append(in.Facts.Files, File{Path: "/app/data", Mode: fs.ModeDir | 0o777}, File{Path: "/app/run.sh", Mode: 0o666})
-		}, want: []string{"RUNG-image-world-writable", "RUNG-image-world-writable"}},
+		}, notes: []string{"RUNG-image-world-writable", "RUNG-image-world-writable"}},
+		{name: "world-writable blocks at low", mod: func(in *ImageInput) {
+			in.Tenant.Spec.Images.BlockSeverity = "low"
+			in.Facts.Files = append(in.Facts.Files, File{Path: "/app/run.sh", Mode: 0o666})
+		}, want: []string{"RUNG-image-world-writable"}},
+		{name: "device nodes and fifos are notes, never world-writable", mod: func(in *ImageInput) {
+			in.BlockSeverity = sev(SeverityUnknown)
+			in.Facts.Files = append(in.Facts.Files,
+				File{Path: "/dev/null", Mode: fs.ModeDevice | fs.ModeCharDevice | 0o666},
+				File{Path: "/dev/sda", Mode: fs.ModeDevice | 0o660},
+				File{Path: "/run/initctl", Mode: fs.ModeNamedPipe | 0o666})
+		}, notes: []string{"RUNG-image-special-files", "RUNG-image-special-files", "RUNG-image-special-files"}, path: "/dev/null"},
 		{name: "secret", mod: func(in *ImageInput) {
 			in.Facts.Files = append(in.Facts.Files, File{Path: "/root/.ssh/id_rsa", Mode: 0o600, Secret: "SSH private key"})
 		}, want: []string{"CIS-4.10"}, path: "/root/.ssh/id_rsa"},
-		{name: "no healthcheck", mod: func(in *ImageInput) { in.Facts.Healthcheck = false }, want: []string{"CIS-4.6"}},
+		{name: "secret below a critical threshold", mod: func(in *ImageInput) {
+			in.Tenant.Spec.Images.BlockSeverity = "critical"
+			in.Facts.Files = append(in.Facts.Files, File{Path: "/root/.ssh/id_rsa", Mode: 0o600, Secret: "SSH private key"})
+		}, notes: []string{"CIS-4.10"}},
+		{name: "root below a critical threshold", mod: func(in *ImageInput) {
+			in.Tenant.Spec.Images.BlockSeverity = "critical"
+			in.Facts.User = ""
+		}, notes: []string{"CIS-4.1"}},
+		// The path of an image packed from a plain directory: a note under
+		// the default threshold, a finding when the tenant blocks on low.
+		{name: "no healthcheck", mod: func(in *ImageInput) { in.Facts.Healthcheck = false }, notes: []string{"CIS-4.6"}},
+		{name: "no healthcheck blocks at low", mod: func(in *ImageInput) {
+			in.Tenant.Spec.Images.BlockSeverity = "low"
+			in.Facts.Healthcheck = false
+		}, want: []string{"CIS-4.6"}},
+		{name: "a threshold that does not parse blocks everything", mod: func(in *ImageInput) {
+			in.Tenant.Spec.Images.BlockSeverity = "whatever"
+			in.Facts.Healthcheck = false
+		}, want: []string{"CIS-4.6"}},
 		{name: "old", mod: func(in *ImageInput) { in.Facts.Created = now.AddDate(-2, 0, 0) }, want: []string{"RUNG-image-age"}},
+		{name: "old blocks whatever the threshold", mod: func(in *ImageInput) {
+			in.BlockSeverity = sev(SeverityCritical)
+			in.Facts.Created = now.AddDate(-2, 0, 0)
+		}, want: []string{"RUNG-image-age"}},
 		{name: "epoch created skips age", mod: func(in *ImageInput) { in.Facts.Created = time.Unix(0, 0) }},
 		{name: "registry allowed", mod: func(in *ImageInput) { in.Tenant.Spec.Images.Registries = []string{"registry.example/"} }},
 		{name: "registry denied", mod: func(in *ImageInput) { in.Tenant.Spec.Images.Registries = []string{"registry.campus.example/"} },
@@ -106,6 +149,10 @@ func TestImageChecks(t *testing.T) {
 			in.Tenant.Spec.Images.SignedBy = []string{"ci.pub"}
 			in.Signature = &Signature{Reason: "no signature by ci.pub"}
 		}, want: []string{"RUNG-image-signature"}},
+		{name: "registry denied whatever the threshold", mod: func(in *ImageInput) {
+			in.Tenant.Spec.Images.BlockSeverity = "critical"
+			in.Tenant.Spec.Images.Registries = []string{"registry.campus.example/"}
+		}, want: []string{"RUNG-image-registry"}},
 		{name: "signature verified", mod: func(in *ImageInput) {
 			in.Tenant.Spec.Images.SignedBy = []string{"ci.pub"}
 			in.Signature = &Signature{Verified: true, Key: "ci.pub"}
@@ -159,7 +206,7 @@ func TestImageChecks(t *testing.T) {
 			if d.Allowed != (len(tc.want) == 0) {
 				t.Errorf("Allowed = %v with %d findings", d.Allowed, len(d.Findings))
 			}
-			if tc.path != "" && !slices.ContainsFunc(d.Findings, func(f Finding) bool { return f.Path == tc.path }) {
+			if tc.path != "" && !slices.ContainsFunc(append(d.Findings, d.Notes...), func(f Finding) bool { return f.Path == tc.path }) {
 				t.Errorf("no finding at %s", tc.path)
 			}
 		})

@@ -74,6 +74,42 @@ func (s *Severity) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// Blocking says when a check's findings reject (docs/admission.md lists
+// every check with its severity and blocking).
+type Blocking string
+
+// Blockings.
+const (
+	// BlockAlways: every finding rejects, whatever the tenant's threshold.
+	// For what the tenant or the operator asked for explicitly (registries,
+	// signatures, image age, operator rules, intact package databases) and
+	// for the platform's own runtime guarantees (namespaces, seccomp, limits):
+	// no threshold weakens them. The zero value means the same (fail closed).
+	BlockAlways Blocking = "always"
+	// BlockAtSeverity: a finding rejects when its severity is at or above
+	// the tenant's spec.images.blockSeverity (DefaultBlockSeverity when
+	// unset); below it, it is a note. For the image's own configuration and
+	// contents (user, ports, healthcheck, world-writable files, secrets) and
+	// its known vulnerabilities.
+	BlockAtSeverity Blocking = "severity"
+	// BlockNever: the platform itself removes what the check finds when it
+	// unpacks the image (setuid bits are stripped, device nodes and fifos
+	// are not created), so findings are always notes.
+	BlockNever Blocking = "never"
+)
+
+// rejects reports whether a finding of severity sev of a check with
+// blocking b rejects under the threshold block.
+func (b Blocking) rejects(sev, block Severity) bool {
+	switch b {
+	case BlockNever:
+		return false
+	case BlockAtSeverity:
+		return sev >= block
+	}
+	return true
+}
+
 // Check describes one admission check.
 type Check struct {
 	// ID is stable and unique: CIS-4.1 (CIS Docker Benchmark v1.6.0),
@@ -87,6 +123,8 @@ type Check struct {
 	// Refs name the same control in other standards (a PSS control that a
 	// CIS check also covers), so that each control is reported once.
 	Refs []string `json:"refs,omitempty"`
+	// Blocks says when a finding of this check rejects.
+	Blocks Blocking `json:"blocks"`
 }
 
 // Finding is one failed check, with what exactly failed.
@@ -130,11 +168,15 @@ type Decision struct {
 	Digest string `json:"digest,omitempty"`
 	// Allowed is true when there are no findings.
 	Allowed bool `json:"allowed"`
+	// BlockSeverity is the threshold the decision applied to checks that
+	// block by severity (the tenant's spec.images.blockSeverity).
+	BlockSeverity Severity `json:"blockSeverity"`
 	// Findings reject the subject; all of them are listed.
 	Findings []Finding `json:"findings"`
-	// Notes are informational and do not reject: vulnerabilities below the
-	// tenant's blocking severity, parts of the image that could not be
-	// inventoried.
+	// Notes are informational and do not reject: findings below the
+	// tenant's blocking severity, what the platform repairs itself when it
+	// unpacks the image (setuid bits, device nodes), parts of the image
+	// that could not be inventoried.
 	Notes []Finding `json:"notes,omitempty"`
 	// Checked lists the IDs of every check that ran, built-in and operator.
 	Checked []string `json:"checked"`
@@ -156,6 +198,16 @@ func (d *Decision) Err() error {
 		fmt.Fprintf(&b, "\n  %s (fix: %s)", f, f.Fix)
 	}
 	return fmt.Errorf("%w: %s", ErrRejected, b.String())
+}
+
+// judge adds f to the findings when a check with blocking b rejects it
+// under d's threshold, and to the notes otherwise.
+func (d *Decision) judge(f Finding, b Blocking) {
+	if b.rejects(f.Severity, d.BlockSeverity) {
+		d.Findings = append(d.Findings, f)
+	} else {
+		d.Notes = append(d.Notes, f)
+	}
 }
 
 // finish sorts the findings (most severe first, then by ID and detail) and

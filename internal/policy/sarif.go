@@ -104,7 +104,7 @@ func SARIF(decisions ...Decision) *SARIFLog {
 			index[id] = i
 			run.Tool.Driver.Rules = append(run.Tool.Driver.Rules, SARIFRule{
 				ID: id, ShortDescription: SARIFText{title}, Help: SARIFText{f.Fix},
-				DefaultConfiguration: SARIFConfig{Level: "error"}, Properties: props,
+				DefaultConfiguration: SARIFConfig{Level: level}, Properties: props,
 			})
 		}
 		subject := d.Subject

@@ -46,6 +46,7 @@ func (e *Engine) Workload(in WorkloadInput) Decision {
 		Subject: in.Workload.Metadata.Name,
 		Time:    in.Now,
 	}
+	d.BlockSeverity = blockSeverity(&in.Tenant, nil)
 	for _, c := range e.workloadChecks {
 		if c.runtime && in.Runtime == nil {
 			d.Skipped = append(d.Skipped, c.ID+": needs the runtime spec (checked again on the node)")
@@ -53,7 +54,7 @@ func (e *Engine) Workload(in WorkloadInput) Decision {
 		}
 		d.Checked = append(d.Checked, c.ID)
 		for _, detail := range c.eval(e, &in) {
-			d.Findings = append(d.Findings, c.finding(detail, ""))
+			d.judge(c.finding(detail, ""), c.Blocks)
 		}
 	}
 	e.evalRules(&d, KindWorkload, workloadVars(&in))
@@ -93,6 +94,9 @@ func builtinWorkloadChecks() []workloadCheck {
 			ID: "CIS-4.1", Title: "Container runs as a non-root user", Severity: SeverityHigh,
 			Fix:  "set USER in the image to a non-zero numeric uid (e.g. USER 65532:65532)",
 			Refs: []string{"PSS-restricted-running-as-non-root", "PSS-restricted-running-as-non-root-user"},
+			// The same control as the image's CIS-4.1, so the same threshold:
+			// uid 0 here is the tenant's own id range, without capabilities.
+			Blocks: BlockAtSeverity,
 		}, runtime: true, eval: func(_ *Engine, in *WorkloadInput) []string {
 			if p := in.Runtime.Process; p == nil || p.User.UID == 0 {
 				return []string{"process uid is 0"}

@@ -189,6 +189,25 @@ func TestWorkloadChecks(t *testing.T) {
 					t.Errorf("finding %s lacks a title, fix or severity: %+v", f.ID, f)
 				}
 			}
+			// A tenant that blocks only on critical findings weakens none of
+			// the platform's guarantees; only running as uid 0 (the image's
+			// user, the same control as the image's CIS-4.1) follows it.
+			lax := tenant()
+			lax.Spec.Images.BlockSeverity = "critical"
+			d = e.Workload(WorkloadInput{Tenant: lax, Workload: workload(tc.manifest), Runtime: s, Now: now})
+			want, notes := slices.DeleteFunc(slices.Clone(tc.want), func(id string) bool { return id == "CIS-4.1" }), []string(nil)
+			if len(want) < len(tc.want) {
+				notes = []string{"CIS-4.1"}
+			}
+			if len(want) == 0 {
+				want = nil
+			}
+			if diff := cmp.Diff(want, ids(d.Findings)); diff != "" {
+				t.Errorf("blockSeverity critical: finding IDs (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(notes, ids(d.Notes)); diff != "" {
+				t.Errorf("blockSeverity critical: note IDs (-want +got):\n%s", diff)
+			}
 		})
 	}
 }

@@ -391,8 +391,12 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 	}
 	// Admission again, now with the exact spec the runtime will get: the
 	// checks that need it (user, mounts, seccomp, limits…) run here.
+	tenant := v1.Tenant{Metadata: v1.ObjectMeta{Name: s.Tenant}}
+	if s.Images != nil {
+		tenant.Spec.Images = *s.Images // its blockSeverity applies to CIS-4.1
+	}
 	d := eng.Workload(policy.WorkloadInput{
-		Tenant:   v1.Tenant{Metadata: v1.ObjectMeta{Name: s.Tenant}},
+		Tenant:   tenant,
 		Workload: v1.Workload{Metadata: v1.ObjectMeta{Name: s.ID, Tenant: s.Tenant}, Spec: v1.WorkloadSpec{Image: s.Image, Capabilities: s.Capabilities, Privilege: privilegeOf(s)}},
 		Runtime:  spec,
 		Now:      time.Now(),

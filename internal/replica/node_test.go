@@ -187,8 +187,9 @@ func TestAdmissionOnNode(t *testing.T) {
 	}
 }
 
-// TestImageAdmissionOnNode: an image that fails the image checks (here, it
-// has no HEALTHCHECK) never runs.
+// TestImageAdmissionOnNode: an image that fails a blocking image check
+// (here, it runs as root) never runs; one whose only finding is below the
+// threshold (no HEALTHCHECK) runs, with the finding kept as a note.
 func TestImageAdmissionOnNode(t *testing.T) {
 	n := node(t)
 	ctx := t.Context()
@@ -196,30 +197,43 @@ func TestImageAdmissionOnNode(t *testing.T) {
 	if err := image.BusyboxRoot(root); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := n.Images().Pack(ctx, root, "asroot:latest", image.PackOptions{User: "0"}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := n.Images().Pack(ctx, root, "nocheck:latest", image.PackOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := n.Run(ctx, replica.Spec{ID: "nocheck-0", Tenant: "acme", Tier: tenancy.Container, Image: "nocheck:latest", Args: []string{"true"}}, runtime.IO{})
-	if !errors.Is(err, replica.ErrRejected) || !strings.Contains(err.Error(), "CIS-4.6") {
-		t.Errorf("image without HEALTHCHECK: err %v, want ErrRejected naming CIS-4.6", err)
+	_, err := n.Run(ctx, replica.Spec{ID: "asroot-0", Tenant: "acme", Tier: tenancy.Container, Image: "asroot:latest", Args: []string{"true"}}, runtime.IO{})
+	if !errors.Is(err, replica.ErrRejected) || !strings.Contains(err.Error(), "CIS-4.1") {
+		t.Errorf("image running as root: err %v, want ErrRejected naming CIS-4.1", err)
 	}
 	if left, _ := n.Leftovers(); len(left) != 0 {
 		t.Errorf("rejected image left directories: %v", left)
 	}
 	// The decision waits for the audit log: the image's digest and every
 	// finding; a retry (the agent's back-off) is the same decision, kept once.
-	_, _ = n.Run(ctx, replica.Spec{ID: "nocheck-0", Tenant: "acme", Tier: tenancy.Container, Image: "nocheck:latest", Args: []string{"true"}}, runtime.IO{})
+	_, _ = n.Run(ctx, replica.Spec{ID: "asroot-0", Tenant: "acme", Tier: tenancy.Container, Image: "asroot:latest", Args: []string{"true"}}, runtime.IO{})
 	ds := n.TakeDecisions()
-	_, digest, err := n.Images().Resolve(ctx, "nocheck:latest")
+	_, digest, err := n.Images().Resolve(ctx, "asroot:latest")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(ds) != 1 || ds[0].Kind != policy.KindImage || ds[0].Allowed || ds[0].Digest != digest.String() || ds[0].Tenant != "acme" ||
-		!slices.ContainsFunc(ds[0].Findings, func(f policy.Finding) bool { return f.ID == "CIS-4.6" }) {
-		t.Errorf("decisions %+v, want one image decision for %s rejecting with CIS-4.6", ds, digest)
+		!slices.ContainsFunc(ds[0].Findings, func(f policy.Finding) bool { return f.ID == "CIS-4.1" }) {
+		t.Errorf("decisions %+v, want one image decision for %s rejecting with CIS-4.1", ds, digest)
 	}
 	if again := n.TakeDecisions(); len(again) != 0 {
 		t.Errorf("taken twice: %+v", again)
+	}
+
+	var out bytes.Buffer
+	exit, err := n.Run(ctx, replica.Spec{ID: "nocheck-0", Tenant: "acme", Tier: tenancy.Container, Image: "nocheck:latest", Args: []string{"id", "-u"}}, runtime.IO{Stdout: &out})
+	if err != nil || exit.Code != 0 || strings.TrimSpace(out.String()) != "65534" {
+		t.Fatalf("image without HEALTHCHECK: exit %+v, %v, output %q; want it to run as 65534", exit, err, out.String())
+	}
+	ds = n.TakeDecisions()
+	if len(ds) != 1 || !ds[0].Allowed || !slices.ContainsFunc(ds[0].Notes, func(f policy.Finding) bool { return f.ID == "CIS-4.6" }) {
+		t.Errorf("decisions %+v, want one admitting nocheck:latest with a CIS-4.6 note", ds)
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package scan inspects OCI images for admission: the config (user, ports,
 // healthcheck, age), the files of every layer (setuid/setgid,
-// world-writable, secret-looking), and the OS package inventory (dpkg, apk,
+// world-writable, secret-looking, device nodes and fifos), and the OS package inventory (dpkg, apk,
 // rpm listings), matched against an offline OSV database with each
 // ecosystem's version rules.
 //
@@ -221,7 +221,8 @@ func (w *walker) entry(layer int, hdr *tar.Header, r io.Reader) error {
 	mode := hdr.FileInfo().Mode()
 	file := policy.File{Path: name, Mode: mode, UID: hdr.Uid, GID: hdr.Gid}
 	isReg := hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeLink
-	if (isReg && mode&(fs.ModeSetuid|fs.ModeSetgid) != 0) ||
+	special := hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock || hdr.Typeflag == tar.TypeFifo
+	if (isReg && mode&(fs.ModeSetuid|fs.ModeSetgid) != 0) || special ||
 		(mode&fs.ModeSymlink == 0 && mode.Perm()&0o002 != 0) {
 		w.notable[name] = entry{layer: layer, file: file}
 	}

@@ -87,6 +87,9 @@ func debianImage(t testing.TB) v1.Image {
 		ent{name: "bin/sh", typ: tar.TypeSymlink, link: "dash"},
 		ent{name: "build/id_rsa", mode: 0o600, body: "secret"},
 		ent{name: "usr/share/doc/openssl/test.key", body: pemKey},
+		ent{name: "dev/null", typ: tar.TypeChar, mode: 0o666},
+		ent{name: "dev/sda", typ: tar.TypeBlock, mode: 0o660},
+		ent{name: "run/initctl", typ: tar.TypeFifo, mode: 0o600},
 	)
 	app := layer(t,
 		ent{name: "usr/bin/.wh.gone-suid"},
