@@ -77,9 +77,10 @@ func New(node Node, src Source, opts Options) *Agent {
 		opts.Now = time.Now
 	}
 	probes, end := context.WithCancel(context.Background())
+	keep, _ := node.(statusKeeper)
 	return &Agent{
 		node: node, src: src, backoff: NewBackoff(opts.BackoffBase, opts.BackoffMax), log: opts.Logger, now: opts.Now,
-		tr: tracker{lives: map[string]*life{}}, probes: probes, endProbes: end, lastFailure: map[string]string{},
+		tr: tracker{lives: map[string]*life{}, keep: keep}, probes: probes, endProbes: end, lastFailure: map[string]string{},
 	}
 }
 
@@ -275,7 +276,10 @@ func (a *Agent) decide(ctx context.Context, act Action, hc *replica.Healthcheck)
 			code = *l.ExitCode
 		}
 		if act.Why != "unhealthy" && !restartWanted(act.Spec.RestartPolicy, code) {
-			l.State = finalState(code)
+			if l.State != finalState(code) {
+				l.State = finalState(code)
+				a.tr.save(act.ID, l)
+			}
 			return act, true
 		}
 		l.State = wire.ReplicaRestarting
@@ -332,6 +336,7 @@ func (a *Agent) apply(ctx context.Context, act Action) error {
 	a.tr.mu.Lock()
 	defer a.tr.mu.Unlock()
 	l = a.tr.get(act.Spec)
+	defer a.tr.save(act.ID, l)
 	if err != nil {
 		l.LastError, l.failing = plain(err), true
 		l.State = wire.ReplicaRestarting

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"regexp"
 	"sync"
@@ -71,10 +72,28 @@ func (a *Agent) sampleUsage(id string, l *life) {
 type tracker struct {
 	mu    sync.Mutex
 	lives map[string]*life
+	// keep, when the node has one, holds each life across agent restarts.
+	keep statusKeeper
+}
+
+// statusKeeper is a node that keeps the agent's notes about each
+// replica's life (replica.Node does, under its data directory).
+type statusKeeper interface {
+	SaveStatus(id string, data []byte) error
+	LoadStatus(id string) ([]byte, error)
+	DeleteStatus(id string) error
+}
+
+// kept is what outlives the agent of a replica's life.
+type kept struct {
+	wire.ReplicaStatus
+	Attempts int  `json:"attempts"`
+	Failing  bool `json:"failing,omitempty"`
 }
 
 // get returns id's life for spec s, new when unknown or when s's hash
-// differs (a changed spec is a new replica).
+// differs (a changed spec is a new replica). A life the node kept from
+// an earlier agent for the same spec is taken up again.
 func (t *tracker) get(s replica.Spec) *life {
 	l := t.lives[s.ID]
 	hash := Hash(s)
@@ -83,9 +102,29 @@ func (t *tracker) get(s replica.Spec) *life {
 			l.health.stop()
 		}
 		l = &life{ReplicaStatus: wire.ReplicaStatus{State: wire.ReplicaAdmitted, Health: wire.HealthNone, Hash: hash}, tenant: s.Tenant, tier: s.Tier.String()}
+		if t.keep != nil {
+			var k kept
+			if b, err := t.keep.LoadStatus(s.ID); err == nil && json.Unmarshal(b, &k) == nil && k.Hash == hash {
+				l.ReplicaStatus, l.attempts, l.failing = k.ReplicaStatus, k.Attempts, k.Failing
+				l.Usage = nil
+			}
+		}
 		t.lives[s.ID] = l
 	}
 	return l
+}
+
+// save keeps id's life on the node (best effort: a failure only loses
+// history).
+func (t *tracker) save(id string, l *life) {
+	if t.keep == nil {
+		return
+	}
+	k := kept{ReplicaStatus: l.ReplicaStatus, Attempts: l.attempts, Failing: l.failing}
+	k.Usage = nil
+	if b, err := json.Marshal(k); err == nil {
+		_ = t.keep.SaveStatus(id, b)
+	}
 }
 
 func (t *tracker) forget(id string) {
@@ -93,6 +132,9 @@ func (t *tracker) forget(id string) {
 		l.health.stop()
 	}
 	delete(t.lives, id)
+	if t.keep != nil {
+		_ = t.keep.DeleteStatus(id)
+	}
 }
 
 // restartWanted applies the restart policy to an exit code.

@@ -95,6 +95,14 @@ func TestStatusRealReplicas(t *testing.T) {
 				if st.State != wire.ReplicaRestarting || st.Health == wire.HealthHealthy {
 					t.Errorf("a replica that can't start shows %+v", st)
 				}
+				// A new agent (the old one restarted) takes up its history.
+				b, _ := statusAgent(t, node, &desired)
+				if _, err := b.Reconcile(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if again := b.Statuses()[s.ID]; again.Restarts < st.Restarts || again.LastError != st.LastError {
+					t.Errorf("after an agent restart: %+v, want at least %d restarts and the same last error", again, st.Restarts)
+				}
 			})
 			t.Run("NeverExit3", func(t *testing.T) {
 				s := spec("never", "sh", "-c", "exit 3")
