@@ -51,6 +51,8 @@ type Agent struct {
 	lastFailure map[string]string
 	// bmu guards backoff: starts run in parallel.
 	bmu sync.Mutex
+	// summarized is when the last summary was logged.
+	summarized time.Time
 }
 
 // Options configure an Agent.
@@ -375,13 +377,37 @@ func (a *Agent) Run(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, err := a.Reconcile(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("reconcile failed", "err", err)
-		}
+		a.reconcileLogged(ctx)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 		}
+	}
+}
+
+// summaryEvery is how often an agent logs one line about its replicas;
+// between two, it logs only changes (started, restarted, removed, failed).
+const summaryEvery = 5 * time.Minute
+
+// reconcileLogged reconciles once, logging a failure, and the periodic
+// summary when it is due.
+func (a *Agent) reconcileLogged(ctx context.Context) {
+	if _, err := a.Reconcile(ctx); err != nil && ctx.Err() == nil {
+		a.log.Warn("reconcile failed", "err", err)
+	}
+	if now := a.now(); now.Sub(a.summarized) >= summaryEvery {
+		a.summarized = now
+		counts := map[string]int{}
+		for _, st := range a.Statuses() {
+			counts[st.State]++
+		}
+		args := []any{}
+		for _, state := range wire.ReplicaStates {
+			if n := counts[state]; n > 0 {
+				args = append(args, state, n)
+			}
+		}
+		a.log.Info("replicas on this node", args...)
 	}
 }

@@ -130,11 +130,7 @@ func (r *Remote) Run(ctx context.Context, interval time.Duration) error {
 			}
 		})
 	}()
-	every(ctx, interval, func() {
-		if _, err := r.agent.Reconcile(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("reconcile failed", "err", err)
-		}
-	})
+	every(ctx, interval, func() { r.agent.reconcileLogged(ctx) })
 	<-done
 	return ctx.Err()
 }
