@@ -3,10 +3,13 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -187,4 +190,56 @@ func TestRemoteDecisions(t *testing.T) {
 	if diff := cmp.Diff([][]string{{"app:1", "app:2"}, nil}, got); diff != "" {
 		t.Errorf("decisions per heartbeat (-want +got):\n%s", diff)
 	}
+}
+
+// TestAgentLogsOnlyChanges: an agent whose replicas keep running logs
+// their start once and then only its periodic summary, not every round
+// (it used to log "adopt" for each replica every 2 s).
+func TestAgentLogsOnlyChanges(t *testing.T) {
+	node := newMemNode()
+	desired := []replica.Spec{
+		{ID: "acme-web-0", Tenant: "acme", Tier: tenancy.Container, Image: "busybox:latest"},
+		{ID: "acme-web-1", Tenant: "acme", Tier: tenancy.Container, Image: "busybox:latest"},
+	}
+	var buf syncBuf
+	clock := time.Unix(0, 0)
+	a := agent.New(node, agent.SourceFunc(func(context.Context) ([]replica.Spec, error) { return desired, nil }),
+		agent.Options{Logger: slog.New(slog.NewTextHandler(&buf, nil)), Now: func() time.Time { return clock }})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, time.Millisecond) }()
+	time.Sleep(300 * time.Millisecond) // a few hundred rounds
+	cancel()
+	<-done
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	starts, summaries := 0, 0
+	for _, l := range lines {
+		switch {
+		case strings.Contains(l, `msg="replica start"`):
+			starts++
+		case strings.Contains(l, `msg="replicas on this node"`):
+			summaries++
+		}
+	}
+	if starts != 2 || summaries != 1 || len(lines) != 3 {
+		t.Errorf("log of a steady node: %d starts, %d summaries, %d lines in all:\n%s", starts, summaries, len(lines), buf.String())
+	}
+}
+
+// syncBuf is a bytes.Buffer safe for a logger and the test.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
