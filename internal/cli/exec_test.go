@@ -2,10 +2,8 @@ package cli
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"rung.dev/rung/internal/runtime/drivertest"
 )
@@ -19,20 +17,7 @@ import (
 func TestExecAsUser(t *testing.T) {
 	startUpWithAgent(t)
 	drivertest.RequireBinary(t, "runsc")
-	dir := t.TempDir()
-	manifests := filepath.Join(dir, "app.yaml")
-	if err := os.WriteFile(manifests, []byte(`apiVersion: rung.dev/v1
-kind: Topology
-metadata: {name: one}
-spec:
-  nodes:
-  - {name: n1, capacity: {cpu: 4, memory: 4Gi}, runtimes: [container, sandbox]}
----
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: shop}
-spec: {organization: shop, trust: trusted}
----
+	applyOnOneNode(t, `
 apiVersion: rung.dev/v1
 kind: Tenant
 metadata: {name: rival}
@@ -53,24 +38,9 @@ spec:
   image: busybox:latest
   command: ["sleep", "3600"]
   resources: {cpu: 100m, memory: 32Mi}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if code, _, stderr := rungCmd(t, "apply", "-f", manifests); code != ExitOK {
-		t.Fatalf("apply: exit %d: %s", code, stderr)
-	}
-	t.Cleanup(func() { rungCmd(t, "delete", "-f", manifests) })
-	for _, w := range []string{"shop/web/0", "rival/box/0"} {
-		for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-			_, out, _ := rungCmd(t, "get", "replicas", w)
-			if strings.Contains(out, "running") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never ran:\n%s", w, out)
-			}
-		}
-	}
+`)
+	waitReplica(t, "shop/web/0", "running")
+	waitReplica(t, "rival/box/0", "running")
 	_, shopAdmin, _ := rungCmd(t, "token", "create", "--role", "tenant-admin", "--tenant", "shop")
 	_, shopViewer, _ := rungCmd(t, "token", "create", "--role", "tenant-viewer", "--tenant", "shop")
 	shopAdmin, shopViewer = strings.TrimSpace(shopAdmin), strings.TrimSpace(shopViewer)

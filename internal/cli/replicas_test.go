@@ -25,25 +25,7 @@ import (
 func TestReplicasAsUser(t *testing.T) {
 	startUpWithAgent(t)
 	dir := t.TempDir()
-	manifests := filepath.Join(dir, "app.yaml")
-	write := func(body string) {
-		t.Helper()
-		if err := os.WriteFile(manifests, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(`apiVersion: rung.dev/v1
-kind: Topology
-metadata: {name: one}
-spec:
-  nodes:
-  - {name: n1, capacity: {cpu: 4, memory: 4Gi}, runtimes: [container]}
----
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: shop}
-spec: {organization: shop, trust: trusted}
----
+	manifests := applyOnOneNode(t, `
 apiVersion: rung.dev/v1
 kind: Workload
 metadata: {name: broken, tenant: shop}
@@ -60,9 +42,6 @@ spec:
   command: ["sleep", "3600"]
   resources: {cpu: 100m, memory: 32Mi}
 `)
-	if code, _, stderr := rungCmd(t, "apply", "-f", manifests); code != ExitOK {
-		t.Fatalf("apply: exit %d: %s", code, stderr)
-	}
 	var replicas wire.Replicas
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(500 * time.Millisecond) {
 		code, out, stderr := rungCmd(t, "get", "replicas", "--tenant", "shop", "-o", "json")
@@ -129,15 +108,7 @@ spec:
 	if code, out, stderr := rungCmd(t, "scale", "shop/web", "--replicas", "2"); code != ExitOK || !strings.Contains(out, "from 1 to 2") {
 		t.Fatalf("scale: exit %d %s %s", code, out, stderr)
 	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(300 * time.Millisecond) {
-		_, out, _ := rungCmd(t, "get", "replicas", "shop/web/1")
-		if strings.Contains(out, "running") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the new replica never ran:\n%s", out)
-		}
-	}
+	waitReplica(t, "shop/web/1", "running")
 	var before, after wire.Replicas
 	_, out1, _ := rungCmd(t, "get", "replicas", "shop/web/0", "-o", "json")
 	if json.Unmarshal([]byte(out0), &before) != nil || json.Unmarshal([]byte(out1), &after) != nil || len(before.Items) != 1 || len(after.Items) != 1 ||
@@ -173,9 +144,10 @@ spec: {resources: {cpu: 100m, memory: 32Mi}}
 	if code != ExitInvalid || !strings.Contains(stderr, "spec.image") {
 		t.Errorf("apply without an image: exit %d, want %d naming spec.image\n%s", code, ExitInvalid, stderr)
 	}
-	if code, _, stderr := rungCmd(t, "delete", "-f", big, "-f", manifests); code != ExitOK {
+	if code, _, stderr := rungCmd(t, "delete", "-f", big); code != ExitOK {
 		t.Errorf("delete: exit %d: %s", code, stderr)
 	}
+	_ = manifests // deleted at the end of the test
 }
 
 // TestLogsFollowAndPrevious: a replica that prints a line every 0.3 s and
@@ -184,19 +156,7 @@ spec: {resources: {cpu: 100m, memory: 32Mi}}
 // --tail cuts it; a replica that never started says why it has no log.
 func TestLogsFollowAndPrevious(t *testing.T) {
 	startUpWithAgent(t)
-	manifests := filepath.Join(t.TempDir(), "app.yaml")
-	if err := os.WriteFile(manifests, []byte(`apiVersion: rung.dev/v1
-kind: Topology
-metadata: {name: one}
-spec:
-  nodes:
-  - {name: n1, capacity: {cpu: 4, memory: 4Gi}, runtimes: [container]}
----
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: shop}
-spec: {organization: shop, trust: trusted}
----
+	applyOnOneNode(t, `
 apiVersion: rung.dev/v1
 kind: Workload
 metadata: {name: ticker, tenant: shop}
@@ -212,13 +172,7 @@ spec:
   image: busybox:latest
   command: ["/bin/srv"]
   resources: {cpu: 100m, memory: 32Mi}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if code, _, stderr := rungCmd(t, "apply", "-f", manifests); code != ExitOK {
-		t.Fatalf("apply: exit %d: %s", code, stderr)
-	}
-	t.Cleanup(func() { rungCmd(t, "delete", "-f", manifests) })
+`)
 
 	// Follow from the first lines of a run.
 	var out, errb syncBuffer
@@ -247,7 +201,8 @@ spec:
 			t.Errorf("logs -f: exit %d: %s", code, errb.String())
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("logs -f did not end when the run ended")
+		_, st, _ := rungCmd(t, "get", "replicas", "shop/ticker", "-o", "wide")
+		t.Fatalf("logs -f did not end when the run ended; it printed %q; replicas:\n%s", out.String(), st)
 	}
 	if !strings.Contains(out.String(), "tick 10\n") || len(seen) < 3 {
 		t.Errorf("logs -f showed %d successive outputs, ending %q; want lines arriving one after another up to tick 10", len(seen), out.String())
@@ -315,4 +270,45 @@ func lineOf(out, prefix string) string {
 		}
 	}
 	return ""
+}
+
+// applyOnOneNode applies, to the `rung up` of the test, a topology of one
+// node n1 (container and sandbox tiers), tenant shop, and the manifests in
+// extra; everything is deleted when the test ends. It returns the file.
+func applyOnOneNode(t *testing.T, extra string) string {
+	t.Helper()
+	manifests := filepath.Join(t.TempDir(), "app.yaml")
+	if err := os.WriteFile(manifests, []byte(`apiVersion: rung.dev/v1
+kind: Topology
+metadata: {name: one}
+spec:
+  nodes:
+  - {name: n1, capacity: {cpu: 4, memory: 4Gi}, runtimes: [container, sandbox]}
+---
+apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: shop}
+spec: {organization: shop, trust: trusted}
+---`+extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := rungCmd(t, "apply", "-f", manifests); code != ExitOK {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	t.Cleanup(func() { rungCmd(t, "delete", "-f", manifests) })
+	return manifests
+}
+
+// waitReplica waits until `rung get replicas target` prints want.
+func waitReplica(t *testing.T, target, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		_, out, _ := rungCmd(t, "get", "replicas", target)
+		if strings.Contains(out, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never %s:\n%s", target, want, out)
+		}
+	}
 }

@@ -165,9 +165,15 @@ func (r *reader) run(ctx context.Context, old, cur *os.File) error {
 			if err == nil && os.SameFile(fi, cfi) {
 				continue
 			}
-			// Rotated: finish the old file, then go on in the new one.
+			// Another file at the path: finish the old one first.
 			if err := r.scan(br, &partial); err != nil {
 				return err
+			}
+			// Rotated (the old file is now PATH.1): go on in the new one.
+			// Otherwise the run's log was moved aside (retired as the
+			// previous run's) and a new run began: this run is over.
+			if rfi, rerr := os.Stat(r.path + ".1"); err != nil || rerr != nil || !os.SameFile(rfi, cfi) {
+				return r.flushPending()
 			}
 			cur.Close()
 			partial = partial[:0]

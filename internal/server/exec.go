@@ -124,17 +124,32 @@ func (s *Server) execReplica(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// execOn says how to reach node's replicas: this process's own agent
-// (local), or a remote agent's tunnel.
-func (n *nodes) execOn(node string) (ExecFunc, *tunnel, error) {
+// reach says how to reach node's replicas: through a remote agent's
+// tunnel, or locally (this process's own agent runs the node); an error
+// when neither is there.
+func (n *nodes) reach(node string) (local bool, t *tunnel, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if t := n.tunnels[node]; t != nil {
-		return nil, t, nil
+		return false, t, nil
 	}
-	if n.execLocal != nil && (n.execNode == "" || n.execNode == node) && n.seen[node] == nil {
-		return n.execLocal, nil, nil
+	if n.localKnown && (n.execNode == "" || n.execNode == node) && n.seen[node] == nil {
+		return true, nil, nil
 	}
-	return nil, nil, &httpError{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable,
+	return false, nil, &httpError{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable,
 		Msg: fmt.Sprintf("node %s's agent is not connected to the control plane (its tunnel is down); retry when the node is up", node)}
+}
+
+// execOn is reach for exec: the local exec, or the tunnel.
+func (n *nodes) execOn(node string) (ExecFunc, *tunnel, error) {
+	local, t, err := n.reach(node)
+	if err != nil || !local {
+		return nil, t, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.execLocal == nil {
+		return nil, nil, newError(http.StatusNotImplemented, "not_implemented", "this control plane's agent can't exec")
+	}
+	return n.execLocal, nil, nil
 }

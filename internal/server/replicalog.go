@@ -70,6 +70,9 @@ func (s *Server) replicaLog(w http.ResponseWriter, r *http.Request) error {
 		}
 		return newError(http.StatusNotFound, wire.CodeNotFound, "%s", msg)
 	}
+	if rp.StartedAt.IsZero() && rp.LastError != "" && !o.Previous {
+		return never() // it never started: say why rather than an empty log
+	}
 	var body io.ReadCloser
 	local, t, err := s.nodes.logsOn(rp.Node)
 	switch {
@@ -143,16 +146,16 @@ func (s *Server) findReplica(ctx context.Context, tenant, name string, index int
 	return wire.Replica{}, newError(http.StatusNotFound, wire.CodeNotFound, "replica %s/%s/%d not found (the workload has fewer replicas)", tenant, name, index)
 }
 
-// logsOn says how to read node's replicas' logs (as execOn).
+// logsOn is reach for logs: the local reader, or the tunnel.
 func (n *nodes) logsOn(node string) (LogsFunc, *tunnel, error) {
+	local, t, err := n.reach(node)
+	if err != nil || !local {
+		return nil, t, err
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if t := n.tunnels[node]; t != nil {
-		return nil, t, nil
+	if n.logsLocal == nil {
+		return nil, nil, newError(http.StatusNotImplemented, "not_implemented", "this control plane's agent keeps no logs")
 	}
-	if n.logsLocal != nil && (n.execNode == "" || n.execNode == node) && n.seen[node] == nil {
-		return n.logsLocal, nil, nil
-	}
-	return nil, nil, &httpError{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable,
-		Msg: fmt.Sprintf("node %s's agent is not connected to the control plane (its tunnel is down); retry when the node is up", node)}
+	return n.logsLocal, nil, nil
 }
