@@ -21,6 +21,8 @@ const (
 	KindPlan = "Plan"
 	// KindEvent is the event stream (read-only; filtered per tenant).
 	KindEvent = "Event"
+	// KindMetrics is the Prometheus metrics (operators only).
+	KindMetrics = "Metrics"
 	// KindNode is a node's liveness and desired replicas (Object.Node names
 	// it; empty for the list of every node).
 	KindNode = "Node"

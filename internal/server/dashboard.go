@@ -195,7 +195,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		if !errors.Is(err, auth.ErrBadToken) {
 			return err
 		}
-		s.deny(r.Context(), auth.Principal{}, "authenticate", auth.Object{}, "", wire.CodeUnauthenticated, "invalid token (dashboard)")
+		s.unauthenticated(clientAddr(r), "invalid") // summed up in the audit log
 		return s.renderLogin(w, http.StatusUnauthorized, "that token is malformed, revoked or unknown")
 	}
 	if err := s.authorize(auth.WithPrincipal(r.Context(), p), auth.Get, auth.Object{Kind: auth.KindPlan}, ""); err != nil {

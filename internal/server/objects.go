@@ -237,6 +237,9 @@ func decodeObject(w http.ResponseWriter, r *http.Request, k kind, tenant, name s
 		return nil, subj, err
 	}
 	subj.lines = !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{"))
+	if err := checkJSON(r, body); err != nil {
+		return nil, subj, err
+	}
 	set, err := v1.Decode("request body", body)
 	if err != nil {
 		return nil, subj, manifestError(http.StatusBadRequest, err, subj)
@@ -266,6 +269,33 @@ func decodeObject(w http.ResponseWriter, r *http.Request, k kind, tenant, name s
 		return nil, subj, badRequest("metadata.tenant %q does not match the tenant %q in the path", truncate(meta.Tenant, 64), tenant)
 	}
 	return set, subj, nil
+}
+
+// checkJSON reports a JSON body (declared so, or starting like JSON) that
+// is not valid JSON as a JSON error with its line and column, rather than
+// as whatever the YAML parser, which reads JSON too, makes of it.
+func checkJSON(r *http.Request, body []byte) error {
+	trimmed := bytes.TrimSpace(body)
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/json" && !bytes.HasPrefix(trimmed, []byte("{")) && !bytes.HasPrefix(trimmed, []byte("[")) {
+		return nil
+	}
+	var v json.RawMessage
+	err := json.Unmarshal(body, &v)
+	if err == nil {
+		return nil
+	}
+	off := int64(len(body))
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		off = se.Offset
+	}
+	line := 1 + bytes.Count(body[:min(off, int64(len(body)))], []byte("\n"))
+	col := off - int64(bytes.LastIndexByte(body[:min(off, int64(len(body)))], '\n'))
+	msg := strings.TrimPrefix(err.Error(), "json: ")
+	if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(msg, "unexpected end") {
+		msg = "unexpected end of JSON input"
+	}
+	return badRequest("request body: malformed JSON at line %d, column %d: %s (fix the JSON, or send YAML as application/yaml)", line, col, msg)
 }
 
 func pluralOf(kindName string) string {
@@ -429,6 +459,9 @@ func (s *Server) applyOnce(ctx context.Context, k kind, tenant, name string, set
 		err = validateOwn(set, subj)
 		if err == nil {
 			err = checkSigningKeys(&set.Tenants[0])
+		}
+		if err == nil {
+			extra, err = s.tenantUIDOps(ctx, name, expect == store.Create)
 		}
 	case v1.KindTopology, v1.KindPolicy:
 		err = s.validateSite(ctx, set, k, name, subj)
@@ -616,6 +649,9 @@ func (s *Server) delete(k kind) handlerFunc {
 			}
 			return err
 		}
+		if k.name == v1.KindTenant {
+			s.sweepTenantTokens(ctx, name)
+		}
 		writeJSON(w, http.StatusOK, wire.DeleteResult{Kind: k.name, Tenant: tenant, Name: name, Revision: rev})
 		return nil
 	}
@@ -643,7 +679,11 @@ func (s *Server) deleteOnce(ctx context.Context, k kind, tenant, name string) (i
 		if err != nil {
 			return 0, err
 		}
-		ops = append(ops, more...)
+		uid, err := s.tenantDeleteOps(ctx, name) // revokes its tokens
+		if err != nil {
+			return 0, err
+		}
+		ops = append(append(ops, more...), uid...)
 	case v1.KindTopology:
 		if err := s.validateSite(ctx, nil, k, name, subject{kind: k.name, name: name}); err != nil {
 			return 0, err

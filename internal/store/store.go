@@ -44,6 +44,9 @@ var (
 	ErrCompacted = errors.New("revision compacted")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrUnavailable: the store did not answer in time or cannot be
+	// reached; the call may succeed later.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // Preconditions on a key's current revision, for Put, Delete and the

@@ -175,6 +175,9 @@ func (s *Store) mapErr(err error) error {
 			return fmt.Errorf("etcd: %w", context.Canceled)
 		case codes.ResourceExhausted:
 			return fmt.Errorf("etcd: %w: %s", store.ErrTooLarge, st.Message())
+		case codes.Unavailable, codes.DeadlineExceeded:
+			// No member answers (or none has a leader): worth a retry.
+			return fmt.Errorf("etcd: %w: %s", store.ErrUnavailable, st.Message())
 		}
 	}
 	return fmt.Errorf("etcd: %w", err)
