@@ -357,7 +357,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if _, err := s.store.Get(ctx, tenantsDir+"/-"); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return &httpError{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable, Msg: "store not ready", Err: err}
+		return &httpError{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable, Msg: "store not ready", Err: err, RetryAfter: storeRetryAfter}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil

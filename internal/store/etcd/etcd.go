@@ -20,6 +20,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -114,6 +116,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		DialKeepAliveTimeout: 5 * time.Second,
 		MaxCallSendMsgSize:   2 << 20,
 		Logger:               zap.NewNop(),
+		// Reconnect within a couple of seconds of a member coming back,
+		// not after gRPC's default back-off of up to two minutes.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open etcd store %v: %w", cfg.Endpoints, err)
