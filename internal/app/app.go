@@ -198,7 +198,11 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 
 	var oidc *auth.OIDC
 	if cfg.OIDC != nil {
-		if oidc, err = auth.NewOIDC(*cfg.OIDC); err != nil {
+		jwks, err := readSmall(cfg.OIDC.JWKSFile, 1<<20)
+		if err != nil && cfg.OIDC.JWKSFile != "" {
+			return fmt.Errorf("config: oidc.jwksFile: %w", err)
+		}
+		if oidc, err = auth.NewOIDC(*cfg.OIDC, jwks); err != nil {
 			return fmt.Errorf("config: %w", err)
 		}
 	}
@@ -417,6 +421,23 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 		return st, cfg.Store, nil
 	}
 	return nil, "", fmt.Errorf("store %q: use bolt or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]", cfg.Store)
+}
+
+// readSmall reads a file of at most limit bytes.
+func readSmall(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
+	}
+	return data, nil
 }
 
 // adminName names this rung up's admin token: its host and data

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -51,9 +49,10 @@ type OIDC struct {
 	keys jose.JSONWebKeySet
 }
 
-// NewOIDC reads cfg's JWKS file and checks cfg; errors name the field
-// and the fix.
-func NewOIDC(cfg OIDCConfig) (*OIDC, error) {
+// NewOIDC checks cfg and parses jwks, the content of cfg.JWKSFile (read
+// by the caller: this package does no I/O); errors name the field and the
+// fix.
+func NewOIDC(cfg OIDCConfig, jwks []byte) (*OIDC, error) {
 	switch {
 	case cfg.Issuer == "":
 		return nil, fmt.Errorf("oidc.issuer: %w: missing; give the issuer URL the tokens carry in \"iss\"", ErrOIDCConfig)
@@ -68,15 +67,7 @@ func NewOIDC(cfg OIDCConfig) (*OIDC, error) {
 	if cfg.RoleClaim == "" {
 		cfg.RoleClaim = "rung_role"
 	}
-	f, err := os.Open(cfg.JWKSFile)
-	if err != nil {
-		return nil, fmt.Errorf("oidc.jwksFile: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("oidc.jwksFile %s: %w", cfg.JWKSFile, err)
-	}
+	data := jwks
 	o := &OIDC{cfg: cfg}
 	if err := json.Unmarshal(data, &o.keys); err != nil {
 		return nil, fmt.Errorf("oidc.jwksFile %s: %w: not a JSON Web Key Set: %v", cfg.JWKSFile, ErrOIDCConfig, err)

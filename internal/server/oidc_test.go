@@ -68,7 +68,7 @@ func (is *issuer) sign(std jwt.Claims, extra map[string]any) string {
 func TestOIDC(t *testing.T) {
 	t.Parallel()
 	idp := newIssuer(t, "k1")
-	oidc, err := auth.NewOIDC(auth.OIDCConfig{Issuer: "https://idp.example", Audience: "rung", JWKSFile: idp.jwks()})
+	oidc, err := newOIDC(auth.OIDCConfig{Issuer: "https://idp.example", Audience: "rung", JWKSFile: idp.jwks()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,12 +145,18 @@ func TestOIDCConfig(t *testing.T) {
 		{auth.OIDCConfig{Issuer: "i", Audience: "rung", JWKSFile: priv}, "not a public key"},
 		{auth.OIDCConfig{Issuer: "i", Audience: "rung", JWKSFile: noKid}, "kid"},
 	} {
-		_, err := auth.NewOIDC(tc.cfg)
+		_, err := newOIDC(tc.cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.want)
 		}
 	}
-	if _, err := auth.NewOIDC(auth.OIDCConfig{Issuer: "i", Audience: "rung", JWKSFile: idp.jwks()}); err != nil {
+	if _, err := newOIDC(auth.OIDCConfig{Issuer: "i", Audience: "rung", JWKSFile: idp.jwks()}); err != nil {
 		t.Errorf("good config: %v", err)
 	}
+}
+
+// newOIDC reads cfg's JWKS file as rung up does.
+func newOIDC(cfg auth.OIDCConfig) (*auth.OIDC, error) {
+	data, _ := os.ReadFile(cfg.JWKSFile)
+	return auth.NewOIDC(cfg, data)
 }
