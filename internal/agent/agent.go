@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"time"
 
+	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/server/wire"
 )
 
 // Node is what the agent needs of this node's runtimes; *replica.Node
@@ -39,6 +41,12 @@ type Agent struct {
 	backoff *Backoff
 	log     *slog.Logger
 	now     func() time.Time
+	tr      tracker
+	// probes is the context of health checks (ended by Close).
+	probes    context.Context
+	endProbes context.CancelFunc
+	// lastFailure dedupes the log of a replica failing the same way.
+	lastFailure map[string]string
 }
 
 // Options configure an Agent.
@@ -64,8 +72,15 @@ func New(node Node, src Source, opts Options) *Agent {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Agent{node: node, src: src, backoff: NewBackoff(opts.BackoffBase, opts.BackoffMax), log: opts.Logger, now: opts.Now}
+	probes, end := context.WithCancel(context.Background())
+	return &Agent{
+		node: node, src: src, backoff: NewBackoff(opts.BackoffBase, opts.BackoffMax), log: opts.Logger, now: opts.Now,
+		tr: tracker{lives: map[string]*life{}}, probes: probes, endProbes: end, lastFailure: map[string]string{},
+	}
 }
+
+// Close stops the agent's health checks (the replicas keep running).
+func (a *Agent) Close() { a.endProbes() }
 
 // Report is what one reconciliation did.
 type Report struct {
@@ -82,7 +97,7 @@ func (a *Agent) Observe(ctx context.Context) ([]Observed, []string, error) {
 	}
 	var out []Observed
 	for _, r := range recs {
-		o := Observed{Spec: r.Spec}
+		o := Observed{Spec: r.Spec, Healthcheck: r.Healthcheck}
 		st, err := a.node.State(ctx, r.Spec.ID)
 		switch {
 		case err == nil:
@@ -100,7 +115,12 @@ func (a *Agent) Observe(ctx context.Context) ([]Observed, []string, error) {
 	return out, left, nil
 }
 
-// Reconcile makes the node run exactly the desired replicas, once.
+// Reconcile makes the node run exactly the desired replicas, once, and
+// keeps what it learns about each (state, restarts, exit code, last error,
+// health) for Statuses. A replica restarts as its restart policy says,
+// with back-off after a failure: a failed start (a missing image, a
+// refusal, a missing executable) waits like a crash does. An unhealthy
+// replica is restarted.
 func (a *Agent) Reconcile(ctx context.Context) (Report, error) {
 	rep := Report{Failed: map[string]error{}}
 	desired, err := a.src.Desired(ctx)
@@ -118,21 +138,117 @@ func (a *Agent) Reconcile(ctx context.Context) (Report, error) {
 		}
 		rep.Done = append(rep.Done, Action{Kind: Remove, ID: id, Why: "left over without a record"})
 	}
+	a.forgetUndesired(desired)
+	hcs := map[string]*replica.Healthcheck{}
+	for _, o := range observed {
+		hcs[o.Spec.ID] = o.Healthcheck
+	}
 	for _, act := range Plan(desired, observed) {
+		act, skip := a.decide(ctx, act, hcs[act.ID])
+		if skip {
+			continue
+		}
 		now := a.now()
-		if act.Kind == Restart && !a.backoff.Ready(act.ID, now) {
+		if (act.Kind == Restart || act.Kind == Start) && !a.backoff.Ready(act.ID, now) {
 			rep.Deferred = append(rep.Deferred, act)
 			continue
 		}
 		if err := a.apply(ctx, act); err != nil {
-			a.log.Warn("reconcile", "action", act.Kind, "replica", act.ID, "err", err)
+			if a.lastFailure[act.ID] != err.Error() {
+				a.log.Warn("replica failed", "action", act.Kind, "replica", act.ID, "err", err)
+				a.lastFailure[act.ID] = err.Error()
+			}
 			rep.Failed[act.ID] = err
 			continue
 		}
-		a.log.Info("reconcile", "action", act.Kind, "replica", act.ID, "why", act.Why)
+		delete(a.lastFailure, act.ID)
+		if act.Kind != Adopt {
+			a.log.Info("replica "+string(act.Kind), "replica", act.ID, "why", act.Why)
+		}
 		rep.Done = append(rep.Done, act)
 	}
 	return rep, nil
+}
+
+// forgetUndesired drops the lives of replicas no longer desired here that
+// have no container either (those with one are removed by Plan).
+func (a *Agent) forgetUndesired(desired []replica.Spec) {
+	want := map[string]bool{}
+	for _, s := range desired {
+		want[s.ID] = true
+	}
+	a.tr.mu.Lock()
+	defer a.tr.mu.Unlock()
+	for id := range a.tr.lives {
+		if !want[id] {
+			a.tr.forget(id)
+			delete(a.lastFailure, id)
+		}
+	}
+}
+
+// decide updates the replica's life from what Plan found and applies the
+// restart policy and the health check to the action: skip is true when
+// nothing must be done (a replica that stopped for good).
+func (a *Agent) decide(ctx context.Context, act Action, hc *replica.Healthcheck) (Action, bool) {
+	a.tr.mu.Lock()
+	defer a.tr.mu.Unlock()
+	if act.Kind == Remove {
+		if l := a.tr.lives[act.ID]; l != nil {
+			l.State = wire.ReplicaTerminating
+		}
+		return act, false
+	}
+	l := a.tr.get(act.Spec)
+	switch act.Kind {
+	case Adopt:
+		if l.attempts == 0 { // running since before this agent: adopted
+			l.attempts, l.State = 1, wire.ReplicaRunning
+		}
+		if l.health == nil && hc != nil {
+			if ex, ok := a.node.(Execer); ok {
+				l.health = startProber(a.probes, ex, act.ID, *hc, a.now)
+			}
+		}
+		if l.health != nil && l.health.verdict() == wire.HealthUnhealthy {
+			l.LastError = l.health.failure()
+			l.failing = true
+			return Action{Kind: Restart, ID: act.ID, Spec: act.Spec, Why: "unhealthy"}, false
+		}
+		return act, false
+	case Restart:
+		if l.attempts == 0 {
+			l.attempts = 1 // it ran before this agent did
+		}
+		if l.health != nil {
+			l.health.stop()
+			l.health = nil
+		}
+		exit, known := a.exitOf(ctx, act.ID)
+		if known && !exit.At.IsZero() && !exit.At.Equal(l.exitSeen) || known && exit.Code < 0 && l.exitSeen.IsZero() {
+			code := exit.Code
+			l.ExitCode, l.FinishedAt, l.exitSeen = &code, exit.At.UTC(), exit.At
+			if l.FinishedAt.IsZero() {
+				l.FinishedAt = a.now().UTC()
+			}
+			l.LastError = exitMessage(code)
+			l.failing = true
+		}
+		code := -1
+		if l.ExitCode != nil {
+			code = *l.ExitCode
+		}
+		if act.Why != "unhealthy" && !restartWanted(act.Spec.RestartPolicy, code) {
+			l.State = finalState(code)
+			return act, true
+		}
+		l.State = wire.ReplicaRestarting
+	case Start, Replace:
+		if l.failing {
+			l.State = wire.ReplicaRestarting
+		}
+	}
+	return act, false
 }
 
 func (a *Agent) apply(ctx context.Context, act Action) error {
@@ -141,18 +257,65 @@ func (a *Agent) apply(ctx context.Context, act Action) error {
 		return nil
 	case Remove:
 		a.backoff.Forget(act.ID)
-		return a.node.Remove(ctx, act.ID)
+		err := a.node.Remove(ctx, act.ID)
+		if err == nil {
+			a.tr.mu.Lock()
+			a.tr.forget(act.ID)
+			a.tr.mu.Unlock()
+		}
+		return err
 	case Replace, Restart:
 		if err := a.node.Remove(ctx, act.ID); err != nil {
 			return err
 		}
 	}
 	a.backoff.Started(act.ID, a.now())
-	return a.node.Start(ctx, act.Spec)
+	a.tr.mu.Lock()
+	l := a.tr.get(act.Spec)
+	if l.attempts > 0 {
+		l.Restarts++
+	}
+	l.attempts++
+	if l.health != nil {
+		l.health.stop()
+		l.health = nil
+	}
+	a.tr.mu.Unlock()
+
+	err := a.node.Start(ctx, act.Spec)
+
+	a.tr.mu.Lock()
+	defer a.tr.mu.Unlock()
+	l = a.tr.get(act.Spec)
+	if err != nil {
+		l.LastError, l.failing = plain(err), true
+		l.State = wire.ReplicaRestarting
+		if act.Spec.RestartPolicy == v1.RestartNever {
+			l.State = wire.ReplicaFailed
+		}
+		return err
+	}
+	l.State, l.StartedAt, l.failing = wire.ReplicaRunning, a.now().UTC(), false
+	// Its health check starts with it: until the first verdict the
+	// replica is starting, not running.
+	if rn, ok := a.node.(recorder); ok {
+		if rec, err := rn.Record(act.ID); err == nil && rec.Healthcheck != nil {
+			if ex, ok := a.node.(Execer); ok {
+				l.health = startProber(a.probes, ex, act.ID, *rec.Healthcheck, a.now)
+			}
+		}
+	}
+	return nil
+}
+
+// recorder is a node that reads one replica's record (replica.Node does).
+type recorder interface {
+	Record(id string) (replica.Record, error)
 }
 
 // Run reconciles every interval until ctx ends.
 func (a *Agent) Run(ctx context.Context, interval time.Duration) error {
+	defer a.Close()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

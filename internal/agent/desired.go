@@ -5,6 +5,7 @@ import (
 	"rung.dev/rung/internal/policy"
 	"slices"
 	"strings"
+	"time"
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/replica"
@@ -76,7 +77,31 @@ func FromPlan(set *v1.Set, res *scheduler.Result, node string) ([]replica.Spec, 
 			Capabilities: w.Spec.Capabilities,
 			Images:       images[w.Metadata.Tenant],
 			Admission:    admission,
+			// Always is the default: left out, so the spec's hash (and the
+			// running replicas) stay the same when it is spelled out.
+			RestartPolicy: restartPolicy(w.Spec.RestartPolicy),
+			Healthcheck:   healthcheck(w.Spec.Healthcheck),
 		})
 	}
 	return out, nil
+}
+
+func restartPolicy(p v1.RestartPolicy) v1.RestartPolicy {
+	if p == v1.RestartAlways {
+		return ""
+	}
+	return p
+}
+
+// healthcheck converts a validated spec.healthcheck (nil: the image's).
+func healthcheck(h *v1.Healthcheck) *replica.Healthcheck {
+	if h == nil {
+		return nil
+	}
+	d := func(s string) time.Duration {
+		v, _ := time.ParseDuration(s) // validated when applied
+		return v
+	}
+	out := replica.Healthcheck{Command: slices.Clone(h.Command), Interval: d(h.Interval), Timeout: d(h.Timeout), StartPeriod: d(h.StartPeriod), Retries: h.Retries}.WithDefaults()
+	return &out
 }

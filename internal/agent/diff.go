@@ -21,6 +21,8 @@ type Observed struct {
 	Spec   replica.Spec
 	Status runtime.Status // "" when the runtime has no container (a bundle left behind)
 	Exit   int
+	// Healthcheck is the check the node resolved for it (nil: none).
+	Healthcheck *replica.Healthcheck
 }
 
 // ActionKind is what to do with one replica.

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/tenancy"
 )
@@ -115,6 +118,9 @@ func (r *Remote) Once(ctx context.Context) (Report, error) {
 // heartbeat has its own loop, so a slow reconciliation (an image to
 // unpack, a sandbox to boot) never makes the node look down.
 func (r *Remote) Run(ctx context.Context, interval time.Duration) error {
+	if tn, ok := r.api.(Tunneler); ok {
+		go keepTunnel(ctx, tn, r.node, nodeAPI(r.replicas), r.log)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -147,20 +153,50 @@ func every(ctx context.Context, interval time.Duration, f func()) {
 	}
 }
 
-// States reports every replica this node has and its runtime state
-// ("missing" when the record has no container), as heartbeats carry them.
+// States reports every replica this node has, with its runtime state
+// ("missing" when the record has no container) and what the agent knows
+// of its life, and the desired replicas that have no container because
+// they failed to start (state restarting or failed, with the error), as
+// heartbeats carry them.
 func (a *Agent) States(ctx context.Context) ([]wire.ReplicaState, error) {
 	observed, _, err := a.Observe(ctx)
 	if err != nil {
 		return nil, err
 	}
+	lives := a.Statuses()
 	out := []wire.ReplicaState{}
 	for _, o := range observed {
 		st := string(o.Status)
 		if st == "" {
 			st = "missing"
 		}
-		out = append(out, wire.ReplicaState{ID: o.Spec.ID, Tenant: o.Spec.Tenant, Tier: o.Spec.Tier.String(), Status: st})
+		rs, ok := lives[o.Spec.ID]
+		delete(lives, o.Spec.ID)
+		if !ok || rs.Hash != Hash(o.Spec) {
+			// Not reconciled yet by this agent: say what the runtime says.
+			rs = wire.ReplicaState{ReplicaStatus: wire.ReplicaStatus{State: runtimeState(o.Status), Health: wire.HealthNone, Hash: Hash(o.Spec)}}
+		}
+		rs.ID, rs.Tenant, rs.Tier, rs.Status = o.Spec.ID, o.Spec.Tenant, o.Spec.Tier.String(), st
+		out = append(out, rs)
+	}
+	for _, id := range slices.Sorted(maps.Keys(lives)) {
+		rs := lives[id]
+		rs.Status = "missing"
+		out = append(out, rs)
 	}
 	return out, nil
+}
+
+// runtimeState is the replica state a runtime status stands for, before
+// the agent knows more.
+func runtimeState(s runtime.Status) string {
+	switch s {
+	case runtime.Running:
+		return wire.ReplicaRunning
+	case runtime.Created, runtime.Creating:
+		return wire.ReplicaStarting
+	case runtime.Stopped:
+		return wire.ReplicaRestarting
+	}
+	return wire.ReplicaPending
 }

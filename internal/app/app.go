@@ -388,6 +388,7 @@ func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog
 	// guest), for its node or for every node it stands in for.
 	runtimes := node.Runtimes(ctx)
 	srv.SetLocalRuntimes(cfg.Node, runtimes)
+	srv.SetLocalExec(cfg.Node, node.Exec)
 	log.Info("node agent runtimes", "node", cfg.Node, "runtimes", runtimes.String())
 	src := agent.SourceFunc(func(ctx context.Context) ([]replica.Spec, error) {
 		set, res, err := srv.Current(ctx)

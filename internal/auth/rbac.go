@@ -11,6 +11,9 @@ const (
 	List   Verb = "list"
 	Apply  Verb = "apply" // create or update
 	Delete Verb = "delete"
+	// Exec runs a command inside a workload's replica (`rung exec`):
+	// tenant admins of the tenant and operators.
+	Exec Verb = "exec"
 )
 
 // Kinds that are not manifest kinds but are still guarded.

@@ -71,7 +71,7 @@ func TestThreeAgents(t *testing.T) {
 	go func() {
 		cpDone <- app.Up(cpCtx, app.Config{
 			DataDir: filepath.Join(dir, "cp"), Listen: "127.0.0.1:0", ClientConfig: "-",
-			NodeTimeout: app.Duration(time.Second),
+			NodeTimeout: app.Duration(3 * time.Second), // the machine may be busy: no flapping
 		}, log, func(i app.Info) { infoc <- i })
 	}()
 	t.Cleanup(func() {
@@ -172,6 +172,24 @@ func TestThreeAgents(t *testing.T) {
 	want := map[string][]string{"n1": {"acme-web-0"}, "n2": {"acme-web-1"}, "n3": {"acme-web-2"}}
 	waitRunning(t, dir, want)
 	before := placements(t, op)
+
+	// exec reaches each node's replica through that node's tunnel (the
+	// agents listen on nothing): each answers with its own hostname.
+	for i := range 3 {
+		var out strings.Builder
+		var code int
+		var err error
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			out.Reset()
+			code, err = op.Exec(ctx, "acme", "web", i, []string{"hostname"}, client.ExecIO{Stdout: &out})
+			if err == nil || time.Now().After(deadline) {
+				break // a tunnel may still be connecting, or a replica reporting
+			}
+		}
+		if want := "acme-web-" + strconv.Itoa(i) + "\n"; err != nil || code != 0 || out.String() != want {
+			t.Errorf("exec hostname in replica %d = %q, code %d, err %v; want %q", i, out.String(), code, err, want)
+		}
+	}
 
 	// n3's machine dies: its agent stops; its container is left behind.
 	kill("n3")

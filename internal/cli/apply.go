@@ -186,8 +186,10 @@ func newApplyCmd() *cobra.Command {
 		Long: `Reads Tenant, Topology, Policy and Workload manifests (files or directories,
 YAML with several documents or JSON) and applies each object: created,
 updated, or unchanged when it is already so. Tenants, topologies and
-policies go first, then workloads. Exit 0 when every object applied, 1 when
-the server refused one, 2 on invalid manifests.`,
+policies go first, then workloads. Exit 0 when every object applied and
+every replica of the applied workloads is placed, 3 when some replica can't
+be placed (with the planner's reasons, as rung plan prints them), 1 when the
+server refused an object, 2 on invalid manifests.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			set, err := readManifests(files)
@@ -221,12 +223,48 @@ the server refused one, 2 on invalid manifests.`,
 				}
 				return withCode(code, fmt.Errorf("%d of %d object(s) not applied", failed, len(results)))
 			}
-			return nil
+			return unplacedOf(cmd, c, set)
 		},
 	}
 	cf.register(cmd)
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "manifest file or directory (repeatable)")
 	return cmd
+}
+
+// unplacedOf asks the control plane's plan about the workloads of set:
+// ExitUnplaced, with the reasons, when a replica of one could not be
+// placed (DESIGN §8: `apply` exits 3 like `plan`).
+func unplacedOf(cmd *cobra.Command, c *client.Client, set *v1.Set) error {
+	if len(set.Workloads) == 0 {
+		return nil
+	}
+	res, err := c.Plan(cmd.Context())
+	if err != nil {
+		return apiError(err)
+	}
+	applied := map[string]bool{}
+	for _, w := range set.Workloads {
+		applied[w.Metadata.Tenant+"/"+w.Metadata.Name] = true
+	}
+	n := 0
+	stderr := cmd.ErrOrStderr()
+	for _, u := range res.Unplaced {
+		if !applied[u.Workload] {
+			continue
+		}
+		if n == 0 {
+			fmt.Fprintln(stderr, "UNPLACED")
+		}
+		n++
+		fmt.Fprintf(stderr, "  %s[%d]:\n", u.Workload, u.Replica)
+		for _, r := range u.Reasons {
+			fmt.Fprintf(stderr, "    - %s\n", r)
+		}
+	}
+	if n > 0 {
+		return withCode(ExitUnplaced, fmt.Errorf("%d replica(s) of the applied workloads can't be placed; `rung explain WORKLOAD` says why and what would fix it", n))
+	}
+	return nil
 }
 
 func displayRef(r client.Ref) string {
@@ -358,6 +396,7 @@ func newGetCmd() *cobra.Command {
 	var (
 		cf             clientFlags
 		output, tenant string
+		watch          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME] [-o json|yaml]",
@@ -366,9 +405,21 @@ func newGetCmd() *cobra.Command {
 object. Workloads are listed with their placements from the current plan.
 "rung get plan" prints the scheduler's current plan, like rung plan;
 "rung get events" the latest changes and denials you may see;
-"rung get nodes" (operators) every node agent: up, down or unknown.`,
+"rung get nodes" (operators) every node agent: up, down or unknown;
+"rung get replicas [WORKLOAD[/INDEX]]" each replica's state, restarts and
+last error (-o wide adds health, exit code and usage; -w watches).`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if isReplicaKind(args[0]) { // replicas.go
+				c, err := cf.client()
+				if err != nil {
+					return err
+				}
+				return getReplicas(cmd, c, args[1:], tenant, output, watch)
+			}
+			if watch {
+				return withCode(ExitInvalid, fmt.Errorf("-w: only replicas can be watched so far"))
+			}
 			if !slices.Contains([]string{"", "text", "json", "yaml"}, output) {
 				return withCode(ExitInvalid, fmt.Errorf("-o %q: use text, json or yaml", output))
 			}
@@ -441,8 +492,9 @@ object. Workloads are listed with their placements from the current plan.
 		},
 	}
 	cf.register(cmd)
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or yaml")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or yaml (replicas also wide and name)")
 	cmd.Flags().StringVar(&tenant, "tenant", "", "only this tenant's workloads")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after listing, print changes as they happen (replicas)")
 	return cmd
 }
 
@@ -608,6 +660,11 @@ func newDescribeCmd() *cobra.Command {
 					return apiError(err)
 				}
 				describePlacements(out, r.Tenant+"/"+r.Name, res)
+				rs, err := c.Replicas(ctx, r.Tenant, r.Name)
+				if err != nil {
+					return apiError(err)
+				}
+				describeReplicas(out, rs)
 			}
 			evs, err := objectEvents(cmd, c, r, 10)
 			if err != nil {

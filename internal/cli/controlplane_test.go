@@ -211,7 +211,7 @@ func TestUpApplyGetDelete(t *testing.T) {
 
 	// Errors from the server name the file and line of the object.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	os.WriteFile(bad, []byte("apiVersion: rung.dev/v1\nkind: Workload\nmetadata: {name: big, tenant: biology}\nspec:\n  replicas: 49\n"), 0o644)
+	os.WriteFile(bad, []byte("apiVersion: rung.dev/v1\nkind: Workload\nmetadata: {name: big, tenant: biology}\nspec:\n  image: busybox:latest\n  replicas: 49\n"), 0o644)
 	code, _, errs = rungCmd(t, "apply", "-f", bad)
 	if code != ExitFailure || !strings.Contains(errs, "bad.yaml:1: workload biology/big: tenant biology quota exceeded") {
 		t.Errorf("apply over quota: %d %s", code, errs)

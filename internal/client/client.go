@@ -114,6 +114,32 @@ func (c *Client) Server() string { return c.base.String() }
 
 // do sends a request and decodes a 2xx JSON answer into out (if non-nil).
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body []byte, out any) (http.Header, error) {
+	req, err := c.request(ctx, method, path, query, body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return resp.Header, errorOf(method, path, resp, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return nil, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return resp.Header, nil
+}
+
+// request builds an authenticated request.
+func (c *Client) request(ctx context.Context, method, path string, query url.Values, body []byte) (*http.Request, error) {
 	u := *c.base
 	u.Path += path
 	u.RawQuery = query.Encode()
@@ -132,32 +158,41 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.http.Do(req)
+	return req, nil
+}
+
+// errorOf turns a non-2xx answer into an *Error.
+func errorOf(method, path string, resp *http.Response, data []byte) error {
+	var body wire.Error
+	e := &Error{Status: resp.StatusCode}
+	if json.Unmarshal(data, &body) != nil || body.Code == "" {
+		e.Code = codeFor(resp.StatusCode)
+		e.Message = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
+	} else {
+		e.Code, e.Message, e.Details, e.RequestID = body.Code, body.Message, body.Details, body.RequestID
+	}
+	return e
+}
+
+// stream sends a request whose answer is read as it comes (watches, log
+// follows): no overall timeout, only ctx; the caller closes the body.
+func (c *Client) stream(ctx context.Context, method, path string, query url.Values, body []byte) (*http.Response, error) {
+	req, err := c.request(ctx, method, path, query, body)
+	if err != nil {
+		return nil, err
+	}
+	hc := *c.http
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
-	}
 	if resp.StatusCode/100 != 2 {
-		var body wire.Error
-		e := &Error{Status: resp.StatusCode}
-		if json.Unmarshal(data, &body) != nil || body.Code == "" {
-			e.Code = codeFor(resp.StatusCode)
-			e.Message = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
-		} else {
-			e.Code, e.Message, e.Details, e.RequestID = body.Code, body.Message, body.Details, body.RequestID
-		}
-		return resp.Header, e
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return nil, errorOf(method, path, resp, data)
 	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return nil, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
-		}
-	}
-	return resp.Header, nil
+	return resp, nil
 }
 
 func codeFor(status int) string {

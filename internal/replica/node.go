@@ -68,6 +68,11 @@ type Spec struct {
 	// the Policies); nil means the built-in checks only. It never weakens
 	// them: rules only add findings.
 	Admission *policy.Config `json:"admission,omitempty"`
+	// RestartPolicy is the workload's (v1.RestartAlways when empty); the
+	// agent applies it.
+	RestartPolicy v1.RestartPolicy `json:"restartPolicy,omitempty"`
+	// Healthcheck overrides the image's HEALTHCHECK.
+	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`
 }
 
 // Record is what the node keeps about a replica it prepared.
@@ -76,6 +81,9 @@ type Record struct {
 	Digest  string    `json:"digest"`
 	Created time.Time `json:"created"`
 	UIDBase uint32    `json:"uidBase"`
+	// Healthcheck is the check the agent runs: the spec's, else the
+	// image's HEALTHCHECK; nil for none.
+	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`
 }
 
 // Node runs replicas on this machine under a data directory:
@@ -372,10 +380,14 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 		n.note(d) // admitted ones were audited when applied
 		return "", fmt.Errorf("replica %s: %w: %w", s.ID, ErrRejected, d.Err())
 	}
+	hc, err := effectiveHealthcheck(s, cfg.Config.Healthcheck)
+	if err != nil {
+		return "", fmt.Errorf("replica %s: %w", s.ID, err)
+	}
 	if err := bundle.Write(dir, spec); err != nil {
 		return "", err
 	}
-	rec, err := json.MarshalIndent(Record{Spec: s, Digest: digest.String(), Created: time.Now().UTC(), UIDBase: r.HostUID}, "", "  ")
+	rec, err := json.MarshalIndent(Record{Spec: s, Digest: digest.String(), Created: time.Now().UTC(), UIDBase: r.HostUID, Healthcheck: hc}, "", "  ")
 	if err != nil {
 		return "", err
 	}

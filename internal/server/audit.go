@@ -109,7 +109,7 @@ func (e Entry) record() audit.Record {
 	}
 	decision := ""
 	switch e.Result {
-	case wire.Created, wire.Updated, "deleted", resultAdmitted:
+	case wire.Created, wire.Updated, "deleted", resultAdmitted, resultExecuted:
 	default:
 		decision = audit.Deny
 	}

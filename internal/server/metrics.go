@@ -1,21 +1,17 @@
 package server
 
 import (
+	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	v1 "rung.dev/rung/api/v1"
-)
-
-// Replica states reported per tier. Until a node agent reports, every
-// placed replica is pending.
-const (
-	StatePending = "pending"
-	StateRunning = "running"
-	StateFailed  = "failed"
+	"rung.dev/rung/internal/auth"
+	"rung.dev/rung/internal/server/wire"
 )
 
 // metrics are the server's Prometheus collectors, on its own registry.
@@ -30,7 +26,6 @@ type metrics struct {
 	admission       *prometheus.CounterVec // admission denials by kind and code
 	placements      *prometheus.GaugeVec   // placed replicas by tier
 	unplaced        prometheus.Gauge
-	replicas        *prometheus.GaugeVec // tier, state
 	runs            prometheus.Counter
 	planTime        prometheus.Histogram
 }
@@ -66,10 +61,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "rung_unplaced_replicas",
 			Help: "Replicas the current plan could not place.",
 		}),
-		replicas: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "rung_replicas",
-			Help: "Replicas by tier and state (pending until a node agent reports them running).",
-		}, []string{"tier", "state"}),
 		runs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rung_scheduler_runs_total",
 			Help: "Scheduler runs over the stored objects.",
@@ -81,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{
-		m.latency, m.denials, m.unauthenticated, m.throttled, m.admission, m.placements, m.unplaced, m.replicas, m.runs, m.planTime,
+		m.latency, m.denials, m.unauthenticated, m.throttled, m.admission, m.placements, m.unplaced, m.runs, m.planTime,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -97,9 +88,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, t := range v1.Tiers {
 		m.placements.WithLabelValues(string(t))
-		for _, st := range []string{StatePending, StateRunning, StateFailed} {
-			m.replicas.WithLabelValues(string(t), st)
-		}
 	}
 	return m, nil
 }
@@ -116,13 +104,70 @@ func (m *metrics) observe(route, method string, code int, d time.Duration) {
 	m.latency.WithLabelValues(route, method, strconv.Itoa(code)).Observe(d.Seconds())
 }
 
-// setPlan publishes a plan's counts. Replicas are pending until an agent
-// reports them (running and failed stay 0 until then).
+// setPlan publishes a plan's counts.
 func (m *metrics) setPlan(byTier map[string]int, unplaced int) {
 	for _, t := range v1.Tiers {
-		n := float64(byTier[string(t)])
-		m.placements.WithLabelValues(string(t)).Set(n)
-		m.replicas.WithLabelValues(string(t), StatePending).Set(n)
+		m.placements.WithLabelValues(string(t)).Set(float64(byTier[string(t)]))
 	}
 	m.unplaced.Set(float64(unplaced))
+}
+
+// replicaCollector publishes the replica view at every scrape (DESIGN §8),
+// so /metrics agrees with `rung get replicas`: rung_replicas by tier and
+// state, and per replica its state, readiness and restarts. Per-replica
+// series carry tenant, workload (its name), replica (its index) and state
+// labels: one series per replica and metric, bounded by the tenants'
+// replica quotas; a deleted replica's series disappear with it.
+type replicaCollector struct{ s *Server }
+
+var (
+	descReplicas = prometheus.NewDesc("rung_replicas",
+		"Placed replicas by tier and state (pending until their node reports them).", []string{"tier", "state"}, nil)
+	descReplicaState = prometheus.NewDesc("rung_replica_state",
+		"1 for the state each replica is in (pending, admitted, starting, running, unhealthy, restarting, failed, succeeded, terminating).",
+		[]string{"tenant", "workload", "replica", "state"}, nil)
+	descReplicaReady = prometheus.NewDesc("rung_replica_ready",
+		"1 when the replica runs and its health check passes (or it has none).", []string{"tenant", "workload", "replica"}, nil)
+	descReplicaRestarts = prometheus.NewDesc("rung_replica_restarts_total",
+		"Restarts of each replica as its node counted them.", []string{"tenant", "workload", "replica"}, nil)
+)
+
+func (c replicaCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descReplicas
+	ch <- descReplicaState
+	ch <- descReplicaReady
+	ch <- descReplicaRestarts
+}
+
+func (c replicaCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	view, err := c.s.replicaView(ctx, auth.Principal{Role: auth.Operator})
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descReplicas, err)
+		return
+	}
+	counts := map[[2]string]int{}
+	for _, t := range v1.Tiers {
+		for _, st := range wire.ReplicaStates {
+			counts[[2]string{string(t), st}] = 0
+		}
+	}
+	for _, r := range view {
+		_, name, _ := strings.Cut(r.Workload, "/")
+		idx := strconv.Itoa(r.Index)
+		if r.Tier != "" {
+			counts[[2]string{r.Tier, r.State}]++
+		}
+		ch <- prometheus.MustNewConstMetric(descReplicaState, prometheus.GaugeValue, 1, r.Tenant, name, idx, r.State)
+		ready := 0.0
+		if r.Ready {
+			ready = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descReplicaReady, prometheus.GaugeValue, ready, r.Tenant, name, idx)
+		ch <- prometheus.MustNewConstMetric(descReplicaRestarts, prometheus.CounterValue, float64(r.Restarts), r.Tenant, name, idx)
+	}
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(descReplicas, prometheus.GaugeValue, float64(n), k[0], k[1])
+	}
 }

@@ -58,6 +58,12 @@ type nodes struct {
 	// saved is when each node's status was last written to the store
 	// (nodestore.go).
 	saved map[string]time.Time
+	// execLocal runs commands in the replicas of this process's own agent,
+	// which is execNode ("" for every node without an agent of its own).
+	execLocal ExecFunc
+	execNode  string
+	// tunnels are the connected remote agents, by node (tunnel.go).
+	tunnels map[string]*tunnel
 }
 
 type nodeBeat struct {
@@ -87,7 +93,7 @@ func newNodes(timeout time.Duration, now func() time.Time) *nodes {
 	if timeout <= 0 {
 		timeout = DefaultNodeTimeout
 	}
-	return &nodes{timeout: timeout, now: now, seen: map[string]*nodeBeat{}, published: map[string][]wire.ReplicaLog{}, saved: map[string]time.Time{}}
+	return &nodes{timeout: timeout, now: now, seen: map[string]*nodeBeat{}, published: map[string][]wire.ReplicaLog{}, saved: map[string]time.Time{}, tunnels: map[string]*tunnel{}}
 }
 
 // beat records a heartbeat of node name; false when too many nodes are
@@ -185,6 +191,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	decisions := hb.Decisions
 	hb.Decisions = nil           // not kept in memory with the heartbeat
 	hb.Logs = boundLogs(hb.Logs) // logs.go
+	if hb.Replicas != nil {
+		hb.Replicas = boundStates(hb.Replicas) // replicas.go
+	}
 	was := s.nodes.statusOf(name)
 	if !s.nodes.beat(name, hb) {
 		return newError(http.StatusTooManyRequests, wire.CodeInvalid, "too many nodes (%d); remove unused node tokens", maxNodes)
@@ -198,7 +207,6 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err := s.AuditNodeDecisions(r.Context(), name, s.plannedOnly(r.Context(), name, decisions)); err != nil {
 		return err
 	}
-	s.publishReplicaStates()
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -245,37 +253,6 @@ func (n *nodes) statusOf(name string) string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.state(name, n.now())
-}
-
-// publishReplicaStates sets the replica-state metrics from the heartbeats
-// of the nodes that are up.
-func (s *Server) publishReplicaStates() {
-	counts := map[string]map[string]int{}
-	all := s.nodes.status(nil)
-	s.nodes.mu.Lock()
-	if s.nodes.local != nil {
-		all = append(all, wire.NodeStatus{Name: "(this machine)", State: wire.NodeUp, Replicas: s.nodes.local})
-	}
-	s.nodes.mu.Unlock()
-	for _, st := range all {
-		for _, r := range st.Replicas {
-			if counts[r.Tier] == nil {
-				counts[r.Tier] = map[string]int{StateRunning: 0, StateFailed: 0, StatePending: 0}
-			}
-			if st.State != wire.NodeUp {
-				continue
-			}
-			switch r.Status {
-			case "running":
-				counts[r.Tier][StateRunning]++
-			case "stopped":
-				counts[r.Tier][StateFailed]++
-			default:
-				counts[r.Tier][StatePending]++
-			}
-		}
-	}
-	s.SetReplicaStates(counts)
 }
 
 // nodeReplicas answers the replicas a node must run under the current
@@ -393,11 +370,11 @@ func (r runtimeReports) only(names map[string]bool) runtimeReports {
 	return r
 }
 
-// PublishLocalStates sets the replica states of `rung up`'s own node agent,
-// for the replica metrics (remote agents send theirs with heartbeats).
+// PublishLocalStates sets the replica states of `rung up`'s own node agent
+// (remote agents send theirs with heartbeats).
 func (s *Server) PublishLocalStates(states []wire.ReplicaState) {
+	states = boundStates(states)
 	s.nodes.mu.Lock()
 	s.nodes.local = states
 	s.nodes.mu.Unlock()
-	s.publishReplicaStates()
 }

@@ -9,6 +9,7 @@
 package server
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -18,6 +19,7 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -95,8 +97,11 @@ type Server struct {
 	random    io.Reader
 	mux       *http.ServeMux
 	ready     atomic.Bool
-	nodes     *nodes     // node agents' heartbeats (nodes.go)
-	sessions  uiSessions // the dashboard's sign-ins (dashboard.go)
+	nodes     *nodes // node agents' heartbeats (nodes.go)
+	// closing is closed when Run ends: node tunnels close with it.
+	closing     chan struct{}
+	closingOnce sync.Once
+	sessions    uiSessions // the dashboard's sign-ins (dashboard.go)
 
 	oidc         *auth.OIDC
 	onAdminToken func(context.Context, string) error
@@ -120,6 +125,7 @@ func New(cfg Config) (*Server, error) {
 		store: store.WithDeadline(cfg.Store, cmp.Or(cfg.StoreTimeout, DefaultStoreTimeout)), audit: cfg.Audit, log: cfg.Logger, reg: cfg.Registry,
 		now: cfg.Now, random: cfg.Random, mux: http.NewServeMux(), lockSeed: maphash.MakeSeed(),
 		oidc: cfg.OIDC, onAdminToken: cfg.OnAdminToken, adminName: cmp.Or(cfg.AdminTokenName, "admin"), limitCfg: cfg.Limits.withDefaults(),
+		closing: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -155,6 +161,9 @@ func New(cfg Config) (*Server, error) {
 	// again a few times per timeout even when nothing stored changed.
 	s.planner.down, s.planner.recheck = s.nodes.down, s.nodes.timeout/4
 	s.planner.detected = s.nodes.runtimes
+	if err := s.reg.Register(replicaCollector{s}); err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
 	if s.admission, err = policy.New(policy.Config{}); err != nil {
 		return nil, fmt.Errorf("server: admission: %w", err)
 	}
@@ -169,6 +178,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // Run keeps the stored plan up to date with the stored objects until ctx
 // is done. The API works without it: GET /v1/plan plans on demand.
 func (s *Server) Run(ctx context.Context) error {
+	defer s.closingOnce.Do(func() { close(s.closing) })
 	done := make(chan struct{})
 	go func() { defer close(done); s.runDenials(ctx) }()
 	err := s.planner.run(ctx)
@@ -185,17 +195,6 @@ func (s *Server) Current(ctx context.Context) (*v1.Set, *scheduler.Result, error
 		return nil, nil, err
 	}
 	return pl.set, pl.result, nil
-}
-
-// SetReplicaStates publishes how many replicas of each tier are in each
-// state (StatePending, StateRunning, StateFailed), for the node agents'
-// reports. Until it is called, placed replicas count as pending.
-func (s *Server) SetReplicaStates(counts map[string]map[string]int) {
-	for tier, states := range counts {
-		for state, n := range states {
-			s.metrics.replicas.WithLabelValues(tier, state).Set(float64(n))
-		}
-	}
 }
 
 // SetReady marks the server ready or not for /readyz (e.g. false while
@@ -237,7 +236,13 @@ func (s *Server) routes() {
 	handle("GET /v1/nodes", true, s.listNodes)
 	handle("PUT /v1/nodes/{name}/heartbeat", true, s.heartbeat)
 	handle("GET /v1/nodes/{name}/replicas", true, s.nodeReplicas)
+	handle("GET /v1/nodes/{name}/tunnel", true, s.nodeTunnel)                      // tunnel.go
 	handle("GET /v1/tenants/{tenant}/workloads/{name}/logs", true, s.workloadLogs) // logs.go
+	// Replicas and their status (replicas.go).
+	handle("GET /v1/replicas", true, s.listReplicas)
+	handle("GET /v1/tenants/{tenant}/replicas", true, s.listReplicas)
+	handle("GET /v1/tenants/{tenant}/workloads/{name}/replicas", true, s.listReplicas)
+	handle("GET /v1/tenants/{tenant}/workloads/{name}/replicas/{index}/exec", true, s.execReplica) // exec.go
 
 	for _, k := range kinds {
 		if k.tenanted {
@@ -322,6 +327,21 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 		w.status, w.wrote = http.StatusOK, true
 	}
 	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack hands the connection over (exec's WebSocket upgrade).
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("connection can't be hijacked")
+	}
+	if !w.wrote {
+		w.status, w.wrote = http.StatusSwitchingProtocols, true
+	}
+	return h.Hijack()
 }
 
 func (w *statusWriter) Flush() {

@@ -261,7 +261,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if len(req.Description) > 256 {
 		return badRequest("description: longer than 256 bytes; shorten it")
 	}
-	if !printable(req.Name, 64) {
+	if !isPrintable(req.Name, 64) {
 		return badRequest("name: at most 64 printable characters, such as ci-deploy")
 	}
 	if p.Node != "" && !isDNSLabel(p.Node) {
@@ -305,7 +305,7 @@ func ParseTTL(s string) (time.Duration, error) {
 	return d, nil
 }
 
-func printable(s string, n int) bool {
+func isPrintable(s string, n int) bool {
 	if len(s) > n {
 		return false
 	}

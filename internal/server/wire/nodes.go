@@ -118,3 +118,7 @@ type NodeReplicas struct {
 	Node     string         `json:"node"`
 	Replicas []replica.Spec `json:"replicas"`
 }
+
+// TunnelProtocol is the Upgrade token of a node agent's tunnel
+// (GET /v1/nodes/{name}/tunnel), which then carries a yamux session.
+const TunnelProtocol = "rung-tunnel/1"

@@ -1,6 +1,9 @@
 package wire
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Replica states (DESIGN §8), as `rung get replicas`, the dashboard and
 // /metrics show them.
@@ -100,4 +103,41 @@ type Replica struct {
 // Replicas is the answer to a list of replicas.
 type Replicas struct {
 	Items []Replica `json:"items"`
+}
+
+// Watch event types, as Kubernetes names them.
+const (
+	WatchAdded    = "ADDED"
+	WatchModified = "MODIFIED"
+	WatchDeleted  = "DELETED"
+)
+
+// WatchEvent is one line of a ?watch=1 stream: Object is what the list
+// holds (a Replica, or a manifest).
+type WatchEvent struct {
+	Type   string          `json:"type"`
+	Object json.RawMessage `json:"object"`
+}
+
+// Exec streams (GET .../workloads/{name}/replicas/{index}/exec, upgraded to
+// a WebSocket with subprotocol ExecProtocol). Every binary message starts
+// with a channel byte, as Kubernetes' v5.channel.k8s.io: the client sends
+// ExecStdin data and ExecClose+[ExecStdin] when its input ends; the server
+// sends ExecStdout and ExecStderr data, then one ExecStatus message (JSON
+// ExecStatus) and closes.
+const (
+	ExecProtocol = "exec.rung.dev/v1"
+	ExecStdin    = 0
+	ExecStdout   = 1
+	ExecStderr   = 2
+	ExecStatus   = 3
+	ExecClose    = 255
+)
+
+// ExecResult is the last message of an exec stream.
+type ExecResult struct {
+	// ExitCode of the command; 127 when it does not exist in the replica.
+	ExitCode int `json:"exitCode"`
+	// Error says why the command could not run (then ExitCode is -1, or 127).
+	Error string `json:"error,omitempty"`
 }

@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"rung.dev/rung/internal/runtime/drivertest"
+)
+
+// TestExecAsUser: `rung exec` into live replicas through the API, as a
+// tenant admin would: the container-tier replica's own uid map, seccomp
+// filter and no capabilities; gVisor's kernel in the sandbox tier; exit
+// codes (127 for a missing program); standard input with -i; another
+// tenant's replica is a 404 and a viewer may not exec; each exec is an
+// audit event with its command line.
+func TestExecAsUser(t *testing.T) {
+	startUpWithAgent(t)
+	drivertest.RequireBinary(t, "runsc")
+	dir := t.TempDir()
+	manifests := filepath.Join(dir, "app.yaml")
+	if err := os.WriteFile(manifests, []byte(`apiVersion: rung.dev/v1
+kind: Topology
+metadata: {name: one}
+spec:
+  nodes:
+  - {name: n1, capacity: {cpu: 4, memory: 4Gi}, runtimes: [container, sandbox]}
+---
+apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: shop}
+spec: {organization: shop, trust: trusted}
+---
+apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: rival}
+spec: {organization: shop, trust: trusted, isolation: {minimum: sandbox}}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: web, tenant: shop}
+spec:
+  image: busybox:latest
+  command: ["sleep", "3600"]
+  resources: {cpu: 100m, memory: 32Mi}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: box, tenant: rival}
+spec:
+  image: busybox:latest
+  command: ["sleep", "3600"]
+  resources: {cpu: 100m, memory: 32Mi}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := rungCmd(t, "apply", "-f", manifests); code != ExitOK {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	t.Cleanup(func() { rungCmd(t, "delete", "-f", manifests) })
+	for _, w := range []string{"shop/web/0", "rival/box/0"} {
+		for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			_, out, _ := rungCmd(t, "get", "replicas", w)
+			if strings.Contains(out, "running") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never ran:\n%s", w, out)
+			}
+		}
+	}
+	_, shopAdmin, _ := rungCmd(t, "token", "create", "--role", "tenant-admin", "--tenant", "shop")
+	_, shopViewer, _ := rungCmd(t, "token", "create", "--role", "tenant-viewer", "--tenant", "shop")
+	shopAdmin, shopViewer = strings.TrimSpace(shopAdmin), strings.TrimSpace(shopViewer)
+
+	code, out, stderr := rungCmd(t, "exec", "web", "--token", shopAdmin, "--", "sh", "-c", "cat /proc/self/status /proc/self/uid_map")
+	if code != ExitOK {
+		t.Fatalf("exec as the tenant admin: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"Seccomp:\t2", "NoNewPrivs:\t1", "CapEff:\t0000000000000000"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the exec'd process's status lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "         0          0 4294967295") {
+		t.Errorf("the exec'd process is in the host's user namespace:\n%s", out)
+	}
+	if code, _, _ := rungCmd(t, "exec", "shop/web", "--", "sh", "-c", "exit 3"); code != 3 {
+		t.Errorf("exit 3 in the replica: rung exec exited %d", code)
+	}
+	if code, _, stderr := rungCmd(t, "exec", "shop/web", "--", "/bin/nope"); code != 127 || !strings.Contains(stderr, "not found") {
+		t.Errorf("a missing program: exit %d, want 127: %s", code, stderr)
+	}
+	if code, _, stderr := rungCmd(t, "exec", "rival/box", "--token", shopAdmin, "--", "true"); code == ExitOK || !strings.Contains(stderr, "not found") {
+		t.Errorf("exec into another tenant's replica: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := rungCmd(t, "exec", "shop/web", "--token", shopViewer, "--", "true"); code == ExitOK || !strings.Contains(stderr, "may not exec") {
+		t.Errorf("a viewer's exec: exit %d: %s", code, stderr)
+	}
+
+	// The sandbox tier runs it inside gVisor's kernel.
+	host, _ := os.ReadFile("/proc/version")
+	code, out, stderr = rungCmd(t, "exec", "rival/box", "--", "cat", "/proc/version")
+	if code != ExitOK || out == string(host) || !strings.HasPrefix(out, "Linux version") {
+		t.Errorf("exec in the sandbox: exit %d: %q (host %q) %s", code, out, host, stderr)
+	}
+	if _, out, _ := rungCmd(t, "get", "events"); !strings.Contains(out, "exec") || !strings.Contains(out, "cat /proc/version") {
+		t.Errorf("events lack the exec:\n%s", out)
+	}
+}

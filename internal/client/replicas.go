@@ -1,0 +1,63 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"rung.dev/rung/internal/server/wire"
+)
+
+// replicasPath is the list of replicas of a workload, a tenant, or all.
+func replicasPath(tenant, workload string) string {
+	switch {
+	case workload != "":
+		return "/v1/tenants/" + url.PathEscape(tenant) + "/workloads/" + url.PathEscape(workload) + "/replicas"
+	case tenant != "":
+		return "/v1/tenants/" + url.PathEscape(tenant) + "/replicas"
+	}
+	return "/v1/replicas"
+}
+
+// Replicas lists replicas with their status: of one workload, of a tenant
+// (workload ""), or every one the token may see (both "").
+func (c *Client) Replicas(ctx context.Context, tenant, workload string) ([]wire.Replica, error) {
+	var r wire.Replicas
+	if _, err := c.do(ctx, http.MethodGet, replicasPath(tenant, workload), nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return r.Items, nil
+}
+
+// WatchReplicas streams the replicas' changes to fn (first each replica as
+// ADDED) until ctx ends, the server ends the stream, or fn fails.
+func (c *Client) WatchReplicas(ctx context.Context, tenant, workload string, fn func(wire.WatchEvent, wire.Replica) error) error {
+	path := replicasPath(tenant, workload)
+	resp, err := c.stream(ctx, http.MethodGet, path, url.Values{"watch": {"1"}}, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var ev wire.WatchEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("watch %s: %w", path, err)
+		}
+		var r wire.Replica
+		if err := json.Unmarshal(ev.Object, &r); err != nil {
+			return fmt.Errorf("watch %s: %w", path, err)
+		}
+		if err := fn(ev, r); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return sc.Err()
+}
