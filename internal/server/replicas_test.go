@@ -134,7 +134,6 @@ func mustReplicas(t *testing.T, c *client.Client) []wire.Replica {
 	return rs
 }
 
-
 func getMetrics(t *testing.T, c *client.Client) []byte {
 	t.Helper()
 	b, err := c.Metrics(t.Context()) // operators only
