@@ -49,6 +49,10 @@ func (s *deadline) List(ctx context.Context, dir string) ([]Value, int64, error)
 	return o.vals, o.rev, err
 }
 
+func (s *deadline) ListPage(ctx context.Context, dir, after string, limit int, rev int64) (Page, error) {
+	return call(s, ctx, "list page "+dir, func(ctx context.Context) (Page, error) { return s.Store.ListPage(ctx, dir, after, limit, rev) })
+}
+
 func (s *deadline) Put(ctx context.Context, key string, data []byte, expect int64) (int64, error) {
 	return call(s, ctx, "put "+key, func(ctx context.Context) (int64, error) { return s.Store.Put(ctx, key, data, expect) })
 }

@@ -259,6 +259,42 @@ func (s *Store) List(ctx context.Context, dir string) ([]store.Value, int64, err
 	}
 }
 
+// ListPage implements store.Pager: one range request at rev (etcd keeps
+// old revisions until compaction).
+func (s *Store) ListPage(ctx context.Context, dir, after string, limit int, rev int64) (store.Page, error) {
+	if err := s.usable(ctx); err != nil {
+		return store.Page{}, err
+	}
+	prefix, err := store.CheckPage(dir, after, limit, rev)
+	if err != nil {
+		return store.Page{}, err
+	}
+	full := s.prefix + prefix
+	from := full
+	if after != "" {
+		from = s.prefix + after + "\x00"
+	}
+	opts := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(full)), clientv3.WithLimit(int64(limit))}
+	if rev != 0 {
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	resp, err := s.cli.Get(ctx, from, opts...)
+	if err != nil {
+		if errors.Is(err, rpctypes.ErrFutureRev) {
+			return store.Page{}, fmt.Errorf("list page %q: revision %d is in the future: %w", dir, rev, store.ErrInvalid)
+		}
+		return store.Page{}, fmt.Errorf("list page %q: %w", dir, s.mapErr(err))
+	}
+	page := store.Page{Revision: rev, More: resp.More}
+	if rev == 0 {
+		page.Revision = resp.Header.Revision
+	}
+	for _, kv := range resp.Kvs {
+		page.Values = append(page.Values, store.Value{Key: strings.TrimPrefix(string(kv.Key), s.prefix), Data: nonNil(kv.Value), Revision: kv.ModRevision})
+	}
+	return page, nil
+}
+
 // Put implements store.Writer.
 func (s *Store) Put(ctx context.Context, key string, data []byte, expect int64) (int64, error) {
 	return s.apply(ctx, true, store.PutOp(key, data, expect))
