@@ -397,6 +397,8 @@ func newGetCmd() *cobra.Command {
 		cf             clientFlags
 		output, tenant string
 		watch          bool
+		limit          int
+		cont           string
 	)
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME] [-o json|yaml]",
@@ -471,7 +473,7 @@ last error (-o wide adds health, exit code and usage; -w watches).`,
 				}
 				return printData(out, "yaml", raw)
 			}
-			l, err := c.List(ctx, kind, tenant)
+			l, err := listOrPage(cmd, c, kind, tenant, limit, cont) // token.go
 			if err != nil {
 				return apiError(err)
 			}
@@ -480,7 +482,7 @@ last error (-o wide adds health, exit code and usage; -w watches).`,
 				for i, it := range l.Items {
 					items[i] = it.Object
 				}
-				return printData(out, output, map[string]any{"items": items})
+				return printData(out, output, map[string]any{"items": items, "continue": l.Continue})
 			}
 			var res *scheduler.Result
 			if kind == v1.KindWorkload {
@@ -495,6 +497,8 @@ last error (-o wide adds health, exit code and usage; -w watches).`,
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or yaml (replicas also wide and name)")
 	cmd.Flags().StringVar(&tenant, "tenant", "", "only this tenant's workloads")
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after listing, print changes as they happen (replicas)")
+	cmd.Flags().IntVar(&limit, "limit", 0, "list one page of at most this many objects (see --continue)")
+	cmd.Flags().StringVar(&cont, "continue", "", "the next page of a list, as the previous page printed")
 	return cmd
 }
 

@@ -14,6 +14,15 @@ func TestTokenCommands(t *testing.T) {
 	if code, _, errs := rungCmd(t, "apply", "-f", "../../examples/university"); code != 0 {
 		t.Fatalf("apply: %s", errs)
 	}
+	// A page at a time.
+	code, out, errs := rungCmd(t, "get", "workloads", "--limit", "2")
+	if code != 0 || !strings.Contains(errs, "more: add --continue ") || strings.Count(out, "\n") != 3 {
+		t.Fatalf("get --limit 2: %d\n%s\n%s", code, out, errs)
+	}
+	cont := strings.TrimSpace(errs[strings.Index(errs, "--continue ")+len("--continue "):])
+	if code, out2, errs := rungCmd(t, "get", "workloads", "--limit", "2", "--continue", cont); code != 0 || out2 == out {
+		t.Errorf("next page: %d\n%s\n%s", code, out2, errs)
+	}
 	code, tok, errs := rungCmd(t, "token", "create", "--role", "tenant-admin", "--tenant", "biology", "--name", "ci", "--ttl", "30d")
 	if code != 0 || !strings.Contains(errs, "expires ") {
 		t.Fatalf("token create: %d %s", code, errs)
@@ -23,7 +32,7 @@ func TestTokenCommands(t *testing.T) {
 	if code, _, errs := rungCmd(t, "token", "create", "--role", "tenant-admin", "--tenant", "biology", "--ttl", "forever"); code == 0 || !strings.Contains(errs, "ttl") {
 		t.Errorf("bad ttl: %d %s", code, errs)
 	}
-	code, out, errs := rungCmd(t, "token", "list")
+	code, out, errs = rungCmd(t, "token", "list")
 	if code != 0 {
 		t.Fatalf("token list: %s", errs)
 	}

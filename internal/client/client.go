@@ -31,6 +31,11 @@ var (
 	ErrQuota        = errors.New("quota exceeded")
 	ErrTooLarge     = errors.New("too large")
 	ErrUnavailable  = errors.New("unavailable")
+	// ErrExpired: a list's continue value is no longer valid (the list
+	// changed since its first page); list again from the first page.
+	ErrExpired = errors.New("list expired")
+	// ErrTooMany: rate limited; retry after the answer's Retry-After.
+	ErrTooMany = errors.New("too many requests")
 )
 
 // Error is an error answer of the API.
@@ -70,6 +75,10 @@ func (e *Error) Is(target error) bool {
 		return target == ErrTooLarge
 	case wire.CodeUnavailable:
 		return target == ErrUnavailable
+	case wire.CodeExpired:
+		return target == ErrExpired
+	case wire.CodeTooMany:
+		return target == ErrTooMany
 	}
 	return false
 }
@@ -385,15 +394,46 @@ func (c *Client) GetTenant(ctx context.Context, name string) (*v1.Tenant, error)
 	return &t, nil
 }
 
-// List lists the objects of a kind the caller may see; for Workloads,
-// tenant narrows the list to one tenant ("" for all visible).
+// List lists every object of a kind the caller may see, page by page,
+// all pages of one store revision (a list that changes meanwhile is read
+// again from the start, a few times); for Workloads, tenant narrows the
+// list to one tenant ("" for all visible).
 func (c *Client) List(ctx context.Context, kind, tenant string) (wire.List, error) {
+	var err error
+	for range 5 {
+		var all wire.List
+		cont := ""
+		for {
+			var l wire.List
+			if l, err = c.ListPage(ctx, kind, tenant, 0, cont); err != nil {
+				break
+			}
+			all.Items = append(all.Items, l.Items...)
+			all.Revision = l.Revision
+			if cont = l.Continue; cont == "" {
+				if all.Items == nil {
+					all.Items = []wire.Item{}
+				}
+				return all, nil
+			}
+		}
+		if !errors.Is(err, ErrExpired) {
+			return wire.List{}, err
+		}
+	}
+	return wire.List{}, err
+}
+
+// ListPage returns one page of a list: at most limit objects (0 for the
+// server's default of 500) after the page cont names ("" for the first);
+// the answer's Continue names the next page.
+func (c *Client) ListPage(ctx context.Context, kind, tenant string, limit int, cont string) (wire.List, error) {
 	p, err := Ref{Kind: kind, Tenant: tenant}.path()
 	if err != nil {
 		return wire.List{}, err
 	}
 	var l wire.List
-	_, err = c.do(ctx, http.MethodGet, p, nil, nil, &l)
+	_, err = c.do(ctx, http.MethodGet, p, pageQuery(limit, cont), nil, &l)
 	return l, err
 }
 

@@ -133,6 +133,9 @@ func (s *Server) get(k kind) handlerFunc {
 	}
 }
 
+// list serves one page of the objects of a kind the caller may see
+// (?limit=, ?continue=; pagination.go), every page of a list at the
+// first page's store revision.
 func (s *Server) list(k kind) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
@@ -144,7 +147,11 @@ func (s *Server) list(k kind) handlerFunc {
 		if err := s.authorize(ctx, auth.List, auth.Object{Kind: k.name, Tenant: tenant}, ""); err != nil {
 			return err
 		}
-		var dirs []string
+		pg, err := pageOf(r)
+		if err != nil {
+			return err
+		}
+		dir := ""
 		switch {
 		case tenant != "":
 			// A named tenant must exist, so that a missing tenant and
@@ -154,14 +161,15 @@ func (s *Server) list(k kind) handlerFunc {
 			} else if err != nil {
 				return err
 			}
-			dirs = []string{k.dir + "/" + tenant}
+			dir = k.dir + "/" + tenant
 		case p.Role == auth.Operator:
-			dirs = []string{k.dir}
+			dir = k.dir
 		case k.name == v1.KindWorkload:
-			dirs = []string{k.dir + "/" + p.Tenant}
+			dir = k.dir + "/" + p.Tenant
 		}
 		out := wire.List{Items: []wire.Item{}}
 		if k.name == v1.KindTenant && p.Role != auth.Operator {
+			// A tenant role's list of tenants is its own: one item, one page.
 			v, err := s.store.Get(ctx, tenantKey(p.Tenant))
 			if err == nil {
 				out.Items = append(out.Items, wire.Item{Revision: v.Revision, Object: v.Data})
@@ -170,14 +178,17 @@ func (s *Server) list(k kind) handlerFunc {
 				return err
 			}
 		}
-		for _, dir := range dirs {
-			vals, rev, err := s.store.List(ctx, dir)
+		if dir != "" {
+			page, err := s.listPage(ctx, dir, pg)
 			if err != nil {
-				return fmt.Errorf("list %s: %w", dir, err)
+				return err
 			}
-			out.Revision = rev
-			for _, v := range vals {
+			out.Revision = page.Revision
+			for _, v := range page.Values {
 				out.Items = append(out.Items, wire.Item{Revision: v.Revision, Object: v.Data})
+			}
+			if page.More {
+				out.Continue = next(page.Values[len(page.Values)-1].Key, page.Revision)
 			}
 		}
 		writeJSON(w, http.StatusOK, out)

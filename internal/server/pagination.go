@@ -1,12 +1,17 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/store"
 )
 
 // Page sizes of list endpoints.
@@ -46,7 +51,7 @@ func pageOf(r *http.Request) (page, error) {
 	if c := q.Get("continue"); c != "" {
 		data, err := base64.RawURLEncoding.DecodeString(c)
 		var cur cursor
-		if err != nil || len(c) > 2048 || json.Unmarshal(data, &cur) != nil || cur.After == "" || cur.Rev <= 0 {
+		if err != nil || len(c) > 2048 || json.Unmarshal(data, &cur) != nil || cur.After == "" || cur.Rev <= 0 || strings.Contains(cur.After, "/") {
 			return p, badRequest("continue: malformed; pass the continue value of the previous page unchanged")
 		}
 		p.after, p.rev = cur.After, cur.Rev
@@ -54,27 +59,32 @@ func pageOf(r *http.Request) (page, error) {
 	return p, nil
 }
 
-// next is the continue token of a page that ended at key, at rev.
+// next is the continue token of a page that ended at key, at rev. It
+// holds the key's last segment only: the list's directory comes from the
+// request, so a token cannot reach outside it.
 func next(key string, rev int64) string {
-	data, _ := json.Marshal(cursor{After: key, Rev: rev})
+	data, _ := json.Marshal(cursor{After: key[strings.LastIndexByte(key, '/')+1:], Rev: rev})
 	return base64.RawURLEncoding.EncodeToString(data)
 }
 
-// paginate cuts one page out of items sorted by key, returning the page
-// and the continue token of the next one ("" for the last).
-func paginate[T any](items []T, p page, rev int64, key func(T) string) ([]T, string) {
-	start := 0
+// listPage reads one page of dir for p, turning a revision the store can
+// no longer show into 410 (list again from the first page) and a
+// continue token of another list into 400.
+func (s *Server) listPage(ctx context.Context, dir string, p page) (store.Page, error) {
+	after := ""
 	if p.after != "" {
-		for start < len(items) && key(items[start]) <= p.after {
-			start++
-		}
+		after = dir + "/" + p.after
 	}
-	items = items[start:]
-	if len(items) <= p.limit {
-		return items, ""
+	pg, err := s.store.ListPage(ctx, dir, after, p.limit, p.rev)
+	switch {
+	case errors.Is(err, store.ErrCompacted):
+		return pg, &httpError{Status: http.StatusGone, Code: wire.CodeExpired,
+			Msg: "the list changed since its first page (or is too old); list again from the first page", Err: err}
+	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrInvalidKey):
+		return pg, &httpError{Status: http.StatusBadRequest, Code: wire.CodeInvalid,
+			Msg: "continue: not a continue value of this list; pass the previous page's continue unchanged", Err: err}
+	case err != nil:
+		return pg, fmt.Errorf("list %s: %w", dir, err)
 	}
-	items = items[:p.limit]
-	return items, next(key(items[len(items)-1]), rev)
+	return pg, nil
 }
-
-var _ = wire.List{}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -328,15 +327,18 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	recs, rev, err := s.tokenRecords(ctx)
+	pg, err := s.listPage(ctx, tokensDir, page)
 	if err != nil {
 		return err
 	}
 	uids := map[string]string{}
 	now := s.now()
-	items := make([]wire.TokenInfo, 0, len(recs))
-	for _, st := range recs {
-		rec := st.rec
+	out := wire.TokenList{Items: make([]wire.TokenInfo, 0, len(pg.Values)), Revision: pg.Revision}
+	for _, v := range pg.Values {
+		var rec auth.Record
+		if err := json.Unmarshal(v.Data, &rec); err != nil {
+			return fmt.Errorf("decode token %s: %w", v.Key, err)
+		}
 		info := wire.TokenInfo{ID: rec.ID, Name: rec.Name, Role: string(rec.Role), Tenant: rec.Tenant, Node: rec.Node,
 			Description: rec.Description, Created: rec.Created, Expires: rec.Expires, Admin: isAdmin(rec), State: wire.TokenActive}
 		if rec.Expired(now) {
@@ -355,11 +357,11 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 				info.State = wire.TokenTenantGone
 			}
 		}
-		items = append(items, info)
+		out.Items = append(out.Items, info)
 	}
-	slices.SortFunc(items, func(a, b wire.TokenInfo) int { return strings.Compare(a.ID, b.ID) })
-	out := wire.TokenList{Revision: rev}
-	out.Items, out.Continue = paginate(items, page, rev, func(t wire.TokenInfo) string { return t.ID })
+	if pg.More {
+		out.Continue = next(pg.Values[len(pg.Values)-1].Key, pg.Revision)
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

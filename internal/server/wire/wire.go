@@ -29,6 +29,7 @@ const (
 	CodeQuota           = "quota_exceeded"    // 403: the tenant's quota does not allow it
 	CodeRejected        = "rejected"          // 422: admission checks failed; details list every finding
 	CodeTooMany         = "too_many_requests" // 429: rate limited; see Retry-After
+	CodeExpired         = "expired"           // 410: a list's continue is no longer valid; list again
 	CodeInternal        = "internal"          // 500: see the server log for the request ID
 	CodeUnavailable     = "unavailable"       // 503: shutting down or the store does not answer; see Retry-After
 )
