@@ -46,7 +46,7 @@ func (s *Server) authenticate(next handlerFunc) handlerFunc {
 			return &httpError{Status: http.StatusUnauthorized, Code: wire.CodeUnauthenticated,
 				Msg: "invalid bearer token: it is malformed, expired, revoked or unknown", Err: err}
 		}
-		if wait := s.limits.tokenWait(p.ID); wait > 0 {
+		if wait := s.limits.tokenWait(p); wait > 0 {
 			s.throttled(addr, "token")
 			return tooMany(wait, "too many requests with this token")
 		}

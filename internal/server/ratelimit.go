@@ -15,16 +15,22 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"rung.dev/rung/internal/auth"
+
 	"rung.dev/rung/internal/server/wire"
 )
 
 // Limits are the API's rate limits (DESIGN §11). Zero fields take their
 // defaults.
 type Limits struct {
-	// TokenRate is the requests per second one token may send (default
-	// 500), with bursts of TokenBurst (default 1000).
+	// TokenRate is the requests per second one tenant or node token may
+	// send (default 200), with bursts of TokenBurst (default 400).
 	TokenRate  float64 `json:"tokenRate,omitempty"`
 	TokenBurst int     `json:"tokenBurst,omitempty"`
+	// OperatorRate and OperatorBurst are the same for operator tokens
+	// (default 5000 and 10000: the site's own automation).
+	OperatorRate  float64 `json:"operatorRate,omitempty"`
+	OperatorBurst int     `json:"operatorBurst,omitempty"`
 	// FailureRate is the failed authentications per second one client
 	// address may make (default 10), with bursts of FailureBurst (default
 	// 100); past that, every request from the address is answered 429 until
@@ -37,8 +43,10 @@ type Limits struct {
 }
 
 func (l Limits) withDefaults() Limits {
-	l.TokenRate = cmp.Or(l.TokenRate, 500)
-	l.TokenBurst = cmp.Or(l.TokenBurst, 1000)
+	l.TokenRate = cmp.Or(l.TokenRate, 200)
+	l.TokenBurst = cmp.Or(l.TokenBurst, 400)
+	l.OperatorRate = cmp.Or(l.OperatorRate, 5000)
+	l.OperatorBurst = cmp.Or(l.OperatorBurst, 10000)
 	l.FailureRate = cmp.Or(l.FailureRate, 10)
 	l.FailureBurst = cmp.Or(l.FailureBurst, 100)
 	l.AuditInterval = cmp.Or(l.AuditInterval, time.Minute)
@@ -115,18 +123,25 @@ func (l *limiters) empty(key string, now time.Time) time.Duration {
 
 // rateLimits are the server's limiters.
 type rateLimits struct {
-	now      func() time.Time
-	tokens   *limiters
-	failures *limiters
+	now       func() time.Time
+	tokens    *limiters
+	operators *limiters
+	failures  *limiters
 }
 
 func newRateLimits(l Limits, now func() time.Time) *rateLimits {
-	return &rateLimits{now: now, tokens: newLimiters(l.TokenRate, l.TokenBurst), failures: newLimiters(l.FailureRate, l.FailureBurst)}
+	return &rateLimits{now: now, tokens: newLimiters(l.TokenRate, l.TokenBurst),
+		operators: newLimiters(l.OperatorRate, l.OperatorBurst), failures: newLimiters(l.FailureRate, l.FailureBurst)}
 }
 
-// tokenWait takes one request from the token's allowance; > 0 is how long
+// tokenWait takes one request from p's token's allowance; > 0 is how long
 // to wait when there is none.
-func (rl *rateLimits) tokenWait(id string) time.Duration { return rl.tokens.take(id, rl.now()) }
+func (rl *rateLimits) tokenWait(p auth.Principal) time.Duration {
+	if p.Role == auth.Operator {
+		return rl.operators.take(p.ID, rl.now())
+	}
+	return rl.tokens.take(p.ID, rl.now())
+}
 
 // addressBlocked is > 0 while addr has failed too often.
 func (rl *rateLimits) addressBlocked(addr string) time.Duration {

@@ -172,7 +172,7 @@ func grep(body, re string) string {
 // Retry-After; another token does not.
 func TestTokenRateLimit(t *testing.T) {
 	t.Parallel()
-	e := newEnvWith(t, func(c *server.Config) { c.Limits = server.Limits{TokenRate: 0.01, TokenBurst: 5} })
+	e := newEnvWith(t, func(c *server.Config) { c.Limits = server.Limits{OperatorRate: 0.01, OperatorBurst: 5} })
 	for _, who := range []string{"viewer", "admin"} {
 		tok, _, err := e.srv.IssueToken(t.Context(), auth.Principal{}, auth.Principal{Role: auth.Operator}, who)
 		if err != nil {
@@ -193,5 +193,18 @@ func TestTokenRateLimit(t *testing.T) {
 	}
 	if r := e.do("admin", "GET", "/v1/whoami", nil); r.status != http.StatusOK {
 		t.Errorf("another token: %d", r.status)
+	}
+
+	// Tenant tokens have their own, lower limit.
+	e = newEnvWith(t, func(c *server.Config) { c.Limits = server.Limits{TokenRate: 0.01, TokenBurst: 2} }).seed()
+	codes = nil
+	for range 3 {
+		codes = append(codes, e.do("viewer", "GET", "/v1/whoami", nil).status)
+	}
+	if fmt.Sprint(codes) != "[200 200 429]" {
+		t.Errorf("tenant viewer's answers %v", codes)
+	}
+	if r := e.do("operator", "GET", "/v1/whoami", nil); r.status != http.StatusOK {
+		t.Errorf("operator after a tenant was throttled: %d", r.status)
 	}
 }
