@@ -1,0 +1,70 @@
+package app_test
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/server/wire"
+)
+
+// TestRevokedTokenSurvivesCrash: a revoke acknowledged just before a
+// kill -9 of `rung up` holds after the restart, and so does a token made
+// just before it.
+func TestRevokedTokenSurvivesCrash(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	var child *exec.Cmd
+	start := func() *client.Client {
+		t.Helper()
+		os.Remove(filepath.Join(dir, "client.json")) // wait for the new one
+		child = exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+		child.Env = append(os.Environ(), crashDirEnv+"="+dir)
+		child.Stdout, child.Stderr = os.Stderr, os.Stderr
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c, err := waitReady(t, dir)
+		if err != nil {
+			_ = child.Process.Kill()
+			_, _ = child.Process.Wait()
+			t.Fatal(err)
+		}
+		return c
+	}
+	kill := func() {
+		_ = child.Process.Signal(syscall.SIGKILL)
+		_, _ = child.Process.Wait()
+	}
+	t.Cleanup(kill)
+	ctx := t.Context()
+	op := start()
+	tenant := &v1.Tenant{TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindTenant}, Metadata: v1.ObjectMeta{Name: "chem"}}
+	if _, err := op.Apply(ctx, tenant); err != nil {
+		t.Fatal(err)
+	}
+	revoked, err := op.NewToken(ctx, wire.TokenRequest{Role: "tenant-viewer", Tenant: "chem"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := op.NewToken(ctx, wire.TokenRequest{Role: "tenant-viewer", Tenant: "chem"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.RevokeToken(ctx, revoked.ID); err != nil {
+		t.Fatal(err)
+	}
+	kill() // right after the acknowledgement
+
+	op = start()
+	for tok, want := range map[string]error{revoked.Token: client.ErrUnauthorized, kept.Token: nil} {
+		c, _ := client.New(op.Server(), tok)
+		if _, err := c.WhoAmI(ctx); !errors.Is(err, want) && !(want == nil && err == nil) {
+			t.Errorf("after kill -9: %v, want %v", err, want)
+		}
+	}
+}
