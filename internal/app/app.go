@@ -30,6 +30,7 @@ import (
 	"rung.dev/rung/internal/audit"
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/secret"
 	"rung.dev/rung/internal/server"
 	"rung.dev/rung/internal/store"
 	"rung.dev/rung/internal/store/bolt"
@@ -46,6 +47,8 @@ const (
 	AdminTokenFile = "admin.token"
 	// ClientConfigFile is the client config written in the data directory.
 	ClientConfigFile = "client.json"
+	// SecretKeyFile is the secrets' keyring in the data directory.
+	SecretKeyFile = "secrets.key"
 )
 
 // Config is how `rung up` runs. The zero value of a field means its
@@ -86,6 +89,10 @@ type Config struct {
 	// StoreTimeout bounds every store call (default 2s): past it the API
 	// answers 503 with Retry-After.
 	StoreTimeout Duration `json:"storeTimeout,omitempty"`
+	// SecretKeyFile is the keyring Secrets are sealed with (default
+	// DataDir/secrets.key, made at the first start, mode 0600). Several
+	// rung up on one etcd need the same file.
+	SecretKeyFile string `json:"secretKeyFile,omitempty"`
 }
 
 // Duration is a time.Duration written as "10s" in config files.
@@ -128,7 +135,7 @@ func LoadConfig(path string) (Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("config %s: %w (fields: dataDir, listen, store, clientConfig, shutdownTimeout, agent, node, nodeTimeout, metricsListen, limits, oidc, storeTimeout)", path, err)
+		return Config{}, fmt.Errorf("config %s: %w (fields: dataDir, listen, store, clientConfig, shutdownTimeout, agent, node, nodeTimeout, metricsListen, limits, oidc, storeTimeout, secretKeyFile)", path, err)
 	}
 	return c, nil
 }
@@ -234,11 +241,15 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 		}
 		return nil
 	}
+	keyring, err := secret.Open(cmp.Or(cfg.SecretKeyFile, filepath.Join(cfg.DataDir, SecretKeyFile)))
+	if err != nil {
+		return fmt.Errorf("config: secretKeyFile: %w", err)
+	}
 	storeTimeout := cmp.Or(time.Duration(cfg.StoreTimeout), server.DefaultStoreTimeout)
 	srv, err := server.New(server.Config{
 		Store: st, Audit: audit.New(store.WithDeadline(st, storeTimeout)), Registry: prometheus.NewRegistry(), Logger: log,
 		NodeTimeout: time.Duration(cfg.NodeTimeout), Limits: cfg.Limits, OIDC: oidc, OnAdminToken: writeToken,
-		StoreTimeout: storeTimeout, AdminTokenName: adminName(cfg.DataDir),
+		StoreTimeout: storeTimeout, AdminTokenName: adminName(cfg.DataDir), Secrets: keyring,
 	})
 	if err != nil {
 		return err

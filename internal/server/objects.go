@@ -725,6 +725,12 @@ func (s *Server) tenantInUse(ctx context.Context, name string) ([]store.Op, erro
 		return nil, newError(http.StatusConflict, wire.CodeConflict,
 			"tenant %q still has %d workload(s) (%s); delete them first", name, len(names), strings.Join(head(names, 5), ", "))
 	}
+	if secs, _, err := s.store.List(ctx, secretsDir+"/"+name); err != nil {
+		return nil, err
+	} else if len(secs) > 0 {
+		return nil, newError(http.StatusConflict, wire.CodeConflict,
+			"tenant %q still has %d secret(s); delete them first", name, len(secs))
+	}
 	topos, _, err := s.stored(ctx, "", kindTopology)
 	if err != nil {
 		return nil, err

@@ -33,6 +33,7 @@ import (
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/scheduler"
+	"rung.dev/rung/internal/secret"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
 	"rung.dev/rung/internal/tenancy"
@@ -68,6 +69,8 @@ type Config struct {
 	// AdminTokenName names the admin token rotation makes (default
 	// "admin"); rung up passes the one it gives IssueAdminToken.
 	AdminTokenName string
+	// Secrets seals and opens Secret values; nil refuses secrets (503).
+	Secrets *secret.Keyring
 	// StoreTimeout bounds every store call (default DefaultStoreTimeout):
 	// with the store unreachable, requests answer 503 with Retry-After
 	// instead of hanging. Give the audit log a store wrapped the same way
@@ -106,6 +109,7 @@ type Server struct {
 	oidc         *auth.OIDC
 	onAdminToken func(context.Context, string) error
 	adminName    string
+	keyring      *secret.Keyring
 	limitCfg     Limits
 	limits       *rateLimits
 	denied       denials // refused requests not yet in the audit log
@@ -124,7 +128,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		store: store.WithDeadline(cfg.Store, cmp.Or(cfg.StoreTimeout, DefaultStoreTimeout)), audit: cfg.Audit, log: cfg.Logger, reg: cfg.Registry,
 		now: cfg.Now, random: cfg.Random, mux: http.NewServeMux(), lockSeed: maphash.MakeSeed(),
-		oidc: cfg.OIDC, onAdminToken: cfg.OnAdminToken, adminName: cmp.Or(cfg.AdminTokenName, "admin"), limitCfg: cfg.Limits.withDefaults(),
+		oidc: cfg.OIDC, onAdminToken: cfg.OnAdminToken, adminName: cmp.Or(cfg.AdminTokenName, "admin"), limitCfg: cfg.Limits.withDefaults(), keyring: cfg.Secrets,
 		closing: make(chan struct{}),
 	}
 	if s.log == nil {
@@ -230,6 +234,12 @@ func (s *Server) routes() {
 	handle("GET /v1/tokens", true, s.listTokens)
 	handle("DELETE /v1/tokens/{id}", true, s.revokeToken)
 	handle("POST /v1/tokens/admin/rotate", true, s.rotateAdmin)
+	handle("GET /v1/secrets", true, s.listSecrets) // secrets.go
+	handle("GET /v1/tenants/{tenant}/secrets", true, s.listSecrets)
+	handle("GET /v1/tenants/{tenant}/secrets/{name}", true, s.getSecret)
+	handle("PUT /v1/tenants/{tenant}/secrets/{name}", true, s.applySecret)
+	handle("DELETE /v1/tenants/{tenant}/secrets/{name}", true, s.deleteSecret)
+	handle("POST /v1/secrets/rotate-key", true, s.rotateSecretKey)
 	handle("GET /v1/plan", true, s.plan)
 	handle("GET /v1/events", true, s.events)
 	// Node agents (nodes.go).

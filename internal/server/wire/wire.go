@@ -184,3 +184,41 @@ type WhoAmI struct {
 	Role   string `json:"role"`
 	Tenant string `json:"tenant,omitempty"`
 }
+
+// SecretKey is one key of a Secret as the API shows it: its name and a
+// keyed digest of its value (which changes when the value does), never
+// the value.
+type SecretKey struct {
+	Name   string `json:"name"`
+	Digest string `json:"digest"`
+}
+
+// SecretInfo is a Secret as GET shows it: write-only, so no values.
+type SecretInfo struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name   string            `json:"name"`
+		Tenant string            `json:"tenant"`
+		Labels map[string]string `json:"labels,omitempty"`
+	} `json:"metadata"`
+	Keys     []SecretKey `json:"keys"`
+	Revision int64       `json:"revision"`
+}
+
+// SecretList is the answer to a list of secrets.
+type SecretList struct {
+	Items    []SecretInfo `json:"items"`
+	Revision int64        `json:"revision"`
+	Continue string       `json:"continue,omitempty"`
+}
+
+// KeyRotation is the answer to POST /v1/secrets/rotate-key.
+type KeyRotation struct {
+	// KeyID is the new primary key's id.
+	KeyID string `json:"keyID"`
+	// Resealed is how many secrets were sealed again under it.
+	Resealed int `json:"resealed"`
+	// Retired says the older keys were dropped (nothing needs them).
+	Retired bool `json:"retired"`
+}
