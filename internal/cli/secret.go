@@ -210,4 +210,3 @@ func newSecretRotateCmd() *cobra.Command {
 	cf.register(cmd)
 	return cmd
 }
-
