@@ -36,7 +36,12 @@ type SecretSpec struct {
 // sizes. Every problem is a *FieldError.
 func (s *Secret) Validate() error {
 	v := &validator{s: &Set{}}
-	o := object{kind: KindSecret, name: displayName(s.Metadata.Tenant + "/" + s.Metadata.Name)}
+	v.secret(object{kind: KindSecret, name: displayName(s.Metadata.Tenant + "/" + s.Metadata.Name)}, s)
+	return joinFieldErrors(v.errs)
+}
+
+// secret checks one Secret (Set.Validate calls it with positions).
+func (v *validator) secret(o object, s *Secret) {
 	if s.APIVersion != APIVersion {
 		v.fail(o, "apiVersion", fmt.Sprintf("%q is not supported", truncate(s.APIVersion)), "use apiVersion: "+APIVersion)
 	}
@@ -67,7 +72,6 @@ func (s *Secret) Validate() error {
 	if size > MaxSecretSize {
 		v.fail(o, "spec.data", fmt.Sprintf("%d bytes, more than %d", size, MaxSecretSize), "keep large files out of secrets")
 	}
-	return joinFieldErrors(v.errs)
 }
 
 // isSecretKey: a key is a file name of its own in the replica.

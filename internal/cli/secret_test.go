@@ -39,4 +39,25 @@ func TestSecretCommands(t *testing.T) {
 	if code, _, errs := rungCmd(t, "secret", "delete", "biology/db"); code != 0 {
 		t.Errorf("delete: %s", errs)
 	}
+
+	// kind: Secret in manifests: rung apply and rung delete.
+	manifest := filepath.Join(t.TempDir(), "secret.yaml")
+	os.WriteFile(manifest, []byte("apiVersion: rung.dev/v1\nkind: Secret\nmetadata: {name: api, tenant: biology}\nspec:\n  data: {token: manifest-value}\n"), 0o600)
+	if code, out, errs := rungCmd(t, "apply", "-f", manifest); code != 0 || !strings.Contains(out, "created") {
+		t.Fatalf("apply a Secret: %d %s %s", code, out, errs)
+	}
+	if code, out, _ := rungCmd(t, "secret", "get", "biology/api"); code != 0 || !strings.Contains(out, "token") || strings.Contains(out, "manifest-value") {
+		t.Errorf("applied secret: %d %s", code, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("apiVersion: rung.dev/v1\nkind: Secret\nmetadata: {name: x, tenant: biology}\nspec:\n  data: {../escape: v}\n"), 0o600)
+	if code, _, errs := rungCmd(t, "apply", "-f", bad); code == 0 || !strings.Contains(errs, "bad.yaml:") || !strings.Contains(errs, "spec.data") {
+		t.Errorf("bad Secret manifest: %d %s", code, errs)
+	}
+	if code, out, errs := rungCmd(t, "delete", "-f", manifest); code != 0 {
+		t.Errorf("delete -f: %d %s %s", code, out, errs)
+	}
+	if code, _, _ := rungCmd(t, "secret", "get", "biology/api"); code == 0 {
+		t.Error("secret still there after delete -f")
+	}
 }

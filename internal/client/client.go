@@ -243,9 +243,14 @@ func plural(kind string) (string, error) {
 		return "policies", nil
 	case v1.KindWorkload:
 		return "workloads", nil
+	case v1.KindSecret:
+		return "secrets", nil
 	}
-	return "", fmt.Errorf("unknown kind %q: use Tenant, Workload, Topology or Policy", kind)
+	return "", fmt.Errorf("unknown kind %q: use Tenant, Workload, Topology, Policy or Secret", kind)
 }
+
+// tenanted kinds belong to a tenant and live under /v1/tenants/T/.
+func tenanted(kind string) bool { return kind == v1.KindWorkload || kind == v1.KindSecret }
 
 // path is the URL path of r, or of its collection when r.Name is empty.
 func (r Ref) path() (string, error) {
@@ -255,10 +260,10 @@ func (r Ref) path() (string, error) {
 	}
 	var s string
 	switch {
-	case r.Kind == v1.KindWorkload && r.Tenant != "":
+	case tenanted(r.Kind) && r.Tenant != "":
 		s = "/v1/tenants/" + url.PathEscape(r.Tenant) + "/" + p
-	case r.Kind == v1.KindWorkload && r.Name != "":
-		return "", errors.New("a workload is named TENANT/NAME")
+	case tenanted(r.Kind) && r.Name != "":
+		return "", fmt.Errorf("a %s is named TENANT/NAME", strings.ToLower(r.Kind))
 	default:
 		s = "/v1/" + p
 	}
@@ -307,6 +312,10 @@ func RefOf(obj any) (Ref, error) {
 		return Ref{Kind: v1.KindWorkload, Tenant: o.Metadata.Tenant, Name: o.Metadata.Name}, nil
 	case *v1.Workload:
 		return RefOf(*o)
+	case v1.Secret:
+		return Ref{Kind: v1.KindSecret, Tenant: o.Metadata.Tenant, Name: o.Metadata.Name}, nil
+	case *v1.Secret:
+		return RefOf(*o)
 	}
 	return Ref{}, fmt.Errorf("apply: %T is not a manifest object", obj)
 }
@@ -339,7 +348,8 @@ func (c *Client) ApplySet(ctx context.Context, set *v1.Set) ([]Applied, error) {
 }
 
 // Objects lists the objects of set in the order they can be applied:
-// tenants, topologies, policies, then workloads (pointers into set).
+// tenants, topologies, policies, secrets, then workloads (pointers into
+// set).
 // Deleting goes in the reverse order.
 func Objects(set *v1.Set) []any {
 	var objs []any
@@ -351,6 +361,9 @@ func Objects(set *v1.Set) []any {
 	}
 	for i := range set.Policies {
 		objs = append(objs, &set.Policies[i])
+	}
+	for i := range set.Secrets { // before the workloads that use them
+		objs = append(objs, &set.Secrets[i])
 	}
 	for i := range set.Workloads {
 		objs = append(objs, &set.Workloads[i])
