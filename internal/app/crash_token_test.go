@@ -14,8 +14,8 @@ import (
 )
 
 // TestRevokedTokenSurvivesCrash: a revoke acknowledged just before a
-// kill -9 of `rung up` holds after the restart, and so does a token made
-// just before it.
+// kill -9 of `rung up` holds after the restart, and so do a token and a
+// secret made just before it.
 func TestRevokedTokenSurvivesCrash(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	var child *exec.Cmd
@@ -55,12 +55,30 @@ func TestRevokedTokenSurvivesCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sec := &v1.Secret{TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindSecret},
+		Metadata: v1.ObjectMeta{Name: "db", Tenant: "chem"}, Spec: v1.SecretSpec{Data: map[string]string{"password": "p4ss"}}}
+	if _, err := op.ApplySecret(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	before, err := op.GetSecret(ctx, "chem", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := op.RevokeToken(ctx, revoked.ID); err != nil {
 		t.Fatal(err)
 	}
 	kill() // right after the acknowledgement
 
 	op = start()
+	// The secret is there, sealed under a keyring that survived too: the
+	// same digest, and applying the same value again changes nothing.
+	after, err := op.GetSecret(ctx, "chem", "db")
+	if err != nil || len(after.Keys) != 1 || after.Keys[0] != before.Keys[0] {
+		t.Errorf("secret after kill -9: %+v %v (before %+v)", after, err, before)
+	}
+	if res, err := op.ApplySecret(ctx, sec); err != nil || res.Result != wire.Unchanged {
+		t.Errorf("same secret again after kill -9: %+v %v", res, err)
+	}
 	for tok, want := range map[string]error{revoked.Token: client.ErrUnauthorized, kept.Token: nil} {
 		c, _ := client.New(op.Server(), tok)
 		if _, err := c.WhoAmI(ctx); !errors.Is(err, want) && !(want == nil && err == nil) {
