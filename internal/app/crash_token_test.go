@@ -22,18 +22,8 @@ func TestRevokedTokenSurvivesCrash(t *testing.T) {
 	start := func() *client.Client {
 		t.Helper()
 		os.Remove(filepath.Join(dir, "client.json")) // wait for the new one
-		child = exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		child.Env = append(os.Environ(), crashDirEnv+"="+dir)
-		child.Stdout, child.Stderr = os.Stderr, os.Stderr
-		if err := child.Start(); err != nil {
-			t.Fatal(err)
-		}
-		c, err := waitReady(t, dir)
-		if err != nil {
-			_ = child.Process.Kill()
-			_, _ = child.Process.Wait()
-			t.Fatal(err)
-		}
+		var c *client.Client
+		child, c = startCrashChild(t, dir)
 		return c
 	}
 	kill := func() {
@@ -85,4 +75,23 @@ func TestRevokedTokenSurvivesCrash(t *testing.T) {
 			t.Errorf("after kill -9: %v, want %v", err, want)
 		}
 	}
+}
+
+// startCrashChild runs TestCrashChild (`rung up` on dir) in a child
+// process with env added, and waits until it serves.
+func startCrashChild(t *testing.T, dir string, env ...string) (*exec.Cmd, *client.Client) {
+	t.Helper()
+	child := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	child.Env = append(append(os.Environ(), crashDirEnv+"="+dir), env...)
+	child.Stdout, child.Stderr = os.Stderr, os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := waitReady(t, dir)
+	if err != nil {
+		_ = child.Process.Kill()
+		_, _ = child.Process.Wait()
+		t.Fatal(err)
+	}
+	return child, c
 }

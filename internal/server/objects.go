@@ -69,6 +69,16 @@ func (k kind) object(tenant, name string) auth.Object {
 
 func tenantKey(name string) string { return kindTenant.key("", name) }
 
+// storedTenant reads a tenant; a missing one is the 404 of another
+// tenant's, so that the two look the same.
+func (s *Server) storedTenant(ctx context.Context, name string) (store.Value, error) {
+	v, err := s.store.Get(ctx, tenantKey(name))
+	if errors.Is(err, store.ErrNotFound) {
+		return v, notFound(v1.KindTenant, "", name)
+	}
+	return v, err
+}
+
 // maxConflictRetries bounds how often a write is retried after a
 // concurrent change to what it read.
 const maxConflictRetries = 16
@@ -156,9 +166,7 @@ func (s *Server) list(k kind) handlerFunc {
 		case tenant != "":
 			// A named tenant must exist, so that a missing tenant and
 			// another tenant's look the same.
-			if _, err := s.store.Get(ctx, tenantKey(tenant)); errors.Is(err, store.ErrNotFound) {
-				return notFound(v1.KindTenant, "", tenant)
-			} else if err != nil {
+			if _, err := s.storedTenant(ctx, tenant); err != nil {
 				return err
 			}
 			dir = k.dir + "/" + tenant

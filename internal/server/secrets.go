@@ -115,10 +115,8 @@ func (s *Server) applySecret(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) applySecretOnce(ctx context.Context, sec *v1.Secret) (wire.ApplyResult, error) {
 	tenant, name := sec.Metadata.Tenant, sec.Metadata.Name
 	res := wire.ApplyResult{Kind: v1.KindSecret, Tenant: tenant, Name: name}
-	t, err := s.store.Get(ctx, tenantKey(tenant))
-	if errors.Is(err, store.ErrNotFound) {
-		return res, notFound(v1.KindTenant, "", tenant)
-	} else if err != nil {
+	t, err := s.storedTenant(ctx, tenant)
+	if err != nil {
 		return res, err
 	}
 	key := secretKey(tenant, name)
@@ -227,9 +225,7 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
 	dir := secretsDir
 	switch {
 	case tenant != "":
-		if _, err := s.store.Get(ctx, tenantKey(tenant)); errors.Is(err, store.ErrNotFound) {
-			return notFound(v1.KindTenant, "", tenant)
-		} else if err != nil {
+		if _, err := s.storedTenant(ctx, tenant); err != nil {
 			return err
 		}
 		dir += "/" + tenant

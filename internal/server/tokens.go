@@ -12,7 +12,6 @@ import (
 	"time"
 	"unicode"
 
-	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
@@ -157,10 +156,8 @@ func (s *Server) issue(ctx context.Context, by, p auth.Principal, o TokenOptions
 	var ops []store.Op
 	if p.Tenant != "" {
 		// The tenant must exist now and keep its id until the token is stored.
-		t, err := s.store.Get(ctx, tenantKey(p.Tenant))
-		if errors.Is(err, store.ErrNotFound) {
-			return "", auth.Record{}, notFound(v1.KindTenant, "", p.Tenant)
-		} else if err != nil {
+		t, err := s.storedTenant(ctx, p.Tenant)
+		if err != nil {
 			return "", auth.Record{}, err
 		}
 		uid, rev, err := s.tenantUID(ctx, p.Tenant)
