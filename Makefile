@@ -10,8 +10,9 @@ export CGO_ENABLED := 0
 # runs only when something is missing.
 DEB_PACKAGES := runc runsc busybox-static etcd-server
 # What only the tests need: rpm and Berkeley DB's tools build the real rpm
-# databases the scanner is tested on.
-DEB_TEST_PACKAGES := rpm db5.3-util
+# databases the scanner is tested on; chromium runs the dashboard's browser
+# test (driven by chromedp, never a downloaded browser).
+DEB_TEST_PACKAGES := rpm db5.3-util chromium
 
 .PHONY: demo test deps build vet bench fuzz clean
 
@@ -33,7 +34,7 @@ deps:
 	fi
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/rung
+	$(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/rung
 
 vet:
 	$(GO) vet ./...

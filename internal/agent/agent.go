@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/tenancy"
 )
 
 // Node is what the agent needs of this node's runtimes; *replica.Node
@@ -47,6 +49,8 @@ type Agent struct {
 	endProbes context.CancelFunc
 	// lastFailure dedupes the log of a replica failing the same way.
 	lastFailure map[string]string
+	// bmu guards backoff: starts run in parallel.
+	bmu sync.Mutex
 }
 
 // Options configure an Agent.
@@ -143,17 +147,46 @@ func (a *Agent) Reconcile(ctx context.Context) (Report, error) {
 	for _, o := range observed {
 		hcs[o.Spec.ID] = o.Healthcheck
 	}
-	for _, act := range Plan(desired, observed) {
+	// Removals run first and one by one (they free room), then starts run
+	// maxParallelStarts at a time: a node with many replicas to start is
+	// not as slow as the sum of their image checks and runtime calls.
+	// host-tier starts stay one at a time (the node checks they are alone).
+	acts := Plan(desired, observed)
+	errs := make([]error, len(acts))
+	ran := make([]bool, len(acts))
+	sem := make(chan struct{}, maxParallelStarts)
+	var wg sync.WaitGroup
+	for i, act := range acts {
 		act, skip := a.decide(ctx, act, hcs[act.ID])
 		if skip {
 			continue
 		}
-		now := a.now()
-		if (act.Kind == Restart || act.Kind == Start) && !a.backoff.Ready(act.ID, now) {
+		acts[i] = act
+		a.bmu.Lock()
+		ready := a.backoff.Ready(act.ID, a.now())
+		a.bmu.Unlock()
+		if (act.Kind == Restart || act.Kind == Start) && !ready {
 			rep.Deferred = append(rep.Deferred, act)
 			continue
 		}
-		if err := a.apply(ctx, act); err != nil {
+		ran[i] = true
+		if act.Kind == Remove || act.Kind == Adopt || act.Spec.Tier == tenancy.Host {
+			errs[i] = a.apply(ctx, act)
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = a.apply(ctx, act)
+		}()
+	}
+	wg.Wait()
+	for i, act := range acts {
+		if !ran[i] {
+			continue
+		}
+		if err := errs[i]; err != nil {
 			if a.lastFailure[act.ID] != err.Error() {
 				a.log.Warn("replica failed", "action", act.Kind, "replica", act.ID, "err", err)
 				a.lastFailure[act.ID] = err.Error()
@@ -169,6 +202,9 @@ func (a *Agent) Reconcile(ctx context.Context) (Report, error) {
 	}
 	return rep, nil
 }
+
+// maxParallelStarts bounds the replicas one node starts at once.
+const maxParallelStarts = 4
 
 // forgetUndesired drops the lives of replicas no longer desired here that
 // have no container either (those with one are removed by Plan).
@@ -256,8 +292,15 @@ func (a *Agent) apply(ctx context.Context, act Action) error {
 	case Adopt:
 		return nil
 	case Remove:
+		a.bmu.Lock()
 		a.backoff.Forget(act.ID)
-		err := a.node.Remove(ctx, act.ID)
+		a.bmu.Unlock()
+		var err error
+		if p, ok := a.node.(purger); ok {
+			err = p.Purge(ctx, act.ID) // gone for good: its logs too
+		} else {
+			err = a.node.Remove(ctx, act.ID)
+		}
 		if err == nil {
 			a.tr.mu.Lock()
 			a.tr.forget(act.ID)
@@ -269,7 +312,9 @@ func (a *Agent) apply(ctx context.Context, act Action) error {
 			return err
 		}
 	}
+	a.bmu.Lock()
 	a.backoff.Started(act.ID, a.now())
+	a.bmu.Unlock()
 	a.tr.mu.Lock()
 	l := a.tr.get(act.Spec)
 	if l.attempts > 0 {
@@ -306,6 +351,12 @@ func (a *Agent) apply(ctx context.Context, act Action) error {
 		}
 	}
 	return nil
+}
+
+// purger is a node that removes a replica with its logs (replica.Node
+// does); Remove keeps the last run's log as the previous one, for restarts.
+type purger interface {
+	Purge(ctx context.Context, id string) error
 }
 
 // recorder is a node that reads one replica's record (replica.Node does).

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"rung.dev/rung/internal/execstream"
+	"rung.dev/rung/internal/logfile"
 )
 
 // Tunneler is an API that opens this node's tunnel to the control plane
@@ -70,6 +71,41 @@ func nodeAPI(node Node) http.Handler {
 		}
 		defer conn.Close()
 		execstream.Serve(r.Context(), conn, ex.Exec, r.PathValue("id"), args, q.Get("stdin") != "", q.Get("tty") != "")
+	})
+	mux.HandleFunc("GET /v1/replicas/{id}/log", func(w http.ResponseWriter, r *http.Request) {
+		ln, ok := node.(interface {
+			Logs(ctx context.Context, id string, o logfile.ReadOptions) (io.ReadCloser, error)
+		})
+		if !ok {
+			http.Error(w, "this node keeps no logs", http.StatusNotImplemented)
+			return
+		}
+		o, err := logfile.ParseQuery(r.URL.Query())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rc, err := ln.Logs(r.Context(), r.PathValue("id"), o)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		defer rc.Close()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		flush := http.NewResponseController(w)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := rc.Read(buf)
+			if n > 0 {
+				if _, err := w.Write(buf[:n]); err != nil || flush.Flush() != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
 	})
 	return mux
 }

@@ -400,6 +400,7 @@ func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog
 	runtimes := node.Runtimes(ctx)
 	srv.SetLocalRuntimes(cfg.Node, runtimes)
 	srv.SetLocalExec(cfg.Node, node.Exec)
+	srv.SetLocalLogs(node.Logs)
 	log.Info("node agent runtimes", "node", cfg.Node, "runtimes", runtimes.String())
 	src := agent.SourceFunc(func(ctx context.Context) ([]replica.Spec, error) {
 		set, res, err := srv.Current(ctx)

@@ -205,6 +205,12 @@ func defaultMaskedPaths() []string {
 		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
 		"/proc/sched_debug", "/proc/scsi", "/sys/firmware",
 		"/sys/devices/virtual/powercap",
+		// Host details a tenant has no use for (issue 19): the kernel
+		// command line, the block devices and partitions, swap devices,
+		// loaded modules and the machine's DMI identity.
+		"/proc/cmdline", "/proc/partitions", "/proc/diskstats", "/proc/swaps",
+		"/proc/modules", "/sys/block", "/sys/class/block", "/sys/dev/block",
+		"/sys/devices/virtual/block", "/sys/class/dmi", "/sys/devices/virtual/dmi",
 	}
 }
 

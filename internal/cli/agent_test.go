@@ -160,8 +160,9 @@ func TestUpPlansWhatThisMachineRuns(t *testing.T) {
 		t.Skipf("runsc not available here (%s): the example needs sandbox or vm", here)
 	}
 	example := filepath.Join("..", "..", "examples", "public-cloud")
-	if code, _, stderr := rungCmd(t, "apply", "-f", example); code != ExitOK {
-		t.Fatalf("apply: exit %d: %s", code, stderr)
+	applied, _, applyErr := rungCmd(t, "apply", "-f", example)
+	if applied != ExitOK && applied != ExitUnplaced {
+		t.Fatalf("apply: exit %d: %s", applied, applyErr)
 	}
 	code, out, stderr := rungCmd(t, "get", "plan", "-o", "json")
 	if code != ExitOK {
@@ -170,6 +171,10 @@ func TestUpPlansWhatThisMachineRuns(t *testing.T) {
 	var res scheduler.Result
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("%v\n%s", err, out)
+	}
+	// apply exits 3 exactly when some replica is unplaced (DESIGN §8).
+	if want := map[bool]int{false: ExitOK, true: ExitUnplaced}[len(res.Unplaced) > 0]; applied != want {
+		t.Errorf("apply exited %d with %d replica(s) unplaced, want %d: %s", applied, len(res.Unplaced), want, applyErr)
 	}
 	tiers := map[string]int{}
 	for _, p := range res.Placements {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/app"
 	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/logfile"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/drivertest"
@@ -44,7 +46,7 @@ kind: Workload
 metadata: {name: web, tenant: acme}
 spec:
   image: busybox:latest
-  command: [sleep, "3600"]
+  command: [sh, -c, "echo started $(hostname); exec sleep 3600"]
   replicas: 3
   resources: {cpu: 100m, memory: 32Mi}
   spread: [{level: host, minDomains: 3, maxPerDomain: 2, soft: true}]
@@ -188,6 +190,22 @@ func TestThreeAgents(t *testing.T) {
 		}
 		if want := "acme-web-" + strconv.Itoa(i) + "\n"; err != nil || code != 0 || out.String() != want {
 			t.Errorf("exec hostname in replica %d = %q, code %d, err %v; want %q", i, out.String(), code, err, want)
+		}
+		// Its log comes through the same tunnel.
+		line := "started acme-web-" + strconv.Itoa(i)
+		var got []byte
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			rc, err := op.ReplicaLog(ctx, "acme", "web", i, logfile.ReadOptions{})
+			if err == nil {
+				got, _ = io.ReadAll(rc)
+				rc.Close()
+				if string(got) == line+"\n" {
+					break
+				}
+			}
+		}
+		if string(got) != line+"\n" {
+			t.Errorf("log of replica %d through its node's tunnel = %q, want %q", i, got, line)
 		}
 	}
 

@@ -25,14 +25,15 @@ const (
 
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "bench [placement|runtime|api|admission]",
+		Use:   "bench [placement|runtime|api|admission|replicas]",
 		Short: "Run the benchmark suite",
 		Long: `Without a subcommand, runs every benchmark with its defaults, one after
 the other: placement (throughput and quality, side by side with a naive
 first fit), runtime (start latency per tier side by side with the raw runc
 and runsc, idle memory), api (applies/s and p99 against rung up on
-loopback) and admission (indexed OSV scan side by side with a linear
-baseline). Each prints the date and machine it ran on.`,
+loopback), admission (indexed OSV scan side by side with a linear
+baseline) and replicas (apply to healthy for many replicas, exec round
+trips side by side with the raw runtimes). Each prints the date and machine it ran on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var failed []string
@@ -57,6 +58,7 @@ baseline). Each prints the date and machine it ran on.`,
 	cmd.AddCommand(newBenchRuntimeCmd())
 	cmd.AddCommand(newBenchAPICmd())
 	cmd.AddCommand(newBenchAdmissionCmd())
+	cmd.AddCommand(newBenchReplicasCmd())
 	return cmd
 }
 

@@ -57,7 +57,7 @@ func (f *checkFlags) register(cmd *cobra.Command, image bool) {
 	fl := cmd.Flags()
 	fl.StringArrayVarP(&f.files, "file", "f", nil, "manifest file or directory with the Tenant (and Workloads), and Policies whose spec.admission rules apply (repeatable)")
 	fl.StringVar(&f.tenant, "tenant", "", "judge as this tenant of the manifests: its registries and signing keys apply")
-	fl.StringVar(&f.rules, "rules", "", "operator admission rules, a YAML or JSON file with `rules: [{id, title, severity, fix, on, deny}]`")
+	fl.StringVar(&f.rules, "rules", "", "operator admission rules: a YAML or JSON `FILE` of rules: [{id, title, severity, fix, on, deny}]")
 	fl.StringVarP(&f.output, "output", "o", outTable, "output format: table, json or sarif")
 	if !image {
 		return

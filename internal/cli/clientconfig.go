@@ -15,7 +15,7 @@ import (
 // the commands that talk to it. root.go lists them.
 func controlPlaneCommands() []*cobra.Command {
 	return []*cobra.Command{
-		newUpCmd(), newApplyCmd(), newDeleteCmd(), newGetCmd(), newDescribeCmd(), newLogsCmd(), newExecCmd(), newTokenCmd(), newSecretCmd(), newAgentCmd(),
+		newUpCmd(), newApplyCmd(), newDeleteCmd(), newGetCmd(), newDescribeCmd(), newLogsCmd(), newExecCmd(), newScaleCmd(), newTokenCmd(), newSecretCmd(), newAgentCmd(),
 	}
 }
 
@@ -33,7 +33,7 @@ type clientFlags struct {
 
 func (f *clientFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.server, "server", "", "API address, http://HOST:PORT (default: from the client config `rung up` writes)")
+	fl.StringVar(&f.server, "server", "", "API address, http://HOST:PORT (default: the client config that rung up writes)")
 	fl.StringVar(&f.token, "token", "", "API bearer token (default: $"+TokenEnv+", or the client config)")
 	fl.StringVar(&f.tokenFile, "token-file", "", "read the API token from this file, e.g. DATA-DIR/admin.token")
 }

@@ -177,7 +177,7 @@ func TestUpApplyGetDelete(t *testing.T) {
 	if code, out, _ := rungCmd(t, "get", "workloads", "-o", "json"); code != 0 || !strings.Contains(out, `"items"`) || !strings.Contains(out, `"sequencer"`) {
 		t.Errorf("get -o json: %d %s", code, out)
 	}
-	if code, out, _ := rungCmd(t, "get", "workload", "sequencer"); code != 0 || !strings.Contains(out, "tenant: biology") {
+	if code, out, _ := rungCmd(t, "get", "workload", "sequencer", "-o", "yaml"); code != 0 || !strings.Contains(out, "tenant: biology") {
 		t.Errorf("get one: %d %s", code, out)
 	}
 	code, out, _ = rungCmd(t, "describe", "workload", "biology/sequencer")

@@ -36,7 +36,10 @@ func TestDemoRunsReplicas(t *testing.T) {
 	if strings.Contains(out, "FAIL") {
 		t.Errorf("a replica failed verification:\n%s", out)
 	}
-	if n := strings.Count(out, "  ok\n"); n < 18 {
-		t.Errorf("%d replicas verified ok, want 18 (7 university + 11 public-cloud):\n%s", n, out)
+	// Sandbox replicas hold every property but are reported WEAK: their
+	// sentries share host uid 65534 (issue 19).
+	ok, weak := strings.Count(out, "  ok\n"), strings.Count(out, "  WEAK (see below)\n")
+	if ok+weak < 18 || weak == 0 {
+		t.Errorf("%d replicas verified ok and %d weak, want 18 in all (7 university + 11 public-cloud), the sandboxes weak:\n%s", ok, weak, out)
 	}
 }

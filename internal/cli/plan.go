@@ -28,7 +28,7 @@ type planFlags struct {
 func (f *planFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVarP(&f.files, "file", "f", nil, "manifest file or directory (repeatable)")
 	cmd.Flags().StringArrayVar(&f.down, "down", nil, "treat a failure domain as lost, LEVEL=NAME (repeatable)")
-	cmd.Flags().StringVar(&f.from, "from", "", "previous `rung plan -o json` output: where replicas run now")
+	cmd.Flags().StringVar(&f.from, "from", "", "`FILE` of an earlier rung plan -o json: where replicas run now")
 }
 
 // problem loads manifests, compiles policy rules, applies --down and --from.
@@ -87,7 +87,7 @@ func readPlan(path string) (*scheduler.Result, error) {
 func newPlanCmd() *cobra.Command {
 	var f planFlags
 	cmd := &cobra.Command{
-		Use:   "plan -f PATH... [-o json]",
+		Use:   "plan -f PATH... [-o text|json|yaml]",
 		Short: "Place every replica and choose its tier, offline",
 		Long: `Reads Topology, Tenant, Workload and Policy manifests and prints, for every
 replica, its tier and node and the rule that set the tier, or why it cannot
@@ -95,8 +95,8 @@ be placed. Exit 0 when every replica is placed, 3 when any is not, 2 on
 invalid input.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.output != "" && f.output != "json" && f.output != "text" {
-				return withCode(ExitInvalid, fmt.Errorf("-o %q: use json or text", f.output))
+			if err := checkOutput(f.output, []string{outText, outJSON, outYAML}); err != nil {
+				return err
 			}
 			prob, notes, err := f.problem()
 			if err != nil {
@@ -107,10 +107,8 @@ invalid input.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if f.output == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(res); err != nil {
+			if f.output == outJSON || f.output == outYAML {
+				if err := printData(out, f.output, res); err != nil {
 					return err
 				}
 			} else {
@@ -123,7 +121,7 @@ invalid input.`,
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text, json or yaml")
 	return cmd
 }
 

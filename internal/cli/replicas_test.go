@@ -2,12 +2,17 @@ package cli
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/server/wire"
 )
 
@@ -86,7 +91,24 @@ spec:
 			t.Fatalf("replicas never settled: %+v", replicas.Items)
 		}
 	}
-	code, out, _ := rungCmd(t, "get", "replicas", "shop/broken")
+	// The single machine's node is up, runs what this machine can, and
+	// holds the replicas (not "unknown", "never", 0).
+	code, out, _ := rungCmd(t, "get", "nodes", "-o", "wide")
+	if fields := strings.Fields(lineOf(out, "n1")); code != ExitOK || len(fields) < 7 || fields[1] != "up" || fields[2] == "never" || fields[4] != "2" || fields[5] != "rung" {
+		t.Errorf("get nodes -o wide: exit %d\n%s", code, out)
+	}
+
+	// The dashboard's workload page says the same, signed in as a user.
+	page := dashboardPage(t, "/ui/workloads/shop/broken")
+	for _, want := range []string{"restarting", "executable /bin/srv not found in image"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the dashboard's page of shop/broken lacks %q", want)
+		}
+	}
+	if strings.Contains(page, ">running<") || strings.Contains(page, ">healthy<") {
+		t.Errorf("the dashboard shows the broken replica as running or healthy")
+	}
+	code, out, _ = rungCmd(t, "get", "replicas", "shop/broken")
 	if code != ExitOK || !strings.Contains(out, "restarting") || !strings.Contains(out, "executable /bin/srv not found in image") {
 		t.Errorf("get replicas shop/broken: exit %d\n%s", code, out)
 	}
@@ -100,6 +122,30 @@ spec:
 	}
 	if code, _, _ := rungCmd(t, "get", "replicas", "shop/web/7"); code == ExitOK {
 		t.Error("a replica that does not exist was found")
+	}
+
+	// Scaling adds a replica and leaves the running one alone.
+	_, out0, _ := rungCmd(t, "get", "replicas", "shop/web/0", "-o", "json")
+	if code, out, stderr := rungCmd(t, "scale", "shop/web", "--replicas", "2"); code != ExitOK || !strings.Contains(out, "from 1 to 2") {
+		t.Fatalf("scale: exit %d %s %s", code, out, stderr)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		_, out, _ := rungCmd(t, "get", "replicas", "shop/web/1")
+		if strings.Contains(out, "running") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new replica never ran:\n%s", out)
+		}
+	}
+	var before, after wire.Replicas
+	_, out1, _ := rungCmd(t, "get", "replicas", "shop/web/0", "-o", "json")
+	if json.Unmarshal([]byte(out0), &before) != nil || json.Unmarshal([]byte(out1), &after) != nil || len(before.Items) != 1 || len(after.Items) != 1 ||
+		!after.Items[0].StartedAt.Equal(before.Items[0].StartedAt) || after.Items[0].Restarts != 0 {
+		t.Errorf("scaling touched replica 0: before %s after %s", out0, out1)
+	}
+	if code, _, _ := rungCmd(t, "scale", "shop/web"); code != ExitInvalid {
+		t.Errorf("scale without --replicas: exit %d, want %d", code, ExitInvalid)
 	}
 
 	// 64 cores fit nowhere: apply exits 3 with the planner's reasons.
@@ -130,4 +176,143 @@ spec: {resources: {cpu: 100m, memory: 32Mi}}
 	if code, _, stderr := rungCmd(t, "delete", "-f", big, "-f", manifests); code != ExitOK {
 		t.Errorf("delete: exit %d: %s", code, stderr)
 	}
+}
+
+// TestLogsFollowAndPrevious: a replica that prints a line every 0.3 s and
+// exits after ten: `rung logs -f` shows its lines as they come and ends
+// when the run ends; after the restart, --previous shows the last run,
+// --tail cuts it; a replica that never started says why it has no log.
+func TestLogsFollowAndPrevious(t *testing.T) {
+	startUpWithAgent(t)
+	manifests := filepath.Join(t.TempDir(), "app.yaml")
+	if err := os.WriteFile(manifests, []byte(`apiVersion: rung.dev/v1
+kind: Topology
+metadata: {name: one}
+spec:
+  nodes:
+  - {name: n1, capacity: {cpu: 4, memory: 4Gi}, runtimes: [container]}
+---
+apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: shop}
+spec: {organization: shop, trust: trusted}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: ticker, tenant: shop}
+spec:
+  image: busybox:latest
+  command: ["sh", "-c", "i=0; while [ $i -lt 10 ]; do i=$((i+1)); echo tick $i; sleep 0.3; done; exit 1"]
+  resources: {cpu: 100m, memory: 32Mi}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: broken, tenant: shop}
+spec:
+  image: busybox:latest
+  command: ["/bin/srv"]
+  resources: {cpu: 100m, memory: 32Mi}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := rungCmd(t, "apply", "-f", manifests); code != ExitOK {
+		t.Fatalf("apply: exit %d: %s", code, stderr)
+	}
+	t.Cleanup(func() { rungCmd(t, "delete", "-f", manifests) })
+
+	// Follow from the first lines of a run.
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, o, _ := rungCmd(t, "logs", "shop/ticker/0"); strings.Contains(o, "tick 1\n") && !strings.Contains(o, "tick 5") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the ticker never started a run")
+		}
+	}
+	go func() { done <- runCP(t.Context(), &out, &errb, "logs", "shop/ticker/0", "-f") }()
+	var seen []string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if s := out.String(); len(seen) == 0 || seen[len(seen)-1] != s {
+			seen = append(seen, s)
+		}
+		if strings.Contains(out.String(), "tick 10\n") {
+			break
+		}
+	}
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Errorf("logs -f: exit %d: %s", code, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("logs -f did not end when the run ended")
+	}
+	if !strings.Contains(out.String(), "tick 10\n") || len(seen) < 3 {
+		t.Errorf("logs -f showed %d successive outputs, ending %q; want lines arriving one after another up to tick 10", len(seen), out.String())
+	}
+
+	// After the restart the previous run is kept.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, o, _ := rungCmd(t, "logs", "shop/ticker/0", "--previous", "--tail", "2")
+		if code == ExitOK && o == "tick 9\ntick 10\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("logs --previous --tail 2: exit %d %q, want the last two lines of the last run", code, o)
+		}
+	}
+	if code, o, e := rungCmd(t, "logs", "shop/ticker/0", "--previous", "--since", "1h", "--timestamps", "--tail", "1"); code != ExitOK || !strings.HasSuffix(o, "Z tick 10\n") {
+		t.Errorf("logs --timestamps: exit %d %q %s", code, o, e)
+	}
+	if code, o, e := rungCmd(t, "logs", "shop/ticker/0", "--previous", "--since", "2000-01-01T00:00:00Z", "--tail", "1"); code != ExitOK || o != "tick 10\n" {
+		t.Errorf("logs --since TIME: exit %d %q %s", code, o, e)
+	}
+	code, _, stderr := rungCmd(t, "logs", "shop/broken/0")
+	if code == ExitOK || !strings.Contains(stderr, "executable /bin/srv not found in image") {
+		t.Errorf("logs of a replica that never started: exit %d, stderr %q; want why", code, stderr)
+	}
+}
+
+// dashboardPage signs in to the dashboard of the `rung up` the client
+// config names, with its admin token, as a browser's form does, and
+// returns the page at path.
+func dashboardPage(t *testing.T, path string) string {
+	t.Helper()
+	cfg, err := client.LoadConfig(os.Getenv(client.ConfigEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar}
+	req, _ := http.NewRequest(http.MethodPost, cfg.Server+"/ui/login", strings.NewReader(url.Values{"token": {cfg.Token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", cfg.Server)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = hc.Get(cfg.Server + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s after signing in: %d\n%s", path, resp.StatusCode, body)
+	}
+	return string(body)
+}
+
+// lineOf is the first line of out that starts with prefix.
+func lineOf(out, prefix string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
 }

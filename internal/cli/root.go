@@ -65,15 +65,51 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		Short:         "Run many tenants' workloads with exactly enough isolation",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Runnable, so that an unknown command is a usage error (exit 2)
+		// rather than help and exit 0.
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return withCode(ExitInvalid, err) })
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(commands()...)
+	usageErrors(root)
 	return root
+}
+
+// usageErrors makes every command's argument errors (too many, too few,
+// an unknown subcommand) exit 2, like its flag errors: a usage error, not
+// a failure.
+func usageErrors(c *cobra.Command) {
+	args := c.Args
+	if !c.Runnable() && c.HasSubCommands() {
+		// Runnable, so that an unknown subcommand reaches Args.
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	if args == nil && c.HasSubCommands() {
+		// What cobra checks when Args is unset: a command with
+		// subcommands takes none of its own.
+		args = func(cmd *cobra.Command, a []string) error {
+			if len(a) > 0 {
+				return fmt.Errorf("unknown command %q for %q", a[0], cmd.CommandPath())
+			}
+			return nil
+		}
+	}
+	if args != nil {
+		c.Args = func(cmd *cobra.Command, a []string) error {
+			if err := args(cmd, a); err != nil {
+				return withCode(ExitInvalid, fmt.Errorf("%w; see %s --help", err, cmd.CommandPath()))
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		usageErrors(sub)
+	}
 }
 
 // commands lists the subcommands; each lives in its own file.
 func commands() []*cobra.Command {
-	return append([]*cobra.Command{newPlanCmd(), newExplainCmd(), newDemoCmd(), newImageCmd(), newRunCmd(), newBenchCmd(), newVerifyCmd(), newCheckCmd(), newVulnDBCmd(), newAuditCmd()}, controlPlaneCommands()...)
+	return append([]*cobra.Command{newPlanCmd(), newExplainCmd(), newDemoCmd(), newImageCmd(), newRunCmd(), newBenchCmd(), newVerifyCmd(), newCheckCmd(), newVulnDBCmd(), newAuditCmd(), newVersionCmd(), newRulesCmd()}, controlPlaneCommands()...)
 }

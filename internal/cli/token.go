@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"rung.dev/rung/internal/auth"
-	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/server/wire"
 )
 
@@ -177,20 +176,4 @@ func newTokenRotateAdminCmd() *cobra.Command {
 	}
 	cf.register(cmd)
 	return cmd
-}
-
-// listOrPage lists every object of kind, or with --limit or --continue
-// one page, saying on stderr how to get the next.
-func listOrPage(cmd *cobra.Command, c *client.Client, kind, tenant string, limit int, cont string) (wire.List, error) {
-	if limit == 0 && cont == "" {
-		return c.List(cmd.Context(), kind, tenant)
-	}
-	if limit < 0 || limit > 1000 {
-		return wire.List{}, withCode(ExitInvalid, fmt.Errorf("--limit %d: give 1 to 1000", limit))
-	}
-	l, err := c.ListPage(cmd.Context(), kind, tenant, limit, cont)
-	if err == nil && l.Continue != "" {
-		fmt.Fprintf(cmd.ErrOrStderr(), "more: add --continue %s\n", l.Continue)
-	}
-	return l, err
 }

@@ -93,6 +93,6 @@ and shutdownTimeout; flags override it.`,
 	fl.BoolVarP(&verbose, "verbose", "v", false, "log every failed request")
 	fl.BoolVar(&cfg.Agent, "agent", true, "run the node agent: start the planned replicas on this machine (runc, runsc)")
 	fl.StringVar(&cfg.Node, "node", "", "the topology node this machine is (default: stand in for every node)")
-	fl.DurationVar(&nodeTimeout, "node-timeout", 10*time.Second, "a `rung agent` silent this long is down; its replicas are re-placed")
+	fl.DurationVar(&nodeTimeout, "node-timeout", 10*time.Second, "a node agent silent this long is down; its replicas are re-placed")
 	return cmd
 }

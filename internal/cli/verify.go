@@ -164,6 +164,8 @@ func printVerifyTable(w io.Writer, replicas []verify.Replica) {
 			verdict = "stopped, OOM-killed"
 		case r.Status == runtime.Stopped:
 			verdict = "stopped"
+		case len(r.Weaknesses) > 0:
+			verdict = "WEAK (see below)"
 		}
 		if len(r.Processes) == 0 {
 			res := r.Resources
@@ -192,6 +194,19 @@ func printVerifyTable(w io.Writer, replicas []verify.Replica) {
 		for _, f := range r.Failures() {
 			fmt.Fprintf(w, "FAIL %s %s pid %d %s: got %s, want %s\n", r.ID, f.Role, f.Pid, f.Property, f.Got, f.Want)
 		}
+	}
+	weak := map[string][]string{} // weakness → replicas
+	var order []string
+	for _, r := range replicas {
+		for _, s := range r.Weaknesses {
+			if weak[s] == nil {
+				order = append(order, s)
+			}
+			weak[s] = append(weak[s], r.ID)
+		}
+	}
+	for _, s := range order {
+		fmt.Fprintf(w, "WEAK %s: %s\n", strings.Join(weak[s], ", "), s)
 	}
 	if sandbox {
 		for _, r := range replicas {

@@ -148,7 +148,8 @@ func TestVerifyLive(t *testing.T) {
 		t.Fatalf("exit %d, want 0", code)
 	}
 	for _, re := range []string{
-		`(?m)^verify-cli-db +sandbox +sandbox +\d+ +65534→65534\+1 +0000000000240000 +1 +2 +true +128Mi +96 +250m +ok$`,
+		`(?m)^verify-cli-db +sandbox +sandbox +\d+ +65534→65534\+1 +0000000000240000 +1 +2 +true +128Mi +96 +250m +WEAK \(see below\)$`,
+		`(?m)^WEAK verify-cli-db: the sentry runs as host uid 65534`,
 		`(?m)^ +gofer +\d+ +0→4325376\+65536 +000000000004001f +1 +2 +true +128Mi +96 +250m +$`,
 		`(?m)^verify-cli-web +container +init +\d+ +0→4325376\+65536 +0000000000000000 +1 +2 +true +128Mi +96 +250m +ok$`,
 	} {

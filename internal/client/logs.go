@@ -2,10 +2,12 @@ package client
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 
+	"rung.dev/rung/internal/logfile"
 	"rung.dev/rung/internal/server/wire"
 )
 
@@ -23,4 +25,17 @@ func (c *Client) Logs(ctx context.Context, tenant, name string, replica, tail in
 	var out wire.WorkloadLogs
 	_, err := c.do(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(tenant)+"/workloads/"+url.PathEscape(name)+"/logs", q, nil, &out)
 	return out, err
+}
+
+// ReplicaLog opens replica index of workload tenant/name's log as its node
+// reads it (o: tail, since, timestamps, previous run, follow). The caller
+// closes it; with o.Follow it stays open until ctx ends or the replica's
+// log ends.
+func (c *Client) ReplicaLog(ctx context.Context, tenant, name string, index int, o logfile.ReadOptions) (io.ReadCloser, error) {
+	path := "/v1/tenants/" + url.PathEscape(tenant) + "/workloads/" + url.PathEscape(name) + "/replicas/" + strconv.Itoa(index) + "/log"
+	resp, err := c.stream(ctx, http.MethodGet, path, logfile.Query(o), nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
 }

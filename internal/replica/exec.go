@@ -3,6 +3,8 @@ package replica
 import (
 	"context"
 
+	"rung.dev/rung/internal/bundle"
+
 	"rung.dev/rung/internal/runtime"
 )
 
@@ -19,7 +21,11 @@ func (n *Node) Exec(ctx context.Context, id string, args []string, stdio runtime
 	if err != nil {
 		return -1, err
 	}
-	return d.Exec(ctx, id, args, stdio)
+	spec, err := bundle.Read(n.replicaDir(id))
+	if err != nil {
+		return -1, err
+	}
+	return d.ExecProcess(ctx, id, spec.Process, args, stdio)
 }
 
 // Exit reports how replica id's process ended, once it has stopped

@@ -111,6 +111,7 @@ type Node struct {
 	noted     map[string]bool
 	engines   map[string]*policy.Engine // by admission configuration (JSON)
 	registry  image.PullOptions
+	roots     string // replicas' root filesystems (roots.go)
 }
 
 // Options configure a Node.
@@ -130,6 +131,9 @@ type Options struct {
 	// Registry configures pulls and signature checks of replicas whose
 	// tenant requires signatures (Transport, Insecure, Keychain).
 	Registry image.PullOptions
+	// LogMaxSize caps each replica's current log file; one rotated
+	// segment is kept besides, and the previous run's log (0: 10 MiB).
+	LogMaxSize int64
 }
 
 // Open prepares the data directory and the drivers.
@@ -157,11 +161,11 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	runc, err := runtime.NewRunc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runc"), Logger: opts.Logger})
+	runc, err := runtime.NewRunc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runc"), Logger: opts.Logger, LogMaxSize: opts.LogMaxSize})
 	if err != nil {
 		return nil, err
 	}
-	runsc, err := runtime.NewRunsc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runsc"), Platform: opts.RunscPlatform, Logger: opts.Logger})
+	runsc, err := runtime.NewRunsc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runsc"), Platform: opts.RunscPlatform, Logger: opts.Logger, LogMaxSize: opts.LogMaxSize})
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +180,21 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if opts.CgroupParent != "" {
 		cgroups = "/" + strings.Trim(filepath.Clean(opts.CgroupParent), "/")
 	}
-	return &Node{dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, noted: map[string]bool{}, engines: map[string]*policy.Engine{}, registry: opts.Registry}, nil
+	rootsParent, err := rootsParent(abs)
+	if err != nil {
+		return nil, err
+	}
+	roots := filepath.Join(rootsParent, hex.EncodeToString(sum[:4]))
+	// 0711 like the data directory: searched from tenants' namespaces. The
+	// SCOPE directory is made with the first replica (makeRoot).
+	if err := os.MkdirAll(rootsParent, 0o711); err != nil {
+		return nil, fmt.Errorf("replica roots: %w", err)
+	}
+	if err := os.Chmod(rootsParent, 0o711); err != nil {
+		return nil, fmt.Errorf("replica roots: %w", err)
+	}
+	sweepRoots(rootsParent)
+	return &Node{roots: roots, dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, noted: map[string]bool{}, engines: map[string]*policy.Engine{}, registry: opts.Registry}, nil
 }
 
 // Images is the node's image store.
@@ -311,14 +329,17 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 		}
 		return "", err
 	}
-	made := dir // the named result is "" on error returns
 	defer func() {
 		if err != nil {
-			os.RemoveAll(made)
+			_ = n.removeReplica(s.ID)
 		}
 	}()
-	rootfs := filepath.Join(dir, "rootfs")
-	if err := os.Mkdir(rootfs, 0o755); err != nil {
+	// The root lives under a neutral path (roots.go); rootfs links to it.
+	rootfs, err := n.makeRoot(s.ID)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Symlink(rootfs, filepath.Join(dir, "rootfs")); err != nil {
 		return "", err
 	}
 	if err := image.Unpack(ctx, img, rootfs, image.UnpackOptions{
@@ -350,7 +371,7 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 		res = sandboxLimits(res)
 	}
 	opts := []bundle.Opt{
-		bundle.WithRootfs("rootfs"),
+		bundle.WithRootfs(rootfs),
 		bundle.WithUserNamespace(r),
 		bundle.WithProcess(args, env, cwd(cfg.Config.WorkingDir)),
 		bundle.WithUser(uid, gid),
@@ -600,7 +621,7 @@ func (n *Node) Run(ctx context.Context, s Spec, stdio runtime.IO) (runtime.Exit,
 	if err != nil {
 		return runtime.Exit{}, err
 	}
-	defer os.RemoveAll(dir)
+	defer n.removeReplica(s.ID)
 	return runtime.Run(ctx, d, s.ID, dir, stdio)
 }
 
@@ -616,20 +637,21 @@ func (n *Node) Start(ctx context.Context, s Spec) error {
 		return err
 	}
 	if err := d.Create(ctx, s.ID, dir, runtime.IO{}); err != nil {
-		os.RemoveAll(dir)
+		_ = n.removeReplica(s.ID)
 		return err
 	}
 	if err := d.Start(ctx, s.ID); err != nil {
 		_ = d.Delete(context.WithoutCancel(ctx), s.ID)
-		os.RemoveAll(dir)
+		_ = n.removeReplica(s.ID)
 		return err
 	}
 	return nil
 }
 
-// Remove kills and deletes a replica and its bundle. A directory left
-// without a record (a crash while preparing) is cleaned up too, trying
-// every driver, so nothing leaks.
+// Remove kills and deletes a replica and its bundle; its last run's log
+// stays as the previous one (Logs with Previous; Purge deletes it). A
+// directory left without a record (a crash while preparing) is cleaned up
+// too, trying every driver, so nothing leaks.
 func (n *Node) Remove(ctx context.Context, id string) error {
 	rec, err := n.record(id)
 	drivers := []*runtime.OCI{n.runc, n.runsc}
@@ -657,7 +679,7 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	return os.RemoveAll(n.replicaDir(id))
+	return n.removeReplica(id)
 }
 
 // Leftovers lists replica directories that have no readable record: a

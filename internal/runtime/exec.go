@@ -51,9 +51,6 @@ func (d *OCI) Exec(ctx context.Context, id string, args []string, stdio ExecIO) 
 	if err := d.check(id); err != nil {
 		return -1, err
 	}
-	if len(args) == 0 || args[0] == "" {
-		return -1, fmt.Errorf("%s exec %s: no command", d.kind, id)
-	}
 	st, err := d.State(ctx, id)
 	if err != nil {
 		return -1, fmt.Errorf("%s exec %s: %w", d.kind, id, err)
@@ -62,10 +59,27 @@ func (d *OCI) Exec(ctx context.Context, id string, args []string, stdio ExecIO) 
 		return -1, fmt.Errorf("%s exec %s: %w (it is %s)", d.kind, id, ErrNotRunning, st.Status)
 	}
 	spec, err := bundle.Read(st.Bundle)
-	if err != nil || spec.Process == nil {
-		return -1, fmt.Errorf("%s exec %s: the container's spec: %w", d.kind, id, errors.Join(err, errors.New("no process")))
+	if err != nil {
+		return -1, fmt.Errorf("%s exec %s: the container's spec: %w", d.kind, id, err)
 	}
-	proc := *spec.Process
+	return d.ExecProcess(ctx, id, spec.Process, args, stdio)
+}
+
+// ExecProcess is Exec for a caller that knows the container's process
+// settings (its bundle's config.json): it saves asking the runtime for the
+// container's state. A container that does not run makes the runtime
+// fail the call.
+func (d *OCI) ExecProcess(ctx context.Context, id string, base *specs.Process, args []string, stdio ExecIO) (int, error) {
+	if err := d.check(id); err != nil {
+		return -1, err
+	}
+	if len(args) == 0 || args[0] == "" {
+		return -1, fmt.Errorf("%s exec %s: no command", d.kind, id)
+	}
+	if base == nil {
+		return -1, fmt.Errorf("%s exec %s: the container's spec has no process", d.kind, id)
+	}
+	proc := *base
 	proc.Args = append([]string{}, args...)
 	proc.Terminal = stdio.Tty
 	proc.ConsoleSize = nil
@@ -177,7 +191,7 @@ func (d *OCI) Exec(ctx context.Context, id string, args []string, stdio ExecIO) 
 		if notFound(msg) {
 			return ExitCodeNotFound, fmt.Errorf("%s exec %s: %s: %w", d.kind, id, msg, ErrExecNotFound)
 		}
-		return -1, fmt.Errorf("%s exec %s: %s", d.kind, id, msg)
+		return -1, fmt.Errorf("%s exec %s: %s: %w", d.kind, id, msg, classify(msg, runErr))
 	}
 	return exitErr.ExitCode(), nil
 }
@@ -205,12 +219,7 @@ func (d *OCI) killExec(id, pidFile string) {
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
 
-func orDiscard(w io.Writer) io.Writer {
-	if w == nil {
-		return io.Discard
-	}
-	return w
-}
+func orDiscard(w io.Writer) io.Writer { return hideFile(w) }
 
 // limitedWriter keeps the first n bytes written to it.
 type limitedWriter struct {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"rung.dev/rung/internal/bundle"
+	"rung.dev/rung/internal/logfile"
 )
 
 // Config configures an OCI driver.
@@ -45,6 +46,9 @@ type Config struct {
 	ExtraFlags []string
 	// Logger receives the driver's debug and warning records; nil discards.
 	Logger *slog.Logger
+	// LogMaxSize caps each replica's current log file (one rotated
+	// segment is kept besides); 0 is logfile.DefaultMaxSize.
+	LogMaxSize int64
 }
 
 // OCI is a Driver for an OCI runtime CLI: runc or runsc. The two share
@@ -76,12 +80,16 @@ type OCI struct {
 	logs   string
 	global []string
 	log    *slog.Logger
+	logMax int64
 
 	mu       sync.Mutex
 	procs    map[string]*proc
 	creating map[string]bool
 	helpers  map[int]bool      // runsc gofer and sandbox PIDs being reaped
 	zombies  map[int]time.Time // orphaned zombies and when first seen
+	// copiers copy replicas' FIFOs into their logs (logs.go).
+	copiers   map[string]*copier
+	adoptedAt time.Time
 
 	detectMu sync.Mutex
 	detected *Availability
@@ -179,6 +187,10 @@ func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
 	if cfg.Dir == "" {
 		return nil, fmt.Errorf("%s driver: no directory", kind)
 	}
+	if cfg.LogMaxSize != 0 && cfg.LogMaxSize < logfile.MinMaxSize {
+		return nil, fmt.Errorf("%s driver: LogMaxSize %d: at least %d bytes (or 0 for %d): %w",
+			kind, cfg.LogMaxSize, logfile.MinMaxSize, logfile.DefaultMaxSize, logfile.ErrInvalid)
+	}
 	dir, err := filepath.Abs(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("%s driver: %w", kind, err)
@@ -189,6 +201,8 @@ func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
 		state:    filepath.Join(dir, "state"),
 		logs:     filepath.Join(dir, "logs"),
 		log:      cfg.Logger,
+		logMax:   cfg.LogMaxSize,
+		copiers:  map[string]*copier{},
 		procs:    map[string]*proc{},
 		creating: map[string]bool{},
 		helpers:  map[int]bool{},
@@ -221,6 +235,9 @@ func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
 	d.global = append(d.global, cfg.ExtraFlags...)
 	if err := becomeSubreaper(); err != nil {
 		return nil, fmt.Errorf("%s driver: %w", kind, err)
+	}
+	if d.bin != "" {
+		d.adoptLogs() // containers left running by a previous process
 	}
 	return d, nil
 }
@@ -289,24 +306,35 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 	}
 
 	p := &proc{done: make(chan struct{})}
-	logf, err := os.OpenFile(d.logPath(id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	// Fresh descriptors for the replica: its log FIFOs, or pipes that this
+	// process copies to the caller's writers (see logs.go).
+	ends, logs, err := d.logPipes(id)
 	if err != nil {
 		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
 	}
-	defer logf.Close() // the container holds its own copy
+	defer func() {
+		for _, f := range ends {
+			f.Close() // the container holds its own copies
+		}
+	}()
+	p.copies.Add(1)
+	go func() { <-logs.done; p.copies.Done() }()
 	stdin, err := os.Open(os.DevNull)
 	if err != nil {
+		logs.stop()
 		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
 	}
 	defer stdin.Close()
-	stdout, err := p.output(stdio.Stdout, logf)
+	stdout, err := p.output(stdio.Stdout, ends[0])
 	if err != nil {
 		p.closeAll()
+		logs.stop()
 		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
 	}
-	stderr, err := p.output(stdio.Stderr, logf)
+	stderr, err := p.output(stdio.Stderr, ends[1])
 	if err != nil {
 		p.closeAll()
+		logs.stop()
 		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
 	}
 
@@ -320,21 +348,25 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 	cmd.WaitDelay = 5 * time.Second
 	runErr := cmd.Run()
 	// Our ends of the pipes: the container has its own now.
-	p.closeWriteEnds(stdout, stderr, logf)
+	p.closeWriteEnds(stdout, stderr)
+	for _, f := range ends {
+		f.Close()
+	}
 	if runErr != nil {
-		msg := lastError(runtimeLog)
-		if msg == noLoggedError {
-			// The runtime died before logging (e.g. a Go runtime crash):
-			// what it printed went to the replica's log file.
-			if b, err := os.ReadFile(d.logPath(id)); err == nil && len(b) > 0 {
-				msg = cliMessage(b)
-			}
-		}
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		_, _ = d.exec(dctx, "delete", "--force", d.rid(id))
 		p.closeAll()
-		_ = os.Remove(d.logPath(id))
+		logs.wait(2 * time.Second)
+		msg := lastError(runtimeLog)
+		if msg == noLoggedError {
+			// The runtime died before logging (e.g. a Go runtime crash):
+			// what it printed went to the replica's log.
+			if b := d.readCurrentLog(dctx, id); len(b) > 0 {
+				msg = cliMessage(b)
+			}
+		}
+		d.dropCurrentLog(id)
 		_ = os.Remove(runtimeLog)
 		removeCgroups(bundle)
 		return fmt.Errorf("%s create %s: %s: %w", d.kind, id, msg, runErr)
@@ -344,6 +376,7 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 		st, serr := d.State(ctx, id)
 		if serr != nil {
 			p.closeAll()
+			logs.stop()
 			return fmt.Errorf("%s create %s: %w", d.kind, id, serr)
 		}
 		pid = st.Pid
@@ -429,6 +462,7 @@ func (d *OCI) State(ctx context.Context, id string) (State, error) {
 	if err := d.check(id); err != nil {
 		return State{}, err
 	}
+	d.adoptLogs()
 	out, err := d.exec(ctx, "state", d.rid(id))
 	if err != nil {
 		return State{}, fmt.Errorf("%s state %s: %w", d.kind, id, err)
@@ -539,31 +573,40 @@ func (d *OCI) Delete(ctx context.Context, id string) error {
 		d.adoptHelpers()
 	}
 	d.sweepOrphans()
-	for _, f := range []string{d.logPath(id), d.runtimeLogPath(id)} {
-		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
-		}
+	// The container's processes are gone: its FIFOs are at EOF once the
+	// copier has read what they held.
+	if c := d.copierOf(id); c != nil {
+		c.wait(2 * time.Second)
+	}
+	if err := d.retireLog(id); err != nil {
+		return fmt.Errorf("%s delete %s: keep log: %w", d.kind, id, err)
+	}
+	if err := os.Remove(d.runtimeLogPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
 	}
 	return nil
 }
 
-// Logs implements Driver.
+// Logs implements Driver: the current run's output, as the replica wrote
+// it (ReadLogs chooses more). After Delete it is ErrNotFound: the run's
+// log is the previous one then.
 func (d *OCI) Logs(ctx context.Context, id string) (io.ReadCloser, error) {
 	if err := d.check(id); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(d.logPath(id))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s logs %s: %w", d.kind, id, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s logs %s: %w", d.kind, id, err)
-	}
-	return f, nil
+	return d.ReadLogs(ctx, id, logfile.ReadOptions{})
 }
 
-// LogPath is the replica's log file.
-func (d *OCI) logPath(id string) string { return filepath.Join(d.logs, id+".log") }
+// readCurrentLog returns what the current log holds (at most 64 KiB).
+func (d *OCI) readCurrentLog(ctx context.Context, id string) []byte {
+	rc, err := d.ReadLogs(ctx, id, logfile.ReadOptions{})
+	if err != nil {
+		return nil
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(io.LimitReader(rc, 64<<10))
+	return b
+}
 
 // runtimeLogPath is where the runtime CLI writes its own errors (JSON).
 func (d *OCI) runtimeLogPath(id string) string { return filepath.Join(d.logs, id+".runtime.log") }
@@ -650,13 +693,13 @@ func lastError(path string) string {
 	return msg
 }
 
-// output returns the file to hand the container for one stream.
-func (p *proc) output(w io.Writer, logf *os.File) (*os.File, error) {
+// output returns the file to hand the container for one stream: fifo
+// (the replica's log) for a nil writer, else a fresh pipe copied to w by
+// this process. A caller's *os.File is never handed over: runsc would
+// change its owner, and writes would land at the runtime's own offset.
+func (p *proc) output(w io.Writer, fifo *os.File) (*os.File, error) {
 	if w == nil {
-		return logf, nil
-	}
-	if f, ok := w.(*os.File); ok {
-		return f, nil
+		return fifo, nil
 	}
 	r, pw, err := os.Pipe()
 	if err != nil {

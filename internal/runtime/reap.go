@@ -52,15 +52,29 @@ func (p *proc) reap(log *slog.Logger) {
 // processes alone it only takes zombies that run in another session than
 // this process and that have stayed zombies across two sweeps at least
 // orphanGrace apart (a waiter blocked in wait4 reaps its child at once).
-// It sweeps now and twice more in the background.
+// It sweeps now and twice more in the background, then on while zombies
+// it has seen wait for their grace (a sandbox's processes can die seconds
+// after its delete), for at most maxSweeps more.
 func (d *OCI) sweepOrphans() {
 	go func() {
 		for _, delay := range []time.Duration{0, orphanGrace + 100*time.Millisecond, 3 * orphanGrace} {
 			time.Sleep(delay)
 			d.sweepOnce()
 		}
+		for range maxSweeps {
+			d.mu.Lock()
+			pending := len(d.zombies)
+			d.mu.Unlock()
+			if pending == 0 {
+				return
+			}
+			time.Sleep(orphanGrace)
+			d.sweepOnce()
+		}
 	}()
 }
+
+const maxSweeps = 30
 
 const orphanGrace = time.Second
 

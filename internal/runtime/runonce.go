@@ -44,20 +44,14 @@ func (d *OCI) RunOnce(ctx context.Context, id, bundle string, stdio IO) (Exit, e
 	if err := freshCgroups(bundle); err != nil {
 		return Exit{}, fmt.Errorf("%s run %s: %w", d.kind, id, err)
 	}
-	logf, err := os.OpenFile(d.logPath(id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return Exit{}, fmt.Errorf("%s run %s: %w", d.kind, id, err)
-	}
-	defer func() {
-		logf.Close()
-		_ = os.Remove(d.logPath(id))
-	}()
 	runtimeLog := d.runtimeLogPath(id)
 	_ = os.Remove(runtimeLog)
 	defer os.Remove(runtimeLog)
 
 	cmd := exec.Command(d.bin, d.args(runtimeLog, "run", "--bundle", bundle, d.rid(id))...)
-	cmd.Stdout, cmd.Stderr = orFile(stdio.Stdout, logf), orFile(stdio.Stderr, logf)
+	// exec makes a fresh pipe for each writer and copies it: the caller's
+	// files never reach the runtime (see proc.output).
+	cmd.Stdout, cmd.Stderr = hideFile(stdio.Stdout), hideFile(stdio.Stderr)
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		return Exit{}, fmt.Errorf("%s run %s: %w", d.kind, id, err)
@@ -111,9 +105,11 @@ func (d *OCI) ran(runtimeLog string) bool {
 	return lastError(runtimeLog) == noLoggedError
 }
 
-func orFile(w io.Writer, f *os.File) io.Writer {
+// hideFile wraps w so that os/exec copies into it through a pipe instead
+// of handing its descriptor to the child; nil discards.
+func hideFile(w io.Writer) io.Writer {
 	if w == nil {
-		return f
+		return io.Discard
 	}
-	return w
+	return struct{ io.Writer }{w}
 }

@@ -55,8 +55,9 @@ type Driver interface {
 	Kill(ctx context.Context, id string, sig syscall.Signal) error
 	// Wait blocks until the container's process exits and returns how.
 	Wait(ctx context.Context, id string) (Exit, error)
-	// Delete removes the container, killing it first if it still runs,
-	// and its log file.
+	// Delete removes the container, killing it first if it still runs.
+	// Its log stops being the current one (Logs: ErrNotFound); an OCI
+	// driver keeps it as the previous run's (OCI.ReadLogs).
 	Delete(ctx context.Context, id string) error
 	// Logs opens the replica's log file: its standard output and error,
 	// interleaved, when Create was given no writer for them.
@@ -64,10 +65,11 @@ type Driver interface {
 }
 
 // IO says where a replica's standard output and standard error go. A nil
-// writer means the replica's log file. An *os.File is handed to the
-// container as is; any other writer is fed through a pipe by this process,
-// so it only works while this process lives (use it for `rung run`, not for
-// long-running replicas). Standard input is always /dev/null.
+// writer means the replica's log. Any writer, an *os.File too, is fed
+// through a fresh pipe by this process (the runtime never gets the
+// caller's descriptor), so it only works while this process lives (use it
+// for `rung run`, not for long-running replicas). Standard input is always
+// /dev/null.
 type IO struct {
 	Stdout io.Writer
 	Stderr io.Writer

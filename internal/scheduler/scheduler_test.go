@@ -89,7 +89,7 @@ func TestPlanTiers(t *testing.T) {
 				tenant("bio", "organization: uni") + tenant("geo", "organization: uni") +
 				workload("bio", "seq", "") + workload("geo", "rocks", ""),
 			want:    []string{"bio/seq[0] container h1", "geo/rocks[0] container h1"},
-			reasons: map[string]string{"bio/seq[0]": "rule 4 vs geo/rocks", "geo/rocks[0]": "rule 4 vs bio/seq"},
+			reasons: map[string]string{"bio/seq[0]": "rule 4 (same organization) vs geo/rocks", "geo/rocks[0]": "rule 4 (same organization) vs bio/seq"},
 		},
 		{
 			name: "untrusted organizations share a host as vm rather than open another",
@@ -97,7 +97,7 @@ func TestPlanTiers(t *testing.T) {
 				tenant("acme", "") + tenant("globex", "") +
 				workload("acme", "shop", "") + workload("globex", "api", ""),
 			want:    []string{"acme/shop[0] vm h1", "globex/api[0] vm h1"},
-			reasons: map[string]string{"acme/shop[0]": "rule 6 vs globex/api", "globex/api[0]": "rule 6 vs acme/shop"},
+			reasons: map[string]string{"acme/shop[0]": "rule 6 (other organization) vs globex/api", "globex/api[0]": "rule 6 (other organization) vs acme/shop"},
 		},
 		{
 			name: "without a vm runtime each organization gets a host of its own",
@@ -121,12 +121,12 @@ func TestPlanTiers(t *testing.T) {
 			want: []string{"acme/shop[0] container h2", "acme/shop[1] container h2", "gov/tax[0] container h1"},
 		},
 		{
-			name: "different data classes of one tenant need a vm (rule 2)",
+			name: "different data classes of one tenant need a vm (rule 2 (different class or privilege))",
 			manifests: topo(node("h1", "", allTiers)) +
 				tenant("acme", "") +
 				workload("acme", "web", "  dataClass: public\n") + workload("acme", "db", "  dataClass: confidential\n"),
 			want:    []string{"acme/db[0] vm h1", "acme/web[0] vm h1"},
-			reasons: map[string]string{"acme/db[0]": "rule 2 vs acme/web"},
+			reasons: map[string]string{"acme/db[0]": "rule 2 (different class or privilege) vs acme/web"},
 		},
 		{
 			name: "a tenant floor raises the tier and says so",

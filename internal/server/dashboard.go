@@ -1,25 +1,21 @@
 package server
 
 import (
-	"cmp"
+	"context"
+	"crypto/subtle"
 	"embed"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"html/template"
 	"io"
-	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"rung.dev/rung/internal/auth"
-	"rung.dev/rung/internal/scheduler"
-	"rung.dev/rung/internal/server/wire"
-	"rung.dev/rung/internal/tenancy"
 )
 
 // The web dashboard (DESIGN §7) at /: the topology, tiers and placements,
@@ -34,10 +30,10 @@ import (
 // the API ignores cookies, and every page checks the token again, so a
 // revoked token ends its sessions.
 
-//go:embed dashboard/page.html dashboard/style.css
+//go:embed dashboard/*.html dashboard/style.css
 var dashboardFS embed.FS
 
-var dashboardTmpl = template.Must(template.ParseFS(dashboardFS, "dashboard/page.html"))
+var dashboardTmpl = template.Must(template.New("").Funcs(uiFuncs).ParseFS(dashboardFS, "dashboard/*.html"))
 
 const (
 	sessionCookie = "rung_session"
@@ -61,19 +57,34 @@ type uiSessions struct {
 	m  map[string]uiSession
 }
 
+// uiSession is one sign-in. csrf is a random value of its own that every
+// form the signed-in pages post carries back, so a form can't be posted
+// for the session from elsewhere even where the browser sends neither
+// Sec-Fetch-Site nor Origin.
 type uiSession struct {
-	token   string
-	expires time.Time
+	token, csrf string
+	expires     time.Time
+}
+
+func randomID(random io.Reader) (string, error) {
+	b := make([]byte, 32)
+	if _, err := io.ReadFull(random, b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // start records a session for token and returns its ID, or "" when too
 // many live sessions exist.
 func (u *uiSessions) start(random io.Reader, token string, now time.Time) (string, error) {
-	b := make([]byte, 32)
-	if _, err := io.ReadFull(random, b); err != nil {
+	id, err := randomID(random)
+	if err != nil {
 		return "", err
 	}
-	id := base64.RawURLEncoding.EncodeToString(b)
+	csrf, err := randomID(random)
+	if err != nil {
+		return "", err
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.m == nil {
@@ -103,23 +114,23 @@ func (u *uiSessions) start(random io.Reader, token string, now time.Time) (strin
 			delete(u.m, k)
 		}
 	}
-	u.m[id] = uiSession{token: token, expires: now.Add(sessionTTL)}
+	u.m[id] = uiSession{token: token, csrf: csrf, expires: now.Add(sessionTTL)}
 	return id, nil
 }
 
-// token returns the token of session id while it lasts.
-func (u *uiSessions) token(id string, now time.Time) (string, bool) {
+// get returns session id while it lasts.
+func (u *uiSessions) get(id string, now time.Time) (uiSession, bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	s, ok := u.m[id]
 	if !ok {
-		return "", false
+		return uiSession{}, false
 	}
 	if !now.Before(s.expires) {
 		delete(u.m, id)
-		return "", false
+		return uiSession{}, false
 	}
-	return s.token, true
+	return s, true
 }
 
 func (u *uiSessions) end(id string) {
@@ -129,19 +140,26 @@ func (u *uiSessions) end(id string) {
 }
 
 // uiHeaders are set on every dashboard response: nothing but the
-// project's own stylesheet loads, no frame may embed the page, and nothing
-// is cached.
+// project's own stylesheet loads, no script runs, no frame may embed the
+// page, and nothing is cached. Referrer-Policy is same-origin rather than
+// no-referrer: under no-referrer browsers send "Origin: null" with the
+// page's own forms, which no origin check can tell from a sandboxed
+// attacker; same-origin still sends nothing to other sites.
 func uiHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 }
 
 func (s *Server) dashboardRoutes() {
-	s.mux.Handle("GET /{$}", s.wrap("/", s.dashboard))
+	s.mux.Handle("GET /{$}", s.wrap("/", s.uiPage(s.overviewPage)))
+	s.mux.Handle("GET /ui/topology", s.wrap("/ui/topology", s.uiPage(s.topologyPage)))
+	s.mux.Handle("GET /ui/workloads/{tenant}/{name}", s.wrap("/ui/workloads", s.uiPage(s.workloadPage)))
+	s.mux.Handle("GET /ui/nodes/{name}", s.wrap("/ui/nodes", s.uiPage(s.nodePage)))
+	s.mux.Handle("GET /ui/search", s.wrap("/ui/search", s.uiPage(s.searchPage)))
 	s.mux.Handle("GET /ui/style.css", s.wrap("/ui/style.css", func(w http.ResponseWriter, r *http.Request) error {
 		uiHeaders(w)
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
@@ -158,31 +176,25 @@ func (s *Server) dashboardRoutes() {
 
 // loginPage is the model of the sign-in page.
 type loginPage struct {
-	Who, Error string
-	Refresh    int
+	pageBase
+	Error string
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, status int, msg string) error {
 	uiHeaders(w)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	return dashboardTmpl.ExecuteTemplate(w, "login", loginPage{Error: msg})
+	return dashboardTmpl.ExecuteTemplate(w, "login", loginPage{pageBase: pageBase{Title: "Sign in"}, Error: msg})
 }
 
-// sameOrigin refuses a form posted from another site (login CSRF: signing
-// a victim in as the attacker). Browsers send Origin with every POST; a
-// client that sends none (curl) is not a browser being abused.
-func sameOrigin(r *http.Request) bool {
-	o := r.Header.Get("Origin")
-	if o == "" {
-		return true
-	}
-	u, err := url.Parse(o)
-	return err == nil && u.Host == r.Host
-}
+// crossOrigin refuses a form posted from another site (login CSRF:
+// signing a victim in as the attacker; signing them out). It reads
+// Sec-Fetch-Site where the browser sends it, else Origin against Host; a
+// client that sends neither (curl) is not a browser being abused.
+var crossOrigin = http.NewCrossOriginProtection()
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
-	if !sameOrigin(r) {
+	if err := crossOrigin.Check(r); err != nil {
 		return s.renderLogin(w, http.StatusForbidden, "sign-in refused: the form was posted from another site")
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
@@ -220,69 +232,69 @@ func setSessionCookie(w http.ResponseWriter, r *http.Request, id string, maxAge 
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 }
 
+// logout ends the session. Besides the origin check, the form must carry
+// the session's own csrf value.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
-	if !sameOrigin(r) {
+	if err := crossOrigin.Check(r); err != nil {
 		return s.renderLogin(w, http.StatusForbidden, "sign-out refused: the form was posted from another site")
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
+	if err := r.ParseForm(); err != nil {
+		return s.renderLogin(w, http.StatusBadRequest, "sign-out form too large or malformed")
+	}
 	if c, err := r.Cookie(sessionCookie); err == nil {
-		s.sessions.end(c.Value)
+		if sess, ok := s.sessions.get(c.Value, s.now()); ok {
+			if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(sess.csrf)) != 1 {
+				return s.renderLogin(w, http.StatusForbidden, "sign-out refused: the form lacks this session's token; sign out from the dashboard's own button")
+			}
+			s.sessions.end(c.Value)
+		}
 	}
 	setSessionCookie(w, r, "", -1)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
 }
 
-// dashboard renders the plan for the signed-in principal, or the sign-in
-// page. The token comes from the session or, for scripts, the
-// Authorization header.
-func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	token := ""
-	if c, err := r.Cookie(sessionCookie); err == nil {
-		if t, ok := s.sessions.token(c.Value, s.now()); ok {
-			token = t
-		} else {
-			setSessionCookie(w, r, "", -1)
-			return s.renderLogin(w, http.StatusOK, "your session has ended; sign in again")
+// uiHandler is a dashboard page for a signed-in principal: ctx carries
+// the principal, base is filled in for the page's header.
+type uiHandler func(ctx context.Context, w http.ResponseWriter, r *http.Request, base pageBase) error
+
+// uiPage signs the request in from its session (or, for scripts, its
+// Authorization header) and runs page, or shows the sign-in page. Every
+// page checks the token again, so a revoked token ends its sessions.
+func (s *Server) uiPage(page uiHandler) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		ctx := r.Context()
+		token, csrf := "", ""
+		if c, err := r.Cookie(sessionCookie); err == nil {
+			if sess, ok := s.sessions.get(c.Value, s.now()); ok {
+				token, csrf = sess.token, sess.csrf
+			} else {
+				setSessionCookie(w, r, "", -1)
+				return s.renderLogin(w, http.StatusOK, "your session has ended; sign in again")
+			}
 		}
-	}
-	if scheme, t, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		token = strings.TrimSpace(t)
-	}
-	if token == "" {
-		return s.renderLogin(w, http.StatusOK, "")
-	}
-	p, err := s.lookupToken(ctx, token)
-	if err != nil {
-		if !errors.Is(err, auth.ErrBadToken) {
-			return err
+		if scheme, t, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+			token, csrf = strings.TrimSpace(t), ""
 		}
-		return s.renderLogin(w, http.StatusUnauthorized, "your session's token is no longer valid; sign in again")
+		if token == "" {
+			return s.renderLogin(w, http.StatusOK, "")
+		}
+		p, err := s.lookupToken(ctx, token)
+		if err != nil {
+			if !errors.Is(err, auth.ErrBadToken) {
+				return err
+			}
+			return s.renderLogin(w, http.StatusUnauthorized, "your session's token is no longer valid; sign in again")
+		}
+		ctx = auth.WithPrincipal(ctx, p)
+		if err := s.authorize(ctx, auth.Get, auth.Object{Kind: auth.KindPlan}, ""); err != nil {
+			return s.renderLogin(w, http.StatusForbidden, "this token may not view the plan (node tokens are for agents)")
+		}
+		base := pageBase{Who: describePrincipal(p), CSRF: csrf, Operator: p.Role == auth.Operator,
+			Refresh: dashboardRefresh, Generated: s.now().UTC().Format(time.DateTime + " UTC")}
+		return page(ctx, w, r, base)
 	}
-	ctx = auth.WithPrincipal(ctx, p)
-	if err := s.authorize(ctx, auth.Get, auth.Object{Kind: auth.KindPlan}, ""); err != nil {
-		return s.renderLogin(w, http.StatusForbidden, "this token may not view the plan (node tokens are for agents)")
-	}
-	pl, err := s.planner.current(ctx)
-	if err != nil {
-		return err
-	}
-	var view dashboardView
-	if p.Role == auth.Operator {
-		view = operatorView(pl, s.nodes.status(topologyNodes(pl.set)))
-	} else {
-		view = tenantDashboard(tenantView(pl.result, p.Tenant, pl.tenants))
-	}
-	if evs, err := s.tailEvents(ctx, dashboardEvents, visibleTo(p)); err == nil {
-		view.Events = evs.Events
-		slices.Reverse(view.Events) // newest first
-	}
-	view.Who = describePrincipal(p)
-	view.Refresh = dashboardRefresh
-	view.Generated = s.now().UTC().Format(time.DateTime + " UTC")
-	uiHeaders(w)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	return dashboardTmpl.ExecuteTemplate(w, "dashboard", view)
 }
 
 func describePrincipal(p auth.Principal) string {
@@ -290,127 +302,4 @@ func describePrincipal(p auth.Principal) string {
 		return fmt.Sprintf("%s of %s", p.Role, p.Tenant)
 	}
 	return string(p.Role)
-}
-
-// dashboardView is what the page shows.
-type dashboardView struct {
-	Who, Generated string
-	Refresh        int
-	Operator       bool
-	Placed         int
-	Tiers          []tierCount
-	Datacenters    []dcView
-	Placements     []scheduler.Placement
-	Unplaced       []scheduler.Unplaced
-	Problems       []string
-	// Events are the latest audit events the principal may see, newest
-	// first (as `rung get events` shows them).
-	Events []wire.Event
-}
-
-type tierCount struct {
-	Tier  string
-	Count int
-}
-
-type dcView struct {
-	Name  string
-	Racks []rackView
-}
-
-type rackView struct {
-	Name  string
-	Hosts []hostView
-}
-
-// hostView is a node: a physical host with its VM nodes, or a VM node.
-type hostView struct {
-	// Domains are the host's other failure domains ("pdu p1 · switch s1").
-	Name, State, Runtimes, Tenant, Domains string
-	Replicas                               []replicaView
-	VMs                                    []hostView
-}
-
-type replicaView struct {
-	Label, Tier, Reason string
-}
-
-func tierCounts(res *scheduler.Result) []tierCount {
-	n := map[string]int{}
-	for _, p := range res.Placements {
-		n[p.Tier]++
-	}
-	var out []tierCount
-	for t := tenancy.Container; t <= tenancy.Host; t++ {
-		if c := n[t.String()]; c > 0 {
-			out = append(out, tierCount{Tier: t.String(), Count: c})
-		}
-	}
-	return out
-}
-
-func tenantDashboard(res *scheduler.Result) dashboardView {
-	return dashboardView{Placed: len(res.Placements), Tiers: tierCounts(res), Placements: res.Placements, Unplaced: res.Unplaced}
-}
-
-// operatorView lays out every node of pl by datacenter and rack, VM nodes
-// under their host, each with its liveness, the tiers it offered the
-// scheduler (what its manifest lists and its agent detects) and its
-// replicas.
-func operatorView(pl plan, statuses []wire.NodeStatus) dashboardView {
-	set, res := pl.set, pl.result
-	view := dashboardView{Operator: true, Placed: len(res.Placements), Tiers: tierCounts(res), Unplaced: res.Unplaced, Problems: res.Problems}
-	state := map[string]string{}
-	for _, st := range statuses {
-		state[st.Name] = st.State
-		// A node no agent of its own reports on is run by rung up's own
-		// agent when that stands for every node.
-		if st.State == wire.NodeUnknown && pl.local {
-			state[st.Name] = "local"
-		}
-	}
-	byNode := map[string][]replicaView{}
-	for _, p := range res.Placements {
-		byNode[p.Node] = append(byNode[p.Node], replicaView{Label: fmt.Sprintf("%s[%d]", p.Workload, p.Replica), Tier: p.Tier, Reason: p.Reason})
-	}
-	vms := map[string][]hostView{}
-	type placed struct {
-		dc, rack string
-		host     hostView
-	}
-	var hosts []placed
-	for _, t := range set.Topologies {
-		for _, n := range t.Spec.Nodes {
-			hv := hostView{Name: n.Name, State: cmp.Or(state[n.Name], wire.NodeUnknown), Runtimes: pl.offers[n.Name], Tenant: n.Tenant, Replicas: byNode[n.Name]}
-			if n.Host != "" {
-				vms[n.Host] = append(vms[n.Host], hv)
-				continue
-			}
-			var other []string
-			for _, level := range slices.Sorted(maps.Keys(n.Domains)) {
-				if level != "datacenter" && level != "rack" {
-					other = append(other, level+" "+n.Domains[level])
-				}
-			}
-			hv.Domains = strings.Join(other, " · ")
-			hosts = append(hosts, placed{dc: cmp.Or(n.Domains["datacenter"], "(no datacenter)"), rack: cmp.Or(n.Domains["rack"], "(no rack)"), host: hv})
-		}
-	}
-	slices.SortFunc(hosts, func(a, b placed) int {
-		return cmp.Or(strings.Compare(a.dc, b.dc), strings.Compare(a.rack, b.rack), strings.Compare(a.host.Name, b.host.Name))
-	})
-	for _, h := range hosts {
-		h.host.VMs = vms[h.host.Name]
-		slices.SortFunc(h.host.VMs, func(a, b hostView) int { return strings.Compare(a.Name, b.Name) })
-		if len(view.Datacenters) == 0 || view.Datacenters[len(view.Datacenters)-1].Name != h.dc {
-			view.Datacenters = append(view.Datacenters, dcView{Name: h.dc})
-		}
-		dc := &view.Datacenters[len(view.Datacenters)-1]
-		if len(dc.Racks) == 0 || dc.Racks[len(dc.Racks)-1].Name != h.rack {
-			dc.Racks = append(dc.Racks, rackView{Name: h.rack})
-		}
-		rack := &dc.Racks[len(dc.Racks)-1]
-		rack.Hosts = append(rack.Hosts, h.host)
-	}
-	return view
 }

@@ -77,6 +77,7 @@ func TestDashboardSignIn(t *testing.T) {
 		"X-Frame-Options":         "DENY",
 		"X-Content-Type-Options":  "nosniff",
 		"Cache-Control":           "no-store",
+		"Referrer-Policy":         "same-origin",
 	} {
 		if got := resp.Header.Get(h); got != want {
 			t.Errorf("%s = %q, want %q", h, got, want)
@@ -90,6 +91,24 @@ func TestDashboardSignIn(t *testing.T) {
 	resp, _ = b.post("/ui/login", "http://evil.example", url.Values{"token": {e.tokens["operator"]}})
 	if resp.StatusCode != http.StatusForbidden || b.cookie != nil {
 		t.Errorf("cross-site sign-in: %d, cookie %v", resp.StatusCode, b.cookie)
+	}
+	// What browsers send under the old Referrer-Policy no-referrer: Origin
+	// null. Sec-Fetch-Site decides when present (Chromium and Firefox send
+	// it to localhost and HTTPS); without it, null is refused.
+	for _, c := range []struct {
+		site string
+		want int
+	}{{"cross-site", http.StatusForbidden}, {"same-site", http.StatusForbidden}, {"", http.StatusForbidden}, {"same-origin", http.StatusSeeOther}} {
+		req, _ := http.NewRequest("POST", e.url+"/ui/login", strings.NewReader(url.Values{"token": {e.tokens["viewer"]}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "null")
+		if c.site != "" {
+			req.Header.Set("Sec-Fetch-Site", c.site)
+		}
+		nb := &browser{t: t, base: e.url}
+		if resp, _ := nb.send(req); resp.StatusCode != c.want || (nb.cookie != nil) != (c.want == http.StatusSeeOther) {
+			t.Errorf("sign-in with Origin null, Sec-Fetch-Site %q: %d, cookie %v; want %d", c.site, resp.StatusCode, nb.cookie, c.want)
+		}
 	}
 	resp, _ = b.post("/ui/login", "http://"+u.Host, url.Values{"token": {e.tokens["operator"]}})
 	if resp.StatusCode != http.StatusSeeOther || b.cookie == nil {
@@ -123,11 +142,17 @@ func TestDashboardSignIn(t *testing.T) {
 		t.Errorf("GET /v1/plan with the session cookie only: %d, want 401", resp.StatusCode)
 	}
 
-	if resp, _ := b.post("/ui/logout", "http://evil.example", nil); resp.StatusCode != http.StatusForbidden || b.cookie == nil {
+	csrf := csrfOf(t, body)
+	if resp, _ := b.post("/ui/logout", "http://evil.example", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusForbidden || b.cookie == nil {
 		t.Errorf("cross-site sign-out: %d, cookie %v", resp.StatusCode, b.cookie)
 	}
+	// Same origin but without the session's csrf value (a client that
+	// sends no Origin, or a browser that sends none): refused too.
+	if resp, _ := b.post("/ui/logout", "", url.Values{"csrf": {"guess"}}); resp.StatusCode != http.StatusForbidden || b.cookie == nil {
+		t.Errorf("sign-out without the csrf value: %d, cookie %v", resp.StatusCode, b.cookie)
+	}
 	old := *b.cookie
-	b.post("/ui/logout", "http://"+u.Host, nil)
+	b.post("/ui/logout", "http://"+u.Host, url.Values{"csrf": {csrf}})
 	if b.cookie != nil {
 		t.Errorf("signed out, cookie %v remains", b.cookie)
 	}
@@ -244,13 +269,14 @@ func TestDashboardShowsThePlan(t *testing.T) {
 	for n := range want {
 		slices.Sort(want[n])
 	}
-	r := e.do("operator", "GET", "/", nil)
+	r := e.do("operator", "GET", "/ui/topology", nil)
 	if r.status != http.StatusOK {
-		t.Fatalf("GET / as operator: %d\n%s", r.status, r.body)
+		t.Fatalf("GET /ui/topology as operator: %d\n%s", r.status, r.body)
 	}
 	if diff := cmp.Diff(want, hostsOnPage(t, string(r.body))); diff != "" {
 		t.Errorf("replicas by node (-plan +page):\n%s", diff)
 	}
+	r = e.do("operator", "GET", "/", nil)
 	// The latest events, as `rung get events` names them.
 	for _, w := range []string{"Recent events", "<td>Workload biology/sequencer</td>", "<td>Tenant geology</td>"} {
 		if !strings.Contains(string(r.body), w) {
@@ -265,7 +291,7 @@ func TestDashboardTenantView(t *testing.T) {
 	e := newEnv(t).seed()
 	r := e.do("admin", "GET", "/", nil)
 	page := string(r.body)
-	if r.status != http.StatusOK || !strings.Contains(page, "<td>biology/sequencer</td>") {
+	if r.status != http.StatusOK || !strings.Contains(page, `>biology/sequencer</a>`) {
 		t.Fatalf("biology admin: %d\n%s", r.status, page)
 	}
 	if !strings.Contains(page, "<td>Workload biology/sequencer</td>") {
@@ -301,7 +327,7 @@ func TestDashboardSessionsPerToken(t *testing.T) {
 	for i, c := range cookies {
 		b := &browser{t: t, base: e.url, cookie: c}
 		_, body := b.get("/")
-		if open := strings.Contains(body, "Your replicas"); open {
+		if open := strings.Contains(body, "Sign out"); open {
 			alive++
 			if i < 2 {
 				t.Errorf("session %d of 10 still open", i)
@@ -310,5 +336,68 @@ func TestDashboardSessionsPerToken(t *testing.T) {
 	}
 	if alive != 8 {
 		t.Errorf("%d sessions open, want the newest 8", alive)
+	}
+}
+
+// csrfOf reads the sign-out form's csrf value off a page.
+func csrfOf(t *testing.T, page string) string {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var val string
+	var walk func(n *html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode && n.Data == "input" {
+			m := map[string]string{}
+			for _, a := range n.Attr {
+				m[a.Key] = a.Val
+			}
+			if m["name"] == "csrf" {
+				val = m["value"]
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(doc)
+	if val == "" {
+		t.Fatal("the page has no sign-out form with a csrf value")
+	}
+	return val
+}
+
+// TestDashboardPagesTenant: every page a tenant opens shows its own
+// objects and nothing of another tenant's; the operator's pages answer 404
+// to a tenant, as a missing page does.
+func TestDashboardPagesTenant(t *testing.T) {
+	e := newEnv(t).seed()
+	for _, c := range []struct {
+		who, path string
+		status    int
+		want      string
+	}{
+		{"operator", "/ui/workloads/biology/sequencer", 200, "Workload biology/sequencer"},
+		{"operator", "/ui/nodes/h1", 200, "Node h1"},
+		{"operator", "/ui/search?q=rock", 200, "geology/rocks"},
+		{"operator", "/ui/nodes/nope", 404, "no such node"},
+		{"geo-admin", "/", 200, "geology/rocks"},
+		{"geo-admin", "/ui/workloads/geology/rocks", 200, "Workload geology/rocks"},
+		{"geo-admin", "/ui/workloads/biology/sequencer", 404, "no such workload"},
+		{"geo-admin", "/ui/workloads/biology/nope", 404, "no such workload"},
+		{"geo-admin", "/ui/topology", 404, "for operators"},
+		{"geo-admin", "/ui/nodes/h1", 404, "no such node"},
+		{"geo-admin", "/ui/search?q=o", 200, "geology/rocks"},
+	} {
+		r := e.do(c.who, "GET", c.path, nil)
+		page := string(r.body)
+		if r.status != c.status || !strings.Contains(page, c.want) {
+			t.Errorf("%s GET %s: %d, want %d with %q\n%s", c.who, c.path, r.status, c.status, c.want, page)
+		}
+		if c.who == "geo-admin" && (strings.Contains(page, "biology") || strings.Contains(page, "sequencer")) {
+			t.Errorf("geology sees biology at %s:\n%s", c.path, page)
+		}
 	}
 }

@@ -76,19 +76,12 @@ func (s *Server) execReplica(w http.ResponseWriter, r *http.Request) error {
 	} else if err != nil {
 		return fmt.Errorf("get %s: %w", kindWorkload.key(tenant, name), err)
 	}
-	view, err := s.replicaView(ctx, principal(ctx))
+	found, err := s.findReplica(ctx, tenant, name, index)
 	if err != nil {
 		return err
 	}
-	var rp *wire.Replica
-	for i := range view {
-		if view[i].Workload == tenant+"/"+name && view[i].Index == index {
-			rp = &view[i]
-		}
-	}
+	rp := &found
 	switch {
-	case rp == nil:
-		return newError(http.StatusNotFound, wire.CodeNotFound, "replica %s/%s/%d not found (the workload has fewer replicas)", tenant, name, index)
 	case rp.Node == "":
 		return newError(http.StatusConflict, wire.CodeConflict, "replica %s/%s/%d is not placed: %s", tenant, name, index, rp.Reason)
 	case rp.State != wire.ReplicaRunning && rp.State != wire.ReplicaStarting && rp.State != wire.ReplicaUnhealthy:

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -137,9 +138,21 @@ func (s *Server) workloadLogs(w http.ResponseWriter, r *http.Request) error {
 	} else if err != nil {
 		return fmt.Errorf("get %s: %w", kindWorkload.key(tenant, name), err)
 	}
-	_, res, err := s.Current(ctx)
+	out, err := s.replicaLogs(ctx, tenant, name, only, tail)
 	if err != nil {
 		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// replicaLogs gathers the log tails of tenant/name's replicas (only one:
+// only >= 0), the last tail lines of each (all: 0), for a caller that has
+// checked access to the workload.
+func (s *Server) replicaLogs(ctx context.Context, tenant, name string, only, tail int) (wire.WorkloadLogs, error) {
+	_, res, err := s.Current(ctx)
+	if err != nil {
+		return wire.WorkloadLogs{}, err
 	}
 	// Where the plan puts each replica: a remote node's logs count only
 	// for replicas placed on it, so no node can speak for another's.
@@ -185,8 +198,7 @@ func (s *Server) workloadLogs(w http.ResponseWriter, r *http.Request) error {
 	for _, ord := range slices.Sorted(maps.Keys(found)) {
 		out.Replicas = append(out.Replicas, found[ord])
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out, nil
 }
 
 // lastLines splits data in lines and keeps the last n (all for n == 0).

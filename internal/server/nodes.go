@@ -16,6 +16,7 @@ import (
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/tenancy"
 )
@@ -47,8 +48,10 @@ type nodes struct {
 	// published are the log tails of this process's own node agent, by
 	// node name (see PublishLogs in logs.go).
 	published map[string][]wire.ReplicaLog
-	// local are the replica states of this process's own node agent.
-	local []wire.ReplicaState
+	// local are the replica states of this process's own node agent, as
+	// of localAt.
+	local   []wire.ReplicaState
+	localAt time.Time
 	// localRuntimes, when localKnown, are the tiers this process's own node
 	// agent detects; localNode is its node, "" when it stands for every
 	// node that has no agent of its own.
@@ -61,6 +64,7 @@ type nodes struct {
 	// execLocal runs commands in the replicas of this process's own agent,
 	// which is execNode ("" for every node without an agent of its own).
 	execLocal ExecFunc
+	logsLocal LogsFunc
 	execNode  string
 	// tunnels are the connected remote agents, by node (tunnel.go).
 	tunnels map[string]*tunnel
@@ -282,12 +286,70 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 	if err := s.authorize(r.Context(), auth.List, auth.Object{Kind: auth.KindNode}, ""); err != nil {
 		return err
 	}
-	set, _, err := s.Current(r.Context())
+	set, res, err := s.Current(r.Context())
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, wire.Nodes{Nodes: s.nodes.status(topologyNodes(set)), Timeout: s.nodes.timeout.String()})
+	writeJSON(w, http.StatusOK, wire.Nodes{Nodes: s.nodes.withLocal(s.nodes.status(topologyNodes(set)), set, res), Timeout: s.nodes.timeout.String()})
 	return nil
+}
+
+// withLocal completes the nodes' status with what `rung up`'s own agent
+// reports: the nodes it runs (its node, or every node of the topology
+// without an agent of its own) are up while it reports, with its runtimes
+// and the replicas the plan put there; and each node's capacity.
+func (n *nodes) withLocal(sts []wire.NodeStatus, set *v1.Set, res *scheduler.Result) []wire.NodeStatus {
+	capacity := map[string]*wire.Capacity{}
+	for _, t := range set.Topologies {
+		for _, nd := range t.Spec.Nodes {
+			c := &wire.Capacity{PIDs: nd.Capacity.PIDs}
+			if nd.Capacity.CPU != nil {
+				c.CPU = nd.Capacity.CPU.String()
+			}
+			if nd.Capacity.Memory != nil {
+				c.Memory = nd.Capacity.Memory.String()
+			}
+			capacity[nd.Name] = c
+		}
+	}
+	placedOn := map[string]string{} // replica ID → node
+	for _, p := range res.Placements {
+		placedOn[agent.ReplicaID(p.Workload, p.Replica)] = p.Node
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now := n.now()
+	for i := range sts {
+		st := &sts[i]
+		st.Capacity = capacity[st.Name]
+		if _, remote := n.seen[st.Name]; remote {
+			st.Agent = wire.AgentRemote
+			continue
+		}
+		if !n.localKnown || n.localNode != "" && n.localNode != st.Name {
+			continue
+		}
+		st.Agent = wire.AgentLocal
+		st.Runtimes = []string{}
+		for t := tenancy.Container; t <= tenancy.Host; t++ {
+			if n.localRuntimes.Has(t) {
+				st.Runtimes = append(st.Runtimes, t.String())
+			}
+		}
+		if !n.localAt.IsZero() {
+			st.LastHeartbeat = n.localAt.UTC()
+			st.State = wire.NodeUp
+			if now.Sub(n.localAt) > n.timeout {
+				st.State = wire.NodeDown
+			}
+		}
+		for _, r := range n.local {
+			if placedOn[r.ID] == st.Name || n.localNode == st.Name {
+				st.Replicas = append(st.Replicas, r)
+			}
+		}
+	}
+	return sts
 }
 
 // SetLocalRuntimes records the tiers `rung up`'s own node agent can run,
@@ -375,6 +437,6 @@ func (r runtimeReports) only(names map[string]bool) runtimeReports {
 func (s *Server) PublishLocalStates(states []wire.ReplicaState) {
 	states = boundStates(states)
 	s.nodes.mu.Lock()
-	s.nodes.local = states
+	s.nodes.local, s.nodes.localAt = states, s.now()
 	s.nodes.mu.Unlock()
 }

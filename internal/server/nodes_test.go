@@ -78,6 +78,13 @@ func (c *clock) add(d time.Duration) {
 // threeNodes manifests, and node tokens for n1..n3.
 func nodeEnv(t *testing.T) (*clock, map[string]*client.Client) {
 	t.Helper()
+	_, clk, cs := nodeEnvStore(t)
+	return clk, cs
+}
+
+// nodeEnvStore is nodeEnv, with the test env (and so its store).
+func nodeEnvStore(t *testing.T) (*env, *clock, map[string]*client.Client) {
+	t.Helper()
 	st, err := bolt.Open(t.TempDir(), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +129,7 @@ func nodeEnv(t *testing.T) (*clock, map[string]*client.Client) {
 		e.tokens[n] = tok.Token
 		cs[n] = e.client(n)
 	}
-	return clk, cs
+	return e, clk, cs
 }
 
 // where maps "workload[replica]" to its node in res.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,12 +22,18 @@ import (
 
 // placementDoc is the stored plan of one workload, at
 // /placements/TENANT/NAME. Placements are kept across plans (replicas do
-// not move) while the workload's revision is the one they were made for;
-// a changed workload is placed anew.
+// not move) while the workload's revision is the one they were made for,
+// or while only fields that don't bear on placement changed (image,
+// command, environment, replica count, restart policy, health check,
+// rollout): scaling keeps the replicas where they are, and a new image
+// restarts them in place. A workload whose placement fields changed is
+// placed anew.
 type placementDoc struct {
-	WorkloadRevision int64                 `json:"workloadRevision"`
-	Placements       []scheduler.Placement `json:"placements"`
-	Unplaced         []scheduler.Unplaced  `json:"unplaced"`
+	WorkloadRevision int64 `json:"workloadRevision"`
+	// PlacementHash is placementHash of the workload it was made for.
+	PlacementHash string                `json:"placementHash,omitempty"`
+	Placements    []scheduler.Placement `json:"placements"`
+	Unplaced      []scheduler.Unplaced  `json:"unplaced"`
 }
 
 // planner runs the scheduler over everything stored and keeps the result
@@ -112,7 +119,8 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 		return plan{}, err
 	}
 	start := time.Now()
-	res, offers, err := p.compute(set, docs, wlRevs, down, reports)
+	hashes := placementHashes(set)
+	res, offers, err := p.compute(set, docs, wlRevs, hashes, down, reports)
 	if err != nil {
 		return plan{}, err
 	}
@@ -123,7 +131,7 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 		byTier[pl.Tier]++
 	}
 	p.metrics.setPlan(byTier, len(res.Unplaced))
-	if err := p.save(ctx, res, docs, wlRevs); err != nil {
+	if err := p.save(ctx, res, docs, wlRevs, hashes); err != nil {
 		// The plan is still right; the next run writes it again.
 		p.log.Warn("plan: store placements", "err", err)
 		sum = [sha256.Size]byte{}
@@ -158,7 +166,7 @@ func (p *planner) storedDocs(ctx context.Context) (map[string]store.Value, error
 // longer be met. Each node offers only the tiers its agent reports it can
 // run (reports); a replica on a tier its node lost is placed again. It
 // also returns what each node offered (Node.Offers), by name.
-func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[string]int64, down []string, reports runtimeReports) (*scheduler.Result, map[string]string, error) {
+func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[string]int64, hashes map[string]string, down []string, reports runtimeReports) (*scheduler.Result, map[string]string, error) {
 	set.ApplyDefaults()
 	var broken []scheduler.Unplaced
 	if err := set.Validate(); err != nil {
@@ -198,7 +206,7 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 			p.log.Warn("plan: unreadable stored placements; placing again", "key", v.Key, "err", err)
 			continue
 		}
-		if rev, ok := wlRevs[key]; ok && rev == d.WorkloadRevision {
+		if rev, ok := wlRevs[key]; ok && (rev == d.WorkloadRevision || d.PlacementHash != "" && d.PlacementHash == hashes[key]) {
 			prev.Placements = append(prev.Placements, d.Placements...)
 		}
 	}
@@ -239,10 +247,10 @@ const maxTxnOps = 100
 
 // save writes the placements of every workload whose stored plan changed
 // and removes those of deleted workloads.
-func (p *planner) save(ctx context.Context, res *scheduler.Result, docs map[string]store.Value, wlRevs map[string]int64) error {
+func (p *planner) save(ctx context.Context, res *scheduler.Result, docs map[string]store.Value, wlRevs map[string]int64, hashes map[string]string) error {
 	want := map[string]*placementDoc{}
 	for key, rev := range wlRevs {
-		want[key] = &placementDoc{WorkloadRevision: rev, Placements: []scheduler.Placement{}, Unplaced: []scheduler.Unplaced{}}
+		want[key] = &placementDoc{WorkloadRevision: rev, PlacementHash: hashes[key], Placements: []scheduler.Placement{}, Unplaced: []scheduler.Unplaced{}}
 	}
 	for _, pl := range res.Placements {
 		if d := want[pl.Workload]; d != nil {
@@ -374,4 +382,26 @@ func (p *planner) follow(ctx context.Context, changed <-chan struct{}, watchErr 
 			replan()
 		}
 	}
+}
+
+// placementHashes is placementHash of every workload of set, by
+// TENANT/NAME (before defaults are applied: the stored form).
+func placementHashes(set *v1.Set) map[string]string {
+	out := make(map[string]string, len(set.Workloads))
+	for _, w := range set.Workloads {
+		out[w.Metadata.Tenant+"/"+w.Metadata.Name] = placementHash(w)
+	}
+	return out
+}
+
+// placementHash identifies what of a workload bears on where and on which
+// tier its replicas run: everything but the image, command, arguments,
+// environment, replica count, restart policy, health check and rollout.
+func placementHash(w v1.Workload) string {
+	s := w.Spec
+	s.Image, s.Command, s.Args, s.Env, s.Replicas = "", nil, nil, nil, nil
+	s.RestartPolicy, s.Healthcheck, s.Rollout = "", nil, v1.Rollout{}
+	b, _ := json.Marshal(s)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }

@@ -3,10 +3,12 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/server/wire"
 )
@@ -141,4 +143,92 @@ func getMetrics(t *testing.T, c *client.Client) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestScaleKeepsPlacements: scaling a workload or changing its image keeps
+// its replicas where they are (the node restarts them in place), even
+// where a fresh plan would put them elsewhere; new replicas are placed,
+// removed ones dropped. A change of what bears on placement places anew.
+func TestScaleKeepsPlacements(t *testing.T) {
+	e, _, cs := nodeEnvStore(t)
+	ctx := t.Context()
+	op := cs["operator"]
+	where := func() map[int]string {
+		t.Helper()
+		res, err := op.Plan(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[int]string{}
+		for _, p := range res.Placements {
+			if p.Workload == "acme/web" {
+				m[p.Replica] = p.Node
+			}
+		}
+		return m
+	}
+	if got := where(); len(got) != 3 || got[0] == got[1] {
+		t.Fatalf("acme/web placed %v, want 3 replicas spread (soft)", got)
+	}
+	// As if planned earlier when n3 alone could take them: all on n3, which
+	// the soft spread allows but a fresh plan would not choose.
+	w, err := e.store.Get(ctx, "/workloads/acme/web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := fmt.Sprintf(`{"workloadRevision":%d,"placements":[`, w.Revision)
+	for i := range 3 {
+		if i > 0 {
+			doc += ","
+		}
+		doc += fmt.Sprintf(`{"workload":"acme/web","replica":%d,"tier":"container","node":"n3","host":"n3","reason":"test"}`, i)
+	}
+	doc += `],"unplaced":[]}`
+	old, err := e.store.Get(ctx, "/placements/acme/web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Put(ctx, "/placements/acme/web", []byte(doc), old.Revision); err != nil {
+		t.Fatal(err)
+	}
+	// The planner plans again when a stored object changes.
+	tenant, err := v1.Decode("t.yaml", []byte("apiVersion: rung.dev/v1\nkind: Tenant\nmetadata: {name: other}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.ApplySet(ctx, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if got := where(); got[0] != "n3" || got[1] != "n3" || got[2] != "n3" {
+		t.Fatalf("the stored placements were not kept: %v", got)
+	}
+	wl, err := op.GetWorkload(ctx, "acme", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 4
+	wl.Spec.Replicas, wl.Spec.Image = &n, "busybox:1.36"
+	if _, err := op.Apply(ctx, wl); err != nil {
+		t.Fatal(err)
+	}
+	after := where()
+	if len(after) != 4 || after[0] != "n3" || after[1] != "n3" || after[2] != "n3" {
+		t.Errorf("after scaling to 4 with a new image: %v, want replicas 0-2 still on n3", after)
+	}
+	n = 2
+	if _, err := op.Apply(ctx, wl); err != nil {
+		t.Fatal(err)
+	}
+	if got := where(); len(got) != 2 || got[0] != "n3" || got[1] != "n3" {
+		t.Errorf("after scaling to 2: %v, want replicas 0 and 1 on n3", got)
+	}
+	// Control: a new resource request bears on placement: placed anew,
+	// spread again.
+	wl.Spec.Resources.PIDs = 64
+	if _, err := op.Apply(ctx, wl); err != nil {
+		t.Fatal(err)
+	}
+	if got := where(); len(got) != 2 || got[0] == got[1] {
+		t.Errorf("after a resource change: %v, want the replicas placed anew (spread)", got)
+	}
 }

@@ -253,6 +253,7 @@ func (s *Server) routes() {
 	handle("GET /v1/tenants/{tenant}/replicas", true, s.listReplicas)
 	handle("GET /v1/tenants/{tenant}/workloads/{name}/replicas", true, s.listReplicas)
 	handle("GET /v1/tenants/{tenant}/workloads/{name}/replicas/{index}/exec", true, s.execReplica) // exec.go
+	handle("GET /v1/tenants/{tenant}/workloads/{name}/replicas/{index}/log", true, s.replicaLog)   // replicalog.go
 
 	for _, k := range kinds {
 		if k.tenanted {

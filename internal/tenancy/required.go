@@ -23,7 +23,8 @@ type Party struct {
 // Decision is a required tier and the rule that set it.
 type Decision struct {
 	Tier Tier
-	// Rule names the deciding rule: "rule 3" for the default table, or
+	// Rule names the deciding rule: "rule 3 (same tenant)" for the default
+	// table (DefaultRule.Ref), or
 	// "policy NAME" for an operator rule.
 	Rule string
 }
@@ -73,17 +74,17 @@ func Default(a, b *Party) Decision {
 	}
 	switch {
 	case b.DataClass == "restricted" && !sameTenant:
-		return Decision{Host, "rule 1"}
+		return Decision{Host, DefaultTable[0].Ref()}
 	case a.DataClass != b.DataClass || a.Privilege != b.Privilege:
-		return Decision{VM, "rule 2"}
+		return Decision{VM, DefaultTable[1].Ref()}
 	case sameTenant:
-		return Decision{Container, "rule 3"}
+		return Decision{Container, DefaultTable[2].Ref()}
 	case orgA == orgB:
-		return Decision{Container, "rule 4"}
+		return Decision{Container, DefaultTable[3].Ref()}
 	case a.Trust == "trusted":
-		return Decision{Sandbox, "rule 5"}
+		return Decision{Sandbox, DefaultTable[4].Ref()}
 	default:
-		return Decision{VM, "rule 6"}
+		return Decision{VM, DefaultTable[5].Ref()}
 	}
 }
 

@@ -44,107 +44,107 @@ var defaultTableCases = []struct {
 	{
 		name: "1: restricted victim of another tenant",
 		a:    member("acme"), b: member("bank", class(v1.DataRestricted)),
-		want: Decision{Host, "rule 1"},
+		want: Decision{Host, "rule 1 (restricted data)"},
 	},
 	{
 		name: "1: restricted victim of another tenant beats everything",
 		a:    member("acme", trusted, elevated, org("uni")), b: member("bank", class(v1.DataRestricted), org("uni")),
-		want: Decision{Host, "rule 1"},
+		want: Decision{Host, "rule 1 (restricted data)"},
 	},
 	{
 		name: "1: both restricted, different tenants of one organization",
 		a:    member("bio", org("uni"), class(v1.DataRestricted)), b: member("geo", org("uni"), class(v1.DataRestricted)),
-		want: Decision{Host, "rule 1"},
+		want: Decision{Host, "rule 1 (restricted data)"},
 	},
 	{
 		name: "1 looks at the victim: restricted attacker, internal victim of another tenant",
 		a:    member("bank", class(v1.DataRestricted)), b: member("acme"),
-		want: Decision{VM, "rule 2"},
+		want: Decision{VM, "rule 2 (different class or privilege)"},
 	},
 	{
 		name: "1 needs different tenants: restricted victim of the same tenant",
 		a:    member("bank", class(v1.DataRestricted)), b: member("bank", class(v1.DataRestricted)),
-		want: Decision{Container, "rule 3"},
+		want: Decision{Container, "rule 3 (same tenant)"},
 	},
 
 	// Row 2: different data class or privilege → vm.
 	{
 		name: "2: different data class within one tenant",
 		a:    member("acme"), b: member("acme", class(v1.DataConfidential)),
-		want: Decision{VM, "rule 2"},
+		want: Decision{VM, "rule 2 (different class or privilege)"},
 	},
 	{
 		name: "2: restricted victim of the same tenant, attacker internal",
 		a:    member("bank"), b: member("bank", class(v1.DataRestricted)),
-		want: Decision{VM, "rule 2"},
+		want: Decision{VM, "rule 2 (different class or privilege)"},
 	},
 	{
 		name: "2: different privilege within one tenant",
 		a:    member("acme", elevated), b: member("acme"),
-		want: Decision{VM, "rule 2"},
+		want: Decision{VM, "rule 2 (different class or privilege)"},
 	},
 	{
 		name: "2: different privilege, victim elevated",
 		a:    member("acme"), b: member("acme", elevated),
-		want: Decision{VM, "rule 2"},
+		want: Decision{VM, "rule 2 (different class or privilege)"},
 	},
 	{
 		name: "2 beats 4: different class, same organization",
 		a:    member("bio", org("uni"), class(v1.DataPublic)), b: member("geo", org("uni")),
-		want: Decision{VM, "rule 2"},
+		want: Decision{VM, "rule 2 (different class or privilege)"},
 	},
 	{
 		name: "2 beats 5: different privilege, trusted attacker of another organization",
 		a:    member("vendor", trusted, elevated), b: member("acme"),
-		want: Decision{VM, "rule 2"},
+		want: Decision{VM, "rule 2 (different class or privilege)"},
 	},
 
 	// Row 3: same tenant → container.
 	{
 		name: "3: same tenant, same class and privilege",
 		a:    member("acme"), b: member("acme"),
-		want: Decision{Container, "rule 3"},
+		want: Decision{Container, "rule 3 (same tenant)"},
 	},
 	{
 		name: "3: same tenant, both elevated and confidential",
 		a:    member("acme", elevated, class(v1.DataConfidential)), b: member("acme", elevated, class(v1.DataConfidential)),
-		want: Decision{Container, "rule 3"},
+		want: Decision{Container, "rule 3 (same tenant)"},
 	},
 
 	// Row 4: same organization, different tenants → container.
 	{
 		name: "4: same organization, different tenants, untrusted",
 		a:    member("bio", org("uni")), b: member("geo", org("uni")),
-		want: Decision{Container, "rule 4"},
+		want: Decision{Container, "rule 4 (same organization)"},
 	},
 	{
 		name: "4: default organization is the tenant's name",
 		a:    member("acme-labs", org("acme")), b: member("acme"),
-		want: Decision{Container, "rule 4"},
+		want: Decision{Container, "rule 4 (same organization)"},
 	},
 
 	// Row 5: different organization, a trusted → sandbox.
 	{
 		name: "5: other organization, trusted attacker",
 		a:    member("vendor", trusted), b: member("acme"),
-		want: Decision{Sandbox, "rule 5"},
+		want: Decision{Sandbox, "rule 5 (trusted other organization)"},
 	},
 	{
 		name: "5 looks at the attacker: trusted victim, untrusted attacker",
 		a:    member("acme"), b: member("vendor", trusted),
-		want: Decision{VM, "rule 6"},
+		want: Decision{VM, "rule 6 (other organization)"},
 	},
 
 	// Row 6: otherwise → vm.
 	{
 		name: "6: other organization, untrusted",
 		a:    member("mallory"), b: member("acme"),
-		want: Decision{VM, "rule 6"},
+		want: Decision{VM, "rule 6 (other organization)"},
 	},
 	{
 		name: "6: empty trust is not trusted",
 		a:    member("mallory", func(p *Party) { p.Trust = "" }), b: member("acme"),
-		want: Decision{VM, "rule 6"},
+		want: Decision{VM, "rule 6 (other organization)"},
 	},
 }
 
@@ -220,12 +220,12 @@ func TestRequiredWithPolicy(t *testing.T) {
 		{
 			name: "operator rule does not match: same tenant",
 			a:    member("retail", org("bank")), b: member("retail", org("bank")),
-			want: Decision{Container, "rule 3"},
+			want: Decision{Container, "rule 3 (same tenant)"},
 		},
 		{
 			name: "operator rule does not match: bank is the attacker",
 			a:    member("retail", org("bank")), b: member("mallory"),
-			want: Decision{VM, "rule 6"},
+			want: Decision{VM, "rule 6 (other organization)"},
 		},
 		{
 			name: "operator rule raises the table",
@@ -245,7 +245,7 @@ func TestRequiredWithPolicy(t *testing.T) {
 		{
 			name: "no operator rule matches",
 			a:    member("vendor", trusted), b: member("acme"),
-			want: Decision{Sandbox, "rule 5"},
+			want: Decision{Sandbox, "rule 5 (trusted other organization)"},
 		},
 	}
 	for _, tt := range tests {
@@ -266,7 +266,7 @@ func TestRequiredFirstMatchWins(t *testing.T) {
 		{name: "first, second", rules: []v1.Rule{first, second}, want: Decision{VM, "policy first"}},
 		{name: "second, first", rules: []v1.Rule{second, first}, want: Decision{Host, "policy second"}},
 		{name: "never, second, first", rules: []v1.Rule{never, second, first}, want: Decision{Host, "policy second"}},
-		{name: "never", rules: []v1.Rule{never}, want: Decision{VM, "rule 6"}},
+		{name: "never", rules: []v1.Rule{never}, want: Decision{VM, "rule 6 (other organization)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -112,6 +112,9 @@ func TestLiveRunc(t *testing.T) {
 	if rep.Tier != verify.TierContainer || rep.Status != runtime.Running {
 		t.Errorf("tier %s status %s, want container running", rep.Tier, rep.Status)
 	}
+	if len(rep.Weaknesses) != 0 {
+		t.Errorf("container weaknesses %q, want none", rep.Weaknesses)
+	}
 	p, ok := rep.Primary()
 	if !ok || p.Role != verify.RoleInit || p.Report.Pid != rep.Pid {
 		t.Fatalf("primary = %+v, %v; want the init, pid %d", p, ok, rep.Pid)
@@ -219,6 +222,10 @@ func TestLiveRunsc(t *testing.T) {
 	_, rep := holding(t, "runsc", id, 43, bundle.WithResources(250, 128<<20, 96))
 	if rep.Tier != verify.TierSandbox || len(rep.Inside) == 0 || len(rep.HostSide) == 0 {
 		t.Errorf("tier %s, inside %q, host side %q: want sandbox with both stated", rep.Tier, rep.Inside, rep.HostSide)
+	}
+	// Every sentry runs as host nobody: said, never "ok" (issue 19).
+	if len(rep.Weaknesses) != 1 || rep.Weaknesses[0] != verify.SharedSentryUID {
+		t.Errorf("weaknesses %q, want the shared sentry uid", rep.Weaknesses)
 	}
 	roles := map[string]int{}
 	for _, p := range rep.Processes {

@@ -54,7 +54,21 @@ type Replica struct {
 	// what gVisor enforces in the sandbox, which the host cannot see.
 	HostSide []string `json:"hostSide,omitempty"`
 	Inside   []string `json:"inside,omitempty"`
+	// Weaknesses are separations the replica lacks though every checked
+	// property holds: what an attacker who breaks out of it could reach.
+	// They don't fail the replica (nothing rung controls is wrong), but
+	// are never reported as "ok".
+	Weaknesses []string `json:"weaknesses,omitempty"`
 }
+
+// SharedSentryUID says why a sandbox whose sentry runs as host uid
+// 65534 is weaker than a container (issue 19, proven by the escape suite's
+// TestSentrySeparation).
+const SharedSentryUID = "the sentry runs as host uid 65534, as every gVisor sandbox on this host does " +
+	"(runsc run as root maps nobody to host nobody; its rootless mode, the only other, " +
+	"can't apply rung's cgroup limits), in the host's PID namespace: a process with its " +
+	"credentials can signal other tenants' sentries, and only gVisor's seccomp filter on the " +
+	"sentry (Seccomp 2, checked) stops a compromised one; ptrace is refused (separate user namespaces)"
 
 // Process is one inspected host process of a replica.
 type Process struct {
@@ -163,6 +177,12 @@ func (h Host) Replica(ctx context.Context, d Driver, id string) (Replica, error)
 		rep.Problems = append(rep.Problems, "no init or sandbox process found")
 	}
 	rep.HostSide, rep.Inside = scope(d.Tier())
+	for _, p := range rep.Processes {
+		if p.Role == RoleSandbox && slices.Contains(p.Report.UID.all(), Nobody) {
+			rep.Weaknesses = append(rep.Weaknesses, SharedSentryUID)
+			break
+		}
+	}
 	return rep, nil
 }
 

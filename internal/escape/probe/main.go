@@ -6,6 +6,8 @@
 //
 //	probe syscalls     try each blocked system call, print "name result"
 //	probe alloc MiB    allocate and touch MiB mebibytes, printing progress
+//	probe reach PID…   signal 0 and PTRACE_SEIZE each PID (let go on exit),
+//	                   print "signal-PID result" and "ptrace-PID result"
 package main
 
 import (
@@ -26,6 +28,22 @@ func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: probe syscalls | probe alloc MiB")
 		os.Exit(2)
+	}
+	if os.Args[1] == "reach" && os.Getenv(insideEnv) == "1" {
+		// Runs on the host with a sentry's credentials (the sentry runs in
+		// the host's PID namespace): it only probes, and lets go at once.
+		for _, arg := range os.Args[2:] {
+			pid, err := strconv.Atoi(arg)
+			if err != nil || pid <= 1 {
+				fmt.Fprintf(os.Stderr, "probe: bad pid %q\n", arg)
+				os.Exit(2)
+			}
+			fmt.Printf("signal-%d %s\n", pid, result(unix.Kill(pid, 0)))
+			// SEIZE does not stop the target; exiting lets go of it.
+			err = unix.PtraceSeize(pid)
+			fmt.Printf("ptrace-%d %s\n", pid, result(err))
+		}
+		return
 	}
 	// The attempts change the machine when they succeed (hostname, mounts):
 	// never run outside a replica's own PID namespace.

@@ -85,8 +85,10 @@ func testLifecycle(t *testing.T, d runtime.Driver, id string, mk BundleFunc) {
 			break
 		}
 	}
-	if logs != "hello\noops\n" {
-		t.Errorf("logs = %q, want %q", logs, "hello\noops\n")
+	// stdout and stderr are two pipes: their lines may interleave in
+	// either order, as with the kubelet's logs.
+	if logs != "hello\noops\n" && logs != "oops\nhello\n" {
+		t.Errorf("logs = %q, want the lines %q and %q", logs, "hello", "oops")
 	}
 	if err := d.Kill(ctx, id, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill: %v", err)

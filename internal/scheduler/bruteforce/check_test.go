@@ -182,8 +182,8 @@ func TestCheck(t *testing.T) {
 			name:  "tenancy: rule 6 both ways on one kernel",
 			place: with(2, pl("b/db", 0, v1.TierContainer, "h2", "h2")),
 			want: []string{
-				"a/web[1] → b/db[0] on host h2: effective container < required vm (rule 6)",
-				"b/db[0] → a/web[1] on host h2: effective container < required vm (rule 6)",
+				"a/web[1] → b/db[0] on host h2: effective container < required vm (rule 6 (other organization))",
+				"b/db[0] → a/web[1] on host h2: effective container < required vm (rule 6 (other organization))",
 			},
 		},
 		{
@@ -191,9 +191,9 @@ func TestCheck(t *testing.T) {
 			edit:  func(s *v1.Set) { s.Workloads[2].Spec.Privilege = v1.PrivilegeElevated },
 			place: with(1, pl("a/web", 1, v1.TierContainer, "h1-vm", "h1")),
 			want: []string{
-				"a/web[0] → c/job[0] on host h1: effective container < required vm (rule 2)",
-				"c/job[0] → a/web[0] on host h1: effective container < required vm (rule 2)",
-				"c/job[0] → a/web[1] on host h1: effective container < required vm (rule 2)",
+				"a/web[0] → c/job[0] on host h1: effective container < required vm (rule 2 (different class or privilege))",
+				"c/job[0] → a/web[0] on host h1: effective container < required vm (rule 2 (different class or privilege))",
+				"c/job[0] → a/web[1] on host h1: effective container < required vm (rule 2 (different class or privilege))",
 			},
 		},
 		{

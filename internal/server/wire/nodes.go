@@ -103,6 +103,25 @@ type NodeStatus struct {
 	// reported none, [] when it can run nothing.
 	Runtimes []string       `json:"runtimes"`
 	Replicas []ReplicaState `json:"replicas,omitempty"`
+	// Agent says who runs the node's replicas: AgentRemote (a rung agent
+	// that heartbeats), AgentLocal (rung up's own agent, on the control
+	// plane's machine) or "" (no agent so far).
+	Agent string `json:"agent,omitempty"`
+	// Capacity is the node's capacity as its Topology gives it.
+	Capacity *Capacity `json:"capacity,omitempty"`
+}
+
+// Who runs a node's replicas (NodeStatus.Agent).
+const (
+	AgentRemote = "remote"
+	AgentLocal  = "rung up"
+)
+
+// Capacity is a node's capacity, in manifest units.
+type Capacity struct {
+	CPU    string `json:"cpu,omitempty"`
+	Memory string `json:"memory,omitempty"`
+	PIDs   int64  `json:"pids,omitempty"`
 }
 
 // Nodes is the answer to GET /v1/nodes.

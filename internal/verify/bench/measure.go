@@ -333,3 +333,10 @@ func loadavg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// ThisMachine describes this machine for a benchmark's report.
+func ThisMachine(context.Context) Machine {
+	m := machine()
+	m.Load = loadavg()
+	return m
+}
