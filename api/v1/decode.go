@@ -360,7 +360,7 @@ func (d *decoder) document(doc *yaml.Node) {
 	name := scalarAt(root, "metadata", "name")
 	tenant := scalarAt(root, "metadata", "tenant")
 	d.kind, d.name = kind, displayName(name)
-	if kind == KindWorkload && tenant != "" {
+	if (kind == KindWorkload || kind == KindSecret) && tenant != "" {
 		d.name = displayName(tenant + "/" + name)
 	}
 
@@ -374,6 +374,8 @@ func (d *decoder) document(doc *yaml.Node) {
 		typ = reflect.TypeFor[Workload]()
 	case KindPolicy:
 		typ = reflect.TypeFor[Policy]()
+	case KindSecret:
+		typ = reflect.TypeFor[Secret]()
 	}
 	line := keyLine(root, "kind", root.Line)
 	switch {
@@ -438,6 +440,9 @@ func (d *decoder) add(typ reflect.Type, value any, line int) {
 			case *Policy:
 				d.set.Policies = append(d.set.Policies, *o)
 				key = objectKey(KindPolicy, "", o.Metadata.Name)
+			case *Secret:
+				d.set.Secrets = append(d.set.Secrets, *o)
+				key = objectKey(KindSecret, o.Metadata.Tenant, o.Metadata.Name)
 			}
 			d.seen[key]++
 			key = nthKey(key, d.seen[key])
@@ -793,7 +798,9 @@ func truncate(s string) string {
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
-func kinds() []string { return []string{KindTopology, KindTenant, KindWorkload, KindPolicy} }
+func kinds() []string {
+	return []string{KindTopology, KindTenant, KindWorkload, KindPolicy, KindSecret}
+}
 
 // Field paths: "spec.nodes[3].domains.rack"; keys that are not simple words
 // are quoted: metadata.labels["app.kubernetes.io/name"].
@@ -842,7 +849,7 @@ func parentPath(path string) string {
 // objectKey is the Origins key of an object: "Kind/name", or
 // "Workload/tenant/name".
 func objectKey(kind, tenant, name string) string {
-	if kind == KindWorkload {
+	if kind == KindWorkload || kind == KindSecret {
 		return kind + "/" + tenant + "/" + name
 	}
 	return kind + "/" + name
@@ -902,6 +909,7 @@ func (s *Set) Merge(other *Set) {
 	s.Tenants = append(s.Tenants, other.Tenants...)
 	s.Workloads = append(s.Workloads, other.Workloads...)
 	s.Policies = append(s.Policies, other.Policies...)
+	s.Secrets = append(s.Secrets, other.Secrets...)
 }
 
 // eachKey calls fn with the objectKey of every object, in order.
@@ -917,6 +925,9 @@ func (s *Set) eachKey(fn func(string)) {
 	}
 	for _, o := range s.Policies {
 		fn(objectKey(KindPolicy, "", o.Metadata.Name))
+	}
+	for _, o := range s.Secrets {
+		fn(objectKey(KindSecret, o.Metadata.Tenant, o.Metadata.Name))
 	}
 }
 

@@ -6,6 +6,9 @@ type Set struct {
 	Tenants    []Tenant
 	Workloads  []Workload
 	Policies   []Policy
+	// Secrets are write-only through the API; rung apply sends them
+	// before the workloads.
+	Secrets []Secret
 	// Origins maps "Kind/name" (Workloads: "Workload/tenant/name") to where
 	// the object was read, for error messages. Decode also records a second
 	// or later object of one name as "Kind/name#2", "#3"…, and the line of

@@ -183,6 +183,16 @@ func (s *Set) validate(broken brokenRefs) []*FieldError {
 		v.policy(o, &p.Spec, ruleAt)
 		v.admission(o, &p.Spec.Admission, admissionAt)
 	}
+	secretAt := map[string]definedAt{}
+	seen := map[string]int{}
+	for i := range s.Secrets {
+		sec := &s.Secrets[i]
+		key := objectKey(KindSecret, sec.Metadata.Tenant, sec.Metadata.Name)
+		seen[key]++
+		o := object{kind: KindSecret, name: displayName(sec.Metadata.Tenant + "/" + sec.Metadata.Name), key: nthKey(key, seen[key])}
+		v.secret(o, sec)
+		v.unique(secretAt, sec.Metadata.Tenant+"/"+sec.Metadata.Name, o, "metadata.name", "Secret "+strconv.Quote(sec.Metadata.Tenant+"/"+sec.Metadata.Name))
+	}
 	sortFieldErrors(v.errs)
 	return v.errs
 }

@@ -30,6 +30,7 @@ import (
 	"rung.dev/rung/internal/audit"
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/secret"
 	"rung.dev/rung/internal/server"
 	"rung.dev/rung/internal/store"
 	"rung.dev/rung/internal/store/bolt"
@@ -46,6 +47,8 @@ const (
 	AdminTokenFile = "admin.token"
 	// ClientConfigFile is the client config written in the data directory.
 	ClientConfigFile = "client.json"
+	// SecretKeyFile is the secrets' keyring in the data directory.
+	SecretKeyFile = "secrets.key"
 )
 
 // Config is how `rung up` runs. The zero value of a field means its
@@ -73,6 +76,23 @@ type Config struct {
 	// NodeTimeout is how long a `rung agent` may go without a heartbeat
 	// before its node is down and its replicas are re-placed (default 10s).
 	NodeTimeout Duration `json:"nodeTimeout,omitempty"`
+	// MetricsListen, when set, also serves /metrics without a token on this
+	// address (keep it private: a scraper's network); the API's /metrics
+	// needs an operator token either way.
+	MetricsListen string `json:"metricsListen,omitempty"`
+	// Limits are the API's rate limits (per token, and failed
+	// authentications per client address).
+	Limits server.Limits `json:"limits,omitzero"`
+	// OIDC lets in JWTs of an identity provider, verified offline against
+	// its JWKS file, with claims naming the tenant and role.
+	OIDC *auth.OIDCConfig `json:"oidc,omitempty"`
+	// StoreTimeout bounds every store call (default 2s): past it the API
+	// answers 503 with Retry-After.
+	StoreTimeout Duration `json:"storeTimeout,omitempty"`
+	// SecretKeyFile is the keyring Secrets are sealed with (default
+	// DataDir/secrets.key, made at the first start, mode 0600). Several
+	// rung up on one etcd need the same file.
+	SecretKeyFile string `json:"secretKeyFile,omitempty"`
 }
 
 // Duration is a time.Duration written as "10s" in config files.
@@ -115,7 +135,7 @@ func LoadConfig(path string) (Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("config %s: %w (fields: dataDir, listen, store, clientConfig, shutdownTimeout)", path, err)
+		return Config{}, fmt.Errorf("config %s: %w (fields: dataDir, listen, store, clientConfig, shutdownTimeout, agent, node, nodeTimeout, metricsListen, limits, oidc, storeTimeout, secretKeyFile)", path, err)
 	}
 	return c, nil
 }
@@ -156,6 +176,8 @@ type Info struct {
 	Store string
 	// Agent is true when this process runs the node agent.
 	Agent bool
+	// MetricsURL is the metrics' own address (Config.MetricsListen), if any.
+	MetricsURL string
 }
 
 // Up runs the control plane until ctx is done, then shuts down
@@ -181,9 +203,53 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 		}
 	}()
 
+	var oidc *auth.OIDC
+	if cfg.OIDC != nil {
+		jwks, err := readSmall(cfg.OIDC.JWKSFile, 1<<20)
+		if err != nil && cfg.OIDC.JWKSFile != "" {
+			return fmt.Errorf("config: oidc.jwksFile: %w", err)
+		}
+		if oidc, err = auth.NewOIDC(*cfg.OIDC, jwks); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+	}
+	tokenFile := filepath.Join(cfg.DataDir, AdminTokenFile)
+	var (
+		urlMu     sync.Mutex
+		serverURL string
+	)
+	clientPaths := []string{filepath.Join(cfg.DataDir, ClientConfigFile)}
+	if cfg.ClientConfig != "-" {
+		clientPaths = append(clientPaths, cfg.ClientConfig)
+	}
+	// writeToken keeps the admin token where rung up keeps it: its token
+	// file and the client configs it wrote.
+	writeToken := func(_ context.Context, tok string) error {
+		if err := client.WriteFileAtomic(tokenFile, []byte(tok+"\n"), 0o600); err != nil {
+			return fmt.Errorf("admin token: %w", err)
+		}
+		urlMu.Lock()
+		u := serverURL
+		urlMu.Unlock()
+		if u == "" {
+			return nil
+		}
+		for _, p := range clientPaths {
+			if err := client.WriteConfig(p, client.Config{Server: u, Token: tok}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	keyring, err := secret.Open(cmp.Or(cfg.SecretKeyFile, filepath.Join(cfg.DataDir, SecretKeyFile)))
+	if err != nil {
+		return fmt.Errorf("config: secretKeyFile: %w", err)
+	}
+	storeTimeout := cmp.Or(time.Duration(cfg.StoreTimeout), server.DefaultStoreTimeout)
 	srv, err := server.New(server.Config{
-		Store: st, Audit: audit.New(st), Registry: prometheus.NewRegistry(), Logger: log,
-		NodeTimeout: time.Duration(cfg.NodeTimeout),
+		Store: st, Audit: audit.New(store.WithDeadline(st, storeTimeout)), Registry: prometheus.NewRegistry(), Logger: log,
+		NodeTimeout: time.Duration(cfg.NodeTimeout), Limits: cfg.Limits, OIDC: oidc, OnAdminToken: writeToken,
+		StoreTimeout: storeTimeout, AdminTokenName: adminName(cfg.DataDir), Secrets: keyring,
 	})
 	if err != nil {
 		return err
@@ -199,8 +265,7 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 			return err
 		}
 	}
-	tokenFile := filepath.Join(cfg.DataDir, AdminTokenFile)
-	token, err := adminToken(ctx, srv, tokenFile)
+	token, err := adminToken(ctx, srv, tokenFile, writeToken)
 	if err != nil {
 		return err
 	}
@@ -211,11 +276,10 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 	}
 	url := "http://" + ln.Addr().String()
 	info := Info{URL: url, TokenFile: tokenFile, Store: storeName}
-	paths := []string{filepath.Join(cfg.DataDir, ClientConfigFile)}
-	if cfg.ClientConfig != "-" {
-		paths = append(paths, cfg.ClientConfig)
-	}
-	for _, p := range paths {
+	urlMu.Lock()
+	serverURL = url
+	urlMu.Unlock()
+	for _, p := range clientPaths {
 		if err := client.WriteConfig(p, client.Config{Server: url, Token: token}); err != nil {
 			ln.Close()
 			return err
@@ -231,6 +295,20 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	var ms *http.Server
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metricsListen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", srv.MetricsHandler())
+		ms = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+		go func() { _ = ms.Serve(mln) }()
+		defer ms.Close()
+		info.MetricsURL = "http://" + mln.Addr().String() + "/metrics"
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -358,10 +436,38 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 	return nil, "", fmt.Errorf("store %q: use bolt or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]", cfg.Store)
 }
 
+// readSmall reads a file of at most limit bytes.
+func readSmall(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
+	}
+	return data, nil
+}
+
+// adminName names this rung up's admin token: its host and data
+// directory, so that a new one replaces only its own earlier ones.
+func adminName(dataDir string) string {
+	host, _ := os.Hostname()
+	n := "admin@" + host + ":" + dataDir
+	if len(n) > 64 {
+		n = n[:61] + "..."
+	}
+	return n
+}
+
 // adminToken returns the operator token kept in file, making a new one
 // (and the file, mode 0600) when the file is missing or its token is no
-// longer valid in the store.
-func adminToken(ctx context.Context, srv *server.Server, file string) (string, error) {
+// longer valid in the store; a new one revokes every earlier admin token.
+func adminToken(ctx context.Context, srv *server.Server, file string, write func(context.Context, string) error) (string, error) {
 	if data, err := os.ReadFile(file); err == nil {
 		tok := strings.TrimSpace(string(data))
 		ok, err := srv.TokenValid(ctx, tok)
@@ -374,12 +480,12 @@ func adminToken(ctx context.Context, srv *server.Server, file string) (string, e
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("admin token: %w", err)
 	}
-	tok, _, err := srv.IssueToken(ctx, auth.Principal{}, auth.Principal{Role: auth.Operator}, "admin token of rung up")
+	tok, _, err := srv.IssueAdminToken(ctx, auth.Principal{}, adminName(filepath.Dir(file)))
 	if err != nil {
 		return "", fmt.Errorf("admin token: %w", err)
 	}
-	if err := client.WriteFileAtomic(file, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("admin token: %w", err)
+	if err := write(ctx, tok); err != nil {
+		return "", err
 	}
 	return tok, nil
 }

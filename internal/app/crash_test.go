@@ -59,18 +59,8 @@ func TestCrashLoop(t *testing.T) {
 	var child *exec.Cmd
 	start := func() *client.Client {
 		t.Helper()
-		child = exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		child.Env = append(os.Environ(), crashDirEnv+"="+dir, "RUNG_TEST_CRASH_AGENT="+map[bool]string{true: "1"}[agentOn])
-		child.Stdout, child.Stderr = os.Stderr, os.Stderr
-		if err := child.Start(); err != nil {
-			t.Fatal(err)
-		}
-		c, err := waitReady(t, dir)
-		if err != nil {
-			_ = child.Process.Kill()
-			_, _ = child.Process.Wait()
-			t.Fatal(err)
-		}
+		var c *client.Client
+		child, c = startCrashChild(t, dir, "RUNG_TEST_CRASH_AGENT="+map[bool]string{true: "1"}[agentOn])
 		return c
 	}
 	kill := func() {

@@ -24,6 +24,10 @@ const (
 	KindPlan = "Plan"
 	// KindEvent is the event stream (read-only; filtered per tenant).
 	KindEvent = "Event"
+	// KindSecretKey is the key secrets are sealed with (operators rotate it).
+	KindSecretKey = "SecretKey"
+	// KindMetrics is the Prometheus metrics (operators only).
+	KindMetrics = "Metrics"
 	// KindNode is a node's liveness and desired replicas (Object.Node names
 	// it; empty for the list of every node).
 	KindNode = "Node"
@@ -71,6 +75,9 @@ func (d Decision) String() string {
 // v and o, never on what is stored, so a denial cannot reveal whether an
 // object of another tenant exists.
 //
+// Secrets are decided as Workloads are (their values are never read
+// through the API, only their keys and digests).
+//
 //	role           Workload (own)    Tenant (own)   other tenant's   Topology, Policy, Token   Plan, Event
 //	operator       all               all            all              all                       read
 //	tenant-admin   all               read           hidden (404)     forbidden (403)           read own
@@ -105,14 +112,14 @@ func Decide(p Principal, v Verb, o Object) Decision {
 		return Allow
 	}
 	switch o.Kind {
-	case v1.KindWorkload, v1.KindTenant:
+	case v1.KindWorkload, v1.KindTenant, v1.KindSecret:
 		if o.Tenant == "" && v == List {
 			return Allow // the list is filtered to what p sees
 		}
 		if !p.Sees(o.Tenant) {
 			return Hide
 		}
-		if read || o.Kind == v1.KindWorkload && p.Role == TenantAdmin {
+		if read || o.Kind != v1.KindTenant && p.Role == TenantAdmin {
 			return Allow
 		}
 		return Forbid

@@ -32,8 +32,25 @@ type Record struct {
 	// Hash is the hex SHA-256 of the token's secret part.
 	Hash    string    `json:"hash"`
 	Created time.Time `json:"created"`
+	// Expires is when the token stops working; zero for never (only rung
+	// up's admin token, which `rung token rotate-admin` replaces).
+	Expires time.Time `json:"expires,omitzero"`
+	// Name is a short label chosen by its creator, for `rung token list`.
+	Name string `json:"name,omitempty"`
 	// Description says who or what the token is for.
 	Description string `json:"description,omitempty"`
+	// TenantUID is the unique id of the tenant a tenant role is scoped
+	// to, as it was when the token was made: a tenant deleted and made
+	// again under the same name has another, and its old tokens fail.
+	TenantUID string `json:"tenantUID,omitempty"`
+	// Admin marks rung up's admin token: rotating it revokes every token
+	// so marked.
+	Admin bool `json:"admin,omitempty"`
+}
+
+// Expired reports whether the token no longer works at now.
+func (rec Record) Expired(now time.Time) bool {
+	return !rec.Expires.IsZero() && !now.Before(rec.Expires)
 }
 
 // NewToken makes a token for p from random bytes of rand (crypto/rand if

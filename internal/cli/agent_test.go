@@ -46,7 +46,9 @@ func TestUpRunsReplicas(t *testing.T) {
 	want := `rung_replicas{state="running",tier="container"} 7`
 	var body string
 	for range 100 {
-		resp, err := http.Get(cfg.Server + "/metrics")
+		req, _ := http.NewRequest("GET", cfg.Server+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+cfg.Token) // operators only
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()

@@ -50,6 +50,23 @@ type listOptions struct {
 	tenant string
 	// names are the NAME arguments (none: all).
 	names []string
+	// limit and cont ask for one page (--limit, --continue); next is
+	// set to the following page's --continue.
+	limit int
+	cont  string
+	next  *string
+}
+
+// list lists kind as o asks: every object, or one page.
+func (o listOptions) list(ctx context.Context, c *client.Client, kind, tenant string) (wire.List, error) {
+	if o.limit == 0 && o.cont == "" {
+		return c.List(ctx, kind, tenant)
+	}
+	l, err := c.ListPage(ctx, kind, tenant, o.limit, o.cont)
+	if err == nil && o.next != nil {
+		*o.next = l.Continue
+	}
+	return l, err
 }
 
 // table is a kind's answer.
@@ -191,6 +208,8 @@ func newGetCmd() *cobra.Command {
 		cf             clientFlags
 		output, tenant string
 		watch          bool
+		limit          int
+		cont, next     string
 	)
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME...]",
@@ -241,9 +260,15 @@ found (the others are still printed), 2 on a usage error.`,
 				return k.get(cmd, c, args[1:], tenant, output, watch)
 			}
 			names := args[1:]
-			t, err := k.list(cmd.Context(), c, listOptions{tenant: tenant, names: names})
+			if limit < 0 || limit > 1000 {
+				return withCode(ExitInvalid, fmt.Errorf("--limit %d: give 1 to 1000", limit))
+			}
+			t, err := k.list(cmd.Context(), c, listOptions{tenant: tenant, names: names, limit: limit, cont: cont, next: &next})
 			if err != nil {
 				return apiError(err)
+			}
+			if next != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "more: add --continue %s\n", next)
 			}
 			rows, missing := pick(t.rows, names)
 			if err := printTable(cmd.OutOrStdout(), k, t, rows, output, names, tenant); err != nil {
@@ -262,6 +287,8 @@ found (the others are still printed), 2 on a usage error.`,
 	cmd.Flags().StringVarP(&output, "output", "o", outText, "output format: "+strings.Join(getOutputs, ", "))
 	cmd.Flags().StringVar(&tenant, "tenant", "", "only this tenant's objects (tenants, workloads, plan, events, replicas)")
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after listing, print changes as they happen (replicas)")
+	cmd.Flags().IntVar(&limit, "limit", 0, "list one page of at most this many objects (tenants, workloads, topologies, policies; see --continue)")
+	cmd.Flags().StringVar(&cont, "continue", "", "the next page of a list, as the previous page printed")
 	return cmd
 }
 
@@ -341,7 +368,7 @@ func decodeItems[T any](l wire.List) ([]T, error) {
 }
 
 func listTenants(ctx context.Context, c *client.Client, o listOptions) (table, error) {
-	l, err := c.List(ctx, v1.KindTenant, "")
+	l, err := o.list(ctx, c, v1.KindTenant, "")
 	if err != nil {
 		return table{}, err
 	}
@@ -377,7 +404,7 @@ type workloadOut struct {
 }
 
 func listWorkloads(ctx context.Context, c *client.Client, o listOptions) (table, error) {
-	l, err := c.List(ctx, v1.KindWorkload, o.tenant)
+	l, err := o.list(ctx, c, v1.KindWorkload, o.tenant)
 	if err != nil {
 		return table{}, err
 	}
@@ -421,8 +448,8 @@ func listWorkloads(ctx context.Context, c *client.Client, o listOptions) (table,
 	return t, nil
 }
 
-func listTopologies(ctx context.Context, c *client.Client, _ listOptions) (table, error) {
-	l, err := c.List(ctx, v1.KindTopology, "")
+func listTopologies(ctx context.Context, c *client.Client, o listOptions) (table, error) {
+	l, err := o.list(ctx, c, v1.KindTopology, "")
 	if err != nil {
 		return table{}, err
 	}
@@ -448,8 +475,8 @@ func listTopologies(ctx context.Context, c *client.Client, _ listOptions) (table
 	return t, nil
 }
 
-func listPolicies(ctx context.Context, c *client.Client, _ listOptions) (table, error) {
-	l, err := c.List(ctx, v1.KindPolicy, "")
+func listPolicies(ctx context.Context, c *client.Client, o listOptions) (table, error) {
+	l, err := o.list(ctx, c, v1.KindPolicy, "")
 	if err != nil {
 		return table{}, err
 	}

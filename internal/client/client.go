@@ -31,6 +31,11 @@ var (
 	ErrQuota        = errors.New("quota exceeded")
 	ErrTooLarge     = errors.New("too large")
 	ErrUnavailable  = errors.New("unavailable")
+	// ErrExpired: a list's continue value is no longer valid (the list
+	// changed since its first page); list again from the first page.
+	ErrExpired = errors.New("list expired")
+	// ErrTooMany: rate limited; retry after the answer's Retry-After.
+	ErrTooMany = errors.New("too many requests")
 )
 
 // Error is an error answer of the API.
@@ -70,6 +75,10 @@ func (e *Error) Is(target error) bool {
 		return target == ErrTooLarge
 	case wire.CodeUnavailable:
 		return target == ErrUnavailable
+	case wire.CodeExpired:
+		return target == ErrExpired
+	case wire.CodeTooMany:
+		return target == ErrTooMany
 	}
 	return false
 }
@@ -234,9 +243,14 @@ func plural(kind string) (string, error) {
 		return "policies", nil
 	case v1.KindWorkload:
 		return "workloads", nil
+	case v1.KindSecret:
+		return "secrets", nil
 	}
-	return "", fmt.Errorf("unknown kind %q: use Tenant, Workload, Topology or Policy", kind)
+	return "", fmt.Errorf("unknown kind %q: use Tenant, Workload, Topology, Policy or Secret", kind)
 }
+
+// tenanted kinds belong to a tenant and live under /v1/tenants/T/.
+func tenanted(kind string) bool { return kind == v1.KindWorkload || kind == v1.KindSecret }
 
 // path is the URL path of r, or of its collection when r.Name is empty.
 func (r Ref) path() (string, error) {
@@ -246,10 +260,10 @@ func (r Ref) path() (string, error) {
 	}
 	var s string
 	switch {
-	case r.Kind == v1.KindWorkload && r.Tenant != "":
+	case tenanted(r.Kind) && r.Tenant != "":
 		s = "/v1/tenants/" + url.PathEscape(r.Tenant) + "/" + p
-	case r.Kind == v1.KindWorkload && r.Name != "":
-		return "", errors.New("a workload is named TENANT/NAME")
+	case tenanted(r.Kind) && r.Name != "":
+		return "", fmt.Errorf("a %s is named TENANT/NAME", strings.ToLower(r.Kind))
 	default:
 		s = "/v1/" + p
 	}
@@ -298,6 +312,10 @@ func RefOf(obj any) (Ref, error) {
 		return Ref{Kind: v1.KindWorkload, Tenant: o.Metadata.Tenant, Name: o.Metadata.Name}, nil
 	case *v1.Workload:
 		return RefOf(*o)
+	case v1.Secret:
+		return Ref{Kind: v1.KindSecret, Tenant: o.Metadata.Tenant, Name: o.Metadata.Name}, nil
+	case *v1.Secret:
+		return RefOf(*o)
 	}
 	return Ref{}, fmt.Errorf("apply: %T is not a manifest object", obj)
 }
@@ -330,7 +348,8 @@ func (c *Client) ApplySet(ctx context.Context, set *v1.Set) ([]Applied, error) {
 }
 
 // Objects lists the objects of set in the order they can be applied:
-// tenants, topologies, policies, then workloads (pointers into set).
+// tenants, topologies, policies, secrets, then workloads (pointers into
+// set).
 // Deleting goes in the reverse order.
 func Objects(set *v1.Set) []any {
 	var objs []any
@@ -342,6 +361,9 @@ func Objects(set *v1.Set) []any {
 	}
 	for i := range set.Policies {
 		objs = append(objs, &set.Policies[i])
+	}
+	for i := range set.Secrets { // before the workloads that use them
+		objs = append(objs, &set.Secrets[i])
 	}
 	for i := range set.Workloads {
 		objs = append(objs, &set.Workloads[i])
@@ -385,15 +407,46 @@ func (c *Client) GetTenant(ctx context.Context, name string) (*v1.Tenant, error)
 	return &t, nil
 }
 
-// List lists the objects of a kind the caller may see; for Workloads,
-// tenant narrows the list to one tenant ("" for all visible).
+// List lists every object of a kind the caller may see, page by page,
+// all pages of one store revision (a list that changes meanwhile is read
+// again from the start, a few times); for Workloads, tenant narrows the
+// list to one tenant ("" for all visible).
 func (c *Client) List(ctx context.Context, kind, tenant string) (wire.List, error) {
+	var err error
+	for range 5 {
+		var all wire.List
+		cont := ""
+		for {
+			var l wire.List
+			if l, err = c.ListPage(ctx, kind, tenant, 0, cont); err != nil {
+				break
+			}
+			all.Items = append(all.Items, l.Items...)
+			all.Revision = l.Revision
+			if cont = l.Continue; cont == "" {
+				if all.Items == nil {
+					all.Items = []wire.Item{}
+				}
+				return all, nil
+			}
+		}
+		if !errors.Is(err, ErrExpired) {
+			return wire.List{}, err
+		}
+	}
+	return wire.List{}, err
+}
+
+// ListPage returns one page of a list: at most limit objects (0 for the
+// server's default of 500) after the page cont names ("" for the first);
+// the answer's Continue names the next page.
+func (c *Client) ListPage(ctx context.Context, kind, tenant string, limit int, cont string) (wire.List, error) {
 	p, err := Ref{Kind: kind, Tenant: tenant}.path()
 	if err != nil {
 		return wire.List{}, err
 	}
 	var l wire.List
-	_, err = c.do(ctx, http.MethodGet, p, nil, nil, &l)
+	_, err = c.do(ctx, http.MethodGet, p, pageQuery(limit, cont), nil, &l)
 	return l, err
 }
 

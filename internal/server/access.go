@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/auth"
@@ -18,13 +19,21 @@ import (
 const tokensDir = "/tokens"
 
 // authenticate resolves the bearer token to a principal in the request's
-// context, or answers 401. Every failure gets the same answer.
+// context, or answers 401. Every failure gets the same answer, and costs
+// no audit write of its own (see denials): an address that keeps failing
+// is answered 429 before its tokens are even looked at, and a token that
+// sends too much gets 429 too.
 func (s *Server) authenticate(next handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
+		addr := clientAddr(r)
+		if wait := s.limits.addressBlocked(addr); wait > 0 {
+			s.throttled(addr, "address")
+			return tooMany(wait, "too many failed sign-ins from your address")
+		}
 		h := r.Header.Get("Authorization")
 		scheme, token, _ := strings.Cut(h, " ")
 		if h == "" || !strings.EqualFold(scheme, "Bearer") {
-			s.deny(r.Context(), auth.Principal{}, "authenticate", auth.Object{}, "", wire.CodeUnauthenticated, "no bearer token")
+			s.unauthenticated(addr, "missing")
 			return newError(http.StatusUnauthorized, wire.CodeUnauthenticated,
 				"missing bearer token: pass --token, or use the client config that `rung up` writes")
 		}
@@ -33,16 +42,41 @@ func (s *Server) authenticate(next handlerFunc) handlerFunc {
 			if !errors.Is(err, auth.ErrBadToken) {
 				return err
 			}
-			s.deny(r.Context(), auth.Principal{}, "authenticate", auth.Object{}, "", wire.CodeUnauthenticated, "invalid token")
+			s.unauthenticated(addr, "invalid")
 			return &httpError{Status: http.StatusUnauthorized, Code: wire.CodeUnauthenticated,
-				Msg: "invalid bearer token: it is malformed, revoked or unknown", Err: err}
+				Msg: "invalid bearer token: it is malformed, expired, revoked or unknown", Err: err}
+		}
+		if wait := s.limits.tokenWait(p); wait > 0 {
+			s.throttled(addr, "token")
+			return tooMany(wait, "too many requests with this token")
 		}
 		return next(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 	}
 }
 
-// lookupToken returns the principal of a token, or auth.ErrBadToken.
+// lookupToken returns the principal of a token (rung's own, or a JWT when
+// OIDC is configured), or auth.ErrBadToken. A rung token must be stored,
+// match its hash, be unexpired and, for a tenant role, belong to the
+// tenant that exists now under its name (same unique id).
 func (s *Server) lookupToken(ctx context.Context, token string) (auth.Principal, error) {
+	if s.oidc != nil && auth.LooksLikeJWT(token) {
+		p, err := s.oidc.Verify(token, s.now())
+		if err != nil {
+			return auth.Principal{}, err
+		}
+		p.ID = sanitizeID(p.ID)
+		if p.Tenant != "" {
+			if !isDNSLabel(p.Tenant) {
+				return auth.Principal{}, fmt.Errorf("jwt tenant %q: %w", truncate(p.Tenant, 64), auth.ErrBadToken)
+			}
+			if _, err := s.store.Get(ctx, tenantKey(p.Tenant)); errors.Is(err, store.ErrNotFound) {
+				return auth.Principal{}, fmt.Errorf("jwt tenant %s: no such tenant: %w", p.Tenant, auth.ErrBadToken)
+			} else if err != nil {
+				return auth.Principal{}, err
+			}
+		}
+		return p, nil
+	}
 	id, secret, err := auth.ParseToken(token)
 	if err != nil {
 		return auth.Principal{}, err
@@ -61,7 +95,33 @@ func (s *Server) lookupToken(ctx context.Context, token string) (auth.Principal,
 	if !rec.Check(secret) || rec.Principal.Validate() != nil {
 		return auth.Principal{}, fmt.Errorf("token %s: %w", id, auth.ErrBadToken)
 	}
+	if rec.Expired(s.now()) {
+		return auth.Principal{}, fmt.Errorf("token %s: expired %s: %w", id, rec.Expires.Format(time.RFC3339), auth.ErrBadToken)
+	}
+	if rec.Tenant != "" {
+		uid, _, err := s.tenantUID(ctx, rec.Tenant)
+		switch {
+		case errors.Is(err, store.ErrNotFound), err == nil && (rec.TenantUID == "" || uid != rec.TenantUID):
+			// Its tenant is gone (or was made again): fail closed, also for
+			// tokens made before tenants had ids.
+			return auth.Principal{}, fmt.Errorf("token %s: tenant %s is not the one it was made for: %w", id, rec.Tenant, auth.ErrBadToken)
+		case err != nil:
+			return auth.Principal{}, err
+		}
+	}
 	return rec.Principal, nil
+}
+
+// sanitizeID keeps an identity from outside (a JWT's subject) to
+// printable ASCII, for logs and the audit log.
+func sanitizeID(id string) string {
+	b := []byte(id)
+	for i, c := range b {
+		if c < 0x21 || c > 0x7e {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 // principal is the authenticated caller; authenticate guarantees one.
@@ -93,6 +153,10 @@ func (s *Server) authorize(ctx context.Context, v auth.Verb, o auth.Object, name
 	return newError(http.StatusForbidden, wire.CodeForbidden, "%s", forbiddenMessage(p, v, o))
 }
 
+// forbiddenMessage says who was refused what and which token would do:
+// "token 1a2b… (tenant-viewer of biology) may not apply workloads of
+// tenant biology; this needs a tenant-admin token of biology or an
+// operator token".
 func forbiddenMessage(p auth.Principal, v auth.Verb, o auth.Object) string {
 	what := lower(o.Kind) + "s"
 	switch o.Kind {
@@ -100,12 +164,28 @@ func forbiddenMessage(p auth.Principal, v auth.Verb, o auth.Object) string {
 		what = "policies"
 	case v1.KindTopology:
 		what = "topologies"
+	case auth.KindMetrics:
+		what = "metrics"
 	}
-	need := "an operator"
-	if o.Kind == v1.KindWorkload {
-		need = "a tenant-admin of " + o.Tenant + " or an operator"
+	tenant := o.Tenant
+	if tenant == "" {
+		tenant = p.Tenant
 	}
-	return fmt.Sprintf("role %s may not %s %s; this needs %s token", p.Role, v, what, need)
+	if o.Kind == v1.KindWorkload && tenant != "" {
+		what += " of tenant " + tenant
+	}
+	who := string(p.Role)
+	switch {
+	case p.Tenant != "":
+		who += " of tenant " + p.Tenant
+	case p.Node != "":
+		who += " of node " + p.Node
+	}
+	need := "an operator token"
+	if o.Kind == v1.KindWorkload && tenant != "" {
+		need = "a tenant-admin token of " + tenant + " or an operator token"
+	}
+	return fmt.Sprintf("token %s (%s) may not %s %s; this needs %s", p.ID, who, v, what, need)
 }
 
 // deny records a refused request in the audit log and the metrics. A
@@ -132,71 +212,6 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) error {
 	p := principal(r.Context())
 	writeJSON(w, http.StatusOK, wire.WhoAmI{ID: p.ID, Role: string(p.Role), Tenant: p.Tenant})
 	return nil
-}
-
-// createToken makes a token (operator only) and stores its hash.
-func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	if err := s.authorize(ctx, auth.Apply, auth.Object{Kind: auth.KindToken}, ""); err != nil {
-		return err
-	}
-	var req wire.TokenRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		return err
-	}
-	role, err := auth.ParseRole(req.Role)
-	if err != nil {
-		return badRequest("role: %v", err)
-	}
-	p := auth.Principal{Role: role, Tenant: req.Tenant, Node: req.Node}
-	if err := p.Validate(); err != nil {
-		return badRequest("%v", err)
-	}
-	if len(req.Description) > 256 {
-		return badRequest("description: longer than 256 bytes; shorten it")
-	}
-	if p.Node != "" && !isDNSLabel(p.Node) {
-		return badRequest("node %q is not a valid name (a DNS label such as n1)", truncate(p.Node, 64))
-	}
-	if p.Tenant != "" {
-		if !isDNSLabel(p.Tenant) {
-			return badRequest("tenant %q is not a valid name (a DNS label such as biology)", truncate(p.Tenant, 64))
-		}
-		if _, err := s.store.Get(ctx, tenantKey(p.Tenant)); errors.Is(err, store.ErrNotFound) {
-			return notFound(v1.KindTenant, "", p.Tenant)
-		} else if err != nil {
-			return err
-		}
-	}
-	token, rec, err := s.IssueToken(ctx, principal(ctx), p, req.Description)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, wire.TokenResponse{ID: rec.ID, Role: string(rec.Role), Tenant: rec.Tenant, Node: rec.Node, Token: token})
-	return nil
-}
-
-// IssueToken makes a token for p, stores its record and audits it, in one
-// transaction. by is who asked (empty for the bootstrap admin token).
-func (s *Server) IssueToken(ctx context.Context, by, p auth.Principal, description string) (string, auth.Record, error) {
-	token, rec, err := auth.NewToken(s.random, p, s.now(), description)
-	if err != nil {
-		return "", auth.Record{}, err
-	}
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return "", auth.Record{}, err
-	}
-	who := "rung up"
-	if by.ID != "" {
-		who = by.String()
-	}
-	e := Entry{Actor: who, ActorTenant: by.Tenant, Action: "token.create", Kind: auth.KindToken, Tenant: p.Tenant, Name: rec.ID,
-		Result: wire.Created, Message: "role " + string(p.Role), RequestID: requestID(ctx)}
-	if _, err := s.commit(ctx, e, store.PutOp(tokensDir+"/"+rec.ID, data, store.Create)); err != nil {
-		return "", auth.Record{}, fmt.Errorf("store token: %w", err)
-	}
-	return token, rec, nil
 }
 
 // TokenValid reports whether token is a stored, matching token, for the

@@ -374,7 +374,13 @@ func TestMetrics(t *testing.T) {
 	e.do("operator", "GET", "/v1/plan", nil)
 	e.do("admin", "PUT", "/v1/tenants/biology/workloads/x", []byte(`{"apiVersion":"rung.dev/v1","kind":"Workload","metadata":{"name":"x","tenant":"biology"},"spec":{"image":"busybox:latest","replicas":100}}`))
 	e.do("admin", "BREW", "/v1/workloads", nil)
-	r := e.do("", "GET", "/metrics", nil)
+	// Only an operator reads them (every tenant's numbers are there).
+	for who, want := range map[string]int{"": http.StatusUnauthorized, "admin": http.StatusForbidden, "viewer": http.StatusForbidden} {
+		if r := e.do(who, "GET", "/metrics", nil); r.status != want {
+			t.Errorf("metrics as %q: %d, want %d", who, r.status, want)
+		}
+	}
+	r := e.do("operator", "GET", "/metrics", nil)
 	if r.status != http.StatusOK {
 		t.Fatalf("metrics: %d", r.status)
 	}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"rung.dev/rung/internal/auth"
-	"rung.dev/rung/internal/server/wire"
 )
 
 // The web dashboard (DESIGN §7) at /: the topology, tiers and placements,
@@ -208,7 +207,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		if !errors.Is(err, auth.ErrBadToken) {
 			return err
 		}
-		s.deny(r.Context(), auth.Principal{}, "authenticate", auth.Object{}, "", wire.CodeUnauthenticated, "invalid token (dashboard)")
+		s.unauthenticated(clientAddr(r), "invalid") // summed up in the audit log
 		return s.renderLogin(w, http.StatusUnauthorized, "that token is malformed, revoked or unknown")
 	}
 	if err := s.authorize(auth.WithPrincipal(r.Context(), p), auth.Get, auth.Object{Kind: auth.KindPlan}, ""); err != nil {

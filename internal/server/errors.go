@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/server/wire"
@@ -22,6 +24,9 @@ type httpError struct {
 	Msg     string
 	Details []string
 	Err     error
+	// RetryAfter, when set, is sent as Retry-After (whole seconds, at
+	// least 1): when a 429 or 503 is worth trying again.
+	RetryAfter time.Duration
 }
 
 func (e *httpError) Error() string {
@@ -32,6 +37,11 @@ func (e *httpError) Error() string {
 }
 
 func (e *httpError) Unwrap() error { return e.Err }
+
+// storeRetryAfter is the Retry-After of an answer the store could not
+// give: about the time a lost etcd member takes to come back or be
+// replaced by a new leader.
+const storeRetryAfter = 2 * time.Second
 
 func newError(status int, code, format string, args ...any) *httpError {
 	return &httpError{Status: status, Code: code, Msg: fmt.Sprintf(format, args...)}
@@ -113,9 +123,12 @@ func asHTTPError(err error) *httpError {
 	case errors.As(err, &mbe):
 		return &httpError{Status: http.StatusRequestEntityTooLarge, Code: wire.CodeTooLarge,
 			Msg: fmt.Sprintf("request body exceeds %d bytes; send one object per request and keep manifests small", mbe.Limit), Err: err}
-	case errors.Is(err, store.ErrClosed), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return &httpError{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable,
-			Msg: "the server is not available; retry shortly", Err: err}
+			Msg: "the store does not answer; retry shortly", Err: err, RetryAfter: storeRetryAfter}
+	case errors.Is(err, store.ErrClosed):
+		return &httpError{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable,
+			Msg: "the server is not available; retry shortly", Err: err, RetryAfter: storeRetryAfter}
 	case errors.Is(err, store.ErrTooLarge):
 		return &httpError{Status: http.StatusRequestEntityTooLarge, Code: wire.CodeTooLarge,
 			Msg: "the object is too large to store; make it smaller", Err: err}
@@ -139,6 +152,9 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	body := wire.Error{Code: he.Code, Message: he.Msg, Details: he.Details, RequestID: id}
 	if he.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rung"`)
+	}
+	if he.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (he.RetryAfter+time.Second-1)/time.Second))))
 	}
 	writeJSON(w, he.Status, body)
 }

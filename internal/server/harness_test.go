@@ -29,7 +29,10 @@ type env struct {
 	tokens map[string]string // operator, admin (biology), viewer (biology), geo-admin (geology)
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with a server config changed by edit.
+func newEnvWith(t *testing.T, edit func(*server.Config)) *env {
 	t.Helper()
 	st, err := bolt.Open(t.TempDir(), bolt.Options{})
 	if err != nil {
@@ -37,7 +40,11 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	al := audit.New(st)
-	srv, err := server.New(server.Config{Store: st, Audit: al})
+	cfg := server.Config{Store: st, Audit: al}
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

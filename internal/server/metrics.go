@@ -16,13 +16,18 @@ import (
 
 // metrics are the server's Prometheus collectors, on its own registry.
 type metrics struct {
-	latency    *prometheus.HistogramVec // route, method, code
-	denials    *prometheus.CounterVec   // access denials by code
-	admission  *prometheus.CounterVec   // admission denials by kind and code
-	placements *prometheus.GaugeVec     // placed replicas by tier
-	unplaced   prometheus.Gauge
-	runs       prometheus.Counter
-	planTime   prometheus.Histogram
+	latency *prometheus.HistogramVec // route, method, code
+	denials *prometheus.CounterVec   // access denials by code
+	// unauthenticated counts requests without a valid token by reason
+	// (missing, invalid); throttled those answered 429 by scope
+	// (address, token).
+	unauthenticated *prometheus.CounterVec
+	throttled       *prometheus.CounterVec
+	admission       *prometheus.CounterVec // admission denials by kind and code
+	placements      *prometheus.GaugeVec   // placed replicas by tier
+	unplaced        prometheus.Gauge
+	runs            prometheus.Counter
+	planTime        prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,6 +41,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "rung_api_access_denials_total",
 			Help: "Requests refused by authentication or access control, by answer code.",
 		}, []string{"code"}),
+		unauthenticated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rung_api_unauthenticated_total",
+			Help: "Requests without a valid bearer token, by reason (missing, invalid).",
+		}, []string{"reason"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rung_api_throttled_total",
+			Help: "Requests answered 429 by rate limits, by scope (address: too many failed authentications; token).",
+		}, []string{"scope"}),
 		admission: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rung_admission_denials_total",
 			Help: "Applies refused at admission (invalid, quota_exceeded, forbidden content, conflict), by kind and code.",
@@ -59,13 +72,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{
-		m.latency, m.denials, m.admission, m.placements, m.unplaced, m.runs, m.planTime,
+		m.latency, m.denials, m.unauthenticated, m.throttled, m.admission, m.placements, m.unplaced, m.runs, m.planTime,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+	}
+	for _, r := range []string{"missing", "invalid"} {
+		m.unauthenticated.WithLabelValues(r)
+	}
+	for _, sc := range []string{"address", "token"} {
+		m.throttled.WithLabelValues(sc)
 	}
 	for _, t := range v1.Tiers {
 		m.placements.WithLabelValues(string(t))

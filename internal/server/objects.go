@@ -69,6 +69,16 @@ func (k kind) object(tenant, name string) auth.Object {
 
 func tenantKey(name string) string { return kindTenant.key("", name) }
 
+// storedTenant reads a tenant; a missing one is the 404 of another
+// tenant's, so that the two look the same.
+func (s *Server) storedTenant(ctx context.Context, name string) (store.Value, error) {
+	v, err := s.store.Get(ctx, tenantKey(name))
+	if errors.Is(err, store.ErrNotFound) {
+		return v, notFound(v1.KindTenant, "", name)
+	}
+	return v, err
+}
+
 // maxConflictRetries bounds how often a write is retried after a
 // concurrent change to what it read.
 const maxConflictRetries = 16
@@ -133,6 +143,9 @@ func (s *Server) get(k kind) handlerFunc {
 	}
 }
 
+// list serves one page of the objects of a kind the caller may see
+// (?limit=, ?continue=; pagination.go), every page of a list at the
+// first page's store revision.
 func (s *Server) list(k kind) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
@@ -144,24 +157,27 @@ func (s *Server) list(k kind) handlerFunc {
 		if err := s.authorize(ctx, auth.List, auth.Object{Kind: k.name, Tenant: tenant}, ""); err != nil {
 			return err
 		}
-		var dirs []string
+		pg, err := pageOf(r)
+		if err != nil {
+			return err
+		}
+		dir := ""
 		switch {
 		case tenant != "":
 			// A named tenant must exist, so that a missing tenant and
 			// another tenant's look the same.
-			if _, err := s.store.Get(ctx, tenantKey(tenant)); errors.Is(err, store.ErrNotFound) {
-				return notFound(v1.KindTenant, "", tenant)
-			} else if err != nil {
+			if _, err := s.storedTenant(ctx, tenant); err != nil {
 				return err
 			}
-			dirs = []string{k.dir + "/" + tenant}
+			dir = k.dir + "/" + tenant
 		case p.Role == auth.Operator:
-			dirs = []string{k.dir}
+			dir = k.dir
 		case k.name == v1.KindWorkload:
-			dirs = []string{k.dir + "/" + p.Tenant}
+			dir = k.dir + "/" + p.Tenant
 		}
 		out := wire.List{Items: []wire.Item{}}
 		if k.name == v1.KindTenant && p.Role != auth.Operator {
+			// A tenant role's list of tenants is its own: one item, one page.
 			v, err := s.store.Get(ctx, tenantKey(p.Tenant))
 			if err == nil {
 				out.Items = append(out.Items, wire.Item{Revision: v.Revision, Object: v.Data})
@@ -170,14 +186,17 @@ func (s *Server) list(k kind) handlerFunc {
 				return err
 			}
 		}
-		for _, dir := range dirs {
-			vals, rev, err := s.store.List(ctx, dir)
+		if dir != "" {
+			page, err := s.listPage(ctx, dir, pg)
 			if err != nil {
-				return fmt.Errorf("list %s: %w", dir, err)
+				return err
 			}
-			out.Revision = rev
-			for _, v := range vals {
+			out.Revision = page.Revision
+			for _, v := range page.Values {
 				out.Items = append(out.Items, wire.Item{Revision: v.Revision, Object: v.Data})
+			}
+			if page.More {
+				out.Continue = next(page.Values[len(page.Values)-1].Key, page.Revision)
 			}
 		}
 		writeJSON(w, http.StatusOK, out)
@@ -237,6 +256,9 @@ func decodeObject(w http.ResponseWriter, r *http.Request, k kind, tenant, name s
 		return nil, subj, err
 	}
 	subj.lines = !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{"))
+	if err := checkJSON(r, body); err != nil {
+		return nil, subj, err
+	}
 	set, err := v1.Decode("request body", body)
 	if err != nil {
 		return nil, subj, manifestError(http.StatusBadRequest, err, subj)
@@ -266,6 +288,33 @@ func decodeObject(w http.ResponseWriter, r *http.Request, k kind, tenant, name s
 		return nil, subj, badRequest("metadata.tenant %q does not match the tenant %q in the path", truncate(meta.Tenant, 64), tenant)
 	}
 	return set, subj, nil
+}
+
+// checkJSON reports a JSON body (declared so, or starting like JSON) that
+// is not valid JSON as a JSON error with its line and column, rather than
+// as whatever the YAML parser, which reads JSON too, makes of it.
+func checkJSON(r *http.Request, body []byte) error {
+	trimmed := bytes.TrimSpace(body)
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/json" && !bytes.HasPrefix(trimmed, []byte("{")) && !bytes.HasPrefix(trimmed, []byte("[")) {
+		return nil
+	}
+	var v json.RawMessage
+	err := json.Unmarshal(body, &v)
+	if err == nil {
+		return nil
+	}
+	off := int64(len(body))
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		off = se.Offset
+	}
+	line := 1 + bytes.Count(body[:min(off, int64(len(body)))], []byte("\n"))
+	col := off - int64(bytes.LastIndexByte(body[:min(off, int64(len(body)))], '\n'))
+	msg := strings.TrimPrefix(err.Error(), "json: ")
+	if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(msg, "unexpected end") {
+		msg = "unexpected end of JSON input"
+	}
+	return badRequest("request body: malformed JSON at line %d, column %d: %s (fix the JSON, or send YAML as application/yaml)", line, col, msg)
 }
 
 func pluralOf(kindName string) string {
@@ -429,6 +478,9 @@ func (s *Server) applyOnce(ctx context.Context, k kind, tenant, name string, set
 		err = validateOwn(set, subj)
 		if err == nil {
 			err = checkSigningKeys(&set.Tenants[0])
+		}
+		if err == nil {
+			extra, err = s.tenantUIDOps(ctx, name, expect == store.Create)
 		}
 	case v1.KindTopology, v1.KindPolicy:
 		err = s.validateSite(ctx, set, k, name, subj)
@@ -616,6 +668,9 @@ func (s *Server) delete(k kind) handlerFunc {
 			}
 			return err
 		}
+		if k.name == v1.KindTenant {
+			s.sweepTenantTokens(ctx, name)
+		}
 		writeJSON(w, http.StatusOK, wire.DeleteResult{Kind: k.name, Tenant: tenant, Name: name, Revision: rev})
 		return nil
 	}
@@ -643,7 +698,11 @@ func (s *Server) deleteOnce(ctx context.Context, k kind, tenant, name string) (i
 		if err != nil {
 			return 0, err
 		}
-		ops = append(ops, more...)
+		uid, err := s.tenantDeleteOps(ctx, name) // revokes its tokens
+		if err != nil {
+			return 0, err
+		}
+		ops = append(append(ops, more...), uid...)
 	case v1.KindTopology:
 		if err := s.validateSite(ctx, nil, k, name, subject{kind: k.name, name: name}); err != nil {
 			return 0, err
@@ -673,6 +732,12 @@ func (s *Server) tenantInUse(ctx context.Context, name string) ([]store.Op, erro
 		}
 		return nil, newError(http.StatusConflict, wire.CodeConflict,
 			"tenant %q still has %d workload(s) (%s); delete them first", name, len(names), strings.Join(head(names, 5), ", "))
+	}
+	if secs, _, err := s.store.List(ctx, secretsDir+"/"+name); err != nil {
+		return nil, err
+	} else if len(secs) > 0 {
+		return nil, newError(http.StatusConflict, wire.CodeConflict,
+			"tenant %q still has %d secret(s); delete them first", name, len(secs))
 	}
 	topos, _, err := s.stored(ctx, "", kindTopology)
 	if err != nil {

@@ -308,12 +308,12 @@ func (p *planner) run(ctx context.Context) error {
 		changed := make(chan struct{}, 1)
 		var wg sync.WaitGroup
 		watchErr := make(chan error, len(dirs))
+		var err error
 		for _, d := range dirs {
-			ch, err := p.store.Watch(wctx, d, 0)
-			if err != nil {
-				cancel()
-				wg.Wait()
-				return fmt.Errorf("plan: watch %s: %w", d, err)
+			var ch <-chan store.Event
+			if ch, err = p.store.Watch(wctx, d, 0); err != nil {
+				err = fmt.Errorf("plan: watch %s: %w", d, err)
+				break
 			}
 			wg.Add(1)
 			go func() {
@@ -330,7 +330,9 @@ func (p *planner) run(ctx context.Context) error {
 				}
 			}()
 		}
-		err := p.follow(wctx, changed, watchErr)
+		if err == nil {
+			err = p.follow(wctx, changed, watchErr)
+		}
 		cancel()
 		wg.Wait()
 		if errors.Is(err, store.ErrClosed) {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -84,7 +82,7 @@ func TestReplicaStatus(t *testing.T) {
 	}
 
 	// The metrics say the same.
-	metrics := string(getMetrics(t, nodeURL(t, op)))
+	metrics := string(getMetrics(t, op))
 	for _, want := range []string{
 		`rung_replica_state{replica="0",state="restarting",tenant="acme",workload="db"} 1`,
 		`rung_replica_restarts_total{replica="0",tenant="acme",workload="db"} 4`,
@@ -138,16 +136,12 @@ func mustReplicas(t *testing.T, c *client.Client) []wire.Replica {
 	return rs
 }
 
-func nodeURL(t *testing.T, c *client.Client) string { return c.Server() }
-
-func getMetrics(t *testing.T, base string) []byte {
+func getMetrics(t *testing.T, c *client.Client) []byte {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
+	b, err := c.Metrics(t.Context()) // operators only
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	return b
 }
 

@@ -10,6 +10,7 @@ package server
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -29,8 +30,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/scheduler"
+	"rung.dev/rung/internal/secret"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
 	"rung.dev/rung/internal/tenancy"
@@ -56,7 +59,29 @@ type Config struct {
 	// NodeTimeout is how long a node agent may go without a heartbeat
 	// before its node is down (default DefaultNodeTimeout; see nodes.go).
 	NodeTimeout time.Duration
+	// Limits are the rate limits (ratelimit.go); zero fields take defaults.
+	Limits Limits
+	// OIDC, when set, also lets in JWTs its issuer signed (DESIGN §11).
+	OIDC *auth.OIDC
+	// OnAdminToken is called with a new admin token after
+	// POST /v1/tokens/admin/rotate, to write it where rung up keeps it.
+	OnAdminToken func(ctx context.Context, token string) error
+	// AdminTokenName names the admin token rotation makes (default
+	// "admin"); rung up passes the one it gives IssueAdminToken.
+	AdminTokenName string
+	// Secrets seals and opens Secret values; nil refuses secrets (503).
+	Secrets *secret.Keyring
+	// StoreTimeout bounds every store call (default DefaultStoreTimeout):
+	// with the store unreachable, requests answer 503 with Retry-After
+	// instead of hanging. Give the audit log a store wrapped the same way
+	// (store.WithDeadline).
+	StoreTimeout time.Duration
 }
+
+// DefaultStoreTimeout is Config.StoreTimeout's default: a request fails at
+// its first store call that gets no answer, well within the 5 s DESIGN §11
+// allows.
+const DefaultStoreTimeout = 2 * time.Second
 
 // Server serves the API. Create it with New, serve Handler, and call Run
 // for the background scheduler loop.
@@ -81,6 +106,14 @@ type Server struct {
 	closingOnce sync.Once
 	sessions    uiSessions // the dashboard's sign-ins (dashboard.go)
 
+	oidc         *auth.OIDC
+	onAdminToken func(context.Context, string) error
+	adminName    string
+	keyring      *secret.Keyring
+	limitCfg     Limits
+	limits       *rateLimits
+	denied       denials // refused requests not yet in the audit log
+
 	// tenantLocks serialize this process's writes about one tenant
 	// (striped by a hash of its name).
 	tenantLocks [64]sync.Mutex
@@ -93,8 +126,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: Store and Audit are required")
 	}
 	s := &Server{
-		store: cfg.Store, audit: cfg.Audit, log: cfg.Logger, reg: cfg.Registry,
+		store: store.WithDeadline(cfg.Store, cmp.Or(cfg.StoreTimeout, DefaultStoreTimeout)), audit: cfg.Audit, log: cfg.Logger, reg: cfg.Registry,
 		now: cfg.Now, random: cfg.Random, mux: http.NewServeMux(), lockSeed: maphash.MakeSeed(),
+		oidc: cfg.OIDC, onAdminToken: cfg.OnAdminToken, adminName: cmp.Or(cfg.AdminTokenName, "admin"), limitCfg: cfg.Limits.withDefaults(), keyring: cfg.Secrets,
 		closing: make(chan struct{}),
 	}
 	if s.log == nil {
@@ -114,6 +148,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: metrics: %w", err)
 	}
 	s.metrics = m
+	s.limits = newRateLimits(s.limitCfg, s.now)
 	runtimes := cfg.Runtimes
 	if runtimes == 0 {
 		runtimes = topology.DefaultRuntimes
@@ -148,7 +183,11 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // is done. The API works without it: GET /v1/plan plans on demand.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.closingOnce.Do(func() { close(s.closing) })
-	return s.planner.run(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); s.runDenials(ctx) }()
+	err := s.planner.run(ctx)
+	<-done
+	return err
 }
 
 // Current returns the plan of everything stored and the objects it was
@@ -188,10 +227,19 @@ func (s *Server) routes() {
 	}
 	handle("GET /healthz", false, s.healthz)
 	handle("GET /readyz", false, s.readyz)
-	handle("GET /metrics", false, s.serveMetrics())
+	handle("GET /metrics", true, s.serveMetrics())
 
 	handle("GET /v1/whoami", true, s.whoami)
-	handle("POST /v1/tokens", true, s.createToken)
+	handle("POST /v1/tokens", true, s.createToken) // tokens.go
+	handle("GET /v1/tokens", true, s.listTokens)
+	handle("DELETE /v1/tokens/{id}", true, s.revokeToken)
+	handle("POST /v1/tokens/admin/rotate", true, s.rotateAdmin)
+	handle("GET /v1/secrets", true, s.listSecrets) // secrets.go
+	handle("GET /v1/tenants/{tenant}/secrets", true, s.listSecrets)
+	handle("GET /v1/tenants/{tenant}/secrets/{name}", true, s.getSecret)
+	handle("PUT /v1/tenants/{tenant}/secrets/{name}", true, s.applySecret)
+	handle("DELETE /v1/tenants/{tenant}/secrets/{name}", true, s.deleteSecret)
+	handle("POST /v1/secrets/rotate-key", true, s.rotateSecretKey)
 	handle("GET /v1/plan", true, s.plan)
 	handle("GET /v1/events", true, s.events)
 	// Node agents (nodes.go).
@@ -340,18 +388,29 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if _, err := s.store.Get(ctx, tenantsDir+"/-"); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return &httpError{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable, Msg: "store not ready", Err: err}
+		return &httpError{Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable, Msg: "store not ready", Err: err, RetryAfter: storeRetryAfter}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil
 }
 
+// serveMetrics serves /metrics to operators (node use and request
+// counts of every tenant are in it).
 func (s *Server) serveMetrics() handlerFunc {
 	h := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := s.authorize(r.Context(), auth.Get, auth.Object{Kind: auth.KindMetrics}, ""); err != nil {
+			return err
+		}
 		h.ServeHTTP(w, r)
 		return nil
 	}
+}
+
+// MetricsHandler serves the metrics without a token, for a separate
+// listen address only the operator's scraper reaches.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
 func truncate(s string, n int) string {

@@ -39,19 +39,35 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// tenantView is the part of res that tenant may see.
+// tenantView is the part of res that tenant may see: its own replicas,
+// with reasons that name no other tenant, none of its workloads and no
+// node or host where only other tenants run ("another tenant's replica",
+// "a node").
 func tenantView(res *scheduler.Result, tenant string, tenants []string) *scheduler.Result {
-	others := map[string]bool{}
+	r := redactor{others: map[string]bool{}, places: map[string]bool{}}
 	for _, t := range tenants {
 		if t != tenant {
-			others[t] = true
+			r.others[t] = true
 		}
 	}
 	own := tenant + "/"
+	mine := map[string]bool{}
+	for _, pl := range res.Placements {
+		if strings.HasPrefix(pl.Workload, own) {
+			mine[pl.Node], mine[pl.Host] = true, true
+		}
+	}
+	for _, pl := range res.Placements {
+		for _, n := range []string{pl.Node, pl.Host} {
+			if n != "" && !mine[n] && !strings.HasPrefix(pl.Workload, own) {
+				r.places[n] = true
+			}
+		}
+	}
 	out := &scheduler.Result{Placements: []scheduler.Placement{}, Unplaced: []scheduler.Unplaced{}}
 	for _, pl := range res.Placements {
 		if strings.HasPrefix(pl.Workload, own) {
-			pl.Reason = redact(pl.Reason, others)
+			pl.Reason = r.redact(pl.Reason)
 			out.Placements = append(out.Placements, pl)
 		}
 	}
@@ -59,7 +75,7 @@ func tenantView(res *scheduler.Result, tenant string, tenants []string) *schedul
 		if strings.HasPrefix(u.Workload, own) {
 			u.Reasons = slices.Clone(u.Reasons)
 			for i := range u.Reasons {
-				u.Reasons[i] = redact(u.Reasons[i], others)
+				u.Reasons[i] = r.redact(u.Reasons[i])
 			}
 			out.Unplaced = append(out.Unplaced, u)
 		}
@@ -68,24 +84,39 @@ func tenantView(res *scheduler.Result, tenant string, tenants []string) *schedul
 }
 
 var (
-	workloadRef = regexp.MustCompile(`\b([a-z0-9][a-z0-9-]*)/[a-z0-9][a-z0-9-]*\b`)
+	workloadRef = regexp.MustCompile(`\b([a-z0-9][a-z0-9-]*)/[a-z0-9][a-z0-9-]*(\[[0-9]+\])?`)
 	tenantRef   = regexp.MustCompile(`\btenants? ([a-z0-9][a-z0-9-]*)\b`)
+	placeRef    = regexp.MustCompile(`\b(node|host) ([A-Za-z0-9][A-Za-z0-9._-]*)`)
 )
 
-// redact replaces references to the tenants in others ("geology/rocks",
-// "tenant geology") with words that name no one.
-func redact(s string, others map[string]bool) string {
+// redactor takes other tenants out of one tenant's explanations.
+type redactor struct {
+	others map[string]bool // other tenants' names
+	places map[string]bool // nodes and hosts where only other tenants run
+}
+
+// redact replaces references to other tenants ("geology/rocks[0]",
+// "tenant geology") and to the nodes only they use with words that name
+// no one.
+func (r redactor) redact(s string) string {
 	s = workloadRef.ReplaceAllStringFunc(s, func(m string) string {
 		t, _, _ := strings.Cut(m, "/")
-		if others[t] {
-			return "another tenant's workload"
+		if r.others[t] {
+			return "another tenant's replica"
 		}
 		return m
 	})
-	return tenantRef.ReplaceAllStringFunc(s, func(m string) string {
+	s = tenantRef.ReplaceAllStringFunc(s, func(m string) string {
 		_, t, _ := strings.Cut(m, " ")
-		if others[t] {
+		if r.others[t] {
 			return "another tenant"
+		}
+		return m
+	})
+	return placeRef.ReplaceAllStringFunc(s, func(m string) string {
+		what, name, _ := strings.Cut(m, " ")
+		if r.places[name] {
+			return "a " + what
 		}
 		return m
 	})

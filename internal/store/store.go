@@ -44,6 +44,9 @@ var (
 	ErrCompacted = errors.New("revision compacted")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrUnavailable: the store did not answer in time or cannot be
+	// reached; the call may succeed later.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // Preconditions on a key's current revision, for Put, Delete and the
@@ -177,10 +180,32 @@ type Watcher interface {
 	Watch(ctx context.Context, dir string, from int64) (<-chan Event, error)
 }
 
+// Page is one page of a paged list.
+type Page struct {
+	// Values are the page's keys, sorted.
+	Values []Value
+	// Revision is the store revision every page of the list is read at.
+	Revision int64
+	// More says keys follow the last of Values.
+	More bool
+}
+
+// Pager reads a directory in pages that are one snapshot together.
+type Pager interface {
+	// ListPage returns up to limit keys strictly below dir and after the
+	// key after ("" for the first page), sorted, as of revision rev (0 for
+	// now; later pages pass the first page's Revision). A revision the
+	// store can no longer show fails with ErrCompacted: etcd compacted
+	// it, or (the embedded store keeps no old values) something below dir
+	// changed since; the caller lists again from the first page.
+	ListPage(ctx context.Context, dir, after string, limit int, rev int64) (Page, error)
+}
+
 // Store is the whole interface a backend implements. After Close every
 // call fails with ErrClosed and open watches end; Close is idempotent.
 type Store interface {
 	Reader
+	Pager
 	Writer
 	Watcher
 	io.Closer

@@ -26,10 +26,12 @@ const (
 	CodeConflict        = "conflict"  // 409: the object is in use or changed concurrently
 	CodeTooLarge        = "too_large" // 413: the body exceeds MaxBody
 	CodeMediaType       = "unsupported_media_type"
-	CodeQuota           = "quota_exceeded" // 403: the tenant's quota does not allow it
-	CodeRejected        = "rejected"       // 422: admission checks failed; details list every finding
-	CodeInternal        = "internal"       // 500: see the server log for the request ID
-	CodeUnavailable     = "unavailable"    // 503: the server is shutting down or the store is closed
+	CodeQuota           = "quota_exceeded"    // 403: the tenant's quota does not allow it
+	CodeRejected        = "rejected"          // 422: admission checks failed; details list every finding
+	CodeTooMany         = "too_many_requests" // 429: rate limited; see Retry-After
+	CodeExpired         = "expired"           // 410: a list's continue is no longer valid; list again
+	CodeInternal        = "internal"          // 500: see the server log for the request ID
+	CodeUnavailable     = "unavailable"       // 503: shutting down or the store does not answer; see Retry-After
 )
 
 // Error is the body of every error response.
@@ -74,6 +76,9 @@ type DeleteResult struct {
 type List struct {
 	Items    []Item `json:"items"`
 	Revision int64  `json:"revision"`
+	// Continue, when set, is the ?continue= of the next page (pass
+	// ?limit= to get pages); every page is read at Revision.
+	Continue string `json:"continue,omitempty"`
 }
 
 // Item is one listed object with the revision of its last change.
@@ -120,16 +125,57 @@ type TokenRequest struct {
 	Role        string `json:"role"`
 	Tenant      string `json:"tenant,omitempty"`
 	Node        string `json:"node,omitempty"` // for role node
+	Name        string `json:"name,omitempty"`
 	Description string `json:"description,omitempty"`
+	// TTL is the token's lifetime, such as "720h" or "30d" (default 90d).
+	TTL string `json:"ttl,omitempty"`
 }
 
 // TokenResponse holds a new token. The token itself is shown only once.
 type TokenResponse struct {
 	ID     string `json:"id"`
+	Name   string `json:"name,omitempty"`
 	Role   string `json:"role"`
 	Tenant string `json:"tenant,omitempty"`
 	Node   string `json:"node,omitempty"`
-	Token  string `json:"token"`
+	// Expires is zero for a token that never expires (the admin token).
+	Expires time.Time `json:"expires,omitzero"`
+	Token   string    `json:"token"`
+	// Warning says what went wrong after the token was made (rung up could
+	// not write a rotated admin token to its files).
+	Warning string `json:"warning,omitempty"`
+}
+
+// Token states in TokenInfo.State.
+const (
+	TokenActive  = "active"
+	TokenExpired = "expired"
+	// TokenTenantGone: its tenant was deleted (and perhaps made again):
+	// the token no longer works.
+	TokenTenantGone = "tenant-deleted"
+)
+
+// TokenInfo is one token as GET /v1/tokens lists it: never its secret.
+type TokenInfo struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name,omitempty"`
+	Role        string    `json:"role"`
+	Tenant      string    `json:"tenant,omitempty"`
+	Node        string    `json:"node,omitempty"`
+	Description string    `json:"description,omitempty"`
+	Created     time.Time `json:"created"`
+	Expires     time.Time `json:"expires,omitzero"`
+	// Admin marks rung up's admin token.
+	Admin bool   `json:"admin,omitempty"`
+	State string `json:"state"`
+}
+
+// TokenList is the answer to GET /v1/tokens.
+type TokenList struct {
+	Items    []TokenInfo `json:"items"`
+	Revision int64       `json:"revision"`
+	// Continue, when set, is the ?continue= of the next page.
+	Continue string `json:"continue,omitempty"`
 }
 
 // WhoAmI is the answer to GET /v1/whoami.
@@ -137,4 +183,42 @@ type WhoAmI struct {
 	ID     string `json:"id"`
 	Role   string `json:"role"`
 	Tenant string `json:"tenant,omitempty"`
+}
+
+// SecretKey is one key of a Secret as the API shows it: its name and a
+// keyed digest of its value (which changes when the value does), never
+// the value.
+type SecretKey struct {
+	Name   string `json:"name"`
+	Digest string `json:"digest"`
+}
+
+// SecretInfo is a Secret as GET shows it: write-only, so no values.
+type SecretInfo struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name   string            `json:"name"`
+		Tenant string            `json:"tenant"`
+		Labels map[string]string `json:"labels,omitempty"`
+	} `json:"metadata"`
+	Keys     []SecretKey `json:"keys"`
+	Revision int64       `json:"revision"`
+}
+
+// SecretList is the answer to a list of secrets.
+type SecretList struct {
+	Items    []SecretInfo `json:"items"`
+	Revision int64        `json:"revision"`
+	Continue string       `json:"continue,omitempty"`
+}
+
+// KeyRotation is the answer to POST /v1/secrets/rotate-key.
+type KeyRotation struct {
+	// KeyID is the new primary key's id.
+	KeyID string `json:"keyID"`
+	// Resealed is how many secrets were sealed again under it.
+	Resealed int `json:"resealed"`
+	// Retired says the older keys were dropped (nothing needs them).
+	Retired bool `json:"retired"`
 }

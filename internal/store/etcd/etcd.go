@@ -20,6 +20,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -114,6 +116,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		DialKeepAliveTimeout: 5 * time.Second,
 		MaxCallSendMsgSize:   2 << 20,
 		Logger:               zap.NewNop(),
+		// Reconnect within a couple of seconds of a member coming back,
+		// not after gRPC's default back-off of up to two minutes.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open etcd store %v: %w", cfg.Endpoints, err)
@@ -175,6 +183,9 @@ func (s *Store) mapErr(err error) error {
 			return fmt.Errorf("etcd: %w", context.Canceled)
 		case codes.ResourceExhausted:
 			return fmt.Errorf("etcd: %w: %s", store.ErrTooLarge, st.Message())
+		case codes.Unavailable, codes.DeadlineExceeded:
+			// No member answers (or none has a leader): worth a retry.
+			return fmt.Errorf("etcd: %w: %s", store.ErrUnavailable, st.Message())
 		}
 	}
 	return fmt.Errorf("etcd: %w", err)
@@ -246,6 +257,42 @@ func (s *Store) List(ctx context.Context, dir string) ([]store.Value, int64, err
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+}
+
+// ListPage implements store.Pager: one range request at rev (etcd keeps
+// old revisions until compaction).
+func (s *Store) ListPage(ctx context.Context, dir, after string, limit int, rev int64) (store.Page, error) {
+	if err := s.usable(ctx); err != nil {
+		return store.Page{}, err
+	}
+	prefix, err := store.CheckPage(dir, after, limit, rev)
+	if err != nil {
+		return store.Page{}, err
+	}
+	full := s.prefix + prefix
+	from := full
+	if after != "" {
+		from = s.prefix + after + "\x00"
+	}
+	opts := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(full)), clientv3.WithLimit(int64(limit))}
+	if rev != 0 {
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	resp, err := s.cli.Get(ctx, from, opts...)
+	if err != nil {
+		if errors.Is(err, rpctypes.ErrFutureRev) {
+			return store.Page{}, fmt.Errorf("list page %q: revision %d is in the future: %w", dir, rev, store.ErrInvalid)
+		}
+		return store.Page{}, fmt.Errorf("list page %q: %w", dir, s.mapErr(err))
+	}
+	page := store.Page{Revision: rev, More: resp.More}
+	if rev == 0 {
+		page.Revision = resp.Header.Revision
+	}
+	for _, kv := range resp.Kvs {
+		page.Values = append(page.Values, store.Value{Key: strings.TrimPrefix(string(kv.Key), s.prefix), Data: nonNil(kv.Value), Revision: kv.ModRevision})
+	}
+	return page, nil
 }
 
 // Put implements store.Writer.

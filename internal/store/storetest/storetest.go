@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"CompareAndSwap", testCAS},
 		{"Revisions", testRevisions},
 		{"List", testList},
+		{"ListPage", testListPage},
 		{"Watch", testWatch},
 		{"WatchFromNow", testWatchFromNow},
 		{"WatchCancel", testWatchCancel},
@@ -235,6 +236,88 @@ func testList(t *testing.T, s store.Store) {
 			if string(v.Data) != "data:"+v.Key || v.Revision <= 0 || v.Revision > rev {
 				t.Errorf("List(%q): %q = %q at %d (list at %d)", tc.dir, v.Key, v.Data, v.Revision, rev)
 			}
+		}
+	}
+}
+
+// testListPage: pages of a directory follow each other without gap or
+// repeat, all at the first page's revision; a change elsewhere does not
+// disturb them; a change below the directory either leaves the pages as
+// of that revision (etcd keeps old revisions) or fails with ErrCompacted
+// (the embedded store keeps none), never mixes the two states.
+func testListPage(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	var want []string
+	for _, n := range []string{"e", "a", "c", "b", "d"} {
+		mustPut(t, s, "/p/"+n, "v1", store.Any)
+		want = append(want, "/p/"+n)
+	}
+	slices.Sort(want)
+	mustPut(t, s, "/p2/x", "v1", store.Any)
+	mustPut(t, s, "/p-x", "v1", store.Any)
+
+	var got []string
+	var rev int64
+	after := ""
+	for i := 0; ; i++ {
+		pg, err := s.ListPage(ctx, "/p", after, 2, rev)
+		if err != nil {
+			t.Fatalf("page %d: %v", i, err)
+		}
+		if rev != 0 && pg.Revision != rev {
+			t.Errorf("page %d at revision %d, the first at %d", i, pg.Revision, rev)
+		}
+		rev = pg.Revision
+		if len(pg.Values) > 2 {
+			t.Fatalf("page %d has %d values, limit 2", i, len(pg.Values))
+		}
+		got = append(got, keys(pg.Values)...)
+		if i == 0 {
+			mustPut(t, s, "/p2/y", "elsewhere", store.Any) // not below /p
+		}
+		if !pg.More {
+			break
+		}
+		after = pg.Values[len(pg.Values)-1].Key
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("pages = %q, want %q", got, want)
+	}
+
+	// A change below the directory between pages.
+	first, err := s.ListPage(ctx, "/p", "", 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(ctx, "/p/c", store.Any); err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, s, "/p/b2", "new", store.Any)
+	next, err := s.ListPage(ctx, "/p", first.Values[1].Key, 10, first.Revision)
+	switch {
+	case errors.Is(err, store.ErrCompacted):
+	case err != nil:
+		t.Fatalf("page after a change: %v", err)
+	default:
+		if k := keys(next.Values); !slices.Equal(k, []string{"/p/c", "/p/d", "/p/e"}) {
+			t.Errorf("page as of revision %d after a change = %q, want the old state", first.Revision, k)
+		}
+	}
+	// Now: the current state.
+	cur, err := s.ListPage(ctx, "/p", "", 10, 0)
+	if err != nil || !slices.Equal(keys(cur.Values), []string{"/p/a", "/p/b", "/p/b2", "/p/d", "/p/e"}) || cur.More {
+		t.Errorf("current page = %q (more %v), %v", keys(cur.Values), cur.More, err)
+	}
+
+	for _, bad := range []struct {
+		dir, after string
+		limit      int
+		rev        int64
+	}{
+		{"/p", "", 0, 0}, {"/p", "/q/a", 1, 0}, {"/p", "", 1, -1}, {"../p", "", 1, 0},
+	} {
+		if _, err := s.ListPage(ctx, bad.dir, bad.after, bad.limit, bad.rev); !errors.Is(err, store.ErrInvalid) && !errors.Is(err, store.ErrInvalidKey) {
+			t.Errorf("ListPage(%q, %q, %d, %d): %v, want invalid", bad.dir, bad.after, bad.limit, bad.rev, err)
 		}
 	}
 }

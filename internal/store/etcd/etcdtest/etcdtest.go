@@ -51,6 +51,7 @@ type Member struct {
 	dataDir   string
 
 	cmd    *exec.Cmd
+	args   []string // to start it again on its data directory
 	out    *syncBuffer
 	exited chan struct{}
 	err    error
@@ -126,15 +127,12 @@ func start(t testing.TB, bin string, n, attempt int) (*Cluster, error) {
 			"--logger", "zap",
 			"--log-level", "error",
 		)
+		m.args = m.cmd.Args
 		m.out = &syncBuffer{}
-		m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
-		m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := m.cmd.Start(); err != nil {
+		if err := m.run(); err != nil {
 			c.stop()
-			return nil, fmt.Errorf("start %s: %w", bin, err)
+			return nil, err
 		}
-		m.exited = make(chan struct{})
-		go func() { m.err = m.cmd.Wait(); close(m.exited) }()
 	}
 	if err := c.waitHealthy(); err != nil {
 		c.stop()
@@ -142,6 +140,39 @@ func start(t testing.TB, bin string, n, attempt int) (*Cluster, error) {
 	}
 	t.Cleanup(c.stop)
 	return c, nil
+}
+
+// run starts m's process from m.args.
+func (m *Member) run() error {
+	m.cmd = exec.Command(m.args[0], m.args[1:]...)
+	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := m.cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", m.args[0], err)
+	}
+	exited := make(chan struct{})
+	m.exited = exited
+	cmd := m.cmd
+	go func() { m.err = cmd.Wait(); close(exited) }()
+	return nil
+}
+
+// Restart starts member i again, killed before (Kill), on its data
+// directory and ports, and waits until the cluster is healthy.
+func (c *Cluster) Restart(t testing.TB, i int) {
+	t.Helper()
+	m := c.Members[i]
+	select {
+	case <-m.exited:
+	default:
+		t.Fatalf("etcd %s: restart: still running; Kill it first", m.Name)
+	}
+	if err := m.run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.waitHealthy(); err != nil {
+		t.Fatalf("etcd %s: restart: %v", m.Name, err)
+	}
 }
 
 // waitHealthy polls every member's /health until all have a leader.
