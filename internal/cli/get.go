@@ -247,7 +247,14 @@ found (the others are still printed), 2 on a usage error.`,
 				return withCode(ExitInvalid, fmt.Errorf("--tenant: %s belong to no tenant; leave it out", k.plural))
 			}
 			if watch && k.get == nil {
-				return withCode(ExitInvalid, fmt.Errorf("-w: only replicas can be watched so far"))
+				if k.apiKind == "" {
+					return withCode(ExitInvalid, fmt.Errorf("-w: %s can't be watched; watch replicas or stored objects", k.plural))
+				}
+				c, err := cf.client()
+				if err != nil {
+					return err
+				}
+				return watchObjects(cmd, c, k.apiKind, tenant, output)
 			}
 			if k.get != nil && len(args) > 2 {
 				return withCode(ExitInvalid, fmt.Errorf("%s: name one WORKLOAD[/INDEX] at most", k.plural))
@@ -856,4 +863,38 @@ func lastEvents(ctx context.Context, c *client.Client, n int, keep func(wire.Eve
 		out = out[len(out)-n:]
 	}
 	return out, nil
+}
+
+// watchObjects is `rung get KIND -w` for stored kinds: each object, then
+// each change, as EVENT NAME lines (or the API's JSON/YAML events).
+func watchObjects(cmd *cobra.Command, c *client.Client, kind, tenant, output string) error {
+	out := cmd.OutOrStdout()
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	header := true
+	err := c.Watch(cmd.Context(), kind, tenant, func(ev wire.WatchEvent) error {
+		if output == "json" || output == "yaml" {
+			return printData(out, output, ev)
+		}
+		var obj struct {
+			Metadata v1.ObjectMeta `json:"metadata"`
+		}
+		if err := json.Unmarshal(ev.Object, &obj); err != nil {
+			return err
+		}
+		name := obj.Metadata.Name
+		if obj.Metadata.Tenant != "" {
+			name = obj.Metadata.Tenant + "/" + name
+		}
+		if output == "name" {
+			fmt.Fprintf(out, "%s/%s\n", strings.ToLower(kind), name)
+			return nil
+		}
+		if header {
+			fmt.Fprintln(tw, "EVENT\tKIND\tNAME")
+			header = false
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", ev.Type, kind, name)
+		return tw.Flush()
+	})
+	return apiError(err)
 }

@@ -61,3 +61,33 @@ func (c *Client) WatchReplicas(ctx context.Context, tenant, workload string, fn 
 	}
 	return sc.Err()
 }
+
+// Watch streams the changes of a list of stored objects (kind, of tenant
+// or every visible one) to fn: first every object as ADDED, then each
+// change, until ctx ends, the server ends the stream, or fn fails.
+func (c *Client) Watch(ctx context.Context, kind, tenant string, fn func(wire.WatchEvent) error) error {
+	p, err := Ref{Kind: kind, Tenant: tenant}.path()
+	if err != nil {
+		return err
+	}
+	resp, err := c.stream(ctx, http.MethodGet, p, url.Values{"watch": {"1"}}, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	for sc.Scan() {
+		var ev wire.WatchEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("watch %s: %w", p, err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return sc.Err()
+}

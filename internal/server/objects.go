@@ -175,6 +175,9 @@ func (s *Server) list(k kind) handlerFunc {
 		case k.name == v1.KindWorkload:
 			dir = k.dir + "/" + p.Tenant
 		}
+		if r.URL.Query().Get("watch") != "" {
+			return s.watchObjects(w, r, k, dir, p) // watch.go
+		}
 		out := wire.List{Items: []wire.Item{}}
 		if k.name == v1.KindTenant && p.Role != auth.Operator {
 			// A tenant role's list of tenants is its own: one item, one page.

@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +232,72 @@ func TestScaleKeepsPlacements(t *testing.T) {
 	}
 	if got := where(); len(got) != 2 || got[0] == got[1] {
 		t.Errorf("after a resource change: %v, want the replicas placed anew (spread)", got)
+	}
+}
+
+// TestWatchObjects: ?watch=1 on a list streams the objects, then each
+// change; a tenant's watch shows nothing of another tenant.
+func TestWatchObjects(t *testing.T) {
+	_, cs := nodeEnv(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	op := cs["operator"]
+	other, err := v1.Decode("o.yaml", []byte(`apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: other}
+spec: {organization: other}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.ApplySet(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan string, 100)
+	go func() {
+		_ = cs["admin"].Watch(ctx, v1.KindWorkload, "", func(ev wire.WatchEvent) error {
+			var w v1.Workload
+			_ = json.Unmarshal(ev.Object, &w)
+			events <- ev.Type + " " + w.Metadata.Tenant + "/" + w.Metadata.Name
+			return nil
+		})
+	}()
+	next := func() string {
+		select {
+		case e := <-events:
+			return e
+		case <-ctx.Done():
+			return "nothing"
+		}
+	}
+	got := []string{next(), next()}
+	slices.Sort(got)
+	if want := []string{"ADDED acme/db", "ADDED acme/web"}; !slices.Equal(got, want) {
+		t.Fatalf("first events %v, want %v", got, want)
+	}
+	apply := func(tenant, name, image string) {
+		t.Helper()
+		set, err := v1.Decode("w.yaml", fmt.Appendf(nil, "apiVersion: rung.dev/v1\nkind: Workload\nmetadata: {name: %s, tenant: %s}\nspec: {image: %s, resources: {cpu: 100m, memory: 32Mi}}\n", name, tenant, image))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := op.ApplySet(ctx, set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply("other", "secret-plans", "busybox:latest") // not acme's: never seen
+	apply("acme", "cache", "busybox:latest")
+	if e := next(); e != "ADDED acme/cache" {
+		t.Errorf("after creating acme/cache: %q", e)
+	}
+	apply("acme", "cache", "busybox:1.36")
+	if e := next(); e != "MODIFIED acme/cache" {
+		t.Errorf("after changing acme/cache: %q", e)
+	}
+	if _, err := op.Delete(ctx, client.Ref{Kind: v1.KindWorkload, Tenant: "acme", Name: "cache"}); err != nil {
+		t.Fatal(err)
+	}
+	if e := next(); e != "DELETED acme/cache" {
+		t.Errorf("after deleting acme/cache: %q", e)
 	}
 }

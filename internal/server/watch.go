@@ -7,7 +7,10 @@ import (
 	"reflect"
 	"time"
 
+	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/store"
 )
 
 // Watches (DESIGN §8): a list endpoint with ?watch=1 answers a stream of
@@ -18,35 +21,43 @@ import (
 // maxWatch bounds one watch stream; clients watch again after it.
 const maxWatch = time.Hour
 
-// watchReplicas streams the changes of view.
-func (s *Server) watchReplicas(w http.ResponseWriter, r *http.Request, view func(context.Context) ([]wire.Replica, error)) error {
-	ctx, cancel := context.WithTimeout(r.Context(), maxWatch)
-	defer cancel()
+// watchStream starts a watch answer: JSON lines, no write deadline. send
+// writes one event; flush pushes what was sent to the client.
+func watchStream(w http.ResponseWriter) (send func(typ string, obj any) error, flush func() error) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{})
-	first, err := view(ctx)
-	if err != nil {
-		return err
-	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
-	seen := map[string]wire.Replica{}
-	send := func(typ string, rp wire.Replica) error {
-		obj, err := json.Marshal(rp)
+	send = func(typ string, obj any) error {
+		b, err := json.Marshal(obj)
 		if err != nil {
 			return err
 		}
-		return enc.Encode(wire.WatchEvent{Type: typ, Object: obj})
+		return enc.Encode(wire.WatchEvent{Type: typ, Object: b})
 	}
+	return send, rc.Flush
+}
+
+// watchReplicas streams the changes of view.
+func (s *Server) watchReplicas(w http.ResponseWriter, r *http.Request, view func(context.Context) ([]wire.Replica, error)) error {
+	ctx, cancel := context.WithTimeout(r.Context(), maxWatch)
+	defer cancel()
+	first, err := view(ctx)
+	if err != nil {
+		return err
+	}
+	sendAny, flush := watchStream(w)
+	seen := map[string]wire.Replica{}
+	send := func(typ string, rp wire.Replica) error { return sendAny(typ, rp) }
 	for _, rp := range first {
 		seen[rp.ID] = rp
 		if err := send(wire.WatchAdded, rp); err != nil {
 			return nil
 		}
 	}
-	_ = rc.Flush()
+	_ = flush()
 	t := time.NewTicker(watchInterval)
 	defer t.Stop()
 	for {
@@ -85,8 +96,79 @@ func (s *Server) watchReplicas(w http.ResponseWriter, r *http.Request, view func
 			}
 		}
 		seen = cur
-		if rc.Flush() != nil {
+		if flush() != nil {
 			return nil
 		}
 	}
+}
+
+// watchObjects streams a list of stored objects (?watch=1 on a list
+// endpoint): each object as ADDED, as of one revision, then every change
+// under dir from the next revision on (DELETED carries the object as it
+// was). A tenant role watching tenants sees its own only.
+func (s *Server) watchObjects(w http.ResponseWriter, r *http.Request, k kind, dir string, p auth.Principal) error {
+	ctx, cancel := context.WithTimeout(r.Context(), maxWatch)
+	defer cancel()
+	only := "" // one key, for a tenant role's own tenant
+	if k.name == v1.KindTenant && p.Role != auth.Operator {
+		dir, only = k.dir, tenantKey(p.Tenant)
+	}
+	if dir == "" {
+		// Nothing this principal may see of the kind.
+		_, flush := watchStream(w)
+		_ = flush()
+		<-ctx.Done()
+		return nil
+	}
+	vals, rev, err := s.store.List(ctx, dir)
+	if err != nil {
+		return err
+	}
+	ch, err := s.store.Watch(ctx, dir, rev+1)
+	if err != nil {
+		return err
+	}
+	send, flush := watchStream(w)
+	last := map[string]json.RawMessage{}
+	for _, v := range vals {
+		if only != "" && v.Key != only {
+			continue
+		}
+		last[v.Key] = v.Data
+		if send(wire.WatchAdded, json.RawMessage(v.Data)) != nil {
+			return nil
+		}
+	}
+	if flush() != nil {
+		return nil
+	}
+	for ev := range ch {
+		if ev.Err != nil {
+			s.log.Info("watch ended", "dir", dir, "err", ev.Err)
+			return nil
+		}
+		key := ev.Value.Key
+		if only != "" && key != only {
+			continue
+		}
+		var err error
+		switch ev.Type {
+		case store.EventPut:
+			typ := wire.WatchModified
+			if _, ok := last[key]; !ok {
+				typ = wire.WatchAdded
+			}
+			last[key] = ev.Value.Data
+			err = send(typ, json.RawMessage(ev.Value.Data))
+		case store.EventDelete:
+			if old, ok := last[key]; ok {
+				delete(last, key)
+				err = send(wire.WatchDeleted, old)
+			}
+		}
+		if err != nil || flush() != nil {
+			return nil // the client went away
+		}
+	}
+	return nil
 }
