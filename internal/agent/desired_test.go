@@ -62,7 +62,9 @@ func TestFromPlanImages(t *testing.T) {
 		want   *v1.ImagePolicy
 	}{
 		{"none", v1.ImagePolicy{}, nil},
-		{"severity only", v1.ImagePolicy{BlockSeverity: "critical"}, nil},
+		// The node applies the threshold to the image checks (it used to be
+		// dropped, and the node blocked at the default).
+		{"severity only", v1.ImagePolicy{BlockSeverity: "critical"}, &v1.ImagePolicy{BlockSeverity: "critical"}},
 		{"registries", v1.ImagePolicy{Registries: []string{"registry.campus.example/"}},
 			&v1.ImagePolicy{Registries: []string{"registry.campus.example/"}}},
 		{"signedBy", v1.ImagePolicy{SignedBy: []string{pem}, BlockSeverity: "low"},
