@@ -23,6 +23,13 @@ func ReplicaID(workload string, ord int) string {
 // node == "" the node stands in for every node of the plan (one machine
 // running a whole example, as `rung up` on a laptop does).
 func FromPlan(set *v1.Set, res *scheduler.Result, node string) ([]replica.Spec, error) {
+	return FromPlanWith(set, res, node, nil)
+}
+
+// FromPlanWith is FromPlan during rollouts: a placement whose Template is
+// in templates runs that version of its workload's spec (an old replica
+// not replaced yet), the others the workload's current spec.
+func FromPlanWith(set *v1.Set, res *scheduler.Result, node string, templates map[string]v1.WorkloadSpec) ([]replica.Spec, error) {
 	// The site's operator admission rules go with every replica, so the node
 	// re-checks them with the final runtime spec (DESIGN §6).
 	adm, err := policy.FromPolicies(set.Policies)
@@ -53,9 +60,13 @@ func FromPlan(set *v1.Set, res *scheduler.Result, node string) ([]replica.Spec, 
 		if node != "" && p.Node != node {
 			continue
 		}
-		w, ok := wl[p.Workload]
+		cur, ok := wl[p.Workload]
 		if !ok {
 			return nil, fmt.Errorf("placement of unknown workload %s", p.Workload)
+		}
+		w := cur
+		if spec, ok := templates[p.Template]; ok && p.Template != "" {
+			w = &v1.Workload{TypeMeta: cur.TypeMeta, Metadata: cur.Metadata, Spec: spec}
 		}
 		tier, err := tenancy.ParseTier(v1.Tier(p.Tier))
 		if err != nil {
@@ -81,6 +92,7 @@ func FromPlan(set *v1.Set, res *scheduler.Result, node string) ([]replica.Spec, 
 			// running replicas) stay the same when it is spelled out.
 			RestartPolicy: restartPolicy(w.Spec.RestartPolicy),
 			Healthcheck:   healthcheck(w.Spec.Healthcheck),
+			Template:      p.Template,
 		})
 	}
 	return out, nil

@@ -172,7 +172,7 @@ func (a *Agent) States(ctx context.Context) ([]wire.ReplicaState, error) {
 			// Not reconciled yet by this agent: say what the runtime says.
 			rs = wire.ReplicaState{ReplicaStatus: wire.ReplicaStatus{State: runtimeState(o.Status), Health: wire.HealthNone, Hash: Hash(o.Spec)}}
 		}
-		rs.ID, rs.Tenant, rs.Tier, rs.Status = o.Spec.ID, o.Spec.Tenant, o.Spec.Tier.String(), st
+		rs.ID, rs.Tenant, rs.Tier, rs.Status, rs.Template = o.Spec.ID, o.Spec.Tenant, o.Spec.Tier.String(), st, o.Spec.Template
 		out = append(out, rs)
 	}
 	for _, id := range slices.Sorted(maps.Keys(lives)) {

@@ -402,13 +402,7 @@ func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog
 	srv.SetLocalExec(cfg.Node, node.Exec)
 	srv.SetLocalLogs(node.Logs)
 	log.Info("node agent runtimes", "node", cfg.Node, "runtimes", runtimes.String())
-	src := agent.SourceFunc(func(ctx context.Context) ([]replica.Spec, error) {
-		set, res, err := srv.Current(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return agent.FromPlan(set, res, cfg.Node)
-	})
+	src := agent.SourceFunc(func(ctx context.Context) ([]replica.Spec, error) { return srv.Desired(ctx, cfg.Node) })
 	return agent.New(node, src, agent.Options{Logger: log.With("component", "agent")}), node, nil
 }
 

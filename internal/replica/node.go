@@ -73,6 +73,9 @@ type Spec struct {
 	RestartPolicy v1.RestartPolicy `json:"restartPolicy,omitempty"`
 	// Healthcheck overrides the image's HEALTHCHECK.
 	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`
+	// Template names the version of the workload this replica runs (the
+	// control plane's, for rollouts); a new template is a new replica.
+	Template string `json:"template,omitempty"`
 }
 
 // Record is what the node keeps about a replica it prepared.

@@ -21,6 +21,9 @@ type Placement struct {
 	Node     string `json:"node"`
 	Host     string `json:"host"` // the physical host
 	Reason   string `json:"reason"`
+	// Template names the version of the workload the replica runs, set
+	// by the control plane during a rollout (empty from the scheduler).
+	Template string `json:"template,omitempty"`
 }
 
 // Unplaced is a replica that could not be placed, with every reason.

@@ -226,12 +226,7 @@ func (s *Server) plannedOnly(ctx context.Context, node string, ds []policy.Decis
 	if len(ds) == 0 {
 		return nil
 	}
-	set, res, err := s.Current(ctx)
-	if err != nil {
-		s.log.Warn("node decisions: no plan to check them against; dropped", "node", node, "err", err)
-		return nil
-	}
-	specs, err := agent.FromPlan(set, res, node)
+	specs, err := s.Desired(ctx, node)
 	if err != nil {
 		s.log.Warn("node decisions: dropped", "node", node, "err", err)
 		return nil
@@ -266,11 +261,7 @@ func (s *Server) nodeReplicas(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	set, res, err := s.Current(r.Context())
-	if err != nil {
-		return err
-	}
-	specs, err := agent.FromPlan(set, res, name)
+	specs, err := s.Desired(r.Context(), name)
 	if err != nil {
 		return err
 	}

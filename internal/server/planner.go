@@ -31,9 +31,16 @@ import (
 type placementDoc struct {
 	WorkloadRevision int64 `json:"workloadRevision"`
 	// PlacementHash is placementHash of the workload it was made for.
-	PlacementHash string                `json:"placementHash,omitempty"`
-	Placements    []scheduler.Placement `json:"placements"`
-	Unplaced      []scheduler.Unplaced  `json:"unplaced"`
+	PlacementHash string `json:"placementHash,omitempty"`
+	// Template is the version of the workload the replicas run now (and
+	// Spec that version's spec), Rollout the move to it when one is in
+	// progress, History the earlier versions (rollouts.go).
+	Template   string                `json:"template,omitempty"`
+	Spec       *v1.WorkloadSpec      `json:"spec,omitempty"`
+	Rollout    *rolloutDoc           `json:"rollout,omitempty"`
+	History    []historyEntry        `json:"history,omitempty"`
+	Placements []scheduler.Placement `json:"placements"`
+	Unplaced   []scheduler.Unplaced  `json:"unplaced"`
 }
 
 // planner runs the scheduler over everything stored and keeps the result
@@ -50,6 +57,8 @@ type planner struct {
 	// detected returns what the agents detect (nil: no reports, every
 	// node offers what its manifest lists).
 	detected func() runtimeReports
+	// ready returns what nodes report ready (nil: nothing), for rollouts.
+	ready func() readiness
 
 	mu     sync.Mutex
 	inputs [sha256.Size]byte // digest of the keys and revisions planned
@@ -71,6 +80,10 @@ type plan struct {
 	// an agent of their own.
 	offers map[string]string
 	local  bool
+	// templates are the specs of older versions still running (rollouts).
+	templates map[string]v1.WorkloadSpec
+	// rollouts are the workloads' rollout state, by TENANT/NAME.
+	rollouts map[string]*rolling
 }
 
 // current returns the plan of what is stored now, planning again only if
@@ -109,6 +122,11 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 		reports = p.detected().only(topologyNodes(set))
 	}
 	reports.digest(h)
+	var ready readiness
+	if p.ready != nil {
+		ready = p.ready()
+		ready.digest(h)
+	}
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	if p.last.result != nil && sum == p.inputs {
@@ -120,7 +138,7 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 	}
 	start := time.Now()
 	hashes := placementHashes(set)
-	res, offers, err := p.compute(set, docs, wlRevs, hashes, down, reports)
+	res, offers, rolls, err := p.compute(set, docs, wlRevs, hashes, down, reports, ready)
 	if err != nil {
 		return plan{}, err
 	}
@@ -131,7 +149,7 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 		byTier[pl.Tier]++
 	}
 	p.metrics.setPlan(byTier, len(res.Unplaced))
-	if err := p.save(ctx, res, docs, wlRevs, hashes); err != nil {
+	if err := p.save(ctx, res, docs, wlRevs, hashes, set, rolls); err != nil {
 		// The plan is still right; the next run writes it again.
 		p.log.Warn("plan: store placements", "err", err)
 		sum = [sha256.Size]byte{}
@@ -141,7 +159,7 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 		tenants = append(tenants, t.Metadata.Name)
 	}
 	p.inputs = sum
-	p.last = plan{result: res, tenants: tenants, set: set, offers: offers, local: reports.hasAll}
+	p.last = plan{result: res, tenants: tenants, set: set, offers: offers, local: reports.hasAll, templates: templates(rolls), rollouts: rolls}
 	return p.last, nil
 }
 
@@ -166,7 +184,7 @@ func (p *planner) storedDocs(ctx context.Context) (map[string]store.Value, error
 // longer be met. Each node offers only the tiers its agent reports it can
 // run (reports); a replica on a tier its node lost is placed again. It
 // also returns what each node offered (Node.Offers), by name.
-func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[string]int64, hashes map[string]string, down []string, reports runtimeReports) (*scheduler.Result, map[string]string, error) {
+func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[string]int64, hashes map[string]string, down []string, reports runtimeReports, ready readiness) (*scheduler.Result, map[string]string, map[string]*rolling, error) {
 	set.ApplyDefaults()
 	var broken []scheduler.Unplaced
 	if err := set.Validate(); err != nil {
@@ -174,7 +192,7 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 		for _, e := range unwrapAll(err) {
 			fe, ok := errors.AsType[*v1.FieldError](e)
 			if !ok || fe.Kind != v1.KindWorkload {
-				return nil, nil, fmt.Errorf("plan: stored objects do not validate: %w", err)
+				return nil, nil, nil, fmt.Errorf("plan: stored objects do not validate: %w", err)
 			}
 			bad[fe.Name] = append(bad[fe.Name], e.Error())
 		}
@@ -193,13 +211,12 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 	}
 	rules, err := tenancy.FromPolicies(set.Policies)
 	if err != nil {
-		return nil, nil, fmt.Errorf("plan: policies: %w", err)
+		return nil, nil, nil, fmt.Errorf("plan: policies: %w", err)
 	}
-	prob, err := scheduler.NewProblem(set, rules, p.runtimes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("plan: %w", err)
-	}
+	// The stored plans of the workloads whose placements are kept: their
+	// replicas stay where they are, and their rollouts go on.
 	prev := &scheduler.Result{}
+	keptDocs := map[string]placementDoc{}
 	for key, v := range docs {
 		var d placementDoc
 		if err := json.Unmarshal(v.Data, &d); err != nil {
@@ -208,7 +225,13 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 		}
 		if rev, ok := wlRevs[key]; ok && (rev == d.WorkloadRevision || d.PlacementHash != "" && d.PlacementHash == hashes[key]) {
 			prev.Placements = append(prev.Placements, d.Placements...)
+			keptDocs[key] = d
 		}
+	}
+	rolls := rollouts(set, keptDocs, ready, time.Now())
+	prob, err := scheduler.NewProblem(schedulerSet(set, rolls), rules, p.runtimes)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("plan: %w", err)
 	}
 	for _, name := range down {
 		i, ok := prob.Topology.Node(name)
@@ -220,7 +243,7 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 			level = "vm"
 		}
 		if _, err := prob.Topology.MarkDown(level, name); err != nil {
-			return nil, nil, fmt.Errorf("plan: node %s down: %w", name, err)
+			return nil, nil, nil, fmt.Errorf("plan: node %s down: %w", name, err)
 		}
 	}
 	if notes := prob.Topology.Detected(reports.report); len(notes) > 0 {
@@ -236,10 +259,11 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 	}
 	res, err := scheduler.Plan(prob, scheduler.Options{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("plan: %w", err)
+		return nil, nil, nil, fmt.Errorf("plan: %w", err)
 	}
+	markTemplates(res, rolls)
 	res.Unplaced = append(res.Unplaced, broken...)
-	return res, offers, nil
+	return res, offers, rolls, nil
 }
 
 // maxTxnOps stays under store.MaxTxnOps.
@@ -247,10 +271,19 @@ const maxTxnOps = 100
 
 // save writes the placements of every workload whose stored plan changed
 // and removes those of deleted workloads.
-func (p *planner) save(ctx context.Context, res *scheduler.Result, docs map[string]store.Value, wlRevs map[string]int64, hashes map[string]string) error {
+func (p *planner) save(ctx context.Context, res *scheduler.Result, docs map[string]store.Value, wlRevs map[string]int64, hashes map[string]string, set *v1.Set, rolls map[string]*rolling) error {
+	specs := map[string]*v1.WorkloadSpec{}
+	for i := range set.Workloads {
+		w := &set.Workloads[i]
+		specs[w.Metadata.Tenant+"/"+w.Metadata.Name] = &w.Spec
+	}
 	want := map[string]*placementDoc{}
 	for key, rev := range wlRevs {
-		want[key] = &placementDoc{WorkloadRevision: rev, PlacementHash: hashes[key], Placements: []scheduler.Placement{}, Unplaced: []scheduler.Unplaced{}}
+		d := &placementDoc{WorkloadRevision: rev, PlacementHash: hashes[key], Placements: []scheduler.Placement{}, Unplaced: []scheduler.Unplaced{}}
+		if r := rolls[key]; r != nil {
+			d.Template, d.Spec, d.Rollout, d.History = r.template, specs[key], r.state, r.history
+		}
+		want[key] = d
 	}
 	for _, pl := range res.Placements {
 		if d := want[pl.Workload]; d != nil {

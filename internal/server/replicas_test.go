@@ -12,6 +12,7 @@ import (
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
 )
 
@@ -209,13 +210,15 @@ func TestScaleKeepsPlacements(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 4
-	wl.Spec.Replicas, wl.Spec.Image = &n, "busybox:1.36"
+	wl.Spec.Replicas, wl.Spec.Env = &n, map[string]string{"MODE": "x"}
+	zero := 0
+	wl.Spec.Rollout = v1.Rollout{MaxUnavailable: &n, MaxSurge: &zero} // in place, no surge replica
 	if _, err := op.Apply(ctx, wl); err != nil {
 		t.Fatal(err)
 	}
 	after := where()
 	if len(after) != 4 || after[0] != "n3" || after[1] != "n3" || after[2] != "n3" {
-		t.Errorf("after scaling to 4 with a new image: %v, want replicas 0-2 still on n3", after)
+		t.Errorf("after scaling to 4 with a new environment: %v, want replicas 0-2 still on n3", after)
 	}
 	n = 2
 	if _, err := op.Apply(ctx, wl); err != nil {
@@ -300,4 +303,146 @@ spec: {organization: other}
 	if e := next(); e != "DELETED acme/cache" {
 		t.Errorf("after deleting acme/cache: %q", e)
 	}
+}
+
+// TestRolloutSteps drives rollouts with node reports as agents would send
+// them (a replica is ready from the report after it first appears): a new
+// image moves every replica to it, never with fewer ready than
+// replicas - maxUnavailable, never more than replicas + maxSurge placed,
+// never breaking the hard spread (at most 2 per rack), each replica
+// keeping its index; the plan names the version each runs.
+func TestRolloutSteps(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		unavailable int
+		surge       int
+		spread      string
+	}{
+		{"surge first (defaults)", 0, 1, "{level: rack, maxPerDomain: 3}"},
+		{"in place, hard spread full", 1, 0, "{level: rack, maxPerDomain: 2}"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, cs := nodeEnv(t)
+			ctx := t.Context()
+			op := cs["operator"]
+			manifest := func(image string) *v1.Set {
+				set, err := v1.Decode("roll.yaml", fmt.Appendf(nil, `apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: roll, tenant: acme}
+spec:
+  image: %s
+  replicas: 6
+  resources: {cpu: 100m, memory: 32Mi}
+  spread: [%s]
+  rollout: {maxUnavailable: %d, maxSurge: %d}
+`, image, c.spread, c.unavailable, c.surge))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return set
+			}
+			for _, name := range []string{"web", "db"} { // room in the quota
+				if _, err := op.Delete(ctx, client.Ref{Kind: v1.KindWorkload, Tenant: "acme", Name: name}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := op.ApplySet(ctx, manifest("busybox:1")); err != nil {
+				t.Fatal(err)
+			}
+			// Every node reports what the plan put on it; what it reported
+			// in the last round is ready now.
+			type key struct{ id, template string }
+			seen := map[key]bool{}
+			round := func() []scheduler.Placement {
+				t.Helper()
+				res, err := op.Plan(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				byNode := map[string][]wire.ReplicaState{"n1": {}, "n2": {}, "n3": {}}
+				var mine []scheduler.Placement
+				now := map[key]bool{}
+				for _, p := range res.Placements {
+					if p.Workload != "acme/roll" {
+						continue
+					}
+					mine = append(mine, p)
+					k := key{agentID(p), p.Template}
+					now[k] = true
+					st := wire.ReplicaStatus{State: wire.ReplicaStarting, Health: wire.HealthStarting, Template: p.Template}
+					if seen[k] {
+						st.State, st.Health = wire.ReplicaRunning, wire.HealthHealthy
+					}
+					byNode[p.Node] = append(byNode[p.Node], wire.ReplicaState{ID: k.id, Tenant: "acme", Tier: p.Tier, Status: "running", ReplicaStatus: st})
+				}
+				for n, states := range byNode {
+					if err := cs[n].Heartbeat(ctx, n, wire.Heartbeat{Runtimes: []string{"container"}, Replicas: states}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				seen = now
+				return mine
+			}
+			var first []scheduler.Placement
+			for range 3 { // settle: everything ready on version 1
+				first = round()
+			}
+			if len(first) != 6 {
+				t.Fatalf("placed %d, want 6", len(first))
+			}
+			where := map[int]string{}
+			for _, p := range first {
+				where[p.Replica] = p.Node
+			}
+			v1Template := first[0].Template
+			if _, err := op.ApplySet(ctx, manifest("busybox:2")); err != nil {
+				t.Fatal(err)
+			}
+			ready := func(ps []scheduler.Placement) int {
+				n := 0
+				for _, p := range ps {
+					if seen[key{agentID(p), p.Template}] {
+						n++
+					}
+				}
+				return n
+			}
+			done := false
+			for r := 0; r < 40 && !done; r++ {
+				ps := round()
+				if n := ready(ps); n < 6-c.unavailable {
+					t.Fatalf("round %d: %d ready, under %d", r, n, 6-c.unavailable)
+				}
+				if len(ps) > 6+c.surge {
+					t.Fatalf("round %d: %d placed, over %d", r, len(ps), 6+c.surge)
+				}
+				perRack := map[string]int{}
+				newOnes := 0
+				for _, p := range ps {
+					perRack[p.Node]++ // one node per rack here
+					if p.Replica < 6 && where[p.Replica] != p.Node {
+						t.Fatalf("round %d: replica %d moved from %s to %s", r, p.Replica, where[p.Replica], p.Node)
+					}
+					if p.Template != v1Template && p.Replica < 6 {
+						newOnes++
+					}
+				}
+				if c.unavailable > 0 {
+					for rack, n := range perRack {
+						if n > 2 {
+							t.Fatalf("round %d: %d replicas on %s, over the hard spread", r, n, rack)
+						}
+					}
+				}
+				done = newOnes == 6 && len(ps) == 6 && ready(ps) == 6
+			}
+			if !done {
+				t.Fatal("the rollout did not finish in 40 rounds")
+			}
+		})
+	}
+}
+
+func agentID(p scheduler.Placement) string {
+	return strings.ReplaceAll(p.Workload, "/", "-") + "-" + itoa(p.Replica)
 }

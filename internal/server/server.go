@@ -30,8 +30,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/policy"
+	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/secret"
 	"rung.dev/rung/internal/server/wire"
@@ -165,6 +167,7 @@ func New(cfg Config) (*Server, error) {
 	// again a few times per timeout even when nothing stored changed.
 	s.planner.down, s.planner.recheck = s.nodes.down, s.nodes.timeout/4
 	s.planner.detected = s.nodes.runtimes
+	s.planner.ready = s.nodes.readiness
 	if err := s.reg.Register(replicaCollector{s}); err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
 	}
@@ -199,6 +202,17 @@ func (s *Server) Current(ctx context.Context) (*v1.Set, *scheduler.Result, error
 		return nil, nil, err
 	}
 	return pl.set, pl.result, nil
+}
+
+// Desired returns the replicas node must run under the current plan ("":
+// every node, for rung up's own agent standing for them), each with the
+// version of its workload it runs (rollouts).
+func (s *Server) Desired(ctx context.Context, node string) ([]replica.Spec, error) {
+	pl, err := s.planner.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return agent.FromPlanWith(pl.set, pl.result, node, pl.templates)
 }
 
 // SetReady marks the server ready or not for /readyz (e.g. false while

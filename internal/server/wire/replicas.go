@@ -71,9 +71,11 @@ type ReplicaStatus struct {
 	Health     string    `json:"health"`
 	// Usage is nil when the node could not read it.
 	Usage *Usage `json:"usage,omitempty"`
-	// Hash identifies the spec this status is about (agent.Hash), so the
-	// control plane can tell a rollout's old replicas from its new ones.
+	// Hash identifies the spec this status is about (agent.Hash).
 	Hash string `json:"hash,omitempty"`
+	// Template is the version of the workload the replica runs, so the
+	// control plane can tell a rollout's old replicas from its new ones.
+	Template string `json:"template,omitempty"`
 }
 
 // Replica is one replica as the API shows it (GET /v1/replicas,
