@@ -91,3 +91,11 @@ func (c *Client) Watch(ctx context.Context, kind, tenant string, fn func(wire.Wa
 	}
 	return sc.Err()
 }
+
+// Rollout returns where workload tenant/name's rollout stands and its
+// earlier versions.
+func (c *Client) Rollout(ctx context.Context, tenant, name string) (wire.Rollout, error) {
+	var r wire.Rollout
+	_, err := c.do(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(tenant)+"/workloads/"+url.PathEscape(name)+"/rollout", nil, nil, &r)
+	return r, err
+}

@@ -4,17 +4,21 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/agent"
+	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/rollout"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/store"
 )
 
 // Rollouts (DESIGN §8): a workload whose template (what its replicas run:
@@ -246,4 +250,55 @@ func templates(rolls map[string]*rolling) map[string]v1.WorkloadSpec {
 		}
 	}
 	return out
+}
+
+// workloadRollout answers GET /v1/tenants/{tenant}/workloads/{name}/rollout.
+func (s *Server) workloadRollout(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	tenant, name, err := pathNames(r)
+	if err != nil {
+		return err
+	}
+	if err := s.authorize(ctx, auth.Get, kindWorkload.object(tenant, name), name); err != nil {
+		return err
+	}
+	key := tenant + "/" + name
+	if _, err := s.store.Get(ctx, kindWorkload.key(tenant, name)); errors.Is(err, store.ErrNotFound) {
+		return notFound(v1.KindWorkload, tenant, name)
+	} else if err != nil {
+		return fmt.Errorf("get %s: %w", kindWorkload.key(tenant, name), err)
+	}
+	pl, err := s.planner.current(ctx)
+	if err != nil {
+		return err
+	}
+	out := wire.Rollout{Workload: key, History: []wire.Revision{}}
+	ro := pl.rollouts[key]
+	if ro == nil {
+		return newError(http.StatusConflict, wire.CodeConflict, "workload %s is not planned (it does not validate: see rung describe)", key)
+	}
+	out.Template, out.Replicas = ro.template, ro.n
+	if st := ro.state; st != nil {
+		out.Old, out.Surge, out.Started, out.Blocked = len(st.Old), st.Surge, st.Started, st.Blocked
+	}
+	for _, h := range ro.history {
+		b, _ := json.Marshal(h.Spec)
+		out.History = append(out.History, wire.Revision{Template: h.Template, At: h.At, Spec: b})
+	}
+	view, err := s.replicaView(ctx, principal(ctx))
+	if err != nil {
+		return err
+	}
+	for _, rp := range view {
+		if rp.Workload != key || rp.Index >= ro.n || ro.templateOf(rp.Index) != ro.template {
+			continue
+		}
+		out.Updated++
+		if rp.Ready && rp.Template == ro.template {
+			out.Ready++
+		}
+	}
+	out.Done = ro.state == nil && out.Ready == ro.n
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }

@@ -143,3 +143,33 @@ type ExecResult struct {
 	// Error says why the command could not run (then ExitCode is -1, or 127).
 	Error string `json:"error,omitempty"`
 }
+
+// Rollout is the answer to GET .../workloads/{name}/rollout: where a
+// workload's move to its current version stands, and its earlier versions.
+type Rollout struct {
+	Workload string `json:"workload"`
+	// Template names the current version; Replicas is spec.replicas.
+	Template string `json:"template"`
+	Replicas int    `json:"replicas"`
+	// Updated are the replicas running the current version, Ready those
+	// of them ready; Old the replicas still on an older version; Surge the
+	// extra replicas of the rollout.
+	Updated int `json:"updated"`
+	Ready   int `json:"ready"`
+	Old     int `json:"old"`
+	Surge   int `json:"surge"`
+	// Done: every replica runs the current version and is ready.
+	Done    bool      `json:"done"`
+	Started time.Time `json:"started,omitzero"`
+	Blocked string    `json:"blocked,omitempty"`
+	// History are the earlier versions, oldest first.
+	History []Revision `json:"history"`
+}
+
+// Revision is one earlier version of a workload.
+type Revision struct {
+	Template string    `json:"template"`
+	At       time.Time `json:"at"`
+	// Spec is that version's spec, for `rung rollout undo`.
+	Spec json.RawMessage `json:"spec"`
+}
