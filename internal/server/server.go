@@ -266,7 +266,7 @@ func (s *Server) routes() {
 	handle("GET /v1/replicas", true, s.listReplicas)
 	handle("GET /v1/tenants/{tenant}/replicas", true, s.listReplicas)
 	handle("GET /v1/tenants/{tenant}/workloads/{name}/replicas", true, s.listReplicas)
-	handle("GET /v1/tenants/{tenant}/workloads/{name}/rollout", true, s.workloadRollout) // rollouts.go
+	handle("GET /v1/tenants/{tenant}/workloads/{name}/rollout", true, s.workloadRollout)           // rollouts.go
 	handle("GET /v1/tenants/{tenant}/workloads/{name}/replicas/{index}/exec", true, s.execReplica) // exec.go
 	handle("GET /v1/tenants/{tenant}/workloads/{name}/replicas/{index}/log", true, s.replicaLog)   // replicalog.go
 
