@@ -160,6 +160,34 @@ func TestStatusRealReplicas(t *testing.T) {
 					t.Errorf("usage: busy %+v, idle %+v; want the busy one using CPU and the idle one not", *b, *i)
 				}
 			})
+			t.Run("ImageHealthcheck", func(t *testing.T) {
+				// The image's own HEALTHCHECK (CMD-SHELL, with its interval and
+				// retries) is run when the workload sets none.
+				root := t.TempDir()
+				if err := image.BusyboxRoot(root); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := node.Images().Pack(t.Context(), root, "checked:1", image.PackOptions{
+					Healthcheck: []string{"CMD-SHELL", "test -f /tmp/ok"}, HealthInterval: 300 * time.Millisecond,
+					HealthTimeout: 5 * time.Second, HealthRetries: 2,
+				}); err != nil {
+					t.Fatal(err)
+				}
+				s := spec("imgsick", "sh", "-c", "touch /tmp/ok; sleep 3; rm /tmp/ok; sleep 300")
+				s.Image = "checked:1"
+				desired := []replica.Spec{s}
+				a, clock := statusAgent(t, node, &desired)
+				until(t, a, s.ID, "healthy by the image's check", func(st wire.ReplicaState) bool {
+					return st.State == wire.ReplicaRunning && st.Health == wire.HealthHealthy
+				})
+				st := until(t, a, s.ID, "restarted by the image's check", func(st wire.ReplicaState) bool {
+					*clock = clock.Add(time.Minute)
+					return st.Restarts >= 1
+				})
+				if !strings.Contains(st.LastError, `health check "/bin/sh -c test -f /tmp/ok" failed 2 times in a row`) {
+					t.Errorf("lastError = %q, want the image's failing health check", st.LastError)
+				}
+			})
 			t.Run("Unhealthy", func(t *testing.T) {
 				// Healthy while /tmp/ok exists; the replica removes it after a
 				// while and the check fails from then on.
