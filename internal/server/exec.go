@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/execstream"
 	"rung.dev/rung/internal/server/wire"
-	"rung.dev/rung/internal/store"
 )
 
 // `rung exec` (DESIGN §8): a command inside one running replica, with the
@@ -71,10 +69,8 @@ func (s *Server) execReplica(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("command[%d]: longer than %d bytes or holds a NUL byte", i, maxExecArgLen)
 		}
 	}
-	if _, err := s.store.Get(ctx, kindWorkload.key(tenant, name)); errors.Is(err, store.ErrNotFound) {
-		return notFound(v1.KindWorkload, tenant, name)
-	} else if err != nil {
-		return fmt.Errorf("get %s: %w", kindWorkload.key(tenant, name), err)
+	if err := s.workloadExists(ctx, tenant, name); err != nil {
+		return err
 	}
 	found, err := s.findReplica(ctx, tenant, name, index)
 	if err != nil {

@@ -2,19 +2,15 @@ package server
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"maps"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 
-	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/server/wire"
-	"rung.dev/rung/internal/store"
 )
 
 // Replica logs (`rung logs`). Node agents send the tails of their
@@ -133,10 +129,8 @@ func (s *Server) workloadLogs(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("tail %q: want a number of lines from 0 (all) to %d", truncate(v, 32), maxLogLines)
 		}
 	}
-	if _, err := s.store.Get(ctx, kindWorkload.key(tenant, name)); errors.Is(err, store.ErrNotFound) {
-		return notFound(v1.KindWorkload, tenant, name)
-	} else if err != nil {
-		return fmt.Errorf("get %s: %w", kindWorkload.key(tenant, name), err)
+	if err := s.workloadExists(ctx, tenant, name); err != nil {
+		return err
 	}
 	out, err := s.replicaLogs(ctx, tenant, name, only, tail)
 	if err != nil {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/logfile"
 	"rung.dev/rung/internal/server/wire"
-	"rung.dev/rung/internal/store"
 )
 
 // One replica's log (`rung logs WORKLOAD/INDEX [-f] [--previous] [--since]
@@ -51,10 +49,8 @@ func (s *Server) replicaLog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("%v", err)
 	}
-	if _, err := s.store.Get(ctx, kindWorkload.key(tenant, name)); errors.Is(err, store.ErrNotFound) {
-		return notFound(v1.KindWorkload, tenant, name)
-	} else if err != nil {
-		return fmt.Errorf("get %s: %w", kindWorkload.key(tenant, name), err)
+	if err := s.workloadExists(ctx, tenant, name); err != nil {
+		return err
 	}
 	rp, err := s.findReplica(ctx, tenant, name, index)
 	if err != nil {

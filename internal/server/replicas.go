@@ -199,10 +199,8 @@ func (s *Server) listReplicas(w http.ResponseWriter, r *http.Request) error {
 		if err := s.authorize(ctx, auth.Get, kindWorkload.object(tenant, name), name); err != nil {
 			return err
 		}
-		if _, err := s.store.Get(ctx, kindWorkload.key(tenant, name)); errors.Is(err, store.ErrNotFound) {
-			return notFound(v1.KindWorkload, tenant, name)
-		} else if err != nil {
-			return fmt.Errorf("get %s: %w", kindWorkload.key(tenant, name), err)
+		if err := s.workloadExists(ctx, tenant, name); err != nil {
+			return err
 		}
 	case tenant != "":
 		if err := s.authorize(ctx, auth.List, kindWorkload.object(tenant, ""), ""); err != nil {
@@ -237,3 +235,15 @@ func (s *Server) listReplicas(w http.ResponseWriter, r *http.Request) error {
 
 // watchInterval is how often a replica watch looks for changes.
 const watchInterval = 500 * time.Millisecond
+
+// workloadExists is nil when workload tenant/name is stored, else the
+// 404 every missing or hidden workload gets.
+func (s *Server) workloadExists(ctx context.Context, tenant, name string) error {
+	key := kindWorkload.key(tenant, name)
+	if _, err := s.store.Get(ctx, key); errors.Is(err, store.ErrNotFound) {
+		return notFound(v1.KindWorkload, tenant, name)
+	} else if err != nil {
+		return fmt.Errorf("get %s: %w", key, err)
+	}
+	return nil
+}

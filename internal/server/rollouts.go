@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -18,7 +17,6 @@ import (
 	"rung.dev/rung/internal/rollout"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
-	"rung.dev/rung/internal/store"
 )
 
 // Rollouts (DESIGN §8): a workload whose template (what its replicas run:
@@ -263,10 +261,8 @@ func (s *Server) workloadRollout(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	key := tenant + "/" + name
-	if _, err := s.store.Get(ctx, kindWorkload.key(tenant, name)); errors.Is(err, store.ErrNotFound) {
-		return notFound(v1.KindWorkload, tenant, name)
-	} else if err != nil {
-		return fmt.Errorf("get %s: %w", kindWorkload.key(tenant, name), err)
+	if err := s.workloadExists(ctx, tenant, name); err != nil {
+		return err
 	}
 	pl, err := s.planner.current(ctx)
 	if err != nil {
