@@ -70,7 +70,7 @@ func nodeAPI(node Node) http.Handler {
 			return
 		}
 		defer conn.Close()
-		execstream.Serve(r.Context(), conn, ex.Exec, r.PathValue("id"), args, q.Get("stdin") != "", q.Get("tty") != "")
+		execstream.Serve(r.Context(), conn, ex.Exec, r.PathValue("id"), args, q)
 	})
 	mux.HandleFunc("GET /v1/replicas/{id}/log", func(w http.ResponseWriter, r *http.Request) {
 		ln, ok := node.(interface {

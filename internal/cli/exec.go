@@ -1,15 +1,19 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/server/wire"
 )
 
 func newExecCmd() *cobra.Command {
@@ -55,6 +59,7 @@ Exits with the command's exit code (127 when it does not exist in the image).`,
 					if err == nil {
 						defer term.Restore(int(f.Fd()), old)
 					}
+					io.Resize = terminalSizes(cmd.Context(), int(f.Fd()))
 				}
 			}
 			code, err := c.Exec(cmd.Context(), target.tenant, target.name, target.index, args[1:], io)
@@ -75,4 +80,31 @@ Exits with the command's exit code (127 when it does not exist in the image).`,
 	cmd.Flags().BoolVarP(&stdin, "stdin", "i", false, "pass this terminal's standard input to the command")
 	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "run the command on a terminal")
 	return cmd
+}
+
+// terminalSizes sends the terminal's size now and each time it changes
+// (SIGWINCH), until ctx ends.
+func terminalSizes(ctx context.Context, fd int) <-chan wire.TermSize {
+	ch := make(chan wire.TermSize, 1)
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	go func() {
+		defer close(ch)
+		defer signal.Stop(winch)
+		for {
+			if w, h, err := term.GetSize(fd); err == nil {
+				select {
+				case ch <- wire.TermSize{Width: uint16(w), Height: uint16(h)}:
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case <-winch:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
 }

@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/runtime/drivertest"
+	"rung.dev/rung/internal/server/wire"
 )
 
 // TestExecAsUser: `rung exec` into live replicas through the API, as a
@@ -68,6 +70,24 @@ spec:
 	}
 	if code, _, stderr := rungCmd(t, "exec", "shop/web", "--token", shopViewer, "--", "true"); code == ExitOK || !strings.Contains(stderr, "may not exec") {
 		t.Errorf("a viewer's exec: exit %d: %s", code, stderr)
+	}
+
+	// A terminal through the API takes the client's size.
+	cfg, err := client.LoadConfig(os.Getenv(client.ConfigEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg.Server, cfg.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := make(chan wire.TermSize, 1)
+	sizes <- wire.TermSize{Width: 120, Height: 33}
+	var term strings.Builder
+	code, err = c.Exec(t.Context(), "shop", "web", 0, []string{"/bin/busybox", "stty", "size"}, client.ExecIO{Stdout: &term, Tty: true, Resize: sizes})
+	close(sizes)
+	if err != nil || code != 0 || strings.TrimSpace(term.String()) != "33 120" {
+		t.Errorf("stty size through rung exec -t = %q, code %d, err %v; want 33 120", term.String(), code, err)
 	}
 
 	// The sandbox tier runs it inside gVisor's kernel.

@@ -20,6 +20,8 @@ type ExecIO struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Tty            bool
+	// Resize, with Tty, carries the local terminal's sizes.
+	Resize <-chan wire.TermSize
 }
 
 // Exec runs args in replica index of workload tenant/name and relays its
@@ -33,6 +35,15 @@ func (c *Client) Exec(ctx context.Context, tenant, name string, index int, args 
 	}
 	if stdio.Tty {
 		q.Set("tty", "1")
+		// The size the terminal starts with, when it is known already.
+		select {
+		case sz, ok := <-stdio.Resize:
+			if ok {
+				q.Set("width", strconv.Itoa(int(sz.Width)))
+				q.Set("height", strconv.Itoa(int(sz.Height)))
+			}
+		default:
+		}
 	}
 	u := *c.base
 	u.Path += path
@@ -61,7 +72,7 @@ func (c *Client) Exec(ctx context.Context, tenant, name string, index int, args 
 		return -1, fmt.Errorf("exec %s/%s/%d: %w", tenant, name, index, err)
 	}
 	defer conn.Close()
-	code, err := execstream.Run(ctx, conn, execstream.IO{Stdin: stdio.Stdin, Stdout: stdio.Stdout, Stderr: stdio.Stderr})
+	code, err := execstream.Run(ctx, conn, execstream.IO{Stdin: stdio.Stdin, Stdout: stdio.Stdout, Stderr: stdio.Stderr, Resize: stdio.Resize})
 	if err != nil && code == -1 && ctx.Err() == nil {
 		return code, fmt.Errorf("exec %s/%s/%d: %w", tenant, name, index, err)
 	}

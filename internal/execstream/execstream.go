@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -42,7 +44,11 @@ var Upgrader = websocket.Upgrader{
 // Serve runs the command and relays its streams over conn until it ends,
 // then sends its wire.ExecResult and closes. The client going away ends
 // the command.
-func Serve(ctx context.Context, conn *websocket.Conn, exec Func, id string, args []string, stdin, tty bool) {
+//
+// q is the request's query: stdin=1 passes standard input, tty=1 runs on
+// a terminal of width×height characters (width, height) when given.
+func Serve(ctx context.Context, conn *websocket.Conn, exec Func, id string, args []string, q url.Values) {
+	stdin, tty := q.Get("stdin") != "", q.Get("tty") != ""
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	conn.SetReadLimit(MaxMessage)
@@ -58,8 +64,15 @@ func Serve(ctx context.Context, conn *websocket.Conn, exec Func, id string, args
 	if stdin {
 		in = pr
 	}
+	resize := make(chan runtime.TermSize, 4)
+	w, werr := strconv.ParseUint(q.Get("width"), 10, 16)
+	h, herr := strconv.ParseUint(q.Get("height"), 10, 16)
+	if werr == nil && herr == nil {
+		resize <- runtime.TermSize{Rows: uint16(h), Cols: uint16(w)} // the size it starts with
+	}
 	go func() {
 		defer pw.Close()
+		defer close(resize)
 		for {
 			typ, msg, err := conn.ReadMessage()
 			if err != nil {
@@ -76,10 +89,18 @@ func Serve(ctx context.Context, conn *websocket.Conn, exec Func, id string, args
 				}
 			case wire.ExecClose:
 				pw.Close()
+			case wire.ExecResize:
+				var sz wire.TermSize
+				if json.Unmarshal(msg[1:], &sz) == nil {
+					select {
+					case resize <- runtime.TermSize{Rows: sz.Height, Cols: sz.Width}:
+					default: // a newer size follows
+					}
+				}
 			}
 		}
 	}()
-	stdio := runtime.ExecIO{Stdin: in, Stdout: chanWriter{ch: wire.ExecStdout, send: send}, Stderr: chanWriter{ch: wire.ExecStderr, send: send}, Tty: tty}
+	stdio := runtime.ExecIO{Stdin: in, Stdout: chanWriter{ch: wire.ExecStdout, send: send}, Stderr: chanWriter{ch: wire.ExecStderr, send: send}, Tty: tty, Resize: resize}
 	code, err := exec(ctx, id, args, stdio)
 	res := wire.ExecResult{ExitCode: code}
 	if err != nil {
@@ -112,6 +133,8 @@ func (c chanWriter) Write(p []byte) (int, error) {
 type IO struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// Resize carries the local terminal's sizes (a -t command's).
+	Resize <-chan wire.TermSize
 }
 
 // Run is the client's side: it sends stdin, writes the command's output
@@ -136,6 +159,19 @@ func Run(ctx context.Context, conn *websocket.Conn, stdio IO) (int, error) {
 					wmu.Lock()
 					_ = conn.WriteMessage(websocket.BinaryMessage, []byte{wire.ExecClose, wire.ExecStdin})
 					wmu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	if stdio.Resize != nil {
+		go func() {
+			for sz := range stdio.Resize {
+				b, _ := json.Marshal(sz)
+				wmu.Lock()
+				err := conn.WriteMessage(websocket.BinaryMessage, append([]byte{wire.ExecResize}, b...))
+				wmu.Unlock()
+				if err != nil {
 					return
 				}
 			}

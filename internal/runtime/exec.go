@@ -30,6 +30,14 @@ type ExecIO struct {
 	// Tty runs the process on a new pseudo-terminal (stdout and stderr
 	// both go to Stdout).
 	Tty bool
+	// Resize, with Tty, carries the sizes the terminal takes (the first
+	// one before the process starts, when it is already there).
+	Resize <-chan TermSize
+}
+
+// TermSize is a terminal's size in characters.
+type TermSize struct {
+	Rows, Cols uint16
 }
 
 // ExitCodeNotFound is the exit code of an exec whose program does not
@@ -131,6 +139,27 @@ func (d *OCI) ExecProcess(ctx context.Context, id string, base *specs.Process, a
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 		term = master
+		if stdio.Resize != nil {
+			// A size already sent applies from the start; later ones as
+			// they come, until the caller closes the channel.
+			for pending := true; pending; {
+				select {
+				case sz, ok := <-stdio.Resize:
+					if !ok {
+						pending = false
+						break
+					}
+					_ = pty.Setsize(master, &pty.Winsize{Rows: sz.Rows, Cols: sz.Cols})
+				default:
+					pending = false
+				}
+			}
+			go func() {
+				for sz := range stdio.Resize {
+					_ = pty.Setsize(master, &pty.Winsize{Rows: sz.Rows, Cols: sz.Cols})
+				}
+			}()
+		}
 	}
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {

@@ -116,7 +116,7 @@ func (s *Server) execReplica(w http.ResponseWriter, r *http.Request) error {
 		execstream.Relay(conn, far)
 		return nil
 	}
-	execstream.Serve(ctx, conn, local, rp.ID, args, q.Get("stdin") != "", q.Get("tty") != "")
+	execstream.Serve(ctx, conn, local, rp.ID, args, q)
 	return nil
 }
 

@@ -103,6 +103,15 @@ func RunExec(t *testing.T, d ExecDriver, prefix string, mk BundleFunc, inside fu
 		if err != nil || code != 0 || !strings.Contains(out.String(), "isatty") {
 			t.Errorf("exec on a tty = %q, code %d, err %v", out.String(), code, err)
 		}
+		// The terminal takes the size the caller gives it.
+		sizes := make(chan runtime.TermSize, 1)
+		sizes <- runtime.TermSize{Rows: 40, Cols: 100}
+		close(sizes)
+		out.Reset()
+		code, err = d.Exec(ctx, id, []string{"/bin/busybox", "stty", "size"}, runtime.ExecIO{Stdout: &out, Tty: true, Resize: sizes})
+		if err != nil || code != 0 || strings.TrimSpace(out.String()) != "40 100" {
+			t.Errorf("stty size on a 40x100 terminal = %q, code %d, err %v", out.String(), code, err)
+		}
 	})
 	t.Run("NotRunning", func(t *testing.T) {
 		if _, err := d.Exec(ctx, prefix+"-nosuch", []string{"true"}, runtime.ExecIO{}); !errors.Is(err, runtime.ErrNotFound) {

@@ -133,8 +133,17 @@ const (
 	ExecStdout   = 1
 	ExecStderr   = 2
 	ExecStatus   = 3
-	ExecClose    = 255
+	// ExecResize carries a TermSize (JSON) when the client's terminal
+	// changes size.
+	ExecResize = 4
+	ExecClose  = 255
 )
+
+// TermSize is a terminal's size, as Kubernetes' resize channel sends it.
+type TermSize struct {
+	Width  uint16 `json:"Width"`
+	Height uint16 `json:"Height"`
+}
 
 // ExecResult is the last message of an exec stream.
 type ExecResult struct {
