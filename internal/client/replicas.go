@@ -25,11 +25,26 @@ func replicasPath(tenant, workload string) string {
 // Replicas lists replicas with their status: of one workload, of a tenant
 // (workload ""), or every one the token may see (both "").
 func (c *Client) Replicas(ctx context.Context, tenant, workload string) ([]wire.Replica, error) {
-	var r wire.Replicas
-	if _, err := c.do(ctx, http.MethodGet, replicasPath(tenant, workload), nil, nil, &r); err != nil {
-		return nil, err
+	all := []wire.Replica{}
+	cont := ""
+	for {
+		r, err := c.ReplicasPage(ctx, tenant, workload, 0, cont)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, r.Items...)
+		if cont = r.Continue; cont == "" {
+			return all, nil
+		}
 	}
-	return r.Items, nil
+}
+
+// ReplicasPage lists one page of replicas: at most limit (0: the server's
+// default) after the continue token cont.
+func (c *Client) ReplicasPage(ctx context.Context, tenant, workload string, limit int, cont string) (wire.Replicas, error) {
+	var r wire.Replicas
+	_, err := c.do(ctx, http.MethodGet, replicasPath(tenant, workload), pageQuery(limit, cont), nil, &r)
+	return r, err
 }
 
 // WatchReplicas streams the replicas' changes to fn (first each replica as

@@ -225,11 +225,31 @@ func (s *Server) listReplicas(w http.ResponseWriter, r *http.Request) error {
 	if r.URL.Query().Get("watch") != "" {
 		return s.watchReplicas(w, r, view)
 	}
+	pg, err := pageOf(r)
+	if err != nil {
+		return err
+	}
 	items, err := view(ctx)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, wire.Replicas{Items: items})
+	out := wire.Replicas{Items: items}
+	// Pages follow the view's order (workload, index), resuming after the
+	// last replica of the previous page: the view is made from the plan
+	// at each request, so a replica placed or removed meanwhile may be
+	// missed or seen twice.
+	if pg.after != "" {
+		i := slices.IndexFunc(items, func(rp wire.Replica) bool { return rp.ID == pg.after })
+		if i < 0 {
+			return newError(http.StatusGone, "expired", "the replica the continue token names is gone; list again from the first page")
+		}
+		out.Items = items[i+1:]
+	}
+	if len(out.Items) > pg.limit {
+		out.Items = out.Items[:pg.limit]
+		out.Continue = next(out.Items[len(out.Items)-1].ID, 1)
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

@@ -31,6 +31,20 @@ func TestReplicaStatus(t *testing.T) {
 	if len(all) != 6 {
 		t.Fatalf("replicas = %d, want the 6 placed by threeNodes", len(all))
 	}
+	// Pages of 4 give the same replicas in the same order.
+	p1, err := op.ReplicasPage(ctx, "", "", 4, "")
+	if err != nil || len(p1.Items) != 4 || p1.Continue == "" {
+		t.Fatalf("first page: %d items, continue %q, err %v", len(p1.Items), p1.Continue, err)
+	}
+	p2, err := op.ReplicasPage(ctx, "", "", 4, p1.Continue)
+	if err != nil || len(p2.Items) != 2 || p2.Continue != "" {
+		t.Fatalf("second page: %d items, continue %q, err %v", len(p2.Items), p2.Continue, err)
+	}
+	for i, r := range append(p1.Items, p2.Items...) {
+		if r.ID != all[i].ID {
+			t.Errorf("paged replica %d is %s, want %s", i, r.ID, all[i].ID)
+		}
+	}
 	for _, r := range all {
 		if r.State != wire.ReplicaPending || r.Ready || !strings.Contains(r.Reason, "not reported") {
 			t.Errorf("before any report: %+v, want pending, not ready", r)

@@ -105,6 +105,8 @@ type Replica struct {
 // Replicas is the answer to a list of replicas.
 type Replicas struct {
 	Items []Replica `json:"items"`
+	// Continue, when set, asks for the next page (?continue=).
+	Continue string `json:"continue,omitempty"`
 }
 
 // Watch event types, as Kubernetes names them.
