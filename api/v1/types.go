@@ -180,6 +180,16 @@ type WorkloadSpec struct {
 	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`
 	// Rollout bounds how a changed workload replaces its replicas.
 	Rollout Rollout `json:"rollout,omitzero"`
+	// Secrets are the tenant's Secrets the replicas get as read-only files
+	// (one per key, mode 0400) on a tmpfs at each mountPath.
+	Secrets []SecretMount `json:"secrets,omitempty"`
+}
+
+// SecretMount names a Secret of the workload's tenant and where its keys
+// appear as files.
+type SecretMount struct {
+	Name      string `json:"name"`
+	MountPath string `json:"mountPath"`
 }
 
 // RestartPolicy is a workload's spec.restartPolicy.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -788,6 +789,21 @@ func (v *validator) workload(o object, w *WorkloadSpec) {
 		v.duration(o, "spec.healthcheck.timeout", h.Timeout, 10*time.Millisecond)
 		v.duration(o, "spec.healthcheck.startPeriod", h.StartPeriod, 0)
 		v.bounded(o, "spec.healthcheck.retries", h.Retries, 100)
+	}
+	seen := map[string]bool{}
+	for i, m := range w.Secrets {
+		p := index("spec.secrets", i)
+		v.dnsLabel(o, join(p, "name"), m.Name, "db-password")
+		clean := path.Clean(m.MountPath)
+		switch {
+		case !strings.HasPrefix(m.MountPath, "/") || clean != m.MountPath || clean == "/":
+			v.fail(o, join(p, "mountPath"), fmt.Sprintf("%q is not a clean absolute path below /", truncate(m.MountPath)), "use a path such as /run/secrets/db")
+		case slices.ContainsFunc([]string{"/proc", "/sys", "/dev", "/tmp"}, func(d string) bool { return clean == d || strings.HasPrefix(clean, d+"/") }):
+			v.fail(o, join(p, "mountPath"), fmt.Sprintf("%s is inside a directory the runtime owns", clean), "use a path such as /run/secrets/db")
+		case seen[clean]:
+			v.fail(o, join(p, "mountPath"), fmt.Sprintf("%s is used twice", clean), "give each secret a path of its own")
+		}
+		seen[clean] = true
 	}
 	if r := w.Rollout.MaxUnavailable; r != nil {
 		v.bounded(o, "spec.rollout.maxUnavailable", *r, MaxReplicas)

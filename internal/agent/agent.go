@@ -53,10 +53,28 @@ type Agent struct {
 	bmu sync.Mutex
 	// summarized is when the last summary was logged.
 	summarized time.Time
+	secrets    SecretSource
+}
+
+// SecretSource hands the agent a tenant's Secret for a replica that mounts
+// it (the control plane, which audits each read).
+type SecretSource interface {
+	Secret(ctx context.Context, tenant, name string) (map[string]string, error)
+}
+
+// SecretFunc adapts a function to SecretSource.
+type SecretFunc func(ctx context.Context, tenant, name string) (map[string]string, error)
+
+// Secret implements SecretSource.
+func (f SecretFunc) Secret(ctx context.Context, tenant, name string) (map[string]string, error) {
+	return f(ctx, tenant, name)
 }
 
 // Options configure an Agent.
 type Options struct {
+	// Secrets delivers the Secrets replicas mount; nil: a replica that
+	// mounts one can't start (fail closed).
+	Secrets SecretSource
 	Logger *slog.Logger
 	// BackoffBase and BackoffMax bound restart back-off; default 1s and 5m.
 	BackoffBase, BackoffMax time.Duration
@@ -83,6 +101,7 @@ func New(node Node, src Source, opts Options) *Agent {
 	return &Agent{
 		node: node, src: src, backoff: NewBackoff(opts.BackoffBase, opts.BackoffMax), log: opts.Logger, now: opts.Now,
 		tr: tracker{lives: map[string]*life{}, keep: keep}, probes: probes, endProbes: end, lastFailure: map[string]string{},
+		secrets: opts.Secrets,
 	}
 }
 
@@ -333,7 +352,10 @@ func (a *Agent) apply(ctx context.Context, act Action) error {
 	}
 	a.tr.mu.Unlock()
 
-	err := a.node.Start(ctx, act.Spec)
+	spec, err := a.withSecrets(ctx, act.Spec)
+	if err == nil {
+		err = a.node.Start(ctx, spec)
+	}
 
 	a.tr.mu.Lock()
 	defer a.tr.mu.Unlock()
@@ -410,4 +432,24 @@ func (a *Agent) reconcileLogged(ctx context.Context) {
 		}
 		a.log.Info("replicas on this node", args...)
 	}
+}
+
+// withSecrets fetches the values of the Secrets s mounts, for this start
+// only (they are never stored with the replica).
+func (a *Agent) withSecrets(ctx context.Context, s replica.Spec) (replica.Spec, error) {
+	if len(s.Secrets) == 0 {
+		return s, nil
+	}
+	if a.secrets == nil {
+		return s, fmt.Errorf("replica %s mounts secrets, and this agent has no way to fetch them", s.ID)
+	}
+	s.SecretData = map[string]map[string]string{}
+	for _, m := range s.Secrets {
+		data, err := a.secrets.Secret(ctx, s.Tenant, m.Name)
+		if err != nil {
+			return s, fmt.Errorf("secret %s: %w", m.Name, err)
+		}
+		s.SecretData[m.Name] = data
+	}
+	return s, nil
 }

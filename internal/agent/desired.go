@@ -93,6 +93,7 @@ func FromPlanWith(set *v1.Set, res *scheduler.Result, node string, templates map
 			RestartPolicy: restartPolicy(w.Spec.RestartPolicy),
 			Healthcheck:   healthcheck(w.Spec.Healthcheck),
 			Template:      p.Template,
+			Secrets:       secretMounts(w.Spec.Secrets),
 		})
 	}
 	return out, nil
@@ -116,4 +117,12 @@ func healthcheck(h *v1.Healthcheck) *replica.Healthcheck {
 	}
 	out := replica.Healthcheck{Command: slices.Clone(h.Command), Interval: d(h.Interval), Timeout: d(h.Timeout), StartPeriod: d(h.StartPeriod), Retries: h.Retries}.WithDefaults()
 	return &out
+}
+
+func secretMounts(ms []v1.SecretMount) []replica.SecretMount {
+	var out []replica.SecretMount
+	for _, m := range ms {
+		out = append(out, replica.SecretMount{Name: m.Name, MountPath: m.MountPath})
+	}
+	return out
 }

@@ -66,6 +66,13 @@ func NewRemote(node string, api API, rn Node, runtimes tenancy.Set, opts Options
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	src := SourceFunc(func(ctx context.Context) ([]replica.Spec, error) { return api.NodeReplicas(ctx, node) })
+	if sa, ok := api.(interface {
+		NodeSecret(ctx context.Context, node, tenant, name string) (map[string]string, error)
+	}); ok && opts.Secrets == nil {
+		opts.Secrets = SecretFunc(func(ctx context.Context, tenant, name string) (map[string]string, error) {
+			return sa.NodeSecret(ctx, node, tenant, name)
+		})
+	}
 	return &Remote{
 		node: node, api: api, agent: New(rn, src, opts), replicas: rn, runtimes: runtimes,
 		log: opts.Logger.With("node", node),

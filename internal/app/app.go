@@ -403,7 +403,10 @@ func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog
 	srv.SetLocalLogs(node.Logs)
 	log.Info("node agent runtimes", "node", cfg.Node, "runtimes", runtimes.String())
 	src := agent.SourceFunc(func(ctx context.Context) ([]replica.Spec, error) { return srv.Desired(ctx, cfg.Node) })
-	return agent.New(node, src, agent.Options{Logger: log.With("component", "agent")}), node, nil
+	secrets := agent.SecretFunc(func(ctx context.Context, tenant, name string) (map[string]string, error) {
+		return srv.SecretData(ctx, tenant, name, "node/"+cmp.Or(cfg.Node, "local"))
+	})
+	return agent.New(node, src, agent.Options{Logger: log.With("component", "agent"), Secrets: secrets}), node, nil
 }
 
 // openStore opens the configured store; the only place naming backends.

@@ -47,3 +47,11 @@ func (c *Client) Nodes(ctx context.Context) (wire.Nodes, error) {
 	_, err := c.do(ctx, http.MethodGet, "/v1/nodes", nil, nil, &n)
 	return n, err
 }
+
+// NodeSecret returns a Secret's values for a replica planned on node (a
+// node token's call; the control plane audits it).
+func (c *Client) NodeSecret(ctx context.Context, node, tenant, name string) (map[string]string, error) {
+	var data map[string]string
+	_, err := c.do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(node)+"/secrets/"+url.PathEscape(tenant)+"/"+url.PathEscape(name), nil, nil, &data)
+	return data, err
+}

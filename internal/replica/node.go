@@ -76,6 +76,11 @@ type Spec struct {
 	// Template names the version of the workload this replica runs (the
 	// control plane's, for rollouts); a new template is a new replica.
 	Template string `json:"template,omitempty"`
+	// Secrets are the tenant's Secrets the replica gets as files; their
+	// values come in SecretData, which the agent fetches before each start
+	// and which is never stored or sent with the spec.
+	Secrets    []SecretMount                `json:"secrets,omitempty"`
+	SecretData map[string]map[string]string `json:"-"`
 }
 
 // Record is what the node keeps about a replica it prepared.
@@ -363,6 +368,14 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 	}
 	uid, gid, err := imageUser(cfg.Config.User)
 	if err != nil {
+		return "", fmt.Errorf("replica %s: %w", s.ID, err)
+	}
+	if uid >= r.Size || gid >= r.Size {
+		return "", fmt.Errorf("%w: replica %s: image user %d:%d is outside the tenant's range of %d ids", ErrInvalid, s.ID, uid, gid, r.Size)
+	}
+	// Secrets go on tmpfs mounts inside the root, owned by the replica's
+	// user as the host sees it (secrets.go).
+	if err := mountSecrets(rootfs, s, r.HostUID+uid, r.HostGID+gid); err != nil {
 		return "", fmt.Errorf("replica %s: %w", s.ID, err)
 	}
 	env := append(append([]string{}, cfg.Config.Env...), s.Env...)

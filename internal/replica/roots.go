@@ -89,7 +89,7 @@ func (n *Node) rootfsPath(id string) string { return filepath.Join(n.roots, id) 
 // the roots directory of this data directory once it is empty, so that
 // data directories that come and go (tests, demos) leave nothing there.
 func (n *Node) removeReplica(id string) error {
-	err := errors.Join(os.RemoveAll(n.replicaDir(id)), os.RemoveAll(n.rootfsPath(id)))
+	err := errors.Join(unmountUnder(n.rootfsPath(id)), os.RemoveAll(n.replicaDir(id)), os.RemoveAll(n.rootfsPath(id)))
 	n.dropRootsIfEmpty()
 	return err
 }
@@ -99,6 +99,9 @@ func (n *Node) removeReplica(id string) error {
 // directory's path in it for sweepRoots.
 func (n *Node) makeRoot(id string) (string, error) {
 	p := n.rootfsPath(id)
+	if err := unmountUnder(p); err != nil {
+		return "", err
+	}
 	if err := os.RemoveAll(p); err != nil { // a crash's leftover
 		return "", err
 	}

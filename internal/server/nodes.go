@@ -431,3 +431,37 @@ func (s *Server) PublishLocalStates(states []wire.ReplicaState) {
 	s.nodes.local, s.nodes.localAt = states, s.now()
 	s.nodes.mu.Unlock()
 }
+
+// nodeSecret hands a node the values of a Secret that a replica planned on
+// it mounts (GET /v1/nodes/{name}/secrets/{tenant}/{secret}): a node token
+// reaches no other secret; every read is audited.
+func (s *Server) nodeSecret(w http.ResponseWriter, r *http.Request) error {
+	name, err := s.nodeName(r, auth.Get)
+	if err != nil {
+		return err
+	}
+	tenant, secret := r.PathValue("tenant"), r.PathValue("secret")
+	if !isDNSLabel(tenant) || !isDNSLabel(secret) {
+		return badRequest("tenant and secret must be DNS labels")
+	}
+	specs, err := s.Desired(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	mounted := false
+	for _, sp := range specs {
+		for _, m := range sp.Secrets {
+			mounted = mounted || sp.Tenant == tenant && m.Name == secret
+		}
+	}
+	if !mounted {
+		return newError(http.StatusNotFound, wire.CodeNotFound, "no replica planned on node %s mounts secret %s/%s", name, tenant, secret)
+	}
+	data, err := s.SecretData(r.Context(), tenant, secret, "node/"+name)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, data)
+	return nil
+}
