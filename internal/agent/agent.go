@@ -75,7 +75,7 @@ type Options struct {
 	// Secrets delivers the Secrets replicas mount; nil: a replica that
 	// mounts one can't start (fail closed).
 	Secrets SecretSource
-	Logger *slog.Logger
+	Logger  *slog.Logger
 	// BackoffBase and BackoffMax bound restart back-off; default 1s and 5m.
 	BackoffBase, BackoffMax time.Duration
 	// Now is the clock; default time.Now.
