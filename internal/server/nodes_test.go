@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"path/filepath"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/scheduler"
+	"rung.dev/rung/internal/secret"
 	"rung.dev/rung/internal/server"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store/bolt"
@@ -91,7 +93,11 @@ func nodeEnvStore(t *testing.T) (*env, *clock, map[string]*client.Client) {
 	}
 	t.Cleanup(func() { st.Close() })
 	clk := &clock{t: time.Unix(1_000_000, 0)}
-	srv, err := server.New(server.Config{Store: st, Audit: audit.New(st), Now: clk.now, NodeTimeout: time.Second})
+	kr, err := secret.Open(filepath.Join(t.TempDir(), "secrets.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{Store: st, Audit: audit.New(st), Now: clk.now, NodeTimeout: time.Second, Secrets: kr})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -460,3 +460,59 @@ spec:
 func agentID(p scheduler.Placement) string {
 	return strings.ReplaceAll(p.Workload, "/", "-") + "-" + itoa(p.Replica)
 }
+
+// TestNodeSecret: a node token reads a Secret only when a replica planned
+// on its node mounts it; another node, a secret nobody mounts there, and
+// a tenant token get nothing.
+func TestNodeSecret(t *testing.T) {
+	_, cs := nodeEnv(t)
+	ctx := t.Context()
+	op := cs["operator"]
+	for _, name := range []string{"db", "other"} {
+		sec := &v1.Secret{TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindSecret},
+			Metadata: v1.ObjectMeta{Name: name, Tenant: "acme"}, Spec: v1.SecretSpec{Data: map[string]string{"password": "pw-" + name}}}
+		if _, err := op.ApplySecret(ctx, sec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := op.GetWorkload(ctx, "acme", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := 1
+	w.Spec.Replicas, w.Spec.Spread = &one, nil
+	w.Spec.Secrets = []v1.SecretMount{{Name: "db", MountPath: "/run/secrets/db"}}
+	if _, err := op.Apply(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	res, err := op.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := ""
+	for _, p := range res.Placements {
+		if p.Workload == "acme/db" {
+			node = p.Node
+		}
+	}
+	if node == "" {
+		t.Fatalf("acme/db is not placed: %+v", res.Unplaced)
+	}
+	other := map[string]string{"n1": "n2", "n2": "n3", "n3": "n1"}[node]
+	data, err := cs[node].NodeSecret(ctx, node, "acme", "db")
+	if err != nil || data["password"] != "pw-db" {
+		t.Fatalf("the node of the replica mounting it: %v, %v", data, err)
+	}
+	if _, err := cs[other].NodeSecret(ctx, other, "acme", "db"); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("another node read the secret: %v", err)
+	}
+	if _, err := cs[node].NodeSecret(ctx, node, "acme", "other"); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("the node read a secret no replica of it mounts: %v", err)
+	}
+	if _, err := cs[node].NodeSecret(ctx, other, "acme", "db"); err == nil {
+		t.Error("a node token read as another node")
+	}
+	if _, err := cs["admin"].NodeSecret(ctx, node, "acme", "db"); err == nil {
+		t.Error("a tenant token read through the node endpoint")
+	}
+}
