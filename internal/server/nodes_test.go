@@ -1,12 +1,12 @@
 package server_test
 
 import (
-	"path/filepath"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
