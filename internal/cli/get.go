@@ -715,7 +715,9 @@ type describeOut struct {
 	Status   *workloadStatus `json:"status,omitempty"`
 	// Replicas are a workload's replicas as GET .../replicas answers.
 	Replicas []wire.Replica `json:"replicas,omitempty"`
-	Events   []wire.Event   `json:"events"`
+	// Rollout is where a workload's move to its current version stands.
+	Rollout *wire.Rollout `json:"rollout,omitempty"`
+	Events  []wire.Event  `json:"events"`
 }
 
 func newDescribeCmd() *cobra.Command {
@@ -778,6 +780,9 @@ revision, status (placements), replicas, events.`,
 				if d.Replicas, err = c.Replicas(ctx, r.Tenant, r.Name); err != nil {
 					return apiError(err)
 				}
+				if ro, err := c.Rollout(ctx, r.Tenant, r.Name); err == nil {
+					d.Rollout = &ro
+				}
 			}
 			evs, err := objectEvents(ctx, c, r, 10)
 			if err != nil {
@@ -794,6 +799,9 @@ revision, status (placements), replicas, events.`,
 			if res != nil {
 				describePlacements(out, r.Tenant+"/"+r.Name, res)
 				describeReplicas(out, d.Replicas)
+				if ro := d.Rollout; ro != nil {
+					describeRollout(out, ro)
+				}
 			}
 			fmt.Fprintln(out, "\nEvents:")
 			if len(evs) == 0 {

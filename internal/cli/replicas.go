@@ -255,3 +255,19 @@ func describeReplicas(w io.Writer, rs []wire.Replica) {
 		}
 	}
 }
+
+// describeRollout is the rollout part of `describe workload`.
+func describeRollout(w io.Writer, ro *wire.Rollout) {
+	fmt.Fprintf(w, "\nRollout: version %s, %d of %d replicas updated, %d ready", ro.Template, ro.Updated, ro.Replicas, ro.Ready)
+	switch {
+	case ro.Done:
+		fmt.Fprintln(w, ", done")
+	case ro.Blocked != "":
+		fmt.Fprintf(w, ", blocked: %s\n", ro.Blocked)
+	default:
+		fmt.Fprintf(w, ", in progress (%d on an older version, %d surge)\n", ro.Old, ro.Surge)
+	}
+	if n := len(ro.History); n > 0 {
+		fmt.Fprintf(w, "  %d earlier version(s): rung rollout history, rung rollout undo\n", n)
+	}
+}

@@ -117,6 +117,9 @@ spec:
 	}
 	t.Logf("rollout watched over %d polls, at least %d ready", polls, minReady)
 
+	if _, desc, _ := rungCmd(t, "describe", "workload", "shop/web"); !strings.Contains(desc, "Rollout: version") || !strings.Contains(desc, "6 of 6 replicas updated, 6 ready, done") {
+		t.Errorf("describe after the rollout:\n%s", desc)
+	}
 	code, hist, _ := rungCmd(t, "rollout", "history", "shop/web")
 	if code != ExitOK || !strings.Contains(hist, v1Template) || !strings.Contains(hist, "(current)") {
 		t.Errorf("rollout history: exit %d\n%s", code, hist)
