@@ -247,8 +247,15 @@ found (the others are still printed), 2 on a usage error.`,
 				return withCode(ExitInvalid, fmt.Errorf("--tenant: %s belong to no tenant; leave it out", k.plural))
 			}
 			if watch && k.get == nil {
+				if k.plural == "events" {
+					c, err := cf.client()
+					if err != nil {
+						return err
+					}
+					return watchEvents(cmd, c, tenant, output)
+				}
 				if k.apiKind == "" {
-					return withCode(ExitInvalid, fmt.Errorf("-w: %s can't be watched; watch replicas or stored objects", k.plural))
+					return withCode(ExitInvalid, fmt.Errorf("-w: %s can't be watched; watch replicas, events or stored objects", k.plural))
 				}
 				c, err := cf.client()
 				if err != nil {
@@ -902,6 +909,30 @@ func watchObjects(cmd *cobra.Command, c *client.Client, kind, tenant, output str
 			header = false
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", ev.Type, kind, name)
+		return tw.Flush()
+	})
+	return apiError(err)
+}
+
+// watchEvents is `rung get events -w`: the events from now on, one line
+// each (or the API's JSON/YAML), of --tenant's objects when given.
+func watchEvents(cmd *cobra.Command, c *client.Client, tenant, output string) error {
+	out := cmd.OutOrStdout()
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	header := output != "json" && output != "yaml"
+	if header {
+		fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tOBJECT\tRESULT\tMESSAGE")
+		tw.Flush()
+	}
+	err := c.WatchEvents(cmd.Context(), 0, func(e wire.Event) error {
+		if tenant != "" && e.Tenant != tenant {
+			return nil
+		}
+		if !header {
+			return printData(out, output, e)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format("2006-01-02 15:04:05"), e.Actor, e.Action,
+			cmp.Or(e.Object(), "-"), e.Result, oneLine(e.Message, 120))
 		return tw.Flush()
 	})
 	return apiError(err)

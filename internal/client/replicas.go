@@ -114,3 +114,36 @@ func (c *Client) Rollout(ctx context.Context, tenant, name string) (wire.Rollout
 	_, err := c.do(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(tenant)+"/workloads/"+url.PathEscape(name)+"/rollout", nil, nil, &r)
 	return r, err
 }
+
+// WatchEvents streams the events the token may see from now on (after
+// seq after, when positive) to fn, until ctx ends or fn fails.
+func (c *Client) WatchEvents(ctx context.Context, after int64, fn func(wire.Event) error) error {
+	q := url.Values{"watch": {"1"}}
+	if after > 0 {
+		q.Set("after", fmt.Sprint(after))
+	}
+	resp, err := c.stream(ctx, http.MethodGet, "/v1/events", q, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var ev wire.WatchEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("watch events: %w", err)
+		}
+		var e wire.Event
+		if err := json.Unmarshal(ev.Object, &e); err != nil {
+			return fmt.Errorf("watch events: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return sc.Err()
+}

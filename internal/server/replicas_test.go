@@ -302,6 +302,11 @@ spec: {organization: other}
 			t.Fatal(err)
 		}
 	}
+	evs := make(chan wire.Event, 100)
+	go func() {
+		_ = cs["admin"].WatchEvents(ctx, 0, func(e wire.Event) error { evs <- e; return nil })
+	}()
+	time.Sleep(700 * time.Millisecond) // the event watch starts at the log's head
 	apply("other", "secret-plans", "busybox:latest") // not acme's: never seen
 	apply("acme", "cache", "busybox:latest")
 	if e := next(); e != "ADDED acme/cache" {
@@ -316,6 +321,22 @@ spec: {organization: other}
 	}
 	if e := next(); e != "DELETED acme/cache" {
 		t.Errorf("after deleting acme/cache: %q", e)
+	}
+	// The event watch saw acme's three changes in order, nothing of other's.
+	var watched []string
+	for len(watched) < 3 {
+		select {
+		case e := <-evs:
+			if e.Tenant != "acme" {
+				t.Errorf("acme's event watch shows %+v", e)
+			}
+			watched = append(watched, e.Result+" "+e.Name)
+		case <-ctx.Done():
+			t.Fatalf("event watch: %v", watched)
+		}
+	}
+	if want := []string{"created cache", "updated cache", "deleted cache"}; !slices.Equal(watched, want) {
+		t.Errorf("watched events %v, want %v", watched, want)
 	}
 }
 

@@ -151,6 +151,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("tail and after do not go together: tail gives the latest events, after pages forward")
 	}
 	keep := visibleTo(principal(ctx))
+	if q.Get("watch") != "" {
+		return s.watchEvents(w, r, after, keep) // watch.go
+	}
 	var out wire.Events
 	if tail {
 		out, err = s.tailEvents(ctx, int(limit), keep)

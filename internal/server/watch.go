@@ -172,3 +172,47 @@ func (s *Server) watchObjects(w http.ResponseWriter, r *http.Request, k kind, di
 	}
 	return nil
 }
+
+// watchEvents streams the events the caller may see after seq after (0:
+// from now on), each as ADDED, as they are appended to the audit log.
+func (s *Server) watchEvents(w http.ResponseWriter, r *http.Request, after int64, keep func(wire.Event) bool) error {
+	ctx, cancel := context.WithTimeout(r.Context(), maxWatch)
+	defer cancel()
+	if after == 0 {
+		head, err := s.auditHead(ctx)
+		if err != nil {
+			return err
+		}
+		after = int64(head)
+	}
+	send, flush := watchStream(w)
+	if flush() != nil {
+		return nil
+	}
+	t := time.NewTicker(watchInterval)
+	defer t.Stop()
+	for {
+		page, err := s.eventsAfter(ctx, after, maxEvents, keep)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("watch events", "err", err)
+		} else {
+			for _, e := range page.Events {
+				if send(wire.WatchAdded, e) != nil {
+					return nil
+				}
+			}
+			after = page.Next
+			if len(page.Events) > 0 && flush() != nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
