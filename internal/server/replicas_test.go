@@ -306,7 +306,7 @@ spec: {organization: other}
 	go func() {
 		_ = cs["admin"].WatchEvents(ctx, 0, func(e wire.Event) error { evs <- e; return nil })
 	}()
-	time.Sleep(700 * time.Millisecond) // the event watch starts at the log's head
+	time.Sleep(700 * time.Millisecond)               // the event watch starts at the log's head
 	apply("other", "secret-plans", "busybox:latest") // not acme's: never seen
 	apply("acme", "cache", "busybox:latest")
 	if e := next(); e != "ADDED acme/cache" {
