@@ -247,6 +247,13 @@ found (the others are still printed), 2 on a usage error.`,
 				return withCode(ExitInvalid, fmt.Errorf("--tenant: %s belong to no tenant; leave it out", k.plural))
 			}
 			if watch && k.get == nil {
+				if k.plural == "nodes" {
+					c, err := cf.client()
+					if err != nil {
+						return err
+					}
+					return watchNodes(cmd, c, output)
+				}
 				if k.plural == "events" {
 					c, err := cf.client()
 					if err != nil {
@@ -933,6 +940,29 @@ func watchEvents(cmd *cobra.Command, c *client.Client, tenant, output string) er
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format("2006-01-02 15:04:05"), e.Actor, e.Action,
 			cmp.Or(e.Object(), "-"), e.Result, oneLine(e.Message, 120))
+		return tw.Flush()
+	})
+	return apiError(err)
+}
+
+// watchNodes is `rung get nodes -w`: every node, then each change.
+func watchNodes(cmd *cobra.Command, c *client.Client, output string) error {
+	out := cmd.OutOrStdout()
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	header := output != "json" && output != "yaml"
+	if header {
+		fmt.Fprintln(tw, "EVENT\tNODE\tSTATE\tLAST HEARTBEAT\tRUNTIMES\tREPLICAS")
+		tw.Flush()
+	}
+	err := c.WatchNodes(cmd.Context(), func(ev wire.WatchEvent, n wire.NodeStatus) error {
+		if !header {
+			return printData(out, output, ev)
+		}
+		last := "never"
+		if !n.LastHeartbeat.IsZero() {
+			last = n.LastHeartbeat.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", ev.Type, n.Name, n.State, last, cmp.Or(strings.Join(n.Runtimes, ","), "-"), len(n.Replicas))
 		return tw.Flush()
 	})
 	return apiError(err)

@@ -50,24 +50,41 @@ func (c *Client) ReplicasPage(ctx context.Context, tenant, workload string, limi
 // WatchReplicas streams the replicas' changes to fn (first each replica as
 // ADDED) until ctx ends, the server ends the stream, or fn fails.
 func (c *Client) WatchReplicas(ctx context.Context, tenant, workload string, fn func(wire.WatchEvent, wire.Replica) error) error {
-	path := replicasPath(tenant, workload)
+	return c.watchPath(ctx, replicasPath(tenant, workload), func(ev wire.WatchEvent) error {
+		var r wire.Replica
+		if err := json.Unmarshal(ev.Object, &r); err != nil {
+			return fmt.Errorf("watch replicas: %w", err)
+		}
+		return fn(ev, r)
+	})
+}
+
+// WatchNodes streams the nodes' changes (operators), as WatchReplicas.
+func (c *Client) WatchNodes(ctx context.Context, fn func(wire.WatchEvent, wire.NodeStatus) error) error {
+	return c.watchPath(ctx, "/v1/nodes", func(ev wire.WatchEvent) error {
+		var n wire.NodeStatus
+		if err := json.Unmarshal(ev.Object, &n); err != nil {
+			return fmt.Errorf("watch nodes: %w", err)
+		}
+		return fn(ev, n)
+	})
+}
+
+// watchPath reads the ?watch=1 stream of a list at path, one event a line.
+func (c *Client) watchPath(ctx context.Context, path string, fn func(wire.WatchEvent) error) error {
 	resp, err := c.stream(ctx, http.MethodGet, path, url.Values{"watch": {"1"}}, nil)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
 	for sc.Scan() {
 		var ev wire.WatchEvent
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			return fmt.Errorf("watch %s: %w", path, err)
 		}
-		var r wire.Replica
-		if err := json.Unmarshal(ev.Object, &r); err != nil {
-			return fmt.Errorf("watch %s: %w", path, err)
-		}
-		if err := fn(ev, r); err != nil {
+		if err := fn(ev); err != nil {
 			return err
 		}
 	}
@@ -85,26 +102,7 @@ func (c *Client) Watch(ctx context.Context, kind, tenant string, fn func(wire.Wa
 	if err != nil {
 		return err
 	}
-	resp, err := c.stream(ctx, http.MethodGet, p, url.Values{"watch": {"1"}}, nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 8<<20)
-	for sc.Scan() {
-		var ev wire.WatchEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return fmt.Errorf("watch %s: %w", p, err)
-		}
-		if err := fn(ev); err != nil {
-			return err
-		}
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return sc.Err()
+	return c.watchPath(ctx, p, fn)
 }
 
 // Rollout returns where workload tenant/name's rollout stands and its

@@ -277,11 +277,21 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 	if err := s.authorize(r.Context(), auth.List, auth.Object{Kind: auth.KindNode}, ""); err != nil {
 		return err
 	}
-	set, res, err := s.Current(r.Context())
+	view := func(ctx context.Context) ([]wire.NodeStatus, error) {
+		set, res, err := s.Current(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return s.nodes.withLocal(s.nodes.status(topologyNodes(set)), set, res), nil
+	}
+	if r.URL.Query().Get("watch") != "" {
+		return watchPolled(s, w, r, "nodes", view, func(n wire.NodeStatus) string { return n.Name })
+	}
+	sts, err := view(r.Context())
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, wire.Nodes{Nodes: s.nodes.withLocal(s.nodes.status(topologyNodes(set)), set, res), Timeout: s.nodes.timeout.String()})
+	writeJSON(w, http.StatusOK, wire.Nodes{Nodes: sts, Timeout: s.nodes.timeout.String()})
 	return nil
 }
 

@@ -223,7 +223,7 @@ func (s *Server) listReplicas(w http.ResponseWriter, r *http.Request) error {
 		return slices.DeleteFunc(all, func(rp wire.Replica) bool { return !keep(rp) }), nil
 	}
 	if r.URL.Query().Get("watch") != "" {
-		return s.watchReplicas(w, r, view)
+		return watchPolled(s, w, r, "replicas", view, func(rp wire.Replica) string { return rp.ID })
 	}
 	pg, err := pageOf(r)
 	if err != nil {

@@ -537,3 +537,42 @@ func TestNodeSecret(t *testing.T) {
 		t.Error("a tenant token read through the node endpoint")
 	}
 }
+
+// TestWatchNodes: an operator watching nodes sees a node come up when its
+// agent first heartbeats.
+func TestWatchNodes(t *testing.T) {
+	_, cs := nodeEnv(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	events := make(chan string, 100)
+	go func() {
+		_ = cs["operator"].WatchNodes(ctx, func(ev wire.WatchEvent, n wire.NodeStatus) error {
+			events <- ev.Type + " " + n.Name + " " + n.State
+			return nil
+		})
+	}()
+	var first []string
+	for range 3 {
+		select {
+		case e := <-events:
+			first = append(first, e)
+		case <-ctx.Done():
+			t.Fatalf("first events: %v", first)
+		}
+	}
+	slices.Sort(first)
+	if want := []string{"ADDED n1 unknown", "ADDED n2 unknown", "ADDED n3 unknown"}; !slices.Equal(first, want) {
+		t.Fatalf("first events %v, want %v", first, want)
+	}
+	if err := cs["n2"].Heartbeat(ctx, "n2", wire.Heartbeat{Runtimes: []string{"container"}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-events:
+		if e != "MODIFIED n2 up" {
+			t.Errorf("after n2's heartbeat: %q", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("no change seen after a heartbeat")
+	}
+}

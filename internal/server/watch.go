@@ -40,8 +40,9 @@ func watchStream(w http.ResponseWriter) (send func(typ string, obj any) error, f
 	return send, rc.Flush
 }
 
-// watchReplicas streams the changes of view.
-func (s *Server) watchReplicas(w http.ResponseWriter, r *http.Request, view func(context.Context) ([]wire.Replica, error)) error {
+// watchPolled streams the changes of a list computed on demand (replicas,
+// nodes): the list, then what changed between two looks, keyed by key.
+func watchPolled[T any](s *Server, w http.ResponseWriter, r *http.Request, what string, view func(context.Context) ([]T, error), key func(T) string) error {
 	ctx, cancel := context.WithTimeout(r.Context(), maxWatch)
 	defer cancel()
 	first, err := view(ctx)
@@ -49,11 +50,11 @@ func (s *Server) watchReplicas(w http.ResponseWriter, r *http.Request, view func
 		return err
 	}
 	sendAny, flush := watchStream(w)
-	seen := map[string]wire.Replica{}
-	send := func(typ string, rp wire.Replica) error { return sendAny(typ, rp) }
-	for _, rp := range first {
-		seen[rp.ID] = rp
-		if err := send(wire.WatchAdded, rp); err != nil {
+	send := func(typ string, x T) error { return sendAny(typ, x) }
+	seen := map[string]T{}
+	for _, x := range first {
+		seen[key(x)] = x
+		if err := send(wire.WatchAdded, x); err != nil {
 			return nil
 		}
 	}
@@ -71,26 +72,27 @@ func (s *Server) watchReplicas(w http.ResponseWriter, r *http.Request, view func
 			if ctx.Err() != nil {
 				return nil
 			}
-			s.log.Warn("watch replicas", "err", err)
+			s.log.Warn("watch "+what, "err", err)
 			continue
 		}
-		cur := make(map[string]wire.Replica, len(now))
-		for _, rp := range now {
-			cur[rp.ID] = rp
-			old, ok := seen[rp.ID]
+		cur := make(map[string]T, len(now))
+		for _, x := range now {
+			k := key(x)
+			cur[k] = x
+			old, ok := seen[k]
 			switch {
 			case !ok:
-				err = send(wire.WatchAdded, rp)
-			case !reflect.DeepEqual(old, rp):
-				err = send(wire.WatchModified, rp)
+				err = send(wire.WatchAdded, x)
+			case !reflect.DeepEqual(old, x):
+				err = send(wire.WatchModified, x)
 			}
 			if err != nil {
 				return nil // the client went away
 			}
 		}
-		for id, rp := range seen {
-			if _, ok := cur[id]; !ok {
-				if send(wire.WatchDeleted, rp) != nil {
+		for k, x := range seen {
+			if _, ok := cur[k]; !ok {
+				if send(wire.WatchDeleted, x) != nil {
 					return nil
 				}
 			}
