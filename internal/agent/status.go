@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"regexp"
+	"strconv"
 	"sync"
 	"time"
 
@@ -213,7 +214,7 @@ func exitMessage(code int) string {
 	case code > 128 && code < 128+65:
 		return "killed by signal " + sigName(code-128)
 	}
-	return "exited with code " + itoa(code)
+	return "exited with code " + strconv.Itoa(code)
 }
 
 func sigName(n int) string {
@@ -227,26 +228,7 @@ func sigName(n int) string {
 	case 11:
 		return "SEGV"
 	}
-	return itoa(n)
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	var b []byte
-	for n > 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	if neg {
-		b = append([]byte{'-'}, b...)
-	}
-	return string(b)
+	return strconv.Itoa(n)
 }
 
 // Statuses returns the life of every replica this agent tracks, by ID.

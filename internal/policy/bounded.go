@@ -24,8 +24,8 @@ const (
 // and no string can fake a line of `rung get events`.
 func (d Decision) Bounded() Decision {
 	out := d
-	out.Kind, out.Tenant = clean(d.Kind, boundShort), clean(d.Tenant, boundShort)
-	out.Subject, out.Digest = clean(d.Subject, boundShort), clean(d.Digest, boundShort)
+	out.Kind, out.Tenant = Clean(d.Kind, boundShort), Clean(d.Tenant, boundShort)
+	out.Subject, out.Digest = Clean(d.Subject, boundShort), Clean(d.Digest, boundShort)
 	out.Findings = boundFindingList(d.Findings, boundFindings)
 	out.Notes = boundFindingList(d.Notes, boundNotes)
 	if more := len(d.Findings) - len(out.Findings); more > 0 {
@@ -48,9 +48,9 @@ func boundFindingList(fs []Finding, n int) []Finding {
 	out := make([]Finding, 0, min(len(fs), n))
 	for _, f := range fs[:min(len(fs), n)] {
 		out = append(out, Finding{
-			ID: clean(f.ID, boundShort), Title: clean(f.Title, boundShort), Severity: f.Severity,
-			Detail: clean(f.Detail, boundLong), Fix: clean(f.Fix, boundLong), Path: clean(f.Path, boundShort),
-			Advisory: clean(f.Advisory, boundShort), Refs: boundStrings(f.Refs, boundRefs, boundShort),
+			ID: Clean(f.ID, boundShort), Title: Clean(f.Title, boundShort), Severity: f.Severity,
+			Detail: Clean(f.Detail, boundLong), Fix: Clean(f.Fix, boundLong), Path: Clean(f.Path, boundShort),
+			Advisory: Clean(f.Advisory, boundShort), Refs: boundStrings(f.Refs, boundRefs, boundShort),
 		})
 	}
 	return out
@@ -62,14 +62,14 @@ func boundStrings(ss []string, n, size int) []string {
 	}
 	out := make([]string, 0, min(len(ss), n))
 	for _, s := range ss[:min(len(ss), n)] {
-		out = append(out, clean(s, size))
+		out = append(out, Clean(s, size))
 	}
 	return out
 }
 
-// clean replaces control characters and cuts s to at most n bytes on a
-// rune boundary.
-func clean(s string, n int) string {
+// Clean replaces control characters and cuts s to at most n bytes on a
+// rune boundary: text from a node or an image, made safe to show and store.
+func Clean(s string, n int) string {
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
 			return ' '

@@ -9,11 +9,11 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/auth"
+	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
@@ -48,8 +48,8 @@ func boundStates(states []wire.ReplicaState) []wire.ReplicaState {
 		default:
 			r.Health = wire.HealthNone
 		}
-		r.LastError = printable(r.LastError, 1024)
-		r.Hash = printable(r.Hash, 64)
+		r.LastError = policy.Clean(r.LastError, 1024)
+		r.Hash, r.Template = policy.Clean(r.Hash, 64), policy.Clean(r.Template, 64)
 		r.Restarts = max(r.Restarts, 0)
 		if u := r.Usage; u != nil {
 			r.Usage = &wire.Usage{MilliCPU: max(u.MilliCPU, 0), Memory: max(u.Memory, 0), PIDs: max(u.PIDs, 0)}
@@ -57,20 +57,6 @@ func boundStates(states []wire.ReplicaState) []wire.ReplicaState {
 		out = append(out, r)
 	}
 	return out
-}
-
-// printable keeps at most n bytes of s without control characters.
-func printable(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > n {
-		s = s[:n] + "…"
-	}
-	return s
 }
 
 // reports are the replica states nodes reported: by node and replica ID
