@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"rung.dev/rung/internal/agent"
+	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
 
@@ -388,7 +389,7 @@ func publishLogs(ctx context.Context, srv *server.Server, node string, a *agent.
 // the desired set is the server's current plan (for cfg.Node, or for every
 // node). It also makes sure the project's busybox image is in the store.
 func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog.Logger) (*agent.Agent, *replica.Node, error) {
-	node, err := replica.Open(ctx, cfg.DataDir, replica.Options{Logger: log})
+	node, err := plugins.OpenNode(ctx, cfg.DataDir, replica.Options{Logger: log}, plugins.Config{Node: cfg.Node})
 	if err != nil {
 		return nil, nil, fmt.Errorf("node agent: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/replica"
 )
 
@@ -43,7 +44,7 @@ func runAgent(ctx context.Context, api agent.API, cfg agentConfig, log *slog.Log
 		cfg.Interval = defaultAgentInterval
 	}
 	log = log.With("node", cfg.Node)
-	node, err := replica.Open(ctx, cfg.DataDir, replica.Options{Logger: log, CgroupParent: "/rung/" + cfg.Node})
+	node, err := plugins.OpenNode(ctx, cfg.DataDir, replica.Options{Logger: log, CgroupParent: "/rung/" + cfg.Node}, plugins.Config{Node: cfg.Node})
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", cfg.Node, err)
 	}

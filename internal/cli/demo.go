@@ -15,6 +15,7 @@ import (
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/examples"
 	"rung.dev/rung/internal/agent"
+	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/tenancy"
@@ -77,7 +78,7 @@ refused and reported, never run weaker.`,
 // runDemo starts every planned replica of the named examples on this
 // machine, verifies each from its live processes, and removes them.
 func runDemo(ctx context.Context, out io.Writer, dataDir string, names []string, plans map[string]*scheduler.Result, sets map[string]*v1.Set) error {
-	node, err := replica.Open(ctx, dataDir, replica.Options{})
+	node, err := plugins.OpenNode(ctx, dataDir, replica.Options{}, plugins.Config{})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
@@ -62,7 +63,7 @@ can't run here, nothing runs (there is no fallback to a weaker tier).`,
 				images = &v1.ImagePolicy{BlockSeverity: block}
 			}
 			ctx := cmd.Context()
-			node, err := replica.Open(ctx, dataDir, replica.Options{})
+			node, err := plugins.OpenNode(ctx, dataDir, replica.Options{}, plugins.Config{})
 			if err != nil {
 				return err
 			}

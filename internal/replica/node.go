@@ -120,6 +120,9 @@ type Node struct {
 	engines   map[string]*policy.Engine // by admission configuration (JSON)
 	registry  image.PullOptions
 	roots     string // replicas' root filesystems (roots.go)
+	// attachers give replicas their per-replica resources (attach.go):
+	// secrets first, then the Options' in order.
+	attachers []Attacher
 }
 
 // Options configure a Node.
@@ -142,6 +145,9 @@ type Options struct {
 	// LogMaxSize caps each replica's current log file; one rotated
 	// segment is kept besides, and the previous run's log (0: 10 MiB).
 	LogMaxSize int64
+	// Attachers add per-replica resources (networks, volumes…), listed
+	// in one place: internal/plugins. Secrets are built in.
+	Attachers []Attacher
 }
 
 // Open prepares the data directory and the drivers.
@@ -202,7 +208,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("replica roots: %w", err)
 	}
 	sweepRoots(rootsParent)
-	return &Node{roots: roots, dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, noted: map[string]bool{}, engines: map[string]*policy.Engine{}, registry: opts.Registry}, nil
+	return &Node{roots: roots, dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, noted: map[string]bool{}, engines: map[string]*policy.Engine{}, registry: opts.Registry,
+		attachers: append([]Attacher{secretsAttacher{}}, opts.Attachers...)}, nil
 }
 
 // Images is the node's image store.
@@ -337,8 +344,12 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 		}
 		return "", err
 	}
+	attached := false
 	defer func() {
 		if err != nil {
+			if attached {
+				_ = n.detach(context.WithoutCancel(ctx), s.ID, &s)
+			}
 			_ = n.removeReplica(s.ID)
 		}
 	}()
@@ -373,9 +384,13 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 	if uid >= r.Size || gid >= r.Size {
 		return "", fmt.Errorf("%w: replica %s: image user %d:%d is outside the tenant's range of %d ids", ErrInvalid, s.ID, uid, gid, r.Size)
 	}
-	// Secrets go on tmpfs mounts inside the root, owned by the replica's
-	// user as the host sees it (secrets.go).
-	if err := mountSecrets(rootfs, s, r.HostUID+uid, r.HostGID+gid); err != nil {
+	// Per-replica resources (attach.go): secrets on tmpfs mounts inside
+	// the root, owned by the replica's user as the host sees it, and
+	// whatever the plugins add.
+	att := &Attachment{Spec: s, Rootfs: rootfs, Range: r, UID: r.HostUID + uid, GID: r.HostGID + gid}
+	attached = true
+	if err := n.attach(ctx, att); err != nil {
+		attached = false // attach undid its own
 		return "", fmt.Errorf("replica %s: %w", s.ID, err)
 	}
 	env := append(append([]string{}, cfg.Config.Env...), s.Env...)
@@ -401,6 +416,7 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 	if len(s.Capabilities) > 0 {
 		opts = append(opts, bundle.WithCapabilities(s.Capabilities...))
 	}
+	opts = append(opts, att.Opts...)
 	spec, err := bundle.New(opts...)
 	if err != nil {
 		return "", fmt.Errorf("replica %s: %w", s.ID, err)
@@ -641,8 +657,60 @@ func (n *Node) Run(ctx context.Context, s Spec, stdio runtime.IO) (runtime.Exit,
 	if err != nil {
 		return runtime.Exit{}, err
 	}
-	defer n.removeReplica(s.ID)
-	return runtime.Run(ctx, d, s.ID, dir, stdio)
+	defer func() {
+		_ = n.detach(context.WithoutCancel(ctx), s.ID, &s)
+		_ = n.removeReplica(s.ID)
+	}()
+	if !n.hasCreatedHooks() {
+		return runtime.Run(ctx, d, s.ID, dir, stdio)
+	}
+	// A plugin acts between create and start: the long way round.
+	if err := d.Create(ctx, s.ID, dir, stdio); err != nil {
+		return runtime.Exit{}, err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = d.Delete(dctx, s.ID)
+	}()
+	if err := n.afterCreate(ctx, d, s); err != nil {
+		return runtime.Exit{}, err
+	}
+	if err := d.Start(ctx, s.ID); err != nil {
+		return runtime.Exit{}, err
+	}
+	exit, err := d.Wait(ctx, s.ID)
+	if err != nil && ctx.Err() != nil {
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = d.Kill(kctx, s.ID, syscall.SIGKILL)
+		if e, werr := d.Wait(kctx, s.ID); werr == nil {
+			exit = e
+		}
+	}
+	return exit, err
+}
+
+// hasCreatedHooks says whether a plugin acts between create and start.
+func (n *Node) hasCreatedHooks() bool {
+	for _, at := range n.attachers {
+		if _, ok := at.(CreatedAttacher); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// afterCreate runs the CreatedAttachers on a created replica.
+func (n *Node) afterCreate(ctx context.Context, d runtime.Driver, s Spec) error {
+	if !n.hasCreatedHooks() {
+		return nil
+	}
+	st, err := d.State(ctx, s.ID)
+	if err != nil {
+		return err
+	}
+	return n.created(ctx, s, st.Pid)
 }
 
 // Start prepares and starts a long-running replica; its output goes to the
@@ -657,11 +725,17 @@ func (n *Node) Start(ctx context.Context, s Spec) error {
 		return err
 	}
 	if err := d.Create(ctx, s.ID, dir, runtime.IO{}); err != nil {
+		_ = n.detach(context.WithoutCancel(ctx), s.ID, &s)
 		_ = n.removeReplica(s.ID)
 		return err
 	}
-	if err := d.Start(ctx, s.ID); err != nil {
+	err = n.afterCreate(ctx, d, s)
+	if err == nil {
+		err = d.Start(ctx, s.ID)
+	}
+	if err != nil {
 		_ = d.Delete(context.WithoutCancel(ctx), s.ID)
+		_ = n.detach(context.WithoutCancel(ctx), s.ID, &s)
 		_ = n.removeReplica(s.ID)
 		return err
 	}
@@ -674,6 +748,10 @@ func (n *Node) Start(ctx context.Context, s Spec) error {
 // too, trying every driver, so nothing leaks.
 func (n *Node) Remove(ctx context.Context, id string) error {
 	rec, err := n.record(id)
+	var spec *Spec
+	if err == nil {
+		spec = &rec.Spec
+	}
 	drivers := []*runtime.OCI{n.runc, n.runsc}
 	switch {
 	case err == nil:
@@ -698,6 +776,9 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 		if err := d.Delete(ctx, id); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 			return err
 		}
+	}
+	if err := n.detach(ctx, id, spec); err != nil {
+		return err
 	}
 	return n.removeReplica(id)
 }

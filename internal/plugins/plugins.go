@@ -1,0 +1,48 @@
+// Package plugins is the one place that lists what plugs into a node: the
+// per-replica resources (replica.Attacher: networks, volumes…) every
+// process that runs replicas gets (rung up's own agent, rung agent, rung
+// demo, rung run). A new kind is added here, never as a branch in the
+// agent or the node.
+package plugins
+
+import (
+	"context"
+	"log/slog"
+
+	"rung.dev/rung/internal/replica"
+)
+
+// Config is what the plugins of one node may need.
+type Config struct {
+	// DataDir is the node's data directory; plugins keep their state
+	// under DataDir/NAME.
+	DataDir string
+	// Node names the node ("" for rung run).
+	Node   string
+	Logger *slog.Logger
+}
+
+// Attachers builds the node's attachers, in the order they attach (and
+// detach in reverse). Secrets are built into the node.
+func Attachers(ctx context.Context, cfg Config) ([]replica.Attacher, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	var out []replica.Attacher
+	return out, nil
+}
+
+// OpenNode opens the node at dir with its plugins: how every process that
+// runs replicas opens its node.
+func OpenNode(ctx context.Context, dir string, opts replica.Options, cfg Config) (*replica.Node, error) {
+	cfg.DataDir = dir
+	if cfg.Logger == nil {
+		cfg.Logger = opts.Logger
+	}
+	ats, err := Attachers(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts.Attachers = append(opts.Attachers, ats...)
+	return replica.Open(ctx, dir, opts)
+}
