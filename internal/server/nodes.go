@@ -182,6 +182,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.grantsLeases(); err != nil {
+		return err
+	}
 	var hb wire.Heartbeat
 	if err := decodeJSON(w, r, &hb); err != nil {
 		return err
@@ -211,6 +214,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err := s.AuditNodeDecisions(r.Context(), name, s.plannedOnly(r.Context(), name, decisions)); err != nil {
 		return err
 	}
+	w.Header().Set(wire.LeaseHeader, s.nodes.lease().String())
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

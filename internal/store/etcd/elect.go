@@ -41,11 +41,22 @@ func (s *Store) Elector(id string, ttl time.Duration) *Elector {
 	return &Elector{st: s, id: id, ttl: ttl}
 }
 
+// SetID renames the campaigner for its next campaign (say, once its
+// address is known).
+func (e *Elector) SetID(id string) {
+	e.mu.Lock()
+	e.id = id
+	e.mu.Unlock()
+}
+
 // Campaign implements leader.Elector.
 func (e *Elector) Campaign(ctx context.Context) (*leader.Term, error) {
 	if err := e.st.usable(ctx); err != nil {
 		return nil, err
 	}
+	e.mu.Lock()
+	id := e.id
+	e.mu.Unlock()
 	secs := max(1, int((e.ttl+time.Second-1)/time.Second))
 	// The session outlives the campaign's ctx: it ends with Resign, Close
 	// or the lease's expiry (keep-alives that get no answer for a TTL).
@@ -54,7 +65,7 @@ func (e *Elector) Campaign(ctx context.Context) (*leader.Term, error) {
 		return nil, fmt.Errorf("campaign: session: %w", e.st.mapErr(err))
 	}
 	el := concurrency.NewElection(sess, e.st.prefix+LeaderDir)
-	if err := el.Campaign(ctx, e.id); err != nil {
+	if err := el.Campaign(ctx, id); err != nil {
 		_ = sess.Close() // revokes the lease, so the key goes too
 		return nil, fmt.Errorf("campaign: %w", e.st.mapErr(err))
 	}
@@ -71,7 +82,7 @@ func (e *Elector) Campaign(ctx context.Context) (*leader.Term, error) {
 		e.mu.Unlock()
 		return errors.Join(err, sess.Close())
 	}
-	return leader.NewTerm(leader.Info{ID: e.id, Term: el.Rev()}, key, sess.Done(), resign), nil
+	return leader.NewTerm(leader.Info{ID: id, Term: el.Rev()}, key, sess.Done(), resign), nil
 }
 
 // Leader implements leader.Elector: the oldest campaigner's key.
