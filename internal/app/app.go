@@ -257,10 +257,10 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 		defer elector.Close()
 	}
 	srv, err := server.New(server.Config{
-		Elector: leaderElector(elector),
-		Store:   st, Audit: audit.New(store.WithDeadline(st, storeTimeout)), Registry: prometheus.NewRegistry(), Logger: log,
+		Store: st, Audit: audit.New(store.WithDeadline(st, storeTimeout)), Registry: prometheus.NewRegistry(), Logger: log,
 		NodeTimeout: time.Duration(cfg.NodeTimeout), Limits: cfg.Limits, OIDC: oidc, OnAdminToken: writeToken,
 		StoreTimeout: storeTimeout, AdminTokenName: adminName(cfg.DataDir), Secrets: keyring,
+		Elector: leaderElector(elector),
 	})
 	if err != nil {
 		return err
