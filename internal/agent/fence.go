@@ -40,11 +40,11 @@ func (l *lease) renew(sent time.Time, d time.Duration) {
 	}
 }
 
-// expired is true once a granted lease has run out.
-func (l *lease) expired() bool {
+// expired is true once a granted lease has run out at now.
+func (l *lease) expired(now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.granted && !time.Now().Before(l.until)
+	return l.granted && !now.Before(l.until)
 }
 
 // send heartbeats, renewing the lease when the control plane grants one.
@@ -55,7 +55,7 @@ func (r *Remote) send(ctx context.Context, hb wire.Heartbeat) error {
 	if !ok {
 		return r.api.Heartbeat(ctx, r.node, hb)
 	}
-	sent := time.Now()
+	sent := r.agent.now()
 	d, err := la.HeartbeatLease(ctx, r.node, hb)
 	if err != nil {
 		return err
@@ -85,25 +85,37 @@ func (r *Remote) fence(ctx context.Context, check time.Duration) {
 			return
 		case <-t.C:
 		}
-		if !r.lease.expired() {
-			continue
-		}
-		r.lease.mu.Lock()
-		first := !r.lease.fenced
-		r.lease.fenced = true
-		r.lease.mu.Unlock()
-		recs, err := r.replicas.Records()
-		if err != nil {
-			r.log.Error("fence: list replicas", "err", err)
-			continue
-		}
-		if first {
-			r.log.Error("lease expired: the control plane can't be reached; stopping every replica of the node", "replicas", len(recs))
-		}
-		for _, rec := range recs {
-			if err := r.replicas.Remove(ctx, rec.Spec.ID); err != nil && ctx.Err() == nil {
+		r.fenceOnce(ctx)
+	}
+}
+
+// fenceOnce stops every replica if the lease has expired; it returns how
+// many it stopped.
+func (r *Remote) fenceOnce(ctx context.Context) int {
+	if !r.lease.expired(r.agent.now()) {
+		return 0
+	}
+	r.lease.mu.Lock()
+	first := !r.lease.fenced
+	r.lease.fenced = true
+	r.lease.mu.Unlock()
+	recs, err := r.replicas.Records()
+	if err != nil {
+		r.log.Error("fence: list replicas", "err", err)
+		return 0
+	}
+	if first {
+		r.log.Error("lease expired: the control plane can't be reached; stopping every replica of the node", "replicas", len(recs))
+	}
+	n := 0
+	for _, rec := range recs {
+		if err := r.replicas.Remove(ctx, rec.Spec.ID); err != nil {
+			if ctx.Err() == nil {
 				r.log.Error("fence: stop replica", "replica", rec.Spec.ID, "err", err)
 			}
+			continue
 		}
+		n++
 	}
+	return n
 }

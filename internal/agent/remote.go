@@ -144,7 +144,7 @@ func (r *Remote) Run(ctx context.Context, interval time.Duration) error {
 	every(ctx, interval, func() {
 		// A node whose lease expired starts nothing: the control plane
 		// may have re-placed its replicas.
-		if !r.lease.expired() {
+		if !r.lease.expired(r.agent.now()) {
 			r.agent.reconcileLogged(ctx)
 		}
 	})
