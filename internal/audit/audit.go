@@ -139,7 +139,12 @@ func isHash(s string) bool {
 type Log struct {
 	s   store.Store
 	now func() time.Time
-	mu  sync.Mutex // serializes this process's appends; other writers are handled by CAS
+	// mu is held by the one append committing for this process (a group,
+	// batch.go); other writers are handled by CAS.
+	mu sync.Mutex
+	// qmu guards queue, the appends waiting for the next group commit.
+	qmu   sync.Mutex
+	queue []*pending
 }
 
 // Option configures a Log.
@@ -165,6 +170,10 @@ func Key(seq uint64) string { return fmt.Sprintf("%s/%020d", LogDir, seq) }
 // and the store revision. When a precondition of ops fails, nothing is
 // written and the error wraps the store's sentinel; when another writer
 // appended first, Append retries from the new head.
+//
+// Concurrent appends share one store transaction (group commit, batch.go):
+// one fsync for many entries, each entry still chained and committed
+// atomically with its own ops.
 func (l *Log) Append(ctx context.Context, r Record, ops ...store.Op) (Entry, int64, error) {
 	details, err := r.validate()
 	if err != nil {
@@ -175,40 +184,25 @@ func (l *Log) Append(ctx context.Context, r Record, ops ...store.Op) (Entry, int
 			return Entry{}, 0, fmt.Errorf("audit append: op %d writes %q inside the audit log: %w", i, op.Key, store.ErrInvalid)
 		}
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	return l.group(ctx, &pending{r: r, details: details, ops: ops, done: make(chan result, 1)})
+}
+
+// appendOne commits p alone: the chain's next entry with p's ops.
+func (l *Log) appendOne(ctx context.Context, p *pending) (Entry, int64, error) {
 	for range maxAttempts {
 		head, headRev, err := l.head(ctx)
 		if err != nil {
 			return Entry{}, 0, fmt.Errorf("audit append: %w", err)
 		}
-		e := Entry{
-			Seq:      head.Seq + 1,
-			Time:     l.now().UTC(),
-			Actor:    r.Actor,
-			Tenant:   r.Tenant,
-			Action:   r.Action,
-			Object:   r.Object,
-			Decision: r.Decision,
-			Details:  details,
-			PrevHash: head.Hash,
-		}
-		e.Hash = e.ComputeHash()
-		data, err := encode(e)
+		e, txn, err := l.link(head, p)
 		if err != nil {
 			return Entry{}, 0, err
 		}
-		headData, err := json.Marshal(Head{Seq: e.Seq, Hash: e.Hash})
+		txn = append(p.ops[:len(p.ops):len(p.ops)], txn...)
+		txn, err = l.withHead(txn, e, headRev)
 		if err != nil {
 			return Entry{}, 0, err
 		}
-		expect := headRev
-		if expect == 0 {
-			expect = store.Create
-		}
-		txn := append(ops[:len(ops):len(ops)],
-			store.PutOp(Key(e.Seq), data, store.Create),
-			store.PutOp(HeadKey, headData, expect))
 		rev, err := l.s.Txn(ctx, txn...)
 		if err == nil {
 			return e, rev, nil
@@ -227,6 +221,41 @@ func (l *Log) Append(ctx context.Context, r Record, ops ...store.Op) (Entry, int
 		}
 	}
 	return Entry{}, 0, fmt.Errorf("audit append: head kept moving after %d attempts: %w", maxAttempts, store.ErrConflict)
+}
+
+// link makes p's entry after head and the op that stores it.
+func (l *Log) link(head Head, p *pending) (Entry, []store.Op, error) {
+	e := Entry{
+		Seq:      head.Seq + 1,
+		Time:     l.now().UTC(),
+		Actor:    p.r.Actor,
+		Tenant:   p.r.Tenant,
+		Action:   p.r.Action,
+		Object:   p.r.Object,
+		Decision: p.r.Decision,
+		Details:  p.details,
+		PrevHash: head.Hash,
+	}
+	e.Hash = e.ComputeHash()
+	data, err := encode(e)
+	if err != nil {
+		return Entry{}, nil, err
+	}
+	return e, []store.Op{store.PutOp(Key(e.Seq), data, store.Create)}, nil
+}
+
+// withHead appends the op moving the head to last, expecting the head at
+// headRev (absent when 0).
+func (l *Log) withHead(txn []store.Op, last Entry, headRev int64) ([]store.Op, error) {
+	headData, err := json.Marshal(Head{Seq: last.Seq, Hash: last.Hash})
+	if err != nil {
+		return nil, err
+	}
+	expect := headRev
+	if expect == 0 {
+		expect = store.Create
+	}
+	return append(txn, store.PutOp(HeadKey, headData, expect)), nil
 }
 
 // validate checks r's fields and returns its details in compact form.
