@@ -175,73 +175,97 @@ func Key(seq uint64) string { return fmt.Sprintf("%s/%020d", LogDir, seq) }
 // one fsync for many entries, each entry still chained and committed
 // atomically with its own ops.
 func (l *Log) Append(ctx context.Context, r Record, ops ...store.Op) (Entry, int64, error) {
-	details, err := r.validate()
+	es, rev, err := l.AppendAll(ctx, []Record{r}, ops...)
 	if err != nil {
 		return Entry{}, 0, err
 	}
+	return es[0], rev, nil
+}
+
+// AppendAll is Append of several records at once: consecutive entries,
+// committed with ops in one transaction (a batch of changes, each with
+// its record).
+func (l *Log) AppendAll(ctx context.Context, rs []Record, ops ...store.Op) ([]Entry, int64, error) {
+	if len(rs) == 0 {
+		return nil, 0, fmt.Errorf("audit append: no record: %w", store.ErrInvalid)
+	}
+	p := &pending{rs: rs, ops: ops, done: make(chan result, 1)}
+	for _, r := range rs {
+		details, err := r.validate()
+		if err != nil {
+			return nil, 0, err
+		}
+		p.details = append(p.details, details)
+	}
 	for i, op := range ops {
 		if op.Key == Dir || strings.HasPrefix(op.Key, Dir+"/") {
-			return Entry{}, 0, fmt.Errorf("audit append: op %d writes %q inside the audit log: %w", i, op.Key, store.ErrInvalid)
+			return nil, 0, fmt.Errorf("audit append: op %d writes %q inside the audit log: %w", i, op.Key, store.ErrInvalid)
 		}
 	}
-	return l.group(ctx, &pending{r: r, details: details, ops: ops, done: make(chan result, 1)})
+	return l.group(ctx, p)
 }
 
 // appendOne commits p alone: the chain's next entry with p's ops.
-func (l *Log) appendOne(ctx context.Context, p *pending) (Entry, int64, error) {
+func (l *Log) appendOne(ctx context.Context, p *pending) ([]Entry, int64, error) {
 	for range maxAttempts {
 		head, headRev, err := l.head(ctx)
 		if err != nil {
-			return Entry{}, 0, fmt.Errorf("audit append: %w", err)
+			return nil, 0, fmt.Errorf("audit append: %w", err)
 		}
-		e, txn, err := l.link(head, p)
+		es, txn, err := l.link(head, p)
 		if err != nil {
-			return Entry{}, 0, err
+			return nil, 0, err
 		}
 		txn = append(p.ops[:len(p.ops):len(p.ops)], txn...)
-		txn, err = l.withHead(txn, e, headRev)
+		txn, err = l.withHead(txn, es[len(es)-1], headRev)
 		if err != nil {
-			return Entry{}, 0, err
+			return nil, 0, err
 		}
 		rev, err := l.s.Txn(ctx, txn...)
 		if err == nil {
-			return e, rev, nil
+			return es, rev, nil
 		}
 		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrExists) {
-			return Entry{}, 0, fmt.Errorf("audit append: %w", err)
+			return nil, 0, fmt.Errorf("audit append: %w", err)
 		}
 		// Retry only if the head moved; otherwise the caller's own
 		// precondition failed.
 		_, now, herr := l.head(ctx)
 		if herr != nil {
-			return Entry{}, 0, fmt.Errorf("audit append: %w", herr)
+			return nil, 0, fmt.Errorf("audit append: %w", herr)
 		}
 		if now == headRev {
-			return Entry{}, 0, fmt.Errorf("audit append: %w", err)
+			return nil, 0, fmt.Errorf("audit append: %w", err)
 		}
 	}
-	return Entry{}, 0, fmt.Errorf("audit append: head kept moving after %d attempts: %w", maxAttempts, store.ErrConflict)
+	return nil, 0, fmt.Errorf("audit append: head kept moving after %d attempts: %w", maxAttempts, store.ErrConflict)
 }
 
-// link makes p's entry after head and the op that stores it.
-func (l *Log) link(head Head, p *pending) (Entry, []store.Op, error) {
-	e := Entry{
-		Seq:      head.Seq + 1,
-		Time:     l.now().UTC(),
-		Actor:    p.r.Actor,
-		Tenant:   p.r.Tenant,
-		Action:   p.r.Action,
-		Object:   p.r.Object,
-		Decision: p.r.Decision,
-		Details:  p.details,
-		PrevHash: head.Hash,
+// link makes p's entries after head and the ops that store them.
+func (l *Log) link(head Head, p *pending) ([]Entry, []store.Op, error) {
+	es := make([]Entry, len(p.rs))
+	ops := make([]store.Op, len(p.rs))
+	for i, r := range p.rs {
+		e := Entry{
+			Seq:      head.Seq + 1,
+			Time:     l.now().UTC(),
+			Actor:    r.Actor,
+			Tenant:   r.Tenant,
+			Action:   r.Action,
+			Object:   r.Object,
+			Decision: r.Decision,
+			Details:  p.details[i],
+			PrevHash: head.Hash,
+		}
+		e.Hash = e.ComputeHash()
+		data, err := encode(e)
+		if err != nil {
+			return nil, nil, err
+		}
+		es[i], ops[i] = e, store.PutOp(Key(e.Seq), data, store.Create)
+		head = Head{Seq: e.Seq, Hash: e.Hash}
 	}
-	e.Hash = e.ComputeHash()
-	data, err := encode(e)
-	if err != nil {
-		return Entry{}, nil, err
-	}
-	return e, []store.Op{store.PutOp(Key(e.Seq), data, store.Create)}, nil
+	return es, ops, nil
 }
 
 // withHead appends the op moving the head to last, expecting the head at

@@ -19,14 +19,14 @@ import (
 
 // pending is one Append waiting for its commit.
 type pending struct {
-	r       Record
-	details json.RawMessage
+	rs      []Record
+	details []json.RawMessage
 	ops     []store.Op
 	done    chan result // buffered: the committer never blocks
 }
 
 type result struct {
-	e   Entry
+	es  []Entry
 	rev int64
 	err error
 }
@@ -37,7 +37,7 @@ const maxGroup = 64
 
 // group queues p and returns its result, committing the queue itself if
 // no one else is.
-func (l *Log) group(ctx context.Context, p *pending) (Entry, int64, error) {
+func (l *Log) group(ctx context.Context, p *pending) ([]Entry, int64, error) {
 	l.qmu.Lock()
 	l.queue = append(l.queue, p)
 	l.qmu.Unlock()
@@ -45,7 +45,7 @@ func (l *Log) group(ctx context.Context, p *pending) (Entry, int64, error) {
 	select {
 	case r := <-p.done: // a committer before us took p
 		l.mu.Unlock()
-		return r.e, r.rev, r.err
+		return r.es, r.rev, r.err
 	default:
 	}
 	for {
@@ -66,7 +66,7 @@ func (l *Log) group(ctx context.Context, p *pending) (Entry, int64, error) {
 	}
 	l.mu.Unlock()
 	r := <-p.done
-	return r.e, r.rev, r.err
+	return r.es, r.rev, r.err
 }
 
 // commitGroups commits batch in order, as groups that fit one transaction.
@@ -89,7 +89,7 @@ func fits(batch []*pending) int {
 		if i == maxGroup {
 			return i
 		}
-		pops, psize := 1, 0 // its entry
+		pops, psize := len(p.rs), 0 // its entries
 		for _, op := range p.ops {
 			if prev, ok := keys[op.Key]; ok && !(prev.Kind == store.OpCheck && op.Kind == store.OpCheck && prev.Expect == op.Expect) {
 				return max(i, 1)
@@ -97,7 +97,9 @@ func fits(batch []*pending) int {
 			pops++
 			psize += len(op.Key) + len(op.Data)
 		}
-		psize += len(p.details) + 4<<10 // the entry with its fields, generously
+		for _, d := range p.details {
+			psize += len(d) + 4<<10 // the entry with its fields, generously
+		}
 		if i > 0 && (ops+pops > store.MaxTxnOps || size+psize > store.MaxTxnSize/2) {
 			return i
 		}
@@ -113,8 +115,8 @@ func fits(batch []*pending) int {
 // fails for a reason other than the head having moved.
 func (l *Log) commitGroup(ctx context.Context, members []*pending) {
 	if len(members) == 1 {
-		e, rev, err := l.appendOne(ctx, members[0])
-		members[0].done <- result{e, rev, err}
+		es, rev, err := l.appendOne(ctx, members[0])
+		members[0].done <- result{es, rev, err}
 		return
 	}
 	for range maxAttempts {
@@ -125,16 +127,17 @@ func (l *Log) commitGroup(ctx context.Context, members []*pending) {
 		}
 		var (
 			txn     []store.Op
-			entries = make([]Entry, len(members))
+			entries = make([][]Entry, len(members))
 			checked = map[string]bool{}
 		)
 		for i, p := range members {
-			e, eops, err := l.link(head, p)
+			es, eops, err := l.link(head, p)
 			if err != nil {
 				l.fail(members, err)
 				return
 			}
-			entries[i], head = e, Head{Seq: e.Seq, Hash: e.Hash}
+			last := es[len(es)-1]
+			entries[i], head = es, Head{Seq: last.Seq, Hash: last.Hash}
 			for _, op := range p.ops {
 				if op.Kind == store.OpCheck {
 					if checked[op.Key] {
@@ -146,7 +149,8 @@ func (l *Log) commitGroup(ctx context.Context, members []*pending) {
 			}
 			txn = append(txn, eops...)
 		}
-		txn, err = l.withHead(txn, entries[len(entries)-1], headRev)
+		last := entries[len(entries)-1]
+		txn, err = l.withHead(txn, last[len(last)-1], headRev)
 		if err != nil {
 			l.fail(members, err)
 			return
@@ -165,8 +169,8 @@ func (l *Log) commitGroup(ctx context.Context, members []*pending) {
 		}
 		// A member's precondition (or a limit) failed: each on its own.
 		for _, p := range members {
-			e, rev, err := l.appendOne(ctx, p)
-			p.done <- result{e, rev, err}
+			es, rev, err := l.appendOne(ctx, p)
+			p.done <- result{es, rev, err}
 		}
 		return
 	}
