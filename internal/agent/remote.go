@@ -44,6 +44,8 @@ type Remote struct {
 	// unsent are admission decisions of the node not yet acknowledged by
 	// the control plane (sent with the next heartbeat; at least once).
 	unsent []policy.Decision
+
+	lease lease // fence.go
 }
 
 // DecisionSource is a node that keeps its admission decisions for the
@@ -106,7 +108,7 @@ func (r *Remote) Heartbeat(ctx context.Context) error {
 	if logs := r.agent.LogTails(ctx); len(logs) > 0 {
 		hb.Logs = logs
 	}
-	if err := r.api.Heartbeat(ctx, r.node, hb); err != nil {
+	if err := r.send(ctx, hb); err != nil {
 		return fmt.Errorf("agent %s: heartbeat: %w", r.node, err)
 	}
 	r.unsent = r.unsent[len(hb.Decisions):]
@@ -137,8 +139,17 @@ func (r *Remote) Run(ctx context.Context, interval time.Duration) error {
 			}
 		})
 	}()
-	every(ctx, interval, func() { r.agent.reconcileLogged(ctx) })
+	fenced := make(chan struct{})
+	go func() { defer close(fenced); r.fence(ctx, fenceCheck) }()
+	every(ctx, interval, func() {
+		// A node whose lease expired starts nothing: the control plane
+		// may have re-placed its replicas.
+		if !r.lease.expired(r.agent.now()) {
+			r.agent.reconcileLogged(ctx)
+		}
+	})
 	<-done
+	<-fenced
 	return ctx.Err()
 }
 

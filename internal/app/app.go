@@ -31,6 +31,7 @@ import (
 	"rung.dev/rung/internal/audit"
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/leader"
 	"rung.dev/rung/internal/secret"
 	"rung.dev/rung/internal/server"
 	"rung.dev/rung/internal/store"
@@ -94,6 +95,10 @@ type Config struct {
 	// DataDir/secrets.key, made at the first start, mode 0600). Several
 	// rung up on one etcd need the same file.
 	SecretKeyFile string `json:"secretKeyFile,omitempty"`
+	// LeaderLease is how long the leader among several rung up on one etcd
+	// keeps leading after it stops or is cut off: another takes over within
+	// it (default 10s; whole seconds).
+	LeaderLease Duration `json:"leaderLease,omitempty"`
 }
 
 // Duration is a time.Duration written as "10s" in config files.
@@ -247,10 +252,15 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 		return fmt.Errorf("config: secretKeyFile: %w", err)
 	}
 	storeTimeout := cmp.Or(time.Duration(cfg.StoreTimeout), server.DefaultStoreTimeout)
+	elector := electorFor(st, cfg)
+	if elector != nil {
+		defer elector.Close()
+	}
 	srv, err := server.New(server.Config{
 		Store: st, Audit: audit.New(store.WithDeadline(st, storeTimeout)), Registry: prometheus.NewRegistry(), Logger: log,
 		NodeTimeout: time.Duration(cfg.NodeTimeout), Limits: cfg.Limits, OIDC: oidc, OnAdminToken: writeToken,
 		StoreTimeout: storeTimeout, AdminTokenName: adminName(cfg.DataDir), Secrets: keyring,
+		Elector: leaderElector(elector),
 	})
 	if err != nil {
 		return err
@@ -280,6 +290,9 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 	urlMu.Lock()
 	serverURL = url
 	urlMu.Unlock()
+	if elector != nil {
+		elector.SetID(electorID(url))
+	}
 	for _, p := range clientPaths {
 		if err := client.WriteConfig(p, client.Config{Server: url, Token: token}); err != nil {
 			ln.Close()
@@ -432,6 +445,35 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 		return st, cfg.Store, nil
 	}
 	return nil, "", fmt.Errorf("store %q: use bolt or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]", cfg.Store)
+}
+
+// DefaultLeaderLease is Config.LeaderLease's default.
+const DefaultLeaderLease = 10 * time.Second
+
+// electorFor is the leader election of several rung up on st: etcd's
+// election on etcd; none (nil) on the embedded store, which one process
+// holds (the server then always leads).
+func electorFor(st store.Store, cfg Config) *etcd.Elector {
+	es, ok := st.(*etcd.Store)
+	if !ok {
+		return nil
+	}
+	return es.Elector(electorID(""), cmp.Or(time.Duration(cfg.LeaderLease), DefaultLeaderLease))
+}
+
+// leaderElector keeps a nil *etcd.Elector a nil interface.
+func leaderElector(e *etcd.Elector) leader.Elector {
+	if e == nil {
+		return nil
+	}
+	return e
+}
+
+// electorID names this control plane in the election: host, process and
+// API address, so that `rung leader` says where the leader is.
+func electorID(url string) string {
+	host, _ := os.Hostname()
+	return strings.TrimSpace(fmt.Sprintf("%s pid %d %s", host, os.Getpid(), url))
 }
 
 // readSmall reads a file of at most limit bytes.

@@ -139,7 +139,12 @@ func isHash(s string) bool {
 type Log struct {
 	s   store.Store
 	now func() time.Time
-	mu  sync.Mutex // serializes this process's appends; other writers are handled by CAS
+	// mu is held by the one append committing for this process (a group,
+	// batch.go); other writers are handled by CAS.
+	mu sync.Mutex
+	// qmu guards queue, the appends waiting for the next group commit.
+	qmu   sync.Mutex
+	queue []*pending
 }
 
 // Option configures a Log.
@@ -165,23 +170,82 @@ func Key(seq uint64) string { return fmt.Sprintf("%s/%020d", LogDir, seq) }
 // and the store revision. When a precondition of ops fails, nothing is
 // written and the error wraps the store's sentinel; when another writer
 // appended first, Append retries from the new head.
+//
+// Concurrent appends share one store transaction (group commit, batch.go):
+// one fsync for many entries, each entry still chained and committed
+// atomically with its own ops.
 func (l *Log) Append(ctx context.Context, r Record, ops ...store.Op) (Entry, int64, error) {
-	details, err := r.validate()
+	es, rev, err := l.AppendAll(ctx, []Record{r}, ops...)
 	if err != nil {
 		return Entry{}, 0, err
 	}
+	return es[0], rev, nil
+}
+
+// AppendAll is Append of several records at once: consecutive entries,
+// committed with ops in one transaction (a batch of changes, each with
+// its record).
+func (l *Log) AppendAll(ctx context.Context, rs []Record, ops ...store.Op) ([]Entry, int64, error) {
+	if len(rs) == 0 {
+		return nil, 0, fmt.Errorf("audit append: no record: %w", store.ErrInvalid)
+	}
+	p := &pending{rs: rs, ops: ops, done: make(chan result, 1)}
+	for _, r := range rs {
+		details, err := r.validate()
+		if err != nil {
+			return nil, 0, err
+		}
+		p.details = append(p.details, details)
+	}
 	for i, op := range ops {
 		if op.Key == Dir || strings.HasPrefix(op.Key, Dir+"/") {
-			return Entry{}, 0, fmt.Errorf("audit append: op %d writes %q inside the audit log: %w", i, op.Key, store.ErrInvalid)
+			return nil, 0, fmt.Errorf("audit append: op %d writes %q inside the audit log: %w", i, op.Key, store.ErrInvalid)
 		}
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	return l.group(ctx, p)
+}
+
+// appendOne commits p alone: the chain's next entry with p's ops.
+func (l *Log) appendOne(ctx context.Context, p *pending) ([]Entry, int64, error) {
 	for range maxAttempts {
 		head, headRev, err := l.head(ctx)
 		if err != nil {
-			return Entry{}, 0, fmt.Errorf("audit append: %w", err)
+			return nil, 0, fmt.Errorf("audit append: %w", err)
 		}
+		es, txn, err := l.link(head, p)
+		if err != nil {
+			return nil, 0, err
+		}
+		txn = append(p.ops[:len(p.ops):len(p.ops)], txn...)
+		txn, err = l.withHead(txn, es[len(es)-1], headRev)
+		if err != nil {
+			return nil, 0, err
+		}
+		rev, err := l.s.Txn(ctx, txn...)
+		if err == nil {
+			return es, rev, nil
+		}
+		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrExists) {
+			return nil, 0, fmt.Errorf("audit append: %w", err)
+		}
+		// Retry only if the head moved; otherwise the caller's own
+		// precondition failed.
+		_, now, herr := l.head(ctx)
+		if herr != nil {
+			return nil, 0, fmt.Errorf("audit append: %w", herr)
+		}
+		if now == headRev {
+			return nil, 0, fmt.Errorf("audit append: %w", err)
+		}
+	}
+	return nil, 0, fmt.Errorf("audit append: head kept moving after %d attempts: %w", maxAttempts, store.ErrConflict)
+}
+
+// link makes p's entries after head and the ops that store them.
+func (l *Log) link(head Head, p *pending) ([]Entry, []store.Op, error) {
+	es := make([]Entry, len(p.rs))
+	ops := make([]store.Op, len(p.rs))
+	for i, r := range p.rs {
 		e := Entry{
 			Seq:      head.Seq + 1,
 			Time:     l.now().UTC(),
@@ -190,43 +254,32 @@ func (l *Log) Append(ctx context.Context, r Record, ops ...store.Op) (Entry, int
 			Action:   r.Action,
 			Object:   r.Object,
 			Decision: r.Decision,
-			Details:  details,
+			Details:  p.details[i],
 			PrevHash: head.Hash,
 		}
 		e.Hash = e.ComputeHash()
 		data, err := encode(e)
 		if err != nil {
-			return Entry{}, 0, err
+			return nil, nil, err
 		}
-		headData, err := json.Marshal(Head{Seq: e.Seq, Hash: e.Hash})
-		if err != nil {
-			return Entry{}, 0, err
-		}
-		expect := headRev
-		if expect == 0 {
-			expect = store.Create
-		}
-		txn := append(ops[:len(ops):len(ops)],
-			store.PutOp(Key(e.Seq), data, store.Create),
-			store.PutOp(HeadKey, headData, expect))
-		rev, err := l.s.Txn(ctx, txn...)
-		if err == nil {
-			return e, rev, nil
-		}
-		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrExists) {
-			return Entry{}, 0, fmt.Errorf("audit append: %w", err)
-		}
-		// Retry only if the head moved; otherwise the caller's own
-		// precondition failed.
-		_, now, herr := l.head(ctx)
-		if herr != nil {
-			return Entry{}, 0, fmt.Errorf("audit append: %w", herr)
-		}
-		if now == headRev {
-			return Entry{}, 0, fmt.Errorf("audit append: %w", err)
-		}
+		es[i], ops[i] = e, store.PutOp(Key(e.Seq), data, store.Create)
+		head = Head{Seq: e.Seq, Hash: e.Hash}
 	}
-	return Entry{}, 0, fmt.Errorf("audit append: head kept moving after %d attempts: %w", maxAttempts, store.ErrConflict)
+	return es, ops, nil
+}
+
+// withHead appends the op moving the head to last, expecting the head at
+// headRev (absent when 0).
+func (l *Log) withHead(txn []store.Op, last Entry, headRev int64) ([]store.Op, error) {
+	headData, err := json.Marshal(Head{Seq: last.Seq, Hash: last.Hash})
+	if err != nil {
+		return nil, err
+	}
+	expect := headRev
+	if expect == 0 {
+		expect = store.Create
+	}
+	return append(txn, store.PutOp(HeadKey, headData, expect)), nil
 }
 
 // validate checks r's fields and returns its details in compact form.

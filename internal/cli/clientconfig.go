@@ -15,7 +15,7 @@ import (
 // the commands that talk to it. root.go lists them.
 func controlPlaneCommands() []*cobra.Command {
 	return []*cobra.Command{
-		newUpCmd(), newApplyCmd(), newDeleteCmd(), newGetCmd(), newDescribeCmd(), newLogsCmd(), newExecCmd(), newScaleCmd(), newRolloutCmd(), newTokenCmd(), newSecretCmd(), newAgentCmd(),
+		newUpCmd(), newApplyCmd(), newDeleteCmd(), newGetCmd(), newDescribeCmd(), newLogsCmd(), newExecCmd(), newScaleCmd(), newRolloutCmd(), newTokenCmd(), newSecretCmd(), newAgentCmd(), newLeaderCmd(),
 	}
 }
 

@@ -41,10 +41,27 @@ func (c *Client) NodeReplicas(ctx context.Context, node string) ([]replica.Spec,
 	return r.Replicas, nil
 }
 
-// Nodes lists every node with its liveness (operators).
+// Nodes lists every node with its liveness (operators), reading every page.
 func (c *Client) Nodes(ctx context.Context) (wire.Nodes, error) {
+	all := wire.Nodes{Nodes: []wire.NodeStatus{}}
+	cont := ""
+	for {
+		n, err := c.NodesPage(ctx, 0, cont)
+		if err != nil {
+			return wire.Nodes{}, err
+		}
+		all.Nodes, all.Timeout = append(all.Nodes, n.Nodes...), n.Timeout
+		if cont = n.Continue; cont == "" {
+			return all, nil
+		}
+	}
+}
+
+// NodesPage lists one page of nodes: at most limit (0: the server's
+// default) after the continue token cont.
+func (c *Client) NodesPage(ctx context.Context, limit int, cont string) (wire.Nodes, error) {
 	var n wire.Nodes
-	_, err := c.do(ctx, http.MethodGet, "/v1/nodes", nil, nil, &n)
+	_, err := c.do(ctx, http.MethodGet, "/v1/nodes", pageQuery(limit, cont), nil, &n)
 	return n, err
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -182,6 +183,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.grantsLeases(); err != nil {
+		return err
+	}
 	var hb wire.Heartbeat
 	if err := decodeJSON(w, r, &hb); err != nil {
 		return err
@@ -211,6 +215,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err := s.AuditNodeDecisions(r.Context(), name, s.plannedOnly(r.Context(), name, decisions)); err != nil {
 		return err
 	}
+	w.Header().Set(wire.LeaseHeader, s.nodes.lease().String())
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -287,11 +292,31 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 	if r.URL.Query().Get("watch") != "" {
 		return watchPolled(s, w, r, "nodes", view, func(n wire.NodeStatus) string { return n.Name })
 	}
+	pg, err := pageOf(r)
+	if err != nil {
+		return err
+	}
 	sts, err := view(r.Context())
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, wire.Nodes{Nodes: sts, Timeout: s.nodes.timeout.String()})
+	out := wire.Nodes{Nodes: sts, Timeout: s.nodes.timeout.String()}
+	// Pages follow the names' order, resuming after the last name of the
+	// previous page (a node that went meanwhile does not end the list):
+	// the view is made at each request, so a node that registers meanwhile
+	// may be missed.
+	if pg.after != "" {
+		i, _ := slices.BinarySearchFunc(sts, pg.after, func(n wire.NodeStatus, name string) int { return strings.Compare(n.Name, name) })
+		if i < len(sts) && sts[i].Name == pg.after {
+			i++
+		}
+		out.Nodes = sts[i:]
+	}
+	if len(out.Nodes) > pg.limit {
+		out.Nodes = out.Nodes[:pg.limit]
+		out.Continue = next(out.Nodes[len(out.Nodes)-1].Name, 1)
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

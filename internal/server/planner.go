@@ -10,11 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/leader"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/store"
 	"rung.dev/rung/internal/tenancy"
@@ -63,6 +66,18 @@ type planner struct {
 	mu     sync.Mutex
 	inputs [sha256.Size]byte // digest of the keys and revisions planned
 	last   plan              // what inputs planned to
+	// term is this server's leadership (nil: it follows): only a leader
+	// plans and writes the plan, every write fenced by its term; a
+	// follower serves the plan the leader stored (leader.go).
+	term *leader.Term
+}
+
+// lead makes the planner plan and store as term's leader (nil: follow).
+func (p *planner) lead(term *leader.Term) {
+	p.mu.Lock()
+	p.term = term
+	p.inputs = [sha256.Size]byte{} // plan afresh under the new role
+	p.mu.Unlock()
 }
 
 func newPlanner(st store.Store, runtimes tenancy.Set, m *metrics, log *slog.Logger) *planner {
@@ -127,20 +142,37 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 		ready = p.ready()
 		ready.digest(h)
 	}
+	// A follower's plan is the stored one: it changes with it.
+	var docs map[string]store.Value
+	if p.term == nil {
+		var err error
+		if docs, err = p.storedDocs(ctx); err != nil {
+			return plan{}, err
+		}
+		for _, k := range slices.Sorted(maps.Keys(docs)) {
+			h.Write([]byte("placement\x00" + k + "\x00"))
+			h.Write(binary.AppendVarint(nil, docs[k].Revision))
+		}
+	}
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	if p.last.result != nil && sum == p.inputs {
 		return p.last, nil
 	}
-	docs, err := p.storedDocs(ctx)
-	if err != nil {
-		return plan{}, err
+	if p.term != nil {
+		var err error
+		if docs, err = p.storedDocs(ctx); err != nil {
+			return plan{}, err
+		}
 	}
 	start := time.Now()
 	hashes := placementHashes(set)
 	res, offers, rolls, err := p.compute(set, docs, wlRevs, hashes, down, reports, ready)
 	if err != nil {
 		return plan{}, err
+	}
+	if p.term == nil {
+		p.stored(res, set, docs, wlRevs)
 	}
 	p.metrics.runs.Inc()
 	p.metrics.planTime.Observe(time.Since(start).Seconds())
@@ -149,10 +181,13 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 		byTier[pl.Tier]++
 	}
 	p.metrics.setPlan(byTier, len(res.Unplaced))
-	if err := p.save(ctx, res, docs, wlRevs, hashes, set, rolls); err != nil {
-		// The plan is still right; the next run writes it again.
-		p.log.Warn("plan: store placements", "err", err)
-		sum = [sha256.Size]byte{}
+	if p.term != nil {
+		if err := p.save(ctx, res, docs, wlRevs, hashes, set, rolls, p.term.Fence()); err != nil {
+			// The plan is still right; the next run writes it again (or,
+			// if the term ended, the next leader plans).
+			p.log.Warn("plan: store placements", "err", err)
+			sum = [sha256.Size]byte{}
+		}
 	}
 	tenants := make([]string, 0, len(set.Tenants))
 	for _, t := range set.Tenants {
@@ -271,7 +306,7 @@ const maxTxnOps = 100
 
 // save writes the placements of every workload whose stored plan changed
 // and removes those of deleted workloads.
-func (p *planner) save(ctx context.Context, res *scheduler.Result, docs map[string]store.Value, wlRevs map[string]int64, hashes map[string]string, set *v1.Set, rolls map[string]*rolling) error {
+func (p *planner) save(ctx context.Context, res *scheduler.Result, docs map[string]store.Value, wlRevs map[string]int64, hashes map[string]string, set *v1.Set, rolls map[string]*rolling, fence []store.Op) error {
 	specs := map[string]*v1.WorkloadSpec{}
 	for i := range set.Workloads {
 		w := &set.Workloads[i]
@@ -300,14 +335,14 @@ func (p *planner) save(ctx context.Context, res *scheduler.Result, docs map[stri
 		if len(ops) == 0 {
 			return nil
 		}
-		_, err := p.store.Txn(ctx, ops...)
+		_, err := p.store.Txn(ctx, append(slices.Clip(fence), ops...)...)
 		ops = ops[:0]
 		return err
 	}
 	var errs []error
 	add := func(op store.Op) {
 		ops = append(ops, op)
-		if len(ops) == maxTxnOps {
+		if len(ops)+len(fence) == maxTxnOps {
 			errs = append(errs, flush())
 		}
 	}
@@ -437,4 +472,61 @@ func placementHash(w v1.Workload) string {
 	b, _ := json.Marshal(s)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
+}
+
+// waitingForLeader is why a follower shows a replica unplaced: the leader
+// has not stored a plan for its workload's current version yet.
+const waitingForLeader = "waiting for the leader to place it"
+
+// stored replaces a follower's placements with the leader's stored plan:
+// a follower never decides where a replica runs (two planners could
+// disagree, and a replica would run twice). Until the leader plans a
+// changed workload, it keeps the placements stored for the earlier
+// version, within its replica count; the replicas beyond them are unplaced,
+// waiting for the leader.
+func (p *planner) stored(res *scheduler.Result, set *v1.Set, docs map[string]store.Value, wlRevs map[string]int64) {
+	count := map[string]int{}
+	for _, w := range set.Workloads {
+		if w.Spec.Replicas != nil {
+			count[w.Metadata.Tenant+"/"+w.Metadata.Name] = *w.Spec.Replicas
+		}
+	}
+	res.Placements, res.Unplaced = nil, nil
+	covered := map[string]map[int]bool{}
+	keep := func(workload string, replica int) bool {
+		if replica >= count[workload] || covered[workload][replica] {
+			return false
+		}
+		if covered[workload] == nil {
+			covered[workload] = map[int]bool{}
+		}
+		covered[workload][replica] = true
+		return true
+	}
+	for _, key := range slices.Sorted(maps.Keys(docs)) {
+		var d placementDoc
+		if err := json.Unmarshal(docs[key].Data, &d); err != nil {
+			continue
+		}
+		for _, pl := range d.Placements {
+			if keep(pl.Workload, pl.Replica) {
+				res.Placements = append(res.Placements, pl)
+			}
+		}
+		if d.WorkloadRevision != wlRevs[key] {
+			continue // why the old version was unplaced says nothing now
+		}
+		for _, u := range d.Unplaced {
+			if keep(u.Workload, u.Replica) {
+				res.Unplaced = append(res.Unplaced, u)
+			}
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(count)) {
+		for r := range count[key] {
+			if keep(key, r) {
+				res.Unplaced = append(res.Unplaced, scheduler.Unplaced{Workload: key, Replica: r, Reasons: []string{waitingForLeader}})
+			}
+		}
+	}
 }

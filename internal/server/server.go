@@ -32,6 +32,7 @@ import (
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/auth"
+	"rung.dev/rung/internal/leader"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/scheduler"
@@ -78,6 +79,9 @@ type Config struct {
 	// instead of hanging. Give the audit log a store wrapped the same way
 	// (store.WithDeadline).
 	StoreTimeout time.Duration
+	// Elector elects the one server of several on one store that schedules
+	// (leader.go); nil: this server always leads (the embedded store).
+	Elector leader.Elector
 }
 
 // DefaultStoreTimeout is Config.StoreTimeout's default: a request fails at
@@ -120,6 +124,9 @@ type Server struct {
 	// (striped by a hash of its name).
 	tenantLocks [64]sync.Mutex
 	lockSeed    maphash.Seed
+
+	elector leader.Elector // leader.go
+	leading atomic.Bool
 }
 
 // New builds a server on cfg.
@@ -174,6 +181,9 @@ func New(cfg Config) (*Server, error) {
 	if s.admission, err = policy.New(policy.Config{}); err != nil {
 		return nil, fmt.Errorf("server: admission: %w", err)
 	}
+	if err := s.initLeader(cfg.Elector); err != nil {
+		return nil, err
+	}
 	s.routes()
 	s.ready.Store(true)
 	return s, nil
@@ -183,12 +193,14 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Run keeps the stored plan up to date with the stored objects until ctx
-// is done. The API works without it: GET /v1/plan plans on demand.
+// is done. The API works without it: GET /v1/plan plans on demand. With
+// an Elector, Run campaigns first and plans only while it leads; until
+// then the server serves the plan the leader stored (leader.go).
 func (s *Server) Run(ctx context.Context) error {
 	defer s.closingOnce.Do(func() { close(s.closing) })
 	done := make(chan struct{})
 	go func() { defer close(done); s.runDenials(ctx) }()
-	err := s.planner.run(ctx)
+	err := s.lead(ctx)
 	<-done
 	return err
 }
@@ -258,6 +270,7 @@ func (s *Server) routes() {
 	handle("GET /v1/events", true, s.events)
 	// Node agents (nodes.go).
 	handle("GET /v1/nodes", true, s.listNodes)
+	handle("GET /v1/leader", true, s.getLeader)
 	handle("PUT /v1/nodes/{name}/heartbeat", true, s.heartbeat)
 	handle("GET /v1/nodes/{name}/replicas", true, s.nodeReplicas)
 	handle("GET /v1/nodes/{name}/tunnel", true, s.nodeTunnel)                      // tunnel.go

@@ -129,6 +129,8 @@ type Nodes struct {
 	Nodes []NodeStatus `json:"nodes"`
 	// Timeout is how long a node may stay silent before it is down.
 	Timeout string `json:"timeout"`
+	// Continue, when set, asks for the next page (?continue=).
+	Continue string `json:"continue,omitempty"`
 }
 
 // NodeReplicas is the answer to GET /v1/nodes/{name}/replicas: the
