@@ -22,10 +22,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"sync"
-	goruntime "runtime"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
