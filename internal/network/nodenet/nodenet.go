@@ -89,7 +89,7 @@ type record struct {
 	Spec   network.Spec `json:"spec"`
 }
 
-// Open opens the node's networks: enables forwarding, removes links left by
+// Open opens the node's networks: removes links left by
 // a crash whose replica has no record, and re-applies the rules of the
 // replicas that have one (they may still run: kill -9 of the agent).
 func Open(ctx context.Context, cfg Config) (*Net, error) {
@@ -115,10 +115,6 @@ func Open(ctx context.Context, cfg Config) (*Net, error) {
 	if n.nl, err = netlink.NewHandleAt(n.ns); err != nil {
 		n.ns.Close()
 		return nil, err
-	}
-	if err := n.sysctl("net/ipv4/ip_forward", "1"); err != nil {
-		n.Close()
-		return nil, fmt.Errorf("enable IPv4 forwarding: %w", err)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -273,6 +269,11 @@ func (n *Net) link(rec record, pid int) error {
 		return err
 	}
 	gw := network.Gateway(sub)
+	// Forwarding is turned on with the first link, not before: a node
+	// without tenant networks keeps its settings.
+	if err := n.sysctl("net/ipv4/ip_forward", "1"); err != nil {
+		return fmt.Errorf("enable IPv4 forwarding: %w", err)
+	}
 	tmp := "rp" + rec.Iface[2:]
 	la := netlink.NewLinkAttrs()
 	la.Name = rec.Iface
