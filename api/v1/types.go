@@ -98,6 +98,9 @@ type TopologySpec struct {
 	// Levels are operator-defined levels added to the built-in ones.
 	Levels []string `json:"levels,omitempty"`
 	Nodes  []Node   `json:"nodes"`
+	// Network is the pool replicas' addresses come from (DESIGN §9); nil
+	// leaves replicas with a loopback-only network namespace.
+	Network *TopologyNetwork `json:"network,omitempty"`
 }
 
 // Node is a physical host, or a VM node when Host is set.
@@ -183,6 +186,13 @@ type WorkloadSpec struct {
 	// Secrets are the tenant's Secrets the replicas get as read-only files
 	// (one per key, mode 0400) on a tmpfs at each mountPath.
 	Secrets []SecretMount `json:"secrets,omitempty"`
+	// Ports are what the replicas serve (DESIGN §9): reachable by the same
+	// tenant always, by allowTenants' replicas, and on a node port when
+	// published.
+	Ports []Port `json:"ports,omitempty"`
+	// Egress lets replicas reach addresses beyond the tenant network; it
+	// needs the site Policy's consent (spec.network.egressTenants).
+	Egress bool `json:"egress,omitempty"`
 }
 
 // SecretMount names a Secret of the workload's tenant and where its keys
@@ -263,6 +273,9 @@ type PolicySpec struct {
 	// Admission adds operator checks to the built-in admission checks
 	// (DESIGN §6); it can add and tighten, never remove.
 	Admission Admission `json:"admission,omitzero"`
+	// Network is the site's consent to what tenant networks may do beyond
+	// the default (DESIGN §9).
+	Network PolicyNetwork `json:"network,omitzero"`
 }
 
 // Admission is the operator's admission configuration in a Policy.

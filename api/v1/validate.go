@@ -184,6 +184,7 @@ func (s *Set) validate(broken brokenRefs) []*FieldError {
 		v.policy(o, &p.Spec, ruleAt)
 		v.admission(o, &p.Spec.Admission, admissionAt)
 	}
+	v.networks(topos, workloads)
 	secretAt := map[string]definedAt{}
 	seen := map[string]int{}
 	for i := range s.Secrets {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/network"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/tenancy"
@@ -77,6 +78,10 @@ func FromPlanWith(set *v1.Set, res *scheduler.Result, node string, templates map
 			env = append(env, k+"="+v)
 		}
 		slices.Sort(env) // map order must not change the spec's hash
+		netSpec, err := network.ForWorkload(set, p.Node, w)
+		if err != nil {
+			return nil, fmt.Errorf("placement %s[%d]: network: %w", p.Workload, p.Replica, err)
+		}
 		out = append(out, replica.Spec{
 			ID:           ReplicaID(p.Workload, p.Replica),
 			Tenant:       w.Metadata.Tenant,
@@ -94,6 +99,7 @@ func FromPlanWith(set *v1.Set, res *scheduler.Result, node string, templates map
 			Healthcheck:   healthcheck(w.Spec.Healthcheck),
 			Template:      p.Template,
 			Secrets:       secretMounts(w.Spec.Secrets),
+			Network:       netSpec,
 		})
 	}
 	return out, nil

@@ -7,8 +7,13 @@ package plugins
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"log/slog"
+	"path/filepath"
 
+	"rung.dev/rung/internal/network/nodenet"
 	"rung.dev/rung/internal/replica"
 )
 
@@ -20,6 +25,9 @@ type Config struct {
 	// Node names the node ("" for rung run).
 	Node   string
 	Logger *slog.Logger
+	// NetNS is the node's network namespace for tenant networks (a path;
+	// empty: the process's own).
+	NetNS string
 }
 
 // Attachers builds the node's attachers, in the order they attach (and
@@ -29,6 +37,13 @@ func Attachers(ctx context.Context, cfg Config) ([]replica.Attacher, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	var out []replica.Attacher
+	// Tenant networks (DESIGN §9): inert for replicas without a network.
+	sum := sha256.Sum256([]byte(cfg.DataDir))
+	nt, err := nodenet.Open(ctx, nodenet.Config{Dir: filepath.Join(cfg.DataDir, "network"), Scope: hex.EncodeToString(sum[:4]), NetNS: cfg.NetNS, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("tenant networks: %w", err)
+	}
+	out = append(out, nt)
 	return out, nil
 }
 

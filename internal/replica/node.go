@@ -29,6 +29,7 @@ import (
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/bundle"
 	"rung.dev/rung/internal/image"
+	"rung.dev/rung/internal/network"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/microvm"
@@ -81,6 +82,9 @@ type Spec struct {
 	// and which is never stored or sent with the spec.
 	Secrets    []SecretMount                `json:"secrets,omitempty"`
 	SecretData map[string]map[string]string `json:"-"`
+	// Network is the replica's tenant network (DESIGN §9); nil keeps a
+	// loopback-only network namespace. The network plugin applies it.
+	Network *network.Spec `json:"network,omitempty"`
 }
 
 // Record is what the node keeps about a replica it prepared.

@@ -1,0 +1,293 @@
+package nodenet_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"rung.dev/rung/internal/image"
+	"rung.dev/rung/internal/network"
+	"rung.dev/rung/internal/network/nodenet"
+	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/runtime/drivertest"
+	"rung.dev/rung/internal/tenancy"
+)
+
+// host is a network namespace standing in for a node: its own address on
+// a dummy link, as a machine's NIC would carry it.
+type host struct {
+	name, path string
+	addr       string
+}
+
+func sh(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func newHost(t *testing.T, addr string) host {
+	t.Helper()
+	drivertest.RequireRoot(t)
+	drivertest.RequireBinary(t, "ip")
+	b := make([]byte, 4)
+	rand.Read(b)
+	h := host{name: "rungtest-" + hex.EncodeToString(b), addr: addr}
+	h.path = "/run/netns/" + h.name
+	sh(t, "ip", "netns", "add", h.name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", h.name).Run() })
+	sh(t, "ip", "-n", h.name, "link", "set", "lo", "up")
+	// No dummy module on every kernel: a veth pair stands in for a NIC.
+	sh(t, "ip", "-n", h.name, "link", "add", "nic0", "type", "veth", "peer", "name", "nic0p")
+	sh(t, "ip", "-n", h.name, "link", "set", "nic0p", "up")
+	sh(t, "ip", "-n", h.name, "addr", "add", addr+"/24", "dev", "nic0")
+	sh(t, "ip", "-n", h.name, "link", "set", "nic0", "up")
+	return h
+}
+
+// serve runs busybox httpd in the host's namespace on addr:port, serving
+// body; it stops with the test.
+func (h host) serve(t *testing.T, addr string, port int, body string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", h.name, "busybox", "httpd", "-f", "-p", fmt.Sprintf("%s:%d", addr, port), "-h", dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+}
+
+// get fetches url from the host's namespace, with nc: Debian's static
+// busybox wget crashes in glibc's resolver when the host has an
+// nsswitch.conf.
+func (h host) get(url string, timeout int) (string, error) {
+	host, port := hostPort(url)
+	cmd := exec.Command("ip", "netns", "exec", h.name, "busybox", "nc", "-w", fmt.Sprint(timeout), host, port)
+	cmd.Stdin = strings.NewReader("GET / HTTP/1.0\r\n\r\n")
+	out, err := cmd.CombinedOutput()
+	if err == nil && !strings.Contains(string(out), "200 OK") {
+		err = fmt.Errorf("no answer")
+	}
+	return string(out), err
+}
+
+type fixture struct {
+	host host
+	net  *nodenet.Net
+	node *replica.Node
+	dir  string
+}
+
+func open(t *testing.T, h host, dir, scope string) *fixture {
+	t.Helper()
+	ctx := t.Context()
+	nt, err := nodenet.Open(ctx, nodenet.Config{Dir: filepath.Join(dir, "network"), Scope: scope, NetNS: h.path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nt.Close() })
+	n, err := replica.Open(ctx, dir, replica.Options{Attachers: []replica.Attacher{nt}, CgroupParent: "/rungtest/" + scope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{host: h, net: nt, node: n, dir: dir}
+}
+
+func (f *fixture) busybox(t *testing.T) {
+	t.Helper()
+	root := t.TempDir()
+	if err := image.BusyboxRoot(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.node.Images().Pack(t.Context(), root, "busybox:latest", image.PackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) start(t *testing.T, id, tenant string, net *network.Spec, script string) {
+	t.Helper()
+	s := replica.Spec{ID: id, Tenant: tenant, Tier: tenancy.Container, Image: "busybox:latest", Args: []string{"sh", "-c", script}, Network: net}
+	if err := f.node.Start(t.Context(), s); err != nil {
+		t.Fatalf("start %s: %v", id, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		_ = f.node.Remove(ctx, id)
+	})
+}
+
+// wget fetches url inside replica id (an HTTP GET over busybox nc); ok
+// says a server answered.
+func (f *fixture) wget(t *testing.T, id, url string, timeout int) (string, bool) {
+	t.Helper()
+	var out bytes.Buffer
+	host, port := hostPort(url)
+	code, err := f.node.Exec(t.Context(), id, []string{"busybox", "nc", "-w", fmt.Sprint(timeout), host, port},
+		runtime.ExecIO{Stdin: strings.NewReader("GET / HTTP/1.0\r\n\r\n"), Stdout: &out, Stderr: &out})
+	if err != nil {
+		t.Fatalf("exec in %s: %v", id, err)
+	}
+	return out.String(), code == 0 && strings.Contains(out.String(), "200 OK")
+}
+
+// reach polls until id fetches want from url (servers start in their own
+// time on a loaded machine), failing after a minute.
+func (f *fixture) reach(t *testing.T, id, url, want string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		out, ok := f.wget(t, id, url, 10)
+		if ok && strings.Contains(out, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.dump(t, id)
+			t.Fatalf("%s could not fetch %s: %s", id, url, out)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func (f *fixture) refused(t *testing.T, id, url string) {
+	t.Helper()
+	if out, ok := f.wget(t, id, url, 2); ok {
+		t.Errorf("%s fetched %s, want it refused: %q", id, url, out)
+	}
+}
+
+func scope() string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return "t" + hex.EncodeToString(b)
+}
+
+const web = "echo $TENANT_BODY > /tmp/index.html; busybox httpd -p 9090 -h /tmp; exec busybox httpd -f -p 8080 -h /tmp"
+
+// TestTenantNetworkPackets runs real replicas under runc in a namespace
+// "node" and proves each rule with real packets: the same tenant reaches
+// every port, another tenant none, allowTenants exactly its port, the node
+// and 169.254.169.254 are unreachable, a published port answers on the
+// node's address; then everything is gone after the replicas stop, also
+// when a new agent (kill -9 of the old one) removes them.
+func TestTenantNetworkPackets(t *testing.T) {
+	drivertest.RequireBinary(t, "runc")
+	drivertest.RequireBinary(t, "busybox")
+	h := newHost(t, "192.0.2.10")
+	dir := drivertest.SearchableTempDir(t)
+	sc := scope()
+	f := open(t, h, dir, sc)
+	f.busybox(t)
+	// What replicas must never reach: the node's own API-like port on its
+	// address, and the metadata address.
+	sh(t, "ip", "-n", h.name, "addr", "add", "169.254.169.254/32", "dev", "lo")
+	h.serve(t, "0.0.0.0", 7440, "node-api")
+	h.serve(t, "169.254.169.254", 80, "metadata")
+
+	spec := func(workload string, ports ...network.Port) *network.Spec {
+		return &network.Spec{Pool: "10.201.0.0/16", Subnet: "10.201.3.0/24", Workload: workload, Ports: ports}
+	}
+	f.start(t, "acme-web-0", "acme", spec("web", network.Port{Port: 8080, Protocol: "tcp", AllowTenants: []string{"geo"}, NodePort: 30080}),
+		strings.ReplaceAll(web, "$TENANT_BODY", "acme-web"))
+	f.start(t, "acme-cli-0", "acme", spec("cli"), "exec sleep 3600")
+	f.start(t, "beta-cli-0", "beta", spec("cli"), "exec sleep 3600")
+	f.start(t, "geo-cli-0", "geo", spec("cli"), "exec sleep 3600")
+	webAddr, ok := f.net.Address("acme-web-0")
+	if !ok {
+		t.Fatal("acme-web-0 has no address")
+	}
+	url := func(port int) string { return fmt.Sprintf("http://%s:%d/", webAddr, port) }
+
+	// Same tenant: every port.
+	f.reach(t, "acme-cli-0", url(8080), "acme-web")
+	f.reach(t, "acme-cli-0", url(9090), "acme-web")
+	// allowTenants: exactly the one port.
+	f.reach(t, "geo-cli-0", url(8080), "acme-web")
+	f.refused(t, "geo-cli-0", url(9090))
+	// Another tenant: no port.
+	f.refused(t, "beta-cli-0", url(8080))
+	f.refused(t, "beta-cli-0", url(9090))
+	// The node (its address, its gateway address) and the metadata address.
+	if out, err := h.get("http://192.0.2.10:7440/", 30); err != nil || !strings.Contains(out, "node-api") {
+		t.Fatalf("the node's own port does not answer on the node: %v %s", err, out)
+	}
+	if out, err := h.get("http://169.254.169.254/", 30); err != nil || !strings.Contains(out, "metadata") {
+		t.Fatalf("the metadata server does not answer on the node: %v %s", err, out)
+	}
+	f.refused(t, "acme-cli-0", "http://192.0.2.10:7440/")
+	f.refused(t, "acme-cli-0", "http://10.201.3.1:7440/")
+	f.refused(t, "acme-cli-0", "http://169.254.169.254/")
+	// Published: the node port answers on the node's address.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := h.get("http://192.0.2.10:30080/", 10)
+		if err == nil && strings.Contains(out, "acme-web") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("published port 30080: %v %s", err, out)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	st, err := f.net.Stats("acme-web-0")
+	if err != nil || st.TxBytes == 0 || st.RxPackets == 0 {
+		t.Errorf("stats of acme-web-0 = %+v, %v: want traffic counted", st, err)
+	}
+
+	// An agent killed with -9 leaves replicas running; the next one opens
+	// the same node, re-applies the rules and removes what it is told to.
+	g := open(t, h, dir, sc)
+	f.reach(t, "acme-cli-0", url(8080), "acme-web")
+	f.refused(t, "beta-cli-0", url(8080))
+	for _, id := range []string{"acme-web-0", "acme-cli-0", "beta-cli-0", "geo-cli-0"} {
+		if err := g.node.Remove(t.Context(), id); err != nil {
+			t.Fatalf("remove %s: %v", id, err)
+		}
+	}
+	if out := sh(t, "ip", "-n", h.name, "-o", "link"); strings.Contains(out, " rv") {
+		t.Errorf("links left after the replicas stopped:\n%s", out)
+	}
+	if out := sh(t, "ip", "netns", "exec", h.name, "nft", "list", "tables"); strings.Contains(out, "rung-"+sc) {
+		t.Errorf("table left after the replicas stopped:\n%s", out)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "network")); len(ents) != 0 {
+		t.Errorf("network records left: %v", ents)
+	}
+}
+
+// dump logs the node's and replica id's network, to explain a failure.
+func (f *fixture) dump(t *testing.T, id string) {
+	for _, args := range [][]string{{"ip", "-n", f.host.name, "addr"}, {"ip", "-n", f.host.name, "route"}, {"ip", "netns", "exec", f.host.name, "nft", "list", "ruleset"}, {"ip", "netns", "exec", f.host.name, "sysctl", "net.ipv4.ip_forward"}} {
+		out, _ := exec.Command(args[0], args[1:]...).CombinedOutput()
+		t.Logf("%s:\n%s", strings.Join(args, " "), out)
+	}
+	for _, args := range [][]string{{"busybox", "ip", "addr"}, {"busybox", "ip", "route"}} {
+		var out bytes.Buffer
+		_, _ = f.node.Exec(t.Context(), id, args, runtime.ExecIO{Stdout: &out, Stderr: &out})
+		t.Logf("in %s: %s:\n%s", id, strings.Join(args, " "), out.String())
+	}
+
+}
+
+func hostPort(url string) (string, string) {
+	host, port, _ := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/"), ":")
+	if port == "" {
+		port = "80"
+	}
+	return host, port
+}
