@@ -228,7 +228,10 @@ func (d *Detector) Observe(node Node, samples []Sample) []Step {
 			d.state[s.ID] = st
 		}
 		victim, starved := d.starved(s, node, samples)
-		over := s.Used > s.Request
+		// Only a burstable replica can use more than its request: the
+		// quota of one without limits is its request, and any excess
+		// seen is the sampling's jitter.
+		over := s.Used > s.Request && s.Limit > s.Request
 		fig := Figures{Used: s.Used, Request: s.Request, Victim: victim, Starved: starved, Threshold: d.p.Threshold}
 		onLadder := st.next > 0
 		switch {
