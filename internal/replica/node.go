@@ -56,16 +56,16 @@ type Spec struct {
 	Tier   tenancy.Tier `json:"tier"`
 	Image  string       `json:"image"`
 	// Args replace the image's Cmd (its Entrypoint stays), as in Docker.
-	Args         []string           `json:"args,omitempty"`
-	Env          []string           `json:"env,omitempty"`
-	Resources    topology.Resources `json:"resources"`
+	Args      []string           `json:"args,omitempty"`
+	Env       []string           `json:"env,omitempty"`
+	Resources topology.Resources `json:"resources"`
 	// Limits, when set, let the replica burst above Resources (then its
 	// requests: CPU shares and memory soft limit) up to them (CFS quota,
 	// memory limit). PIDs have no burst.
 	Limits *topology.Resources `json:"limits,omitempty"`
 	// Noisy is the site's noisy-neighbour policy; the agent applies it.
-	Noisy *noisy.Policy `json:"noisy,omitempty"`
-	Capabilities []string           `json:"capabilities,omitempty"`
+	Noisy        *noisy.Policy `json:"noisy,omitempty"`
+	Capabilities []string      `json:"capabilities,omitempty"`
 	// Images is the tenant's image policy (registry allow-list, and PEM
 	// public keys in SignedBy); nil checks neither. With SignedBy the
 	// image must be a registry reference with a cosign signature by one of
