@@ -64,7 +64,7 @@ type planner struct {
 	inputs [sha256.Size]byte // digest of the keys and revisions planned
 	// moveVals are the stored noisy moves (noisy.go) of this plan.
 	moveVals []store.Value
-	last   plan              // what inputs planned to
+	last     plan // what inputs planned to
 }
 
 func newPlanner(st store.Store, runtimes tenancy.Set, m *metrics, log *slog.Logger) *planner {
