@@ -75,10 +75,22 @@ type ObjectMeta struct {
 }
 
 // Resources is an amount of CPU, memory and PIDs, as Kubernetes quantities.
+// In a workload they are requests: what placement counts and the replica
+// is guaranteed (CPU weight, memory low/soft limit).
 type Resources struct {
 	CPU    *resource.Quantity `json:"cpu,omitempty"`
 	Memory *resource.Quantity `json:"memory,omitempty"`
 	PIDs   int64              `json:"pids,omitempty"`
+	// Limits (workloads only) let a replica burst above its requests up to
+	// them (Kubernetes "burstable"); without them the requests are hard
+	// limits. PIDs have no burst.
+	Limits *Limits `json:"limits,omitempty"`
+}
+
+// Limits cap a workload's burst above its requests.
+type Limits struct {
+	CPU    *resource.Quantity `json:"cpu,omitempty"`
+	Memory *resource.Quantity `json:"memory,omitempty"`
 }
 
 // Isolation is a floor on the tier.
@@ -276,6 +288,28 @@ type PolicySpec struct {
 	// Network is the site's consent to what tenant networks may do beyond
 	// the default (DESIGN §9).
 	Network PolicyNetwork `json:"network,omitzero"`
+	// Noisy is the noisy-neighbour ladder (DESIGN §12); nil: usage is
+	// reported, nothing acts.
+	Noisy *NoisyPolicy `json:"noisy,omitempty"`
+}
+
+// NoisyPolicy says when a replica is a noisy neighbour and what is done.
+type NoisyPolicy struct {
+	// Threshold is the starvation threshold in percent (1–99): a
+	// neighbour whose CPU pressure or throttling is above it is starved.
+	Threshold int `json:"threshold"`
+	// Actions is the ladder, taken in order: throttle, report, move.
+	Actions []string `json:"actions"`
+	// Interval is how often nodes sample usage, a Go duration (default 2s).
+	Interval string `json:"interval,omitempty"`
+	// Hold is how many samples in a row make a step (default 2).
+	Hold int `json:"hold,omitempty"`
+	// Calm is how many calm samples give a throttled replica its burst
+	// back (default 15).
+	Calm int `json:"calm,omitempty"`
+	// AllowHost lets move raise a replica to a host of its own when no
+	// other node can take it.
+	AllowHost bool `json:"allowHost,omitempty"`
 }
 
 // Admission is the operator's admission configuration in a Policy.

@@ -457,6 +457,70 @@ func (v *validator) resources(o object, path string, r Resources, capacity bool)
 	if r.PIDs < 0 {
 		v.fail(o, join(path, "pids"), fmt.Sprintf("%d is negative", r.PIDs), "use a positive number, or leave it out")
 	}
+	if r.Limits != nil && (capacity || path != "spec.resources") {
+		v.fail(o, join(path, "limits"), "only a workload's spec.resources has limits", "remove limits here")
+	}
+}
+
+// limits checks a workload's burst limits against its requests.
+func (v *validator) limits(o object, r Resources) {
+	if r.Limits == nil {
+		return
+	}
+	for _, q := range []struct {
+		name     string
+		req, lim *resource.Quantity
+	}{
+		{"cpu", r.CPU, r.Limits.CPU},
+		{"memory", r.Memory, r.Limits.Memory},
+	} {
+		p := join("spec.resources.limits", q.name)
+		switch {
+		case q.lim == nil:
+		case q.req == nil:
+			v.fail(o, p, "a limit without a request", fmt.Sprintf("set spec.resources.%s (the guaranteed request) too", q.name))
+		case q.lim.Sign() <= 0:
+			v.fail(o, p, fmt.Sprintf("%s is not positive", q.lim.String()), "use a limit above the request, or leave it out")
+		case q.lim.Cmp(*q.req) < 0:
+			v.fail(o, p, fmt.Sprintf("%s is below the request %s", q.lim.String(), q.req.String()),
+				fmt.Sprintf("raise the limit to at least spec.resources.%s, or lower the request", q.name))
+		}
+	}
+}
+
+// noisy checks a Policy's spec.noisy.
+func (v *validator) noisy(o object, n *NoisyPolicy) {
+	if n == nil {
+		return
+	}
+	if n.Threshold < 1 || n.Threshold > 99 {
+		v.fail(o, "spec.noisy.threshold", fmt.Sprintf("%d is out of range", n.Threshold), "use a percentage from 1 to 99, e.g. 20")
+	}
+	if len(n.Actions) == 0 {
+		v.fail(o, "spec.noisy.actions", "missing", "list the ladder, e.g. [throttle, report, move]")
+	}
+	seen := map[string]bool{}
+	for i, a := range n.Actions {
+		p := index("spec.noisy.actions", i)
+		switch {
+		case !slices.Contains([]string{"throttle", "report", "move"}, a):
+			fix := "use throttle, report or move"
+			if s := closest(a, []string{"throttle", "report", "move"}); s != "" {
+				fix = fmt.Sprintf("did you mean %q?", s)
+			}
+			v.fail(o, p, fmt.Sprintf("%q is not an action", truncate(a)), fix)
+		case seen[a]:
+			v.fail(o, p, fmt.Sprintf("%q is listed twice", a), "list each action once")
+		}
+		seen[a] = true
+	}
+	if n.Interval != "" {
+		if d, err := time.ParseDuration(n.Interval); err != nil || d < 100*time.Millisecond || d > time.Hour {
+			v.fail(o, "spec.noisy.interval", fmt.Sprintf("%q is not a duration from 100ms to 1h", truncate(n.Interval)), `use a Go duration such as "2s"`)
+		}
+	}
+	v.bounded(o, "spec.noisy.hold", n.Hold, 1000)
+	v.bounded(o, "spec.noisy.calm", n.Calm, 100000)
 }
 
 // bounded checks 0 <= n <= max.
@@ -751,6 +815,7 @@ func (v *validator) workload(o object, w *WorkloadSpec) {
 		v.bounded(o, "spec.replicas", *w.Replicas, MaxReplicas)
 	}
 	v.resources(o, "spec.resources", w.Resources, false)
+	v.limits(o, w.Resources)
 	v.enum(o, "spec.dataClass", string(w.DataClass), "data class",
 		[]string{string(DataPublic), string(DataInternal), string(DataConfidential), string(DataRestricted)})
 	v.enum(o, "spec.privilege", string(w.Privilege), "privilege level",
@@ -911,6 +976,7 @@ func (v *validator) policy(o object, p *PolicySpec, ruleAt map[string]definedAt)
 		}
 		v.resources(o, path, p.TierOverhead[t], false)
 	}
+	v.noisy(o, p.Noisy)
 }
 
 // closest returns the candidate nearest to word, if one is near enough to be

@@ -54,6 +54,8 @@ type Agent struct {
 	// summarized is when the last summary was logged.
 	summarized time.Time
 	secrets    SecretSource
+	// mon is the noisy-neighbour monitor (noisy.go).
+	mon *monitor
 }
 
 // SecretSource hands the agent a tenant's Secret for a replica that mounts
@@ -101,7 +103,7 @@ func New(node Node, src Source, opts Options) *Agent {
 	return &Agent{
 		node: node, src: src, backoff: NewBackoff(opts.BackoffBase, opts.BackoffMax), log: opts.Logger, now: opts.Now,
 		tr: tracker{lives: map[string]*life{}, keep: keep}, probes: probes, endProbes: end, lastFailure: map[string]string{},
-		secrets: opts.Secrets,
+		secrets: opts.Secrets, mon: newMonitor(),
 	}
 }
 
@@ -396,6 +398,7 @@ type recorder interface {
 // Run reconciles every interval until ctx ends.
 func (a *Agent) Run(ctx context.Context, interval time.Duration) error {
 	defer a.Close()
+	go a.RunMonitor(ctx)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

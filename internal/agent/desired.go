@@ -41,6 +41,10 @@ func FromPlanWith(set *v1.Set, res *scheduler.Result, node string, templates map
 	if len(adm.Rules) > 0 || adm.MaxImageAge != 0 {
 		admission = &adm
 	}
+	noisyPolicy, err := NoisyPolicy(set.Policies)
+	if err != nil {
+		return nil, err
+	}
 	wl := map[string]*v1.Workload{}
 	for i := range set.Workloads {
 		w := &set.Workloads[i]
@@ -90,6 +94,8 @@ func FromPlanWith(set *v1.Set, res *scheduler.Result, node string, templates map
 			Args:         append(append([]string{}, w.Spec.Command...), w.Spec.Args...),
 			Env:          env,
 			Resources:    topology.FromV1(w.Spec.Resources),
+			Limits:       topology.LimitsFromV1(w.Spec.Resources),
+			Noisy:        noisyPolicy,
 			Capabilities: w.Spec.Capabilities,
 			Images:       images[w.Metadata.Tenant],
 			Admission:    admission,

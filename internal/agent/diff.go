@@ -50,6 +50,7 @@ type Action struct {
 // start, it does not restart every replica.
 func Hash(s replica.Spec) string {
 	s.Admission = nil
+	s.Noisy = nil // a new ladder applies to running replicas as they are
 	b, _ := json.Marshal(s)
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8])

@@ -108,9 +108,15 @@ func (r *Remote) Heartbeat(ctx context.Context) error {
 	if logs := r.agent.LogTails(ctx); len(logs) > 0 {
 		hb.Logs = logs
 	}
+	// The ladder's steps, for the audit log and moves (at least once).
+	hb.Noisy = r.agent.NoisySteps(wire.MaxNoisySteps)
+	if p := r.agent.NodePressure(); p >= 0 {
+		hb.CPUPressure = &p
+	}
 	if err := r.send(ctx, hb); err != nil {
 		return fmt.Errorf("agent %s: heartbeat: %w", r.node, err)
 	}
+	r.agent.AckNoisySteps(len(hb.Noisy))
 	r.unsent = r.unsent[len(hb.Decisions):]
 	return nil
 }
@@ -130,6 +136,7 @@ func (r *Remote) Run(ctx context.Context, interval time.Duration) error {
 	if tn, ok := r.api.(Tunneler); ok {
 		go keepTunnel(ctx, tn, r.node, nodeAPI(r.replicas), r.log)
 	}
+	go r.agent.RunMonitor(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

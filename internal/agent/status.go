@@ -43,11 +43,13 @@ type life struct {
 	exitSeen time.Time
 	// cpu is the last CPU sample, for the CPU used between two reports.
 	cpu replica.Usage
+	// spec is the replica's spec (requests, limits, the noisy policy).
+	spec replica.Spec
 }
 
 // Usager is a node that reads what its replicas use (replica.Node does).
 type Usager interface {
-	Usage(id string) (replica.Usage, error)
+	UsageOf(tenant, id string) (replica.Usage, error)
 }
 
 // sampleUsage reads id's usage into l: CPU as the share used since the
@@ -57,14 +59,23 @@ func (a *Agent) sampleUsage(id string, l *life) {
 	if !ok {
 		return
 	}
-	u, err := un.Usage(id)
+	u, err := un.UsageOf(l.tenant, id)
 	if err != nil {
 		l.Usage = nil
 		return
 	}
-	out := &wire.Usage{Memory: u.Memory, PIDs: u.PIDs}
+	out := &wire.Usage{Memory: u.Memory, PIDs: u.PIDs, CPUSeconds: u.CPU.Seconds(), ThrottledSeconds: u.ThrottledTime.Seconds(),
+		OOMKills: u.OOMKills, ReadBytes: u.ReadBytes, WriteBytes: u.WriteBytes}
 	if prev := l.cpu; !prev.At.IsZero() && u.At.After(prev.At) && u.CPU >= prev.CPU {
-		out.MilliCPU = int64(u.CPU-prev.CPU) * 1000 / int64(u.At.Sub(prev.At))
+		dt := u.At.Sub(prev.At)
+		out.MilliCPU = int64(u.CPU-prev.CPU) * 1000 / int64(dt)
+		if dp := u.Periods - prev.Periods; dp > 0 {
+			out.Throttled = float64(u.Throttled-prev.Throttled) / float64(dp)
+		}
+		if u.Stall >= 0 && prev.Stall >= 0 && u.Stall >= prev.Stall {
+			p := float64(u.Stall-prev.Stall) / float64(dt)
+			out.Pressure = &p
+		}
 	}
 	l.cpu, l.Usage = u, out
 }
@@ -102,7 +113,7 @@ func (t *tracker) get(s replica.Spec) *life {
 		if l != nil && l.health != nil {
 			l.health.stop()
 		}
-		l = &life{ReplicaStatus: wire.ReplicaStatus{State: wire.ReplicaAdmitted, Health: wire.HealthNone, Hash: hash}, tenant: s.Tenant, tier: s.Tier.String()}
+		l = &life{ReplicaStatus: wire.ReplicaStatus{State: wire.ReplicaAdmitted, Health: wire.HealthNone, Hash: hash}, tenant: s.Tenant, tier: s.Tier.String(), spec: s}
 		if t.keep != nil {
 			var k kept
 			if b, err := t.keep.LoadStatus(s.ID); err == nil && json.Unmarshal(b, &k) == nil && k.Hash == hash {
@@ -112,6 +123,7 @@ func (t *tracker) get(s replica.Spec) *life {
 		}
 		t.lives[s.ID] = l
 	}
+	l.spec = s // the noisy policy is not in the hash: it changes in place
 	return l
 }
 
@@ -122,7 +134,7 @@ func (t *tracker) save(id string, l *life) {
 		return
 	}
 	k := kept{ReplicaStatus: l.ReplicaStatus, Attempts: l.attempts, Failing: l.failing}
-	k.Usage = nil
+	k.Usage, k.Noisy, k.Throttled = nil, nil, false
 	if b, err := json.Marshal(k); err == nil {
 		_ = t.keep.SaveStatus(id, b)
 	}
@@ -247,6 +259,7 @@ func (a *Agent) Statuses() map[string]wire.ReplicaState {
 			st.Health = l.health.verdict()
 		}
 		st.State = stateWithHealth(st.State, st.Health)
+		st.Throttled, st.Noisy = a.noisyOf(id)
 		out[id] = wire.ReplicaState{ID: id, Tenant: l.tenant, Tier: l.tier, ReplicaStatus: st}
 	}
 	return out

@@ -223,6 +223,28 @@ func WithResources(cpuMilli, memBytes, pids int64) Opt {
 	}
 }
 
+// WithBurst makes a replica burstable (DESIGN §12): its requests are
+// guaranteed (CPU shares in proportion to cpuReq, memory soft limit —
+// memory.low on cgroup v2 — at memReq) and it may use up to its limits
+// (CFS quota at cpuLim, memory limit at memLim, no swap). It goes after
+// WithResources, whose PIDs limit stays.
+func WithBurst(cpuReq, cpuLim, memReq, memLim int64) Opt {
+	return func(s *specs.Spec) error {
+		switch {
+		case cpuReq < 10 || cpuLim < cpuReq:
+			return fmt.Errorf("resources: cpu limit %dm below the request %dm (or a request below 10m): %w", cpuLim, cpuReq, ErrInvalidOption)
+		case memReq < 4<<20 || memLim < memReq:
+			return fmt.Errorf("resources: memory limit %d below the request %d (or a request below 4MiB): %w", memLim, memReq, ErrInvalidOption)
+		}
+		r := s.Linux.Resources
+		r.CPU = cpuLimit(cpuLim)
+		r.CPU.Shares = ptr(uint64(max(2, cpuReq*1024/1000)))
+		r.Memory = memoryLimit(memLim)
+		r.Memory.Reservation = ptr(memReq)
+		return nil
+	}
+}
+
 // WithRlimits sets resource limits (RLIMIT_NOFILE and the like), replacing
 // any limit of the same type. Soft must not exceed hard.
 func WithRlimits(limits ...specs.POSIXRlimit) Opt {

@@ -30,6 +30,7 @@ import (
 	"rung.dev/rung/internal/bundle"
 	"rung.dev/rung/internal/image"
 	"rung.dev/rung/internal/network"
+	"rung.dev/rung/internal/noisy"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/microvm"
@@ -56,10 +57,16 @@ type Spec struct {
 	Tier   tenancy.Tier `json:"tier"`
 	Image  string       `json:"image"`
 	// Args replace the image's Cmd (its Entrypoint stays), as in Docker.
-	Args         []string           `json:"args,omitempty"`
-	Env          []string           `json:"env,omitempty"`
-	Resources    topology.Resources `json:"resources"`
-	Capabilities []string           `json:"capabilities,omitempty"`
+	Args      []string           `json:"args,omitempty"`
+	Env       []string           `json:"env,omitempty"`
+	Resources topology.Resources `json:"resources"`
+	// Limits, when set, let the replica burst above Resources (then its
+	// requests: CPU shares and memory soft limit) up to them (CFS quota,
+	// memory limit). PIDs have no burst.
+	Limits *topology.Resources `json:"limits,omitempty"`
+	// Noisy is the site's noisy-neighbour policy; the agent applies it.
+	Noisy        *noisy.Policy `json:"noisy,omitempty"`
+	Capabilities []string      `json:"capabilities,omitempty"`
 	// Images is the tenant's image policy (registry allow-list, and PEM
 	// public keys in SignedBy); nil checks neither. With SignedBy the
 	// image must be a registry reference with a cosign signature by one of
@@ -417,6 +424,10 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 			"dev.rung.tenant": s.Tenant, "dev.rung.tier": s.Tier.String(), "dev.rung.image": digest.String(),
 		}),
 	}
+	if s.Limits != nil {
+		lim := burstLimits(res, *s.Limits, s.Tier)
+		opts = append(opts, bundle.WithBurst(res.MilliCPU, lim.MilliCPU, res.Memory, lim.Memory))
+	}
 	if len(s.Capabilities) > 0 {
 		opts = append(opts, bundle.WithCapabilities(s.Capabilities...))
 	}
@@ -587,6 +598,18 @@ func sandboxLimits(r topology.Resources) topology.Resources {
 	r.Memory += 64 << 20
 	r.PIDs = r.PIDs*6 + 64
 	return r
+}
+
+// burstLimits are the limits of a burstable replica whose requests (with
+// defaults and the sandbox's share) are res: never below them, and
+// widened by the sandbox's memory share like the request.
+func burstLimits(res, lim topology.Resources, t tenancy.Tier) topology.Resources {
+	if t == tenancy.Sandbox && lim.Memory > 0 {
+		lim.Memory += 64 << 20
+	}
+	lim.MilliCPU = max(lim.MilliCPU, res.MilliCPU)
+	lim.Memory = max(lim.Memory, res.Memory)
+	return lim
 }
 
 func cwd(dir string) string {

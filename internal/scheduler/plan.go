@@ -465,6 +465,9 @@ func (pl *planner) place(r int32) bool {
 	lb := pl.minTierCost(pl.p.Workloads[w].Floor) + pl.minHostU
 	emptyDone := false
 	for n := range pl.top.Nodes {
+		if pl.avoided(r, n) {
+			continue
+		}
 		empty := pl.hosts[pl.hostOf[n]].count == 0
 		if empty && emptyDone && !tracing {
 			continue
@@ -496,6 +499,16 @@ func (pl *planner) place(r int32) bool {
 	}
 	pl.commit(r, int32(bestNode), bestV.tier, pl.best)
 	return true
+}
+
+// avoided reports whether replica r must keep off node n (Problem.Avoid).
+func (pl *planner) avoided(r int32, n int) bool {
+	for _, a := range pl.p.Avoid {
+		if a.Node == n && int32(a.Workload) == pl.reps[r].w && int32(a.Replica) == pl.reps[r].ord {
+			return true
+		}
+	}
+	return false
 }
 
 // compatGroups puts workloads into groups whose members need only

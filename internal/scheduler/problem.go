@@ -27,6 +27,9 @@ type Problem struct {
 	StartSeconds [tenancy.Host + 1]float64
 	// Existing replicas stay where they are (rung plan --from).
 	Existing []Existing
+	// Avoid keeps replicas off nodes (a noisy neighbour moved away,
+	// DESIGN §12): the greedy placement never puts them there.
+	Avoid []Avoid
 }
 
 // Tenant is a tenant as the scheduler sees it.
@@ -74,6 +77,11 @@ type Affinity struct {
 	Level     int
 	LevelName string
 	Soft      bool
+}
+
+// Avoid keeps replica Replica of workload Workload off node Node.
+type Avoid struct {
+	Workload, Replica, Node int
 }
 
 // Existing is a replica that already runs and must not move or change tier.

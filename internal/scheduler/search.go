@@ -89,6 +89,9 @@ func (pl *planner) search(budget int) bool {
 			if steps > budget {
 				return false
 			}
+			if pl.avoided(r, n) {
+				continue
+			}
 			v := pl.evaluate(w, n, true)
 			if v.filter == fOK {
 				cands = append(cands, cand{n, v.cost, v, slices.Clone(pl.scratch[:v.nraise])})

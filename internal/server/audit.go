@@ -109,7 +109,7 @@ func (e Entry) record() audit.Record {
 	}
 	decision := ""
 	switch e.Result {
-	case wire.Created, wire.Updated, "deleted", resultAdmitted, resultExecuted:
+	case wire.Created, wire.Updated, "deleted", resultAdmitted, resultExecuted, resultApplied:
 	default:
 		decision = audit.Deny
 	}

@@ -28,6 +28,8 @@ type metrics struct {
 	unplaced        prometheus.Gauge
 	runs            prometheus.Counter
 	planTime        prometheus.Histogram
+	// noisySteps counts the noisy-neighbour ladder's steps by action.
+	noisySteps *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -70,9 +72,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time to plan every stored workload.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}),
+		noisySteps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rung_noisy_steps_total",
+			Help: "Noisy-neighbour ladder steps nodes took (throttle, report, move, release).",
+		}, []string{"action"}),
+	}
+	for _, a := range noisyActions {
+		m.noisySteps.WithLabelValues(a)
 	}
 	for _, c := range []prometheus.Collector{
-		m.latency, m.denials, m.unauthenticated, m.throttled, m.admission, m.placements, m.unplaced, m.runs, m.planTime,
+		m.noisySteps, m.latency, m.denials, m.unauthenticated, m.throttled, m.admission, m.placements, m.unplaced, m.runs, m.planTime,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -137,6 +146,7 @@ func (c replicaCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descReplicaState
 	ch <- descReplicaReady
 	ch <- descReplicaRestarts
+	describeUsage(ch)
 }
 
 func (c replicaCollector) Collect(ch chan<- prometheus.Metric) {
@@ -166,7 +176,9 @@ func (c replicaCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descReplicaReady, prometheus.GaugeValue, ready, r.Tenant, name, idx)
 		ch <- prometheus.MustNewConstMetric(descReplicaRestarts, prometheus.CounterValue, float64(r.Restarts), r.Tenant, name, idx)
+		collectUsage(ch, r, name, idx)
 	}
+	c.collectNodePressure(ch)
 	for k, n := range counts {
 		ch <- prometheus.MustNewConstMetric(descReplicas, prometheus.GaugeValue, float64(n), k[0], k[1])
 	}

@@ -196,8 +196,14 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if len(hb.Decisions) > wire.MaxDecisions {
 		return newError(http.StatusBadRequest, wire.CodeInvalid, "decisions: %d, at most %d a heartbeat", len(hb.Decisions), wire.MaxDecisions)
 	}
-	decisions := hb.Decisions
-	hb.Decisions = nil           // not kept in memory with the heartbeat
+	decisions, steps := hb.Decisions, hb.Noisy
+	if len(steps) > wire.MaxNoisySteps {
+		return newError(http.StatusBadRequest, wire.CodeInvalid, "noisy: %d steps, at most %d a heartbeat", len(steps), wire.MaxNoisySteps)
+	}
+	hb.Decisions, hb.Noisy = nil, nil // not kept in memory with the heartbeat
+	if p := hb.CPUPressure; p != nil && !(*p >= 0 && *p <= 1) {
+		hb.CPUPressure = nil
+	}
 	hb.Logs = boundLogs(hb.Logs) // logs.go
 	if hb.Replicas != nil {
 		hb.Replicas = boundStates(hb.Replicas) // replicas.go
@@ -213,6 +219,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	// Audited once the heartbeat is otherwise accepted; a node whose
 	// heartbeat failed sends them again (at least once).
 	if err := s.AuditNodeDecisions(r.Context(), name, s.plannedOnly(r.Context(), name, decisions)); err != nil {
+		return err
+	}
+	if err := s.AuditNoisy(r.Context(), name, steps); err != nil {
 		return err
 	}
 	w.Header().Set(wire.LeaseHeader, s.nodes.lease().String())

@@ -65,7 +65,9 @@ type planner struct {
 
 	mu     sync.Mutex
 	inputs [sha256.Size]byte // digest of the keys and revisions planned
-	last   plan              // what inputs planned to
+	// moveVals are the stored noisy moves (noisy.go) of this plan.
+	moveVals []store.Value
+	last     plan // what inputs planned to
 	// term is this server's leadership (nil: it follows): only a leader
 	// plans and writes the plan, every write fenced by its term; a
 	// follower serves the plan the leader stored (leader.go).
@@ -125,6 +127,15 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 			}
 		}
 	}
+	moveVals, _, err := p.store.List(ctx, movesDir)
+	if err != nil {
+		return plan{}, fmt.Errorf("plan: list %s: %w", movesDir, err)
+	}
+	for _, v := range moveVals {
+		h.Write([]byte(v.Key))
+		h.Write(binary.AppendVarint(nil, v.Revision))
+	}
+	p.moveVals = moveVals
 	var down []string
 	if p.down != nil {
 		down = p.down()
@@ -288,6 +299,10 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 	for i := range prob.Topology.Nodes {
 		offers[prob.Topology.Nodes[i].Name] = prob.Topology.Nodes[i].Offers()
 	}
+	// Noisy replicas moved off a node are placed again, elsewhere.
+	avoid, movedFrom := moves(p.moveVals, prob)
+	prob.Avoid = avoid
+	withoutMoved(prev, movedFrom)
 	notes := prob.Keep(prev)
 	if len(down) > 0 {
 		p.log.Info("plan with nodes down", "down", down, "notes", notes)
@@ -370,7 +385,7 @@ func (p *planner) save(ctx context.Context, res *scheduler.Result, docs map[stri
 
 // run plans whenever a stored object changes, until ctx is done.
 func (p *planner) run(ctx context.Context) error {
-	dirs := []string{tenantsDir, topologiesDir, policiesDir, workloadsDir}
+	dirs := []string{tenantsDir, topologiesDir, policiesDir, workloadsDir, movesDir}
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(ctx)
 		changed := make(chan struct{}, 1)

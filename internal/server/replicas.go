@@ -51,9 +51,8 @@ func boundStates(states []wire.ReplicaState) []wire.ReplicaState {
 		r.LastError = policy.Clean(r.LastError, 1024)
 		r.Hash, r.Template = policy.Clean(r.Hash, 64), policy.Clean(r.Template, 64)
 		r.Restarts = max(r.Restarts, 0)
-		if u := r.Usage; u != nil {
-			r.Usage = &wire.Usage{MilliCPU: max(u.MilliCPU, 0), Memory: max(u.Memory, 0), PIDs: max(u.PIDs, 0)}
-		}
+		r.Usage = boundUsage(r.Usage) // noisy.go
+		r.Noisy = boundSteps(r.Noisy, r.ID)
 		out = append(out, r)
 	}
 	return out

@@ -47,6 +47,22 @@ func FromV1(r v1.Resources) Resources {
 	return Resources{MilliCPU: milli(r.CPU), Memory: value(r.Memory), PIDs: r.PIDs}
 }
 
+// LimitsFromV1 converts a workload's burst limits (nil: none); a limit
+// left out is the request (no burst of that resource).
+func LimitsFromV1(r v1.Resources) *Resources {
+	if r.Limits == nil {
+		return nil
+	}
+	out := FromV1(r)
+	if r.Limits.CPU != nil {
+		out.MilliCPU = milli(r.Limits.CPU)
+	}
+	if r.Limits.Memory != nil {
+		out.Memory = value(r.Limits.Memory)
+	}
+	return &out
+}
+
 func milli(q *resource.Quantity) int64 {
 	if q == nil {
 		return 0

@@ -37,6 +37,13 @@ type Heartbeat struct {
 	// Only decisions about the tenants, images and replicas planned on the
 	// node are kept.
 	Decisions []policy.Decision `json:"decisions,omitempty"`
+	// Noisy are the noisy-neighbour steps the node took since its last
+	// heartbeat (at most MaxNoisySteps), for the audit log; a move step
+	// asks the control plane to place the replica elsewhere.
+	Noisy []NoisyStep `json:"noisy,omitempty"`
+	// CPUPressure is the node's CPU pressure (PSI some) over the last
+	// interval, a fraction; nil where the kernel has none.
+	CPUPressure *float64 `json:"cpuPressure,omitempty"`
 }
 
 // MaxDecisions bounds the admission decisions of one heartbeat (each

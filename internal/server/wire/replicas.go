@@ -56,7 +56,45 @@ type Usage struct {
 	Memory int64 `json:"memory"`
 	// PIDs is the number of tasks in the cgroup.
 	PIDs int64 `json:"pids"`
+	// CPUSeconds is the CPU time used since the replica started.
+	CPUSeconds float64 `json:"cpuSeconds,omitempty"`
+	// Throttled is the fraction of CFS periods throttled over the last
+	// interval; ThrottledSeconds the time throttled since the start.
+	Throttled        float64 `json:"throttled,omitempty"`
+	ThrottledSeconds float64 `json:"throttledSeconds,omitempty"`
+	// OOMKills counts the kernel's OOM kills in the replica's cgroup.
+	OOMKills int64 `json:"oomKills,omitempty"`
+	// ReadBytes and WriteBytes are its block I/O since the start.
+	ReadBytes  int64 `json:"readBytes,omitempty"`
+	WriteBytes int64 `json:"writeBytes,omitempty"`
+	// Pressure is its cgroup's CPU pressure over the last interval (a
+	// fraction; cgroup v2 only: on v1 see the node's).
+	Pressure *float64 `json:"pressure,omitempty"`
 }
+
+// NoisyStep is one step of the noisy-neighbour ladder on one replica
+// (DESIGN §12), with the figures that triggered it.
+type NoisyStep struct {
+	At      time.Time `json:"at"`
+	Replica string    `json:"replica"`
+	Tenant  string    `json:"tenant"`
+	// Action is throttle, report, move or release.
+	Action string `json:"action"`
+	Reason string `json:"reason"`
+	// UsedMilliCPU and RequestMilliCPU are the replica's CPU; Victim the
+	// starved neighbour ("node": the node's pressure, cgroup v1), Starved
+	// its pressure or throttling, Threshold the policy's (fractions).
+	UsedMilliCPU    int64   `json:"usedMilliCPU"`
+	RequestMilliCPU int64   `json:"requestMilliCPU"`
+	Victim          string  `json:"victim,omitempty"`
+	Starved         float64 `json:"starved"`
+	Threshold       float64 `json:"threshold"`
+	// Error says why the node could not apply it.
+	Error string `json:"error,omitempty"`
+}
+
+// MaxNoisySteps bounds the steps a replica status or a heartbeat carries.
+const MaxNoisySteps = 16
 
 // ReplicaStatus is what a node reports about one replica it runs, beyond
 // its runtime state: the agent's view of its life.
@@ -71,6 +109,11 @@ type ReplicaStatus struct {
 	Health     string    `json:"health"`
 	// Usage is nil when the node could not read it.
 	Usage *Usage `json:"usage,omitempty"`
+	// Throttled is true while the noisy-neighbour ladder holds the
+	// replica at its request; Noisy are its last ladder steps, oldest
+	// first (at most MaxNoisySteps).
+	Throttled bool        `json:"throttled,omitempty"`
+	Noisy     []NoisyStep `json:"noisy,omitempty"`
 	// Hash identifies the spec this status is about (agent.Hash).
 	Hash string `json:"hash,omitempty"`
 	// Template is the version of the workload the replica runs, so the
