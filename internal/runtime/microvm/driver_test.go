@@ -425,3 +425,96 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestVMAgentKilled: kill -9 of the process that drives a VM (the agent)
+// leaves no QEMU behind (it dies with its parent), and the next driver on
+// the same directory reports the replica stopped with an unknown exit, so
+// the agent starts it again, and removes what is left.
+func TestVMAgentKilled(t *testing.T) {
+	if os.Getenv("RUNG_VM_AGENT_DIR") != "" {
+		t.Skip("helper process")
+	}
+	d := requireVM(t, Options{})
+	dir := d.opt.Dir
+	ctx := ctxT(t)
+	r := drivertest.Range(t, 34)
+	id := "vm-orphan"
+	bdir := drivertest.BusyboxBundle(t, r, drivertest.Shell("echo ready; while true; do sleep 1; done"), drivertest.Cgroups(id))
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestVMAgentHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), "RUNG_VM_AGENT_DIR="+dir, "RUNG_VM_AGENT_BUNDLE="+bdir, "RUNG_VM_AGENT_INIT="+d.opt.Init)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var pid int
+	buf := make([]byte, 4096)
+	var got []byte
+	for pid == 0 {
+		n, err := out.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			t.Fatalf("helper ended before it started the vm: %v: %s", err, got)
+		}
+		for _, l := range strings.Split(string(got), "\n") {
+			fmt.Sscanf(l, "QEMU_PID=%d", &pid)
+		}
+	}
+	t.Logf("helper %d runs qemu %d", cmd.Process.Pid, pid)
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("qemu %d not running: %v", pid, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	waitFor(t, ctx, "qemu to die with its agent", func() bool { return syscall.Kill(pid, 0) != nil })
+
+	// The agent's next start.
+	d2, err := New(Options{Dir: dir, AllowEmulated: true, Init: d.opt.Init})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := d2.State(ctx, id)
+	if err != nil || st.Status != runtime.Stopped || st.Pid != 0 {
+		t.Errorf("state after the agent's restart = %+v, %v; want stopped", st, err)
+	}
+	if _, err := d2.Wait(ctx, id); !errors.Is(err, runtime.ErrExitUnknown) {
+		t.Errorf("wait after the agent's restart = %v, want ErrExitUnknown", err)
+	}
+	if err := d2.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, d2, id, "/rung-test/"+id)
+}
+
+// TestVMAgentHelper is the agent of TestVMAgentKilled, in a process of its
+// own: it starts a VM, prints QEMU's PID and waits to be killed.
+func TestVMAgentHelper(t *testing.T) {
+	dir := os.Getenv("RUNG_VM_AGENT_DIR")
+	if dir == "" {
+		t.Skip("run by TestVMAgentKilled")
+	}
+	d, err := New(Options{Dir: dir, AllowEmulated: true, Init: os.Getenv("RUNG_VM_AGENT_INIT")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	var out syncBuffer
+	if err := d.Create(ctx, "vm-orphan", os.Getenv("RUNG_VM_AGENT_BUNDLE"), runtime.IO{Stdout: &out, Stderr: &out}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx, "vm-orphan"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := d.State(ctx, "vm-orphan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("QEMU_PID=%d\n", st.Pid)
+	select {}
+}
