@@ -116,6 +116,15 @@ func New(o Options) (*Driver, error) {
 	return d, nil
 }
 
+// Open opens a driver's directory only to read its replicas' state (rung
+// verify): it stops nothing.
+func Open(dir string) (*Driver, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("vm driver: %w", err)
+	}
+	return &Driver{opt: Options{Dir: dir}, log: slog.New(slog.DiscardHandler), vms: map[string]*vm{}}, nil
+}
+
 // Emulated reports whether this driver runs guests under TCG.
 func (d *Driver) Emulated(ctx context.Context) bool {
 	a := d.Detect(ctx)
@@ -243,6 +252,38 @@ type record struct {
 	Emul    bool          `json:"emulated"`
 	Hello   channel.Hello `json:"guest"`
 	Limits  Limits        `json:"limits"`
+	// Owner is the driver's process (and its start time): a VMM whose
+	// owner is gone is a leftover.
+	Owner      int    `json:"owner"`
+	OwnerStart uint64 `json:"ownerStart"`
+}
+
+// Status is what a replica's state file says, for rung verify (another
+// process than the agent that runs the VM).
+type Status struct {
+	ID     string
+	Bundle string
+	// Pid is the VMM's host PID while it runs, else 0.
+	Pid      int
+	UID      uint32
+	Cgroup   string
+	Emulated bool
+	// Guest is what the guest's init reported: its kernel.
+	Guest  channel.Hello
+	Limits Limits
+}
+
+// Status reads replica id's state file.
+func (d *Driver) Status(id string) (Status, error) {
+	rec, err := d.readRecord(id)
+	if err != nil {
+		return Status{}, err
+	}
+	s := Status{ID: id, Bundle: rec.Bundle, UID: rec.UID, Cgroup: rec.Cgroup, Emulated: rec.Emul, Guest: rec.Hello, Limits: rec.Limits}
+	if pid, ok := d.Running(id); ok {
+		s.Pid = pid
+	}
+	return s, nil
 }
 
 // Limits are a VM's sizes: what the guest gets and its cgroup allows.
@@ -395,7 +436,8 @@ func (d *Driver) Create(ctx context.Context, id, bundleDir string, stdio runtime
 		return err
 	}
 	rec := record{ID: id, Pid: cmd.Process.Pid, Start: startTime(cmd.Process.Pid), Bundle: bundleDir, Created: v.created,
-		UID: uid, Cgroup: spec.Linux.CgroupsPath, Emul: !d.boot.kvm, Limits: lim}
+		UID: uid, Cgroup: spec.Linux.CgroupsPath, Emul: !d.boot.kvm, Limits: lim,
+		Owner: os.Getpid(), OwnerStart: startTime(os.Getpid())}
 	if err := d.writeRecord(rec); err != nil {
 		return err
 	}
@@ -879,10 +921,14 @@ func (d *Driver) Records() []string {
 	return out
 }
 
-// sweep kills VMMs left by an earlier process of this driver.
+// sweep kills VMMs whose driving process is gone (another live process,
+// an agent on the same directory, keeps its own).
 func (d *Driver) sweep() {
 	for _, id := range d.Records() {
 		rec, _ := d.readRecord(id)
+		if rec.Owner > 0 && rec.OwnerStart != 0 && startTime(rec.Owner) == rec.OwnerStart {
+			continue
+		}
 		if rec.Pid > 0 && startTime(rec.Pid) == rec.Start && rec.Start != 0 {
 			d.log.Warn("stopping a VMM left by an earlier agent", "replica", id, "pid", rec.Pid)
 			_ = syscall.Kill(rec.Pid, syscall.SIGKILL)

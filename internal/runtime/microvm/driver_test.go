@@ -9,15 +9,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"rung.dev/rung/internal/bundle"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/drivertest"
+	"rung.dev/rung/internal/verify"
 )
 
 // The vm tier's tests boot the distribution's kernel under TCG (no KVM
@@ -223,6 +227,46 @@ func TestVMReplica(t *testing.T) {
 	}
 	if got := cgroupMemoryLimit(t, pid); got != rec.Limits.CgroupMem {
 		t.Errorf("qemu's cgroup memory limit = %d, want %d", got, rec.Limits.CgroupMem)
+	}
+
+	// rung verify's proof, from the state file and the live process.
+	vs, err := Open(d.opt.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := vs.Status(id)
+	if err != nil || status.Pid != pid {
+		t.Fatalf("status = %+v, %v; want pid %d", status, err, pid)
+	}
+	rel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	ver, _ := os.ReadFile("/proc/sys/kernel/version")
+	hostKernel := strings.TrimSpace(string(rel)) + " " + strings.TrimSpace(string(ver))
+	vmv := verify.VM{ID: id, Pid: status.Pid, UID: status.UID, Memory: status.Limits.CgroupMem, CPUQuota: status.Limits.CPUQuota,
+		CPUPeriod: int64(status.Limits.CPUPeriod), Pids: status.Limits.PIDs, Emulated: status.Emulated,
+		GuestKernel: status.Guest.Release + " " + status.Guest.Version, HostKernel: hostKernel}
+	proof, err := verify.Host{}.VMReplica(ctx, vmv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range proof.Findings {
+		t.Logf("%s", f)
+	}
+	if !proof.Holds() || len(proof.Findings) < 9 || !slices.Contains(proof.Weaknesses, verify.Emulated) {
+		t.Errorf("vm proof holds=%v findings=%d weaknesses=%q; want every property to hold and TCG named as a weakness", proof.Holds(), len(proof.Findings), proof.Weaknesses)
+	}
+	// The same proof fails when what it checks is not so.
+	bad := vmv
+	bad.HostKernel, bad.UID = bad.GuestKernel, 0
+	proof, err = verify.Host{}.VMReplica(ctx, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, f := range proof.Failures() {
+		failed = append(failed, string(f.Property))
+	}
+	if diff := cmp.Diff([]string{"not-host-root", "guest-kernel"}, failed); diff != "" {
+		t.Errorf("failing properties with the host's kernel and uid 0 expected (-want +got):\n%s", diff)
 	}
 
 	// SIGTERM goes to the workload inside; its trap exits 3.
