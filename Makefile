@@ -8,7 +8,9 @@ export CGO_ENABLED := 0
 
 # Debian packages rung drives for real. Installed once; `apt-get update`
 # runs only when something is missing.
-DEB_PACKAGES := runc runsc busybox-static etcd-server
+# qemu-system-x86, linux-image-amd64 and e2fsprogs are the vm tier: the
+# VMM, the guest kernel with its modules, and mkfs.ext4 for root disks.
+DEB_PACKAGES := runc runsc busybox-static etcd-server qemu-system-x86 linux-image-amd64 e2fsprogs
 # What only the tests need: rpm and Berkeley DB's tools build the real rpm
 # databases the scanner is tested on; chromium runs the dashboard's browser
 # test (driven by chromedp, never a downloaded browser); debootstrap makes
@@ -43,6 +45,7 @@ deps:
 
 build:
 	$(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/rung
+	$(GO) build -trimpath -buildvcs=auto -ldflags=-s -o bin/rung-vm ./cmd/rung-vm
 
 vet:
 	$(GO) vet ./...

@@ -104,6 +104,11 @@ func (r *Remote) Heartbeat(ctx context.Context) error {
 			hb.Runtimes = append(hb.Runtimes, t.String())
 		}
 	}
+	if e, ok := r.replicas.(interface {
+		EmulatedTiers(context.Context) []string
+	}); ok {
+		hb.Emulated = e.EmulatedTiers(ctx)
+	}
 	// The tails of the replicas' logs, for `rung logs` (bounded).
 	if logs := r.agent.LogTails(ctx); len(logs) > 0 {
 		hb.Logs = logs

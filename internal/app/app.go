@@ -24,6 +24,7 @@ import (
 	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/runtime/microvm"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
@@ -99,6 +100,10 @@ type Config struct {
 	// keeps leading after it stops or is cut off: another takes over within
 	// it (default 10s; whole seconds).
 	LeaderLease Duration `json:"leaderLease,omitempty"`
+	// AllowEmulatedVM lets the node agent run the vm tier under TCG when
+	// KVM is missing: for tests only, never a security boundary (node
+	// status, rung verify and the dashboard show it).
+	AllowEmulatedVM bool `json:"allowEmulatedVM,omitempty"`
 }
 
 // Duration is a time.Duration written as "10s" in config files.
@@ -402,7 +407,7 @@ func publishLogs(ctx context.Context, srv *server.Server, node string, a *agent.
 // the desired set is the server's current plan (for cfg.Node, or for every
 // node). It also makes sure the project's busybox image is in the store.
 func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog.Logger) (*agent.Agent, *replica.Node, error) {
-	node, err := plugins.OpenNode(ctx, cfg.DataDir, replica.Options{Logger: log}, plugins.Config{Node: cfg.Node})
+	node, err := plugins.OpenNode(ctx, cfg.DataDir, replica.Options{Logger: log, VM: microvm.Options{AllowEmulated: cfg.AllowEmulatedVM}}, plugins.Config{Node: cfg.Node})
 	if err != nil {
 		return nil, nil, fmt.Errorf("node agent: %w", err)
 	}
@@ -413,6 +418,7 @@ func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog
 	// guest), for its node or for every node it stands in for.
 	runtimes := node.Runtimes(ctx)
 	srv.SetLocalRuntimes(cfg.Node, runtimes)
+	srv.SetLocalEmulated(node.EmulatedTiers(ctx))
 	srv.SetLocalExec(cfg.Node, node.Exec)
 	srv.SetLocalLogs(node.Logs)
 	log.Info("node agent runtimes", "node", cfg.Node, "runtimes", runtimes.String())

@@ -13,6 +13,7 @@ import (
 	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/runtime/microvm"
 )
 
 // agentConfig is how one `rung agent` runs.
@@ -24,6 +25,8 @@ type agentConfig struct {
 	DataDir string
 	// Interval is how often it heartbeats and reconciles.
 	Interval time.Duration
+	// AllowEmulatedVM runs the vm tier under TCG without KVM (tests only).
+	AllowEmulatedVM bool
 }
 
 // defaultAgentInterval is how often `rung agent` heartbeats and reconciles:
@@ -44,7 +47,7 @@ func runAgent(ctx context.Context, api agent.API, cfg agentConfig, log *slog.Log
 		cfg.Interval = defaultAgentInterval
 	}
 	log = log.With("node", cfg.Node)
-	node, err := plugins.OpenNode(ctx, cfg.DataDir, replica.Options{Logger: log, CgroupParent: "/rung/" + cfg.Node}, plugins.Config{Node: cfg.Node})
+	node, err := plugins.OpenNode(ctx, cfg.DataDir, replica.Options{Logger: log, CgroupParent: "/rung/" + cfg.Node, VM: microvm.Options{AllowEmulated: cfg.AllowEmulatedVM}}, plugins.Config{Node: cfg.Node})
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", cfg.Node, err)
 	}
@@ -100,6 +103,7 @@ share a machine, each with its own --node and --data-dir.`,
 	fl.StringVar(&cfg.DataDir, "data-dir", "", "this node's data directory (images, bundles, runtime state)")
 	fl.DurationVar(&cfg.Interval, "interval", defaultAgentInterval, "how often to heartbeat and reconcile")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	fl.BoolVar(&cfg.AllowEmulatedVM, allowEmulatedVMFlag, false, allowEmulatedVMHelp)
 	_ = cmd.MarkFlagRequired("node")
 	_ = cmd.MarkFlagRequired("data-dir")
 	return cmd

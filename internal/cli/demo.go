@@ -17,13 +17,17 @@ import (
 	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/runtime/microvm"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/tenancy"
 	"rung.dev/rung/internal/topology"
 )
 
 func newDemoCmd() *cobra.Command {
-	var dataDir string
+	var (
+		dataDir       string
+		allowEmulated bool
+	)
 	var run []string
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -67,18 +71,19 @@ refused and reported, never run weaker.`,
 			if len(run) == 0 {
 				return nil
 			}
-			return runDemo(cmd.Context(), out, dataDir, run, plans, sets)
+			return runDemo(cmd.Context(), out, dataDir, run, plans, sets, allowEmulated)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultImageDataDir, "data directory (images, bundles, runtime state)")
+	cmd.Flags().BoolVar(&allowEmulated, allowEmulatedVMFlag, false, allowEmulatedVMHelp)
 	cmd.Flags().StringSliceVar(&run, "run", []string{"university", "public-cloud"}, "examples whose replicas to run for real (empty: plan only)")
 	return cmd
 }
 
 // runDemo starts every planned replica of the named examples on this
 // machine, verifies each from its live processes, and removes them.
-func runDemo(ctx context.Context, out io.Writer, dataDir string, names []string, plans map[string]*scheduler.Result, sets map[string]*v1.Set) error {
-	node, err := plugins.OpenNode(ctx, dataDir, replica.Options{}, plugins.Config{})
+func runDemo(ctx context.Context, out io.Writer, dataDir string, names []string, plans map[string]*scheduler.Result, sets map[string]*v1.Set, allowEmulated bool) error {
+	node, err := plugins.OpenNode(ctx, dataDir, replica.Options{VM: microvm.Options{AllowEmulated: allowEmulated}}, plugins.Config{})
 	if err != nil {
 		return err
 	}
@@ -90,6 +95,9 @@ func runDemo(ctx context.Context, out io.Writer, dataDir string, names []string,
 	for t := tenancy.Container; t <= tenancy.Host; t++ {
 		a := avail[t]
 		state := "available"
+		if a.Available && node.VM().Emulated(ctx) && t == tenancy.VM {
+			state = "available, " + a.Reason
+		}
 		if !a.Available {
 			state = "UNAVAILABLE: " + a.Reason
 		}

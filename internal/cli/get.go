@@ -597,7 +597,7 @@ func listNodes(ctx context.Context, c *client.Client, o listOptions) (table, err
 			last = n.LastHeartbeat.UTC().Format(time.RFC3339)
 		}
 		t.rows = append(t.rows, tableRow{name: n.Name, obj: n,
-			cells: []string{n.Name, n.State, last, cmp.Or(strings.Join(n.Runtimes, ","), "-"), fmt.Sprint(len(n.Replicas))},
+			cells: []string{n.Name, n.State, last, runtimesCell(n), fmt.Sprint(len(n.Replicas))},
 			more:  []string{cmp.Or(n.Agent, "-"), capacityCell(n.Capacity, "cpu"), capacityCell(n.Capacity, "memory"), fmt.Sprint(n.InTopology)}})
 	}
 	t.data = wire.Nodes{Nodes: kept, Timeout: ns.Timeout}
@@ -966,4 +966,17 @@ func watchNodes(cmd *cobra.Command, c *client.Client, output string) error {
 		return tw.Flush()
 	})
 	return apiError(err)
+}
+
+// runtimesCell lists a node's runtimes, marking the emulated ones
+// ("vm(EMULATED)"): they are for tests, not a security boundary.
+func runtimesCell(n wire.NodeStatus) string {
+	var out []string
+	for _, r := range n.Runtimes {
+		if slices.Contains(n.Emulated, r) {
+			r += "(EMULATED)"
+		}
+		out = append(out, r)
+	}
+	return cmp.Or(strings.Join(out, ","), "-")
 }

@@ -15,6 +15,7 @@ import (
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/runtime/microvm"
 	"rung.dev/rung/internal/tenancy"
 	"rung.dev/rung/internal/topology"
 )
@@ -22,6 +23,7 @@ import (
 func newRunCmd() *cobra.Command {
 	var (
 		dataDir, tenant, tier, cpu, memory, block string
+		allowEmulated                             bool
 		pids                                      int64
 		env, caps                                 []string
 	)
@@ -63,7 +65,7 @@ can't run here, nothing runs (there is no fallback to a weaker tier).`,
 				images = &v1.ImagePolicy{BlockSeverity: block}
 			}
 			ctx := cmd.Context()
-			node, err := plugins.OpenNode(ctx, dataDir, replica.Options{}, plugins.Config{})
+			node, err := plugins.OpenNode(ctx, dataDir, replica.Options{VM: microvm.Options{AllowEmulated: allowEmulated}}, plugins.Config{})
 			if err != nil {
 				return err
 			}
@@ -96,6 +98,7 @@ can't run here, nothing runs (there is no fallback to a weaker tier).`,
 	f.Int64Var(&pids, "pids", 128, "PIDs limit")
 	f.StringArrayVarP(&env, "env", "e", nil, "environment variable NAME=VALUE (repeatable)")
 	f.StringArrayVar(&caps, "cap-add", nil, "capability from the allow-list (elevated workloads only)")
+	f.BoolVar(&allowEmulated, allowEmulatedVMFlag, false, allowEmulatedVMHelp)
 	f.StringVar(&block, "block-severity", "", "severity at which the image's configuration findings and vulnerabilities refuse it, as a tenant's spec.images.blockSeverity (default "+policy.DefaultBlockSeverity.String()+")")
 	return cmd
 }

@@ -62,6 +62,9 @@ and shutdownTimeout; flags override it.`,
 			if fl.Changed("node") {
 				run.Node = cfg.Node
 			}
+			if fl.Changed(allowEmulatedVMFlag) {
+				run.AllowEmulatedVM = cfg.AllowEmulatedVM
+			}
 			if fl.Changed("node-timeout") {
 				run.NodeTimeout = app.Duration(nodeTimeout)
 			}
@@ -93,6 +96,7 @@ and shutdownTimeout; flags override it.`,
 	fl.BoolVarP(&verbose, "verbose", "v", false, "log every failed request")
 	fl.BoolVar(&cfg.Agent, "agent", true, "run the node agent: start the planned replicas on this machine (runc, runsc)")
 	fl.StringVar(&cfg.Node, "node", "", "the topology node this machine is (default: stand in for every node)")
+	fl.BoolVar(&cfg.AllowEmulatedVM, allowEmulatedVMFlag, false, allowEmulatedVMHelp)
 	fl.DurationVar(&nodeTimeout, "node-timeout", 10*time.Second, "a node agent silent this long is down; its replicas are re-placed")
 	return cmd
 }

@@ -15,7 +15,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"rung.dev/rung/internal/bundle"
 	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/runtime/microvm"
 	"rung.dev/rung/internal/verify"
 )
 
@@ -34,7 +36,12 @@ the tenant's UID map, capabilities, no_new_privs, seccomp, namespaces,
 read-only root, no host mounts, memory/swap/PIDs/CPU limits.
 
 A sandbox replica is proven from gVisor's host processes (sentry, ptrace
-stubs, gofer); what gVisor enforces inside is listed as such. Exit 0 when
+stubs, gofer); what gVisor enforces inside is listed as such. A vm replica
+(DIR/runtimes/vm) is proven from its QEMU process (the replica's uid, no
+capabilities, no_new_privs, QEMU's seccomp sandbox, its own namespaces, the
+cgroup limits) and the kernel its guest reported, which must not be the
+host's; one run under TCG emulation (--allow-emulated-vm) is WEAK: no
+hardware boundary. Exit 0 when
 every property of every running replica holds, 1 when any fails or cannot
 be read. A stopped replica is listed (with "OOM-killed" when its cgroup
 counted an OOM kill) and fails nothing.`,
@@ -125,6 +132,11 @@ func verifyReplicas(ctx context.Context, dataDir string, ids []string) ([]verify
 			out = append(out, r)
 		}
 	}
+	vms, err := verifyVMs(ctx, dataDir, ids, found)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, vms...)
 	for _, id := range ids {
 		if !found[id] {
 			return nil, fmt.Errorf("verify: no replica %q under %s", id, dataDir)
@@ -132,6 +144,56 @@ func verifyReplicas(ctx context.Context, dataDir string, ids []string) ([]verify
 	}
 	slices.SortFunc(out, func(a, b verify.Replica) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
+}
+
+// verifyVMs proves the vm tier's replicas under DATA/runtimes/vm from
+// their state files and QEMU processes.
+func verifyVMs(ctx context.Context, dataDir string, ids []string, found map[string]bool) ([]verify.Replica, error) {
+	dir := filepath.Join(dataDir, "runtimes", "vm")
+	if _, err := os.Stat(filepath.Join(dir, "vms")); err != nil {
+		return nil, nil
+	}
+	d, err := microvm.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	host := hostKernel()
+	var out []verify.Replica
+	for _, id := range d.Records() {
+		if len(ids) > 0 && !slices.Contains(ids, id) {
+			continue
+		}
+		st, err := d.Status(id)
+		if err != nil {
+			continue // removed meanwhile
+		}
+		found[id] = true
+		v := verify.VM{ID: id, Bundle: st.Bundle, Pid: st.Pid, UID: st.UID, Memory: st.Limits.CgroupMem,
+			CPUQuota: st.Limits.CPUQuota, CPUPeriod: int64(st.Limits.CPUPeriod), Pids: st.Limits.PIDs,
+			HostKernel: host, Emulated: st.Emulated}
+		if st.Guest.Release != "" {
+			v.GuestKernel = st.Guest.Release + " " + st.Guest.Version
+		}
+		if spec, err := bundle.Read(st.Bundle); err == nil {
+			v.Tenant = spec.Annotations[verify.AnnotationTenant]
+		}
+		r, err := verify.Host{}.VMReplica(ctx, v)
+		if err != nil {
+			if _, running := d.Running(id); !running {
+				continue // stopped meanwhile
+			}
+			return nil, fmt.Errorf("verify: vm %s: %w", id, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// hostKernel is the host's "release version", as a guest's is reported.
+func hostKernel() string {
+	rel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	ver, _ := os.ReadFile("/proc/sys/kernel/version")
+	return strings.TrimSpace(string(rel)) + " " + strings.TrimSpace(string(ver))
 }
 
 // newInspectDriver opens the driver whose Config.Dir is dir, to read the

@@ -2,10 +2,14 @@ package replica
 
 import (
 	"context"
+	"fmt"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"rung.dev/rung/internal/bundle"
 
 	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/runtime/microvm"
 )
 
 // Exec runs args inside running replica id with the replica's own user,
@@ -21,12 +25,29 @@ func (n *Node) Exec(ctx context.Context, id string, args []string, stdio runtime
 	if err != nil {
 		return -1, err
 	}
+	ex, ok := d.(execDriver)
+	if !ok {
+		return -1, fmt.Errorf("%w: exec in a %s replica", ErrUnavailable, rec.Spec.Tier)
+	}
 	spec, err := bundle.Read(n.replicaDir(id))
 	if err != nil {
 		return -1, err
 	}
-	return d.ExecProcess(ctx, id, spec.Process, args, stdio)
+	return ex.ExecProcess(ctx, id, spec.Process, args, stdio)
 }
+
+// execDriver runs a process in a running replica (every driver here has
+// it; the interface keeps the node's lookup small).
+type execDriver interface {
+	ExecProcess(ctx context.Context, id string, p *specs.Process, args []string, stdio runtime.ExecIO) (int, error)
+}
+
+var (
+	_ execDriver = (*runtime.OCI)(nil)
+	_ execDriver = (*microvm.Driver)(nil)
+	_ tierDriver = (*runtime.OCI)(nil)
+	_ tierDriver = (*microvm.Driver)(nil)
+)
 
 // Exit reports how replica id's process ended, once it has stopped
 // (runtime.ErrExitUnknown when it stopped while no agent was its parent).

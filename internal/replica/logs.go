@@ -19,13 +19,13 @@ func (n *Node) Logs(ctx context.Context, id string, o logfile.ReadOptions) (io.R
 	if !idRE.MatchString(id) {
 		return nil, fmt.Errorf("%w: id %q", ErrInvalid, id)
 	}
-	drivers := []*runtime.OCI{n.runc, n.runsc}
+	drivers := n.drivers
 	if rec, err := n.record(id); err == nil {
 		d, err := n.driverFor(rec.Spec.Tier)
 		if err != nil {
 			return nil, err
 		}
-		drivers = []*runtime.OCI{d}
+		drivers = []tierDriver{d}
 	}
 	for _, d := range drivers {
 		if !d.HasLogs(id) && len(drivers) > 1 {
@@ -53,7 +53,7 @@ func (n *Node) Purge(ctx context.Context, id string) error {
 	if !idRE.MatchString(id) {
 		return fmt.Errorf("%w: id %q", ErrInvalid, id)
 	}
-	for _, d := range []*runtime.OCI{n.runc, n.runsc} {
+	for _, d := range n.drivers {
 		if err := d.PurgeLogs(ctx, id); err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -31,6 +32,7 @@ import (
 	"rung.dev/rung/internal/image"
 	"rung.dev/rung/internal/network"
 	"rung.dev/rung/internal/noisy"
+	"rung.dev/rung/internal/logfile"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/microvm"
@@ -112,11 +114,14 @@ type Record struct {
 //	DIR/replicas/ID/       bundle (config.json, rootfs/) and replica.json
 //	DIR/tenants.json       tenant → UID range registry
 type Node struct {
-	dir     string
-	images  *image.Store
-	runc    *runtime.OCI
-	runsc   *runtime.OCI
-	vm      *microvm.Detector
+	dir    string
+	images *image.Store
+	runc   *runtime.OCI
+	runsc  *runtime.OCI
+	vm     *microvm.Driver
+	// tiers is the tier → driver lookup; every driver is in drivers.
+	tiers   map[tenancy.Tier]tierDriver
+	drivers []tierDriver
 	log     *slog.Logger
 	cgroups string
 	// admission re-checks every replica's final runtime spec and its
@@ -140,9 +145,9 @@ type Node struct {
 type Options struct {
 	// RunscPlatform is gVisor's platform; default ptrace.
 	RunscPlatform string
-	// VM configures the micro-VM tier's boot probe; the zero value has no
-	// guest kernel, so the vm tier reports unavailable (fail closed).
-	VM     microvm.Probe
+	// VM configures the vm tier (its Dir is DIR/runtimes/vm). Without KVM
+	// the tier is unavailable unless VM.AllowEmulated (tests only).
+	VM     microvm.Options
 	Logger *slog.Logger
 	// CgroupParent is the cgroup under which replicas live, as
 	// PARENT/TENANT/ID (default /rung/SCOPE, SCOPE named after the data
@@ -194,6 +199,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	vmo := opts.VM
+	vmo.Dir, vmo.Logger, vmo.LogMaxSize = filepath.Join(abs, "runtimes", "vm"), opts.Logger, opts.LogMaxSize
+	vm, err := microvm.New(vmo)
+	if err != nil {
+		return nil, err
+	}
 	adm, err := policy.New(policy.Config{})
 	if err != nil {
 		return nil, err
@@ -219,7 +230,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("replica roots: %w", err)
 	}
 	sweepRoots(rootsParent)
-	return &Node{roots: roots, dir: abs, images: store, runc: runc, runsc: runsc, vm: microvm.NewDetector(opts.VM), log: opts.Logger, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, noted: map[string]bool{}, engines: map[string]*policy.Engine{}, registry: opts.Registry,
+	return &Node{roots: roots, dir: abs, images: store, runc: runc, runsc: runsc, vm: vm, log: opts.Logger,
+		tiers:   map[tenancy.Tier]tierDriver{tenancy.Container: runc, tenancy.Host: runc, tenancy.Sandbox: runsc, tenancy.VM: vm},
+		drivers: []tierDriver{runc, runsc, vm}, cgroups: cgroups, admission: adm, admitted: map[string]bool{}, noted: map[string]bool{}, engines: map[string]*policy.Engine{}, registry: opts.Registry,
 		attachers: append([]Attacher{secretsAttacher{}}, opts.Attachers...)}, nil
 }
 
@@ -271,28 +284,31 @@ func (n *Node) Runtimes(ctx context.Context) tenancy.Set {
 	return s
 }
 
+// tierDriver is what the node needs of a tier's driver: runtime.OCI (runc,
+// runsc) and microvm.Driver have it.
+type tierDriver interface {
+	runtime.Driver
+	Detect(ctx context.Context) runtime.Availability
+	ReadLogs(ctx context.Context, id string, o logfile.ReadOptions) (io.ReadCloser, error)
+	HasLogs(id string) bool
+	PurgeLogs(ctx context.Context, id string) error
+}
+
 // Driver returns the driver of tier t, or an error saying why the tier
 // can't run here. There is no fallback to a weaker tier.
 func (n *Node) Driver(ctx context.Context, t tenancy.Tier) (runtime.Driver, error) {
-	var d *runtime.OCI
-	switch t {
-	case tenancy.Container, tenancy.Host:
-		d = n.runc
-	case tenancy.Sandbox:
-		d = n.runsc
-	case tenancy.VM:
-		a := n.vm.Detect(ctx)
-		// The micro-VM driver can't boot a guest on this machine class; see
-		// README "Known gaps". Detection decides; nothing runs weaker.
-		return nil, fmt.Errorf("%w: vm: %s", ErrUnavailable, a.Reason)
-	default:
-		return nil, fmt.Errorf("%w: tier %q", ErrInvalid, t)
+	d, err := n.driverFor(t)
+	if err != nil {
+		return nil, err
 	}
 	if a := d.Detect(ctx); !a.Available {
 		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, t, a.Reason)
 	}
 	return d, nil
 }
+
+// VM is the vm tier's driver (rung verify, status: whether it emulates).
+func (n *Node) VM() *microvm.Driver { return n.vm }
 
 var idRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$`)
 
@@ -779,14 +795,14 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 	if err == nil {
 		spec = &rec.Spec
 	}
-	drivers := []*runtime.OCI{n.runc, n.runsc}
+	drivers := n.drivers
 	switch {
 	case err == nil:
 		d, err := n.driverFor(rec.Spec.Tier)
 		if err != nil {
 			return err
 		}
-		drivers = []*runtime.OCI{d}
+		drivers = []tierDriver{d}
 	case errors.Is(err, ErrNotFound):
 		if _, serr := os.Stat(n.replicaDir(id)); serr != nil {
 			return err
@@ -841,14 +857,22 @@ func (n *Node) State(ctx context.Context, id string) (runtime.State, error) {
 
 // OCI returns the OCI driver that runs tier t (runc for container and host,
 // runsc for sandbox), for inspection by `rung verify`.
-func (n *Node) OCI(t tenancy.Tier) (*runtime.OCI, error) { return n.driverFor(t) }
+func (n *Node) OCI(t tenancy.Tier) (*runtime.OCI, error) {
+	d, err := n.driverFor(t)
+	if err != nil {
+		return nil, err
+	}
+	o, ok := d.(*runtime.OCI)
+	if !ok {
+		return nil, fmt.Errorf("%w: tier %s is not run by an OCI runtime", ErrUnavailable, t)
+	}
+	return o, nil
+}
 
-func (n *Node) driverFor(t tenancy.Tier) (*runtime.OCI, error) {
-	switch t {
-	case tenancy.Container, tenancy.Host:
-		return n.runc, nil
-	case tenancy.Sandbox:
-		return n.runsc, nil
+// driverFor is the tier → driver lookup.
+func (n *Node) driverFor(t tenancy.Tier) (tierDriver, error) {
+	if d, ok := n.tiers[t]; ok {
+		return d, nil
 	}
 	return nil, fmt.Errorf("%w: tier %s has no driver here", ErrUnavailable, t)
 }

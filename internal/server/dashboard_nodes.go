@@ -279,6 +279,9 @@ func (s *Server) nodePage(ctx context.Context, w http.ResponseWriter, r *http.Re
 		if m.Reported == "" {
 			m.Reported = "none"
 		}
+		if len(m.Status.Emulated) > 0 {
+			m.Reported += " (EMULATED, not a security boundary: " + strings.Join(m.Status.Emulated, ", ") + ")"
+		}
 	}
 	for _, l := range slices.Sorted(maps.Keys(node.Domains)) {
 		m.DomainsSorted = append(m.DomainsSorted, countRowS{l, node.Domains[l]})

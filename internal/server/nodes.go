@@ -57,6 +57,8 @@ type nodes struct {
 	// agent detects; localNode is its node, "" when it stands for every
 	// node that has no agent of its own.
 	localRuntimes tenancy.Set
+	// localEmulated are the tiers the local agent only emulates.
+	localEmulated []string
 	localNode     string
 	localKnown    bool
 	// saved is when each node's status was last written to the store
@@ -157,7 +159,7 @@ func (n *nodes) status(topo map[string]bool) []wire.NodeStatus {
 	for _, name := range slices.Sorted(maps.Keys(names)) {
 		st := wire.NodeStatus{Name: name, State: n.state(name, now), InTopology: topo[name]}
 		if b, ok := n.seen[name]; ok {
-			st.LastHeartbeat, st.Runtimes, st.Replicas = b.last.UTC(), b.hb.Runtimes, b.hb.Replicas
+			st.LastHeartbeat, st.Runtimes, st.Replicas, st.Emulated = b.last.UTC(), b.hb.Runtimes, b.hb.Replicas, b.hb.Emulated
 		}
 		out = append(out, st)
 	}
@@ -365,6 +367,7 @@ func (n *nodes) withLocal(sts []wire.NodeStatus, set *v1.Set, res *scheduler.Res
 			continue
 		}
 		st.Agent = wire.AgentLocal
+		st.Emulated = n.localEmulated
 		st.Runtimes = []string{}
 		for t := tenancy.Container; t <= tenancy.Host; t++ {
 			if n.localRuntimes.Has(t) {
@@ -385,6 +388,14 @@ func (n *nodes) withLocal(sts []wire.NodeStatus, set *v1.Set, res *scheduler.Res
 		}
 	}
 	return sts
+}
+
+// SetLocalEmulated records the tiers `rung up`'s own node agent runs only
+// by emulation (vm under TCG): node status shows them.
+func (s *Server) SetLocalEmulated(tiers []string) {
+	s.nodes.mu.Lock()
+	s.nodes.localEmulated = tiers
+	s.nodes.mu.Unlock()
 }
 
 // SetLocalRuntimes records the tiers `rung up`'s own node agent can run,

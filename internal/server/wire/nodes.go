@@ -26,6 +26,10 @@ type Heartbeat struct {
 	// host); the planner offers nothing else on the node. null means not
 	// reported (the manifest's runtimes stand), [] that it can run nothing.
 	Runtimes []string `json:"runtimes"`
+	// Emulated are the tiers of Runtimes the node runs only by emulation
+	// (vm under TCG, allowed by --allow-emulated-vm): for tests, never a
+	// security boundary.
+	Emulated []string `json:"emulated,omitempty"`
 	// Replicas are the replicas the node has and their runtime state.
 	Replicas []ReplicaState `json:"replicas"`
 	// Logs are the tails of the replicas' log files (standard output and
@@ -110,6 +114,8 @@ type NodeStatus struct {
 	// reported none, [] when it can run nothing.
 	Runtimes []string       `json:"runtimes"`
 	Replicas []ReplicaState `json:"replicas,omitempty"`
+	// Emulated are the runtimes the node emulates (no security boundary).
+	Emulated []string `json:"emulated,omitempty"`
 	// Agent says who runs the node's replicas: AgentRemote (a rung agent
 	// that heartbeats), AgentLocal (rung up's own agent, on the control
 	// plane's machine) or "" (no agent so far).

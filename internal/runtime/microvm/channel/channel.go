@@ -1,0 +1,154 @@
+// Package channel is the wire between the agent and rung-vm, the init of a
+// vm-tier guest: length-prefixed frames over one virtio-serial port. The
+// guest's kernel messages go to the serial console only; everything the
+// agent needs (the workload's config, its output, its exit, the guest's
+// kernel) travels here. It imports only the standard library: cmd/rung-vm
+// links it into the guest.
+package channel
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// PortName is the virtio-serial port's name (virtserialport name=...).
+const PortName = "rung.0"
+
+// Kind is a frame's type.
+type Kind byte
+
+// Frames from the host to the guest.
+const (
+	// KindConfig carries the workload (Config, JSON); the guest waits for
+	// it after Hello.
+	KindConfig Kind = 1
+	// KindSignal carries one byte: a signal for the workload.
+	KindSignal Kind = 2
+	// KindExec starts another process in the workload's context: an exec
+	// ID (4 bytes) then its arguments (JSON array).
+	KindExec Kind = 3
+)
+
+// Frames from the guest to the host.
+const (
+	// KindHello is the guest's first frame (Hello, JSON): init runs.
+	KindHello Kind = 0x10
+	// KindStarted says the workload's process runs (Started, JSON).
+	KindStarted Kind = 0x11
+	// KindStdout and KindStderr carry the workload's output as written.
+	KindStdout Kind = 0x12
+	KindStderr Kind = 0x13
+	// KindExit is the workload's end (Exit, JSON); the guest powers off.
+	KindExit Kind = 0x14
+	// KindError says why the guest could not run the workload (text); the
+	// guest powers off.
+	KindError Kind = 0x15
+	// KindExecStdout, KindExecStderr and KindExecExit carry an exec's
+	// output and its exit code (JSON Exit), after its 4-byte ID.
+	KindExecStdout Kind = 0x16
+	KindExecStderr Kind = 0x17
+	KindExecExit   Kind = 0x18
+)
+
+// MaxFrame bounds a frame's payload: a hostile guest can't make the agent
+// allocate more.
+const MaxFrame = 1 << 20
+
+// ErrFrame is a malformed frame.
+var ErrFrame = errors.New("bad frame")
+
+// Config is the workload the guest runs: what an OCI config.json's process
+// says.
+type Config struct {
+	Args     []string `json:"args"`
+	Env      []string `json:"env,omitempty"`
+	Cwd      string   `json:"cwd,omitempty"`
+	UID      uint32   `json:"uid"`
+	GID      uint32   `json:"gid"`
+	Groups   []uint32 `json:"groups,omitempty"`
+	Hostname string   `json:"hostname,omitempty"`
+	// TmpMiB sizes the tmpfs on /tmp (when the image has /tmp).
+	TmpMiB int `json:"tmpMiB,omitempty"`
+}
+
+// Hello is what the guest reports when its init starts.
+type Hello struct {
+	// Release and Version are the guest kernel's uname -r and -v.
+	Release string `json:"release"`
+	Version string `json:"version"`
+	// MemoryKiB is the RAM the guest kernel sees (MemTotal).
+	MemoryKiB int64 `json:"memoryKiB"`
+}
+
+// Started says the workload runs, with its PID inside the guest.
+type Started struct {
+	Pid int `json:"pid"`
+}
+
+// Exit is how the workload ended: Code, or 128+Signal when a signal
+// killed it (the out-of-memory killer's is 9).
+type Exit struct {
+	Code   int `json:"code"`
+	Signal int `json:"signal,omitempty"`
+}
+
+// Tagged prefixes p with an exec ID.
+func Tagged(id uint32, p []byte) []byte {
+	b := make([]byte, 4+len(p))
+	binary.BigEndian.PutUint32(b, id)
+	copy(b[4:], p)
+	return b
+}
+
+// Untag splits an exec ID from a payload.
+func Untag(p []byte) (uint32, []byte, bool) {
+	if len(p) < 4 {
+		return 0, nil, false
+	}
+	return binary.BigEndian.Uint32(p), p[4:], true
+}
+
+// Write writes one frame.
+func Write(w io.Writer, k Kind, payload []byte) error {
+	if len(payload) > MaxFrame {
+		return fmt.Errorf("%w: %d bytes", ErrFrame, len(payload))
+	}
+	buf := make([]byte, 5+len(payload))
+	buf[0] = byte(k)
+	binary.BigEndian.PutUint32(buf[1:5], uint32(len(payload)))
+	copy(buf[5:], payload)
+	_, err := w.Write(buf)
+	return err
+}
+
+// WriteJSON writes one frame holding v as JSON.
+func WriteJSON(w io.Writer, k Kind, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return Write(w, k, b)
+}
+
+// Read reads one frame.
+func Read(r io.Reader) (Kind, []byte, error) {
+	var h [5]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(h[1:5])
+	if n > MaxFrame {
+		return 0, nil, fmt.Errorf("%w: length %d over %d", ErrFrame, n, MaxFrame)
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(r, p); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, err
+	}
+	return Kind(h[0]), p, nil
+}
