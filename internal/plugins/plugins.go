@@ -8,8 +8,10 @@ package plugins
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
 
 	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/volume"
 )
 
 // Config is what the plugins of one node may need.
@@ -29,6 +31,12 @@ func Attachers(ctx context.Context, cfg Config) ([]replica.Attacher, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	var out []replica.Attacher
+	// Volumes: DataDir/volume (internal/volume).
+	vols, err := volume.Open(filepath.Join(cfg.DataDir, "volume"), cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, volume.NewAttacher(vols))
 	return out, nil
 }
 

@@ -81,6 +81,8 @@ type Spec struct {
 	// and which is never stored or sent with the spec.
 	Secrets    []SecretMount                `json:"secrets,omitempty"`
 	SecretData map[string]map[string]string `json:"-"`
+	// Volumes are the tenant's volumes the replica mounts (volumes.go).
+	Volumes []VolumeMount `json:"volumes,omitempty"`
 }
 
 // Record is what the node keeps about a replica it prepared.
