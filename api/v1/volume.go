@@ -34,6 +34,15 @@ type Volume struct {
 	TypeMeta `json:",inline"`
 	Metadata ObjectMeta `json:"metadata"`
 	Spec     VolumeSpec `json:"spec"`
+	// Status is the control plane's: set when stored, ignored when applied.
+	Status *VolumeStatus `json:"status,omitempty"`
+}
+
+// VolumeStatus is what the control plane keeps about a volume.
+type VolumeStatus struct {
+	// UID tells this volume from an earlier one of the same name: a node
+	// never hands an old one's data to it.
+	UID string `json:"uid,omitempty"`
 }
 
 // VolumeSpec is the volume's size and the class of data it holds.

@@ -105,7 +105,7 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 			}
 			h.Write([]byte(v.Key))
 			h.Write(binary.AppendVarint(nil, v.Revision))
-			if k.tenanted {
+			if k.name == v1.KindWorkload {
 				wlRevs[strings.TrimPrefix(v.Key, k.dir+"/")] = v.Revision
 			}
 		}
