@@ -135,10 +135,10 @@ type planner struct {
 	keys        []string  // workload → "tenant/name"
 	// ord is the replica (of the workload evaluated) whose volumes the
 	// volume filter checks; set by whoever calls evaluate.
-	ord int32
-	explain     int
-	trace       *Explanation
-	unplaced    []Unplaced
+	ord      int32
+	explain  int
+	trace    *Explanation
+	unplaced []Unplaced
 }
 
 // Plan places every replica of p. The result is deterministic.

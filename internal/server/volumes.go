@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/auth"
+	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
 )
@@ -33,14 +34,6 @@ const (
 type VolumeBinding struct {
 	Node string `json:"node"`
 	UID  string `json:"uid"`
-}
-
-// VolumeDeletion is a stored tombstone of a deleted volume.
-type VolumeDeletion struct {
-	Tenant    string    `json:"tenant"`
-	Name      string    `json:"name"`
-	UID       string    `json:"uid"`
-	DeletedAt time.Time `json:"deletedAt"`
 }
 
 // admitVolume checks a Volume before it is stored: valid, of a tenant
@@ -120,11 +113,8 @@ func (s *Server) volumeDeleteOps(ctx context.Context, tenant, name string, cur s
 	if err != nil {
 		return nil, err
 	}
-	tomb, err := json.Marshal(VolumeDeletion{Tenant: tenant, Name: name, UID: uid, DeletedAt: time.Now().UTC()})
-	if err != nil {
-		return nil, err
-	}
-	ops := []store.Op{g, store.PutOp(volumeDeletionsDir+"/"+tenant+"/"+name+"."+uid, tomb, store.Create)}
+	ops := []store.Op{g}
+	tomb := wire.VolumeDeletion{Tenant: tenant, Name: name, UID: uid, DeletedAt: time.Now().UTC()}
 	binds, _, err := s.store.List(ctx, volumeBindingsDir+"/"+tenant)
 	if err != nil {
 		return nil, err
@@ -134,9 +124,17 @@ func (s *Server) volumeDeleteOps(ctx context.Context, tenant, name string, cur s
 		var vb VolumeBinding
 		if json.Unmarshal(b.Data, &vb) == nil && vb.UID == uid && (inst == name || isInstanceOf(inst, name)) {
 			ops = append(ops, store.DeleteOp(b.Key, b.Revision))
+			tomb.Instances = append(tomb.Instances, inst)
+			if !slices.Contains(tomb.Nodes, vb.Node) {
+				tomb.Nodes = append(tomb.Nodes, vb.Node)
+			}
 		}
 	}
-	return ops, nil
+	data, err := json.Marshal(tomb)
+	if err != nil {
+		return nil, err
+	}
+	return append(ops, store.PutOp(volumeDeletionsDir+"/"+tenant+"/"+name+"."+uid, data, store.Create)), nil
 }
 
 // isInstanceOf reports whether inst is a perReplica instance NAME-ORD of
@@ -154,21 +152,40 @@ func isInstanceOf(inst, name string) bool {
 	return true
 }
 
-// VolumeDeletions lists the deleted volumes nodes must wipe.
-func (s *Server) VolumeDeletions(ctx context.Context) ([]VolumeDeletion, error) {
+// VolumeDeletions lists the deleted volumes node must wipe: those bound
+// to it ("": every one, for rung up's own agent standing for every node).
+// A node learns only of its own tenants' volume names.
+func (s *Server) VolumeDeletions(ctx context.Context, node string) ([]wire.VolumeDeletion, error) {
 	vals, _, err := s.store.List(ctx, volumeDeletionsDir)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]VolumeDeletion, 0, len(vals))
+	out := make([]wire.VolumeDeletion, 0, len(vals))
 	for _, v := range vals {
-		var d VolumeDeletion
+		var d wire.VolumeDeletion
 		if err := json.Unmarshal(v.Data, &d); err != nil {
 			return nil, fmt.Errorf("decode %s: %w", v.Key, err)
 		}
-		out = append(out, d)
+		if node == "" || slices.Contains(d.Nodes, node) {
+			out = append(out, d)
+		}
 	}
 	return out, nil
+}
+
+// nodeVolumeDeletions answers GET /v1/nodes/{name}/volumedeletions (node
+// tokens, for their own node).
+func (s *Server) nodeVolumeDeletions(w http.ResponseWriter, r *http.Request) error {
+	name, err := s.nodeName(r, auth.Get)
+	if err != nil {
+		return err
+	}
+	ds, err := s.VolumeDeletions(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, wire.VolumeDeletions{Node: name, Deletions: ds})
+	return nil
 }
 
 // volumeBindings reads the stored bindings, by TENANT/INSTANCE.
@@ -192,4 +209,79 @@ func readBindings(ctx context.Context, st store.Store) (map[string]VolumeBinding
 	return out, nil
 }
 
-var _ = errors.Is
+// volumeUIDs maps TENANT/NAME of every Volume of set to its uid.
+func volumeUIDs(set *v1.Set) map[string]string {
+	out := map[string]string{}
+	for _, vol := range set.Volumes {
+		uid := ""
+		if vol.Status != nil {
+			uid = vol.Status.UID
+		}
+		out[vol.Metadata.Tenant+"/"+vol.Metadata.Name] = uid
+	}
+	return out
+}
+
+// bindingNodes is the scheduler's view of the bindings: TENANT/INSTANCE →
+// node, for the volumes that exist now (a binding of an earlier volume of
+// the same name is not this one's).
+func bindingNodes(set *v1.Set, bound map[string]VolumeBinding) map[string]string {
+	uids := volumeUIDs(set)
+	out := map[string]string{}
+	for key, b := range bound {
+		tenant, inst, _ := strings.Cut(key, "/")
+		for id, uid := range uids {
+			t, name, _ := strings.Cut(id, "/")
+			if t == tenant && uid == b.UID && (inst == name || isInstanceOf(inst, name)) {
+				out[key] = b.Node
+			}
+		}
+	}
+	return out
+}
+
+// saveBindings binds every volume instance a placed replica mounts and
+// that is not bound yet to that replica's node: its first use.
+func (p *planner) saveBindings(ctx context.Context, res *scheduler.Result, set *v1.Set, bound map[string]VolumeBinding) error {
+	uids := volumeUIDs(set)
+	wls := map[string]*v1.Workload{}
+	for i := range set.Workloads {
+		w := &set.Workloads[i]
+		wls[w.Metadata.Tenant+"/"+w.Metadata.Name] = w
+	}
+	var ops []store.Op
+	for _, pl := range res.Placements {
+		w := wls[pl.Workload]
+		if w == nil {
+			continue
+		}
+		for _, m := range w.Spec.Volumes {
+			uid, ok := uids[w.Metadata.Tenant+"/"+m.Name]
+			if !ok {
+				continue
+			}
+			key := w.Metadata.Tenant + "/" + v1.VolumeInstance(m, pl.Replica)
+			if b, ok := bound[key]; ok && b.UID == uid {
+				continue
+			}
+			data, err := json.Marshal(VolumeBinding{Node: pl.Node, UID: uid})
+			if err != nil {
+				return err
+			}
+			if _, ok := bound[key]; ok { // an earlier volume's binding
+				ops = append(ops, store.PutOp(volumeBindingsDir+"/"+key, data, store.Any))
+			} else {
+				ops = append(ops, store.PutOp(volumeBindingsDir+"/"+key, data, store.Create))
+			}
+			bound[key] = VolumeBinding{Node: pl.Node, UID: uid}
+		}
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), maxTxnOps)
+		if _, err := p.store.Txn(ctx, ops[:n]...); err != nil {
+			return err
+		}
+		ops = ops[n:]
+	}
+	return nil
+}

@@ -92,8 +92,8 @@ func (m *Manager) addUser(r Ref, id string) error {
 	if id == "" || filepath.Base(id) != id || id == "." || id == ".." {
 		return fmt.Errorf("%w: replica id %q", ErrInvalid, id)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	unlock := m.lock()
+	defer unlock()
 	d := m.usersDir(r)
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return err
@@ -103,8 +103,8 @@ func (m *Manager) addUser(r Ref, id string) error {
 
 // removeUser forgets that id uses r and unmounts r when nobody does.
 func (m *Manager) removeUser(r Ref, id string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	unlock := m.lock()
+	defer unlock()
 	d := m.usersDir(r)
 	if err := os.Remove(filepath.Join(d, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

@@ -86,6 +86,28 @@ type Manager struct {
 	mu  sync.Mutex
 }
 
+// lock serializes changes to the volumes: in this process (mu) and with
+// other processes or Managers of the same directory (an exclusive flock
+// of DIR/lock), such as the agent's sweeper next to the node's attacher.
+func (m *Manager) lock() (unlock func()) {
+	m.mu.Lock()
+	f, err := os.OpenFile(filepath.Join(m.dir, "lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		m.log.Warn("volume: lock file", "err", err) // the mutex still holds in this process
+		return m.mu.Unlock
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	return func() {
+		f.Close() // releases the flock
+		m.mu.Unlock()
+	}
+}
+
 // Open opens (creating) the volume directory dir.
 func Open(dir string, log *slog.Logger) (*Manager, error) {
 	if log == nil {
@@ -124,8 +146,8 @@ func (m *Manager) Mount(ctx context.Context, r Ref, size int64, uid, gid uint32)
 	if err := r.check(); err != nil {
 		return "", err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	unlock := m.lock()
+	defer unlock()
 	info, err := m.readInfo(r)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -249,8 +271,8 @@ func (m *Manager) Unmount(r Ref) error {
 	if err := r.check(); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	unlock := m.lock()
+	defer unlock()
 	return m.unmount(r)
 }
 
@@ -282,8 +304,8 @@ func (m *Manager) Delete(ctx context.Context, r Ref) error {
 	if err := r.check(); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	unlock := m.lock()
+	defer unlock()
 	info, err := m.readInfo(r)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -349,8 +371,8 @@ func zero(f *os.File, size int64) error {
 
 // List returns the volumes on this node.
 func (m *Manager) List() ([]Info, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	unlock := m.lock()
+	defer unlock()
 	files, err := filepath.Glob(filepath.Join(m.dir, "meta", "*", "*.json"))
 	if err != nil {
 		return nil, err
