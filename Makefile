@@ -8,7 +8,7 @@ export CGO_ENABLED := 0
 
 # Debian packages rung drives for real. Installed once; `apt-get update`
 # runs only when something is missing.
-DEB_PACKAGES := runc runsc busybox-static etcd-server
+DEB_PACKAGES := runc runsc busybox-static etcd-server e2fsprogs
 # What only the tests need: rpm and Berkeley DB's tools build the real rpm
 # databases the scanner is tested on; chromium runs the dashboard's browser
 # test (driven by chromedp, never a downloaded browser); debootstrap makes
