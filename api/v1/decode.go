@@ -360,7 +360,7 @@ func (d *decoder) document(doc *yaml.Node) {
 	name := scalarAt(root, "metadata", "name")
 	tenant := scalarAt(root, "metadata", "tenant")
 	d.kind, d.name = kind, displayName(name)
-	if (kind == KindWorkload || kind == KindSecret) && tenant != "" {
+	if (kind == KindWorkload || kind == KindSecret || kind == KindVolume) && tenant != "" {
 		d.name = displayName(tenant + "/" + name)
 	}
 
@@ -376,6 +376,8 @@ func (d *decoder) document(doc *yaml.Node) {
 		typ = reflect.TypeFor[Policy]()
 	case KindSecret:
 		typ = reflect.TypeFor[Secret]()
+	case KindVolume:
+		typ = reflect.TypeFor[Volume]()
 	}
 	line := keyLine(root, "kind", root.Line)
 	switch {
@@ -443,6 +445,9 @@ func (d *decoder) add(typ reflect.Type, value any, line int) {
 			case *Secret:
 				d.set.Secrets = append(d.set.Secrets, *o)
 				key = objectKey(KindSecret, o.Metadata.Tenant, o.Metadata.Name)
+			case *Volume:
+				d.set.Volumes = append(d.set.Volumes, *o)
+				key = objectKey(KindVolume, o.Metadata.Tenant, o.Metadata.Name)
 			}
 			d.seen[key]++
 			key = nthKey(key, d.seen[key])
@@ -799,7 +804,7 @@ func truncate(s string) string {
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 func kinds() []string {
-	return []string{KindTopology, KindTenant, KindWorkload, KindPolicy, KindSecret}
+	return []string{KindTopology, KindTenant, KindWorkload, KindPolicy, KindSecret, KindVolume}
 }
 
 // Field paths: "spec.nodes[3].domains.rack"; keys that are not simple words
@@ -849,7 +854,7 @@ func parentPath(path string) string {
 // objectKey is the Origins key of an object: "Kind/name", or
 // "Workload/tenant/name".
 func objectKey(kind, tenant, name string) string {
-	if kind == KindWorkload || kind == KindSecret {
+	if kind == KindWorkload || kind == KindSecret || kind == KindVolume {
 		return kind + "/" + tenant + "/" + name
 	}
 	return kind + "/" + name
@@ -910,6 +915,7 @@ func (s *Set) Merge(other *Set) {
 	s.Workloads = append(s.Workloads, other.Workloads...)
 	s.Policies = append(s.Policies, other.Policies...)
 	s.Secrets = append(s.Secrets, other.Secrets...)
+	s.Volumes = append(s.Volumes, other.Volumes...)
 }
 
 // eachKey calls fn with the objectKey of every object, in order.
@@ -928,6 +934,9 @@ func (s *Set) eachKey(fn func(string)) {
 	}
 	for _, o := range s.Secrets {
 		fn(objectKey(KindSecret, o.Metadata.Tenant, o.Metadata.Name))
+	}
+	for _, o := range s.Volumes {
+		fn(objectKey(KindVolume, o.Metadata.Tenant, o.Metadata.Name))
 	}
 }
 

@@ -9,6 +9,8 @@ type Set struct {
 	// Secrets are write-only through the API; rung apply sends them
 	// before the workloads.
 	Secrets []Secret
+	// Volumes are tenants' persistent file systems (volume.go).
+	Volumes []Volume
 	// Origins maps "Kind/name" (Workloads: "Workload/tenant/name") to where
 	// the object was read, for error messages. Decode also records a second
 	// or later object of one name as "Kind/name#2", "#3"…, and the line of

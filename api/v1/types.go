@@ -144,6 +144,9 @@ type TenantSpec struct {
 	Isolation    Isolation   `json:"isolation,omitempty"`
 	Quota        Quota       `json:"quota,omitempty"`
 	Images       ImagePolicy `json:"images,omitempty"`
+	// Placement is the tenant's data residency: a ceiling on where its
+	// replicas and volumes go, which its workloads can only narrow.
+	Placement Placement `json:"placement,omitzero"`
 }
 
 // Quota caps what a tenant may request in total.
@@ -205,6 +208,10 @@ type WorkloadSpec struct {
 	// Egress lets replicas reach addresses beyond the tenant network; it
 	// needs the site Policy's consent (spec.network.egressTenants).
 	Egress bool `json:"egress,omitempty"`
+	// Volumes are the tenant's Volumes the replicas mount (volume.go).
+	Volumes []VolumeMount `json:"volumes,omitempty"`
+	// Placement narrows the tenant's data residency for this workload.
+	Placement Placement `json:"placement,omitzero"`
 }
 
 // SecretMount names a Secret of the workload's tenant and where its keys

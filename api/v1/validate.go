@@ -160,6 +160,7 @@ func (s *Set) validate(broken brokenRefs) []*FieldError {
 			v.unique(tenantAt, t.Metadata.Name, o, "metadata.name", "Tenant "+strconv.Quote(t.Metadata.Name))
 		}
 		v.tenant(o, &t.Spec)
+		v.placement(o, t.Spec.Placement)
 	}
 	v.topologies(topos, tenantAt)
 	workloadAt := map[string]definedAt{}
@@ -172,7 +173,15 @@ func (s *Set) validate(broken brokenRefs) []*FieldError {
 			v.unique(workloadAt, id, o, "metadata.name", "Workload "+strconv.Quote(id))
 		}
 		v.workload(o, &w.Spec)
+		v.workloadVolumes(o, &w.Spec)
+		v.placement(o, w.Spec.Placement)
+		for _, t := range s.Tenants {
+			if t.Metadata.Name == w.Metadata.Tenant {
+				v.narrower(o, w.Spec.Placement, t.Metadata.Name, t.Spec.Placement)
+			}
+		}
 	}
+	v.sharedVolumes(workloads)
 	policyAt := map[string]definedAt{}
 	ruleAt := map[string]definedAt{}
 	admissionAt := map[string]definedAt{}
@@ -194,6 +203,16 @@ func (s *Set) validate(broken brokenRefs) []*FieldError {
 		o := object{kind: KindSecret, name: displayName(sec.Metadata.Tenant + "/" + sec.Metadata.Name), key: nthKey(key, seen[key])}
 		v.secret(o, sec)
 		v.unique(secretAt, sec.Metadata.Tenant+"/"+sec.Metadata.Name, o, "metadata.name", "Secret "+strconv.Quote(sec.Metadata.Tenant+"/"+sec.Metadata.Name))
+	}
+	volumeAt := map[string]definedAt{}
+	for i := range s.Volumes {
+		vol := &s.Volumes[i]
+		id := vol.Metadata.Tenant + "/" + vol.Metadata.Name
+		key := objectKey(KindVolume, vol.Metadata.Tenant, vol.Metadata.Name)
+		seen[key]++
+		o := object{kind: KindVolume, name: displayName(id), key: nthKey(key, seen[key])}
+		v.volume(o, vol)
+		v.unique(volumeAt, id, o, "metadata.name", "Volume "+strconv.Quote(id))
 	}
 	sortFieldErrors(v.errs)
 	return v.errs

@@ -55,7 +55,8 @@ type Agent struct {
 	summarized time.Time
 	secrets    SecretSource
 	// mon is the noisy-neighbour monitor (noisy.go).
-	mon *monitor
+	mon     *monitor
+	volumes VolumeSweeper
 }
 
 // SecretSource hands the agent a tenant's Secret for a replica that mounts
@@ -82,6 +83,14 @@ type Options struct {
 	BackoffBase, BackoffMax time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Volumes wipes the node's volumes the control plane deleted, on
+	// every reconcile (volume.Sweeper); nil: none.
+	Volumes VolumeSweeper
+}
+
+// VolumeSweeper wipes deleted volumes (internal/volume.Sweeper).
+type VolumeSweeper interface {
+	Sweep(ctx context.Context) error
 }
 
 // New returns an agent for node, fed by src.
@@ -103,7 +112,7 @@ func New(node Node, src Source, opts Options) *Agent {
 	return &Agent{
 		node: node, src: src, backoff: NewBackoff(opts.BackoffBase, opts.BackoffMax), log: opts.Logger, now: opts.Now,
 		tr: tracker{lives: map[string]*life{}, keep: keep}, probes: probes, endProbes: end, lastFailure: map[string]string{},
-		secrets: opts.Secrets, mon: newMonitor(),
+		secrets: opts.Secrets, mon: newMonitor(), volumes: opts.Volumes,
 	}
 }
 
@@ -167,6 +176,13 @@ func (a *Agent) Reconcile(ctx context.Context) (Report, error) {
 		rep.Done = append(rep.Done, Action{Kind: Remove, ID: id, Why: "left over without a record"})
 	}
 	a.forgetUndesired(desired)
+	if a.volumes != nil {
+		// Before starts: a volume deleted and made again under its name
+		// is wiped here first (until then the node refuses it as stale).
+		if err := a.volumes.Sweep(ctx); err != nil {
+			a.log.Warn("agent: wipe deleted volumes", "err", err)
+		}
+	}
 	hcs := map[string]*replica.Healthcheck{}
 	for _, o := range observed {
 		hcs[o.Spec.ID] = o.Healthcheck

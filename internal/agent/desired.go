@@ -60,6 +60,11 @@ func FromPlanWith(set *v1.Set, res *scheduler.Result, node string, templates map
 			}
 		}
 	}
+	vols := map[string]*v1.Volume{}
+	for i := range set.Volumes {
+		v := &set.Volumes[i]
+		vols[v.Metadata.Tenant+"/"+v.Metadata.Name] = v
+	}
 	var out []replica.Spec
 	for _, p := range res.Placements {
 		if node != "" && p.Node != node {
@@ -86,6 +91,10 @@ func FromPlanWith(set *v1.Set, res *scheduler.Result, node string, templates map
 		if err != nil {
 			return nil, fmt.Errorf("placement %s[%d]: network: %w", p.Workload, p.Replica, err)
 		}
+		mounts, ok := volumeMounts(w, vols, p.Replica)
+		if !ok {
+			continue // a volume is gone: the plan leaves it unplaced next time
+		}
 		out = append(out, replica.Spec{
 			ID:           ReplicaID(p.Workload, p.Replica),
 			Tenant:       w.Metadata.Tenant,
@@ -106,6 +115,7 @@ func FromPlanWith(set *v1.Set, res *scheduler.Result, node string, templates map
 			Template:      p.Template,
 			Secrets:       secretMounts(w.Spec.Secrets),
 			Network:       netSpec,
+			Volumes:       mounts,
 		})
 	}
 	return out, nil
@@ -137,4 +147,24 @@ func secretMounts(ms []v1.SecretMount) []replica.SecretMount {
 		out = append(out, replica.SecretMount{Name: m.Name, MountPath: m.MountPath})
 	}
 	return out
+}
+
+// volumeMounts resolves replica ord's volumes: each instance's name, the
+// Volume's uid and size. ok is false when a volume does not exist: the
+// replica must not run without it.
+func volumeMounts(w *v1.Workload, vols map[string]*v1.Volume, ord int) ([]replica.VolumeMount, bool) {
+	var out []replica.VolumeMount
+	for _, m := range w.Spec.Volumes {
+		vol, found := vols[w.Metadata.Tenant+"/"+m.Name]
+		if !found {
+			return nil, false
+		}
+		uid := ""
+		if vol.Status != nil {
+			uid = vol.Status.UID
+		}
+		out = append(out, replica.VolumeMount{Name: v1.VolumeInstance(m, ord), UID: uid, MountPath: m.MountPath,
+			ReadOnly: m.ReadOnly, Size: vol.Spec.SizeBytes()})
+	}
+	return out, true
 }

@@ -25,6 +25,7 @@ import (
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime/microvm"
+	"rung.dev/rung/internal/server/wire"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
@@ -426,7 +427,13 @@ func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog
 	secrets := agent.SecretFunc(func(ctx context.Context, tenant, name string) (map[string]string, error) {
 		return srv.SecretData(ctx, tenant, name, "node/"+cmp.Or(cfg.Node, "local"))
 	})
-	return agent.New(node, src, agent.Options{Logger: log.With("component", "agent"), Secrets: secrets}), node, nil
+	sweeper, err := plugins.VolumeSweeper(cfg.DataDir, log, func(ctx context.Context) ([]wire.VolumeDeletion, error) {
+		return srv.VolumeDeletions(ctx, cfg.Node)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return agent.New(node, src, agent.Options{Logger: log.With("component", "agent"), Secrets: secrets, Volumes: sweeper}), node, nil
 }
 
 // openStore opens the configured store; the only place naming backends.

@@ -112,7 +112,7 @@ func Decide(p Principal, v Verb, o Object) Decision {
 		return Allow
 	}
 	switch o.Kind {
-	case v1.KindWorkload, v1.KindTenant, v1.KindSecret:
+	case v1.KindWorkload, v1.KindTenant, v1.KindSecret, v1.KindVolume:
 		if o.Tenant == "" && v == List {
 			return Allow // the list is filtered to what p sees
 		}

@@ -61,7 +61,7 @@ func Validate(s *specs.Spec) error {
 
 	probs = append(probs, namespaceProblems(l.Namespaces)...)
 	probs = append(probs, mappingProblems(s)...)
-	probs = append(probs, mountProblems(s.Mounts)...)
+	probs = append(probs, mountProblems(s, s.Mounts)...)
 	probs = append(probs, resourceProblems(l.Resources)...)
 	probs = append(probs, seccompProblems(l.Seccomp)...)
 
@@ -133,10 +133,13 @@ func capSetNames() []string {
 // mountTypes are the only filesystems a replica mounts.
 func mountTypes() []string { return []string{"proc", "tmpfs", "devpts", "mqueue", "sysfs"} }
 
-func mountProblems(ms []specs.Mount) []string {
+func mountProblems(s *specs.Spec, ms []specs.Mount) []string {
 	var out []string
 	hasTmp := false
 	for _, m := range ms {
+		if IsVolumeMount(s, m) { // volume.go: the one bind mount allowed
+			continue
+		}
 		if !slices.Contains(mountTypes(), m.Type) {
 			out = append(out, fmt.Sprintf("mount %s of type %q (host mounts are not allowed)", m.Destination, m.Type))
 		}

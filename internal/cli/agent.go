@@ -14,6 +14,7 @@ import (
 	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime/microvm"
+	"rung.dev/rung/internal/server/wire"
 )
 
 // agentConfig is how one `rung agent` runs.
@@ -54,7 +55,21 @@ func runAgent(ctx context.Context, api agent.API, cfg agentConfig, log *slog.Log
 	if err := node.EnsureBusybox(ctx, "busybox:latest"); err != nil {
 		log.Warn("agent: no busybox image", "err", err)
 	}
-	r, err := agent.NewRemote(cfg.Node, api, node, node.Runtimes(ctx), agent.Options{Logger: log.With("component", "agent")})
+	opts := agent.Options{Logger: log.With("component", "agent")}
+	// Deleted volumes are wiped on the next reconcile (*client.Client
+	// asks the control plane for them).
+	if va, ok := api.(interface {
+		NodeVolumeDeletions(ctx context.Context, node string) ([]wire.VolumeDeletion, error)
+	}); ok {
+		sweeper, err := plugins.VolumeSweeper(cfg.DataDir, log, func(ctx context.Context) ([]wire.VolumeDeletion, error) {
+			return va.NodeVolumeDeletions(ctx, cfg.Node)
+		})
+		if err != nil {
+			return err
+		}
+		opts.Volumes = sweeper
+	}
+	r, err := agent.NewRemote(cfg.Node, api, node, node.Runtimes(ctx), opts)
 	if err != nil {
 		return err
 	}

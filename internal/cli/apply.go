@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -316,7 +317,7 @@ func displayRef(r client.Ref) string {
 // --tenant is given or only one visible tenant has a workload so named.
 func ref(cmd *cobra.Command, c *client.Client, kind, name, tenant string) (client.Ref, error) {
 	r := client.Ref{Kind: kind, Name: name}
-	if kind != v1.KindWorkload {
+	if kind != v1.KindWorkload && kind != v1.KindVolume {
 		return r, nil
 	}
 	if t, n, ok := strings.Cut(name, "/"); ok {
@@ -327,24 +328,19 @@ func ref(cmd *cobra.Command, c *client.Client, kind, name, tenant string) (clien
 		r.Tenant = tenant
 		return r, nil
 	}
-	wls, err := c.ListWorkloads(cmd.Context(), "")
+	found, err := tenantsNaming(cmd.Context(), c, kind, name)
 	if err != nil {
 		return r, apiError(err)
 	}
-	var found []string
-	for _, w := range wls {
-		if w.Metadata.Name == name {
-			found = append(found, w.Metadata.Tenant)
-		}
-	}
+	what := strings.ToLower(kind)
 	switch len(found) {
 	case 1:
 		r.Tenant = found[0]
 		return r, nil
 	case 0:
-		return r, fmt.Errorf("workload %q not found", name)
+		return r, fmt.Errorf("%s %q not found", what, name)
 	}
-	return r, withCode(ExitInvalid, fmt.Errorf("workload %q: several tenants have one (%s); name it TENANT/NAME", name, strings.Join(found, ", ")))
+	return r, withCode(ExitInvalid, fmt.Errorf("%s %q: several tenants have one (%s); name it TENANT/NAME", what, name, strings.Join(found, ", ")))
 }
 
 func newDeleteCmd() *cobra.Command {
@@ -428,4 +424,26 @@ could not be deleted (the others still are), 2 on a usage error.`,
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant of the workloads, when NAME does not name it")
 	cmd.Flags().StringVarP(&output, "output", "o", outText, "output format: "+strings.Join(changeOutputs, ", "))
 	return cmd
+}
+
+// tenantsNaming lists the tenants that have an object of kind (a
+// tenanted kind) called name, among those the caller sees.
+func tenantsNaming(ctx context.Context, c *client.Client, kind, name string) ([]string, error) {
+	l, err := c.List(ctx, kind, "")
+	if err != nil {
+		return nil, err
+	}
+	objs, err := decodeItems[struct {
+		Metadata v1.ObjectMeta `json:"metadata"`
+	}](l)
+	if err != nil {
+		return nil, err
+	}
+	var found []string
+	for _, o := range objs {
+		if o.Metadata.Name == name {
+			found = append(found, o.Metadata.Tenant)
+		}
+	}
+	return found, nil
 }

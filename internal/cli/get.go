@@ -116,6 +116,7 @@ var getKinds = []*kindInfo{
 	{singular: "workload", plural: "workloads", short: []string{"wl"}, apiKind: v1.KindWorkload, tenanted: true, list: listWorkloads},
 	{singular: "topology", plural: "topologies", short: []string{"topo"}, apiKind: v1.KindTopology, list: listTopologies},
 	{singular: "policy", plural: "policies", short: []string{"pol"}, apiKind: v1.KindPolicy, list: listPolicies},
+	{singular: "volume", plural: "volumes", short: []string{"vol"}, apiKind: v1.KindVolume, tenanted: true, list: listVolumes}, // volume.go
 	{singular: "plan", plural: "plan", tenanted: true, list: listPlan},
 	{singular: "event", plural: "events", short: []string{"ev"}, tenanted: true, list: listEvents},
 	{singular: "node", plural: "nodes", short: []string{"no"}, list: listNodes},
@@ -758,8 +759,8 @@ revision, status (placements), replicas, events.`,
 			if err != nil {
 				return err
 			}
-			if tenant != "" && k.apiKind != v1.KindWorkload {
-				return withCode(ExitInvalid, fmt.Errorf("--tenant: only workloads are named within a tenant; leave it out"))
+			if tenant != "" && k.apiKind != v1.KindWorkload && k.apiKind != v1.KindVolume {
+				return withCode(ExitInvalid, fmt.Errorf("--tenant: only workloads and volumes are named within a tenant; leave it out"))
 			}
 			c, err := cf.client()
 			if err != nil {
@@ -864,7 +865,7 @@ func describePlacements(w io.Writer, key string, res *scheduler.Result) {
 // objectEvents returns the last n visible events about r.
 func objectEvents(ctx context.Context, c *client.Client, r client.Ref, n int) ([]wire.Event, error) {
 	return lastEvents(ctx, c, n, func(e wire.Event) bool {
-		return e.Kind == r.Kind && e.Name == r.Name && (r.Kind != v1.KindWorkload || e.Tenant == r.Tenant)
+		return e.Kind == r.Kind && e.Name == r.Name && (r.Kind != v1.KindWorkload && r.Kind != v1.KindVolume || e.Tenant == r.Tenant)
 	})
 }
 

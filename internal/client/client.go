@@ -245,12 +245,16 @@ func plural(kind string) (string, error) {
 		return "workloads", nil
 	case v1.KindSecret:
 		return "secrets", nil
+	case v1.KindVolume:
+		return "volumes", nil
 	}
-	return "", fmt.Errorf("unknown kind %q: use Tenant, Workload, Topology, Policy or Secret", kind)
+	return "", fmt.Errorf("unknown kind %q: use Tenant, Workload, Topology, Policy, Secret or Volume", kind)
 }
 
 // tenanted kinds belong to a tenant and live under /v1/tenants/T/.
-func tenanted(kind string) bool { return kind == v1.KindWorkload || kind == v1.KindSecret }
+func tenanted(kind string) bool {
+	return kind == v1.KindWorkload || kind == v1.KindSecret || kind == v1.KindVolume
+}
 
 // path is the URL path of r, or of its collection when r.Name is empty.
 func (r Ref) path() (string, error) {
@@ -316,6 +320,10 @@ func RefOf(obj any) (Ref, error) {
 		return Ref{Kind: v1.KindSecret, Tenant: o.Metadata.Tenant, Name: o.Metadata.Name}, nil
 	case *v1.Secret:
 		return RefOf(*o)
+	case v1.Volume:
+		return Ref{Kind: v1.KindVolume, Tenant: o.Metadata.Tenant, Name: o.Metadata.Name}, nil
+	case *v1.Volume:
+		return RefOf(*o)
 	}
 	return Ref{}, fmt.Errorf("apply: %T is not a manifest object", obj)
 }
@@ -364,6 +372,9 @@ func Objects(set *v1.Set) []any {
 	}
 	for i := range set.Secrets { // before the workloads that use them
 		objs = append(objs, &set.Secrets[i])
+	}
+	for i := range set.Volumes {
+		objs = append(objs, &set.Volumes[i])
 	}
 	for i := range set.Workloads {
 		objs = append(objs, &set.Workloads[i])

@@ -41,6 +41,15 @@ func (c *Client) NodeReplicas(ctx context.Context, node string) ([]replica.Spec,
 	return r.Replicas, nil
 }
 
+// NodeVolumeDeletions returns the deleted volumes node must wipe.
+func (c *Client) NodeVolumeDeletions(ctx context.Context, node string) ([]wire.VolumeDeletion, error) {
+	var r wire.VolumeDeletions
+	if _, err := c.do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(node)+"/volumedeletions", nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return r.Deletions, nil
+}
+
 // Nodes lists every node with its liveness (operators), reading every page.
 func (c *Client) Nodes(ctx context.Context) (wire.Nodes, error) {
 	all := wire.Nodes{Nodes: []wire.NodeStatus{}}

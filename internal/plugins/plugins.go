@@ -15,6 +15,8 @@ import (
 
 	"rung.dev/rung/internal/network/nodenet"
 	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/volume"
 )
 
 // Config is what the plugins of one node may need.
@@ -44,6 +46,12 @@ func Attachers(ctx context.Context, cfg Config) ([]replica.Attacher, error) {
 		return nil, fmt.Errorf("tenant networks: %w", err)
 	}
 	out = append(out, nt)
+	// Volumes: DataDir/volume (internal/volume).
+	vols, err := volume.Open(volumeDir(cfg.DataDir), cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, volume.NewAttacher(vols))
 	return out, nil
 }
 
@@ -60,4 +68,32 @@ func OpenNode(ctx context.Context, dir string, opts replica.Options, cfg Config)
 	}
 	opts.Attachers = append(opts.Attachers, ats...)
 	return replica.Open(ctx, dir, opts)
+}
+
+func volumeDir(dataDir string) string { return filepath.Join(dataDir, "volume") }
+
+// VolumeSweeper is the sweeper of the volumes of the node at dataDir: it
+// wipes what deleted reports (the control plane's tombstones), on every
+// reconcile of the node's agent.
+func VolumeSweeper(dataDir string, log *slog.Logger, deleted func(ctx context.Context) ([]wire.VolumeDeletion, error)) (volume.Sweeper, error) {
+	m, err := volume.Open(volumeDir(dataDir), log)
+	if err != nil {
+		return volume.Sweeper{}, err
+	}
+	return volume.Sweeper{M: m, Deleted: func(ctx context.Context) ([]volume.Ref, error) {
+		ds, err := deleted(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var refs []volume.Ref
+		for _, d := range ds {
+			refs = append(refs, volume.Ref{Tenant: d.Tenant, Name: d.Name, UID: d.UID})
+			for _, inst := range d.Instances {
+				if inst != d.Name {
+					refs = append(refs, volume.Ref{Tenant: d.Tenant, Name: inst, UID: d.UID})
+				}
+			}
+		}
+		return refs, nil
+	}}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/bundle"
 )
 
 // WorkloadInput is what admission knows about one workload.
@@ -324,6 +325,7 @@ func checkHostMounts(_ *Engine, in *WorkloadInput) []string {
 	var out []string
 	for _, m := range in.Runtime.Mounts {
 		switch {
+		case bundle.IsVolumeMount(in.Runtime, m): // a tenant's volume, nosuid,nodev
 		case slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind") || m.Type == "bind":
 			out = append(out, fmt.Sprintf("bind mount of %s on %s", m.Source, m.Destination))
 		case !slices.Contains(kernel, m.Type):

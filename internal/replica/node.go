@@ -94,6 +94,8 @@ type Spec struct {
 	// Network is the replica's tenant network (DESIGN §9); nil keeps a
 	// loopback-only network namespace. The network plugin applies it.
 	Network *network.Spec `json:"network,omitempty"`
+	// Volumes are the tenant's volumes the replica mounts (volumes.go).
+	Volumes []VolumeMount `json:"volumes,omitempty"`
 }
 
 // Record is what the node keeps about a replica it prepared.

@@ -223,6 +223,10 @@ func (pl *planner) describe(w int32, n int, v verdict) string {
 			return fmt.Sprintf("dedicated: host %s runs tenant %s", pl.top.HostName(n), p.Tenants[v.detail].Name)
 		}
 		return fmt.Sprintf("host %s is dedicated to tenant %s", pl.top.HostName(n), p.Tenants[v.detail].Name)
+	case fResidency:
+		return pl.describeResidency(w, v.detail, n)
+	case fVolume:
+		return pl.describeVolume(w, int32(v.detail), n)
 	case fCapacity:
 		free := node.Capacity.Sub(pl.nodes[n].used)
 		need := wl.Request.Add(p.Overhead[v.tier])
@@ -315,6 +319,7 @@ func (pl *planner) diagnose(r int32) Unplaced {
 	w := rep.w
 	wl := &pl.p.Workloads[w]
 	u := Unplaced{Workload: pl.p.Key(int(w)), Replica: int(rep.ord)}
+	pl.ord = rep.ord
 	var removed [nFilters]int
 	var firstDesc [nFilters]string
 	for n := range pl.top.Nodes {

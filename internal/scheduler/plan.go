@@ -34,6 +34,8 @@ const (
 	fNodeTenant
 	fRuntime
 	fDedicated
+	fResidency
+	fVolume
 	fCapacity
 	fSpread
 	fAffinity
@@ -41,7 +43,7 @@ const (
 	nFilters
 )
 
-var filterNames = [nFilters]string{"ok", "down", "node-tenant", "runtime", "dedicated", "capacity", "spread", "affinity", "tenancy"}
+var filterNames = [nFilters]string{"ok", "down", "node-tenant", "runtime", "dedicated", "residency", "volume", "capacity", "spread", "affinity", "tenancy"}
 
 // Cost weights. Units are "core equivalents": 1 core = 4 GiB of memory.
 const (
@@ -131,9 +133,12 @@ type planner struct {
 	remain      []float64 // group → units of its replicas not yet placed
 	retarget    []raise   // raises shrink retargeted: scratch index, old tier
 	keys        []string  // workload → "tenant/name"
-	explain     int
-	trace       *Explanation
-	unplaced    []Unplaced
+	// ord is the replica (of the workload evaluated) whose volumes the
+	// volume filter checks; set by whoever calls evaluate.
+	ord      int32
+	explain  int
+	trace    *Explanation
+	unplaced []Unplaced
 }
 
 // Plan places every replica of p. The result is deterministic.
@@ -455,6 +460,7 @@ func (pl *planner) order() []int32 {
 // place finds the cheapest feasible node and tier for replica r.
 func (pl *planner) place(r int32) bool {
 	w := pl.reps[r].w
+	pl.ord = pl.reps[r].ord
 	bestNode, bestCost := -1, math.Inf(1)
 	var bestV verdict
 	tracing := int(w) == pl.explain
@@ -572,6 +578,12 @@ func (pl *planner) evaluate(w int32, n int, score bool) verdict {
 	host := &pl.hosts[node.Host]
 	if v, bad := pl.dedication(w, host); bad {
 		return v
+	}
+	if i, ok := pl.resident(w, n); !ok {
+		return verdict{filter: fResidency, detail: i}
+	}
+	if !pl.volumeOK(w, pl.ord, n) {
+		return verdict{filter: fVolume, detail: int(pl.ord)}
 	}
 	free := node.Capacity.Sub(pl.nodes[n].used)
 	// A quick bound; the exact check (which may shrink neighbours'

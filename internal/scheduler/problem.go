@@ -57,7 +57,12 @@ type Workload struct {
 	Dedicated   bool
 	Spread      []Spread
 	Affinity    []Affinity
-	party       tenancy.Party
+	// Residency limits where the replicas go (residency.go); Volumes
+	// are what they mount and Pinned, by replica, where those are bound.
+	Residency []Residency
+	Volumes   []VolumeUse
+	Pinned    []Pin
+	party     tenancy.Party
 }
 
 // Spread is a resolved spread request.
@@ -161,7 +166,22 @@ func NewProblem(set *v1.Set, rules *tenancy.Rules, defaultRuntimes tenancy.Set) 
 		// Labels first: label affinities of earlier workloads select later ones.
 		p.Workloads = append(p.Workloads, Workload{Tenant: ti, Name: w.Metadata.Name, Labels: w.Metadata.Labels})
 	}
+	placements := map[string]v1.Placement{}
+	for _, t := range set.Tenants {
+		placements[t.Metadata.Name] = t.Spec.Placement
+	}
 	for i, w := range set.Workloads {
+		res, err := p.residency(placements[w.Metadata.Tenant], w.Spec.Placement)
+		if err != nil {
+			return nil, fmt.Errorf("workload %s/%s: %w", w.Metadata.Tenant, w.Metadata.Name, err)
+		}
+		p.Workloads[i].Residency = res
+		p.Workloads[i].Volumes = volumeUses(set, &w)
+		for _, u := range p.Workloads[i].Volumes {
+			if u.Restricted {
+				w.Spec.DataClass = v1.DataRestricted // rule 1 keeps it off others' hardware
+			}
+		}
 		if err := p.fillWorkload(i, &w, wlIdx); err != nil {
 			return nil, fmt.Errorf("workload %s/%s: %w", w.Metadata.Tenant, w.Metadata.Name, err)
 		}

@@ -77,6 +77,7 @@ func (pl *planner) search(budget int) bool {
 		}
 		r := order[k]
 		w := pl.reps[r].w
+		pl.ord = pl.reps[r].ord
 		type cand struct {
 			n    int
 			cost float64

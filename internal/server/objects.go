@@ -49,7 +49,8 @@ var (
 	kindTopology = kind{name: v1.KindTopology, plural: "topologies", dir: topologiesDir}
 	kindPolicy   = kind{name: v1.KindPolicy, plural: "policies", dir: policiesDir}
 	kindWorkload = kind{name: v1.KindWorkload, plural: "workloads", dir: workloadsDir, tenanted: true}
-	kinds        = []kind{kindTenant, kindTopology, kindPolicy, kindWorkload}
+	kindVolume   = kind{name: v1.KindVolume, plural: "volumes", dir: volumesDir, tenanted: true} // volumes.go
+	kinds        = []kind{kindTenant, kindTopology, kindPolicy, kindWorkload, kindVolume}
 )
 
 func (k kind) key(tenant, name string) string {
@@ -172,7 +173,7 @@ func (s *Server) list(k kind) handlerFunc {
 			dir = k.dir + "/" + tenant
 		case p.Role == auth.Operator:
 			dir = k.dir
-		case k.name == v1.KindWorkload:
+		case k.tenanted:
 			dir = k.dir + "/" + p.Tenant
 		}
 		if r.URL.Query().Get("watch") != "" {
@@ -266,7 +267,7 @@ func decodeObject(w http.ResponseWriter, r *http.Request, k kind, tenant, name s
 	if err != nil {
 		return nil, subj, manifestError(http.StatusBadRequest, err, subj)
 	}
-	n := len(set.Tenants) + len(set.Topologies) + len(set.Policies) + len(set.Workloads)
+	n := len(set.Tenants) + len(set.Topologies) + len(set.Policies) + len(set.Workloads) + len(set.Volumes)
 	if n != 1 {
 		return nil, subj, badRequest("the body holds %d objects; send exactly one %s per request (rung apply does this for you)", n, k.name)
 	}
@@ -279,6 +280,8 @@ func decodeObject(w http.ResponseWriter, r *http.Request, k kind, tenant, name s
 		got, meta = v1.KindTopology, set.Topologies[0].Metadata
 	case len(set.Policies) == 1:
 		got, meta = v1.KindPolicy, set.Policies[0].Metadata
+	case len(set.Volumes) == 1:
+		got, meta = v1.KindVolume, set.Volumes[0].Metadata
 	default:
 		got, meta = v1.KindWorkload, set.Workloads[0].Metadata
 	}
@@ -487,6 +490,15 @@ func (s *Server) applyOnce(ctx context.Context, k kind, tenant, name string, set
 		}
 	case v1.KindTopology, v1.KindPolicy:
 		err = s.validateSite(ctx, set, k, name, subj)
+	case v1.KindVolume:
+		extra, err = s.admitVolume(ctx, &set.Volumes[0], set, subj, cur, expect) // volumes.go
+		if err == nil {
+			// admitVolume keeps the volume's uid: the stored form changes.
+			if data, err = canonical(set); err == nil && expect != store.Create && bytes.Equal(cur.Data, data) {
+				res.Result, res.Revision = wire.Unchanged, cur.Revision
+				return res, nil
+			}
+		}
 	}
 	if err != nil {
 		return res, err
@@ -516,6 +528,8 @@ func canonical(set *v1.Set) ([]byte, error) {
 		obj = set.Topologies[0]
 	case len(set.Policies) == 1:
 		obj = set.Policies[0]
+	case len(set.Volumes) == 1:
+		obj = set.Volumes[0]
 	default:
 		obj = set.Workloads[0]
 	}
@@ -581,6 +595,8 @@ func addObject(set *v1.Set, k kind, data []byte) error {
 		return appendJSON(&set.Policies, data)
 	case v1.KindWorkload:
 		return appendJSON(&set.Workloads, data)
+	case v1.KindVolume:
+		return appendJSON(&set.Volumes, data)
 	}
 	return nil
 }
@@ -710,6 +726,12 @@ func (s *Server) deleteOnce(ctx context.Context, k kind, tenant, name string) (i
 		if err := s.validateSite(ctx, nil, k, name, subject{kind: k.name, name: name}); err != nil {
 			return 0, err
 		}
+	case v1.KindVolume:
+		more, err := s.volumeDeleteOps(ctx, tenant, name, cur) // volumes.go
+		if err != nil {
+			return 0, err
+		}
+		ops = append(ops, more...)
 	}
 	e := Entry{Actor: actor(principal(ctx)), ActorTenant: principal(ctx).Tenant, Action: "delete", Kind: k.name, Tenant: tenant, Name: name,
 		Result: "deleted", RequestID: requestID(ctx)}
@@ -735,6 +757,12 @@ func (s *Server) tenantInUse(ctx context.Context, name string) ([]store.Op, erro
 		}
 		return nil, newError(http.StatusConflict, wire.CodeConflict,
 			"tenant %q still has %d workload(s) (%s); delete them first", name, len(names), strings.Join(head(names, 5), ", "))
+	}
+	if vols, _, err := s.store.List(ctx, volumesDir+"/"+name); err != nil {
+		return nil, err
+	} else if len(vols) > 0 {
+		return nil, newError(http.StatusConflict, wire.CodeConflict,
+			"tenant %q still has %d volume(s); delete them first (deleting a volume wipes its data)", name, len(vols))
 	}
 	if secs, _, err := s.store.List(ctx, secretsDir+"/"+name); err != nil {
 		return nil, err

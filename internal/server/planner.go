@@ -122,7 +122,7 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 			}
 			h.Write([]byte(v.Key))
 			h.Write(binary.AppendVarint(nil, v.Revision))
-			if k.tenanted {
+			if k.name == v1.KindWorkload {
 				wlRevs[strings.TrimPrefix(v.Key, k.dir+"/")] = v.Revision
 			}
 		}
@@ -176,9 +176,13 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 			return plan{}, err
 		}
 	}
+	bound, err := readBindings(ctx, p.store) // volumes.go
+	if err != nil {
+		return plan{}, fmt.Errorf("plan: volume bindings: %w", err)
+	}
 	start := time.Now()
 	hashes := placementHashes(set)
-	res, offers, rolls, err := p.compute(set, docs, wlRevs, hashes, down, reports, ready)
+	res, offers, rolls, err := p.compute(set, docs, wlRevs, hashes, down, reports, ready, bound)
 	if err != nil {
 		return plan{}, err
 	}
@@ -193,6 +197,10 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 	}
 	p.metrics.setPlan(byTier, len(res.Unplaced))
 	if p.term != nil {
+		// Bindings before any node makes the volume.
+		if err := p.saveBindings(ctx, res, set, bound); err != nil {
+			return plan{}, fmt.Errorf("plan: bind volumes: %w", err)
+		}
 		if err := p.save(ctx, res, docs, wlRevs, hashes, set, rolls, p.term.Fence()); err != nil {
 			// The plan is still right; the next run writes it again (or,
 			// if the term ended, the next leader plans).
@@ -230,7 +238,7 @@ func (p *planner) storedDocs(ctx context.Context) (map[string]store.Value, error
 // longer be met. Each node offers only the tiers its agent reports it can
 // run (reports); a replica on a tier its node lost is placed again. It
 // also returns what each node offered (Node.Offers), by name.
-func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[string]int64, hashes map[string]string, down []string, reports runtimeReports, ready readiness) (*scheduler.Result, map[string]string, map[string]*rolling, error) {
+func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[string]int64, hashes map[string]string, down []string, reports runtimeReports, ready readiness, bound map[string]VolumeBinding) (*scheduler.Result, map[string]string, map[string]*rolling, error) {
 	set.ApplyDefaults()
 	var broken []scheduler.Unplaced
 	if err := set.Validate(); err != nil {
@@ -292,6 +300,7 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 			return nil, nil, nil, fmt.Errorf("plan: node %s down: %w", name, err)
 		}
 	}
+	prob.BindVolumes(bindingNodes(set, bound)) // volumes.go
 	if notes := prob.Topology.Detected(reports.report); len(notes) > 0 {
 		p.log.Info("plan with the runtimes agents detect", "notes", notes)
 	}
@@ -385,7 +394,7 @@ func (p *planner) save(ctx context.Context, res *scheduler.Result, docs map[stri
 
 // run plans whenever a stored object changes, until ctx is done.
 func (p *planner) run(ctx context.Context) error {
-	dirs := []string{tenantsDir, topologiesDir, policiesDir, workloadsDir, movesDir}
+	dirs := []string{tenantsDir, topologiesDir, policiesDir, workloadsDir, movesDir, volumesDir}
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(ctx)
 		changed := make(chan struct{}, 1)

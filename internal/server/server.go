@@ -275,6 +275,7 @@ func (s *Server) routes() {
 	handle("GET /v1/nodes/{name}/replicas", true, s.nodeReplicas)
 	handle("GET /v1/nodes/{name}/tunnel", true, s.nodeTunnel)                      // tunnel.go
 	handle("GET /v1/nodes/{name}/secrets/{tenant}/{secret}", true, s.nodeSecret)   // nodes.go
+	handle("GET /v1/nodes/{name}/volumedeletions", true, s.nodeVolumeDeletions)    // volumes.go
 	handle("GET /v1/tenants/{tenant}/workloads/{name}/logs", true, s.workloadLogs) // logs.go
 	// Replicas and their status (replicas.go).
 	handle("GET /v1/replicas", true, s.listReplicas)

@@ -178,6 +178,18 @@ func (m *model) check(reps []rep, final bool, bad func(format string, args ...an
 		if !m.runs(r.node, r.tier) {
 			bad("%s: node %s does not run tier %s (runs %s)", m.name(r), n.Name, r.tier, n.Runtimes)
 		}
+		for _, p := range wl.residency {
+			for level, allowed := range p.Domains {
+				li, ok := m.top.Level(level)
+				if !ok {
+					bad("%s: residency level %s unknown", m.name(r), level)
+					continue
+				}
+				if d := m.top.DomainName(r.node, li); !slices.Contains(allowed, d) {
+					bad("%s: node %s is in %s %q, outside its residency %v", m.name(r), n.Name, level, d, allowed)
+				}
+			}
+		}
 	}
 
 	// Capacity per node.

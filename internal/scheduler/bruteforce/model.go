@@ -66,6 +66,9 @@ type workload struct {
 	spread    []spread     // hard entries only
 	affinity  []affinity   // hard entries only
 	party     tenancy.Party
+	// residency is every limit on where it may go: the tenant's and the
+	// workload's own spec.placement, each checked on its own.
+	residency []v1.Placement
 }
 
 // spread is one hard spread entry.
@@ -161,6 +164,15 @@ func (m *model) fill(wl *workload, w *v1.Workload, t *v1.Tenant, set *v1.Set) er
 	if priv == "" {
 		priv = string(v1.PrivilegeStandard)
 	}
+	// A workload mounting a restricted Volume handles restricted data.
+	for _, m := range w.Spec.Volumes {
+		for _, vol := range set.Volumes {
+			if vol.Metadata.Tenant == t.Metadata.Name && vol.Metadata.Name == m.Name && vol.Spec.DataClass == v1.DataRestricted {
+				class = string(v1.DataRestricted)
+			}
+		}
+	}
+	wl.residency = []v1.Placement{t.Spec.Placement, w.Spec.Placement}
 	wl.party = tenancy.Party{
 		Tenant: t.Metadata.Name, Organization: org, Trust: trust, TenantLabels: t.Metadata.Labels,
 		Workload: w.Metadata.Name, WorkloadLabels: w.Metadata.Labels, DataClass: class, Privilege: priv,
