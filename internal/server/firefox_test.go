@@ -317,8 +317,6 @@ func (b *bidi) shot(name string) {
 	}
 }
 
-func has(s string) func(ffPage) bool { return func(p ffPage) bool { return strings.Contains(p.Text, s) } }
-
 // signIn types token on the sign-in page of base and presses the button.
 func (b *bidi) signIn(base, token, want string) {
 	b.t.Helper()
@@ -350,13 +348,19 @@ func TestFirefoxDashboard(t *testing.T) {
 
 	// Open a page by its link.
 	b.click(`nav a[href="/ui/topology"]`)
-	b.until("topology", func(p ffPage) bool { return strings.HasSuffix(p.URL, "/ui/topology") && strings.Contains(p.Text, "rack") })
+	b.until("topology", func(p ffPage) bool {
+		return strings.HasSuffix(p.URL, "/ui/topology") && strings.Contains(p.Text, "rack")
+	})
 	b.click(`.replicas li a[href="/ui/workloads/biology/sequencer"]`)
-	b.until("workload page", has("Workload biology/sequencer"))
+	b.until("workload page", func(p ffPage) bool {
+		return strings.HasSuffix(p.URL, "/ui/workloads/biology/sequencer") && strings.Contains(p.Text, "Workload biology/sequencer")
+	})
 	b.shot("workload")
 
 	b.click(`form[action="/ui/logout"] button`)
-	b.until("signed out", func(p ffPage) bool { return strings.Contains(p.Text, "Sign in") && !strings.Contains(p.Text, "Sign out") })
+	b.until("signed out", func(p ffPage) bool {
+		return strings.Contains(p.Text, "Sign in") && !strings.Contains(p.Text, "Sign out")
+	})
 	b.shot("signin")
 	b.navigate(e.url + "/ui/topology")
 	if txt := b.text(); strings.Contains(txt, "rack") || !strings.Contains(txt, "Sign in") {
@@ -401,5 +405,7 @@ func TestFirefoxDashboard(t *testing.T) {
 	}
 	// The dashboard's own sign-out still works after them.
 	b.click(`form[action="/ui/logout"] button`)
-	b.until("signed out at the end", func(p ffPage) bool { return strings.Contains(p.Text, "Sign in") && !strings.Contains(p.Text, "Sign out") })
+	b.until("signed out at the end", func(p ffPage) bool {
+		return strings.Contains(p.Text, "Sign in") && !strings.Contains(p.Text, "Sign out")
+	})
 }
