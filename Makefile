@@ -15,7 +15,7 @@ DEB_PACKAGES := runc runsc busybox-static etcd-server qemu-system-x86 linux-imag
 # databases the scanner is tested on; chromium runs the dashboard's browser
 # test (driven by chromedp, never a downloaded browser); debootstrap makes
 # the Debian root that `rung image pack` is tested on.
-DEB_TEST_PACKAGES := rpm db5.3-util chromium debootstrap
+DEB_TEST_PACKAGES := rpm db5.3-util chromium firefox-esr debootstrap
 
 .PHONY: demo test deps build vet bench fuzz clean
 
