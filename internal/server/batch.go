@@ -282,12 +282,14 @@ func (s *Server) runBatch(batch []*queued) {
 				m.rev = rev
 				m.res <- nil
 			}
-		case retryable(err) || errors.Is(err, store.ErrTooLarge):
-			alone = append(in, alone...) // each again, on its own
-		default:
+		case errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrClosed):
 			for _, m := range in {
-				m.res <- err
+				m.res <- err // no one would do better alone now
 			}
+		default:
+			// A race with another process, a limit, or one member's bad
+			// op: each again, on its own, so none fails for another.
+			alone = append(in, alone...)
 		}
 	}
 	for _, m := range alone {
