@@ -66,46 +66,10 @@ func TestThreeAgents(t *testing.T) {
 	dir := drivertest.SearchableTempDir(t)
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	// The control plane: no in-process agent, a 1s node timeout.
-	cpCtx, cpStop := context.WithCancel(context.Background())
-	infoc := make(chan app.Info, 1)
-	cpDone := make(chan error, 1)
-	go func() {
-		cpDone <- app.Up(cpCtx, app.Config{
-			DataDir: filepath.Join(dir, "cp"), Listen: "127.0.0.1:0", ClientConfig: "-",
-			NodeTimeout: app.Duration(3 * time.Second), // the machine may be busy: no flapping
-		}, log, func(i app.Info) { infoc <- i })
-	}()
-	t.Cleanup(func() {
-		cpStop()
-		if err := <-cpDone; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
-	})
-	var info app.Info
-	select {
-	case info = <-infoc:
-	case err := <-cpDone:
-		t.Fatalf("control plane: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("control plane not up after 30s")
-	}
-	tok, err := os.ReadFile(info.TokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, err := client.New(info.URL, strings.TrimSpace(string(tok)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The control plane: no in-process agent; the machine may be busy: a
+	// node timeout long enough not to flap.
+	info, op := upControlPlane(t, dir, log, 3*time.Second, threeAgents)
 	ctx := t.Context()
-	set, err := v1.Decode("three.yaml", []byte(threeAgents))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := op.ApplySet(ctx, set); err != nil {
-		t.Fatal(err)
-	}
 
 	// Three agents, as `rung agent` runs them.
 	type running struct {
@@ -319,4 +283,49 @@ func waitRunning(t *testing.T, dir string, want map[string][]string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// upControlPlane runs `rung up` (no agent of its own) in dir/cp with
+// nodeTimeout until the test ends, and applies manifest as its operator.
+func upControlPlane(t *testing.T, dir string, log *slog.Logger, nodeTimeout time.Duration, manifest string) (app.Info, *client.Client) {
+	t.Helper()
+	cpCtx, cpStop := context.WithCancel(context.Background())
+	infoc := make(chan app.Info, 1)
+	cpDone := make(chan error, 1)
+	go func() {
+		cpDone <- app.Up(cpCtx, app.Config{
+			DataDir: filepath.Join(dir, "cp"), Listen: "127.0.0.1:0", ClientConfig: "-",
+			NodeTimeout: app.Duration(nodeTimeout),
+		}, log, func(i app.Info) { infoc <- i })
+	}()
+	t.Cleanup(func() {
+		cpStop()
+		if err := <-cpDone; err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+	})
+	var info app.Info
+	select {
+	case info = <-infoc:
+	case err := <-cpDone:
+		t.Fatalf("control plane: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("control plane not up after 60s")
+	}
+	tok, err := os.ReadFile(info.TokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := client.New(info.URL, strings.TrimSpace(string(tok)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := v1.Decode("manifest.yaml", []byte(manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.ApplySet(t.Context(), set); err != nil {
+		t.Fatal(err)
+	}
+	return info, op
 }

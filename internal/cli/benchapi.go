@@ -27,6 +27,11 @@ type benchAPIOptions struct {
 	requests  int
 	duration  time.Duration
 	workloads int // distinct workloads each client cycles through
+	// listers and badTokens are the load of the second run: clients
+	// listing the workloads all along, and requests with a wrong token.
+	listers   int
+	badTokens int
+	store     string // the embedded control plane's store (default bolt)
 }
 
 // benchAPIResult is what a run measured.
@@ -45,14 +50,19 @@ func newBenchAPICmd() *cobra.Command {
 		opts benchAPIOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "api [--clients 50] [--requests 5000] [--duration 60s]",
+		Use:   "api [--clients 50] [--requests 5000] [--duration 60s] [--listers 20] [--bad-tokens 20000]",
 		Short: "Load the API with concurrent applies: applies/s and p99 latency",
 		Long: `Starts a control plane on loopback in a temporary directory (or uses
 --server), then runs --clients concurrent clients, each applying its own
 workloads (creates, then updates) until --requests applies are done or
 --duration passes. Prints applies/s, p50/p99/max latency and the error
 count, and for the embedded control plane the memory and store size per
-10,000 stored replicas. Exit 1 on any error.`,
+10,000 stored replicas. With --listers or --bad-tokens, a second run
+applies while that load runs (clients listing the workloads; requests
+with a wrong token, 20 at a time) and prints its figures as ratios to the
+first run's: the machine's other work cancels out. --store runs the
+embedded control plane on etcd://HOST:PORT instead of its bbolt file.
+Exit 1 on any error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.clients < 1 || opts.requests < 1 || opts.duration <= 0 || opts.workloads < 1 {
@@ -77,7 +87,7 @@ count, and for the embedded control plane the memory and store size per
 				infoc := make(chan app.Info, 1)
 				done := make(chan error, 1)
 				go func() {
-					done <- app.Up(upCtx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", ClientConfig: "-"}, nil,
+					done <- app.Up(upCtx, app.Config{DataDir: dataDir, Listen: "127.0.0.1:0", ClientConfig: "-", Store: opts.store}, nil,
 						func(i app.Info) { infoc <- i })
 				}()
 				defer func() { stop(); <-done }()
@@ -101,11 +111,21 @@ count, and for the embedded control plane the memory and store size per
 				runtime.GC()
 				runtime.ReadMemStats(&before)
 			}
-			res, err := benchAPI(ctx, c, opts)
+			res, err := benchAPI(ctx, c, opts, "alone")
 			if err != nil {
 				return err
 			}
 			printBenchAPI(out, res)
+			if opts.listers > 0 || opts.badTokens > 0 {
+				loaded, err := benchAPIUnderLoad(ctx, out, c, opts, res)
+				if err != nil {
+					return err
+				}
+				res.Errors += loaded.Errors
+				if res.FirstError == nil {
+					res.FirstError = loaded.FirstError
+				}
+			}
 			if dataDir != "" {
 				var after runtime.MemStats
 				runtime.GC()
@@ -130,6 +150,9 @@ count, and for the embedded control plane the memory and store size per
 	fl.IntVar(&opts.requests, "requests", 5000, "total applies")
 	fl.DurationVar(&opts.duration, "duration", 60*time.Second, "stop after this long")
 	fl.IntVar(&opts.workloads, "workloads", 20, "distinct workloads per client (applies cycle through them)")
+	fl.IntVar(&opts.listers, "listers", 0, "a second run with this many clients listing the workloads meanwhile")
+	fl.IntVar(&opts.badTokens, "bad-tokens", 0, "a second run with this many requests with a wrong token meanwhile")
+	fl.StringVar(&opts.store, "store", "", "the embedded control plane's store: bolt (default) or etcd://HOST:PORT[/PREFIX]")
 	return cmd
 }
 
@@ -139,7 +162,7 @@ func mib(n int64) float64 { return float64(n) / (1 << 20) }
 const benchReplicas = 10
 
 // benchAPI sets up a tenant and runs the load.
-func benchAPI(ctx context.Context, c *client.Client, opts benchAPIOptions) (benchAPIResult, error) {
+func benchAPI(ctx context.Context, c *client.Client, opts benchAPIOptions, run string) (benchAPIResult, error) {
 	tenant := v1.Tenant{
 		TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindTenant},
 		Metadata: v1.ObjectMeta{Name: "bench"},
@@ -169,7 +192,7 @@ func benchAPI(ctx context.Context, c *client.Client, opts benchAPIOptions) (benc
 				w := v1.Workload{
 					TypeMeta: v1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.KindWorkload},
 					Metadata: v1.ObjectMeta{Name: fmt.Sprintf("c%d-w%d", i, j%opts.workloads), Tenant: "bench",
-						Labels: map[string]string{"round": fmt.Sprint(j / opts.workloads)}},
+						Labels: map[string]string{"run": run, "round": fmt.Sprint(j / opts.workloads)}},
 					Spec: v1.WorkloadSpec{Image: "busybox:latest", Replicas: &replicas,
 						Resources: v1.Resources{CPU: &cpu, Memory: &mem}},
 				}

@@ -5,15 +5,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	v1 "rung.dev/rung/api/v1"
-	"rung.dev/rung/internal/app"
 	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
@@ -125,46 +122,8 @@ func TestFencePartitionedAgent(t *testing.T) {
 	dir := drivertest.SearchableTempDir(t)
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	const nodeTimeout = 6 * time.Second // a lease of 4.5s
-	cpCtx, cpStop := context.WithCancel(context.Background())
-	infoc := make(chan app.Info, 1)
-	cpDone := make(chan error, 1)
-	go func() {
-		cpDone <- app.Up(cpCtx, app.Config{
-			DataDir: filepath.Join(dir, "cp"), Listen: "127.0.0.1:0", ClientConfig: "-",
-			NodeTimeout: app.Duration(nodeTimeout),
-		}, log, func(i app.Info) { infoc <- i })
-	}()
-	t.Cleanup(func() {
-		cpStop()
-		if err := <-cpDone; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
-	})
-	var info app.Info
-	select {
-	case info = <-infoc:
-	case err := <-cpDone:
-		t.Fatalf("control plane: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("control plane not up after 60s")
-	}
-	tok, err := os.ReadFile(info.TokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, err := client.New(info.URL, strings.TrimSpace(string(tok)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	info, op := upControlPlane(t, dir, log, 6*time.Second, twoAgents) // a lease of 4.5s
 	ctx := t.Context()
-	set, err := v1.Decode("two.yaml", []byte(twoAgents))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := op.ApplySet(ctx, set); err != nil {
-		t.Fatal(err)
-	}
 
 	nodes := []string{"n1", "n2"}
 	proxies := map[string]*partition{}
@@ -218,9 +177,11 @@ func TestFencePartitionedAgent(t *testing.T) {
 	sampled := make(chan int, 1)
 	opened := map[string]*replica.Node{}
 	for _, n := range nodes {
-		if opened[n], err = replica.Open(ctx, filepath.Join(dir, n), replica.Options{}); err != nil {
+		rn, err := replica.Open(ctx, filepath.Join(dir, n), replica.Options{})
+		if err != nil {
 			t.Fatal(err)
 		}
+		opened[n] = rn
 	}
 	go func() {
 		rounds := 0

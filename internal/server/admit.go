@@ -24,7 +24,7 @@ import (
 // fit a quota that has room for one).
 func (s *Server) admitWorkload(ctx context.Context, w *v1.Workload, change *v1.Set, subj subject) ([]store.Op, *policy.Decision, error) {
 	tenant := w.Metadata.Tenant
-	tv, err := s.store.Get(ctx, tenantKey(tenant))
+	tv, err := s.st(ctx).Get(ctx, tenantKey(tenant))
 	if errors.Is(err, store.ErrNotFound) {
 		he := notFound(v1.KindTenant, "", tenant)
 		he.Msg += "; apply the Tenant first (an operator's job)"
@@ -88,7 +88,7 @@ const maxTopologyChecks = 64
 func (s *Server) guardOp(ctx context.Context, tenant string) (store.Op, error) {
 	key := guardsDir + "/" + tenant
 	data := []byte(`{}`)
-	g, err := s.store.Get(ctx, key)
+	g, err := s.st(ctx).Get(ctx, key)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return store.PutOp(key, data, store.Create), nil
@@ -131,7 +131,7 @@ func (s *Server) checkQuota(ctx context.Context, t *v1.Tenant, w *v1.Workload) e
 	if q.CPU == nil && q.Memory == nil && q.Replicas == 0 {
 		return nil
 	}
-	vals, _, err := s.store.List(ctx, workloadsDir+"/"+t.Metadata.Name)
+	vals, _, err := s.st(ctx).List(ctx, workloadsDir+"/"+t.Metadata.Name)
 	if err != nil {
 		return err
 	}

@@ -118,6 +118,13 @@ func (e Entry) record() audit.Record {
 
 // commit applies ops with e's audit record in one transaction.
 func (s *Server) commit(ctx context.Context, e Entry, ops ...store.Op) (int64, error) {
+	if o, ok := ctx.Value(batchKey{}).(*overlay); ok {
+		// Batched (batch.go): committed with the batch.
+		if err := o.stage(ctx, e.record(), ops); err != nil {
+			return 0, err
+		}
+		return pendingRev, nil
+	}
 	_, rev, err := s.audit.Append(ctx, e.record(), ops...)
 	return rev, err
 }

@@ -67,9 +67,12 @@ func (s *Server) lead(ctx context.Context) error {
 		s.log.Info("leader: leading", "id", term.ID, "term", term.Term)
 		// A new leader starts every registered node's clock now, as a
 		// restart does: it re-places nothing before a node had a whole
-		// timeout to reach it.
-		if err := s.loadNodes(ctx); err != nil {
-			s.log.Warn("leader: load nodes", "err", err)
+		// timeout to reach it. (A server that led from the start, on the
+		// embedded store, has its nodes' heartbeats already.)
+		if !s.leading.Load() {
+			if err := s.loadNodes(ctx); err != nil {
+				s.log.Warn("leader: load nodes", "err", err)
+			}
 		}
 		s.planner.lead(term)
 		s.leading.Store(true)

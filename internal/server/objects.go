@@ -367,10 +367,23 @@ func (s *Server) apply(k kind) handlerFunc {
 			}
 		}
 		var res wire.ApplyResult
-		err = s.retry(ctx, obj.Tenant, func() error {
-			res, err = s.applyOnce(ctx, k, tenant, name, set, subj)
-			return err
-		})
+		if k.name == v1.KindWorkload {
+			// A tenant's concurrent workload applies share one commit
+			// (batch.go).
+			var rev int64
+			rev, err = s.batched(ctx, obj.Tenant, func(ctx context.Context) error {
+				res, err = s.applyOnce(ctx, k, tenant, name, set, subj)
+				return err
+			})
+			if rev != 0 && res.Revision >= pendingRev {
+				res.Revision = rev
+			}
+		} else {
+			err = s.retry(ctx, obj.Tenant, func() error {
+				res, err = s.applyOnce(ctx, k, tenant, name, set, subj)
+				return err
+			})
+		}
 		if err != nil {
 			if retryable(err) {
 				err = &httpError{Status: http.StatusConflict, Code: wire.CodeConflict,
@@ -397,6 +410,11 @@ func (s *Server) retry(ctx context.Context, tenant string, attempt func() error)
 	mu := &s.tenantLocks[maphash.String(s.lockSeed, tenant)%uint64(len(s.tenantLocks))]
 	mu.Lock()
 	defer mu.Unlock()
+	return s.retryLocked(ctx, attempt)
+}
+
+// retryLocked is retry with the tenant's lock held.
+func (s *Server) retryLocked(ctx context.Context, attempt func() error) error {
 	pause := time.Millisecond
 	for i := 0; ; i++ {
 		err := attempt()
@@ -464,7 +482,7 @@ func (s *Server) applyOnce(ctx context.Context, k kind, tenant, name string, set
 	}
 	key := k.key(tenant, name)
 	expect := store.Create
-	cur, err := s.store.Get(ctx, key)
+	cur, err := s.st(ctx).Get(ctx, key)
 	switch {
 	case err == nil:
 		if bytes.Equal(cur.Data, data) {
@@ -568,7 +586,7 @@ func (s *Server) stored(ctx context.Context, skip string, ks ...kind) (*v1.Set, 
 	set := &v1.Set{}
 	revs := map[string]int64{}
 	for _, k := range ks {
-		vals, _, err := s.store.List(ctx, k.dir)
+		vals, _, err := s.st(ctx).List(ctx, k.dir)
 		if err != nil {
 			return nil, nil, fmt.Errorf("list %s: %w", k.dir, err)
 		}

@@ -124,6 +124,9 @@ type Server struct {
 	// (striped by a hash of its name).
 	tenantLocks [64]sync.Mutex
 	lockSeed    maphash.Seed
+	// applyQueues are the workload applies waiting for their stripe's
+	// next batch (batch.go).
+	applyQueues [64]applyQueue
 
 	elector leader.Elector // leader.go
 	leading atomic.Bool

@@ -1,0 +1,298 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"rung.dev/rung/internal/audit"
+	"rung.dev/rung/internal/store"
+)
+
+// Batched applies (group commit of one tenant's writes). A tenant's
+// workload writes are serialized (its guard key orders them, so quotas
+// hold), which used to cost one store commit, one fsync, each. Applies
+// that arrive while one commits now wait in a queue; the next one to hold
+// the tenant's lock runs them all in order against an overlay (the store
+// as seen with the earlier ones' writes: quotas are checked in memory, one
+// after the other), then commits every change and its audit record in one
+// transaction. If that transaction fails (another process wrote in
+// between), each apply runs again alone, as before.
+
+// pendingRev is the revision an overlay gives the batch's own writes until
+// the batch commits: far above any real one, and replaced by the real
+// revision in every answer.
+const pendingRev int64 = 1 << 62
+
+// maxBatch bounds the applies of one batch (the store's limits on one
+// transaction bound it further).
+const maxBatch = 32
+
+// maxBatchOps leaves room in a transaction for the audit entries and head.
+const maxBatchOps = store.MaxTxnOps - maxBatch - 8
+
+// overlay is a store as one batch sees it: reads fall through to the store
+// except for the keys the batch wrote; writes are staged, checked against
+// what the batch sees, and merged into one transaction at the end.
+type overlay struct {
+	store.Store
+	writes map[string]*staged // by key
+	checks map[string]int64   // preconditions on keys the batch only read
+	order  []string           // written keys, first write first
+	recs   []audit.Record
+}
+
+type staged struct {
+	data    []byte
+	deleted bool
+	first   int64 // the first write's expectation against the store
+}
+
+func newOverlay(st store.Store) *overlay {
+	return &overlay{Store: st, writes: map[string]*staged{}, checks: map[string]int64{}}
+}
+
+func (o *overlay) Get(ctx context.Context, key string) (store.Value, error) {
+	if w, ok := o.writes[key]; ok {
+		if w.deleted {
+			return store.Value{}, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+		}
+		return store.Value{Key: key, Data: w.data, Revision: pendingRev}, nil
+	}
+	return o.Store.Get(ctx, key)
+}
+
+func (o *overlay) List(ctx context.Context, dir string) ([]store.Value, int64, error) {
+	vals, rev, err := o.Store.List(ctx, dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	prefix := strings.TrimSuffix(dir, "/") + "/"
+	mine := false
+	for k := range o.writes {
+		mine = mine || strings.HasPrefix(k, prefix)
+	}
+	if !mine {
+		return vals, rev, nil
+	}
+	byKey := map[string]store.Value{}
+	for _, v := range vals {
+		byKey[v.Key] = v
+	}
+	for k, w := range o.writes {
+		switch {
+		case !strings.HasPrefix(k, prefix):
+		case w.deleted:
+			delete(byKey, k)
+		default:
+			byKey[k] = store.Value{Key: k, Data: w.data, Revision: pendingRev}
+		}
+	}
+	out := make([]store.Value, 0, len(byKey))
+	for _, k := range slices.Sorted(maps.Keys(byKey)) {
+		out = append(out, byKey[k])
+	}
+	return out, rev, nil
+}
+
+// errDirect: a batched apply wrote around commit (a bug: it would escape
+// the batch's transaction).
+var errDirect = errors.New("batched apply: direct store write")
+
+func (o *overlay) Put(context.Context, string, []byte, int64) (int64, error) {
+	return 0, fmt.Errorf("%w: %w", errDirect, store.ErrInvalid)
+}
+
+func (o *overlay) Delete(context.Context, string, int64) (int64, error) {
+	return 0, fmt.Errorf("%w: %w", errDirect, store.ErrInvalid)
+}
+
+func (o *overlay) Txn(context.Context, ...store.Op) (int64, error) {
+	return 0, fmt.Errorf("%w: %w", errDirect, store.ErrInvalid)
+}
+
+// stage checks ops' preconditions against what the batch sees and, when
+// all hold, records them with rec: all or nothing, as a Txn.
+func (o *overlay) stage(ctx context.Context, rec audit.Record, ops []store.Op) error {
+	cur := make([]int64, len(ops)) // 0: absent
+	for i, op := range ops {
+		v, err := o.Get(ctx, op.Key)
+		switch {
+		case err == nil:
+			cur[i] = v.Revision
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		switch {
+		case op.Expect == store.Create && cur[i] != 0:
+			return fmt.Errorf("op %d (%s): %w", i, op.Key, store.ErrExists)
+		case op.Expect > 0 && op.Expect != cur[i]:
+			return fmt.Errorf("op %d (%s): %w", i, op.Key, store.ErrConflict)
+		case op.Kind == store.OpDelete && op.Expect == store.Any && cur[i] == 0:
+			return fmt.Errorf("op %d (%s): %w", i, op.Key, store.ErrNotFound)
+		}
+	}
+	for _, op := range ops {
+		w, written := o.writes[op.Key]
+		if op.Kind == store.OpCheck {
+			if !written {
+				o.checks[op.Key] = op.Expect
+			}
+			continue
+		}
+		if !written {
+			first := op.Expect
+			if c, ok := o.checks[op.Key]; ok {
+				first = c // the batch read it at this revision
+				delete(o.checks, op.Key)
+			}
+			w = &staged{first: first}
+			o.writes[op.Key] = w
+			o.order = append(o.order, op.Key)
+		}
+		w.data, w.deleted = op.Data, op.Kind == store.OpDelete
+	}
+	o.recs = append(o.recs, rec)
+	return nil
+}
+
+// ops is the batch's one transaction: each written key's last value with
+// its first expectation, and the checks of the keys it only read.
+func (o *overlay) ops() []store.Op {
+	var out []store.Op
+	for _, k := range o.order {
+		w := o.writes[k]
+		switch {
+		case w.deleted && w.first == store.Create:
+			out = append(out, store.CheckOp(k, store.Create)) // made and removed
+		case w.deleted:
+			out = append(out, store.DeleteOp(k, w.first))
+		default:
+			out = append(out, store.PutOp(k, w.data, w.first))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(o.checks)) {
+		out = append(out, store.CheckOp(k, o.checks[k]))
+	}
+	return out
+}
+
+// batchKey carries a batch's overlay in a request's context.
+type batchKey struct{}
+
+// st is the store a write's reads go to: the batch's overlay when batched.
+func (s *Server) st(ctx context.Context) store.Store {
+	if o, ok := ctx.Value(batchKey{}).(*overlay); ok {
+		return o
+	}
+	return s.store
+}
+
+// batchLog is an audit log that commits several records with one change
+// (*audit.Log is one).
+type batchLog interface {
+	AppendAll(ctx context.Context, rs []audit.Record, ops ...store.Op) ([]audit.Entry, int64, error)
+}
+
+// queued is one apply waiting for its batch.
+type queued struct {
+	ctx     context.Context
+	attempt func(context.Context) error
+	res     chan error // buffered
+	rev     int64      // the batch's revision, set before res
+}
+
+// applyQueue is one lock stripe's waiting applies.
+type applyQueue struct {
+	mu sync.Mutex
+	q  []*queued
+}
+
+// batched runs attempt (a read-check-commit of one tenant's write that
+// commits through s.commit) in the tenant's next batch. It returns the
+// batch's revision when attempt's commit was in it (0 otherwise: attempt
+// ran alone, or committed nothing).
+func (s *Server) batched(ctx context.Context, tenant string, attempt func(context.Context) error) (int64, error) {
+	if _, ok := s.audit.(batchLog); !ok {
+		return 0, s.retry(ctx, tenant, func() error { return attempt(ctx) })
+	}
+	i := maphash.String(s.lockSeed, tenant) % uint64(len(s.tenantLocks))
+	q, mu := &s.applyQueues[i], &s.tenantLocks[i]
+	me := &queued{ctx: ctx, attempt: attempt, res: make(chan error, 1)}
+	q.mu.Lock()
+	q.q = append(q.q, me)
+	q.mu.Unlock()
+	mu.Lock()
+	for len(me.res) == 0 {
+		q.mu.Lock()
+		n := min(len(q.q), maxBatch)
+		batch := q.q[:n:n]
+		q.q = q.q[n:]
+		q.mu.Unlock()
+		if len(batch) == 0 {
+			break // a batch before took me
+		}
+		s.runBatch(batch)
+	}
+	mu.Unlock()
+	err := <-me.res
+	return me.rev, err
+}
+
+// runBatch runs batch's applies in order on one overlay and commits what
+// they wrote at once; the stripe's lock is held.
+func (s *Server) runBatch(batch []*queued) {
+	o := newOverlay(s.store)
+	var in, alone []*queued
+	for _, m := range batch {
+		if err := m.ctx.Err(); err != nil {
+			m.res <- err
+			continue
+		}
+		if len(o.ops()) >= maxBatchOps {
+			alone = append(alone, m) // no room: after the batch
+			continue
+		}
+		err := m.attempt(context.WithValue(m.ctx, batchKey{}, o))
+		switch {
+		case retryable(err):
+			alone = append(alone, m) // lost a race with another process
+		case err != nil:
+			m.res <- err
+		default:
+			// Done when the batch commits (an unchanged answer may name
+			// an earlier member's write).
+			in = append(in, m)
+		}
+	}
+	if len(o.recs) == 0 {
+		for _, m := range in {
+			m.res <- nil
+		}
+	} else {
+		_, rev, err := s.audit.(batchLog).AppendAll(context.WithoutCancel(in[0].ctx), o.recs, o.ops()...)
+		switch {
+		case err == nil:
+			for _, m := range in {
+				m.rev = rev
+				m.res <- nil
+			}
+		case errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrClosed):
+			for _, m := range in {
+				m.res <- err // no one would do better alone now
+			}
+		default:
+			// A race with another process, a limit, or one member's bad
+			// op: each again, on its own, so none fails for another.
+			alone = append(in, alone...)
+		}
+	}
+	for _, m := range alone {
+		m.res <- s.retryLocked(m.ctx, func() error { return m.attempt(m.ctx) })
+	}
+}
