@@ -232,6 +232,13 @@ func TestTenantNetworkPackets(t *testing.T) {
 	f.refused(t, "acme-cli-0", "http://192.0.2.10:7440/")
 	f.refused(t, "acme-cli-0", "http://10.201.3.1:7440/")
 	f.refused(t, "acme-cli-0", "http://169.254.169.254/")
+	// Discovery: the workload's name resolves for its own tenant only.
+	if out := f.exec(t, "acme-cli-0", "busybox", "nslookup", "web"); !strings.Contains(out, webAddr.String()) {
+		t.Errorf("acme's web does not resolve in acme-cli-0:\n%s", out)
+	}
+	if out := f.exec(t, "beta-cli-0", "busybox", "nslookup", "web"); strings.Contains(out, webAddr.String()) || !strings.Contains(out, "NXDOMAIN") {
+		t.Errorf("acme's web resolves in beta-cli-0 (want NXDOMAIN):\n%s", out)
+	}
 	// Published: the node port answers on the node's address.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -290,4 +297,14 @@ func hostPort(url string) (string, string) {
 		port = "80"
 	}
 	return host, port
+}
+
+// exec runs args in replica id and returns its output.
+func (f *fixture) exec(t *testing.T, id string, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	if _, err := f.node.Exec(t.Context(), id, args, runtime.ExecIO{Stdout: &out, Stderr: &out}); err != nil {
+		t.Fatalf("exec in %s: %v", id, err)
+	}
+	return out.String()
 }
