@@ -80,6 +80,8 @@ type Options struct {
 	BackoffBase, BackoffMax time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Network is the node's tenant networks (network.go); nil: none.
+	Network Network
 }
 
 // New returns an agent for node, fed by src.

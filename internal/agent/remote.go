@@ -39,6 +39,8 @@ type Remote struct {
 	replicas Node
 	runtimes tenancy.Set
 	log      *slog.Logger
+	// network is the node's tenant networks, reported and told its peers.
+	network Network
 
 	mu sync.Mutex
 	// unsent are admission decisions of the node not yet acknowledged by
@@ -74,7 +76,8 @@ func NewRemote(node string, api API, rn Node, runtimes tenancy.Set, opts Options
 		})
 	}
 	return &Remote{
-		node: node, api: api, agent: New(rn, src, opts), replicas: rn, runtimes: runtimes,
+		network: opts.Network,
+		node:    node, api: api, agent: New(rn, src, opts), replicas: rn, runtimes: runtimes,
 		log: opts.Logger.With("node", node),
 	}, nil
 }
@@ -106,10 +109,23 @@ func (r *Remote) Heartbeat(ctx context.Context) error {
 	if logs := r.agent.LogTails(ctx); len(logs) > 0 {
 		hb.Logs = logs
 	}
+	if r.network != nil {
+		hb.Network = r.network.Report()
+	}
 	if err := r.api.Heartbeat(ctx, r.node, hb); err != nil {
 		return fmt.Errorf("agent %s: heartbeat: %w", r.node, err)
 	}
 	r.unsent = r.unsent[len(hb.Decisions):]
+	// The other nodes' slices and replicas, after each heartbeat.
+	if ps, ok := r.api.(PeerSource); ok && r.network != nil {
+		peers, err := ps.NodePeers(ctx, r.node)
+		if err != nil {
+			return fmt.Errorf("agent %s: peers: %w", r.node, err)
+		}
+		if err := r.network.SetPeers(ctx, peers); err != nil {
+			return fmt.Errorf("agent %s: peers: %w", r.node, err)
+		}
+	}
 	return nil
 }
 

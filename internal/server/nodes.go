@@ -192,6 +192,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if len(hb.Decisions) > wire.MaxDecisions {
 		return newError(http.StatusBadRequest, wire.CodeInvalid, "decisions: %d, at most %d a heartbeat", len(hb.Decisions), wire.MaxDecisions)
 	}
+	if hb.Network != nil && len(hb.Network.Addresses) > wire.MaxNodeAddresses {
+		return newError(http.StatusBadRequest, wire.CodeInvalid, "network.addresses: %d, at most %d", len(hb.Network.Addresses), wire.MaxNodeAddresses)
+	}
 	decisions := hb.Decisions
 	hb.Decisions = nil           // not kept in memory with the heartbeat
 	hb.Logs = boundLogs(hb.Logs) // logs.go

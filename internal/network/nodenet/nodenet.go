@@ -426,6 +426,18 @@ func (n *Net) Address(id string) (netip.Addr, bool) {
 	return rec.Addr, err == nil
 }
 
+// Addresses are the node's replicas' addresses, by replica ID.
+func (n *Net) Addresses() map[string]netip.Addr {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	recs, _ := n.records()
+	out := make(map[string]netip.Addr, len(recs))
+	for _, r := range recs {
+		out[r.ID] = r.Addr
+	}
+	return out
+}
+
 // Stats are a replica's traffic as its own interface counts it.
 type Stats struct {
 	RxBytes, TxBytes, RxPackets, TxPackets uint64

@@ -37,6 +37,9 @@ type Heartbeat struct {
 	// Only decisions about the tenants, images and replicas planned on the
 	// node are kept.
 	Decisions []policy.Decision `json:"decisions,omitempty"`
+	// Network is the node's tenant networks (network.go); nil when it
+	// has none.
+	Network *NodeNetwork `json:"network,omitempty"`
 }
 
 // MaxDecisions bounds the admission decisions of one heartbeat (each
