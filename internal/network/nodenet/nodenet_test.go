@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +111,7 @@ func (h host) get(url string, timeout int) (string, error) {
 }
 
 type fixture struct {
+	cfg  nodenet.Config
 	host host
 	net  *nodenet.Net
 	node *replica.Node
@@ -119,7 +121,8 @@ type fixture struct {
 func open(t *testing.T, h host, dir, scope string) *fixture {
 	t.Helper()
 	ctx := t.Context()
-	nt, err := nodenet.Open(ctx, nodenet.Config{Dir: filepath.Join(dir, "network"), Scope: scope, NetNS: h.path})
+	cfg := nodenet.Config{Dir: filepath.Join(dir, "network"), Scope: scope, NetNS: h.path}
+	nt, err := nodenet.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +131,7 @@ func open(t *testing.T, h host, dir, scope string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{host: h, net: nt, node: n, dir: dir}
+	return &fixture{cfg: cfg, host: h, net: nt, node: n, dir: dir}
 }
 
 func (f *fixture) busybox(t *testing.T) {
@@ -255,6 +258,19 @@ func TestTenantNetworkPackets(t *testing.T) {
 	f.refused(t, "acme-cli-0", "http://192.0.2.10:7440/")
 	f.refused(t, "acme-cli-0", "http://10.201.3.1:7440/")
 	f.refused(t, "acme-cli-0", "http://169.254.169.254/")
+	// What rung verify shows, read from the kernel.
+	st, err := f.node.State(t.Context(), "acme-web-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, ok, err := nodenet.InspectIn(t.Context(), f.cfg, "acme-web-0", st.Pid)
+	if err != nil || !ok {
+		t.Fatalf("inspect: %v %v", ok, err)
+	}
+	if in.Address != webAddr.String()+"/32" || in.NetNSInode == 0 || in.NetNSInode == in.HostNetNSInode || len(in.Problems) > 0 ||
+		!slices.Contains(in.Rules, "in-"+in.Interface+": ip saddr @t-geo l4proto tcp th dport 8080 accept") {
+		t.Errorf("inspection of acme-web-0: %+v", in)
+	}
 	// Discovery: the workload's name resolves for its own tenant only.
 	if out := f.exec(t, "acme-cli-0", "busybox", "nslookup", "web"); !strings.Contains(out, webAddr.String()) {
 		t.Errorf("acme's web does not resolve in acme-cli-0:\n%s", out)
@@ -274,9 +290,9 @@ func TestTenantNetworkPackets(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	st, err := f.net.Stats("acme-web-0")
-	if err != nil || st.TxBytes == 0 || st.RxPackets == 0 {
-		t.Errorf("stats of acme-web-0 = %+v, %v: want traffic counted", st, err)
+	stats, err := f.net.Stats("acme-web-0")
+	if err != nil || stats.TxBytes == 0 || stats.RxPackets == 0 {
+		t.Errorf("stats of acme-web-0 = %+v, %v: want traffic counted", stats, err)
 	}
 
 	// An agent killed with -9 leaves replicas running; the next one opens
