@@ -54,6 +54,7 @@ type Agent struct {
 	// summarized is when the last summary was logged.
 	summarized time.Time
 	secrets    SecretSource
+	network    Network // nil: no tenant networks
 }
 
 // SecretSource hands the agent a tenant's Secret for a replica that mounts
@@ -103,7 +104,7 @@ func New(node Node, src Source, opts Options) *Agent {
 	return &Agent{
 		node: node, src: src, backoff: NewBackoff(opts.BackoffBase, opts.BackoffMax), log: opts.Logger, now: opts.Now,
 		tr: tracker{lives: map[string]*life{}, keep: keep}, probes: probes, endProbes: end, lastFailure: map[string]string{},
-		secrets: opts.Secrets,
+		secrets: opts.Secrets, network: opts.Network,
 	}
 }
 

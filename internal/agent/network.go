@@ -15,6 +15,10 @@ import (
 type Network interface {
 	Report() *wire.NodeNetwork
 	SetPeers(ctx context.Context, peers []wire.Peer) error
+	// Replica is replica id's address and traffic ("", nil: none).
+	Replica(id string) (string, *wire.NetworkUsage)
+	// SetReady says whether discovery may answer with replica id.
+	SetReady(id string, ready bool)
 }
 
 // PeerSource is the control plane's view of the other nodes.
@@ -41,6 +45,20 @@ func (n nodeNetwork) Report() *wire.NodeNetwork {
 	}
 	return out
 }
+
+func (n nodeNetwork) Replica(id string) (string, *wire.NetworkUsage) {
+	a, ok := n.nt.Address(id)
+	if !ok {
+		return "", nil
+	}
+	st, err := n.nt.Stats(id)
+	if err != nil {
+		return a.String(), nil
+	}
+	return a.String(), &wire.NetworkUsage{RxBytes: st.RxBytes, TxBytes: st.TxBytes, RxPackets: st.RxPackets, TxPackets: st.TxPackets}
+}
+
+func (n nodeNetwork) SetReady(id string, ready bool) { n.nt.SetReady(id, ready) }
 
 func (n nodeNetwork) SetPeers(ctx context.Context, peers []wire.Peer) error {
 	out := make([]nodenet.Peer, 0, len(peers))

@@ -196,6 +196,11 @@ func (a *Agent) States(ctx context.Context) ([]wire.ReplicaState, error) {
 			rs = wire.ReplicaState{ReplicaStatus: wire.ReplicaStatus{State: runtimeState(o.Status), Health: wire.HealthNone, Hash: Hash(o.Spec)}}
 		}
 		rs.ID, rs.Tenant, rs.Tier, rs.Status, rs.Template = o.Spec.ID, o.Spec.Tenant, o.Spec.Tier.String(), st, o.Spec.Template
+		if a.network != nil && o.Spec.Network != nil {
+			rs.Address, rs.Network = a.network.Replica(o.Spec.ID)
+			// Discovery answers with ready replicas only.
+			a.network.SetReady(o.Spec.ID, rs.State == wire.ReplicaRunning && rs.Health != wire.HealthUnhealthy && rs.Health != wire.HealthStarting)
+		}
 		out = append(out, rs)
 	}
 	for _, id := range slices.Sorted(maps.Keys(lives)) {

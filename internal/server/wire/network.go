@@ -34,3 +34,11 @@ type NodePeers struct {
 	Node  string `json:"node"`
 	Peers []Peer `json:"peers"`
 }
+
+// NetworkUsage is a replica's traffic as its link counts it.
+type NetworkUsage struct {
+	RxBytes   uint64 `json:"rxBytes"`
+	TxBytes   uint64 `json:"txBytes"`
+	RxPackets uint64 `json:"rxPackets"`
+	TxPackets uint64 `json:"txPackets"`
+}

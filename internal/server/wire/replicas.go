@@ -71,6 +71,10 @@ type ReplicaStatus struct {
 	Health     string    `json:"health"`
 	// Usage is nil when the node could not read it.
 	Usage *Usage `json:"usage,omitempty"`
+	// Address is the replica's address on its tenant network; Network its
+	// traffic (DESIGN §9); both empty without a network.
+	Address string        `json:"address,omitempty"`
+	Network *NetworkUsage `json:"network,omitempty"`
 	// Hash identifies the spec this status is about (agent.Hash).
 	Hash string `json:"hash,omitempty"`
 	// Template is the version of the workload the replica runs, so the
