@@ -139,6 +139,7 @@ func unwrapPath(err error) error {
 func Format(es []expr.Any) string {
 	var out []string
 	var pending string // the left side loaded into the register
+	var mask []byte    // a bitwise mask applied to it
 	for _, e := range es {
 		switch x := e.(type) {
 		case *expr.Meta:
@@ -151,6 +152,7 @@ func Format(es []expr.Any) string {
 				pending = "l4proto"
 			}
 		case *expr.Payload:
+			mask = nil
 			switch {
 			case x.Base == expr.PayloadBaseNetworkHeader && x.Offset == 12:
 				pending = "ip saddr"
@@ -160,24 +162,31 @@ func Format(es []expr.Any) string {
 				pending = "th dport"
 			}
 		case *expr.Ct:
-			pending = "ct state"
+			pending, mask = "ct state", nil
 			if x.Key == expr.CtKeySTATUS {
 				pending = "ct status"
 			}
 		case *expr.Bitwise:
-			if strings.HasPrefix(pending, "ip ") {
-				ones := 0
-				for _, b := range x.Mask {
-					ones += popcount(b)
-				}
-				pending += "/" + strconv.Itoa(ones)
-			}
+			mask = x.Mask
 		case *expr.Cmp:
 			op := ""
 			if x.Op == expr.CmpOpNeq {
 				op = "!= "
 			}
-			out = append(out, pending+" "+op+value(pending, x.Data))
+			switch {
+			case strings.HasPrefix(pending, "ct ") && len(mask) == 4:
+				// "!= 0" after a mask: any of the mask's bits.
+				out = append(out, pending+" "+ctBitsName(pending, binary.NativeEndian.Uint32(mask)))
+			case strings.HasPrefix(pending, "ip ") && len(mask) == 4:
+				ones := 0
+				for _, b := range mask {
+					ones += popcount(b)
+				}
+				out = append(out, pending+" "+op+value(pending, x.Data)+"/"+strconv.Itoa(ones))
+			default:
+				out = append(out, pending+" "+op+value(pending, x.Data))
+			}
+			mask = nil
 		case *expr.Lookup:
 			op := ""
 			if x.Invert {
@@ -223,6 +232,22 @@ func value(left string, b []byte) string {
 		return "set"
 	}
 	return hex.EncodeToString(b)
+}
+
+func ctBitsName(key string, bits uint32) string {
+	if key == "ct status" && bits == ipsDstNAT {
+		return "dnat"
+	}
+	var names []string
+	for _, b := range []struct {
+		bit  uint32
+		name string
+	}{{expr.CtStateBitESTABLISHED, "established"}, {expr.CtStateBitRELATED, "related"}, {expr.CtStateBitNEW, "new"}, {expr.CtStateBitINVALID, "invalid"}} {
+		if bits&b.bit != 0 {
+			names = append(names, b.name)
+		}
+	}
+	return strings.Join(names, ",")
 }
 
 func popcount(b byte) int {

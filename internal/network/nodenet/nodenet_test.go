@@ -268,7 +268,9 @@ func TestTenantNetworkPackets(t *testing.T) {
 		t.Fatalf("inspect: %v %v", ok, err)
 	}
 	if in.Address != webAddr.String()+"/32" || in.NetNSInode == 0 || in.NetNSInode == in.HostNetNSInode || len(in.Problems) > 0 ||
-		!slices.Contains(in.Rules, "in-"+in.Interface+": ip saddr @t-geo l4proto tcp th dport 8080 accept") {
+		!slices.Contains(in.Rules, "in-"+in.Interface+": ip saddr @t-geo l4proto tcp th dport 8080 accept") ||
+		!slices.Contains(in.Rules, "in-"+in.Interface+": ct status dnat accept") ||
+		!slices.Contains(in.Rules, "out-"+in.Interface+": ip daddr 169.254.0.0/16 drop") {
 		t.Errorf("inspection of acme-web-0: %+v", in)
 	}
 	// Discovery: the workload's name resolves for its own tenant only.
