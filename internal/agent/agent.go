@@ -57,6 +57,7 @@ type Agent struct {
 	// mon is the noisy-neighbour monitor (noisy.go).
 	mon     *monitor
 	volumes VolumeSweeper
+	network Network // nil: no tenant networks
 }
 
 // SecretSource hands the agent a tenant's Secret for a replica that mounts
@@ -83,6 +84,8 @@ type Options struct {
 	BackoffBase, BackoffMax time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Network is the node's tenant networks (network.go); nil: none.
+	Network Network
 	// Volumes wipes the node's volumes the control plane deleted, on
 	// every reconcile (volume.Sweeper); nil: none.
 	Volumes VolumeSweeper
@@ -112,7 +115,7 @@ func New(node Node, src Source, opts Options) *Agent {
 	return &Agent{
 		node: node, src: src, backoff: NewBackoff(opts.BackoffBase, opts.BackoffMax), log: opts.Logger, now: opts.Now,
 		tr: tracker{lives: map[string]*life{}, keep: keep}, probes: probes, endProbes: end, lastFailure: map[string]string{},
-		secrets: opts.Secrets, mon: newMonitor(), volumes: opts.Volumes,
+		secrets: opts.Secrets, mon: newMonitor(), volumes: opts.Volumes, network: opts.Network,
 	}
 }
 

@@ -39,6 +39,8 @@ type Remote struct {
 	replicas Node
 	runtimes tenancy.Set
 	log      *slog.Logger
+	// network is the node's tenant networks, reported and told its peers.
+	network Network
 
 	mu sync.Mutex
 	// unsent are admission decisions of the node not yet acknowledged by
@@ -76,7 +78,8 @@ func NewRemote(node string, api API, rn Node, runtimes tenancy.Set, opts Options
 		})
 	}
 	return &Remote{
-		node: node, api: api, agent: New(rn, src, opts), replicas: rn, runtimes: runtimes,
+		network: opts.Network,
+		node:    node, api: api, agent: New(rn, src, opts), replicas: rn, runtimes: runtimes,
 		log: opts.Logger.With("node", node),
 	}, nil
 }
@@ -118,11 +121,24 @@ func (r *Remote) Heartbeat(ctx context.Context) error {
 	if p := r.agent.NodePressure(); p >= 0 {
 		hb.CPUPressure = &p
 	}
+	if r.network != nil {
+		hb.Network = r.network.Report()
+	}
 	if err := r.send(ctx, hb); err != nil {
 		return fmt.Errorf("agent %s: heartbeat: %w", r.node, err)
 	}
 	r.agent.AckNoisySteps(len(hb.Noisy))
 	r.unsent = r.unsent[len(hb.Decisions):]
+	// The other nodes' slices and replicas, after each heartbeat.
+	if ps, ok := r.api.(PeerSource); ok && r.network != nil {
+		peers, err := ps.NodePeers(ctx, r.node)
+		if err != nil {
+			return fmt.Errorf("agent %s: peers: %w", r.node, err)
+		}
+		if err := r.network.SetPeers(ctx, peers); err != nil {
+			return fmt.Errorf("agent %s: peers: %w", r.node, err)
+		}
+	}
 	return nil
 }
 
@@ -203,6 +219,11 @@ func (a *Agent) States(ctx context.Context) ([]wire.ReplicaState, error) {
 			rs = wire.ReplicaState{ReplicaStatus: wire.ReplicaStatus{State: runtimeState(o.Status), Health: wire.HealthNone, Hash: Hash(o.Spec)}}
 		}
 		rs.ID, rs.Tenant, rs.Tier, rs.Status, rs.Template = o.Spec.ID, o.Spec.Tenant, o.Spec.Tier.String(), st, o.Spec.Template
+		if a.network != nil && o.Spec.Network != nil {
+			rs.Address, rs.Network = a.network.Replica(o.Spec.ID)
+			// Discovery answers with ready replicas only.
+			a.network.SetReady(o.Spec.ID, rs.State == wire.ReplicaRunning && rs.Health != wire.HealthUnhealthy && rs.Health != wire.HealthStarting)
+		}
 		out = append(out, rs)
 	}
 	for _, id := range slices.Sorted(maps.Keys(lives)) {

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"rung.dev/rung/internal/agent"
+	"rung.dev/rung/internal/network/nodenet"
 	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
@@ -433,7 +435,12 @@ func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog
 	if err != nil {
 		return nil, nil, err
 	}
-	return agent.New(node, src, agent.Options{Logger: log.With("component", "agent"), Secrets: secrets, Volumes: sweeper}), node, nil
+	opts := agent.Options{Logger: log.With("component", "agent"), Secrets: secrets, Volumes: sweeper}
+	if nt, ok := node.Attacher("network").(*nodenet.Net); ok {
+		// One machine: no peers to tell, so no underlay address.
+		opts.Network = agent.NodeNetwork(nt, netip.Addr{})
+	}
+	return agent.New(node, src, opts), node, nil
 }
 
 // openStore opens the configured store; the only place naming backends.

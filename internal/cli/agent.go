@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/network/nodenet"
 	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime/microvm"
@@ -28,6 +32,9 @@ type agentConfig struct {
 	Interval time.Duration
 	// AllowEmulatedVM runs the vm tier under TCG without KVM (tests only).
 	AllowEmulatedVM bool
+	// Underlay is the node's address other nodes route its replicas
+	// through; empty: the address it reaches the control plane from.
+	Underlay string
 }
 
 // defaultAgentInterval is how often `rung agent` heartbeats and reconciles:
@@ -68,6 +75,13 @@ func runAgent(ctx context.Context, api agent.API, cfg agentConfig, log *slog.Log
 			return err
 		}
 		opts.Volumes = sweeper
+	}
+	if nt, ok := node.Attacher("network").(*nodenet.Net); ok {
+		under, err := underlay(cfg.Underlay, api)
+		if err != nil {
+			return withCode(ExitInvalid, fmt.Errorf("--underlay: %w", err))
+		}
+		opts.Network = agent.NodeNetwork(nt, under)
 	}
 	r, err := agent.NewRemote(cfg.Node, api, node, node.Runtimes(ctx), opts)
 	if err != nil {
@@ -117,6 +131,7 @@ share a machine, each with its own --node and --data-dir.`,
 	fl.StringVar(&cfg.Node, "node", "", "the topology node this agent is")
 	fl.StringVar(&cfg.DataDir, "data-dir", "", "this node's data directory (images, bundles, runtime state)")
 	fl.DurationVar(&cfg.Interval, "interval", defaultAgentInterval, "how often to heartbeat and reconcile")
+	fl.StringVar(&cfg.Underlay, "underlay", "", "this node's IPv4 address other nodes reach its replicas through (default: the one it reaches the server from)")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	fl.BoolVar(&cfg.AllowEmulatedVM, allowEmulatedVMFlag, false, allowEmulatedVMHelp)
 	_ = cmd.MarkFlagRequired("node")
@@ -125,3 +140,33 @@ share a machine, each with its own --node and --data-dir.`,
 }
 
 var _ agent.API = (*client.Client)(nil)
+
+// underlay is the node's own address for tenant networks: flag, else the
+// local address of a route to the control plane (no packet is sent).
+func underlay(flag string, api agent.API) (netip.Addr, error) {
+	if flag != "" {
+		a, err := netip.ParseAddr(flag)
+		if err != nil || !a.Is4() {
+			return netip.Addr{}, fmt.Errorf("%q is not an IPv4 address", flag)
+		}
+		return a, nil
+	}
+	srv, ok := api.(interface{ Server() string })
+	if !ok {
+		return netip.Addr{}, errors.New("no control plane address to find it from; set it")
+	}
+	u, err := url.Parse(srv.Server())
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	port := u.Port()
+	if port == "" {
+		port = "443"
+	}
+	c, err := net.Dial("udp4", net.JoinHostPort(u.Hostname(), port))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("route to %s: %w", u.Host, err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
+}

@@ -59,6 +59,7 @@ trips side by side with the raw runtimes). Each prints the date and machine it r
 	cmd.AddCommand(newBenchAPICmd())
 	cmd.AddCommand(newBenchAdmissionCmd())
 	cmd.AddCommand(newBenchReplicasCmd())
+	cmd.AddCommand(newBenchNetworkCmd())
 	return cmd
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"rung.dev/rung/internal/bundle"
+	"rung.dev/rung/internal/network/nodenet"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/microvm"
 	"rung.dev/rung/internal/verify"
@@ -127,6 +128,9 @@ func verifyReplicas(ctx context.Context, dataDir string, ids []string) ([]verify
 				return nil, fmt.Errorf("verify: %s is listed by %s in %s but can't be inspected: %w", l.ID, kind, state, err)
 			}
 			if err != nil {
+				return nil, err
+			}
+			if err := verifyNetwork(ctx, dataDir, &r); err != nil {
 				return nil, err
 			}
 			out = append(out, r)
@@ -270,6 +274,14 @@ func printVerifyTable(w io.Writer, replicas []verify.Replica) {
 	for _, s := range order {
 		fmt.Fprintf(w, "WEAK %s: %s\n", strings.Join(weak[s], ", "), s)
 	}
+	for _, r := range replicas {
+		if n := r.Network; n != nil {
+			fmt.Fprintf(w, "\nnetwork %s: address %s, netns inode %d (node's %d), link %s\n", r.ID, n.Address, n.NetNSInode, n.HostNetNSInode, n.Interface)
+			for _, rule := range n.Rules {
+				fmt.Fprintf(w, "  %s\n", rule)
+			}
+		}
+	}
 	if sandbox {
 		for _, r := range replicas {
 			if len(r.Inside) == 0 {
@@ -351,4 +363,24 @@ func verifyCPU(r verify.Resources) string {
 		return "?"
 	}
 	return fmt.Sprintf("%dm", r.CPUQuota*1000/r.CPUPeriod)
+}
+
+// verifyNetwork adds replica r's tenant network, read from the kernel;
+// what does not match its record fails the replica.
+func verifyNetwork(ctx context.Context, dataDir string, r *verify.Replica) error {
+	if r.Pid == 0 {
+		return nil
+	}
+	in, ok, err := nodenet.Inspect(ctx, dataDir, r.ID, r.Pid)
+	if err != nil {
+		return fmt.Errorf("verify %s: network: %w", r.ID, err)
+	}
+	if !ok {
+		return nil
+	}
+	r.Network = &verify.Network{Address: in.Address, Interface: in.Interface, NetNSInode: in.NetNSInode, HostNetNSInode: in.HostNetNSInode, Rules: in.Rules}
+	for _, p := range in.Problems {
+		r.Problems = append(r.Problems, "network: "+p)
+	}
+	return nil
 }

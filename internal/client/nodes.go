@@ -81,3 +81,12 @@ func (c *Client) NodeSecret(ctx context.Context, node, tenant, name string) (map
 	_, err := c.do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(node)+"/secrets/"+url.PathEscape(tenant)+"/"+url.PathEscape(name), nil, nil, &data)
 	return data, err
 }
+
+// NodePeers returns the other live nodes with tenant networks, for node.
+func (c *Client) NodePeers(ctx context.Context, node string) ([]wire.Peer, error) {
+	var r wire.NodePeers
+	if _, err := c.do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(node)+"/peers", nil, nil, &r); err != nil {
+		return nil, err
+	}
+	return r.Peers, nil
+}

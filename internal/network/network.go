@@ -204,8 +204,9 @@ type Replica struct {
 
 // Remote is a replica on another node: only its tenant matters here.
 type Remote struct {
-	Tenant string
-	Addr   netip.Addr
+	Tenant   string     `json:"tenant"`
+	Workload string     `json:"workload"`
+	Addr     netip.Addr `json:"addr"`
 }
 
 // Allow lets a tenant's replicas reach a port (0: every port) of a
@@ -227,6 +228,9 @@ type Publish struct {
 type ReplicaRules struct {
 	ID, Tenant, Iface string
 	Addr              netip.Addr
+	// Gateway is the node's address on the replica's link, where its
+	// name server answers.
+	Gateway netip.Addr
 	// Ingress is who may open connections to it; nothing else may.
 	Ingress []Allow
 	Publish []Publish
@@ -277,6 +281,9 @@ func Build(local []Replica, remote []Remote, deny []netip.Prefix) (Rules, error)
 		r.Tenants[x.Tenant] = append(r.Tenants[x.Tenant], x.Addr)
 		rr := ReplicaRules{ID: x.ID, Tenant: x.Tenant, Iface: x.Iface, Addr: x.Addr, Egress: x.Spec.Egress,
 			Ingress: []Allow{{Tenant: x.Tenant}}}
+		if sub, err := netip.ParsePrefix(x.Spec.Subnet); err == nil {
+			rr.Gateway = Gateway(sub)
+		}
 		for _, p := range x.Spec.Ports {
 			for _, t := range p.AllowTenants {
 				if t != x.Tenant {

@@ -124,7 +124,7 @@ func TestBuild(t *testing.T) {
 		Pools:   []netip.Prefix{netip.MustParsePrefix("10.88.0.0/16")},
 		Deny:    []netip.Prefix{LinkLocal, netip.MustParsePrefix("192.0.2.7/32")},
 		Replicas: []ReplicaRules{
-			{ID: "a", Tenant: "acme", Iface: "rv1", Addr: a("10.88.0.2"),
+			{ID: "a", Tenant: "acme", Iface: "rv1", Addr: a("10.88.0.2"), Gateway: a("10.88.0.1"),
 				Ingress: []Allow{{Tenant: "acme"}, {Tenant: "geo", Protocol: "tcp", Port: 8080}},
 				Publish: []Publish{{Protocol: "tcp", NodePort: 30080, Port: 8080}}},
 			{ID: "b", Tenant: "beta", Iface: "rv2", Addr: a("10.88.0.3"), Egress: true, Ingress: []Allow{{Tenant: "beta"}}},

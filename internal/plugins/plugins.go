@@ -7,8 +7,6 @@ package plugins
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -40,8 +38,7 @@ func Attachers(ctx context.Context, cfg Config) ([]replica.Attacher, error) {
 	}
 	var out []replica.Attacher
 	// Tenant networks (DESIGN §9): inert for replicas without a network.
-	sum := sha256.Sum256([]byte(cfg.DataDir))
-	nt, err := nodenet.Open(ctx, nodenet.Config{Dir: filepath.Join(cfg.DataDir, "network"), Scope: hex.EncodeToString(sum[:4]), NetNS: cfg.NetNS, Logger: cfg.Logger})
+	nt, err := nodenet.Open(ctx, nodenet.Config{Dir: filepath.Join(cfg.DataDir, "network"), Scope: nodenet.ScopeFor(cfg.DataDir), NetNS: cfg.NetNS, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("tenant networks: %w", err)
 	}

@@ -55,6 +55,17 @@ type Attachment struct {
 	Opts []bundle.Opt
 }
 
+// Attacher returns the node's attacher of kind name (nil if none), for
+// the agent to drive it (the network's peers, say).
+func (n *Node) Attacher(name string) Attacher {
+	for _, at := range n.attachers {
+		if at.Name() == name {
+			return at
+		}
+	}
+	return nil
+}
+
 // ErrAttach wraps every attacher failure, named by its kind.
 var ErrAttach = errors.New("attach")
 

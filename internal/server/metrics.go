@@ -139,6 +139,12 @@ var (
 		"1 when the replica runs and its health check passes (or it has none).", []string{"tenant", "workload", "replica"}, nil)
 	descReplicaRestarts = prometheus.NewDesc("rung_replica_restarts_total",
 		"Restarts of each replica as its node counted them.", []string{"tenant", "workload", "replica"}, nil)
+	// Tenant networks (DESIGN §9): what each replica sent and received on
+	// its link, as its node last reported.
+	descReplicaNetBytes = prometheus.NewDesc("rung_replica_network_bytes_total",
+		"Bytes each replica received (direction=rx) and sent (tx) on its tenant network.", []string{"tenant", "workload", "replica", "direction"}, nil)
+	descReplicaNetPackets = prometheus.NewDesc("rung_replica_network_packets_total",
+		"Packets each replica received (direction=rx) and sent (tx) on its tenant network.", []string{"tenant", "workload", "replica", "direction"}, nil)
 )
 
 func (c replicaCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -147,6 +153,8 @@ func (c replicaCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descReplicaReady
 	ch <- descReplicaRestarts
 	describeUsage(ch)
+	ch <- descReplicaNetBytes
+	ch <- descReplicaNetPackets
 }
 
 func (c replicaCollector) Collect(ch chan<- prometheus.Metric) {
@@ -177,6 +185,12 @@ func (c replicaCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descReplicaReady, prometheus.GaugeValue, ready, r.Tenant, name, idx)
 		ch <- prometheus.MustNewConstMetric(descReplicaRestarts, prometheus.CounterValue, float64(r.Restarts), r.Tenant, name, idx)
 		collectUsage(ch, r, name, idx)
+		if n := r.Network; n != nil {
+			ch <- prometheus.MustNewConstMetric(descReplicaNetBytes, prometheus.CounterValue, float64(n.RxBytes), r.Tenant, name, idx, "rx")
+			ch <- prometheus.MustNewConstMetric(descReplicaNetBytes, prometheus.CounterValue, float64(n.TxBytes), r.Tenant, name, idx, "tx")
+			ch <- prometheus.MustNewConstMetric(descReplicaNetPackets, prometheus.CounterValue, float64(n.RxPackets), r.Tenant, name, idx, "rx")
+			ch <- prometheus.MustNewConstMetric(descReplicaNetPackets, prometheus.CounterValue, float64(n.TxPackets), r.Tenant, name, idx, "tx")
+		}
 	}
 	c.collectNodePressure(ch)
 	for k, n := range counts {

@@ -198,6 +198,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if len(hb.Decisions) > wire.MaxDecisions {
 		return newError(http.StatusBadRequest, wire.CodeInvalid, "decisions: %d, at most %d a heartbeat", len(hb.Decisions), wire.MaxDecisions)
 	}
+	if hb.Network != nil && len(hb.Network.Addresses) > wire.MaxNodeAddresses {
+		return newError(http.StatusBadRequest, wire.CodeInvalid, "network.addresses: %d, at most %d", len(hb.Network.Addresses), wire.MaxNodeAddresses)
+	}
 	decisions, steps := hb.Decisions, hb.Noisy
 	if len(steps) > wire.MaxNoisySteps {
 		return newError(http.StatusBadRequest, wire.CodeInvalid, "noisy: %d steps, at most %d a heartbeat", len(steps), wire.MaxNoisySteps)

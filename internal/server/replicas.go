@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -53,6 +54,9 @@ func boundStates(states []wire.ReplicaState) []wire.ReplicaState {
 		r.Restarts = max(r.Restarts, 0)
 		r.Usage = boundUsage(r.Usage) // noisy.go
 		r.Noisy = boundSteps(r.Noisy, r.ID)
+		if a, err := netip.ParseAddr(r.Address); err != nil || !a.Is4() {
+			r.Address = "" // a node reports an address, nothing else
+		}
 		out = append(out, r)
 	}
 	return out

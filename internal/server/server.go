@@ -276,6 +276,7 @@ func (s *Server) routes() {
 	handle("GET /v1/leader", true, s.getLeader)
 	handle("PUT /v1/nodes/{name}/heartbeat", true, s.heartbeat)
 	handle("GET /v1/nodes/{name}/replicas", true, s.nodeReplicas)
+	handle("GET /v1/nodes/{name}/peers", true, s.nodePeers)                        // network.go
 	handle("GET /v1/nodes/{name}/tunnel", true, s.nodeTunnel)                      // tunnel.go
 	handle("GET /v1/nodes/{name}/secrets/{tenant}/{secret}", true, s.nodeSecret)   // nodes.go
 	handle("GET /v1/nodes/{name}/volumedeletions", true, s.nodeVolumeDeletions)    // volumes.go

@@ -59,6 +59,24 @@ type Replica struct {
 	// They don't fail the replica (nothing rung controls is wrong), but
 	// are never reported as "ok".
 	Weaknesses []string `json:"weaknesses,omitempty"`
+	// Network is the replica's tenant network as the kernel has it
+	// (address, namespace inode, the rules that apply to it); nil without
+	// one. Filled by the caller that knows the node's networks.
+	Network *Network `json:"network,omitempty"`
+}
+
+// Network is a replica's tenant network read from the kernel.
+type Network struct {
+	// Address is the address on its eth0, read in its own namespace.
+	Address string `json:"address"`
+	// Interface is the node's end of its link.
+	Interface string `json:"interface"`
+	// NetNSInode is its network namespace; HostNetNSInode the node's.
+	NetNSInode     uint64 `json:"netnsInode"`
+	HostNetNSInode uint64 `json:"hostNetnsInode"`
+	// Rules are its chains in the node's nftables table (in: who may
+	// connect to it; out: what it may reach), in nft's words.
+	Rules []string `json:"rules"`
 }
 
 // SharedSentryUID says why a sandbox whose sentry runs as host uid

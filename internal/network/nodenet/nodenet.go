@@ -78,6 +78,13 @@ type Net struct {
 	nl    *netlink.Handle
 	mu    sync.Mutex
 	peers []Peer
+	// notReady are replicas discovery leaves out (SetReady).
+	notReady map[string]bool
+	// ctx ends the name servers (Close); dns holds one per gateway.
+	ctx    context.Context
+	cancel context.CancelFunc
+	dnsMu  sync.Mutex
+	dns    map[netip.Addr]net.PacketConn
 }
 
 // record is what the node keeps about one replica's network.
@@ -102,7 +109,8 @@ func Open(ctx context.Context, cfg Config) (*Net, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("network state: %w", err)
 	}
-	n := &Net{cfg: cfg, table: "rung-" + cfg.Scope}
+	n := &Net{cfg: cfg, table: "rung-" + cfg.Scope, notReady: map[string]bool{}, dns: map[netip.Addr]net.PacketConn{}}
+	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	var err error
 	if cfg.NetNS == "" {
 		n.ns, err = netns.Get()
@@ -149,6 +157,13 @@ func (n *Net) sweep() error {
 // Close releases the node's namespace handles; links and rules stay (the
 // replicas may outlive the agent).
 func (n *Net) Close() error {
+	n.cancel()
+	n.dnsMu.Lock()
+	for gw, pc := range n.dns {
+		pc.Close()
+		delete(n.dns, gw)
+	}
+	n.dnsMu.Unlock()
 	if n.nl != nil {
 		n.nl.Close()
 	}
@@ -230,6 +245,9 @@ func (n *Net) Attach(ctx context.Context, a *replica.Attachment) error {
 	if err != nil {
 		return err
 	}
+	if err := resolvConf(a.Rootfs, network.Gateway(sub)); err != nil {
+		return fmt.Errorf("resolv.conf: %w", err)
+	}
 	rec := record{ID: a.Spec.ID, Tenant: a.Spec.Tenant, Iface: n.Iface(a.Spec.ID), Addr: addr, Spec: *s}
 	if err := n.write(rec); err != nil {
 		return err
@@ -256,6 +274,11 @@ func (n *Net) Created(ctx context.Context, s replica.Spec, pid int) error {
 	if err := n.link(rec, pid); err != nil {
 		n.unlink(rec.Iface)
 		return fmt.Errorf("replica %s: link %s: %w", s.ID, rec.Iface, err)
+	}
+	sub, _ := netip.ParsePrefix(rec.Spec.Subnet)
+	if err := n.serveDNS(network.Gateway(sub)); err != nil {
+		n.unlink(rec.Iface)
+		return fmt.Errorf("replica %s: name server: %w", s.ID, err)
 	}
 	return nil
 }
@@ -403,6 +426,18 @@ func (n *Net) Address(id string) (netip.Addr, bool) {
 	return rec.Addr, err == nil
 }
 
+// Addresses are the node's replicas' addresses, by replica ID.
+func (n *Net) Addresses() map[string]netip.Addr {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	recs, _ := n.records()
+	out := make(map[string]netip.Addr, len(recs))
+	for _, r := range recs {
+		out[r.ID] = r.Addr
+	}
+	return out
+}
+
 // Stats are a replica's traffic as its own interface counts it.
 type Stats struct {
 	RxBytes, TxBytes, RxPackets, TxPackets uint64
@@ -449,7 +484,7 @@ func (n *Net) sync() error {
 	if err != nil {
 		return err
 	}
-	if err := apply(c, n.table, rules, false); err != nil {
+	if err := apply(c, n.table, rules, true); err != nil {
 		return fmt.Errorf("nftables table %s: %w", n.table, err)
 	}
 	return nil
@@ -504,4 +539,25 @@ func (n *Net) records() ([]record, error) {
 
 func ipnet(a netip.Addr, bits int) *net.IPNet {
 	return &net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(bits, 32)}
+}
+
+// resolvConf points the replica's resolver at the node's name server on
+// its gateway. The file replaces whatever the image had (never followed
+// through a symlink: os.Root keeps it inside the root).
+func resolvConf(rootfs string, gw netip.Addr) error {
+	if rootfs == "" {
+		return nil
+	}
+	root, err := os.OpenRoot(rootfs)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if err := root.MkdirAll("etc", 0o755); err != nil {
+		return err
+	}
+	if err := root.Remove("etc/resolv.conf"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return root.WriteFile("etc/resolv.conf", []byte("nameserver "+gw.String()+"\noptions ndots:0\n"), 0o644)
 }

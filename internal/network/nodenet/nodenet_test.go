@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,20 +40,42 @@ func sh(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-func newHost(t *testing.T, addr string) host {
+func newNS(t *testing.T) string {
 	t.Helper()
 	drivertest.RequireRoot(t)
 	drivertest.RequireBinary(t, "ip")
 	b := make([]byte, 4)
 	rand.Read(b)
-	h := host{name: "rungtest-" + hex.EncodeToString(b), addr: addr}
+	name := "rungtest-" + hex.EncodeToString(b)
+	sh(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	sh(t, "ip", "-n", name, "link", "set", "lo", "up")
+	return name
+}
+
+// newSwitch is a namespace with a bridge that hosts plug into.
+func newSwitch(t *testing.T) string {
+	sw := newNS(t)
+	sh(t, "ip", "-n", sw, "link", "add", "br0", "type", "bridge")
+	sh(t, "ip", "-n", sw, "link", "set", "br0", "up")
+	return sw
+}
+
+// newHost makes a host with addr on nic0; plugged into switch sw, or, with
+// sw empty, into a veth of its own (no dummy module on every kernel).
+func newHost(t *testing.T, addr string, sw ...string) host {
+	t.Helper()
+	h := host{name: newNS(t), addr: addr}
 	h.path = "/run/netns/" + h.name
-	sh(t, "ip", "netns", "add", h.name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", h.name).Run() })
-	sh(t, "ip", "-n", h.name, "link", "set", "lo", "up")
-	// No dummy module on every kernel: a veth pair stands in for a NIC.
-	sh(t, "ip", "-n", h.name, "link", "add", "nic0", "type", "veth", "peer", "name", "nic0p")
-	sh(t, "ip", "-n", h.name, "link", "set", "nic0p", "up")
+	if len(sw) == 0 {
+		sh(t, "ip", "-n", h.name, "link", "add", "nic0", "type", "veth", "peer", "name", "nic0p")
+		sh(t, "ip", "-n", h.name, "link", "set", "nic0p", "up")
+	} else {
+		port := "p" + h.name[len("rungtest-"):]
+		sh(t, "ip", "-n", h.name, "link", "add", "nic0", "type", "veth", "peer", "name", port, "netns", sw[0])
+		sh(t, "ip", "-n", sw[0], "link", "set", port, "master", "br0")
+		sh(t, "ip", "-n", sw[0], "link", "set", port, "up")
+	}
 	sh(t, "ip", "-n", h.name, "addr", "add", addr+"/24", "dev", "nic0")
 	sh(t, "ip", "-n", h.name, "link", "set", "nic0", "up")
 	return h
@@ -87,6 +111,7 @@ func (h host) get(url string, timeout int) (string, error) {
 }
 
 type fixture struct {
+	cfg  nodenet.Config
 	host host
 	net  *nodenet.Net
 	node *replica.Node
@@ -96,7 +121,8 @@ type fixture struct {
 func open(t *testing.T, h host, dir, scope string) *fixture {
 	t.Helper()
 	ctx := t.Context()
-	nt, err := nodenet.Open(ctx, nodenet.Config{Dir: filepath.Join(dir, "network"), Scope: scope, NetNS: h.path})
+	cfg := nodenet.Config{Dir: filepath.Join(dir, "network"), Scope: scope, NetNS: h.path}
+	nt, err := nodenet.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +131,7 @@ func open(t *testing.T, h host, dir, scope string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{host: h, net: nt, node: n, dir: dir}
+	return &fixture{cfg: cfg, host: h, net: nt, node: n, dir: dir}
 }
 
 func (f *fixture) busybox(t *testing.T) {
@@ -232,6 +258,28 @@ func TestTenantNetworkPackets(t *testing.T) {
 	f.refused(t, "acme-cli-0", "http://192.0.2.10:7440/")
 	f.refused(t, "acme-cli-0", "http://10.201.3.1:7440/")
 	f.refused(t, "acme-cli-0", "http://169.254.169.254/")
+	// What rung verify shows, read from the kernel.
+	st, err := f.node.State(t.Context(), "acme-web-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, ok, err := nodenet.InspectIn(t.Context(), f.cfg, "acme-web-0", st.Pid)
+	if err != nil || !ok {
+		t.Fatalf("inspect: %v %v", ok, err)
+	}
+	if in.Address != webAddr.String()+"/32" || in.NetNSInode == 0 || in.NetNSInode == in.HostNetNSInode || len(in.Problems) > 0 ||
+		!slices.Contains(in.Rules, "in-"+in.Interface+": ip saddr @t-geo l4proto tcp th dport 8080 accept") ||
+		!slices.Contains(in.Rules, "in-"+in.Interface+": ct status dnat accept") ||
+		!slices.Contains(in.Rules, "out-"+in.Interface+": ip daddr 169.254.0.0/16 drop") {
+		t.Errorf("inspection of acme-web-0: %+v", in)
+	}
+	// Discovery: the workload's name resolves for its own tenant only.
+	if out := f.exec(t, "acme-cli-0", "busybox", "nslookup", "web"); !strings.Contains(out, webAddr.String()) {
+		t.Errorf("acme's web does not resolve in acme-cli-0:\n%s", out)
+	}
+	if out := f.exec(t, "beta-cli-0", "busybox", "nslookup", "web"); strings.Contains(out, webAddr.String()) || !strings.Contains(out, "NXDOMAIN") {
+		t.Errorf("acme's web resolves in beta-cli-0 (want NXDOMAIN):\n%s", out)
+	}
 	// Published: the node port answers on the node's address.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -244,9 +292,9 @@ func TestTenantNetworkPackets(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	st, err := f.net.Stats("acme-web-0")
-	if err != nil || st.TxBytes == 0 || st.RxPackets == 0 {
-		t.Errorf("stats of acme-web-0 = %+v, %v: want traffic counted", st, err)
+	stats, err := f.net.Stats("acme-web-0")
+	if err != nil || stats.TxBytes == 0 || stats.RxPackets == 0 {
+		t.Errorf("stats of acme-web-0 = %+v, %v: want traffic counted", stats, err)
 	}
 
 	// An agent killed with -9 leaves replicas running; the next one opens
@@ -290,4 +338,66 @@ func hostPort(url string) (string, string) {
 		port = "80"
 	}
 	return host, port
+}
+
+// exec runs args in replica id and returns its output.
+func (f *fixture) exec(t *testing.T, id string, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	if _, err := f.node.Exec(t.Context(), id, args, runtime.ExecIO{Stdout: &out, Stderr: &out}); err != nil {
+		t.Fatalf("exec in %s: %v", id, err)
+	}
+	return out.String()
+}
+
+// TestTenantNetworkAcrossNodes runs two namespace "nodes" on one switch:
+// a tenant's replicas reach each other across them (routed through the
+// peers' underlay addresses), another tenant's don't, and a replica can't
+// reach the other node's agent port or gateway.
+func TestTenantNetworkAcrossNodes(t *testing.T) {
+	drivertest.RequireBinary(t, "runc")
+	drivertest.RequireBinary(t, "busybox")
+	sw := newSwitch(t)
+	h1, h2 := newHost(t, "192.0.2.11", sw), newHost(t, "192.0.2.12", sw)
+	f1 := open(t, h1, drivertest.SearchableTempDir(t), scope())
+	f2 := open(t, h2, drivertest.SearchableTempDir(t), scope())
+	f1.busybox(t)
+	f2.busybox(t)
+	h1.serve(t, "0.0.0.0", 7440, "agent-h1")
+	spec := func(subnet, workload string) *network.Spec {
+		return &network.Spec{Pool: "10.202.0.0/16", Subnet: subnet, Workload: workload}
+	}
+	f1.start(t, "acme-web-0", "acme", spec("10.202.1.0/24", "web"), strings.ReplaceAll(web, "$TENANT_BODY", "acme-web"))
+	f2.start(t, "acme-cli-0", "acme", spec("10.202.2.0/24", "cli"), "exec sleep 3600")
+	f2.start(t, "beta-cli-0", "beta", spec("10.202.2.0/24", "cli"), "exec sleep 3600")
+	webAddr, _ := f1.net.Address("acme-web-0")
+	acmeCli, _ := f2.net.Address("acme-cli-0")
+	betaCli, _ := f2.net.Address("beta-cli-0")
+	if err := f1.net.SetPeers(t.Context(), []nodenet.Peer{{Node: "h2", Underlay: netip.MustParseAddr(h2.addr), Subnet: netip.MustParsePrefix("10.202.2.0/24"),
+		Replicas: []network.Remote{{Tenant: "acme", Workload: "cli", Addr: acmeCli}, {Tenant: "beta", Workload: "cli", Addr: betaCli}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f2.net.SetPeers(t.Context(), []nodenet.Peer{{Node: "h1", Underlay: netip.MustParseAddr(h1.addr), Subnet: netip.MustParsePrefix("10.202.1.0/24"),
+		Replicas: []network.Remote{{Tenant: "acme", Workload: "web", Addr: webAddr}}}}); err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("http://%s:8080/", webAddr)
+	f2.reach(t, "acme-cli-0", url, "acme-web")
+	f2.reach(t, "acme-cli-0", fmt.Sprintf("http://%s:9090/", webAddr), "acme-web")
+	f2.refused(t, "beta-cli-0", url)
+	if out, err := h2.get("http://192.0.2.11:7440/", 30); err != nil || !strings.Contains(out, "agent-h1") {
+		t.Fatalf("h1's agent port does not answer h2 itself: %v %s", err, out)
+	}
+	f2.refused(t, "acme-cli-0", "http://192.0.2.11:7440/")
+	f2.refused(t, "acme-cli-0", "http://10.202.1.1:7440/")
+	if out := f2.exec(t, "acme-cli-0", "busybox", "nslookup", "web"); !strings.Contains(out, webAddr.String()) {
+		t.Errorf("acme's web on h1 does not resolve in acme-cli-0 on h2:\n%s", out)
+	}
+	// Peers gone: their routes go too.
+	if err := f2.net.SetPeers(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if out := sh(t, "ip", "-n", h2.name, "route"); strings.Contains(out, "10.202.1.0/24") {
+		t.Errorf("route to a removed peer left:\n%s", out)
+	}
 }

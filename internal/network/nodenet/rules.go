@@ -94,11 +94,10 @@ func apply(c *nftables.Conn, name string, r network.Rules, dns bool) error {
 		}
 		rule(ichain, verdict(expr.VerdictDrop))
 		// The node itself: nothing but the name server on its gateway.
-		if dns {
-			for _, proto := range []string{"udp", "tcp"} {
-				e := append(ifname(expr.MetaKeyIIFNAME, x.Iface), l4(proto, 53)...)
-				rule(in, append(e, verdict(expr.VerdictAccept))...)
-			}
+		if dns && x.Gateway.IsValid() {
+			e := append(ifname(expr.MetaKeyIIFNAME, x.Iface), addr(16, x.Gateway, expr.CmpOpEq, nil)...)
+			e = append(e, l4("udp", 53)...)
+			rule(in, append(e, verdict(expr.VerdictAccept))...)
 		}
 		rule(in, append(ifname(expr.MetaKeyIIFNAME, x.Iface), verdict(expr.VerdictDrop))...)
 		for _, p := range x.Publish {

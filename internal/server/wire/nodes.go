@@ -48,6 +48,9 @@ type Heartbeat struct {
 	// CPUPressure is the node's CPU pressure (PSI some) over the last
 	// interval, a fraction; nil where the kernel has none.
 	CPUPressure *float64 `json:"cpuPressure,omitempty"`
+	// Network is the node's tenant networks (network.go); nil when it
+	// has none.
+	Network *NodeNetwork `json:"network,omitempty"`
 }
 
 // MaxDecisions bounds the admission decisions of one heartbeat (each

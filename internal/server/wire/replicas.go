@@ -114,6 +114,10 @@ type ReplicaStatus struct {
 	// first (at most MaxNoisySteps).
 	Throttled bool        `json:"throttled,omitempty"`
 	Noisy     []NoisyStep `json:"noisy,omitempty"`
+	// Address is the replica's address on its tenant network; Network its
+	// traffic (DESIGN §9); both empty without a network.
+	Address string        `json:"address,omitempty"`
+	Network *NetworkUsage `json:"network,omitempty"`
 	// Hash identifies the spec this status is about (agent.Hash).
 	Hash string `json:"hash,omitempty"`
 	// Template is the version of the workload the replica runs, so the
