@@ -33,6 +33,7 @@ import (
 	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/secret"
 	"rung.dev/rung/internal/server"
+	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
 	"rung.dev/rung/internal/store/bolt"
 	"rung.dev/rung/internal/store/etcd"
@@ -372,6 +373,13 @@ func publishLogs(ctx context.Context, srv *server.Server, node string, a *agent.
 				log.Warn("audit node admission decisions", "err", err) // kept for the next round
 			} else {
 				unsent = nil
+			}
+		}
+		if steps := a.NoisySteps(wire.MaxNoisySteps); len(steps) > 0 {
+			if err := srv.AuditNoisy(ctx, node, steps); err != nil {
+				log.Warn("audit noisy-neighbour steps", "err", err) // kept for the next round
+			} else {
+				a.AckNoisySteps(len(steps))
 			}
 		}
 		if states, err := a.States(ctx); err == nil {
