@@ -160,8 +160,14 @@ func (a *Agent) monitorTick(ctx context.Context, cn CgroupNode) []wire.NoisyStep
 		wu := wire.Usage{Memory: u.Memory, PIDs: u.PIDs, CPUSeconds: u.CPU.Seconds(), ThrottledSeconds: u.ThrottledTime.Seconds(),
 			OOMKills: u.OOMKills, ReadBytes: u.ReadBytes, WriteBytes: u.WriteBytes}
 		if !had || !u.At.After(prev.At) || u.CPU < prev.CPU {
+			// The first sample only sets the baseline. A counter that went
+			// back is a new cgroup (a restart): its quota is the limit
+			// again, and the detector forgets it (no sample this tick).
+			if had && u.CPU < prev.CPU {
+				delete(m.limits, w.id)
+			}
 			m.usage[w.id] = wu
-			continue // the first sample only sets the baseline
+			continue
 		}
 		dt := u.At.Sub(prev.At)
 		s := noisy.Sample{ID: w.id, Request: w.request, Limit: w.limit, Pressure: -1,
@@ -188,11 +194,23 @@ func (a *Agent) monitorTick(ctx context.Context, cn CgroupNode) []wire.NoisyStep
 			delete(m.usage, id)
 		}
 	}
-	if pol == nil {
+	if pol == nil || m.det != nil && !samePolicy(m.pol, *pol) {
+		// No ladder any more, or a new one: whoever the old one held at
+		// its request gets its limit back; the new ladder starts afresh.
+		for id, lim := range m.limits {
+			if w, ok := byID[id]; ok {
+				if err := cn.SetCPU(w.tenant, id, lim); err != nil {
+					a.log.Warn("noisy neighbour: release on a policy change failed", "replica", id, "err", err)
+				}
+			}
+			delete(m.limits, id)
+		}
 		m.det = nil
+	}
+	if pol == nil {
 		return nil
 	}
-	if m.det == nil || !samePolicy(m.pol, *pol) {
+	if m.det == nil {
 		m.det, m.pol = noisy.New(*pol), *pol
 	}
 	var out []wire.NoisyStep
