@@ -245,7 +245,7 @@ func (a *Agent) monitorTick(ctx context.Context, cn CgroupNode) []wire.NoisyStep
 }
 
 func samePolicy(a, b noisy.Policy) bool {
-	if a.Threshold != b.Threshold || a.Interval != b.Interval || a.Hold != b.Hold || a.Calm != b.Calm || a.AllowHost != b.AllowHost || len(a.Actions) != len(b.Actions) {
+	if a.Threshold != b.Threshold || a.Interval != b.Interval || a.Hold != b.Hold || a.Calm != b.Calm || len(a.Actions) != len(b.Actions) {
 		return false
 	}
 	for i := range a.Actions {
