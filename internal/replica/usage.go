@@ -79,37 +79,31 @@ func (n *Node) Usage(id string) (Usage, error) {
 }
 
 // UsageOf reads the cgroup of replica id of tenant without reading its
-// record (the agent knows the tenant): the per-tick path.
+// record (the agent knows the tenant).
 func (n *Node) UsageOf(tenant, id string) (Usage, error) {
-	if !idRE.MatchString(id) || !idRE.MatchString(tenant) {
-		return Usage{}, fmt.Errorf("%w: id %q of tenant %q", ErrInvalid, id, tenant)
-	}
-	u, err := NewCgroup(n.CgroupPath(tenant, id)).Usage()
-	if err != nil {
-		return Usage{}, fmt.Errorf("replica %s: %w", id, err)
-	}
-	return u, nil
-}
-
-// SetCPU sets the CFS quota of replica id of tenant to milli thousandths
-// of a core: the noisy-neighbour ladder's throttle and release.
-func (n *Node) SetCPU(tenant, id string, milli int64) error {
-	if !idRE.MatchString(id) || !idRE.MatchString(tenant) {
-		return fmt.Errorf("%w: id %q of tenant %q", ErrInvalid, id, tenant)
-	}
-	if err := NewCgroup(n.CgroupPath(tenant, id)).SetCPU(milli); err != nil {
-		return fmt.Errorf("replica %s: %w", id, err)
-	}
-	return nil
+	return n.withCgroup(tenant, id, (*Cgroup).Usage)
 }
 
 // CPUUsageOf is UsageOf reading only the CPU files (usage, throttling,
 // pressure): what the noisy-neighbour detector needs every tick.
 func (n *Node) CPUUsageOf(tenant, id string) (Usage, error) {
+	return n.withCgroup(tenant, id, (*Cgroup).CPUUsage)
+}
+
+// SetCPU sets the CFS quota of replica id of tenant to milli thousandths
+// of a core: the noisy-neighbour ladder's throttle and release.
+func (n *Node) SetCPU(tenant, id string, milli int64) error {
+	_, err := n.withCgroup(tenant, id, func(c *Cgroup) (Usage, error) { return Usage{}, c.SetCPU(milli) })
+	return err
+}
+
+// withCgroup applies f to replica id's cgroup, checking the names that
+// make its path.
+func (n *Node) withCgroup(tenant, id string, f func(*Cgroup) (Usage, error)) (Usage, error) {
 	if !idRE.MatchString(id) || !idRE.MatchString(tenant) {
 		return Usage{}, fmt.Errorf("%w: id %q of tenant %q", ErrInvalid, id, tenant)
 	}
-	u, err := NewCgroup(n.CgroupPath(tenant, id)).CPUUsage()
+	u, err := f(NewCgroup(n.CgroupPath(tenant, id)))
 	if err != nil {
 		return Usage{}, fmt.Errorf("replica %s: %w", id, err)
 	}
