@@ -81,11 +81,22 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	sizes := make(chan wire.TermSize, 1)
-	sizes <- wire.TermSize{Width: 120, Height: 33}
+	// Debian's runc 1.1.5 itself sometimes hands the process a terminal
+	// that tcgetattr refuses ("stty: standard input: No such file or
+	// directory"), with raw `runc exec -t` too: 13 of 60 runs on this
+	// machine under load. That upstream race is retried here, and only it.
 	var term strings.Builder
-	code, err = c.Exec(t.Context(), "shop", "web", 0, []string{"/bin/busybox", "stty", "size"}, client.ExecIO{Stdout: &term, Tty: true, Resize: sizes})
-	close(sizes)
+	for try := 0; try < 5; try++ {
+		sizes := make(chan wire.TermSize, 1)
+		sizes <- wire.TermSize{Width: 120, Height: 33}
+		term.Reset()
+		code, err = c.Exec(t.Context(), "shop", "web", 0, []string{"/bin/busybox", "stty", "size"}, client.ExecIO{Stdout: &term, Tty: true, Resize: sizes})
+		close(sizes)
+		if !strings.Contains(term.String(), "stty: standard input: No such file") {
+			break
+		}
+		t.Logf("runc's terminal race, try %d: %q", try+1, term.String())
+	}
 	if err != nil || code != 0 || strings.TrimSpace(term.String()) != "33 120" {
 		t.Errorf("stty size through rung exec -t = %q, code %d, err %v; want 33 120", term.String(), code, err)
 	}
