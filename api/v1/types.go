@@ -314,9 +314,6 @@ type NoisyPolicy struct {
 	// Calm is how many calm samples give a throttled replica its burst
 	// back (default 15).
 	Calm int `json:"calm,omitempty"`
-	// AllowHost lets move raise a replica to a host of its own when no
-	// other node can take it.
-	AllowHost bool `json:"allowHost,omitempty"`
 }
 
 // Admission is the operator's admission configuration in a Policy.

@@ -16,8 +16,16 @@ import (
 // (replica.Node is one): the noisy-neighbour monitor needs it.
 type CgroupNode interface {
 	UsageOf(tenant, id string) (replica.Usage, error)
+	// CPUUsageOf reads only the CPU counters: the per-tick path.
+	CPUUsageOf(tenant, id string) (replica.Usage, error)
 	SetCPU(tenant, id string, milli int64) error
 }
+
+// fullEvery is how many ticks apart the monitor reads the files the
+// detector does not need (memory, OOM kills, tasks, block I/O): they are
+// reported, not acted on, and skipping them keeps the monitor under 1% of
+// a core at 100 replicas.
+const fullEvery = 5
 
 // monitor is the agent's noisy-neighbour monitor (DESIGN §12): every
 // policy interval it samples the running replicas' cgroups and the node's
@@ -40,10 +48,15 @@ type monitor struct {
 	// cpu is the CPU time the monitor's ticks used, ticks their count.
 	cpu   time.Duration
 	ticks int
+	// usage is each replica's usage as the last tick computed it, at
+	// usageAt: Statuses reports it instead of reading the cgroups again.
+	usage   map[string]wire.Usage
+	usageAt time.Time
+	n       int // ticks run, for fullEvery
 }
 
 func newMonitor() *monitor {
-	return &monitor{prev: map[string]replica.Usage{}, limits: map[string]int64{}, steps: map[string][]wire.NoisyStep{}, pressure: -1}
+	return &monitor{prev: map[string]replica.Usage{}, limits: map[string]int64{}, steps: map[string][]wire.NoisyStep{}, pressure: -1, usage: map[string]wire.Usage{}}
 }
 
 // maxUnsentSteps bounds the steps kept while the control plane is away.
@@ -127,16 +140,34 @@ func (a *Agent) monitorTick(ctx context.Context, cn CgroupNode) []wire.NoisyStep
 	samples := make([]noisy.Sample, 0, len(reps))
 	byID := make(map[string]watched, len(reps))
 	seen := make(map[string]bool, len(reps))
+	full := m.n%fullEvery == 0
+	m.n++
 	for _, w := range reps {
-		u, err := cn.UsageOf(w.tenant, w.id)
+		prev, had := m.prev[w.id]
+		var u replica.Usage
+		var err error
+		if full || !had {
+			u, err = cn.UsageOf(w.tenant, w.id)
+		} else {
+			u, err = cn.CPUUsageOf(w.tenant, w.id)
+			u.Memory, u.OOMKills, u.PIDs, u.ReadBytes, u.WriteBytes = prev.Memory, prev.OOMKills, prev.PIDs, prev.ReadBytes, prev.WriteBytes
+		}
 		if err != nil {
 			continue
 		}
 		seen[w.id] = true
-		prev, had := m.prev[w.id]
 		m.prev[w.id] = u
+		wu := wire.Usage{Memory: u.Memory, PIDs: u.PIDs, CPUSeconds: u.CPU.Seconds(), ThrottledSeconds: u.ThrottledTime.Seconds(),
+			OOMKills: u.OOMKills, ReadBytes: u.ReadBytes, WriteBytes: u.WriteBytes}
 		if !had || !u.At.After(prev.At) || u.CPU < prev.CPU {
-			continue // the first sample only sets the baseline
+			// The first sample only sets the baseline. A counter that went
+			// back is a new cgroup (a restart): its quota is the limit
+			// again, and the detector forgets it (no sample this tick).
+			if had && u.CPU < prev.CPU {
+				delete(m.limits, w.id)
+			}
+			m.usage[w.id] = wu
+			continue
 		}
 		dt := u.At.Sub(prev.At)
 		s := noisy.Sample{ID: w.id, Request: w.request, Limit: w.limit, Pressure: -1,
@@ -146,22 +177,40 @@ func (a *Agent) monitorTick(ctx context.Context, cn CgroupNode) []wire.NoisyStep
 		}
 		if u.Stall >= 0 && prev.Stall >= 0 && u.Stall >= prev.Stall {
 			s.Pressure = float64(u.Stall-prev.Stall) / float64(dt)
+			p := s.Pressure
+			wu.Pressure = &p
 		}
+		wu.MilliCPU, wu.Throttled = s.Used, s.Throttled
+		m.usage[w.id] = wu
 		samples = append(samples, s)
 		byID[w.id] = w
 	}
+	m.usageAt = now
 	for id := range m.prev {
 		if !seen[id] {
 			delete(m.prev, id)
 			delete(m.limits, id)
 			delete(m.steps, id)
+			delete(m.usage, id)
 		}
 	}
-	if pol == nil {
+	if pol == nil || m.det != nil && !samePolicy(m.pol, *pol) {
+		// No ladder any more, or a new one: whoever the old one held at
+		// its request gets its limit back; the new ladder starts afresh.
+		for id, lim := range m.limits {
+			if w, ok := byID[id]; ok {
+				if err := cn.SetCPU(w.tenant, id, lim); err != nil {
+					a.log.Warn("noisy neighbour: release on a policy change failed", "replica", id, "err", err)
+				}
+			}
+			delete(m.limits, id)
+		}
 		m.det = nil
+	}
+	if pol == nil {
 		return nil
 	}
-	if m.det == nil || !samePolicy(m.pol, *pol) {
+	if m.det == nil {
 		m.det, m.pol = noisy.New(*pol), *pol
 	}
 	var out []wire.NoisyStep
@@ -196,7 +245,7 @@ func (a *Agent) monitorTick(ctx context.Context, cn CgroupNode) []wire.NoisyStep
 }
 
 func samePolicy(a, b noisy.Policy) bool {
-	if a.Threshold != b.Threshold || a.Interval != b.Interval || a.Hold != b.Hold || a.Calm != b.Calm || a.AllowHost != b.AllowHost || len(a.Actions) != len(b.Actions) {
+	if a.Threshold != b.Threshold || a.Interval != b.Interval || a.Hold != b.Hold || a.Calm != b.Calm || len(a.Actions) != len(b.Actions) {
 		return false
 	}
 	for i := range a.Actions {
@@ -256,6 +305,22 @@ func (a *Agent) NodePressure() float64 {
 	a.mon.mu.Lock()
 	defer a.mon.mu.Unlock()
 	return a.mon.pressure
+}
+
+// monitorUsage is replica id's usage as the monitor last computed it, or
+// nil when the monitor has not run lately (then Statuses reads it).
+func (a *Agent) monitorUsage(id string) *wire.Usage {
+	a.mon.mu.Lock()
+	defer a.mon.mu.Unlock()
+	interval := noisy.DefaultInterval
+	if a.mon.det != nil {
+		interval = a.mon.pol.WithDefaults().Interval
+	}
+	u, ok := a.mon.usage[id]
+	if !ok || a.now().Sub(a.mon.usageAt) > 3*interval {
+		return nil
+	}
+	return &u
 }
 
 // noisyOf is replica id's ladder state for its status.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	goruntime "runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +91,21 @@ func TestNoisyLadderOnRealRunc(t *testing.T) {
 	hog, steady, quiet := desired[0], desired[1], desired[2]
 	if q := quota(hog); q != int64(cpus)*1000 {
 		t.Fatalf("hog's quota before the ladder = %dm, want its limit %dm", q, cpus*1000)
+	}
+	// Burstable: the request is its guaranteed share (cpu.shares, memory
+	// soft limit), the limit its cap (cgroup v1 files; v2 maps them).
+	if _, err := os.Stat("/sys/fs/cgroup/cpu"); err == nil {
+		for file, want := range map[string]string{
+			"/sys/fs/cgroup/cpu" + n.CgroupPath(hog.Tenant, hog.ID) + "/cpu.shares":                     "102",
+			"/sys/fs/cgroup/memory" + n.CgroupPath(hog.Tenant, hog.ID) + "/memory.soft_limit_in_bytes":  strconv.Itoa(32 << 20),
+			"/sys/fs/cgroup/memory" + n.CgroupPath(hog.Tenant, hog.ID) + "/memory.limit_in_bytes":       strconv.Itoa(64 << 20),
+			"/sys/fs/cgroup/memory" + n.CgroupPath(steady.Tenant, steady.ID) + "/memory.limit_in_bytes": strconv.Itoa(32 << 20),
+		} {
+			b, err := os.ReadFile(file)
+			if err != nil || strings.TrimSpace(string(b)) != want {
+				t.Errorf("%s = %q (%v), want %s", file, b, err, want)
+			}
+		}
 	}
 
 	var steps []wire.NoisyStep

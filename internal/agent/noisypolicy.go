@@ -25,7 +25,7 @@ func NoisyPolicy(policies []v1.Policy) (*noisy.Policy, error) {
 		if err != nil {
 			return nil, fmt.Errorf("policy %s: spec.noisy: %w", p.Metadata.Name, err)
 		}
-		out := noisy.Policy{Threshold: float64(n.Threshold) / 100, Actions: actions, Hold: n.Hold, Calm: n.Calm, AllowHost: n.AllowHost}
+		out := noisy.Policy{Threshold: float64(n.Threshold) / 100, Actions: actions, Hold: n.Hold, Calm: n.Calm}
 		if n.Interval != "" {
 			d, err := time.ParseDuration(n.Interval)
 			if err != nil {

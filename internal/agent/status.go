@@ -250,7 +250,11 @@ func (a *Agent) Statuses() map[string]wire.ReplicaState {
 	out := make(map[string]wire.ReplicaState, len(a.tr.lives))
 	for id, l := range a.tr.lives {
 		if l.State == wire.ReplicaRunning || l.State == wire.ReplicaStarting {
-			a.sampleUsage(id, l)
+			if u := a.monitorUsage(id); u != nil {
+				l.Usage = u // the monitor read it this interval
+			} else {
+				a.sampleUsage(id, l)
+			}
 		} else {
 			l.Usage, l.cpu = nil, replica.Usage{}
 		}

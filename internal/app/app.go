@@ -27,7 +27,6 @@ import (
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime/microvm"
-	"rung.dev/rung/internal/server/wire"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
@@ -38,6 +37,7 @@ import (
 	"rung.dev/rung/internal/leader"
 	"rung.dev/rung/internal/secret"
 	"rung.dev/rung/internal/server"
+	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
 	"rung.dev/rung/internal/store/bolt"
 	"rung.dev/rung/internal/store/etcd"
@@ -393,6 +393,13 @@ func publishLogs(ctx context.Context, srv *server.Server, node string, a *agent.
 				log.Warn("audit node admission decisions", "err", err) // kept for the next round
 			} else {
 				unsent = nil
+			}
+		}
+		if steps := a.NoisySteps(wire.MaxNoisySteps); len(steps) > 0 {
+			if err := srv.AuditNoisy(ctx, node, steps); err != nil {
+				log.Warn("audit noisy-neighbour steps", "err", err) // kept for the next round
+			} else {
+				a.AckNoisySteps(len(steps))
 			}
 		}
 		if states, err := a.States(ctx); err == nil {

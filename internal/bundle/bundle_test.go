@@ -185,6 +185,15 @@ func TestOptions(t *testing.T) {
 			r := s.Linux.Resources
 			return []int64{*r.CPU.Quota, int64(*r.CPU.Period), *r.Memory.Limit, *r.Memory.Swap, *r.Pids.Limit}
 		}, []int64{250000, 100000, 1 << 30, 1 << 30, 1000}},
+		{"burst", func(s *specs.Spec) error {
+			if err := WithResources(500, 64<<20, 32)(s); err != nil {
+				return err
+			}
+			return WithBurst(500, 2000, 64<<20, 256<<20)(s)
+		}, func(s *specs.Spec) any {
+			r := s.Linux.Resources
+			return []int64{*r.CPU.Quota, int64(*r.CPU.Shares), *r.Memory.Limit, *r.Memory.Swap, *r.Memory.Reservation, *r.Pids.Limit}
+		}, []int64{200000, 512, 256 << 20, 256 << 20, 64 << 20, 32}},
 		{"rlimits replace", WithRlimits(specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Soft: 64, Hard: 128}, specs.POSIXRlimit{Type: "RLIMIT_NPROC", Soft: 10, Hard: 10}),
 			func(s *specs.Spec) any { return s.Process.Rlimits }, []specs.POSIXRlimit{
 				{Type: "RLIMIT_CORE"}, {Type: "RLIMIT_NOFILE", Soft: 64, Hard: 128}, {Type: "RLIMIT_NPROC", Soft: 10, Hard: 10},
@@ -230,6 +239,8 @@ func TestOptionErrors(t *testing.T) {
 		{"tiny cpu", []Opt{WithResources(1, 1<<30, 10)}, ErrInvalidOption},
 		{"tiny memory", []Opt{WithResources(100, 1024, 10)}, ErrInvalidOption},
 		{"no pids", []Opt{WithResources(100, 1<<30, 0)}, ErrInvalidOption},
+		{"burst limit below request", []Opt{WithBurst(500, 400, 64<<20, 64<<20)}, ErrInvalidOption},
+		{"burst memory below request", []Opt{WithBurst(500, 500, 64<<20, 32<<20)}, ErrInvalidOption},
 		{"bad hostname", []Opt{WithHostname("Not_A_Label")}, ErrInvalidOption},
 		{"bad rlimit", []Opt{WithRlimits(specs.POSIXRlimit{Type: "RLIMIT_BOGUS"})}, ErrInvalidOption},
 		{"soft above hard", []Opt{WithRlimits(specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Soft: 10, Hard: 5})}, ErrInvalidOption},

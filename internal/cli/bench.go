@@ -25,7 +25,7 @@ const (
 
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "bench [placement|runtime|api|admission|replicas]",
+		Use:   "bench [placement|runtime|api|admission|replicas|noisy]",
 		Short: "Run the benchmark suite",
 		Long: `Without a subcommand, runs every benchmark with its defaults, one after
 the other: placement (throughput and quality, side by side with a naive
@@ -33,7 +33,9 @@ first fit), runtime (start latency per tier side by side with the raw runc
 and runsc, idle memory), api (applies/s and p99 against rung up on
 loopback), admission (indexed OSV scan side by side with a linear
 baseline) and replicas (apply to healthy for many replicas, exec round
-trips side by side with the raw runtimes). Each prints the date and machine it ran on.`,
+trips side by side with the raw runtimes) and noisy (a neighbour's p99
+beside a CPU hog, with and without the noisy-neighbour ladder; the
+monitor's overhead). Each prints the date and machine it ran on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var failed []string
@@ -60,6 +62,7 @@ trips side by side with the raw runtimes). Each prints the date and machine it r
 	cmd.AddCommand(newBenchAdmissionCmd())
 	cmd.AddCommand(newBenchReplicasCmd())
 	cmd.AddCommand(newBenchNetworkCmd())
+	cmd.AddCommand(newBenchNoisyCmd())
 	return cmd
 }
 

@@ -157,7 +157,7 @@ func printReplicas(w io.Writer, rs []wire.Replica, output string) {
 func replicaHeader(w io.Writer, wide, event bool) {
 	h := "WORKLOAD\tREPLICA\tSTATE\tREADY\tRESTARTS\tTIER\tNODE\tAGE\tLAST ERROR"
 	if wide {
-		h = "WORKLOAD\tREPLICA\tSTATE\tREADY\tRESTARTS\tTIER\tNODE\tHOST\tAGE\tHEALTH\tEXIT\tCPU\tMEMORY\tPIDS\tID\tLAST ERROR / REASON"
+		h = "WORKLOAD\tREPLICA\tSTATE\tREADY\tRESTARTS\tTIER\tNODE\tHOST\tAGE\tHEALTH\tEXIT\tCPU\tTHROTTLED\tMEMORY\tOOM\tPIDS\tIO R/W\tID\tLAST ERROR / REASON"
 	}
 	if event {
 		h = "EVENT\t" + h
@@ -187,18 +187,24 @@ func replicaRow(w io.Writer, r wire.Replica, output, event string) {
 			cmp.Or(r.Tier, "-"), cmp.Or(r.Node, "-"), age, oneLine(msg, 80))
 		return
 	}
-	exit, cpu, mem, pids := "-", "-", "-", "-"
+	exit, cpu, throttled, mem, oom, pids, io := "-", "-", "-", "-", "-", "-", "-"
 	if r.ExitCode != nil {
 		exit = strconv.Itoa(*r.ExitCode)
 	}
 	if u := r.Usage; u != nil {
 		cpu, mem, pids = fmt.Sprintf("%dm", u.MilliCPU), fmt.Sprintf("%dMi", u.Memory>>20), strconv.FormatInt(u.PIDs, 10)
+		throttled = fmt.Sprintf("%.0f%%", u.Throttled*100)
+		oom = strconv.FormatInt(u.OOMKills, 10)
+		io = fmt.Sprintf("%dMi/%dMi", u.ReadBytes>>20, u.WriteBytes>>20)
+	}
+	if r.Throttled {
+		throttled += " (noisy)"
 	}
 	if r.Reason != "" {
 		msg = strings.TrimPrefix(msg+"; "+r.Reason, "-; ")
 	}
-	fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Workload, r.Index, r.State, ready, r.Restarts,
-		cmp.Or(r.Tier, "-"), cmp.Or(r.Node, "-"), cmp.Or(r.Host, "-"), age, r.Health, exit, cpu, mem, pids, r.ID, oneLine(msg, 200))
+	fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Workload, r.Index, r.State, ready, r.Restarts,
+		cmp.Or(r.Tier, "-"), cmp.Or(r.Node, "-"), cmp.Or(r.Host, "-"), age, r.Health, exit, cpu, throttled, mem, oom, pids, io, r.ID, oneLine(msg, 200))
 }
 
 // oneLine keeps a message on one table line.
@@ -253,6 +259,32 @@ func describeReplicas(w io.Writer, rs []wire.Replica) {
 		if r.Reason != "" && r.State == wire.ReplicaPending {
 			fmt.Fprintf(w, "  replica %d: %s\n", r.Index, r.Reason)
 		}
+	}
+	describeNoisy(w, rs)
+}
+
+// describeNoisy lists the noisy-neighbour ladder's steps on the replicas
+// (DESIGN §12), with the figures that triggered each.
+func describeNoisy(w io.Writer, rs []wire.Replica) {
+	var lines []string
+	for _, r := range rs {
+		if r.Throttled {
+			lines = append(lines, fmt.Sprintf("  replica %d: throttled to its CPU request (noisy neighbour)", r.Index))
+		}
+		for _, s := range r.Noisy {
+			line := fmt.Sprintf("  replica %d: %s %s: %s", r.Index, s.At.UTC().Format(time.RFC3339), s.Action, s.Reason)
+			if s.Error != "" {
+				line += " (failed: " + s.Error + ")"
+			}
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nNoisy neighbour:")
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
 	}
 }
 

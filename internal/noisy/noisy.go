@@ -60,9 +60,6 @@ type Policy struct {
 	// Calm is how many calm samples release a throttled replica
 	// (default 15).
 	Calm int `json:"calm,omitempty"`
-	// AllowHost lets move raise the replica to the host tier (a host of
-	// its own) when no other node can take it.
-	AllowHost bool `json:"allowHost,omitempty"`
 }
 
 // Defaults of a Policy's optional fields.

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/containerd/cgroups/v3"
@@ -79,26 +79,73 @@ func (n *Node) Usage(id string) (Usage, error) {
 }
 
 // UsageOf reads the cgroup of replica id of tenant without reading its
-// record (the agent knows the tenant): the per-tick path.
+// record (the agent knows the tenant).
 func (n *Node) UsageOf(tenant, id string) (Usage, error) {
+	return n.withCgroup(tenant, id, (*Cgroup).Usage)
+}
+
+// CPUUsageOf is UsageOf reading only the CPU files (usage, throttling,
+// pressure): what the noisy-neighbour detector needs every tick.
+func (n *Node) CPUUsageOf(tenant, id string) (Usage, error) {
+	return n.withCgroup(tenant, id, (*Cgroup).CPUUsage)
+}
+
+// SetCPU sets the CFS quota of replica id of tenant to milli thousandths
+// of a core: the noisy-neighbour ladder's throttle and release.
+func (n *Node) SetCPU(tenant, id string, milli int64) error {
+	_, err := n.withCgroup(tenant, id, func(c *Cgroup) (Usage, error) { return Usage{}, c.SetCPU(milli) })
+	return err
+}
+
+// withCgroup applies f to replica id's cgroup, checking the names that
+// make its path.
+func (n *Node) withCgroup(tenant, id string, f func(*Cgroup) (Usage, error)) (Usage, error) {
 	if !idRE.MatchString(id) || !idRE.MatchString(tenant) {
 		return Usage{}, fmt.Errorf("%w: id %q of tenant %q", ErrInvalid, id, tenant)
 	}
-	u, err := NewCgroup(n.CgroupPath(tenant, id)).Usage()
+	u, err := f(NewCgroup(n.CgroupPath(tenant, id)))
 	if err != nil {
 		return Usage{}, fmt.Errorf("replica %s: %w", id, err)
 	}
 	return u, nil
 }
 
-// SetCPU sets the CFS quota of replica id of tenant to milli thousandths
-// of a core: the noisy-neighbour ladder's throttle and release.
-func (n *Node) SetCPU(tenant, id string, milli int64) error {
-	if !idRE.MatchString(id) || !idRE.MatchString(tenant) {
-		return fmt.Errorf("%w: id %q of tenant %q", ErrInvalid, id, tenant)
+// CPUUsage reads only the cgroup's CPU counters (CPU time, CFS periods
+// and throttling, and pressure on v2); the other fields are zero.
+func (c *Cgroup) CPUUsage() (Usage, error) {
+	u := Usage{At: time.Now(), Stall: -1}
+	if c.unified {
+		b, err := c.read(filepath.Join(cgroupRoot, c.Path, "cpu.stat"))
+		if err != nil {
+			return u, err
+		}
+		c.cpuStatV2(&u, b)
+		if b, err = c.read(filepath.Join(cgroupRoot, c.Path, "cpu.pressure")); err == nil {
+			u.Stall = pressureTotal(b)
+		}
+		return u, nil
 	}
-	if err := NewCgroup(n.CgroupPath(tenant, id)).SetCPU(milli); err != nil {
-		return fmt.Errorf("replica %s: %w", id, err)
+	return u, c.cpuV1(&u)
+}
+
+func (c *Cgroup) cpuStatV2(u *Usage, b []byte) {
+	u.CPU = time.Duration(field(b, "usage_usec")) * time.Microsecond
+	u.Periods = field(b, "nr_periods")
+	u.Throttled = field(b, "nr_throttled")
+	u.ThrottledTime = time.Duration(field(b, "throttled_usec")) * time.Microsecond
+}
+
+func (c *Cgroup) cpuV1(u *Usage) error {
+	b, err := c.read(filepath.Join(cgroupRoot, "cpuacct", c.Path, "cpuacct.usage"))
+	if err != nil {
+		return err
+	}
+	ns, _ := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
+	u.CPU = time.Duration(ns)
+	if b, err = c.read(filepath.Join(cgroupRoot, "cpu", c.Path, "cpu.stat")); err == nil {
+		u.Periods = field(b, "nr_periods")
+		u.Throttled = field(b, "nr_throttled")
+		u.ThrottledTime = time.Duration(field(b, "throttled_time"))
 	}
 	return nil
 }
@@ -117,18 +164,11 @@ func (c *Cgroup) Usage() (Usage, error) {
 
 func (c *Cgroup) usageV1(u *Usage) error {
 	p := func(ctrl, file string) string { return filepath.Join(cgroupRoot, ctrl, c.Path, file) }
-	b, err := c.read(p("cpuacct", "cpuacct.usage"))
-	if err != nil {
+	if err := c.cpuV1(u); err != nil {
 		return err
 	}
-	ns, _ := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
-	u.CPU = time.Duration(ns)
-	if b, err = c.read(p("cpu", "cpu.stat")); err == nil {
-		u.Periods = field(b, "nr_periods")
-		u.Throttled = field(b, "nr_throttled")
-		u.ThrottledTime = time.Duration(field(b, "throttled_time"))
-	}
-	if b, err = c.read(p("memory", "memory.usage_in_bytes")); err == nil {
+	b, err := c.read(p("memory", "memory.usage_in_bytes"))
+	if err == nil {
 		u.Memory, _ = strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
 	}
 	if b, err = c.read(p("memory", "memory.oom_control")); err == nil {
@@ -149,10 +189,7 @@ func (c *Cgroup) usageV2(u *Usage) error {
 	if err != nil {
 		return err
 	}
-	u.CPU = time.Duration(field(b, "usage_usec")) * time.Microsecond
-	u.Periods = field(b, "nr_periods")
-	u.Throttled = field(b, "nr_throttled")
-	u.ThrottledTime = time.Duration(field(b, "throttled_usec")) * time.Microsecond
+	c.cpuStatV2(u, b)
 	if b, err = c.read(p("memory.current")); err == nil {
 		u.Memory, _ = strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
 	}
@@ -237,22 +274,29 @@ func (c *Cgroup) CPUQuota() (int64, error) {
 	return q * 1000 / p, nil
 }
 
-// read reads a small file with one open and one read into c's buffer
-// (valid until the next read).
+// read reads a small file with one open, one read and one close, straight
+// to the kernel (os.File would also try to register it with the poller),
+// into c's buffer (valid until the next read). The kernel answers a
+// cgroup file's read in one go.
 func (c *Cgroup) read(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, syscall.ENOENT) {
 			return nil, fmt.Errorf("%w: %s", ErrNoCgroup, path)
 		}
-		return nil, err
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	defer f.Close()
-	n, err := io.ReadFull(f, c.buf)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return nil, err
+	defer syscall.Close(fd)
+	for {
+		n, err := syscall.Read(fd, c.buf)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		return c.buf[:n], nil
 	}
-	return c.buf[:n], nil
 }
 
 func (c *Cgroup) write(path, v string) error {

@@ -108,6 +108,15 @@ var uiFuncs = map[string]any{
 	"workloadURL": workloadURL,
 	"rackLink":    rackLink,
 	"nodeURL":     func(n string) string { return "/ui/nodes/" + url.PathEscape(n) },
+	"pct":         func(f float64) float64 { return f * 100 },
+	"noisySteps": func(rs []replicaRow) bool {
+		for _, r := range rs {
+			if len(r.Noisy) > 0 {
+				return true
+			}
+		}
+		return false
+	},
 }
 
 // workloadURL links TENANT/NAME to its page.
