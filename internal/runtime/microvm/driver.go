@@ -61,6 +61,11 @@ type Options struct {
 	LogMaxSize int64
 }
 
+// MinGuestMiB is the smallest guest: the distribution kernel, the
+// unpacked initramfs and init take about 50 MiB of it (a 96 MiB guest
+// reports 46 MiB MemTotal), so a smaller limit is raised to this.
+const MinGuestMiB = 128
+
 // Overheads the VMM adds to the guest's memory in the replica's cgroup:
 // QEMU's own heap, its libraries, device buffers and, under TCG, the
 // translation cache (docs/vm.md has the measurements).
@@ -997,8 +1002,8 @@ func limitsOf(s *specs.Spec, emulated bool) Limits {
 	if r != nil && r.Memory != nil && r.Memory.Limit != nil && *r.Memory.Limit > 0 {
 		l.GuestMiB = int(*r.Memory.Limit >> 20)
 	}
-	if l.GuestMiB < 64 {
-		l.GuestMiB = 64 // the guest kernel and init need about 40 MiB
+	if l.GuestMiB < MinGuestMiB {
+		l.GuestMiB = MinGuestMiB
 	}
 	if r != nil && r.CPU != nil && r.CPU.Quota != nil && r.CPU.Period != nil && *r.CPU.Quota > 0 && *r.CPU.Period > 0 {
 		l.CPUQuota, l.CPUPeriod = *r.CPU.Quota, *r.CPU.Period
