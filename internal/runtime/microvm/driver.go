@@ -769,6 +769,10 @@ func (d *Driver) Delete(ctx context.Context, id string) error {
 	v, err := d.get(id)
 	if errors.Is(err, runtime.ErrNotFound) {
 		if _, rerr := d.readRecord(id); rerr == nil {
+			// Another process's VM (or a leftover): its VMM goes first.
+			if pid, running := d.Running(id); running {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
 			d.cleanup(&vm{id: id, dir: d.vmDir(id)})
 			return d.retireLog(id)
 		}
