@@ -147,15 +147,4 @@ func limitsOf(s *specs.Spec, emulated bool) Limits {
 }
 
 // validID is runtime's rule for IDs: they name paths.
-func validID(id string) bool {
-	if id == "" || len(id) > 128 || strings.Contains(id, "..") {
-		return false
-	}
-	for i, r := range id {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
-		if !ok && (i == 0 || r != '_' && r != '.' && r != '-') {
-			return false
-		}
-	}
-	return true
-}
+func validID(id string) bool { return runtime.ValidID(id) }
