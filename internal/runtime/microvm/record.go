@@ -81,7 +81,8 @@ func (d *Driver) Running(id string) (int, bool) {
 }
 
 // startTime reads a process's start time (field 22 of /proc/PID/stat), 0
-// when it is gone.
+// when it is gone or a zombie (dead, waiting for a parent to reap it: a
+// VMM whose agent died is re-parented to the host's init).
 func startTime(pid int) uint64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -93,7 +94,7 @@ func startTime(pid int) uint64 {
 		return 0
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
 		return 0
 	}
 	var t uint64
