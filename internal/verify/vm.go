@@ -83,8 +83,6 @@ func (h Host) VMReplica(ctx context.Context, v VM) (Replica, error) {
 			fmt.Sprintf("%d/%d", res.CPUQuota, res.CPUPeriod), fmt.Sprintf("%d/%d", v.CPUQuota, v.CPUPeriod))
 	}
 	add(PropGuestKernel, v.GuestKernel != "" && v.GuestKernel != v.HostKernel, orNone(v.GuestKernel), "a kernel other than the host's ("+v.HostKernel+")")
-	out.HostSide = []string{"QEMU runs as the replica's unprivileged uid, without capabilities, with no_new_privs and its seccomp sandbox, in its own namespaces and the replica's cgroup"}
-	out.Inside = []string{"the workload runs on the guest's own kernel (its init reported the kernel over the channel)"}
 	if v.Emulated {
 		out.Weaknesses = append(out.Weaknesses, Emulated)
 	}

@@ -18,6 +18,12 @@ import (
 // driver makes.
 var ErrDiskTooLarge = errors.New("image too large for the vm disk")
 
+// ErrMountInRoot: something is mounted inside the replica's root (the
+// secrets' tmpfs, say). The disk is a copy of the root on the host's disk,
+// so it would copy what must stay off disk: refused until the vm tier
+// carries such files over its channel.
+var ErrMountInRoot = errors.New("a mount inside the root can't go on the vm disk")
+
 // makeDisk writes an ext4 image of rootfs to out, sized to its content.
 // mkfs.ext4 -d copies the tree; it runs without privileges, as the
 // tenant's root in a user namespace of the bundle's mapping, so it reads
@@ -28,13 +34,25 @@ var ErrDiskTooLarge = errors.New("image too large for the vm disk")
 // The disk is attached read-only, so it has no journal.
 func makeDisk(ctx context.Context, rootfs, out string, linux *specs.Linux, maxMiB int64) error {
 	var bytesUsed, inodes int64
+	var rootDev uint64
+	if fi, err := os.Stat(rootfs); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			rootDev = st.Dev
+		}
+	}
 	err := filepath.WalkDir(rootfs, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		inodes++
-		if fi, err := e.Info(); err == nil {
-			bytesUsed += (fi.Size() + 4095) / 4096 * 4096
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		bytesUsed += (fi.Size() + 4095) / 4096 * 4096
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Dev != rootDev && e.IsDir() {
+			rel, _ := filepath.Rel(rootfs, p)
+			return fmt.Errorf("%w: /%s (secrets are not supported on the vm tier yet)", ErrMountInRoot, rel)
 		}
 		return nil
 	})

@@ -110,6 +110,10 @@ func (m *Machine) kill() {
 	<-m.done
 }
 
+// KVMUsable reports why this machine can't run KVM guests (nil when it
+// can).
+func KVMUsable() error { return checkKVM() }
+
 // checkKVM opens /dev/kvm and asks its API version (KVM_GET_API_VERSION
 // must answer 12).
 func checkKVM() error {

@@ -41,7 +41,7 @@ func TestArgs(t *testing.T) {
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 		"-kernel", "/var/lib/rung/vm/vmlinuz",
-		"-append", "console=ttyS0 reboot=t panic=-1 quiet loglevel=4",
+		"-append", "console=ttyS0 reboot=t panic=-1 quiet no_timer_check loglevel=4",
 		"-initrd", "/var/lib/rung/vm/initrd",
 		"-chardev", "file,id=console,path=/run/vm/console.log",
 		"-serial", "chardev:console",
@@ -61,7 +61,7 @@ func TestArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	joined := strings.Join(minimal, " ")
-	for _, want := range []string{"-accel tcg,tb-size=64 -cpu max", "-m 256M", "-smp 1", "-append console=ttyS0 reboot=t panic=-1 quiet -chardev", " -S"} {
+	for _, want := range []string{"-accel tcg,tb-size=64 -cpu max", "-m 256M", "-smp 1", "-append console=ttyS0 reboot=t panic=-1 quiet no_timer_check -chardev", " -S"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("minimal args lack %q: %s", want, joined)
 		}
