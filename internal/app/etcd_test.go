@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/client"
@@ -47,9 +48,18 @@ func TestUpOnEtcd(t *testing.T) {
 	if err != nil || w.Spec.Replicas == nil || *w.Spec.Replicas != 3 {
 		t.Fatalf("workload after the restart on etcd: %+v, %v", w, err)
 	}
-	res, err := c2.Plan(t.Context())
-	if err != nil || len(res.Placements) != 7 || len(res.Unplaced) != 0 {
-		t.Fatalf("plan on etcd: %+v, %v", res, err)
+	// The new control plane leads once the stopped one's leadership is
+	// gone (at most the lease), then plans everything.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		res, err := c2.Plan(t.Context())
+		if err == nil && len(res.Placements) == 7 && len(res.Unplaced) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plan on etcd: %+v, %v", res, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
