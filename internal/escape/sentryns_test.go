@@ -39,7 +39,7 @@ func TestSentryUserNamespace(t *testing.T) {
 	probeBin := filepath.Join(drivertest.SearchableTempDir(t), "probe")
 	copyFile(t, probe(t), probeBin, 0o755)
 
-	ra, rb := drivertest.Range(t, tenantA), drivertest.Range(t, tenantB)
+	ra, rb := drivertest.Range(t, tenantNSA), drivertest.Range(t, tenantNSB)
 	pidA := nsSandbox(t, ra, "ns-sentry-a")
 	pidB := nsSandbox(t, rb, "ns-sentry-b")
 	for _, c := range []struct {
@@ -80,6 +80,13 @@ func TestSentryUserNamespace(t *testing.T) {
 		}
 	}
 }
+
+// Tenant indexes of TestSentryUserNamespace: ranges of their own, so the
+// orphans it reaps by uid are its own.
+const (
+	tenantNSA = tenantNeighbour + 1 + iota
+	tenantNSB
+)
 
 // nsSandbox starts a busybox sandbox of tenant range r with runsc run as
 // root of a user namespace mapped to r, and returns the sentry's host
@@ -163,9 +170,18 @@ func nsSandbox(t *testing.T, r uidrange.Range, id string) int {
 		return b, err
 	}
 	t.Cleanup(func() {
+		// The sandbox's processes were orphaned by runsc create; when
+		// another test's driver made this process a subreaper they are
+		// its children, and runsc delete waits for the sentry to be gone:
+		// reap them meanwhile.
+		done := make(chan struct{})
+		reaped := make(chan struct{})
+		go func() { defer close(reaped); reapRange(r, done) }()
 		if out, err := runsc("delete", "--force", id); err != nil {
 			t.Errorf("runsc delete %s: %v\n%s", id, err, out)
 		}
+		close(done)
+		<-reaped
 	})
 	if out, err := runsc("create", "--bundle", dir, "--pid-file", filepath.Join(state, id+".pid"), id); err != nil {
 		t.Fatalf("runsc create %s in the tenant's user namespace: %v\n%s", id, err, out)
@@ -185,4 +201,52 @@ func nsSandbox(t *testing.T, r uidrange.Range, id string) int {
 		t.Fatalf("runsc state %s: %v\n%s", id, err, out)
 	}
 	return st.Pid
+}
+
+// reapRange reaps this process's children that run as a uid of range r
+// (a sandbox's sentry, stubs and gofer re-parented to this subreaper)
+// until done is closed and none is left, or two minutes pass.
+func reapRange(r uidrange.Range, done <-chan struct{}) {
+	me := strconv.Itoa(os.Getpid())
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		left := 0
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+			if err != nil {
+				continue
+			}
+			var ppid string
+			uid := -1
+			for _, l := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(l, "PPid:"); ok {
+					ppid = strings.TrimSpace(v)
+				}
+				if v, ok := strings.CutPrefix(l, "Uid:"); ok {
+					if f := strings.Fields(v); len(f) > 0 {
+						uid, _ = strconv.Atoi(f[0])
+					}
+				}
+			}
+			if ppid != me || uid < int(r.HostUID) || uid >= int(r.HostUID+r.Size) {
+				continue
+			}
+			left++
+			var ws syscall.WaitStatus
+			syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+		}
+		select {
+		case <-done:
+			if left == 0 {
+				return
+			}
+		default:
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
