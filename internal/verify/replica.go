@@ -63,7 +63,7 @@ type Replica struct {
 
 // SharedSentryUID says why a sandbox whose sentry runs as host uid
 // 65534 is weaker than a container (issue 19, proven by the escape suite's
-// TestSentrySeparation; the fix, runsc run inside a user namespace mapped
+// TestSentrySeparation and TestSentrySeccompSignals; the fix, runsc run inside a user namespace mapped
 // to the tenant's range, is shown by TestSentryUserNamespace but not yet
 // used by rung: docs/hygiene.md).
 const SharedSentryUID = "the sentry runs as host uid 65534, as every gVisor sandbox on this host does " +
