@@ -25,10 +25,12 @@ import (
 //
 //   - ptrace is refused: B's user namespace is not A's (CAP_SYS_PTRACE
 //     in A's namespace counts for nothing there) and B is not dumpable;
-//   - a signal is NOT refused by the kernel: the uids are equal. A
-//     compromised sentry is stopped only by gVisor's own seccomp filter
-//     (Seccomp: 2 on both, checked here), which lets it signal only its
-//     own threads. rung verify reports this as a weakness, not "ok".
+//   - a signal is NOT refused by the kernel: the uids are equal. What
+//     remains is gVisor's own seccomp filter on the sentry (Seccomp: 2 on
+//     both, checked here), and read from a live sentry it allows tgkill
+//     with any pid: a compromised sentry can kill other tenants' sandboxes
+//     (denial of service). rung verify reports this as WEAK, not "ok".
+//     TestSentryUserNamespace shows the fix (each sentry its own uid).
 //
 // Controls: host root reaches both (the probe's calls work), and both
 // sentries run as 65534 with Seccomp 2 (the premise).

@@ -81,12 +81,16 @@ type Network struct {
 
 // SharedSentryUID says why a sandbox whose sentry runs as host uid
 // 65534 is weaker than a container (issue 19, proven by the escape suite's
-// TestSentrySeparation).
+// TestSentrySeparation and TestSentrySeccompSignals; the fix, runsc run inside a user namespace mapped
+// to the tenant's range, is shown by TestSentryUserNamespace but not yet
+// used by rung: docs/hygiene.md).
 const SharedSentryUID = "the sentry runs as host uid 65534, as every gVisor sandbox on this host does " +
-	"(runsc run as root maps nobody to host nobody; its rootless mode, the only other, " +
-	"can't apply rung's cgroup limits), in the host's PID namespace: a process with its " +
-	"credentials can signal other tenants' sentries, and only gVisor's seccomp filter on the " +
-	"sentry (Seccomp 2, checked) stops a compromised one; ptrace is refused (separate user namespaces)"
+	"(runsc run as host root maps the sandbox's nobody to host nobody), in the host's PID namespace: " +
+	"the kernel lets a process with its credentials signal every other tenant's sentry, and gVisor's own " +
+	"seccomp filter on the sentry (Seccomp 2, checked) allows tgkill with any pid, so a compromised sentry " +
+	"can kill other tenants' sandboxes (denial of service); ptrace is refused (separate user namespaces). " +
+	"Fix not yet applied: runsc started inside a user namespace mapped to the tenant's range gives each " +
+	"sentry its own host uid (see docs/hygiene.md)"
 
 // Process is one inspected host process of a replica.
 type Process struct {

@@ -8,11 +8,14 @@
 //	probe alloc MiB    allocate and touch MiB mebibytes, printing progress
 //	probe reach PID…   signal 0 and PTRACE_SEIZE each PID (let go on exit),
 //	                   print "signal-PID result" and "ptrace-PID result"
+//	probe filter PID   print PID's first seccomp filter (host root; the
+//	                   process is stopped for the read), "code jt jf k" lines
 package main
 
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"syscall"
 	"unsafe"
@@ -42,6 +45,20 @@ func main() {
 			// SEIZE does not stop the target; exiting lets go of it.
 			err = unix.PtraceSeize(pid)
 			fmt.Printf("ptrace-%d %s\n", pid, result(err))
+		}
+		return
+	}
+	if os.Args[1] == "filter" && len(os.Args) == 3 && os.Getenv(insideEnv) == "1" {
+		// Runs on the host as root, in a process of its own: the ptrace
+		// stop it causes is reported to it alone.
+		pid, err := strconv.Atoi(os.Args[2])
+		if err != nil || pid <= 1 {
+			fmt.Fprintf(os.Stderr, "probe: bad pid %q\n", os.Args[2])
+			os.Exit(2)
+		}
+		if err := printFilter(pid); err != nil {
+			fmt.Fprintln(os.Stderr, "probe:", err)
+			os.Exit(1)
 		}
 		return
 	}
@@ -197,4 +214,34 @@ func alloc(mib int) {
 		}
 	}
 	fmt.Printf("allocated %d MiB in all\n", len(keep))
+}
+
+// printFilter seizes pid, stops it, reads its first seccomp filter and
+// lets it go.
+func printFilter(pid int) error {
+	runtime.LockOSThread()
+	if err := unix.PtraceSeize(pid); err != nil {
+		return fmt.Errorf("seize %d: %w", pid, err)
+	}
+	defer unix.PtraceDetach(pid)
+	if err := unix.PtraceInterrupt(pid); err != nil {
+		return fmt.Errorf("interrupt %d: %w", pid, err)
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil {
+		return fmt.Errorf("wait for %d to stop: %w", pid, err)
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SECCOMP_GET_FILTER, uintptr(pid), 0, 0, 0, 0)
+	if errno != 0 || n == 0 {
+		return fmt.Errorf("PTRACE_SECCOMP_GET_FILTER %d: %v (%d instructions)", pid, errno, n)
+	}
+	raw := make([]unix.SockFilter, n)
+	if _, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SECCOMP_GET_FILTER, uintptr(pid), 0,
+		uintptr(unsafe.Pointer(&raw[0])), 0, 0); errno != 0 {
+		return fmt.Errorf("PTRACE_SECCOMP_GET_FILTER %d: %w", pid, errno)
+	}
+	for _, f := range raw {
+		fmt.Printf("%d %d %d %d\n", f.Code, f.Jt, f.Jf, f.K)
+	}
+	return nil
 }
