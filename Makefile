@@ -14,8 +14,10 @@ DEB_PACKAGES := runc runsc busybox-static etcd-server qemu-system-x86 linux-imag
 # What only the tests need: rpm and Berkeley DB's tools build the real rpm
 # databases the scanner is tested on; chromium runs the dashboard's browser
 # test (driven by chromedp, never a downloaded browser); debootstrap makes
-# the Debian root that `rung image pack` is tested on.
-DEB_TEST_PACKAGES := rpm db5.3-util chromium firefox-esr debootstrap
+# the Debian root that `rung image pack` is tested on; iproute2 and nftables
+# make the tenant-network tests' namespace "hosts" and read their tables
+# back (the product itself uses netlink, never these commands).
+DEB_TEST_PACKAGES := rpm db5.3-util chromium firefox-esr debootstrap iproute2 nftables
 
 .PHONY: demo test deps build vet bench fuzz clean
 

@@ -35,6 +35,9 @@ type agentConfig struct {
 	// Underlay is the node's address other nodes route its replicas
 	// through; empty: the address it reaches the control plane from.
 	Underlay string
+	// NetNS is the node's network namespace for tenant networks (tests
+	// run several "hosts" in namespaces); empty: the process's own.
+	NetNS string
 }
 
 // defaultAgentInterval is how often `rung agent` heartbeats and reconciles:
@@ -55,7 +58,7 @@ func runAgent(ctx context.Context, api agent.API, cfg agentConfig, log *slog.Log
 		cfg.Interval = defaultAgentInterval
 	}
 	log = log.With("node", cfg.Node)
-	node, err := plugins.OpenNode(ctx, cfg.DataDir, replica.Options{Logger: log, CgroupParent: "/rung/" + cfg.Node, VM: microvm.Options{AllowEmulated: cfg.AllowEmulatedVM}}, plugins.Config{Node: cfg.Node})
+	node, err := plugins.OpenNode(ctx, cfg.DataDir, replica.Options{Logger: log, CgroupParent: "/rung/" + cfg.Node, VM: microvm.Options{AllowEmulated: cfg.AllowEmulatedVM}}, plugins.Config{Node: cfg.Node, NetNS: cfg.NetNS})
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", cfg.Node, err)
 	}

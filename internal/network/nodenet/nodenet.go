@@ -218,9 +218,10 @@ func (n *Net) Attach(ctx context.Context, a *replica.Attachment) error {
 	switch a.Spec.Tier {
 	case tenancy.Container, tenancy.Host:
 	case tenancy.Sandbox:
-		// Debian 12's runsc (2022) runs every sandbox with --network=none;
-		// see docs/networks.md. Fail closed rather than run unreachable.
-		return fmt.Errorf("%w: the sandbox tier joins tenant networks only with runsc --network=sandbox, which this node does not run yet", ErrUnsupported)
+		// Debian 12's runsc (20221219) can't set up gVisor's network in a
+		// user-namespaced sandbox (docs/networks.md). Fail closed rather
+		// than run unreachable or outside the rules.
+		return fmt.Errorf("%w: the sandbox tier can't join a tenant network on this node: runsc --network=sandbox fails in a user-namespaced sandbox (docs/networks.md); use the container tier (same organization) or no spec.network", ErrUnsupported)
 	default:
 		return fmt.Errorf("%w: tier %s (the vm tier's tap device is designed, not built: docs/networks.md)", ErrUnsupported, a.Spec.Tier)
 	}

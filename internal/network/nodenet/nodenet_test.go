@@ -214,6 +214,7 @@ const web = "echo $TENANT_BODY > /tmp/index.html; busybox httpd -p 9090 -h /tmp;
 func TestTenantNetworkPackets(t *testing.T) {
 	drivertest.RequireBinary(t, "runc")
 	drivertest.RequireBinary(t, "busybox")
+	drivertest.RequireBinary(t, "nft")
 	h := newHost(t, "192.0.2.10")
 	dir := drivertest.SearchableTempDir(t)
 	sc := scope()
