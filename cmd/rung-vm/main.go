@@ -7,10 +7,15 @@ package main
 
 import (
 	"os"
+	"runtime"
 
 	"rung.dev/rung/internal/runtime/microvm/jail"
 	"rung.dev/rung/internal/runtime/microvm/vminit"
 )
+
+// The jail sets QEMU's parent-death signal, a property of one thread, and
+// then execs from the thread it runs on: both must be the same thread.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "jail" {

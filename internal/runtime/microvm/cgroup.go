@@ -2,6 +2,7 @@ package microvm
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -61,15 +62,30 @@ func (c *cgroup) add(pid int) error {
 	return nil
 }
 
-// removeCgroup deletes the cgroup at path (its processes are gone).
+// removeCgroup deletes the cgroup at path once its processes are gone; a
+// VMM that just died may still hold it for a moment (a zombie until its
+// reaper waits for it), so it retries for a while.
 func removeCgroup(path string) {
-	if cgroups.Mode() == cgroups.Unified {
-		if m, err := cgroup2.Load(path); err == nil {
-			_ = m.Delete()
+	for range 50 {
+		if tryRemoveCgroup(path) {
+			return
 		}
-		return
+		time.Sleep(200 * time.Millisecond)
 	}
-	if cg, err := cgroup1.Load(cgroup1.StaticPath(path)); err == nil {
-		_ = cg.Delete()
+}
+
+// tryRemoveCgroup reports whether the cgroup at path is gone.
+func tryRemoveCgroup(path string) bool {
+	if cgroups.Mode() == cgroups.Unified {
+		m, err := cgroup2.Load(path)
+		if err != nil {
+			return true
+		}
+		return m.Delete() == nil
 	}
+	cg, err := cgroup1.Load(cgroup1.StaticPath(path))
+	if err != nil {
+		return true
+	}
+	return cg.Delete() == nil
 }

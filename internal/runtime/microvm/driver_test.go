@@ -18,6 +18,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"golang.org/x/sys/unix"
+
 	"rung.dev/rung/internal/bundle"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/drivertest"
@@ -481,6 +483,13 @@ func TestVMAgentKilled(t *testing.T) {
 	d := requireVM(t, Options{})
 	dir := d.opt.Dir
 	ctx := ctxT(t)
+	// QEMU outlives its killed parent only as a zombie; this process
+	// becomes its reaper (as the host's init is for an agent) so that the
+	// zombie, which keeps its cgroup busy, is reaped at once.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 	r := drivertest.Range(t, 34)
 	id := "vm-orphan"
 	bdir := drivertest.BusyboxBundle(t, r, drivertest.Shell("echo ready; while true; do sleep 1; done"), drivertest.Cgroups(id))
@@ -516,8 +525,10 @@ func TestVMAgentKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	// Dead: gone, or a zombie until the host's init reaps it.
+	// Dead: a zombie (or gone), reaped here.
 	waitFor(t, ctx, "qemu to die with its agent", func() bool { return startTime(pid) == 0 })
+	var ws unix.WaitStatus
+	_, _ = unix.Wait4(pid, &ws, 0, nil)
 
 	// The agent's next start.
 	d2, err := New(Options{Dir: dir, AllowEmulated: true, Init: d.opt.Init})

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -55,8 +56,10 @@ func (f *files) String() string     { return strings.Join(*f, ",") }
 func (f *files) Set(v string) error { *f = append(*f, v); return nil }
 
 // Main is `rung-vm jail`: it returns an exit code only on failure (on
-// success it has become QEMU).
+// success it has become QEMU). It must run locked to its OS thread (the
+// parent-death signal set here belongs to one thread, the one that execs).
 func Main(args []string) int {
+	runtime.LockOSThread()
 	var s Spec
 	var fl files
 	fs := flag.NewFlagSet("jail", flag.ContinueOnError)
