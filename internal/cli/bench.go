@@ -25,7 +25,7 @@ const (
 
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "bench [placement|runtime|api|admission|replicas]",
+		Use:   "bench [placement|runtime|api|admission|replicas|volume]",
 		Short: "Run the benchmark suite",
 		Long: `Without a subcommand, runs every benchmark with its defaults, one after
 the other: placement (throughput and quality, side by side with a naive
@@ -59,6 +59,7 @@ trips side by side with the raw runtimes). Each prints the date and machine it r
 	cmd.AddCommand(newBenchAPICmd())
 	cmd.AddCommand(newBenchAdmissionCmd())
 	cmd.AddCommand(newBenchReplicasCmd())
+	cmd.AddCommand(newBenchVolumeCmd()) // benchvolume.go
 	return cmd
 }
 
