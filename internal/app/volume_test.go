@@ -203,6 +203,3 @@ func waitUnmounted(t *testing.T, m *volume.Manager, name string) {
 	}
 	t.Fatalf("volume %s still mounted 90s after its workload was deleted", name)
 }
-
-
-
