@@ -42,19 +42,7 @@ func (s *Secret) Validate() error {
 
 // secret checks one Secret (Set.Validate calls it with positions).
 func (v *validator) secret(o object, s *Secret) {
-	if s.APIVersion != APIVersion {
-		v.fail(o, "apiVersion", fmt.Sprintf("%q is not supported", truncate(s.APIVersion)), "use apiVersion: "+APIVersion)
-	}
-	if s.Kind != KindSecret {
-		v.fail(o, "kind", fmt.Sprintf("%q is not a Secret", truncate(s.Kind)), "use kind: Secret")
-	}
-	v.dnsLabel(o, "metadata.name", s.Metadata.Name, "db-password")
-	if s.Metadata.Tenant == "" {
-		v.fail(o, "metadata.tenant", "missing: every secret belongs to a tenant", "set metadata.tenant to the name of its Tenant")
-	} else {
-		v.dnsLabel(o, "metadata.tenant", s.Metadata.Tenant, "biology")
-	}
-	v.labels(o, "metadata.labels", s.Metadata.Labels)
+	v.tenantObject(o, s.TypeMeta, KindSecret, s.Metadata, "db-password")
 	size := 0
 	switch n := len(s.Spec.Data); {
 	case n == 0:

@@ -104,19 +104,7 @@ func (vol *Volume) Validate() error {
 
 // volume checks one Volume (Set.Validate calls it with positions).
 func (v *validator) volume(o object, vol *Volume) {
-	if vol.APIVersion != APIVersion {
-		v.fail(o, "apiVersion", fmt.Sprintf("%q is not supported", truncate(vol.APIVersion)), "use apiVersion: "+APIVersion)
-	}
-	if vol.Kind != KindVolume {
-		v.fail(o, "kind", fmt.Sprintf("%q is not a Volume", truncate(vol.Kind)), "use kind: Volume")
-	}
-	v.dnsLabel(o, "metadata.name", vol.Metadata.Name, "pgdata")
-	if vol.Metadata.Tenant == "" {
-		v.fail(o, "metadata.tenant", "missing: every volume belongs to a tenant", "set metadata.tenant to the name of its Tenant")
-	} else {
-		v.dnsLabel(o, "metadata.tenant", vol.Metadata.Tenant, "biology")
-	}
-	v.labels(o, "metadata.labels", vol.Metadata.Labels)
+	v.tenantObject(o, vol.TypeMeta, KindVolume, vol.Metadata, "pgdata")
 	switch s := vol.Spec.Size; {
 	case s == nil:
 		v.fail(o, "spec.size", "missing", "set the size, e.g. size: 10Gi")
@@ -263,4 +251,22 @@ func (v *validator) sharedVolumes(workloads []object) {
 			writer[id] = w.Metadata.Name
 		}
 	}
+}
+
+// tenantObject checks the header of a tenant's object of kind (Secret,
+// Volume): apiVersion, kind, names and labels.
+func (v *validator) tenantObject(o object, tm TypeMeta, kind string, m ObjectMeta, example string) {
+	if tm.APIVersion != APIVersion {
+		v.fail(o, "apiVersion", fmt.Sprintf("%q is not supported", truncate(tm.APIVersion)), "use apiVersion: "+APIVersion)
+	}
+	if tm.Kind != kind {
+		v.fail(o, "kind", fmt.Sprintf("%q is not a %s", truncate(tm.Kind), kind), "use kind: "+kind)
+	}
+	v.dnsLabel(o, "metadata.name", m.Name, example)
+	if m.Tenant == "" {
+		v.fail(o, "metadata.tenant", fmt.Sprintf("missing: every %s belongs to a tenant", strings.ToLower(kind)), "set metadata.tenant to the name of its Tenant")
+	} else {
+		v.dnsLabel(o, "metadata.tenant", m.Tenant, "biology")
+	}
+	v.labels(o, "metadata.labels", m.Labels)
 }

@@ -25,7 +25,7 @@ const (
 
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "bench [placement|runtime|api|admission|replicas|noisy]",
+		Use:   "bench [placement|runtime|api|admission|replicas|network|noisy|volume]",
 		Short: "Run the benchmark suite",
 		Long: `Without a subcommand, runs every benchmark with its defaults, one after
 the other: placement (throughput and quality, side by side with a naive
@@ -63,6 +63,7 @@ monitor's overhead). Each prints the date and machine it ran on.`,
 	cmd.AddCommand(newBenchReplicasCmd())
 	cmd.AddCommand(newBenchNetworkCmd())
 	cmd.AddCommand(newBenchNoisyCmd())
+	cmd.AddCommand(newBenchVolumeCmd()) // benchvolume.go
 	return cmd
 }
 

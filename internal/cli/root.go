@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"rung.dev/rung/internal/volume/iobench"
 
 	"github.com/spf13/cobra"
 )
@@ -43,6 +44,11 @@ func (s silent) Error() string { return fmt.Sprintf("exit %d", s.code) }
 
 // Execute runs the rung command line with args and returns the exit code.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// Inside a replica of `rung bench volume`, this binary is the I/O
+	// workload (benchvolume.go).
+	if ok, code := iobench.Child(stdout); ok {
+		return code
+	}
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
