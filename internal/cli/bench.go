@@ -33,9 +33,12 @@ first fit), runtime (start latency per tier side by side with the raw runc
 and runsc, idle memory), api (applies/s and p99 against rung up on
 loopback), admission (indexed OSV scan side by side with a linear
 baseline) and replicas (apply to healthy for many replicas, exec round
-trips side by side with the raw runtimes) and noisy (a neighbour's p99
-beside a CPU hog, with and without the noisy-neighbour ladder; the
-monitor's overhead). Each prints the date and machine it ran on.`,
+trips side by side with the raw runtimes), network (TCP throughput and
+round trips between replicas side by side with a raw veth pair), noisy (a
+neighbour's p99 beside a CPU hog, with and without the noisy-neighbour
+ladder; the monitor's overhead) and volume (I/O inside a replica side by
+side with the host on the same file system). Each prints the date and
+machine it ran on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var failed []string

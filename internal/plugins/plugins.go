@@ -40,9 +40,13 @@ func Attachers(ctx context.Context, cfg Config) ([]replica.Attacher, error) {
 	// Tenant networks (DESIGN §9): inert for replicas without a network.
 	nt, err := nodenet.Open(ctx, nodenet.Config{Dir: filepath.Join(cfg.DataDir, "network"), Scope: nodenet.ScopeFor(cfg.DataDir), NetNS: cfg.NetNS, Logger: cfg.Logger})
 	if err != nil {
-		return nil, fmt.Errorf("tenant networks: %w", err)
+		// A kernel without nftables can still run replicas that have no
+		// network; one that asks for a network is refused (fail closed).
+		cfg.Logger.Warn("tenant networks unavailable: replicas with a network will be refused", "err", err)
+		out = append(out, noNetworks{err: err})
+	} else {
+		out = append(out, nt)
 	}
-	out = append(out, nt)
 	// Volumes: DataDir/volume (internal/volume).
 	vols, err := volume.Open(volumeDir(cfg.DataDir), cfg.Logger)
 	if err != nil {
@@ -94,3 +98,19 @@ func VolumeSweeper(dataDir string, log *slog.Logger, deleted func(ctx context.Co
 		return refs, nil
 	}}, nil
 }
+
+// noNetworks stands in for the network plugin on a node that can't open
+// it: replicas without a network run, one with a network is refused with
+// the reason.
+type noNetworks struct{ err error }
+
+func (noNetworks) Name() string { return "network" }
+
+func (n noNetworks) Attach(_ context.Context, a *replica.Attachment) error {
+	if a.Spec.Network == nil {
+		return nil
+	}
+	return fmt.Errorf("this node can't make tenant networks: %w", n.err)
+}
+
+func (noNetworks) Detach(context.Context, string, *replica.Spec) error { return nil }
