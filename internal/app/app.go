@@ -20,7 +20,9 @@ import (
 	"sync"
 	"time"
 
+	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/agent"
+	kube "rung.dev/rung/internal/engine/kubernetes"
 	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
@@ -94,6 +96,12 @@ type Config struct {
 	// DataDir/secrets.key, made at the first start, mode 0600). Several
 	// rung up on one etcd need the same file.
 	SecretKeyFile string `json:"secretKeyFile,omitempty"`
+	// Backend is "" (rung's own nodes and agents) or "kubernetes": a
+	// cluster runs the replicas as pods (DESIGN §14).
+	Backend string `json:"backend,omitempty"`
+	// Kubeconfig is the cluster's kubeconfig for Backend kubernetes (""
+	// uses the in-cluster config).
+	Kubeconfig string `json:"kubeconfig,omitempty"`
 }
 
 // Duration is a time.Duration written as "10s" in config files.
@@ -136,7 +144,7 @@ func LoadConfig(path string) (Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("config %s: %w (fields: dataDir, listen, store, clientConfig, shutdownTimeout, agent, node, nodeTimeout, metricsListen, limits, oidc, storeTimeout, secretKeyFile)", path, err)
+		return Config{}, fmt.Errorf("config %s: %w (fields: dataDir, listen, store, clientConfig, shutdownTimeout, agent, node, nodeTimeout, metricsListen, limits, oidc, storeTimeout, secretKeyFile, backend, kubeconfig)", path, err)
 	}
 	return c, nil
 }
@@ -247,10 +255,26 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 		return fmt.Errorf("config: secretKeyFile: %w", err)
 	}
 	storeTimeout := cmp.Or(time.Duration(cfg.StoreTimeout), server.DefaultStoreTimeout)
+	auditLog := audit.New(store.WithDeadline(st, storeTimeout))
+	var (
+		kubeEngine  *kube.Engine
+		clusterTopo func() (v1.Topology, []string)
+	)
+	switch cfg.Backend {
+	case "":
+	case BackendKubernetes:
+		if kubeEngine, clusterTopo, err = newKubeEngine(ctx, cfg, log, auditLog); err != nil {
+			return err
+		}
+		cfg.Agent = false // the cluster's kubelets run the replicas
+	default:
+		return fmt.Errorf("config: backend %q: want \"\" (rung's own nodes) or %q", cfg.Backend, BackendKubernetes)
+	}
 	srv, err := server.New(server.Config{
-		Store: st, Audit: audit.New(store.WithDeadline(st, storeTimeout)), Registry: prometheus.NewRegistry(), Logger: log,
+		Store: st, Audit: auditLog, Registry: prometheus.NewRegistry(), Logger: log,
 		NodeTimeout: time.Duration(cfg.NodeTimeout), Limits: cfg.Limits, OIDC: oidc, OnAdminToken: writeToken,
 		StoreTimeout: storeTimeout, AdminTokenName: adminName(cfg.DataDir), Secrets: keyring,
+		Cluster: clusterTopo,
 	})
 	if err != nil {
 		return err
@@ -329,6 +353,9 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 		wg.Go(func() { _ = nodeAgent.Run(runCtx, agentInterval) })
 		wg.Go(func() { publishLogs(runCtx, srv, cfg.Node, nodeAgent, localNode, log) })
 		info.Agent = true
+	}
+	if kubeEngine != nil {
+		wg.Go(func() { runKube(runCtx, srv, kubeEngine, log) })
 	}
 	log.Info("rung up", "url", url, "store", storeName, "data", cfg.DataDir)
 	if ready != nil {

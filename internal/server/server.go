@@ -78,6 +78,10 @@ type Config struct {
 	// instead of hanging. Give the audit log a store wrapped the same way
 	// (store.WithDeadline).
 	StoreTimeout time.Duration
+	// Cluster, when set, gives the topology and the nodes that are down,
+	// read off a Kubernetes cluster (rung up --backend kubernetes): the
+	// planner plans on it instead of stored Topology objects.
+	Cluster func() (v1.Topology, []string)
 }
 
 // DefaultStoreTimeout is Config.StoreTimeout's default: a request fails at
@@ -168,6 +172,7 @@ func New(cfg Config) (*Server, error) {
 	s.planner.down, s.planner.recheck = s.nodes.down, s.nodes.timeout/4
 	s.planner.detected = s.nodes.runtimes
 	s.planner.ready = s.nodes.readiness
+	s.planner.cluster = cfg.Cluster
 	if err := s.reg.Register(replicaCollector{s}); err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
 	}
