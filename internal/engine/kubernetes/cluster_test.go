@@ -55,7 +55,7 @@ func addNodes(t *testing.T, c kubernetes.Interface, top v1.Topology) {
 		}
 		for _, r := range n.Runtimes {
 			if r == v1.TierVM {
-				l["rung.dev/kata"] = "true"
+				l["runtime.rung.dev/kata"] = "true"
 			}
 		}
 		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: l}}
@@ -87,7 +87,7 @@ func addRuntimeClasses(t *testing.T, c kubernetes.Interface, kata bool) {
 	}
 	if kata {
 		rcs = append(rcs, nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "kata"}, Handler: "kata-qemu",
-			Scheduling: &nodev1.Scheduling{NodeSelector: map[string]string{"rung.dev/kata": "true"}}})
+			Scheduling: &nodev1.Scheduling{NodeSelector: map[string]string{"runtime.rung.dev/kata": "true"}}})
 	}
 	for _, rc := range rcs {
 		if _, err := c.NodeV1().RuntimeClasses().Create(context.Background(), &rc, metav1.CreateOptions{}); err != nil {
@@ -202,6 +202,7 @@ func TestCluster(t *testing.T) {
 		t.Run("example "+ex, func(t *testing.T) { testExample(t, c, ex) })
 	}
 	t.Run("privileged pod refused by Pod Security", func(t *testing.T) { testPodSecurity(t, c) })
+	t.Run("tier without RuntimeClass refused", func(t *testing.T) { testNoRuntimeClass(t, c) })
 	t.Run("drift put back", func(t *testing.T) { testDrift(t, c) })
 	t.Run("tenant sees only its namespace", func(t *testing.T) { testTenantRBAC(t, c) })
 	t.Run("kubeconfig without rights", func(t *testing.T) { testNoRights(t, c) })
@@ -501,6 +502,37 @@ func TestRungBinaryLean(t *testing.T) {
 	for _, l := range strings.Split(deps, "\n") {
 		if strings.HasPrefix(l, "k8s.io/kubernetes") || strings.HasPrefix(l, "k8s.io/apiserver/") {
 			t.Errorf("rung links %s: the apiserver belongs in test binaries only", l)
+		}
+	}
+}
+
+// testNoRuntimeClass: a workload that needs the vm tier, on a cluster
+// where no node matches the kata RuntimeClass, is unplaced with the
+// scheduler's explanation and gets no pod; the same cluster runs a
+// container-tier workload.
+func testNoRuntimeClass(t *testing.T, c *kubetest.Cluster) {
+	e := engineFor(t, c, kube.Options{}, nil)
+	addNodes(t, c.Client, v1.Topology{Spec: v1.TopologySpec{Nodes: []v1.Node{{Name: "novm-1", Domains: map[string]string{"rack": "r1"}, Capacity: v1.Resources{CPU: resource.NewQuantity(4, resource.DecimalSI), Memory: resource.NewQuantity(8<<30, resource.BinarySI)}}}}})
+	set := oneWorkload("novm", "web", 1)
+	vm := oneWorkload("novm", "secure", 1).Workloads[0]
+	vm.Spec.Isolation.Minimum = v1.TierVM
+	set.Workloads = append(set.Workloads, vm)
+	cl := waitCluster(t, e, 1)
+	res, _, err := kube.PlanOn(set, cl, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Placements) != 1 || res.Placements[0].Workload != "novm/web" {
+		t.Fatalf("placements %+v, want only novm/web", res.Placements)
+	}
+	if len(res.Unplaced) != 1 || res.Unplaced[0].Workload != "novm/secure" {
+		t.Fatalf("unplaced %+v, want novm/secure", res.Unplaced)
+	}
+	t.Logf("novm/secure unplaced: %v", res.Unplaced[0].Reasons)
+	applyUntil(t, e, set, res)
+	for _, p := range rungPods(t, c.Client, kube.Namespace("novm")) {
+		if p.Labels[kube.LabelWorkload] == "secure" {
+			t.Fatalf("pod %s made for a tier no RuntimeClass offers", p.Name)
 		}
 	}
 }
