@@ -21,8 +21,10 @@ import (
 	"sync"
 	"time"
 
+	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/network/nodenet"
+	kube "rung.dev/rung/internal/engine/kubernetes"
 	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
@@ -107,6 +109,12 @@ type Config struct {
 	// KVM is missing: for tests only, never a security boundary (node
 	// status, rung verify and the dashboard show it).
 	AllowEmulatedVM bool `json:"allowEmulatedVM,omitempty"`
+	// Backend is "" (rung's own nodes and agents) or "kubernetes": a
+	// cluster runs the replicas as pods (DESIGN §14).
+	Backend string `json:"backend,omitempty"`
+	// Kubeconfig is the cluster's kubeconfig for Backend kubernetes (""
+	// uses the in-cluster config).
+	Kubeconfig string `json:"kubeconfig,omitempty"`
 }
 
 // Duration is a time.Duration written as "10s" in config files.
@@ -149,7 +157,7 @@ func LoadConfig(path string) (Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("config %s: %w (fields: dataDir, listen, store, clientConfig, shutdownTimeout, agent, node, nodeTimeout, metricsListen, limits, oidc, storeTimeout, secretKeyFile)", path, err)
+		return Config{}, fmt.Errorf("config %s: %w (fields: dataDir, listen, store, clientConfig, shutdownTimeout, agent, node, nodeTimeout, metricsListen, limits, oidc, storeTimeout, secretKeyFile, backend, kubeconfig)", path, err)
 	}
 	return c, nil
 }
@@ -264,11 +272,27 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 	if elector != nil {
 		defer elector.Close()
 	}
+	auditLog := audit.New(store.WithDeadline(st, storeTimeout))
+	var (
+		kubeEngine  *kube.Engine
+		clusterTopo func() (v1.Topology, []string)
+	)
+	switch cfg.Backend {
+	case "":
+	case BackendKubernetes:
+		if kubeEngine, clusterTopo, err = newKubeEngine(ctx, cfg, log, auditLog); err != nil {
+			return err
+		}
+		cfg.Agent = false // the cluster's kubelets run the replicas
+	default:
+		return fmt.Errorf("config: backend %q: want \"\" (rung's own nodes) or %q", cfg.Backend, BackendKubernetes)
+	}
 	srv, err := server.New(server.Config{
-		Store: st, Audit: audit.New(store.WithDeadline(st, storeTimeout)), Registry: prometheus.NewRegistry(), Logger: log,
+		Store: st, Audit: auditLog, Registry: prometheus.NewRegistry(), Logger: log,
 		NodeTimeout: time.Duration(cfg.NodeTimeout), Limits: cfg.Limits, OIDC: oidc, OnAdminToken: writeToken,
 		StoreTimeout: storeTimeout, AdminTokenName: adminName(cfg.DataDir), Secrets: keyring,
 		Elector: leaderElector(elector),
+		Cluster: clusterTopo,
 	})
 	if err != nil {
 		return err
@@ -350,6 +374,9 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 		wg.Go(func() { _ = nodeAgent.Run(runCtx, agentInterval) })
 		wg.Go(func() { publishLogs(runCtx, srv, cfg.Node, nodeAgent, localNode, log) })
 		info.Agent = true
+	}
+	if kubeEngine != nil {
+		wg.Go(func() { runKube(runCtx, srv, kubeEngine, log) })
 	}
 	log.Info("rung up", "url", url, "store", storeName, "data", cfg.DataDir)
 	if ready != nil {

@@ -62,6 +62,9 @@ type planner struct {
 	detected func() runtimeReports
 	// ready returns what nodes report ready (nil: nothing), for rollouts.
 	ready func() readiness
+	// cluster, when set, is the topology and its down nodes read off a
+	// Kubernetes cluster; stored Topology objects are then ignored.
+	cluster func() (v1.Topology, []string)
 
 	mu     sync.Mutex
 	inputs [sha256.Size]byte // digest of the keys and revisions planned
@@ -139,6 +142,14 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 	var down []string
 	if p.down != nil {
 		down = p.down()
+	}
+	if p.cluster != nil {
+		// The cluster's nodes are the topology (DESIGN §14).
+		top, cdown := p.cluster()
+		set.Topologies = []v1.Topology{top}
+		b, _ := json.Marshal(top)
+		h.Write(b)
+		down = append(down, cdown...)
 	}
 	for _, n := range down {
 		h.Write([]byte("down\x00" + n + "\x00"))

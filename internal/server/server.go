@@ -82,6 +82,10 @@ type Config struct {
 	// Elector elects the one server of several on one store that schedules
 	// (leader.go); nil: this server always leads (the embedded store).
 	Elector leader.Elector
+	// Cluster, when set, gives the topology and the nodes that are down,
+	// read off a Kubernetes cluster (rung up --backend kubernetes): the
+	// planner plans on it instead of stored Topology objects.
+	Cluster func() (v1.Topology, []string)
 }
 
 // DefaultStoreTimeout is Config.StoreTimeout's default: a request fails at
@@ -178,6 +182,7 @@ func New(cfg Config) (*Server, error) {
 	s.planner.down, s.planner.recheck = s.nodes.down, s.nodes.timeout/4
 	s.planner.detected = s.nodes.runtimes
 	s.planner.ready = s.nodes.readiness
+	s.planner.cluster = cfg.Cluster
 	if err := s.reg.Register(replicaCollector{s}); err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
 	}
