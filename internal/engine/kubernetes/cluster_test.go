@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	nodev1 "k8s.io/api/node/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -145,6 +146,9 @@ func waitCluster(t *testing.T, e *kube.Engine, n int) kube.Cluster {
 		c = e.Cluster()
 		if got := len(c.Topology.Spec.Nodes); got != n {
 			return fmt.Errorf("engine sees %d nodes, want %d", got, n)
+		}
+		if len(c.Down) > 0 {
+			return fmt.Errorf("engine sees nodes %v not Ready yet", c.Down)
 		}
 		return nil
 	})
@@ -410,6 +414,16 @@ func testTenantRBAC(t *testing.T, c *kubetest.Cluster) {
 		t.Fatal(err)
 	}
 	applyUntil(t, e, set, res)
+	// ClusterRole view is aggregated by kube-controller-manager, which
+	// does not run here: play it for pods.
+	view, err := c.Client.RbacV1().ClusterRoles().Get(context.Background(), "view", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	view.Rules = append(view.Rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}})
+	if _, err := c.Client.RbacV1().ClusterRoles().Update(context.Background(), view, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	as := rest.CopyConfig(c.Loopback)
 	as.Impersonate = rest.ImpersonationConfig{UserName: "alice", Groups: []string{kube.TenantGroupPrefx + "ta", "system:authenticated"}}
 	alice, err := kubernetes.NewForConfig(as)

@@ -61,6 +61,7 @@ func Start(t testing.TB) *Cluster {
 	sc.Transport.ServerList = etcd.Endpoints()
 	flags := []string{
 		"--authorization-mode=RBAC",
+		"--allow-privileged=true", // so that Pod Security admission, not this flag, refuses privileged pods
 		"--token-auth-file=" + tokens,
 		"--enable-admission-plugins=NamespaceLifecycle,LimitRanger,PodSecurity,NodeRestriction",
 		// No kube-controller-manager runs here: the ServiceAccount plugin
