@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -64,9 +63,7 @@ func benchVM(cmd *cobra.Command, n int, allowEmulated bool, output string) error
 		return err
 	}
 	if output == "json" {
-		enc := json.NewEncoder(cmd.OutOrStdout())
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return writeJSON(cmd.OutOrStdout(), res)
 	}
 	printBenchVM(cmd.OutOrStdout(), res, loadAvg())
 	return nil

@@ -98,9 +98,7 @@ Needs root, runc, runsc, busybox-static and e2fsprogs.`,
 				return err
 			}
 			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return writeJSON(cmd.OutOrStdout(), res)
 			}
 			printBenchVolume(cmd.OutOrStdout(), res)
 			return nil

@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sync"
@@ -199,7 +198,5 @@ func logsJSON(cmd *cobra.Command, c *client.Client, t replicaTarget, tail int) e
 	if err != nil {
 		return apiError(err)
 	}
-	enc := json.NewEncoder(cmd.OutOrStdout())
-	enc.SetIndent("", "  ")
-	return enc.Encode(logs)
+	return writeJSON(cmd.OutOrStdout(), logs)
 }

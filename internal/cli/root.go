@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
 	"rung.dev/rung/internal/volume/iobench"
 
 	"github.com/spf13/cobra"
