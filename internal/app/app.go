@@ -23,8 +23,8 @@ import (
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/agent"
-	"rung.dev/rung/internal/network/nodenet"
 	kube "rung.dev/rung/internal/engine/kubernetes"
+	"rung.dev/rung/internal/network/nodenet"
 	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/replica"
