@@ -314,7 +314,7 @@ func (v *validator) dnsLabel(o object, path, value, example string) bool {
 		v.fail(o, path, "missing", fmt.Sprintf("set it to a DNS label such as %q", example))
 		return false
 	}
-	if isDNSLabel(value) {
+	if IsDNSLabel(value) {
 		return true
 	}
 	fix := "use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
@@ -325,9 +325,10 @@ func (v *validator) dnsLabel(o object, path, value, example string) bool {
 	return false
 }
 
-// isDNSLabel reports whether s is an RFC 1123 label: at most 63 lowercase
+// IsDNSLabel reports whether s is an RFC 1123 label (the rule for every
+// name in rung): at most 63 lowercase
 // letters, digits and '-', starting and ending with a letter or digit.
-func isDNSLabel(s string) bool {
+func IsDNSLabel(s string) bool {
 	if len(s) == 0 || len(s) > 63 {
 		return false
 	}
@@ -359,7 +360,7 @@ func toDNSLabel(s string) string {
 	if len(out) > 63 {
 		out = strings.TrimRight(out[:63], "-")
 	}
-	if !isDNSLabel(out) {
+	if !IsDNSLabel(out) {
 		return ""
 	}
 	return out
@@ -391,7 +392,7 @@ func isLabelKey(s string) bool {
 		return false
 	}
 	for l := range strings.SplitSeq(prefix, ".") {
-		if !isDNSLabel(l) {
+		if !IsDNSLabel(l) {
 			return false
 		}
 	}
@@ -941,7 +942,7 @@ func (v *validator) affinity(o object, p string, a *Affinity) {
 		if !other {
 			tenant, name = "", tenant
 		}
-		if !isDNSLabel(name) || other && !isDNSLabel(tenant) {
+		if !IsDNSLabel(name) || other && !IsDNSLabel(tenant) {
 			v.fail(o, join(p, "workload"), fmt.Sprintf("%q is not a workload name", truncate(a.Workload)),
 				"name a workload of this tenant, or TENANT/NAME, each a DNS label")
 		}

@@ -258,8 +258,8 @@ func TestNames(t *testing.T) {
 		"a": true, "h1-vm1": true, "0": true, strings.Repeat("a", 63): true,
 		"": false, "-a": false, "a-": false, "A": false, "a_b": false, "a.b": false, strings.Repeat("a", 64): false,
 	} {
-		if got := isDNSLabel(s); got != want {
-			t.Errorf("isDNSLabel(%q) = %v", s, got)
+		if got := IsDNSLabel(s); got != want {
+			t.Errorf("IsDNSLabel(%q) = %v", s, got)
 		}
 	}
 	for s, want := range map[string]string{"Bio_Logy": "bio-logy", "--": "", "H1": "h1", "a  b": "a-b"} {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	v1 "rung.dev/rung/api/v1"
+
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"rung.dev/rung/internal/uidrange"
@@ -63,7 +65,7 @@ func WithUser(uid, gid uint32, additionalGids ...uint32) Opt {
 // a DNS label.
 func WithHostname(name string) Opt {
 	return func(s *specs.Spec) error {
-		if !isDNSLabel(name) {
+		if !v1.IsDNSLabel(name) {
 			return fmt.Errorf("hostname %q is not a DNS label: %w", name, ErrInvalidOption)
 		}
 		s.Hostname = name
@@ -328,16 +330,4 @@ func mergePaths(have []string, lists ...[]string) []string {
 		}
 	}
 	return out
-}
-
-func isDNSLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
 }

@@ -66,7 +66,7 @@ func (s *Server) lookupToken(ctx context.Context, token string) (auth.Principal,
 		}
 		p.ID = sanitizeID(p.ID)
 		if p.Tenant != "" {
-			if !isDNSLabel(p.Tenant) {
+			if !v1.IsDNSLabel(p.Tenant) {
 				return auth.Principal{}, fmt.Errorf("jwt tenant %q: %w", truncate(p.Tenant, 64), auth.ErrBadToken)
 			}
 			if _, err := s.store.Get(ctx, tenantKey(p.Tenant)); errors.Is(err, store.ErrNotFound) {

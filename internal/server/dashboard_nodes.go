@@ -236,7 +236,7 @@ type countRowS struct{ Level, Name string }
 func (s *Server) nodePage(ctx context.Context, w http.ResponseWriter, r *http.Request, base pageBase) error {
 	name := r.PathValue("name")
 	const missing = "no such node, or not one you may see (nodes are for operators)"
-	if !base.Operator || !isDNSLabel(name) {
+	if !base.Operator || !v1.IsDNSLabel(name) {
 		return s.notFoundPage(w, base, missing)
 	}
 	v, err := s.look(ctx)

@@ -451,7 +451,7 @@ func (s *Server) workloadPage(ctx context.Context, w http.ResponseWriter, r *htt
 	// The same words whether it is missing or another tenant's, naming
 	// nothing back.
 	const missing = "no such workload, or not one you may see"
-	if !isDNSLabel(tenant) || !isDNSLabel(name) {
+	if !v1.IsDNSLabel(tenant) || !v1.IsDNSLabel(name) {
 		return s.notFoundPage(w, base, missing)
 	}
 	v, err := s.look(ctx)

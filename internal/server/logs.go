@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	v1 "rung.dev/rung/api/v1"
+
 	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/server/wire"
@@ -47,7 +49,7 @@ func boundLogs(logs []wire.ReplicaLog) []wire.ReplicaLog {
 	}
 	out := make([]wire.ReplicaLog, 0, len(logs))
 	for _, l := range logs {
-		if !isDNSLabel(l.Tenant) || l.ID == "" || len(l.ID) > 253 {
+		if !v1.IsDNSLabel(l.Tenant) || l.ID == "" || len(l.ID) > 253 {
 			continue
 		}
 		if n := len(l.Data); n > wire.MaxLogTail {

@@ -169,7 +169,7 @@ func (n *nodes) status(topo map[string]bool) []wire.NodeStatus {
 // nodeName reads and checks {name}, then authorizes v on that node.
 func (s *Server) nodeName(r *http.Request, v auth.Verb) (string, error) {
 	name := r.PathValue("name")
-	if !isDNSLabel(name) {
+	if !v1.IsDNSLabel(name) {
 		return "", badRequest("node %q is not a valid name (a DNS label such as n1)", truncate(name, 64))
 	}
 	if err := s.authorize(r.Context(), v, auth.Object{Kind: auth.KindNode, Node: name}, name); err != nil {
@@ -499,7 +499,7 @@ func (s *Server) nodeSecret(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	tenant, secret := r.PathValue("tenant"), r.PathValue("secret")
-	if !isDNSLabel(tenant) || !isDNSLabel(secret) {
+	if !v1.IsDNSLabel(tenant) || !v1.IsDNSLabel(secret) {
 		return badRequest("tenant and secret must be DNS labels")
 	}
 	specs, err := s.Desired(r.Context(), name)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	v1 "rung.dev/rung/api/v1"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"rung.dev/rung/internal/agent"
@@ -74,7 +76,7 @@ func boundUsage(u *wire.Usage) *wire.Usage {
 func boundSteps(steps []wire.NoisyStep, id string) []wire.NoisyStep {
 	var out []wire.NoisyStep
 	for _, s := range steps {
-		if !slices.Contains(noisyActions, s.Action) || !isDNSLabel(s.Tenant) || s.Replica == "" || len(s.Replica) > 253 || id != "" && s.Replica != id {
+		if !slices.Contains(noisyActions, s.Action) || !v1.IsDNSLabel(s.Tenant) || s.Replica == "" || len(s.Replica) > 253 || id != "" && s.Replica != id {
 			continue
 		}
 		s.Reason, s.Error, s.Victim = policy.Clean(s.Reason, 512), policy.Clean(s.Error, 512), policy.Clean(s.Victim, 253)

@@ -95,30 +95,13 @@ func pathNames(r *http.Request) (tenant, name string, err error) {
 		if v == "" {
 			continue
 		}
-		if !isDNSLabel(v) {
+		if !v1.IsDNSLabel(v) {
 			return "", "", badRequest("%s %q in the path is not a valid name: use a DNS label (lowercase letters, digits and '-', at most 63, such as biology)",
 				p.field, truncate(v, 64))
 		}
 		*p.val = v
 	}
 	return tenant, name, nil
-}
-
-// isDNSLabel is api/v1's rule for names (RFC 1123 label).
-func isDNSLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
-		case c == '-' && i > 0 && i < len(s)-1:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func (s *Server) get(k kind) handlerFunc {

@@ -38,7 +38,7 @@ func boundStates(states []wire.ReplicaState) []wire.ReplicaState {
 	}
 	out := make([]wire.ReplicaState, 0, len(states))
 	for _, r := range states {
-		if r.ID == "" || len(r.ID) > 253 || !isDNSLabel(r.Tenant) {
+		if r.ID == "" || len(r.ID) > 253 || !v1.IsDNSLabel(r.Tenant) {
 			continue
 		}
 		if !slices.Contains(wire.ReplicaStates, r.State) {
@@ -177,10 +177,10 @@ func joinReplicas(res *scheduler.Result, rep reports) []wire.Replica {
 func (s *Server) listReplicas(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	tenant, name := r.PathValue("tenant"), r.PathValue("name")
-	if tenant != "" && !isDNSLabel(tenant) {
+	if tenant != "" && !v1.IsDNSLabel(tenant) {
 		return badRequest("tenant %q is not a valid name", truncate(tenant, 64))
 	}
-	if name != "" && !isDNSLabel(name) {
+	if name != "" && !v1.IsDNSLabel(name) {
 		return badRequest("workload %q is not a valid name", truncate(name, 64))
 	}
 	switch {

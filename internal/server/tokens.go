@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode"
 
+	v1 "rung.dev/rung/api/v1"
+
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
@@ -260,10 +262,10 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if !isPrintable(req.Name, 64) {
 		return badRequest("name: at most 64 printable characters, such as ci-deploy")
 	}
-	if p.Node != "" && !isDNSLabel(p.Node) {
+	if p.Node != "" && !v1.IsDNSLabel(p.Node) {
 		return badRequest("node %q is not a valid name (a DNS label such as n1)", truncate(p.Node, 64))
 	}
-	if p.Tenant != "" && !isDNSLabel(p.Tenant) {
+	if p.Tenant != "" && !v1.IsDNSLabel(p.Tenant) {
 		return badRequest("tenant %q is not a valid name (a DNS label such as biology)", truncate(p.Tenant, 64))
 	}
 	var ttl time.Duration

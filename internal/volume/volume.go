@@ -29,6 +29,8 @@ import (
 	"sync"
 	"time"
 
+	v1 "rung.dev/rung/api/v1"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -56,7 +58,7 @@ type Ref struct {
 func (r Ref) String() string { return r.Tenant + "/" + r.Name }
 
 func (r Ref) check() error {
-	if !isLabel(r.Tenant) || !isLabel(r.Name) {
+	if !v1.IsDNSLabel(r.Tenant) || !v1.IsDNSLabel(r.Name) {
 		return fmt.Errorf("%w: %q: tenant and name must be DNS labels", ErrInvalid, r.String())
 	}
 	for _, c := range r.UID {
@@ -479,20 +481,4 @@ func truncLabel(s string) string {
 		return s[:16]
 	}
 	return s
-}
-
-func isLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
-		case c == '-' && i > 0 && i < len(s)-1:
-		default:
-			return false
-		}
-	}
-	return true
 }
