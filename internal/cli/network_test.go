@@ -15,7 +15,6 @@ import (
 	"time"
 
 	v1 "rung.dev/rung/api/v1"
-	"rung.dev/rung/internal/app"
 	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/replica"
@@ -118,37 +117,8 @@ func TestTenantNetworkAgents(t *testing.T) {
 		run("ip", "-n", ns, "link", "set", "nic0", "up")
 	}
 
-	cpCtx, cpStop := context.WithCancel(context.Background())
-	infoc := make(chan app.Info, 1)
-	cpDone := make(chan error, 1)
-	go func() {
-		cpDone <- app.Up(cpCtx, app.Config{DataDir: filepath.Join(dir, "cp"), Listen: "127.0.0.1:0", ClientConfig: "-",
-			NodeTimeout: app.Duration(5 * time.Second)}, log, func(i app.Info) { infoc <- i })
-	}()
-	var info app.Info
-	select {
-	case info = <-infoc:
-	case err := <-cpDone:
-		t.Fatalf("control plane: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("control plane not up after 60s")
-	}
-	tok, err := os.ReadFile(info.TokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, err := client.New(info.URL, strings.TrimSpace(string(tok)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	info, op := upControlPlane(t, dir, log, 5*time.Second, networkAgents)
 	ctx := t.Context()
-	set, err := v1.Decode("netw.yaml", []byte(networkAgents))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := op.ApplySet(ctx, set); err != nil {
-		t.Fatal(err)
-	}
 	var dones []chan error
 	var stops []context.CancelFunc
 	for node, addr := range hosts {
@@ -167,11 +137,8 @@ func TestTenantNetworkAgents(t *testing.T) {
 		dones, stops = append(dones, done), append(stops, stop)
 	}
 	// Last cleanup registered runs first: the workloads go, then the
-	// agents, then the control plane; the namespaces go after.
-	t.Cleanup(func() {
-		cpStop()
-		<-cpDone
-	})
+	// agents, then the control plane (upControlPlane's); the namespaces
+	// go after.
 	// Whatever the agents left (a failure before they removed it) is
 	// removed once they stopped, so no container outlives the test.
 	t.Cleanup(func() {
