@@ -52,7 +52,7 @@ spec:
   replicas: 2
   resources: {cpu: 100m, memory: 32Mi}
   spread: [{level: host, maxPerDomain: 1}]
-  ports: [{port: 8080}]
+  ports: [{port: 8080, publish: true}]
 ---
 apiVersion: rung.dev/v1
 kind: Workload
@@ -261,5 +261,37 @@ func TestTenantNetworkAgents(t *testing.T) {
 	}
 	if out, ok := fetch(cliNW2.ID, webNW1.Address, 2); ok {
 		t.Errorf("beta's %s reached acme's %s across nodes: %s", cliNW2.ID, webNW1.ID, out)
+	}
+
+	// The published port: the API says which node port it got, and that
+	// port answers on nw1's address from another machine (nw2's host
+	// namespace, not a replica).
+	if len(webNW1.Published) != 1 || !strings.HasSuffix(webNW1.Published[0], "/tcp->8080") {
+		t.Fatalf("published ports of %s: %q, want one NODEPORT/tcp->8080", webNW1.ID, webNW1.Published)
+	}
+	nodePort, _, _ := strings.Cut(webNW1.Published[0], "/")
+	// (busybox nc: Debian's static busybox wget crashes outside a replica.)
+	deadline = time.Now().Add(time.Minute)
+	for {
+		cmd := exec.Command("ip", "netns", "exec", nsOf["nw2"], "busybox", "nc", "-w", "5", hosts["nw1"], nodePort)
+		cmd.Stdin = strings.NewReader("GET / HTTP/1.0\r\n\r\n")
+		out, err := cmd.CombinedOutput()
+		if err == nil && strings.Contains(string(out), "acme-web") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("published port %s:%s from nw2's host: %v: %s", hosts["nw1"], nodePort, err, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// And the CLI shows it to the user.
+	tok, err := os.ReadFile(info.TokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wide bytes.Buffer
+	code := Execute(ctx, []string{"get", "replicas", "-o", "wide", "--server", info.URL, "--token", strings.TrimSpace(string(tok))}, &wide, &wide)
+	if code != ExitOK || !strings.Contains(wide.String(), webNW1.Published[0]) || !strings.Contains(wide.String(), webNW1.Address) {
+		t.Errorf("get replicas -o wide (exit %d) doesn't show %s and %s:\n%s", code, webNW1.Published[0], webNW1.Address, wide.String())
 	}
 }

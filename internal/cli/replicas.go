@@ -157,7 +157,7 @@ func printReplicas(w io.Writer, rs []wire.Replica, output string) {
 func replicaHeader(w io.Writer, wide, event bool) {
 	h := "WORKLOAD\tREPLICA\tSTATE\tREADY\tRESTARTS\tTIER\tNODE\tAGE\tLAST ERROR"
 	if wide {
-		h = "WORKLOAD\tREPLICA\tSTATE\tREADY\tRESTARTS\tTIER\tNODE\tHOST\tAGE\tHEALTH\tEXIT\tCPU\tTHROTTLED\tMEMORY\tOOM\tPIDS\tIO R/W\tID\tLAST ERROR / REASON"
+		h = "WORKLOAD\tREPLICA\tSTATE\tREADY\tRESTARTS\tTIER\tNODE\tHOST\tAGE\tHEALTH\tEXIT\tCPU\tTHROTTLED\tMEMORY\tOOM\tPIDS\tIO R/W\tADDRESS\tPUBLISHED\tID\tLAST ERROR / REASON"
 	}
 	if event {
 		h = "EVENT\t" + h
@@ -203,8 +203,9 @@ func replicaRow(w io.Writer, r wire.Replica, output, event string) {
 	if r.Reason != "" {
 		msg = strings.TrimPrefix(msg+"; "+r.Reason, "-; ")
 	}
-	fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Workload, r.Index, r.State, ready, r.Restarts,
-		cmp.Or(r.Tier, "-"), cmp.Or(r.Node, "-"), cmp.Or(r.Host, "-"), age, r.Health, exit, cpu, throttled, mem, oom, pids, io, r.ID, oneLine(msg, 200))
+	fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Workload, r.Index, r.State, ready, r.Restarts,
+		cmp.Or(r.Tier, "-"), cmp.Or(r.Node, "-"), cmp.Or(r.Host, "-"), age, r.Health, exit, cpu, throttled, mem, oom, pids, io,
+		cmp.Or(r.Address, "-"), cmp.Or(strings.Join(r.Published, ","), "-"), r.ID, oneLine(msg, 200))
 }
 
 // oneLine keeps a message on one table line.
@@ -258,6 +259,12 @@ func describeReplicas(w io.Writer, rs []wire.Replica) {
 		}
 		if r.Reason != "" && r.State == wire.ReplicaPending {
 			fmt.Fprintf(w, "  replica %d: %s\n", r.Index, r.Reason)
+		}
+		if r.Address != "" {
+			fmt.Fprintf(w, "  replica %d: address %s on its tenant network\n", r.Index, r.Address)
+		}
+		if len(r.Published) > 0 {
+			fmt.Fprintf(w, "  replica %d: published %s on node %s's addresses (NODEPORT->PORT)\n", r.Index, strings.Join(r.Published, ", "), r.Node)
 		}
 	}
 	describeNoisy(w, rs)

@@ -14,6 +14,7 @@ import (
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/auth"
+	"rung.dev/rung/internal/network"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
@@ -123,7 +124,40 @@ func (s *Server) replicaView(ctx context.Context, p auth.Principal) ([]wire.Repl
 	if p.Role != auth.Operator {
 		res = tenantView(pl.result, p.Tenant, pl.tenants)
 	}
-	return joinReplicas(res, s.nodes.reports()), nil
+	out := joinReplicas(res, s.nodes.reports())
+	addPublished(out, pl.set)
+	return out, nil
+}
+
+// addPublished fills each placed replica's published ports from the
+// node ports the manifests give (network.NodePorts), so that a user who
+// asked for publish: true can read which port answers.
+func addPublished(rs []wire.Replica, set *v1.Set) {
+	if set == nil || !slices.ContainsFunc(set.Topologies, func(t v1.Topology) bool { return t.Spec.Network != nil }) {
+		return
+	}
+	ports, err := network.NodePorts(set)
+	if err != nil {
+		return // the apply that made it so was refused; the plan says why
+	}
+	byWorkload := map[string][]string{}
+	for _, w := range set.Workloads {
+		key := w.Metadata.Tenant + "/" + w.Metadata.Name
+		for _, p := range w.Spec.Ports {
+			if !p.Publish {
+				continue
+			}
+			proto := cmp.Or(string(p.Protocol), string(v1.ProtocolTCP))
+			if np := ports[network.PortKey(key, p.Port, proto)]; np != 0 {
+				byWorkload[key] = append(byWorkload[key], fmt.Sprintf("%d/%s->%d", np, proto, p.Port))
+			}
+		}
+	}
+	for i := range rs {
+		if rs[i].Node != "" {
+			rs[i].Published = byWorkload[rs[i].Workload]
+		}
+	}
 }
 
 // joinReplicas joins a plan with the nodes' reports.

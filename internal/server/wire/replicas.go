@@ -147,6 +147,10 @@ type Replica struct {
 	Reason string `json:"reason,omitempty"`
 	// NodeState is the liveness of its node (up, down, unknown).
 	NodeState string `json:"nodeState,omitempty"`
+	// Published are its published ports as "NODEPORT/PROTO->PORT": the
+	// node port answers on its node's addresses (DESIGN §9). The control
+	// plane computes them from the manifests; nodes don't report them.
+	Published []string `json:"published,omitempty"`
 }
 
 // Replicas is the answer to a list of replicas.
