@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -442,15 +441,14 @@ func TestLimits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			start := time.Now()
+			// No wall-clock bound: on a loaded CI machine it fails for
+			// the wrong reason; the limit's own error proves it stopped
+			// the decoder, and the test timeout catches a hang.
 			_, err := Decode(tt.file, []byte(tt.in))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Decode: %.300v, want an error containing %q", err, tt.want)
 			}
 			fieldErrors(t, err)
-			if d := time.Since(start); d > 5*time.Second {
-				t.Errorf("Decode took %v", d)
-			}
 		})
 	}
 }

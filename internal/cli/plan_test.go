@@ -146,3 +146,85 @@ func TestExplainCommand(t *testing.T) {
 		t.Errorf("unknown workload: exit %d, want 2", code)
 	}
 }
+
+// A workload that needs a sandbox on a networked Topology is not placed
+// where its node would refuse it: plan leaves it unplaced and explain names
+// the network as the reason, while a container-tier workload of the same
+// manifest is placed, and the same sandbox workload is placed on a
+// Topology without a network.
+func TestExplainNetworkTiers(t *testing.T) {
+	manifest := func(network string) string {
+		return `apiVersion: rung.dev/v1
+kind: Topology
+metadata: {name: lab}
+spec:
+` + network + `
+  nodes:
+  - {name: n1, capacity: {cpu: 4, memory: 8Gi}, runtimes: [container, sandbox]}
+---
+apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: acme}
+spec: {organization: acme}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: boxed, tenant: acme}
+spec:
+  image: busybox:latest
+  isolation: {minimum: sandbox}
+  resources: {cpu: 100m, memory: 32Mi}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: plain, tenant: acme}
+spec:
+  image: busybox:latest
+  resources: {cpu: 100m, memory: 32Mi}
+`
+	}
+	dir := t.TempDir()
+	networked := write(t, dir, "net.yaml", manifest("  network: {pool: 10.91.0.0/16}"))
+	flat := write(t, dir, "flat.yaml", manifest(""))
+
+	code, out, stderr := run(t, "explain", "-f", networked, "acme/boxed")
+	if code != ExitUnplaced {
+		t.Fatalf("explain: exit %d, want %d (unplaced) %s", code, ExitUnplaced, stderr)
+	}
+	if !strings.Contains(out, "sandbox tier can't join a tenant network") || !strings.Contains(out, "place the workload on a Topology without spec.network") {
+		t.Errorf("explain of a sandbox workload on a networked node lacks the network reason:\n%s", out)
+	}
+	code, out, stderr = run(t, "plan", "-f", networked, "-o", "json")
+	if code != ExitUnplaced || !strings.Contains(out, `"workload": "acme/plain"`) || !strings.Contains(stderr+out, "acme/boxed") {
+		t.Fatalf("plan (exit %d): %s %s", code, out, stderr)
+	}
+	var res struct {
+		Placements []struct{ Workload, Tier string }
+		Unplaced   []struct{ Workload string }
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("plan json: %v\n%s", err, out)
+	}
+	placed := map[string]string{}
+	for _, p := range res.Placements {
+		placed[p.Workload] = p.Tier
+	}
+	if placed["acme/plain"] != "container" || placed["acme/boxed"] != "" || len(res.Unplaced) != 1 {
+		t.Errorf("networked plan: placed %v, unplaced %v; want plain on container and boxed unplaced", placed, res.Unplaced)
+	}
+	// Without a network the same sandbox workload runs as a sandbox.
+	if code, out, stderr = run(t, "plan", "-f", flat, "-o", "json"); code != ExitOK {
+		t.Fatalf("flat plan: exit %d %s", code, stderr)
+	}
+	res.Placements, res.Unplaced = nil, nil
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("plan json: %v\n%s", err, out)
+	}
+	clear(placed)
+	for _, p := range res.Placements {
+		placed[p.Workload] = p.Tier
+	}
+	if placed["acme/boxed"] != "sandbox" || len(res.Unplaced) != 0 {
+		t.Errorf("flat plan: placed %v, unplaced %v; want boxed on sandbox", placed, res.Unplaced)
+	}
+}

@@ -443,6 +443,12 @@ func (pl *planner) smallestChange(w int32) string {
 			return ""
 		}
 	}
+	for n := range pl.top.Nodes {
+		if node := &pl.top.Nodes[n]; !node.Down && node.Unnetworked.Has(wl.Floor) {
+			// The node has the runtime; its tenant network is what it lacks.
+			return fmt.Sprintf("no node runs tier %s with a tenant network: place the workload on a Topology without spec.network, or lower its tier if its tenants allow (rules.md)", wl.Floor)
+		}
+	}
 	return fmt.Sprintf("add %s to the runtimes of a node (none runs tier %s or stronger)", wl.Floor, wl.Floor)
 }
 

@@ -246,7 +246,7 @@ func TestQMPContext(t *testing.T) {
 	if _, err := q.Status(t.Context()); err == nil {
 		t.Error("command after a cut-off command succeeded")
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 30*time.Second { // a hang, not a slow machine
 		t.Errorf("cancellation took %v", d)
 	}
 }
