@@ -81,11 +81,11 @@ type OCI struct {
 	// shell what boxed sandboxes need (userns.go).
 	flags                 []string
 	nsenter, sleep, shell string
-	scope  string // see rid
-	logs   string
-	global []string
-	log    *slog.Logger
-	logMax int64
+	scope                 string // see rid
+	logs                  string
+	global                []string
+	log                   *slog.Logger
+	logMax                int64
 
 	mu       sync.Mutex
 	procs    map[string]*proc
@@ -138,9 +138,47 @@ func NewRunsc(cfg Config) (*OCI, error) {
 func ContainerID(state, runtimeID string) string {
 	scope, err := readScope(filepath.Join(filepath.Dir(state), scopeFile))
 	if err != nil {
-		return runtimeID
+		// A boxed sandbox's state: DIR/sandboxes/ID/state (userns.go).
+		if scope, err = readScope(filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(state))), scopeFile)); err != nil {
+			return runtimeID
+		}
 	}
 	return strings.TrimSuffix(runtimeID, "."+scope)
+}
+
+// StateDirs returns the runtime state directories of the driver whose
+// shared state directory is state (Config.Dir/state): that one, then the
+// state directory of each sandbox run in its tenant's user namespace
+// (Config.Dir/sandboxes/ID/state). Each can be listed as host root
+// (`runsc --root DIR list`); BoxedBundle maps a listed bundle back.
+func StateDirs(state string) []string {
+	out := []string{state}
+	recs, _ := filepath.Glob(filepath.Join(filepath.Dir(state), "sandboxes", "*.json"))
+	for _, r := range recs {
+		dir := filepath.Join(strings.TrimSuffix(r, ".json"), "state")
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			out = append(out, dir)
+		}
+	}
+	return out
+}
+
+// BoxedBundle returns the replica's own bundle for the bundle a listing of
+// a boxed sandbox's state directory reports (the spec made for runsc), or
+// bundle itself.
+func BoxedBundle(state, bundle string) string {
+	if filepath.Base(state) != "state" || !strings.HasSuffix(bundle, ".bundle") {
+		return bundle
+	}
+	b, err := os.ReadFile(strings.TrimSuffix(bundle, ".bundle") + ".json")
+	if err != nil {
+		return bundle
+	}
+	var bx box
+	if json.Unmarshal(b, &bx) != nil || bx.Bundle == "" {
+		return bundle
+	}
+	return bx.Bundle
 }
 
 // scopeFile holds a driver directory's scope: random, made once, so that

@@ -66,10 +66,10 @@ type box struct {
 	Bundle string `json:"bundle,omitempty"`
 }
 
-func (d *OCI) boxDir(id string) string     { return filepath.Join(d.boxes, id) }
-func (d *OCI) boxState(id string) string   { return filepath.Join(d.boxes, id, "state") }
-func (d *OCI) boxRecord(id string) string  { return filepath.Join(d.boxes, id+".json") }
-func (d *OCI) boxBundle(id string) string  { return filepath.Join(d.boxes, id+".bundle") }
+func (d *OCI) boxDir(id string) string    { return filepath.Join(d.boxes, id) }
+func (d *OCI) boxState(id string) string  { return filepath.Join(d.boxes, id, "state") }
+func (d *OCI) boxRecord(id string) string { return filepath.Join(d.boxes, id+".json") }
+func (d *OCI) boxBundle(id string) string { return filepath.Join(d.boxes, id+".bundle") }
 func (d *OCI) boxRuntimeLog(id string) string {
 	return filepath.Join(d.boxes, id, "runtime.log")
 }

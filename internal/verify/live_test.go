@@ -223,9 +223,11 @@ func TestLiveRunsc(t *testing.T) {
 	if rep.Tier != verify.TierSandbox || len(rep.Inside) == 0 || len(rep.HostSide) == 0 {
 		t.Errorf("tier %s, inside %q, host side %q: want sandbox with both stated", rep.Tier, rep.Inside, rep.HostSide)
 	}
-	// Every sentry runs as host nobody: said, never "ok" (issue 19).
-	if len(rep.Weaknesses) != 1 || rep.Weaknesses[0] != verify.SharedSentryUID {
-		t.Errorf("weaknesses %q, want the shared sentry uid", rep.Weaknesses)
+	// The sentry runs as the tenant's nobody, not the host's (issue 19):
+	// reported, and no weakness.
+	nobodyUID := tenant.HostUID + verify.Nobody
+	if len(rep.Weaknesses) != 0 || rep.SentryUID == nil || *rep.SentryUID != nobodyUID {
+		t.Errorf("weaknesses %q, sentry uid %v: want none and %d", rep.Weaknesses, rep.SentryUID, nobodyUID)
 	}
 	roles := map[string]int{}
 	for _, p := range rep.Processes {
@@ -249,10 +251,11 @@ func TestLiveRunsc(t *testing.T) {
 		}
 		switch p.Role {
 		case verify.RoleSandbox, verify.RoleStub:
-			nobody := verify.IDs{Real: verify.Nobody, Effective: verify.Nobody, Saved: verify.Nobody, FS: verify.Nobody}
-			onlyNobody := []verify.IDMap{{ContainerID: verify.Nobody, HostID: verify.Nobody, Size: 1}}
-			if r.UID != nobody || !slices.Equal(r.UIDMap, onlyNobody) || !slices.Equal(r.GIDMap, onlyNobody) {
-				t.Errorf("%s pid %d: uid %+v uid_map %v gid_map %v, want nobody mapping only nobody", p.Role, r.Pid, r.UID, r.UIDMap, r.GIDMap)
+			nobody := verify.IDs{Real: nobodyUID, Effective: nobodyUID, Saved: nobodyUID, FS: nobodyUID}
+			onlyNobody := []verify.IDMap{{ContainerID: verify.Nobody, HostID: nobodyUID, Size: 1}}
+			onlyNobodyG := []verify.IDMap{{ContainerID: verify.Nobody, HostID: tenant.HostGID + verify.Nobody, Size: 1}}
+			if r.UID != nobody || !slices.Equal(r.UIDMap, onlyNobody) || !slices.Equal(r.GIDMap, onlyNobodyG) {
+				t.Errorf("%s pid %d: uid %+v uid_map %v gid_map %v, want the tenant's nobody mapping only nobody", p.Role, r.Pid, r.UID, r.UIDMap, r.GIDMap)
 			}
 			if held := r.Caps.Effective | r.Caps.Permitted; held&^0x240000 != 0 {
 				t.Errorf("%s pid %d holds %v, want at most CAP_SYS_ADMIN, CAP_SYS_CHROOT (in its own user namespace)", p.Role, r.Pid, held.Names())
