@@ -1,0 +1,196 @@
+package runtime_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"rung.dev/rung/internal/bundle"
+	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/runtime/drivertest"
+)
+
+// holders returns the PIDs of the user namespace holders of sandbox id.
+func holders(id string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.HasPrefix(string(b), "rung-userns:"+id+"\x00") {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// waitGone polls until cond holds, for up to a minute (a hang, not a
+// timing assertion).
+func waitGone(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still there after a minute", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRunscAdoptedInUserNS: a sandbox run in its tenant's user namespace
+// is managed by a driver opened again on the same directory (an agent
+// restart): state, exec, kill and delete run in the namespace kept by its
+// holder; after delete the holder, the state and the cgroup are gone.
+// Then the same with the holder killed meanwhile: the sandbox can still be
+// stopped and deleted (as host root), and nothing is left.
+func TestRunscAdoptedInUserNS(t *testing.T) {
+	for _, holderKilled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("holderKilled=%v", holderKilled), func(t *testing.T) {
+			dir := filepath.Join(drivertest.SearchableTempDir(t), "runsc")
+			drivertest.RequireRoot(t)
+			drivertest.RequireBinary(t, "runsc")
+			d1, err := runtime.NewRunsc(runtime.Config{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := fmt.Sprintf("adopt-ns-%v", holderKilled)
+			r := drivertest.Range(t, 11)
+			b := drivertest.BusyboxBundle(t, r, drivertest.Shell("sleep 300"), drivertest.Cgroups(id), bundle.WithResources(250, 128<<20, 64))
+			drivertest.Started(t, d1, id, b)
+			st, err := d1.State(t.Context(), id)
+			if err != nil || st.Status != runtime.Running {
+				t.Fatalf("state %+v, %v", st, err)
+			}
+			if st.Bundle != b {
+				t.Errorf("state's bundle %q, want the replica's own %q", st.Bundle, b)
+			}
+			hs := holders(id)
+			if len(hs) != 1 {
+				t.Fatalf("holders of %s: %v, want one", id, hs)
+			}
+			if holderKilled {
+				_ = syscall.Kill(hs[0], syscall.SIGKILL)
+				waitGone(t, "the holder", func() bool { return len(holders(id)) == 0 })
+			}
+
+			d2, err := runtime.NewRunsc(runtime.Config{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+			defer cancel()
+			if st2, err := d2.State(ctx, id); err != nil || st2.Pid != st.Pid || st2.Status != runtime.Running {
+				t.Fatalf("adopted state %+v, %v; want running pid %d", st2, err, st.Pid)
+			}
+			var out bytes.Buffer
+			if code, err := d2.Exec(ctx, id, []string{"echo", "adopted"}, runtime.ExecIO{Stdout: &out}); err != nil || code != 0 || out.String() != "adopted\n" {
+				t.Fatalf("exec through the adopting driver: %d, %v, %q", code, err, out.String())
+			}
+			if err := d2.Kill(ctx, id, syscall.SIGKILL); err != nil {
+				t.Fatalf("kill: %v", err)
+			}
+			if _, err := d2.Wait(ctx, id); !errors.Is(err, runtime.ErrExitUnknown) {
+				t.Fatalf("wait: %v, want ErrExitUnknown", err)
+			}
+			if err := d2.Delete(ctx, id); err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			if _, err := d2.State(ctx, id); !errors.Is(err, runtime.ErrNotFound) {
+				t.Errorf("state after delete: %v, want ErrNotFound", err)
+			}
+			waitGone(t, "the holder", func() bool { return len(holders(id)) == 0 })
+			if _, err := os.Stat(filepath.Join(dir, "sandboxes", id)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the sandbox's state directory is left: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/memory/rung-test", id)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the sandbox's cgroup is left: %v", err)
+			}
+		})
+	}
+}
+
+// TestRunscRefusesWithoutIdentity: a sandbox whose spec gives no tenant
+// range or no cgroup of its own is refused (ErrUserNS), nothing of it is
+// left, and it never runs under the host's nobody. Control: the same
+// bundle with both runs.
+func TestRunscRefusesWithoutIdentity(t *testing.T) {
+	d := newRunsc(t, runtime.Config{})
+	r := drivertest.Range(t, 12)
+	for _, c := range []struct {
+		name string
+		edit func(dir string)
+	}{
+		{"no uid mapping", func(dir string) {
+			editSpec(t, dir, func(l map[string]any) { delete(l, "uidMappings"); delete(l, "gidMappings") })
+		}},
+		{"no cgroups path", func(dir string) {
+			editSpec(t, dir, func(l map[string]any) { delete(l, "cgroupsPath") })
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id := "refuse-" + strings.ReplaceAll(c.name, " ", "-")
+			dir := drivertest.BusyboxBundle(t, r, drivertest.Shell("echo ran"), drivertest.Cgroups(id))
+			c.edit(dir)
+			var out bytes.Buffer
+			_, err := runtime.Run(t.Context(), d, id, dir, runtime.IO{Stdout: &out})
+			if !errors.Is(err, runtime.ErrUserNS) {
+				t.Fatalf("run: %v (output %q), want ErrUserNS", err, out.String())
+			}
+			if out.Len() != 0 {
+				t.Errorf("the refused sandbox ran: %q", out.String())
+			}
+			if err := d.Create(t.Context(), id, dir, runtime.IO{}); !errors.Is(err, runtime.ErrUserNS) {
+				_ = d.Delete(t.Context(), id)
+				t.Fatalf("create: %v, want ErrUserNS", err)
+			}
+			if hs := holders(id); len(hs) != 0 {
+				t.Errorf("holders left: %v", hs)
+			}
+			if _, err := d.State(t.Context(), id); !errors.Is(err, runtime.ErrNotFound) {
+				t.Errorf("state of the refused sandbox: %v, want ErrNotFound", err)
+			}
+		})
+	}
+	// Control: the same bundle, untouched, runs.
+	id := "refuse-control"
+	dir := drivertest.BusyboxBundle(t, r, drivertest.Shell("echo ran"), drivertest.Cgroups(id))
+	var out bytes.Buffer
+	if exit, err := runtime.Run(t.Context(), d, id, dir, runtime.IO{Stdout: &out}); err != nil || exit.Code != 0 || out.String() != "ran\n" {
+		t.Fatalf("control run: %+v, %v, %q", exit, err, out.String())
+	}
+	if hs := holders(id); len(hs) != 0 {
+		t.Errorf("holders left after the control run: %v", hs)
+	}
+}
+
+// editSpec edits the "linux" object of a bundle's config.json.
+func editSpec(t *testing.T, dir string, edit func(linux map[string]any)) {
+	t.Helper()
+	p := filepath.Join(dir, "config.json")
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	edit(spec["linux"].(map[string]any))
+	if raw, err = json.Marshal(spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
