@@ -193,11 +193,11 @@ func enterCgroups(bundleDir string, pid int) error {
 // removeCgroupsWait removes a deleted sandbox's cgroup once its last
 // process (a stub that dies after the sentry) has left it, for up to a
 // minute.
-func removeCgroupsWait(bundleDir string) error {
+func removeCgroupsWait(cgroupsPath string) error {
 	deadline := time.Now().Add(cleanupWait)
 	for {
 		left := ""
-		for _, d := range cgroupDirs(bundleDir) {
+		for _, d := range cgroupDirsOf(cgroupsPath) {
 			if err := syscall.Rmdir(d); err != nil && !errors.Is(err, os.ErrNotExist) {
 				left = d
 			}

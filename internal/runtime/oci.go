@@ -883,10 +883,18 @@ func (p *proc) closeAll() {
 // hierarchy (cgroup v1 controllers and the v2 unified one).
 func cgroupDirs(bundleDir string) []string {
 	s, err := bundle.Read(bundleDir)
-	if err != nil || s.Linux == nil || s.Linux.CgroupsPath == "" || !filepath.IsAbs(s.Linux.CgroupsPath) {
+	if err != nil || s.Linux == nil {
 		return nil
 	}
-	p := filepath.Clean(s.Linux.CgroupsPath)
+	return cgroupDirsOf(s.Linux.CgroupsPath)
+}
+
+// cgroupDirsOf is cgroupDirs for a cgroupsPath.
+func cgroupDirsOf(p string) []string {
+	if p == "" || !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
+		return nil
+	}
+	p = filepath.Clean(p)
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		// cgroup v2 alone: one hierarchy, no controller directories to look
 		// under (a glob there would match other slices' cgroups).

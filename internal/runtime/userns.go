@@ -64,6 +64,8 @@ type box struct {
 	// Bundle is the replica's own bundle; runsc reads the spec made from
 	// it in DIR/sandboxes/ID.bundle.
 	Bundle string `json:"bundle,omitempty"`
+	// Cgroup is the spec's cgroupsPath: the cgroup the driver made.
+	Cgroup string `json:"cgroup,omitempty"`
 }
 
 func (d *OCI) boxDir(id string) string    { return filepath.Join(d.boxes, id) }
@@ -222,6 +224,7 @@ func (d *OCI) prepareBox(id, bundleDir string) (b *box, derived string, err erro
 	spec.Root.Path = rootfs
 	spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: r.Size}}
 	spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: r.Size}}
+	cgroup := spec.Linux.CgroupsPath
 	spec.Linux.CgroupsPath = ""
 	derived = d.boxBundle(id)
 	if err := os.Mkdir(derived, 0o711); err != nil {
@@ -243,7 +246,7 @@ func (d *OCI) prepareBox(id, bundleDir string) (b *box, derived string, err erro
 	if err != nil {
 		return nil, "", err
 	}
-	b = &box{Range: r, Holder: pid, Bundle: bundleDir}
+	b = &box{Range: r, Holder: pid, Bundle: bundleDir, Cgroup: cgroup}
 	if err := writeJSONFile(d.boxRecord(id), b); err != nil {
 		return b, "", fmt.Errorf("%w: %v", ErrUserNS, err)
 	}
@@ -262,8 +265,8 @@ func (d *OCI) removeBox(id string) {
 func (d *OCI) closeBox(id string, b *box) error {
 	stopHolder(b.Holder, id, b.Range)
 	var err error
-	if b.Bundle != "" {
-		err = removeCgroupsWait(b.Bundle)
+	if b.Cgroup != "" {
+		err = removeCgroupsWait(b.Cgroup)
 	}
 	d.removeBox(id)
 	return err
