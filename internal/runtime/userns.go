@@ -190,7 +190,20 @@ func (d *OCI) prepareBox(id, bundleDir string) (b *box, derived string, err erro
 	if d.nsenter == "" || d.sleep == "" || d.shell == "" {
 		return nil, "", fmt.Errorf("%w: nsenter, sleep and sh are needed (util-linux, coreutils, dash): %w", ErrUserNS, ErrUnavailable)
 	}
-	d.removeBox(id) // leftovers of a sandbox that died with its runtime
+	// A holder prepared for this replica (SandboxNetNS) is kept; any
+	// other leftover is of a sandbox that died with its runtime.
+	var pid int
+	if old, _ := d.loadBox(id); old != nil {
+		if old.Bundle == "" && old.Range == r && holderOK(old.Holder, id, r) {
+			pid = old.Holder
+		} else {
+			stopHolder(old.Holder, id, old.Range)
+		}
+	}
+	d.removeBox(id)
+	if pid != 0 {
+		b = &box{Range: r, Holder: pid}
+	}
 	defer func() {
 		if err != nil {
 			if b != nil {
@@ -242,9 +255,10 @@ func (d *OCI) prepareBox(id, bundleDir string) (b *box, derived string, err erro
 	if err := os.Lchown(cfg, 0, int(r.HostGID)); err != nil {
 		return nil, "", fmt.Errorf("%w: %v", ErrUserNS, err)
 	}
-	pid, err := d.startHolder(id, r)
-	if err != nil {
-		return nil, "", err
+	if pid == 0 {
+		if pid, err = d.startHolder(id, r); err != nil {
+			return nil, "", err
+		}
 	}
 	b = &box{Range: r, Holder: pid, Bundle: bundleDir, Cgroup: cgroup}
 	if err := writeJSONFile(d.boxRecord(id), b); err != nil {
@@ -357,3 +371,53 @@ func (d *OCI) startInCgroup(cmd *exec.Cmd, bundleDir string) error {
 
 // waitTimeout bounds cleanup waits.
 const cleanupWait = 60 * time.Second
+
+// SandboxNetNS returns the network namespace sandbox id will run in when
+// its spec names it (linux.namespaces: {type: network, path: PATH}),
+// as /proc/PID/ns/net. runsc runs as root of the tenant's user namespace,
+// so it can only join a network namespace that namespace owns: one made
+// by root in the host's (ip netns add) is refused (EPERM). This one is
+// the namespace of id's holder, made with its user namespace, so call it
+// before Create (with the tenant's range r: the spec's) and configure the
+// namespace as host root. Create then keeps the holder; Delete ends it
+// (also when no sandbox was created).
+func (d *OCI) SandboxNetNS(ctx context.Context, id string, r uidrange.Range) (string, error) {
+	if err := d.check(id); err != nil {
+		return "", err
+	}
+	if !d.namespaced() {
+		return "", fmt.Errorf("%s: sandbox network namespaces are runsc's: %w", d.kind, ErrUnavailable)
+	}
+	if err := r.Validate(); err != nil {
+		return "", fmt.Errorf("%s netns %s: %w: %v", d.kind, id, ErrUserNS, err)
+	}
+	if d.sleep == "" {
+		return "", fmt.Errorf("%s netns %s: %w: sleep (coreutils) not found", d.kind, id, ErrUserNS)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, err := d.loadBox(id); err != nil {
+		return "", fmt.Errorf("%s netns %s: %w", d.kind, id, err)
+	} else if old != nil {
+		if old.Range == r && holderOK(old.Holder, id, r) {
+			return fmt.Sprintf("/proc/%d/ns/net", old.Holder), nil
+		}
+		if old.Bundle != "" {
+			return "", fmt.Errorf("%s netns %s: %w", d.kind, id, ErrExists)
+		}
+		stopHolder(old.Holder, id, old.Range)
+		d.removeBox(id)
+	}
+	if err := os.MkdirAll(d.boxes, 0o711); err != nil {
+		return "", fmt.Errorf("%s netns %s: %w: %v", d.kind, id, ErrUserNS, err)
+	}
+	pid, err := d.startHolder(id, r)
+	if err != nil {
+		return "", fmt.Errorf("%s netns %s: %w", d.kind, id, err)
+	}
+	if err := writeJSONFile(d.boxRecord(id), &box{Range: r, Holder: pid}); err != nil {
+		stopHolder(pid, id, r)
+		return "", fmt.Errorf("%s netns %s: %w: %v", d.kind, id, ErrUserNS, err)
+	}
+	return fmt.Sprintf("/proc/%d/ns/net", pid), nil
+}
