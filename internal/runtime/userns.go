@@ -190,6 +190,9 @@ func (d *OCI) prepareBox(id, bundleDir string) (b *box, derived string, err erro
 	if d.nsenter == "" || d.sleep == "" || d.shell == "" {
 		return nil, "", fmt.Errorf("%w: nsenter, sleep and sh are needed (util-linux, coreutils, dash): %w", ErrUserNS, ErrUnavailable)
 	}
+	if err := othersCanExec(d.bin); err != nil {
+		return nil, "", fmt.Errorf("%w: runsc runs as the tenant's root, not host root: %v", ErrUserNS, err)
+	}
 	// A holder prepared for this replica (SandboxNetNS) is kept; any
 	// other leftover is of a sandbox that died with its runtime.
 	var pid int
@@ -420,4 +423,26 @@ func (d *OCI) SandboxNetNS(ctx context.Context, id string, r uidrange.Range) (st
 		return "", fmt.Errorf("%s netns %s: %w: %v", d.kind, id, ErrUserNS, err)
 	}
 	return fmt.Sprintf("/proc/%d/ns/net", pid), nil
+}
+
+// othersCanExec checks that a user who is neither owner nor group of the
+// file or its directories (the tenant's root) can run bin: o+x on it and
+// on each directory above it, after symlinks.
+func othersCanExec(bin string) error {
+	p, err := filepath.EvalSymlinks(bin)
+	if err != nil {
+		return err
+	}
+	for cur := p; ; cur = filepath.Dir(cur) {
+		fi, err := os.Stat(cur)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s is not executable/searchable by others (mode %v), so %s can't run from a user namespace", cur, fi.Mode().Perm(), bin)
+		}
+		if cur == "/" || cur == "." {
+			return nil
+		}
+	}
 }

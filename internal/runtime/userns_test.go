@@ -194,3 +194,35 @@ func editSpec(t *testing.T, dir string, edit func(linux map[string]any)) {
 		t.Fatal(err)
 	}
 }
+
+// TestOthersCanExec: a runsc that the tenant's root could not run (a
+// private directory on the way, no o+x) is caught before anything starts.
+func TestOthersCanExec(t *testing.T) {
+	open := drivertest.SearchableTempDir(t)
+	private := t.TempDir()
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write := func(dir, name string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, nil, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		path string
+		ok   bool
+	}{
+		{write(open, "ok", 0o755), true},
+		{write(open, "owner-only", 0o700), false},
+		{write(private, "hidden", 0o755), false},
+	} {
+		if err := runtime.OthersCanExec(c.path); (err == nil) != c.ok {
+			t.Errorf("%s: %v, want ok=%v", c.path, err, c.ok)
+		}
+	}
+}
