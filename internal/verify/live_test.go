@@ -1,11 +1,16 @@
 package verify_test
 
 import (
+	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -355,5 +360,93 @@ func TestLiveRunscWithoutOCISeccomp(t *testing.T) {
 	}
 	if diff := cmp.Diff([]verify.Property{verify.PropWorkloadSeccomp}, failing(rep.Findings)); diff != "" {
 		t.Errorf("failing properties (-want +got):\n%s", diff)
+	}
+}
+
+// TestLiveSentryUIDs: rung verify reports each sandbox's sentry host uid,
+// and says "ok" only when tenants' sentries have uids of their own. Two
+// tenants' sandboxes run by the driver (runsc in each tenant's user
+// namespace) get their tenants' nobody and no weakness; two tenants'
+// sandboxes started the old way (runsc as host root, as an older rung
+// did) share host nobody and are both WEAK, for the shared uid and for
+// sharing it with another tenant.
+func TestLiveSentryUIDs(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(drivertest.SearchableTempDir(t), "runsc")
+	d := newDriverIn(t, "runsc", dir)
+	bin := drivertest.RequireBinary(t, "runsc")
+	var reps []verify.Replica
+	want := map[string]uint32{}
+	for i, tenant := range []int{45, 46} {
+		id := fmt.Sprintf("verify-uid-%d", i)
+		r := drivertest.Range(t, tenant)
+		drivertest.Started(t, d, id, drivertest.BusyboxBundle(t, r, drivertest.Shell("sleep 300"), drivertest.Cgroups(id)))
+		want[id] = r.HostUID + verify.Nobody
+	}
+	state := filepath.Join(dir, "state")
+	for i, tenant := range []int{47, 48} {
+		id := fmt.Sprintf("verify-uid-legacy-%d", i)
+		b := drivertest.BusyboxBundle(t, drivertest.Range(t, tenant), drivertest.Shell("sleep 300"), drivertest.Cgroups(id))
+		for _, args := range [][]string{{"create", "--bundle", b, id}, {"start", id}} {
+			// Output to a file: the sandbox keeps what it inherits open.
+			out, err := os.CreateTemp(t.TempDir(), "out")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, append([]string{"--root", state, "--platform=ptrace", "--network=none", "--oci-seccomp"}, args...)...)
+			cmd.Stdout, cmd.Stderr = out, out
+			err = cmd.Run()
+			out.Close()
+			if err != nil {
+				b, _ := os.ReadFile(out.Name())
+				t.Fatalf("runsc %v: %v\n%s", args, err, b)
+			}
+		}
+		t.Cleanup(func() { stopLegacy(t, d, id) })
+		want[id] = verify.Nobody
+	}
+	for _, id := range []string{"verify-uid-0", "verify-uid-1", "verify-uid-legacy-0", "verify-uid-legacy-1"} {
+		rep, err := verify.Host{}.Replica(t.Context(), d, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reps = append(reps, rep)
+	}
+	verify.SeparateSentries(reps)
+	for _, rep := range reps {
+		requireHolds(t, rep)
+		if rep.SentryUID == nil || *rep.SentryUID != want[rep.ID] {
+			t.Errorf("%s: sentry uid %v, want %d", rep.ID, rep.SentryUID, want[rep.ID])
+		}
+		legacy := strings.Contains(rep.ID, "legacy")
+		switch {
+		case !legacy && len(rep.Weaknesses) != 0:
+			t.Errorf("%s: weaknesses %q, want none (its sentry has its tenant's uid)", rep.ID, rep.Weaknesses)
+		case legacy && (len(rep.Weaknesses) != 2 || rep.Weaknesses[0] != verify.SharedSentryUID ||
+			!strings.HasPrefix(rep.Weaknesses[1], verify.SentryUIDShared)):
+			t.Errorf("%s: weaknesses %q, want the shared host nobody and the uid shared with the other tenant", rep.ID, rep.Weaknesses)
+		}
+	}
+}
+
+// stopLegacy stops and deletes a sandbox started by runsc as host root.
+// Its processes were orphaned onto this test process (the driver made it
+// a subreaper), as an old agent's are onto init: they are killed and
+// reaped here, so that runsc sees them gone.
+func stopLegacy(t *testing.T, d *runtime.OCI, id string) {
+	ctx := context.WithoutCancel(t.Context())
+	procs, _ := d.HostProcesses(ctx, id)
+	_ = d.Kill(ctx, id, syscall.SIGKILL)
+	for _, p := range procs {
+		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
+		for range 200 {
+			if wpid, _ := syscall.Wait4(p.Pid, nil, syscall.WNOHANG, nil); wpid == p.Pid || syscall.Kill(p.Pid, 0) != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if err := d.Delete(ctx, id); err != nil {
+		t.Errorf("delete %s: %v", id, err)
 	}
 }
