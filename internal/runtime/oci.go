@@ -573,8 +573,16 @@ func (d *OCI) State(ctx context.Context, id string) (State, error) {
 	if err := json.Unmarshal(out, &st); err != nil {
 		return State{}, fmt.Errorf("%s state %s: %w", d.kind, id, err)
 	}
-	if b, _ := d.loadBox(id); b != nil && b.Bundle != "" {
-		st.Bundle = b.Bundle // runsc read the spec derived from it
+	if b, _ := d.loadBox(id); b != nil {
+		if b.Bundle != "" {
+			st.Bundle = b.Bundle // runsc read the spec derived from it
+		}
+		// runsc's state is the tenant's to write: its pid counts only
+		// when that process is in the cgroup the driver made.
+		if st.Pid > 0 && b.Cgroup != "" && !inCgroup(st.Pid, b.Cgroup) {
+			return State{}, fmt.Errorf("%s state %s: %w: runsc's state names pid %d, which is not in the sandbox's cgroup %s",
+				d.kind, id, ErrUserNS, st.Pid, b.Cgroup)
+		}
 	}
 	if st.Status == Stopped || st.Pid < 0 {
 		st.Pid = 0
@@ -593,6 +601,12 @@ func (d *OCI) Kill(ctx context.Context, id string, sig syscall.Signal) error {
 		return fmt.Errorf("%s kill %s: %w", d.kind, id, ErrNotRunning)
 	}
 	if _, err := d.execID(ctx, id, "kill", d.rid(id), strconv.Itoa(int(sig))); err != nil {
+		if b, _ := d.loadBox(id); b != nil && errors.Is(err, errHolderGone) && sig == syscall.SIGKILL {
+			if kerr := killCgroup(b.Cgroup); kerr != nil {
+				return fmt.Errorf("%s kill %s: %w", d.kind, id, kerr)
+			}
+			return nil
+		}
 		return fmt.Errorf("%s kill %s: %w", d.kind, id, err)
 	}
 	return nil
@@ -667,7 +681,12 @@ func (d *OCI) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("%s delete %s: %w", d.kind, id, ErrNotFound)
 	}
 	if _, err := d.execID(ctx, id, "delete", "--force", d.rid(id)); err != nil {
-		return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
+		if bx == nil || !errors.Is(err, errHolderGone) {
+			return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
+		}
+		if err := killCgroup(bx.Cgroup); err != nil {
+			return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
+		}
 	}
 	d.mu.Lock()
 	p := d.procs[id]

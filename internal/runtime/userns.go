@@ -53,6 +53,10 @@ import (
 // set up, so the sandbox was refused.
 var ErrUserNS = errors.New("sandbox user namespace")
 
+// errHolderGone: the holder of a sandbox's user namespace is gone, so
+// runsc can't be run as the tenant's root for it any more.
+var errHolderGone = fmt.Errorf("%w: its holder is gone", ErrUserNS)
+
 // holderPrefix names a holder process (its argv[0]).
 const holderPrefix = "rung-userns:"
 
@@ -299,15 +303,17 @@ func (d *OCI) boxCommand(ctx context.Context, id string, b *box, runtimeLog stri
 		full = append(full, "--log", runtimeLog, "--log-format", "json")
 	}
 	full = append(full, args...)
-	if holderOK(b.Holder, id, b.Range) {
+	switch {
+	case holderOK(b.Holder, id, b.Range):
 		full = append([]string{d.nsenter, "-t", strconv.Itoa(b.Holder), "-U", "-S", "0", "-G", "0", "--"}, full...)
-	} else if len(args) == 0 || args[0] == "create" || args[0] == "run" {
-		return nil, fmt.Errorf("%w: the holder of %s's user namespace (pid %d) is gone", ErrUserNS, id, b.Holder)
-	} else {
-		// The holder was killed (or the host rebooted): this replica can
-		// only be managed as host root now, which the state, kill and
-		// delete of a sandbox that runs need no less. Never for a new one.
-		d.log.Warn("user namespace holder gone; managing the sandbox as host root", "id", id, "holder", b.Holder)
+	case len(args) > 0 && args[0] == "state":
+		// The holder was killed (or the host rebooted). Reading the state
+		// as host root is harmless; anything runsc would do from it is not
+		// (the state directory is the tenant's to write): Kill and Delete
+		// stop such a sandbox through its cgroup instead (killCgroup).
+		d.log.Warn("user namespace holder gone; reading the sandbox's state as host root", "id", id, "holder", b.Holder)
+	default:
+		return nil, fmt.Errorf("%s (pid %d) for %s: %w", b.Cgroup, b.Holder, id, errHolderGone)
 	}
 	var cmd *exec.Cmd
 	if ctx == nil {
@@ -445,4 +451,59 @@ func othersCanExec(bin string) error {
 			return nil
 		}
 	}
+}
+
+// killCgroup SIGKILLs every process of a sandbox's cgroup (made by the
+// driver, root's: its tenant can't move processes in or out) until it is
+// empty, for up to a minute. It stops a sandbox whose holder is gone
+// without trusting its tenant-writable runsc state.
+func killCgroup(cgroupsPath string) error {
+	dirs := cgroupDirsOf(cgroupsPath)
+	if len(dirs) == 0 {
+		return fmt.Errorf("%w: no cgroup to stop the sandbox by", ErrUserNS)
+	}
+	deadline := time.Now().Add(cleanupWait)
+	for {
+		left := 0
+		for _, dir := range dirs {
+			b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+			if err != nil {
+				continue // removed, or not a hierarchy it joined
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+					left++
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		if left == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: cgroup %s still has processes after SIGKILL", ErrUserNS, cgroupsPath)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// inCgroup reports whether pid is in cgroup path (cgroup v1's memory or
+// pids hierarchy, or v2's).
+func inCgroup(pid int, path string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) != 3 || parts[2] != path {
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if c == "memory" || c == "pids" || (parts[0] == "0" && c == "") {
+				return true
+			}
+		}
+	}
+	return false
 }

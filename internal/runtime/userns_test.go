@@ -52,8 +52,10 @@ func waitGone(t *testing.T, what string, cond func() bool) {
 // is managed by a driver opened again on the same directory (an agent
 // restart): state, exec, kill and delete run in the namespace kept by its
 // holder; after delete the holder, the state and the cgroup are gone.
-// Then the same with the holder killed meanwhile: the sandbox can still be
-// stopped and deleted (as host root), and nothing is left.
+// Then the same with the holder killed meanwhile: its state is read as
+// host root, exec is refused (runsc would act on tenant-writable state as
+// host root), and the sandbox is stopped and deleted through its cgroup;
+// nothing is left.
 func TestRunscAdoptedInUserNS(t *testing.T) {
 	for _, holderKilled := range []bool{false, true} {
 		t.Run(fmt.Sprintf("holderKilled=%v", holderKilled), func(t *testing.T) {
@@ -94,7 +96,14 @@ func TestRunscAdoptedInUserNS(t *testing.T) {
 				t.Fatalf("adopted state %+v, %v; want running pid %d", st2, err, st.Pid)
 			}
 			var out bytes.Buffer
-			if code, err := d2.Exec(ctx, id, []string{"echo", "adopted"}, runtime.ExecIO{Stdout: &out}); err != nil || code != 0 || out.String() != "adopted\n" {
+			code, err := d2.Exec(ctx, id, []string{"echo", "adopted"}, runtime.ExecIO{Stdout: &out})
+			if holderKilled {
+				// Without its holder runsc can't run as the tenant's root,
+				// and its state is the tenant's to write: refused.
+				if !errors.Is(err, runtime.ErrUserNS) || out.Len() != 0 {
+					t.Fatalf("exec without the holder: %d, %v, %q; want refused (ErrUserNS)", code, err, out.String())
+				}
+			} else if err != nil || code != 0 || out.String() != "adopted\n" {
 				t.Fatalf("exec through the adopting driver: %d, %v, %q", code, err, out.String())
 			}
 			if err := d2.Kill(ctx, id, syscall.SIGKILL); err != nil {
@@ -224,5 +233,65 @@ func TestOthersCanExec(t *testing.T) {
 		if err := runtime.OthersCanExec(c.path); (err == nil) != c.ok {
 			t.Errorf("%s: %v, want ok=%v", c.path, err, c.ok)
 		}
+	}
+}
+
+// TestRunscStateUntrusted: a sandbox's runsc state is written from its
+// tenant's user namespace (its gofer runs as that namespace's root), so a
+// pid it names that is not in the cgroup the driver made is refused.
+// Control: the untouched state is accepted.
+func TestRunscStateUntrusted(t *testing.T) {
+	dir := filepath.Join(drivertest.SearchableTempDir(t), "runsc")
+	drivertest.RequireRoot(t)
+	drivertest.RequireBinary(t, "runsc")
+	d, err := runtime.NewRunsc(runtime.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "untrusted-state"
+	b := drivertest.BusyboxBundle(t, drivertest.Range(t, 14), drivertest.Shell("sleep 300"), drivertest.Cgroups(id))
+	drivertest.Started(t, d, id, b)
+	if _, err := d.State(t.Context(), id); err != nil {
+		t.Fatalf("control: state of the untouched sandbox: %v", err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "sandboxes", id, "state", "*.state"))
+	if len(files) != 1 {
+		t.Fatalf("state files %v, want one", files)
+	}
+	orig, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.WriteFile(files[0], orig, 0o640) })
+	var st map[string]any
+	if err := json.Unmarshal(orig, &st); err != nil {
+		t.Fatal(err)
+	}
+	sb, ok := st["sandbox"].(map[string]any)
+	if !ok {
+		t.Fatalf("no sandbox in runsc's state (%d bytes)", len(orig))
+	}
+	// A live process that runsc, in the tenant's namespace, sees as alive
+	// (it may signal it) but outside the sandbox's cgroup: the holder.
+	hs := holders(id)
+	if len(hs) != 1 {
+		t.Fatalf("holders %v, want one", hs)
+	}
+	sb["pid"] = hs[0]
+	forged, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(files[0], forged, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := d.State(t.Context(), id); !errors.Is(err, runtime.ErrUserNS) {
+		t.Fatalf("state naming pid %d: %+v, %v; want ErrUserNS", hs[0], got, err)
+	}
+	if err := os.WriteFile(files[0], orig, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.State(t.Context(), id); err != nil {
+		t.Fatalf("state restored: %v", err)
 	}
 }
