@@ -59,6 +59,9 @@ func (d *OCI) probe(ctx context.Context) Availability {
 	}
 	a.Available = true
 	a.Reason = fmt.Sprintf("created and deleted a hardened %s container", d.kind)
+	if d.namespaced() {
+		a.Reason += ", runsc run as root of the probe range's user namespace (each tenant's sentry under its own host uid)"
+	}
 	return a
 }
 
