@@ -398,14 +398,7 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 	if d.namespaced() {
 		// Under the tenant's host identity (userns.go), in a cgroup made
 		// here: nothing runs before both are in place.
-		b, derived, err := d.prepareBox(id, bundle)
-		if err == nil {
-			if err = makeCgroups(bundle); err != nil {
-				err = fmt.Errorf("%w: %v", ErrUserNS, err)
-				stopHolder(b.Holder, id, b.Range)
-				d.removeBox(id)
-			}
-		}
+		b, derived, err := d.boxUp(id, bundle)
 		if err != nil {
 			p.closeAll()
 			logs.stop()

@@ -53,14 +53,7 @@ func (d *OCI) RunOnce(ctx context.Context, id, bundle string, stdio IO) (Exit, e
 	if d.namespaced() {
 		// Under the tenant's host identity, in a cgroup made here
 		// (userns.go), as Create.
-		b, derived, err := d.prepareBox(id, bundle)
-		if err == nil {
-			if err = makeCgroups(bundle); err != nil {
-				err = fmt.Errorf("%w: %v", ErrUserNS, err)
-				stopHolder(b.Holder, id, b.Range)
-				d.removeBox(id)
-			}
-		}
+		b, derived, err := d.boxUp(id, bundle)
 		if err != nil {
 			return Exit{}, fmt.Errorf("%s run %s: %w", d.kind, id, err)
 		}

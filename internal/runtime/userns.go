@@ -274,6 +274,27 @@ func (d *OCI) prepareBox(id, bundleDir string) (b *box, derived string, err erro
 	return b, derived, nil
 }
 
+// boxUp readies boxed sandbox id to be created from bundleDir: its box
+// (prepareBox) and its cgroup with the spec's limits, which its holder
+// joins too, so that whatever stops the agent's own cgroup (systemd)
+// leaves the holder with its sandbox. On error nothing is left.
+func (d *OCI) boxUp(id, bundleDir string) (*box, string, error) {
+	b, derived, err := d.prepareBox(id, bundleDir)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := makeCgroups(bundleDir); err != nil {
+		stopHolder(b.Holder, id, b.Range)
+		d.removeBox(id)
+		return nil, "", fmt.Errorf("%w: %v", ErrUserNS, err)
+	}
+	if err := enterCgroups(bundleDir, b.Holder); err != nil {
+		_ = d.closeBox(id, b)
+		return nil, "", fmt.Errorf("%w: holder: %v", ErrUserNS, err)
+	}
+	return b, derived, nil
+}
+
 // removeBox removes id's record, state and spec (not its holder).
 func (d *OCI) removeBox(id string) {
 	_ = os.RemoveAll(d.boxDir(id))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -272,12 +273,18 @@ func TestRunscStateUntrusted(t *testing.T) {
 		t.Fatalf("no sandbox in runsc's state (%d bytes)", len(orig))
 	}
 	// A live process that runsc, in the tenant's namespace, sees as alive
-	// (it may signal it) but outside the sandbox's cgroup: the holder.
+	// (it may signal it) but outside the sandbox's cgroup: one started in
+	// the holder's user namespace as its root, from this test's cgroup.
 	hs := holders(id)
 	if len(hs) != 1 {
 		t.Fatalf("holders %v, want one", hs)
 	}
-	sb["pid"] = hs[0]
+	other := exec.Command("nsenter", "-t", strconv.Itoa(hs[0]), "-U", "-S", "0", "-G", "0", "--", "sleep", "300")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	sb["pid"] = other.Process.Pid
 	forged, err := json.Marshal(st)
 	if err != nil {
 		t.Fatal(err)
@@ -286,7 +293,7 @@ func TestRunscStateUntrusted(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got, err := d.State(t.Context(), id); !errors.Is(err, runtime.ErrUserNS) {
-		t.Fatalf("state naming pid %d: %+v, %v; want ErrUserNS", hs[0], got, err)
+		t.Fatalf("state naming pid %d: %+v, %v; want ErrUserNS", other.Process.Pid, got, err)
 	}
 	if err := os.WriteFile(files[0], orig, 0o640); err != nil {
 		t.Fatal(err)
