@@ -176,7 +176,7 @@ func measureReplicas(ctx context.Context, replicas, iterations int, progress io.
 		{bench.TierSandbox, "boxed", "runsc"},
 	} {
 		state := filepath.Join(data, "runtimes", tier.runtime, "state")
-		rid, err := runtimeID(tier.runtime, state, "bench-"+tier.workload+"-0")
+		rid, state, err := runtimeID(tier.runtime, state, "bench-"+tier.workload+"-0")
 		if err != nil {
 			return res, err
 		}
@@ -203,20 +203,23 @@ func measureReplicas(ctx context.Context, replicas, iterations int, progress io.
 }
 
 // runtimeID is the ID the runtime knows a replica by (runsc's carry the
-// driver's scope), from its state directory: runc keeps STATE/ID/,
-// runsc STATE/RID_sandbox:SANDBOX.state.
-func runtimeID(rt, state, id string) (string, error) {
+// driver's scope) and the state directory that holds it: runc keeps
+// STATE/ID/, runsc STATE/RID_sandbox:SANDBOX.state, in the driver's state
+// directory or a sandbox's own (runtime.StateDirs).
+func runtimeID(rt, state, id string) (string, string, error) {
 	if rt == "runc" {
-		return id, nil
+		return id, state, nil
 	}
-	files, _ := filepath.Glob(filepath.Join(state, "*_sandbox:*.state"))
-	for _, f := range files {
-		rid, _, _ := strings.Cut(filepath.Base(f), "_sandbox:")
-		if runtime.ContainerID(state, rid) == id {
-			return rid, nil
+	for _, dir := range runtime.StateDirs(state) {
+		files, _ := filepath.Glob(filepath.Join(dir, "*_sandbox:*.state"))
+		for _, f := range files {
+			rid, _, _ := strings.Cut(filepath.Base(f), "_sandbox:")
+			if runtime.ContainerID(dir, rid) == id {
+				return rid, dir, nil
+			}
 		}
 	}
-	return "", fmt.Errorf("%s has no container %s", rt, id)
+	return "", "", fmt.Errorf("%s has no container %s", rt, id)
 }
 
 // benchReplicasManifest: one node (this machine), a tenant, N replicas of

@@ -146,6 +146,7 @@ func verifyReplicas(ctx context.Context, dataDir string, ids []string) ([]verify
 			return nil, fmt.Errorf("verify: no replica %q under %s", id, dataDir)
 		}
 	}
+	verify.SeparateSentries(out)
 	slices.SortFunc(out, func(a, b verify.Replica) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
@@ -273,6 +274,11 @@ func printVerifyTable(w io.Writer, replicas []verify.Replica) {
 	}
 	for _, s := range order {
 		fmt.Fprintf(w, "WEAK %s: %s\n", strings.Join(weak[s], ", "), s)
+	}
+	for _, r := range replicas {
+		if r.SentryUID != nil {
+			fmt.Fprintf(w, "sentry %s: host uid %d\n", r.ID, *r.SentryUID)
+		}
 	}
 	for _, r := range replicas {
 		if n := r.Network; n != nil {

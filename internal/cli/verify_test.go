@@ -148,8 +148,10 @@ func TestVerifyLive(t *testing.T) {
 		t.Fatalf("exit %d, want 0", code)
 	}
 	for _, re := range []string{
-		`(?m)^verify-cli-db +sandbox +sandbox +\d+ +65534→65534\+1 +0000000000240000 +1 +2 +true +128Mi +96 +250m +WEAK \(see below\)$`,
-		`(?m)^WEAK verify-cli-db: the sentry runs as host uid 65534`,
+		// The sentry runs as the tenant's nobody (4325376+65534), not the
+		// host's (issue 19): ok, and its host uid said.
+		`(?m)^verify-cli-db +sandbox +sandbox +\d+ +65534→4390910\+1 +0000000000240000 +1 +2 +true +128Mi +96 +250m +ok$`,
+		`(?m)^sentry verify-cli-db: host uid 4390910$`,
 		`(?m)^ +gofer +\d+ +0→4325376\+65536 +000000000004001f +1 +2 +true +128Mi +96 +250m +$`,
 		`(?m)^verify-cli-web +container +init +\d+ +0→4325376\+65536 +0000000000000000 +1 +2 +true +128Mi +96 +250m +ok$`,
 	} {

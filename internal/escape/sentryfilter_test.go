@@ -19,11 +19,13 @@ import (
 
 // TestSentrySeccompSignals reads gVisor's seccomp filter from a live
 // sentry (PTRACE_SECCOMP_GET_FILTER, as host root) and evaluates it for the
-// signal-sending system calls aimed at another process: what a compromised
-// sentry can do to other tenants' sentries, which share its host uid
-// (TestSentrySeparation). It pins what rung verify's WEAK text says: tgkill
-// with any pid is allowed. Control: a call the sentry never needs
-// (init_module) is not allowed, so the evaluation is real.
+// signal-sending system calls aimed at another process. It pins why the
+// sentries' host uids must differ (TestSentrySeparation): gVisor's filter
+// allows tgkill with any pid, so only the kernel's uid check keeps a
+// compromised sentry from killing other tenants' sandboxes, and rung verify
+// says WEAK when two tenants' sentries share a uid. Control: a call the
+// sentry never needs (init_module) is not allowed, so the evaluation is
+// real.
 func TestSentrySeccompSignals(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
 		t.Skip("the system call numbers and seccomp_data here are x86-64's")

@@ -59,6 +59,9 @@ func (d *OCI) probe(ctx context.Context) Availability {
 	}
 	a.Available = true
 	a.Reason = fmt.Sprintf("created and deleted a hardened %s container", d.kind)
+	if d.namespaced() {
+		a.Reason += ", runsc run as root of the probe range's user namespace (each tenant's sentry under its own host uid)"
+	}
 	return a
 }
 
@@ -161,6 +164,19 @@ func (d *OCI) sweepProbes(ctx context.Context) {
 		}
 		_, _ = d.exec(ctx, "delete", "--force", id)
 		_ = os.Remove(filepath.Join(d.state, name)) // runsc lock/state files of a dead probe
+	}
+	// Probes run in their range's user namespace (userns.go): their boxes.
+	recs, _ := filepath.Glob(filepath.Join(d.boxes, "rung-probe-*.json"))
+	for _, rec := range recs {
+		id := strings.TrimSuffix(filepath.Base(rec), ".json")
+		var pid, stamp int64
+		if _, err := fmt.Sscanf(id, "rung-probe-%d-%d", &pid, &stamp); err != nil || pid <= 0 {
+			continue
+		}
+		if pid == int64(os.Getpid()) || syscall.Kill(int(pid), 0) == nil {
+			continue
+		}
+		_ = d.Delete(ctx, id)
 	}
 	// Probe bundles are removed when the probe returns; one older than the
 	// probe's own timeout belongs to a prober that died.

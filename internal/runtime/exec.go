@@ -94,7 +94,15 @@ func (d *OCI) ExecProcess(ctx context.Context, id string, base *specs.Process, a
 	proc.Capabilities = &specs.LinuxCapabilities{} // none, whatever the replica was granted
 	proc.NoNewPrivileges = true
 
-	tmp, err := os.MkdirTemp(d.logs, "exec-")
+	bx, err := d.loadBox(id)
+	if err != nil {
+		return -1, fmt.Errorf("%s exec %s: %w", d.kind, id, err)
+	}
+	parent := d.logs
+	if bx != nil {
+		parent = d.boxDir(id) // runsc runs as the tenant's root
+	}
+	tmp, err := os.MkdirTemp(parent, "exec-")
 	if err != nil {
 		return -1, fmt.Errorf("%s exec %s: %w", d.kind, id, err)
 	}
@@ -102,6 +110,13 @@ func (d *OCI) ExecProcess(ctx context.Context, id string, base *specs.Process, a
 	procFile := filepath.Join(tmp, "process.json")
 	if err := writeJSONFile(procFile, &proc); err != nil {
 		return -1, fmt.Errorf("%s exec %s: %w", d.kind, id, err)
+	}
+	if bx != nil {
+		for _, p := range []string{tmp, procFile} {
+			if err := os.Lchown(p, int(bx.Range.HostUID), int(bx.Range.HostGID)); err != nil {
+				return -1, fmt.Errorf("%s exec %s: %w", d.kind, id, err)
+			}
+		}
 	}
 	pidFile := filepath.Join(tmp, "pid")
 	runtimeLog := filepath.Join(tmp, "runtime.log")
@@ -120,7 +135,10 @@ func (d *OCI) ExecProcess(ctx context.Context, id string, base *specs.Process, a
 
 	// The CLI runs without ctx: when ctx ends, the process in the container
 	// is killed first, then the CLI returns on its own.
-	cmd := exec.Command(d.bin, d.args(runtimeLog, cargs...)...)
+	cmd, err := d.command(nil, id, runtimeLog, cargs...)
+	if err != nil {
+		return -1, fmt.Errorf("%s exec %s: %w", d.kind, id, err)
+	}
 	var stderr strings.Builder
 	cmd.Stdin = stdio.Stdin
 	cmd.Stdout = orDiscard(stdio.Stdout)
@@ -242,7 +260,7 @@ func (d *OCI) killExec(id, pidFile string) {
 	if d.kind == "runsc" {
 		kctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, _ = d.exec(kctx, "kill", "--pid", fmt.Sprint(pid), d.rid(id), "KILL")
+		_, _ = d.execID(kctx, id, "kill", "--pid", fmt.Sprint(pid), d.rid(id), "KILL")
 		return
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)

@@ -7,3 +7,6 @@ func (d *OCI) DetachLogs(id string) {
 		c.stop()
 	}
 }
+
+// OthersCanExec is othersCanExec, for tests.
+var OthersCanExec = othersCanExec

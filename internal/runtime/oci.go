@@ -76,11 +76,16 @@ type OCI struct {
 	bin    string // resolved path; "" if not found
 	binErr error
 	state  string // --root
-	scope  string // see rid
-	logs   string
-	global []string
-	log    *slog.Logger
-	logMax int64
+	boxes  string // sandboxes in their tenants' user namespaces (userns.go)
+	// flags are the runtime's global flags but --root; nsenter, sleep and
+	// shell what boxed sandboxes need (userns.go).
+	flags                 []string
+	nsenter, sleep, shell string
+	scope                 string // see rid
+	logs                  string
+	global                []string
+	log                   *slog.Logger
+	logMax                int64
 
 	mu       sync.Mutex
 	procs    map[string]*proc
@@ -133,9 +138,47 @@ func NewRunsc(cfg Config) (*OCI, error) {
 func ContainerID(state, runtimeID string) string {
 	scope, err := readScope(filepath.Join(filepath.Dir(state), scopeFile))
 	if err != nil {
-		return runtimeID
+		// A boxed sandbox's state: DIR/sandboxes/ID/state (userns.go).
+		if scope, err = readScope(filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(state))), scopeFile)); err != nil {
+			return runtimeID
+		}
 	}
 	return strings.TrimSuffix(runtimeID, "."+scope)
+}
+
+// StateDirs returns the runtime state directories of the driver whose
+// shared state directory is state (Config.Dir/state): that one, then the
+// state directory of each sandbox run in its tenant's user namespace
+// (Config.Dir/sandboxes/ID/state). Each can be listed as host root
+// (`runsc --root DIR list`); BoxedBundle maps a listed bundle back.
+func StateDirs(state string) []string {
+	out := []string{state}
+	recs, _ := filepath.Glob(filepath.Join(filepath.Dir(state), "sandboxes", "*.json"))
+	for _, r := range recs {
+		dir := filepath.Join(strings.TrimSuffix(r, ".json"), "state")
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			out = append(out, dir)
+		}
+	}
+	return out
+}
+
+// BoxedBundle returns the replica's own bundle for the bundle a listing of
+// a boxed sandbox's state directory reports (the spec made for runsc), or
+// bundle itself.
+func BoxedBundle(state, bundle string) string {
+	if filepath.Base(state) != "state" || !strings.HasSuffix(bundle, ".bundle") {
+		return bundle
+	}
+	b, err := os.ReadFile(strings.TrimSuffix(bundle, ".bundle") + ".json")
+	if err != nil {
+		return bundle
+	}
+	var bx box
+	if json.Unmarshal(b, &bx) != nil || bx.Bundle == "" {
+		return bundle
+	}
+	return bx.Bundle
 }
 
 // scopeFile holds a driver directory's scope: random, made once, so that
@@ -199,6 +242,7 @@ func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
 		kind:     kind,
 		tier:     tier,
 		state:    filepath.Join(dir, "state"),
+		boxes:    filepath.Join(dir, "sandboxes"),
 		logs:     filepath.Join(dir, "logs"),
 		log:      cfg.Logger,
 		logMax:   cfg.LogMaxSize,
@@ -231,8 +275,14 @@ func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
 		bin = kind
 	}
 	d.bin, d.binErr = exec.LookPath(bin)
-	d.global = append([]string{"--root", d.state}, flags...)
-	d.global = append(d.global, cfg.ExtraFlags...)
+	d.flags = append(append([]string{}, flags...), cfg.ExtraFlags...)
+	d.global = append([]string{"--root", d.state}, d.flags...)
+	if d.namespaced() {
+		// Missing ones make every Create refuse (prepareBox).
+		d.nsenter, _ = exec.LookPath("nsenter")
+		d.sleep, _ = exec.LookPath("sleep")
+		d.shell, _ = exec.LookPath("sh")
+	}
 	if err := becomeSubreaper(); err != nil {
 		return nil, fmt.Errorf("%s driver: %w", kind, err)
 	}
@@ -343,10 +393,41 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 	pidFile := filepath.Join(d.logs, id+".pid")
 	_ = os.Remove(pidFile)
 	defer os.Remove(pidFile)
-	cmd := exec.CommandContext(ctx, d.bin, d.args(runtimeLog, "create", "--bundle", bundle, "--pid-file", pidFile, d.rid(id))...)
+	var cmd *exec.Cmd
+	var bx *box
+	if d.namespaced() {
+		// Under the tenant's host identity (userns.go), in a cgroup made
+		// here: nothing runs before both are in place.
+		b, derived, err := d.boxUp(id, bundle)
+		if err != nil {
+			p.closeAll()
+			logs.stop()
+			d.dropCurrentLog(id)
+			return fmt.Errorf("%s create %s: %w", d.kind, id, err)
+		}
+		bx = b
+		runtimeLog, pidFile = d.boxRuntimeLog(id), filepath.Join(d.boxDir(id), "create.pid")
+		cmd, err = d.boxCommand(ctx, id, b, runtimeLog, "create", "--bundle", derived, "--pid-file", pidFile, d.rid(id))
+		if err != nil {
+			_ = d.closeBox(id, b)
+			p.closeAll()
+			logs.stop()
+			d.dropCurrentLog(id)
+			return fmt.Errorf("%s create %s: %w", d.kind, id, err)
+		}
+	} else {
+		cmd = exec.CommandContext(ctx, d.bin, d.args(runtimeLog, "create", "--bundle", bundle, "--pid-file", pidFile, d.rid(id))...)
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.WaitDelay = 5 * time.Second
-	runErr := cmd.Run()
+	var runErr error
+	if bx != nil {
+		if runErr = d.startInCgroup(cmd, bundle); runErr == nil {
+			runErr = cmd.Wait()
+		}
+	} else {
+		runErr = cmd.Run()
+	}
 	// Our ends of the pipes: the container has its own now.
 	p.closeWriteEnds(stdout, stderr)
 	for _, f := range ends {
@@ -355,10 +436,13 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 	if runErr != nil {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		_, _ = d.exec(dctx, "delete", "--force", d.rid(id))
+		_, _ = d.execID(dctx, id, "delete", "--force", d.rid(id))
 		p.closeAll()
 		logs.wait(2 * time.Second)
 		msg := lastError(runtimeLog)
+		if errors.Is(runErr, ErrUserNS) {
+			msg = "refused before runsc ran"
+		}
 		if msg == noLoggedError {
 			// The runtime died before logging (e.g. a Go runtime crash):
 			// what it printed went to the replica's log.
@@ -368,7 +452,11 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 		}
 		d.dropCurrentLog(id)
 		_ = os.Remove(runtimeLog)
-		removeCgroups(bundle)
+		if bx != nil {
+			_ = d.closeBox(id, bx)
+		} else {
+			removeCgroups(bundle)
+		}
 		return fmt.Errorf("%s create %s: %s: %w", d.kind, id, msg, runErr)
 	}
 	pid, err := readPid(pidFile)
@@ -414,9 +502,13 @@ func (d *OCI) rid(id string) string {
 	return scoped
 }
 
-// stateOf reports whether runsc has state for runtime ID rid.
-func (d *OCI) stateOf(rid string) bool {
-	m, _ := filepath.Glob(filepath.Join(d.state, rid+"_sandbox:*.state"))
+// stateOf reports whether runsc has state for runtime ID rid in the
+// shared state directory.
+func (d *OCI) stateOf(rid string) bool { return d.stateIn(d.state, rid) }
+
+// stateIn reports whether runsc has state for runtime ID rid in dir.
+func (d *OCI) stateIn(dir, rid string) bool {
+	m, _ := filepath.Glob(filepath.Join(dir, rid+"_sandbox:*.state"))
 	return len(m) > 0
 }
 
@@ -424,6 +516,9 @@ func (d *OCI) stateOf(rid string) bool {
 // directory: runc keeps ROOT/ID/state.json, runsc ROOT/ID_sandbox:SB.state.
 func (d *OCI) exists(id string) (bool, error) {
 	if d.kind == "runsc" {
+		if _, err := os.Stat(d.boxRecord(id)); err == nil {
+			return d.stateIn(d.boxState(id), d.rid(id)), nil
+		}
 		return d.stateOf(d.rid(id)), nil
 	}
 	_, err := os.Stat(filepath.Join(d.state, id, "state.json"))
@@ -451,7 +546,7 @@ func (d *OCI) Start(ctx context.Context, id string) error {
 	if err := d.check(id); err != nil {
 		return err
 	}
-	if _, err := d.exec(ctx, "start", d.rid(id)); err != nil {
+	if _, err := d.execID(ctx, id, "start", d.rid(id)); err != nil {
 		return fmt.Errorf("%s start %s: %w", d.kind, id, err)
 	}
 	return nil
@@ -463,13 +558,24 @@ func (d *OCI) State(ctx context.Context, id string) (State, error) {
 		return State{}, err
 	}
 	d.adoptLogs()
-	out, err := d.exec(ctx, "state", d.rid(id))
+	out, err := d.execID(ctx, id, "state", d.rid(id))
 	if err != nil {
 		return State{}, fmt.Errorf("%s state %s: %w", d.kind, id, err)
 	}
 	var st State
 	if err := json.Unmarshal(out, &st); err != nil {
 		return State{}, fmt.Errorf("%s state %s: %w", d.kind, id, err)
+	}
+	if b, _ := d.loadBox(id); b != nil {
+		if b.Bundle != "" {
+			st.Bundle = b.Bundle // runsc read the spec derived from it
+		}
+		// runsc's state is the tenant's to write: its pid counts only
+		// when that process is in the cgroup the driver made.
+		if st.Pid > 0 && b.Cgroup != "" && !inCgroup(st.Pid, b.Cgroup) {
+			return State{}, fmt.Errorf("%s state %s: %w: runsc's state names pid %d, which is not in the sandbox's cgroup %s",
+				d.kind, id, ErrUserNS, st.Pid, b.Cgroup)
+		}
 	}
 	if st.Status == Stopped || st.Pid < 0 {
 		st.Pid = 0
@@ -487,7 +593,13 @@ func (d *OCI) Kill(ctx context.Context, id string, sig syscall.Signal) error {
 	if st.Status == Stopped {
 		return fmt.Errorf("%s kill %s: %w", d.kind, id, ErrNotRunning)
 	}
-	if _, err := d.exec(ctx, "kill", d.rid(id), strconv.Itoa(int(sig))); err != nil {
+	if _, err := d.execID(ctx, id, "kill", d.rid(id), strconv.Itoa(int(sig))); err != nil {
+		if b, _ := d.loadBox(id); b != nil && errors.Is(err, errHolderGone) && sig == syscall.SIGKILL {
+			if kerr := killCgroup(b.Cgroup); kerr != nil {
+				return fmt.Errorf("%s kill %s: %w", d.kind, id, kerr)
+			}
+			return nil
+		}
 		return fmt.Errorf("%s kill %s: %w", d.kind, id, err)
 	}
 	return nil
@@ -548,14 +660,26 @@ func (d *OCI) Delete(ctx context.Context, id string) error {
 	if err := d.check(id); err != nil {
 		return err
 	}
+	bx, err := d.loadBox(id)
+	if err != nil {
+		return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
+	}
 	// `delete --force` succeeds for an unknown ID; look first.
 	if ok, err := d.exists(id); err != nil {
 		return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
 	} else if !ok {
+		if bx != nil { // a box whose sandbox never came to be
+			_ = d.closeBox(id, bx)
+		}
 		return fmt.Errorf("%s delete %s: %w", d.kind, id, ErrNotFound)
 	}
-	if _, err := d.exec(ctx, "delete", "--force", d.rid(id)); err != nil {
-		return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
+	if _, err := d.execID(ctx, id, "delete", "--force", d.rid(id)); err != nil {
+		if bx == nil || !errors.Is(err, errHolderGone) {
+			return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
+		}
+		if err := killCgroup(bx.Cgroup); err != nil {
+			return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
+		}
 	}
 	d.mu.Lock()
 	p := d.procs[id]
@@ -577,6 +701,11 @@ func (d *OCI) Delete(ctx context.Context, id string) error {
 	// copier has read what they held.
 	if c := d.copierOf(id); c != nil {
 		c.wait(2 * time.Second)
+	}
+	if bx != nil {
+		if err := d.closeBox(id, bx); err != nil {
+			return fmt.Errorf("%s delete %s: %w", d.kind, id, err)
+		}
 	}
 	if err := d.retireLog(id); err != nil {
 		return fmt.Errorf("%s delete %s: keep log: %w", d.kind, id, err)
@@ -622,8 +751,38 @@ func (d *OCI) args(runtimeLog string, args ...string) []string {
 // exec runs one CLI call and returns its standard output; errors carry the
 // CLI's message and wrap ErrNotFound or ErrNotRunning when it says so.
 func (d *OCI) exec(ctx context.Context, args ...string) ([]byte, error) {
+	return d.run(exec.CommandContext(ctx, d.bin, d.args("", args...)...))
+}
+
+// execID is exec for a call about container id: a boxed sandbox's runs in
+// its tenant's user namespace (userns.go).
+func (d *OCI) execID(ctx context.Context, id string, args ...string) ([]byte, error) {
+	cmd, err := d.command(ctx, id, "", args...)
+	if err != nil {
+		return nil, err
+	}
+	return d.run(cmd)
+}
+
+// command is the CLI call args about container id, with its runtime log:
+// inside its tenant's user namespace for a boxed sandbox, else as this
+// process. A nil ctx makes a call that ctx does not kill.
+func (d *OCI) command(ctx context.Context, id, runtimeLog string, args ...string) (*exec.Cmd, error) {
+	b, err := d.loadBox(id)
+	if err != nil {
+		return nil, err
+	}
+	if b != nil {
+		return d.boxCommand(ctx, id, b, runtimeLog, args...)
+	}
+	if ctx == nil {
+		return exec.Command(d.bin, d.args(runtimeLog, args...)...), nil
+	}
+	return exec.CommandContext(ctx, d.bin, d.args(runtimeLog, args...)...), nil
+}
+
+func (d *OCI) run(cmd *exec.Cmd) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, d.bin, d.args("", args...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
@@ -736,10 +895,18 @@ func (p *proc) closeAll() {
 // hierarchy (cgroup v1 controllers and the v2 unified one).
 func cgroupDirs(bundleDir string) []string {
 	s, err := bundle.Read(bundleDir)
-	if err != nil || s.Linux == nil || s.Linux.CgroupsPath == "" || !filepath.IsAbs(s.Linux.CgroupsPath) {
+	if err != nil || s.Linux == nil {
 		return nil
 	}
-	p := filepath.Clean(s.Linux.CgroupsPath)
+	return cgroupDirsOf(s.Linux.CgroupsPath)
+}
+
+// cgroupDirsOf is cgroupDirs for a cgroupsPath.
+func cgroupDirsOf(p string) []string {
+	if p == "" || !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
+		return nil
+	}
+	p = filepath.Clean(p)
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		// cgroup v2 alone: one hierarchy, no controller directories to look
 		// under (a glob there would match other slices' cgroups).

@@ -40,16 +40,20 @@ func (d *OCI) HostProcesses(ctx context.Context, id string) ([]HostProcess, erro
 		out = append(out, HostProcess{Pid: p, Role: sub})
 	}
 	if d.kind == "runsc" {
-		for _, pid := range d.gofers(st.Bundle) {
+		root, bundleDir := d.state, st.Bundle
+		if b, _ := d.loadBox(id); b != nil {
+			root, bundleDir = d.boxState(id), d.boxBundle(id)
+		}
+		for _, pid := range d.gofers(root, bundleDir) {
 			out = append(out, HostProcess{Pid: pid, Role: "gofer"})
 		}
 	}
 	return out, nil
 }
 
-// gofers finds runsc gofer processes of this driver for a bundle by their
-// command line ("runsc-gofer --root=STATE ... gofer --bundle DIR").
-func (d *OCI) gofers(bundleDir string) []int {
+// gofers finds runsc gofer processes of state directory root for a bundle
+// by their command line ("runsc-gofer --root=STATE ... gofer --bundle DIR").
+func (d *OCI) gofers(root, bundleDir string) []int {
 	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -62,7 +66,7 @@ func (d *OCI) gofers(bundleDir string) []int {
 			continue
 		}
 		args := bytes.Split(bytes.TrimRight(b, "\x00"), []byte{0})
-		if slices.ContainsFunc(args, func(a []byte) bool { return string(a) == "--root="+d.state }) &&
+		if slices.ContainsFunc(args, func(a []byte) bool { return string(a) == "--root="+root }) &&
 			slices.ContainsFunc(args, func(a []byte) bool { return string(a) == bundleDir }) {
 			out = append(out, pid)
 		}

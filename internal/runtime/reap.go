@@ -170,6 +170,7 @@ func (d *OCI) adoptHelpers() {
 	self := os.Getpid()
 	marker := []byte("--root=" + d.state)
 	marker2 := []byte(d.state)
+	marker3 := []byte(d.boxes + "/") // boxed sandboxes' state (userns.go)
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return
@@ -193,7 +194,7 @@ func (d *OCI) adoptHelpers() {
 			continue
 		}
 		if !bytes.HasPrefix(cmdline, []byte("runsc-")) ||
-			!(bytes.Contains(cmdline, marker) || bytes.Contains(cmdline, marker2)) {
+			!(bytes.Contains(cmdline, marker) || bytes.Contains(cmdline, marker2) || bytes.Contains(cmdline, marker3)) {
 			continue
 		}
 		d.helpers[pid] = true

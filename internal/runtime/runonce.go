@@ -48,13 +48,39 @@ func (d *OCI) RunOnce(ctx context.Context, id, bundle string, stdio IO) (Exit, e
 	_ = os.Remove(runtimeLog)
 	defer os.Remove(runtimeLog)
 
-	cmd := exec.Command(d.bin, d.args(runtimeLog, "run", "--bundle", bundle, d.rid(id))...)
+	var cmd *exec.Cmd
+	var bx *box
+	if d.namespaced() {
+		// Under the tenant's host identity, in a cgroup made here
+		// (userns.go), as Create.
+		b, derived, err := d.boxUp(id, bundle)
+		if err != nil {
+			return Exit{}, fmt.Errorf("%s run %s: %w", d.kind, id, err)
+		}
+		bx = b
+		runtimeLog = d.boxRuntimeLog(id)
+		if cmd, err = d.boxCommand(nil, id, b, runtimeLog, "run", "--bundle", derived, d.rid(id)); err != nil {
+			_ = d.closeBox(id, b)
+			return Exit{}, fmt.Errorf("%s run %s: %w", d.kind, id, err)
+		}
+	} else {
+		cmd = exec.Command(d.bin, d.args(runtimeLog, "run", "--bundle", bundle, d.rid(id))...)
+	}
 	// exec makes a fresh pipe for each writer and copies it: the caller's
 	// files never reach the runtime (see proc.output).
 	cmd.Stdout, cmd.Stderr = hideFile(stdio.Stdout), hideFile(stdio.Stderr)
 	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		return Exit{}, fmt.Errorf("%s run %s: %w", d.kind, id, err)
+	var startErr error
+	if bx != nil {
+		startErr = d.startInCgroup(cmd, bundle)
+	} else {
+		startErr = cmd.Start()
+	}
+	if startErr != nil {
+		if bx != nil {
+			_ = d.closeBox(id, bx)
+		}
+		return Exit{}, fmt.Errorf("%s run %s: %w", d.kind, id, startErr)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -64,7 +90,7 @@ func (d *OCI) RunOnce(ctx context.Context, id, bundle string, stdio IO) (Exit, e
 	case <-ctx.Done():
 		// Kill the container, not just the CLI: its init would outlive it.
 		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		_, _ = d.exec(kctx, "kill", d.rid(id), "KILL")
+		_, _ = d.execID(kctx, id, "kill", d.rid(id), "KILL")
 		cancel()
 		runErr = <-done
 	}
@@ -72,7 +98,12 @@ func (d *OCI) RunOnce(ctx context.Context, id, bundle string, stdio IO) (Exit, e
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if ok, _ := d.exists(id); ok {
-			_, _ = d.exec(dctx, "delete", "--force", d.rid(id))
+			_, _ = d.execID(dctx, id, "delete", "--force", d.rid(id))
+		}
+		if bx != nil {
+			d.sweepOrphans()
+			_ = d.closeBox(id, bx)
+			return
 		}
 		removeCgroups(bundle)
 	}

@@ -89,8 +89,9 @@ func TestRunscInsideLive(t *testing.T) {
 // processes runsc leaves running (the sentry, its ptrace stubs, the gofer),
 // read from /proc/PID while the workload runs. What this runsc (2022-12,
 // ptrace platform) does, asserted here:
-//   - sentry and stubs run as host uid/gid 65534 (nobody) in their own user
-//     namespace that maps only 65534, so their capabilities there
+//   - sentry and stubs run as the tenant's nobody (host uid HostUID+65534,
+//     not the host's 65534 shared by every tenant) in their own user
+//     namespace that maps only 65534 to it, so their capabilities there
 //     (CAP_SYS_ADMIN, CAP_SYS_CHROOT) hold nothing on the host; they stay in
 //     the host PID namespace (a ptrace platform need), under gVisor's own
 //     seccomp filter (Seccomp 2) and no_new_privs;
@@ -141,7 +142,10 @@ func TestRunscHostLive(t *testing.T) {
 		var wantMap []string
 		switch p.Role {
 		case "sandbox", "stub":
-			wantUID, wantMap = "65534", []string{"65534", "65534", "1"}
+			// The tenant's nobody: runsc runs as root of a user namespace
+			// mapped to the tenant's range (issue 19), not host nobody.
+			nobody := fmt.Sprint(r.HostUID + 65534)
+			wantUID, wantMap = nobody, []string{"65534", nobody, "1"}
 		case "gofer":
 			wantUID, wantMap = tenant, []string{"0", tenant, fmt.Sprint(r.Size)}
 			if v := statusField(t, status, "CapBnd"); v != "000000000004001f" {

@@ -23,7 +23,28 @@ type Listed struct {
 // `BINARY --root STATE list --format json`. runc and runsc both answer it;
 // a state directory that does not exist lists nothing. IDs are the
 // containers' (runtime.ContainerID), as the drivers take them.
+//
+// runsc's sandboxes run in their tenants' user namespaces keep their state
+// in directories of their own (runtime.StateDirs): those are listed too.
 func List(ctx context.Context, binary, state string) ([]Listed, error) {
+	out, err := list(ctx, binary, state)
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range runtime.StateDirs(state)[1:] {
+		more, err := list(ctx, binary, dir)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range more {
+			l.Bundle = runtime.BoxedBundle(dir, l.Bundle)
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+func list(ctx context.Context, binary, state string) ([]Listed, error) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, binary, "--root", state, "list", "--format", "json")
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

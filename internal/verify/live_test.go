@@ -1,11 +1,16 @@
 package verify_test
 
 import (
+	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -223,9 +228,11 @@ func TestLiveRunsc(t *testing.T) {
 	if rep.Tier != verify.TierSandbox || len(rep.Inside) == 0 || len(rep.HostSide) == 0 {
 		t.Errorf("tier %s, inside %q, host side %q: want sandbox with both stated", rep.Tier, rep.Inside, rep.HostSide)
 	}
-	// Every sentry runs as host nobody: said, never "ok" (issue 19).
-	if len(rep.Weaknesses) != 1 || rep.Weaknesses[0] != verify.SharedSentryUID {
-		t.Errorf("weaknesses %q, want the shared sentry uid", rep.Weaknesses)
+	// The sentry runs as the tenant's nobody, not the host's (issue 19):
+	// reported, and no weakness.
+	nobodyUID := tenant.HostUID + verify.Nobody
+	if len(rep.Weaknesses) != 0 || rep.SentryUID == nil || *rep.SentryUID != nobodyUID {
+		t.Errorf("weaknesses %q, sentry uid %v: want none and %d", rep.Weaknesses, rep.SentryUID, nobodyUID)
 	}
 	roles := map[string]int{}
 	for _, p := range rep.Processes {
@@ -249,10 +256,11 @@ func TestLiveRunsc(t *testing.T) {
 		}
 		switch p.Role {
 		case verify.RoleSandbox, verify.RoleStub:
-			nobody := verify.IDs{Real: verify.Nobody, Effective: verify.Nobody, Saved: verify.Nobody, FS: verify.Nobody}
-			onlyNobody := []verify.IDMap{{ContainerID: verify.Nobody, HostID: verify.Nobody, Size: 1}}
-			if r.UID != nobody || !slices.Equal(r.UIDMap, onlyNobody) || !slices.Equal(r.GIDMap, onlyNobody) {
-				t.Errorf("%s pid %d: uid %+v uid_map %v gid_map %v, want nobody mapping only nobody", p.Role, r.Pid, r.UID, r.UIDMap, r.GIDMap)
+			nobody := verify.IDs{Real: nobodyUID, Effective: nobodyUID, Saved: nobodyUID, FS: nobodyUID}
+			onlyNobody := []verify.IDMap{{ContainerID: verify.Nobody, HostID: nobodyUID, Size: 1}}
+			onlyNobodyG := []verify.IDMap{{ContainerID: verify.Nobody, HostID: tenant.HostGID + verify.Nobody, Size: 1}}
+			if r.UID != nobody || !slices.Equal(r.UIDMap, onlyNobody) || !slices.Equal(r.GIDMap, onlyNobodyG) {
+				t.Errorf("%s pid %d: uid %+v uid_map %v gid_map %v, want the tenant's nobody mapping only nobody", p.Role, r.Pid, r.UID, r.UIDMap, r.GIDMap)
 			}
 			if held := r.Caps.Effective | r.Caps.Permitted; held&^0x240000 != 0 {
 				t.Errorf("%s pid %d holds %v, want at most CAP_SYS_ADMIN, CAP_SYS_CHROOT (in its own user namespace)", p.Role, r.Pid, held.Names())
@@ -352,5 +360,93 @@ func TestLiveRunscWithoutOCISeccomp(t *testing.T) {
 	}
 	if diff := cmp.Diff([]verify.Property{verify.PropWorkloadSeccomp}, failing(rep.Findings)); diff != "" {
 		t.Errorf("failing properties (-want +got):\n%s", diff)
+	}
+}
+
+// TestLiveSentryUIDs: rung verify reports each sandbox's sentry host uid,
+// and says "ok" only when tenants' sentries have uids of their own. Two
+// tenants' sandboxes run by the driver (runsc in each tenant's user
+// namespace) get their tenants' nobody and no weakness; two tenants'
+// sandboxes started the old way (runsc as host root, as an older rung
+// did) share host nobody and are both WEAK, for the shared uid and for
+// sharing it with another tenant.
+func TestLiveSentryUIDs(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(drivertest.SearchableTempDir(t), "runsc")
+	d := newDriverIn(t, "runsc", dir)
+	bin := drivertest.RequireBinary(t, "runsc")
+	var reps []verify.Replica
+	want := map[string]uint32{}
+	for i, tenant := range []int{45, 46} {
+		id := fmt.Sprintf("verify-uid-%d", i)
+		r := drivertest.Range(t, tenant)
+		drivertest.Started(t, d, id, drivertest.BusyboxBundle(t, r, drivertest.Shell("sleep 300"), drivertest.Cgroups(id)))
+		want[id] = r.HostUID + verify.Nobody
+	}
+	state := filepath.Join(dir, "state")
+	for i, tenant := range []int{47, 48} {
+		id := fmt.Sprintf("verify-uid-legacy-%d", i)
+		b := drivertest.BusyboxBundle(t, drivertest.Range(t, tenant), drivertest.Shell("sleep 300"), drivertest.Cgroups(id))
+		for _, args := range [][]string{{"create", "--bundle", b, id}, {"start", id}} {
+			// Output to a file: the sandbox keeps what it inherits open.
+			out, err := os.CreateTemp(t.TempDir(), "out")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, append([]string{"--root", state, "--platform=ptrace", "--network=none", "--oci-seccomp"}, args...)...)
+			cmd.Stdout, cmd.Stderr = out, out
+			err = cmd.Run()
+			out.Close()
+			if err != nil {
+				b, _ := os.ReadFile(out.Name())
+				t.Fatalf("runsc %v: %v\n%s", args, err, b)
+			}
+		}
+		t.Cleanup(func() { stopLegacy(t, d, id) })
+		want[id] = verify.Nobody
+	}
+	for _, id := range []string{"verify-uid-0", "verify-uid-1", "verify-uid-legacy-0", "verify-uid-legacy-1"} {
+		rep, err := verify.Host{}.Replica(t.Context(), d, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reps = append(reps, rep)
+	}
+	verify.SeparateSentries(reps)
+	for _, rep := range reps {
+		requireHolds(t, rep)
+		if rep.SentryUID == nil || *rep.SentryUID != want[rep.ID] {
+			t.Errorf("%s: sentry uid %v, want %d", rep.ID, rep.SentryUID, want[rep.ID])
+		}
+		legacy := strings.Contains(rep.ID, "legacy")
+		switch {
+		case !legacy && len(rep.Weaknesses) != 0:
+			t.Errorf("%s: weaknesses %q, want none (its sentry has its tenant's uid)", rep.ID, rep.Weaknesses)
+		case legacy && (len(rep.Weaknesses) != 2 || rep.Weaknesses[0] != verify.SharedSentryUID ||
+			!strings.HasPrefix(rep.Weaknesses[1], verify.SentryUIDShared)):
+			t.Errorf("%s: weaknesses %q, want the shared host nobody and the uid shared with the other tenant", rep.ID, rep.Weaknesses)
+		}
+	}
+}
+
+// stopLegacy stops and deletes a sandbox started by runsc as host root.
+// Its processes were orphaned onto this test process (the driver made it
+// a subreaper), as an old agent's are onto init: they are killed and
+// reaped here, so that runsc sees them gone.
+func stopLegacy(t *testing.T, d *runtime.OCI, id string) {
+	ctx := context.WithoutCancel(t.Context())
+	procs, _ := d.HostProcesses(ctx, id)
+	_ = d.Kill(ctx, id, syscall.SIGKILL)
+	for _, p := range procs {
+		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
+		for range 200 {
+			if wpid, _ := syscall.Wait4(p.Pid, nil, syscall.WNOHANG, nil); wpid == p.Pid || syscall.Kill(p.Pid, 0) != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if err := d.Delete(ctx, id); err != nil {
+		t.Errorf("delete %s: %v", id, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"rung.dev/rung/internal/bundle"
 	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/uidrange"
 )
 
 // Annotations of a replica's spec that name its tenant and the tier it is
@@ -54,6 +55,13 @@ type Replica struct {
 	// what gVisor enforces in the sandbox, which the host cannot see.
 	HostSide []string `json:"hostSide,omitempty"`
 	Inside   []string `json:"inside,omitempty"`
+	// tenantRange is the spec's uid range (SeparateSentries).
+	tenantRange uidrange.Range
+	// SentryUID is the host uid of a sandbox's sentry (gVisor's kernel), as
+	// /proc/PID/status shows it: its tenant's nobody (the range's
+	// HostUID+65534) when runsc ran in the tenant's user namespace, host
+	// nobody (65534) when it ran as host root. Nil for other tiers.
+	SentryUID *uint32 `json:"sentryUID,omitempty"`
 	// Weaknesses are separations the replica lacks though every checked
 	// property holds: what an attacker who breaks out of it could reach.
 	// They don't fail the replica (nothing rung controls is wrong), but
@@ -79,18 +87,57 @@ type Network struct {
 	Rules []string `json:"rules"`
 }
 
-// SharedSentryUID says why a sandbox whose sentry runs as host uid
-// 65534 is weaker than a container (issue 19, proven by the escape suite's
-// TestSentrySeparation and TestSentrySeccompSignals; the fix, runsc run inside a user namespace mapped
-// to the tenant's range, is shown by TestSentryUserNamespace but not yet
-// used by rung: docs/hygiene.md).
-const SharedSentryUID = "the sentry runs as host uid 65534, as every gVisor sandbox on this host does " +
-	"(runsc run as host root maps the sandbox's nobody to host nobody), in the host's PID namespace: " +
-	"the kernel lets a process with its credentials signal every other tenant's sentry, and gVisor's own " +
-	"seccomp filter on the sentry (Seccomp 2, checked) allows tgkill with any pid, so a compromised sentry " +
-	"can kill other tenants' sandboxes (denial of service); ptrace is refused (separate user namespaces). " +
-	"Fix not yet applied: runsc started inside a user namespace mapped to the tenant's range gives each " +
-	"sentry its own host uid (see docs/hygiene.md)"
+// SharedSentryUID says why a sandbox whose sentry runs as host uid 65534
+// is weaker than a container (issue 19; the escape suite's
+// TestSentrySeccompSignals and TestSentrySeparation, docs/hygiene.md). rung
+// runs every sandbox's runsc in its tenant's user namespace, so only a
+// sandbox started otherwise (by an older rung, or by hand) shows it.
+const SharedSentryUID = "the sentry runs as host uid 65534, as every gVisor sandbox started by runsc as host root does, " +
+	"in the host's PID namespace: the kernel lets a process with its credentials signal every such sentry of other " +
+	"tenants, and gVisor's own seccomp filter on the sentry (Seccomp 2, checked) allows tgkill with any pid, so a " +
+	"compromised sentry can kill other tenants' sandboxes (denial of service). Restart the replica: rung runs a " +
+	"sandbox's runsc in a user namespace mapped to its tenant's range, so that each tenant's sentry has a host uid of its own"
+
+// SentryOutsideRange says why a sentry whose host uid is not in its
+// tenant's range is weak: nothing shows that no other tenant's sentry
+// shares it.
+const SentryOutsideRange = "the sentry's host uid is outside its tenant's uid range, so nothing keeps another tenant's " +
+	"sentry from sharing it (and signalling this one: gVisor's seccomp filter allows tgkill with any pid)"
+
+// SentryUIDShared is the weakness of sandboxes of different tenants whose
+// sentries share a host uid (SeparateSentries).
+const SentryUIDShared = "its sentry's host uid is also the sentry's of another tenant's sandbox"
+
+// SeparateSentries reports as weak every sandbox replica whose sentry
+// shares its host uid with the sentry of another tenant's replica (a
+// different dev.rung.tenant annotation, or another uid range): "ok" only
+// when two tenants' sentries have different host uids.
+func SeparateSentries(reps []Replica) {
+	for i := range reps {
+		a := &reps[i]
+		if a.SentryUID == nil {
+			continue
+		}
+		for j := range reps {
+			b := reps[j]
+			if i == j || b.SentryUID == nil || *b.SentryUID != *a.SentryUID || sameTenant(*a, b) {
+				continue
+			}
+			w := fmt.Sprintf("%s (%d, also replica %s's)", SentryUIDShared, *a.SentryUID, b.ID)
+			if !slices.Contains(a.Weaknesses, w) {
+				a.Weaknesses = append(a.Weaknesses, w)
+			}
+		}
+	}
+}
+
+// sameTenant: the same tenant annotation, or (without one) the same range.
+func sameTenant(a, b Replica) bool {
+	if a.Tenant != "" || b.Tenant != "" {
+		return a.Tenant == b.Tenant
+	}
+	return a.tenantRange == b.tenantRange
+}
 
 // Process is one inspected host process of a replica.
 type Process struct {
@@ -199,11 +246,21 @@ func (h Host) Replica(ctx context.Context, d Driver, id string) (Replica, error)
 		rep.Problems = append(rep.Problems, "no init or sandbox process found")
 	}
 	rep.HostSide, rep.Inside = scope(d.Tier())
+	rep.tenantRange = Expect(checkTier, RoleSandbox, spec).Range
 	for _, p := range rep.Processes {
-		if p.Role == RoleSandbox && slices.Contains(p.Report.UID.all(), Nobody) {
-			rep.Weaknesses = append(rep.Weaknesses, SharedSentryUID)
-			break
+		if p.Role != RoleSandbox {
+			continue
 		}
+		uid := p.Report.UID.Effective
+		rep.SentryUID = &uid
+		ids, r := p.Report.UID.all(), rep.tenantRange
+		switch {
+		case slices.Contains(ids, Nobody):
+			rep.Weaknesses = append(rep.Weaknesses, SharedSentryUID)
+		case slices.ContainsFunc(ids, func(id uint32) bool { return !inRange(id, r.HostUID, r.Size) }):
+			rep.Weaknesses = append(rep.Weaknesses, SentryOutsideRange)
+		}
+		break
 	}
 	return rep, nil
 }

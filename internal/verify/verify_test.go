@@ -355,3 +355,43 @@ func TestCapSet(t *testing.T) {
 		t.Error("CapSetOf(CAP_FLY) succeeded")
 	}
 }
+
+// TestSeparateSentries: sandboxes of different tenants whose sentries
+// share a host uid are weak; the same tenant's, or different uids, are not.
+func TestSeparateSentries(t *testing.T) {
+	uid := func(u uint32) *uint32 { return &u }
+	for _, c := range []struct {
+		name string
+		reps []Replica
+		want [][]string
+	}{
+		{"different tenants, different uids", []Replica{
+			{ID: "a", Tenant: "t1", SentryUID: uid(1179646)},
+			{ID: "b", Tenant: "t2", SentryUID: uid(1245182)},
+		}, [][]string{nil, nil}},
+		{"different tenants, one uid", []Replica{
+			{ID: "a", Tenant: "t1", SentryUID: uid(65534)},
+			{ID: "b", Tenant: "t2", SentryUID: uid(65534)},
+			{ID: "c", Tenant: "t3"}, // a container: no sentry
+		}, [][]string{
+			{SentryUIDShared + " (65534, also replica b's)"},
+			{SentryUIDShared + " (65534, also replica a's)"},
+			nil,
+		}},
+		{"one tenant, one uid", []Replica{
+			{ID: "a", Tenant: "t1", SentryUID: uid(1179646)},
+			{ID: "b", Tenant: "t1", SentryUID: uid(1179646)},
+		}, [][]string{nil, nil}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			SeparateSentries(c.reps)
+			var got [][]string
+			for _, r := range c.reps {
+				got = append(got, r.Weaknesses)
+			}
+			if diff := cmp.Diff(c.want, got); diff != "" {
+				t.Errorf("weaknesses (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

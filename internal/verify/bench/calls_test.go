@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/runtime/drivertest"
 )
 
 // maxRunCalls is how many runtime CLI calls runtime.Run may make to run a
@@ -22,10 +23,19 @@ func TestRunCalls(t *testing.T) {
 		t.Run(tier, func(t *testing.T) {
 			b := newBench(t, tier)
 			tb := b.tiers[tier]
-			log := filepath.Join(t.TempDir(), "calls")
-			wrapper := filepath.Join(t.TempDir(), "wrap")
+			// runsc runs as the tenant's root (internal/runtime userns.go): the
+			// wrapper must be reachable, and its log writable, from there.
+			dir := drivertest.SearchableTempDir(t)
+			log := filepath.Join(dir, "calls")
+			wrapper := filepath.Join(dir, "wrap")
 			script := "#!/bin/sh\necho \"$*\" >> " + log + "\nexec " + tb.bin + " \"$@\"\n"
 			if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(log, nil, 0o666); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(log, 0o666); err != nil {
 				t.Fatal(err)
 			}
 			cfg := runtime.Config{Binary: wrapper, Dir: filepath.Join(b.dir, "calls-"+tier)}
