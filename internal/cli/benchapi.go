@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,9 @@ type benchAPIOptions struct {
 	listers   int
 	badTokens int
 	store     string // the embedded control plane's store (default bolt)
+	// cpuProfile, when set, is where the run's CPU profile goes (the
+	// embedded control plane and the clients share the process).
+	cpuProfile string
 }
 
 // benchAPIResult is what a run measured.
@@ -104,6 +108,17 @@ Exit 1 on any error.`,
 					return err
 				}
 			}
+			if opts.cpuProfile != "" {
+				f, err := os.Create(opts.cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			fmt.Fprintf(out, "rung bench api: %d clients, at most %d applies or %v, against %s\n",
 				opts.clients, opts.requests, opts.duration, c.Server())
 			var before runtime.MemStats
@@ -152,6 +167,7 @@ Exit 1 on any error.`,
 	fl.IntVar(&opts.workloads, "workloads", 20, "distinct workloads per client (applies cycle through them)")
 	fl.IntVar(&opts.listers, "listers", 0, "a second run with this many clients listing the workloads meanwhile")
 	fl.IntVar(&opts.badTokens, "bad-tokens", 0, "a second run with this many requests with a wrong token meanwhile")
+	fl.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of the runs (control plane and clients) to this file")
 	fl.StringVar(&opts.store, "store", "", "the embedded control plane's store: bolt (default) or etcd://HOST:PORT[/PREFIX]")
 	return cmd
 }

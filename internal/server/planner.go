@@ -455,11 +455,33 @@ func (p *planner) run(ctx context.Context) error {
 // debounce is how long the loop waits for more changes before planning.
 const debounce = 50 * time.Millisecond
 
+// Under a burst of writes the loop plans at most once per gap: planGap
+// times as long as the last plan took, at least debounce and at most
+// maxPlanGap. A plan of everything stored costs the same whatever
+// changed, so planning after every write would spend most of the CPU on
+// plans that the next write makes stale; this bounds the planner's share
+// to about 1/(planGap+1) of a core while every change is still planned
+// within maxPlanGap plus one plan's time. Callers that need the plan now
+// (GET /v1/plan, the agents' desired replicas) plan on demand anyway.
+const (
+	planGap    = 8
+	maxPlanGap = time.Second
+)
+
+// nextGap is how long after a plan that took took the next one may start.
+func nextGap(took time.Duration) time.Duration {
+	return min(max(planGap*took, debounce), maxPlanGap)
+}
+
 func (p *planner) follow(ctx context.Context, changed <-chan struct{}, watchErr <-chan error) error {
+	var ready time.Time // when the next plan may start
 	replan := func() {
+		start := time.Now()
 		if _, err := p.current(ctx); err != nil && ctx.Err() == nil {
 			p.log.Error("plan", "err", err)
 		}
+		end := time.Now()
+		ready = end.Add(nextGap(end.Sub(start)))
 	}
 	replan()                  // what changed before the watches started
 	var tick <-chan time.Time // node liveness changes without a stored change
@@ -477,10 +499,13 @@ func (p *planner) follow(ctx context.Context, changed <-chan struct{}, watchErr 
 		case err := <-watchErr:
 			return err
 		case <-changed:
+			// Changes that arrive meanwhile are in the same plan (the
+			// watchers' signal holds one change at most).
+			wait := max(debounce, time.Until(ready))
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(debounce):
+			case <-time.After(wait):
 			}
 			replan()
 		}
