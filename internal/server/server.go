@@ -134,6 +134,8 @@ type Server struct {
 
 	elector leader.Elector // leader.go
 	leading atomic.Bool
+
+	lists listGate // lists served at once (listing.go)
 }
 
 // New builds a server on cfg.
@@ -145,7 +147,7 @@ func New(cfg Config) (*Server, error) {
 		store: store.WithDeadline(cfg.Store, cmp.Or(cfg.StoreTimeout, DefaultStoreTimeout)), audit: cfg.Audit, log: cfg.Logger, reg: cfg.Registry,
 		now: cfg.Now, random: cfg.Random, mux: http.NewServeMux(), lockSeed: maphash.MakeSeed(),
 		oidc: cfg.OIDC, onAdminToken: cfg.OnAdminToken, adminName: cmp.Or(cfg.AdminTokenName, "admin"), limitCfg: cfg.Limits.withDefaults(), keyring: cfg.Secrets,
-		closing: make(chan struct{}),
+		closing: make(chan struct{}), lists: make(listGate, listSlots()),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
