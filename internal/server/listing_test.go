@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"testing"
@@ -36,13 +37,15 @@ func TestEncodeList(t *testing.T) {
 			if err := json.Unmarshal(body, &got); err != nil {
 				t.Fatal(err)
 			}
-			// The standard encoder's form of the same list, read back.
-			std, err := json.Marshal(tc.in)
-			if err != nil {
+			// writeJSON's form of the same list, read back.
+			var std bytes.Buffer
+			enc := json.NewEncoder(&std)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(tc.in); err != nil {
 				t.Fatal(err)
 			}
 			var want wire.List
-			if err := json.Unmarshal(std, &want); err != nil {
+			if err := json.Unmarshal(std.Bytes(), &want); err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
