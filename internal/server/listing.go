@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync/atomic"
+	"time"
 
 	"rung.dev/rung/internal/server/wire"
 )
@@ -23,18 +25,43 @@ import (
 // one. The others wait in line (their requests' contexts bound the wait).
 func listSlots() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
-// listGate bounds the lists served at once.
-type listGate chan struct{}
+// listYield is how much longer than a list took its slot stays closed
+// after it while writes are in flight: lists then take at most
+// 1/(listYield+1) of a slot's time, and writes the rest. With no write
+// waiting, lists run back to back.
+const listYield = 3
 
-// enter waits for a slot; the caller must call the returned release. It
+// listGate bounds the lists served at once, and spaces them out while
+// writes are in flight (writing counts them).
+type listGate struct {
+	slots   chan struct{}
+	writing *atomic.Int64
+	// after runs f after d (time.AfterFunc; tests record d instead).
+	after func(d time.Duration, f func())
+}
+
+func newListGate(slots int, writing *atomic.Int64) listGate {
+	return listGate{slots: make(chan struct{}, slots), writing: writing,
+		after: func(d time.Duration, f func()) { time.AfterFunc(d, f) }}
+}
+
+// enter waits for a slot; the caller must call the returned release once
+// its list is made (before writing it: a slow reader holds no slot). It
 // fails with ctx's error when the request ends first.
 func (g listGate) enter(ctx context.Context) (release func(), err error) {
 	select {
-	case g <- struct{}{}:
-		return func() { <-g }, nil
+	case g.slots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	start := time.Now()
+	return func() {
+		if g.writing.Load() == 0 {
+			<-g.slots
+			return
+		}
+		g.after(listYield*time.Since(start), func() { <-g.slots })
+	}, nil
 }
 
 // encodeList is the JSON of a list page, as writeJSON would write it but

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,7 +60,8 @@ func TestEncodeList(t *testing.T) {
 // waiting list gives up when its request ends, and goes in once a slot
 // is free.
 func TestListGate(t *testing.T) {
-	g := make(listGate, 1)
+	var writing atomic.Int64
+	g := newListGate(1, &writing)
 	release, err := g.enter(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +85,48 @@ func TestListGate(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("a waiting list did not enter after the slot was released")
 	}
+}
+
+// TestListGateYields: while writes are in flight, a list's slot stays
+// closed listYield times as long as the list took; with none, it opens at
+// once.
+func TestListGateYields(t *testing.T) {
+	var writing atomic.Int64
+	g := newListGate(1, &writing)
+	var held []time.Duration
+	var pending []func()
+	g.after = func(d time.Duration, f func()) { held, pending = append(held, d), append(pending, f) }
+
+	release, err := g.enter(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release() // no write in flight: open at once
+	if len(held) != 0 || len(g.slots) != 0 {
+		t.Fatalf("slot held %v with no write in flight (%d taken)", held, len(g.slots))
+	}
+
+	writing.Add(1)
+	release, err = g.enter(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // the list takes at least this long
+	release()
+	if len(held) != 1 || held[0] < listYield*10*time.Millisecond || len(g.slots) != 1 {
+		t.Fatalf("with a write in flight: held %v, want one hold of at least %v; %d slots taken", held, listYield*10*time.Millisecond, len(g.slots))
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := g.enter(ctx); err == nil {
+		t.Fatal("a list entered while the slot was held for writers")
+	}
+	pending[0]() // the hold ends
+	if release, err = g.enter(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	writing.Add(-1)
+	release()
 }
 
 // TestNextGap: the planner loop waits planGap times the last plan's

@@ -135,7 +135,8 @@ type Server struct {
 	elector leader.Elector // leader.go
 	leading atomic.Bool
 
-	lists listGate // lists served at once (listing.go)
+	lists   listGate     // lists served at once (listing.go)
+	writing atomic.Int64 // requests other than GET in flight
 }
 
 // New builds a server on cfg.
@@ -147,8 +148,9 @@ func New(cfg Config) (*Server, error) {
 		store: store.WithDeadline(cfg.Store, cmp.Or(cfg.StoreTimeout, DefaultStoreTimeout)), audit: cfg.Audit, log: cfg.Logger, reg: cfg.Registry,
 		now: cfg.Now, random: cfg.Random, mux: http.NewServeMux(), lockSeed: maphash.MakeSeed(),
 		oidc: cfg.OIDC, onAdminToken: cfg.OnAdminToken, adminName: cmp.Or(cfg.AdminTokenName, "admin"), limitCfg: cfg.Limits.withDefaults(), keyring: cfg.Secrets,
-		closing: make(chan struct{}), lists: make(listGate, listSlots()),
+		closing: make(chan struct{}),
 	}
+	s.lists = newListGate(listSlots(), &s.writing)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -333,6 +335,10 @@ func (s *Server) routes() {
 func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			s.writing.Add(1) // lists make way (listing.go)
+			defer s.writing.Add(-1)
+		}
 		id := newRequestID()
 		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
 		r = r.WithContext(ctx)
