@@ -75,6 +75,9 @@ type planner struct {
 	// plans and writes the plan, every write fenced by its term; a
 	// follower serves the plan the leader stored (leader.go).
 	term *leader.Term
+	// replan is what the run loop calls to plan (nil: current; tests
+	// count the calls).
+	replan func(context.Context) error
 }
 
 // lead makes the planner plan and store as term's leader (nil: follow).
@@ -474,10 +477,14 @@ func nextGap(took time.Duration) time.Duration {
 }
 
 func (p *planner) follow(ctx context.Context, changed <-chan struct{}, watchErr <-chan error) error {
+	plan := p.replan
+	if plan == nil {
+		plan = func(ctx context.Context) error { _, err := p.current(ctx); return err }
+	}
 	var ready time.Time // when the next plan may start
 	replan := func() {
 		start := time.Now()
-		if _, err := p.current(ctx); err != nil && ctx.Err() == nil {
+		if err := plan(ctx); err != nil && ctx.Err() == nil {
 			p.log.Error("plan", "err", err)
 		}
 		end := time.Now()
