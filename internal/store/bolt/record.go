@@ -54,19 +54,15 @@ func (r record) seal(bkey []byte, kind byte, rev int64, payload []byte) []byte {
 // unseal checks and decodes the record raw stored under bkey. The payload
 // aliases raw. Any mismatch wraps store.ErrCorrupt.
 func (r record) unseal(bkey, raw []byte, want ...byte) (kind byte, rev int64, payload []byte, err error) {
-	name := fmt.Sprintf("record %q", bkey)
-	if len(bkey) == 10 && bkey[0] != '/' {
-		name = fmt.Sprintf("history record %d.%d", binary.BigEndian.Uint64(bkey), binary.BigEndian.Uint16(bkey[8:]))
-	}
 	if len(raw) < headerSize {
-		return 0, 0, nil, fmt.Errorf("%s: %d bytes, shorter than its header: %w", name, len(raw), store.ErrCorrupt)
+		return 0, 0, nil, fmt.Errorf("%s: %d bytes, shorter than its header: %w", recordName(bkey), len(raw), store.ErrCorrupt)
 	}
 	if raw[0] != recordVersion {
-		return 0, 0, nil, fmt.Errorf("%s: unknown version %d: %w", name, raw[0], store.ErrCorrupt)
+		return 0, 0, nil, fmt.Errorf("%s: unknown version %d: %w", recordName(bkey), raw[0], store.ErrCorrupt)
 	}
 	payload = raw[headerSize:]
 	if got, sum := binary.BigEndian.Uint32(raw[10:14]), r.sum(bkey, raw[:10], payload); got != sum {
-		return 0, 0, nil, fmt.Errorf("%s: checksum %08x, computed %08x: %w", name, got, sum, store.ErrCorrupt)
+		return 0, 0, nil, fmt.Errorf("%s: checksum %08x, computed %08x: %w", recordName(bkey), got, sum, store.ErrCorrupt)
 	}
 	kind = raw[1]
 	ok := len(want) == 0
@@ -74,13 +70,22 @@ func (r record) unseal(bkey, raw []byte, want ...byte) (kind byte, rev int64, pa
 		ok = ok || kind == w
 	}
 	if !ok {
-		return 0, 0, nil, fmt.Errorf("%s: unexpected kind %d: %w", name, kind, store.ErrCorrupt)
+		return 0, 0, nil, fmt.Errorf("%s: unexpected kind %d: %w", recordName(bkey), kind, store.ErrCorrupt)
 	}
 	rev = int64(binary.BigEndian.Uint64(raw[2:10]))
 	if rev <= 0 && kind != kindCounter && kind != kindDigest {
-		return 0, 0, nil, fmt.Errorf("%s: revision %d: %w", name, rev, store.ErrCorrupt)
+		return 0, 0, nil, fmt.Errorf("%s: revision %d: %w", recordName(bkey), rev, store.ErrCorrupt)
 	}
 	return kind, rev, payload, nil
+}
+
+// recordName names the record stored under bkey in errors (only then:
+// formatting it on every read cost more than the checksum).
+func recordName(bkey []byte) string {
+	if len(bkey) == 10 && bkey[0] != '/' {
+		return fmt.Sprintf("history record %d.%d", binary.BigEndian.Uint64(bkey), binary.BigEndian.Uint16(bkey[8:]))
+	}
+	return fmt.Sprintf("record %q", bkey)
 }
 
 // eventKey is the history key of the i-th change of revision rev.
