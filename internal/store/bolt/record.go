@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -108,25 +109,37 @@ func eventPayload(key string, data []byte) []byte {
 // decodeEvent decodes a history record into a store.Event (copying out of
 // bbolt's memory).
 func (r record) decodeEvent(bkey, raw []byte) (store.Event, error) {
+	ev, _, err := r.decodeEventUnder(bkey, raw, "")
+	return ev, err
+}
+
+// decodeEventUnder is decodeEvent for a reader that wants only the keys
+// below prefix: the record is checked all the same, but one of another key
+// is not copied (ok false). Watches and list pages scan all of history
+// for their own directory's few events.
+func (r record) decodeEventUnder(bkey, raw []byte, prefix string) (ev store.Event, ok bool, err error) {
 	if len(bkey) != 10 {
-		return store.Event{}, fmt.Errorf("history key %x: %w", bkey, store.ErrCorrupt)
+		return store.Event{}, false, fmt.Errorf("history key %x: %w", bkey, store.ErrCorrupt)
 	}
 	kind, rev, p, err := r.unseal(bkey, raw, kindPut, kindDelete)
 	if err != nil {
-		return store.Event{}, err
+		return store.Event{}, false, err
 	}
 	if want := int64(binary.BigEndian.Uint64(bkey)); rev != want {
-		return store.Event{}, fmt.Errorf("history %x: revision %d: %w", bkey, rev, store.ErrCorrupt)
+		return store.Event{}, false, fmt.Errorf("history %x: revision %d: %w", bkey, rev, store.ErrCorrupt)
 	}
 	if len(p) < 2 || len(p) < 2+int(binary.BigEndian.Uint16(p)) {
-		return store.Event{}, fmt.Errorf("history %x: short payload: %w", bkey, store.ErrCorrupt)
+		return store.Event{}, false, fmt.Errorf("history %x: short payload: %w", bkey, store.ErrCorrupt)
 	}
 	n := int(binary.BigEndian.Uint16(p))
-	ev := store.Event{Type: store.EventPut, Value: store.Value{Key: string(p[2 : 2+n]), Revision: rev}}
+	if !bytes.HasPrefix(p[2:2+n], []byte(prefix)) {
+		return store.Event{}, false, nil
+	}
+	ev = store.Event{Type: store.EventPut, Value: store.Value{Key: string(p[2 : 2+n]), Revision: rev}}
 	if kind == kindDelete {
 		ev.Type = store.EventDelete
 	} else {
 		ev.Value.Data = append([]byte{}, p[2+n:]...)
 	}
-	return ev, nil
+	return ev, true, nil
 }
