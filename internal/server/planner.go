@@ -117,14 +117,22 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 	set := &v1.Set{}
 	wlRevs := map[string]int64{} // TENANT/NAME → revision
 	h := sha256.New()
+	// Objects are decoded only when the plan is made again (below), but
+	// for the topologies: what agents report is looked at by node.
+	var later []store.Value
+	var laterKinds []kind
 	for _, k := range kinds {
 		vals, _, err := p.store.List(ctx, k.dir)
 		if err != nil {
 			return plan{}, fmt.Errorf("plan: list %s: %w", k.dir, err)
 		}
 		for _, v := range vals {
-			if err := addObject(set, k, v.Data); err != nil {
-				return plan{}, fmt.Errorf("plan: decode %s: %w", v.Key, err)
+			if k.name == v1.KindTopology {
+				if err := addObject(set, k, v.Data); err != nil {
+					return plan{}, fmt.Errorf("plan: decode %s: %w", v.Key, err)
+				}
+			} else {
+				later, laterKinds = append(later, v), append(laterKinds, k)
 			}
 			h.Write([]byte(v.Key))
 			h.Write(binary.AppendVarint(nil, v.Revision))
@@ -183,6 +191,11 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 	h.Sum(sum[:0])
 	if p.last.result != nil && sum == p.inputs {
 		return p.last, nil
+	}
+	for i, v := range later {
+		if err := addObject(set, laterKinds[i], v.Data); err != nil {
+			return plan{}, fmt.Errorf("plan: decode %s: %w", v.Key, err)
+		}
 	}
 	if p.term != nil {
 		var err error
