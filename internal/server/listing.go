@@ -104,9 +104,7 @@ func encodeList(l wire.List) []byte {
 
 // writeRaw writes a JSON body made beforehand, with writeJSON's headers.
 func writeRaw(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-store")
+	jsonHeaders(w)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body) // the client went away; nothing to do
