@@ -17,7 +17,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 	"k8s.io/apimachinery/pkg/api/resource"
-	k8syaml "sigs.k8s.io/yaml"
 )
 
 // Limits on one manifest file. Manifests are small hand-written files; the
@@ -427,7 +426,12 @@ func (d *decoder) add(typ reflect.Type, value any, line int) {
 		obj := reflect.New(typ)
 		// The walk in value has already checked every field, so this cannot
 		// fail on user input; it gives the object the types' own decoding.
-		if err = k8syaml.UnmarshalStrict(data, obj.Interface()); err == nil {
+		// data is JSON the walk made (exact field names, no duplicates):
+		// read as JSON, not converted through YAML once more (that was
+		// most of an API apply's decoding time).
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err = dec.Decode(obj.Interface()); err == nil {
 			key := ""
 			switch o := obj.Interface().(type) {
 			case *Topology:

@@ -156,6 +156,7 @@ func TestAppendRejects(t *testing.T) {
 		{"not utf-8", audit.Record{Action: "apply", Actor: "\xff"}, nil, store.ErrInvalid},
 		{"long field", audit.Record{Action: "apply", Object: strings.Repeat("o", audit.MaxFieldSize+1)}, nil, store.ErrTooLarge},
 		{"bad details", audit.Record{Action: "apply", Details: json.RawMessage(`{"a":`)}, nil, store.ErrInvalid},
+		{"details with trailing data", audit.Record{Action: "apply", Details: json.RawMessage(`{"a":1} x`)}, nil, store.ErrInvalid},
 		{"big details", audit.Record{Action: "apply", Details: json.RawMessage(`"` + strings.Repeat("d", audit.MaxDetailsSize) + `"`)}, nil, store.ErrTooLarge},
 		{"writes the head", audit.Record{Action: "apply"}, []store.Op{store.PutOp(audit.HeadKey, []byte("{}"), store.Any)}, store.ErrInvalid},
 		{"writes an entry", audit.Record{Action: "apply"}, []store.Op{store.DeleteOp(audit.Key(1), store.Any)}, store.ErrInvalid},

@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,6 +34,9 @@ type benchAPIOptions struct {
 	listers   int
 	badTokens int
 	store     string // the embedded control plane's store (default bolt)
+	// cpuProfile, when set, is where the run's CPU profile goes (the
+	// embedded control plane and the clients share the process).
+	cpuProfile string
 }
 
 // benchAPIResult is what a run measured.
@@ -40,8 +45,13 @@ type benchAPIResult struct {
 	Errors     int
 	FirstError error
 	Elapsed    time.Duration
-	P50, P99   time.Duration
-	Max        time.Duration
+	// CPU is the process's CPU time (user and system) during the run:
+	// the control plane's and the clients' when it is embedded. Per
+	// apply, it depends far less on the machine's other work than the
+	// rate does.
+	CPU      time.Duration
+	P50, P99 time.Duration
+	Max      time.Duration
 }
 
 func newBenchAPICmd() *cobra.Command {
@@ -104,6 +114,17 @@ Exit 1 on any error.`,
 					return err
 				}
 			}
+			if opts.cpuProfile != "" {
+				f, err := os.Create(opts.cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			fmt.Fprintf(out, "rung bench api: %d clients, at most %d applies or %v, against %s\n",
 				opts.clients, opts.requests, opts.duration, c.Server())
 			var before runtime.MemStats
@@ -152,6 +173,7 @@ Exit 1 on any error.`,
 	fl.IntVar(&opts.workloads, "workloads", 20, "distinct workloads per client (applies cycle through them)")
 	fl.IntVar(&opts.listers, "listers", 0, "a second run with this many clients listing the workloads meanwhile")
 	fl.IntVar(&opts.badTokens, "bad-tokens", 0, "a second run with this many requests with a wrong token meanwhile")
+	fl.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of the runs (control plane and clients) to this file")
 	fl.StringVar(&opts.store, "store", "", "the embedded control plane's store: bolt (default) or etcd://HOST:PORT[/PREFIX]")
 	return cmd
 }
@@ -181,7 +203,7 @@ func benchAPI(ctx context.Context, c *client.Client, opts benchAPIOptions, run s
 	)
 	cpu := resource.MustParse("100m")
 	mem := resource.MustParse("64Mi")
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	for i := range opts.clients {
 		wg.Go(func() {
 			for j := 0; ; j++ {
@@ -216,7 +238,7 @@ func benchAPI(ctx context.Context, c *client.Client, opts benchAPIOptions, run s
 		})
 	}
 	wg.Wait()
-	res.Elapsed = time.Since(start)
+	res.Elapsed, res.CPU = time.Since(start), processCPU()-cpu0
 	slices.Sort(latencies)
 	if n := len(latencies); n > 0 {
 		res.P50 = latencies[n/2]
@@ -230,4 +252,17 @@ func printBenchAPI(w io.Writer, r benchAPIResult) {
 	rate := float64(r.Requests) / r.Elapsed.Seconds()
 	fmt.Fprintf(w, "applies: %d in %v (%.0f/s), errors %d\n", r.Requests, r.Elapsed.Round(time.Millisecond), rate, r.Errors)
 	fmt.Fprintf(w, "latency: p50 %v, p99 %v, max %v\n", r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), r.Max.Round(10*time.Microsecond))
+	if r.Requests > 0 && r.CPU > 0 {
+		fmt.Fprintf(w, "cpu: %v per apply (this process: %v in all, %.0f%% of a core)\n",
+			(r.CPU / time.Duration(r.Requests)).Round(time.Microsecond), r.CPU.Round(time.Millisecond), 100*r.CPU.Seconds()/r.Elapsed.Seconds())
+	}
+}
+
+// processCPU is the CPU time this process has used (0 if unknown).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

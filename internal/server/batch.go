@@ -45,6 +45,23 @@ type overlay struct {
 	checks map[string]int64   // preconditions on keys the batch only read
 	order  []string           // written keys, first write first
 	recs   []audit.Record
+	// gets and lists are the store's answers, read once per batch: every
+	// apply of a tenant reads its tenant, guard, topologies and policies,
+	// and on etcd each read is a round trip. A value another process
+	// changes meanwhile is caught at commit all the same: each apply
+	// checks the revisions it read (then each runs again alone).
+	gets  map[string]cachedGet
+	lists map[string]cachedList
+}
+
+type cachedGet struct {
+	v   store.Value
+	err error // nil or store.ErrNotFound
+}
+
+type cachedList struct {
+	vals []store.Value
+	rev  int64
 }
 
 type staged struct {
@@ -54,7 +71,8 @@ type staged struct {
 }
 
 func newOverlay(st store.Store) *overlay {
-	return &overlay{Store: st, writes: map[string]*staged{}, checks: map[string]int64{}}
+	return &overlay{Store: st, writes: map[string]*staged{}, checks: map[string]int64{},
+		gets: map[string]cachedGet{}, lists: map[string]cachedList{}}
 }
 
 func (o *overlay) Get(ctx context.Context, key string) (store.Value, error) {
@@ -64,14 +82,27 @@ func (o *overlay) Get(ctx context.Context, key string) (store.Value, error) {
 		}
 		return store.Value{Key: key, Data: w.data, Revision: pendingRev}, nil
 	}
-	return o.Store.Get(ctx, key)
+	if c, ok := o.gets[key]; ok {
+		return c.v, c.err
+	}
+	v, err := o.Store.Get(ctx, key)
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		o.gets[key] = cachedGet{v, err}
+	}
+	return v, err
 }
 
 func (o *overlay) List(ctx context.Context, dir string) ([]store.Value, int64, error) {
-	vals, rev, err := o.Store.List(ctx, dir)
-	if err != nil {
-		return nil, 0, err
+	c, ok := o.lists[dir]
+	if !ok {
+		vals, rev, err := o.Store.List(ctx, dir)
+		if err != nil {
+			return nil, 0, err
+		}
+		c = cachedList{vals, rev}
+		o.lists[dir] = c
 	}
+	vals, rev := slices.Clone(c.vals), c.rev // callers may reorder theirs
 	prefix := strings.TrimSuffix(dir, "/") + "/"
 	mine := false
 	for k := range o.writes {

@@ -162,33 +162,48 @@ func (s *Server) list(k kind) handlerFunc {
 		if r.URL.Query().Get("watch") != "" {
 			return s.watchObjects(w, r, k, dir, p) // watch.go
 		}
-		out := wire.List{Items: []wire.Item{}}
-		if k.name == v1.KindTenant && p.Role != auth.Operator {
-			// A tenant role's list of tenants is its own: one item, one page.
-			v, err := s.store.Get(ctx, tenantKey(p.Tenant))
-			if err == nil {
-				out.Items = append(out.Items, wire.Item{Revision: v.Revision, Object: v.Data})
-				out.Revision = v.Revision
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
+		release, err := s.lists.enter(ctx) // listing.go
+		if err != nil {
+			return err
 		}
-		if dir != "" {
-			page, err := s.listPage(ctx, dir, pg)
-			if err != nil {
-				return err
-			}
-			out.Revision = page.Revision
-			for _, v := range page.Values {
-				out.Items = append(out.Items, wire.Item{Revision: v.Revision, Object: v.Data})
-			}
-			if page.More {
-				out.Continue = next(page.Values[len(page.Values)-1].Key, page.Revision)
-			}
+		body, err := s.listBody(ctx, k, dir, p, pg)
+		release()
+		if err != nil {
+			return err
 		}
-		writeJSON(w, http.StatusOK, out)
+		writeRaw(w, http.StatusOK, body)
 		return nil
 	}
+}
+
+// listBody is the JSON of one page of a list of dir ("" when the
+// principal may see none of it).
+func (s *Server) listBody(ctx context.Context, k kind, dir string, p auth.Principal, pg page) ([]byte, error) {
+	out := wire.List{Items: []wire.Item{}}
+	if k.name == v1.KindTenant && p.Role != auth.Operator {
+		// A tenant role's list of tenants is its own: one item, one page.
+		v, err := s.store.Get(ctx, tenantKey(p.Tenant))
+		if err == nil {
+			out.Items = append(out.Items, wire.Item{Revision: v.Revision, Object: v.Data})
+			out.Revision = v.Revision
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+	}
+	if dir != "" {
+		page, err := s.listPage(ctx, dir, pg)
+		if err != nil {
+			return nil, err
+		}
+		out.Revision = page.Revision
+		for _, v := range page.Values {
+			out.Items = append(out.Items, wire.Item{Revision: v.Revision, Object: v.Data})
+		}
+		if page.More {
+			out.Continue = next(page.Values[len(page.Values)-1].Key, page.Revision)
+		}
+	}
+	return encodeList(out), nil
 }
 
 // readBody reads a request body of at most wire.MaxBody bytes of JSON or

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -80,5 +81,74 @@ func TestOverlay(t *testing.T) {
 	}
 	if _, err := o.Put(ctx, "/x", nil, store.Any); !errors.Is(err, errDirect) {
 		t.Errorf("a direct write in a batch: %v", err)
+	}
+}
+
+// countingStore counts the reads that reach the store.
+type countingStore struct {
+	store.Store
+	gets, lists int
+}
+
+func (c *countingStore) Get(ctx context.Context, key string) (store.Value, error) {
+	c.gets++
+	return c.Store.Get(ctx, key)
+}
+
+func (c *countingStore) List(ctx context.Context, dir string) ([]store.Value, int64, error) {
+	c.lists++
+	return c.Store.List(ctx, dir)
+}
+
+// TestOverlayReadsOnce: a batch reads each key and directory from the
+// store once (every member reads the same tenant, guard, topologies and
+// policies); a change another process makes meanwhile is not seen by the
+// batch but fails its commit, through the revisions the members check.
+func TestOverlayReadsOnce(t *testing.T) {
+	st, err := bolt.Open(t.TempDir(), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ctx := t.Context()
+	tenantRev, _ := st.Put(ctx, "/tenants/acme", []byte("t"), store.Any)
+	if _, err := st.Put(ctx, "/topologies/site", []byte("s"), store.Any); err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: st}
+	o := newOverlay(cs)
+	for range 3 {
+		if v, err := o.Get(ctx, "/tenants/acme"); err != nil || v.Revision != tenantRev {
+			t.Fatalf("get tenant: %+v, %v", v, err)
+		}
+		if _, err := o.Get(ctx, "/guards/acme"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("get missing guard: %v, want ErrNotFound", err)
+		}
+		if vals, _, err := o.List(ctx, "/topologies"); err != nil || len(vals) != 1 {
+			t.Fatalf("list topologies: %v, %v", vals, err)
+		}
+	}
+	if cs.gets != 2 || cs.lists != 1 {
+		t.Errorf("store reads: %d gets, %d lists; want 2 and 1", cs.gets, cs.lists)
+	}
+
+	// Another process changes the tenant: the batch still sees the
+	// revision it read, and its commit, which checks it, fails.
+	if _, err := st.Put(ctx, "/tenants/acme", []byte("t2"), store.Any); err != nil {
+		t.Fatal(err)
+	}
+	v, err := o.Get(ctx, "/tenants/acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.stage(ctx, audit.Record{Action: "apply"}, []store.Op{store.CheckOp(v.Key, v.Revision),
+		store.PutOp("/guards/acme", []byte("{}"), store.Create), store.PutOp("/workloads/acme/a", []byte("a"), store.Create)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Txn(ctx, o.ops()...); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("commit after another process changed what the batch read: %v, want ErrConflict", err)
+	}
+	if _, err := st.Get(ctx, "/workloads/acme/a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused commit wrote: %v", err)
 	}
 }

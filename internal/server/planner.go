@@ -75,6 +75,9 @@ type planner struct {
 	// plans and writes the plan, every write fenced by its term; a
 	// follower serves the plan the leader stored (leader.go).
 	term *leader.Term
+	// replan is what the run loop calls to plan (nil: current; tests
+	// count the calls).
+	replan func(context.Context) error
 }
 
 // lead makes the planner plan and store as term's leader (nil: follow).
@@ -114,14 +117,22 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 	set := &v1.Set{}
 	wlRevs := map[string]int64{} // TENANT/NAME → revision
 	h := sha256.New()
+	// Objects are decoded only when the plan is made again (below), but
+	// for the topologies: what agents report is looked at by node.
+	var later []store.Value
+	var laterKinds []kind
 	for _, k := range kinds {
 		vals, _, err := p.store.List(ctx, k.dir)
 		if err != nil {
 			return plan{}, fmt.Errorf("plan: list %s: %w", k.dir, err)
 		}
 		for _, v := range vals {
-			if err := addObject(set, k, v.Data); err != nil {
-				return plan{}, fmt.Errorf("plan: decode %s: %w", v.Key, err)
+			if k.name == v1.KindTopology {
+				if err := addObject(set, k, v.Data); err != nil {
+					return plan{}, fmt.Errorf("plan: decode %s: %w", v.Key, err)
+				}
+			} else {
+				later, laterKinds = append(later, v), append(laterKinds, k)
 			}
 			h.Write([]byte(v.Key))
 			h.Write(binary.AppendVarint(nil, v.Revision))
@@ -180,6 +191,11 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 	h.Sum(sum[:0])
 	if p.last.result != nil && sum == p.inputs {
 		return p.last, nil
+	}
+	for i, v := range later {
+		if err := addObject(set, laterKinds[i], v.Data); err != nil {
+			return plan{}, fmt.Errorf("plan: decode %s: %w", v.Key, err)
+		}
 	}
 	if p.term != nil {
 		var err error
@@ -455,11 +471,37 @@ func (p *planner) run(ctx context.Context) error {
 // debounce is how long the loop waits for more changes before planning.
 const debounce = 50 * time.Millisecond
 
+// Under a burst of writes the loop plans at most once per gap: planGap
+// times as long as the last plan took, at least debounce and at most
+// maxPlanGap. A plan of everything stored costs the same whatever
+// changed, so planning after every write would spend most of the CPU on
+// plans that the next write makes stale; this bounds the planner's share
+// to about 1/(planGap+1) of a core while every change is still planned
+// within maxPlanGap plus one plan's time. Callers that need the plan now
+// (GET /v1/plan, the agents' desired replicas) plan on demand anyway.
+const (
+	planGap    = 8
+	maxPlanGap = time.Second
+)
+
+// nextGap is how long after a plan that took took the next one may start.
+func nextGap(took time.Duration) time.Duration {
+	return min(max(planGap*took, debounce), maxPlanGap)
+}
+
 func (p *planner) follow(ctx context.Context, changed <-chan struct{}, watchErr <-chan error) error {
+	plan := p.replan
+	if plan == nil {
+		plan = func(ctx context.Context) error { _, err := p.current(ctx); return err }
+	}
+	var ready time.Time // when the next plan may start
 	replan := func() {
-		if _, err := p.current(ctx); err != nil && ctx.Err() == nil {
+		start := time.Now()
+		if err := plan(ctx); err != nil && ctx.Err() == nil {
 			p.log.Error("plan", "err", err)
 		}
+		end := time.Now()
+		ready = end.Add(nextGap(end.Sub(start)))
 	}
 	replan()                  // what changed before the watches started
 	var tick <-chan time.Time // node liveness changes without a stored change
@@ -477,10 +519,13 @@ func (p *planner) follow(ctx context.Context, changed <-chan struct{}, watchErr 
 		case err := <-watchErr:
 			return err
 		case <-changed:
+			// Changes that arrive meanwhile are in the same plan (the
+			// watchers' signal holds one change at most).
+			wait := max(debounce, time.Until(ready))
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(debounce):
+			case <-time.After(wait):
 			}
 			replan()
 		}

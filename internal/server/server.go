@@ -134,6 +134,9 @@ type Server struct {
 
 	elector leader.Elector // leader.go
 	leading atomic.Bool
+
+	lists   listGate     // lists served at once (listing.go)
+	writing atomic.Int64 // requests other than GET in flight
 }
 
 // New builds a server on cfg.
@@ -147,6 +150,7 @@ func New(cfg Config) (*Server, error) {
 		oidc: cfg.OIDC, onAdminToken: cfg.OnAdminToken, adminName: cmp.Or(cfg.AdminTokenName, "admin"), limitCfg: cfg.Limits.withDefaults(), keyring: cfg.Secrets,
 		closing: make(chan struct{}),
 	}
+	s.lists = newListGate(listSlots(), &s.writing)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -331,6 +335,10 @@ func (s *Server) routes() {
 func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			s.writing.Add(1) // lists make way (listing.go)
+			defer s.writing.Add(-1)
+		}
 		id := newRequestID()
 		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
 		r = r.WithContext(ctx)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"strings"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -81,11 +80,11 @@ func (s *Store) unchangedSince(tx *bbolt.Tx, prefix string, rev int64) error {
 	}
 	c := tx.Bucket([]byte(bucketHistory)).Cursor()
 	for k, raw := c.Seek(eventKey(rev+1, 0)); k != nil; k, raw = c.Next() {
-		ev, err := s.rec.decodeEvent(k, raw)
+		ev, ok, err := s.rec.decodeEventUnder(k, raw, prefix)
 		if err != nil {
 			return err
 		}
-		if strings.HasPrefix(ev.Value.Key, prefix) {
+		if ok {
 			return fmt.Errorf("%s changed at revision %d, after %d: %w", ev.Value.Key, ev.Value.Revision, rev, store.ErrCompacted)
 		}
 	}

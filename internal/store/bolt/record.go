@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -54,19 +55,15 @@ func (r record) seal(bkey []byte, kind byte, rev int64, payload []byte) []byte {
 // unseal checks and decodes the record raw stored under bkey. The payload
 // aliases raw. Any mismatch wraps store.ErrCorrupt.
 func (r record) unseal(bkey, raw []byte, want ...byte) (kind byte, rev int64, payload []byte, err error) {
-	name := fmt.Sprintf("record %q", bkey)
-	if len(bkey) == 10 && bkey[0] != '/' {
-		name = fmt.Sprintf("history record %d.%d", binary.BigEndian.Uint64(bkey), binary.BigEndian.Uint16(bkey[8:]))
-	}
 	if len(raw) < headerSize {
-		return 0, 0, nil, fmt.Errorf("%s: %d bytes, shorter than its header: %w", name, len(raw), store.ErrCorrupt)
+		return 0, 0, nil, fmt.Errorf("%s: %d bytes, shorter than its header: %w", recordName(bkey), len(raw), store.ErrCorrupt)
 	}
 	if raw[0] != recordVersion {
-		return 0, 0, nil, fmt.Errorf("%s: unknown version %d: %w", name, raw[0], store.ErrCorrupt)
+		return 0, 0, nil, fmt.Errorf("%s: unknown version %d: %w", recordName(bkey), raw[0], store.ErrCorrupt)
 	}
 	payload = raw[headerSize:]
 	if got, sum := binary.BigEndian.Uint32(raw[10:14]), r.sum(bkey, raw[:10], payload); got != sum {
-		return 0, 0, nil, fmt.Errorf("%s: checksum %08x, computed %08x: %w", name, got, sum, store.ErrCorrupt)
+		return 0, 0, nil, fmt.Errorf("%s: checksum %08x, computed %08x: %w", recordName(bkey), got, sum, store.ErrCorrupt)
 	}
 	kind = raw[1]
 	ok := len(want) == 0
@@ -74,13 +71,22 @@ func (r record) unseal(bkey, raw []byte, want ...byte) (kind byte, rev int64, pa
 		ok = ok || kind == w
 	}
 	if !ok {
-		return 0, 0, nil, fmt.Errorf("%s: unexpected kind %d: %w", name, kind, store.ErrCorrupt)
+		return 0, 0, nil, fmt.Errorf("%s: unexpected kind %d: %w", recordName(bkey), kind, store.ErrCorrupt)
 	}
 	rev = int64(binary.BigEndian.Uint64(raw[2:10]))
 	if rev <= 0 && kind != kindCounter && kind != kindDigest {
-		return 0, 0, nil, fmt.Errorf("%s: revision %d: %w", name, rev, store.ErrCorrupt)
+		return 0, 0, nil, fmt.Errorf("%s: revision %d: %w", recordName(bkey), rev, store.ErrCorrupt)
 	}
 	return kind, rev, payload, nil
+}
+
+// recordName names the record stored under bkey in errors (only then:
+// formatting it on every read cost more than the checksum).
+func recordName(bkey []byte) string {
+	if len(bkey) == 10 && bkey[0] != '/' {
+		return fmt.Sprintf("history record %d.%d", binary.BigEndian.Uint64(bkey), binary.BigEndian.Uint16(bkey[8:]))
+	}
+	return fmt.Sprintf("record %q", bkey)
 }
 
 // eventKey is the history key of the i-th change of revision rev.
@@ -103,25 +109,37 @@ func eventPayload(key string, data []byte) []byte {
 // decodeEvent decodes a history record into a store.Event (copying out of
 // bbolt's memory).
 func (r record) decodeEvent(bkey, raw []byte) (store.Event, error) {
+	ev, _, err := r.decodeEventUnder(bkey, raw, "")
+	return ev, err
+}
+
+// decodeEventUnder is decodeEvent for a reader that wants only the keys
+// below prefix: the record is checked all the same, but one of another key
+// is not copied (ok false). Watches and list pages scan all of history
+// for their own directory's few events.
+func (r record) decodeEventUnder(bkey, raw []byte, prefix string) (ev store.Event, ok bool, err error) {
 	if len(bkey) != 10 {
-		return store.Event{}, fmt.Errorf("history key %x: %w", bkey, store.ErrCorrupt)
+		return store.Event{}, false, fmt.Errorf("history key %x: %w", bkey, store.ErrCorrupt)
 	}
 	kind, rev, p, err := r.unseal(bkey, raw, kindPut, kindDelete)
 	if err != nil {
-		return store.Event{}, err
+		return store.Event{}, false, err
 	}
 	if want := int64(binary.BigEndian.Uint64(bkey)); rev != want {
-		return store.Event{}, fmt.Errorf("history %x: revision %d: %w", bkey, rev, store.ErrCorrupt)
+		return store.Event{}, false, fmt.Errorf("history %x: revision %d: %w", bkey, rev, store.ErrCorrupt)
 	}
 	if len(p) < 2 || len(p) < 2+int(binary.BigEndian.Uint16(p)) {
-		return store.Event{}, fmt.Errorf("history %x: short payload: %w", bkey, store.ErrCorrupt)
+		return store.Event{}, false, fmt.Errorf("history %x: short payload: %w", bkey, store.ErrCorrupt)
 	}
 	n := int(binary.BigEndian.Uint16(p))
-	ev := store.Event{Type: store.EventPut, Value: store.Value{Key: string(p[2 : 2+n]), Revision: rev}}
+	if !bytes.HasPrefix(p[2:2+n], []byte(prefix)) {
+		return store.Event{}, false, nil
+	}
+	ev = store.Event{Type: store.EventPut, Value: store.Value{Key: string(p[2 : 2+n]), Revision: rev}}
 	if kind == kindDelete {
 		ev.Type = store.EventDelete
 	} else {
 		ev.Value.Data = append([]byte{}, p[2+n:]...)
 	}
-	return ev, nil
+	return ev, true, nil
 }

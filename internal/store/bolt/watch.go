@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"strings"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -119,13 +118,13 @@ func (s *Store) readHistory(prefix string, next int64) (evs []store.Event, last 
 				full = true
 				return nil
 			}
-			ev, err := s.rec.decodeEvent(k, raw)
+			ev, ok, err := s.rec.decodeEventUnder(k, raw, prefix)
 			if err != nil {
 				return err
 			}
 			n++
 			last = rev
-			if strings.HasPrefix(ev.Value.Key, prefix) {
+			if ok {
 				evs = append(evs, ev)
 			}
 		}

@@ -1,0 +1,111 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"rung.dev/rung/internal/server/wire"
+)
+
+// Lists and writers share the CPU. A list of a large directory costs as
+// much as many applies, and a crowd of listers would otherwise take most
+// of the machine from the writers (issue 13: 20 listers cut applies to a
+// fifth). So lists are served a few at a time (listGate), each read from
+// one store snapshot and written into memory first, so that a slow reader
+// holds no slot; and a list page copies the stored objects as they are
+// instead of decoding and re-encoding them.
+
+// listSlots is how many lists are served at once: half the CPUs, at least
+// one. The others wait in line (their requests' contexts bound the wait).
+func listSlots() int { return max(1, runtime.GOMAXPROCS(0)/2) }
+
+// listYield is how much longer than a list took its slot stays closed
+// after it while writes are in flight: lists then take at most
+// 1/(listYield+1) of a slot's time, and writes the rest. With no write
+// waiting, lists run back to back.
+const listYield = 3
+
+// listGate bounds the lists served at once, and spaces them out while
+// writes are in flight (writing counts them).
+type listGate struct {
+	slots   chan struct{}
+	writing *atomic.Int64
+	// after runs f after d (time.AfterFunc; tests record d instead).
+	after func(d time.Duration, f func())
+}
+
+func newListGate(slots int, writing *atomic.Int64) listGate {
+	return listGate{slots: make(chan struct{}, slots), writing: writing,
+		after: func(d time.Duration, f func()) { time.AfterFunc(d, f) }}
+}
+
+// enter waits for a slot; the caller must call the returned release once
+// its list is made (before writing it: a slow reader holds no slot). It
+// fails with ctx's error when the request ends first.
+func (g listGate) enter(ctx context.Context) (release func(), err error) {
+	select {
+	case g.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	start := time.Now()
+	return func() {
+		if g.writing.Load() == 0 {
+			<-g.slots
+			return
+		}
+		g.after(listYield*time.Since(start), func() { <-g.slots })
+	}, nil
+}
+
+// encodeList is the JSON of a list page, as writeJSON would write it but
+// with each item's object copied as stored: the store holds only JSON the
+// server encoded itself, so there is nothing to check or re-indent.
+func encodeList(l wire.List) []byte {
+	n := 64
+	for _, it := range l.Items {
+		n += len(it.Object) + 40
+	}
+	b := bytes.NewBuffer(make([]byte, 0, n))
+	b.WriteString("{\n  \"items\": [")
+	for i, it := range l.Items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("\n    {\"revision\": ")
+		b.WriteString(strconv.FormatInt(it.Revision, 10))
+		b.WriteString(", \"object\": ")
+		if len(it.Object) == 0 {
+			b.WriteString("null")
+		} else {
+			b.Write(it.Object)
+		}
+		b.WriteByte('}')
+	}
+	if len(l.Items) > 0 {
+		b.WriteString("\n  ")
+	}
+	b.WriteString("],\n  \"revision\": ")
+	b.WriteString(strconv.FormatInt(l.Revision, 10))
+	if l.Continue != "" {
+		c, _ := json.Marshal(l.Continue)
+		b.WriteString(",\n  \"continue\": ")
+		b.Write(c)
+	}
+	b.WriteString("\n}\n")
+	return b.Bytes()
+}
+
+// writeRaw writes a JSON body made beforehand, with writeJSON's headers.
+func writeRaw(w http.ResponseWriter, status int, body []byte) {
+	jsonHeaders(w)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body) // the client went away; nothing to do
+}

@@ -1,0 +1,147 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"rung.dev/rung/internal/server/wire"
+)
+
+// TestEncodeList: a list page copied from the store reads back as the
+// same wire.List that encoding/json would have written.
+func TestEncodeList(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   wire.List
+	}{
+		{"empty", wire.List{Items: []wire.Item{}, Revision: 7}},
+		{"items", wire.List{Revision: 12, Items: []wire.Item{
+			{Revision: 3, Object: json.RawMessage(`{"kind":"Workload","metadata":{"name":"a","labels":{"x":"<b>\"q\""}}}`)},
+			{Revision: 11, Object: json.RawMessage(`{"kind":"Workload","metadata":{"name":"b"}}`)},
+		}}},
+		{"continue", wire.List{Revision: 5, Continue: `eyJhIjoiYiIsInIiOjV9`, Items: []wire.Item{
+			{Revision: 5, Object: json.RawMessage(`{"a":[1,2,{"b":null}]}`)},
+		}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := encodeList(tc.in)
+			if !json.Valid(body) {
+				t.Fatalf("not JSON: %s", body)
+			}
+			var got wire.List
+			if err := json.Unmarshal(body, &got); err != nil {
+				t.Fatal(err)
+			}
+			// writeJSON's form of the same list, read back.
+			var std bytes.Buffer
+			enc := json.NewEncoder(&std)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(tc.in); err != nil {
+				t.Fatal(err)
+			}
+			var want wire.List
+			if err := json.Unmarshal(std.Bytes(), &want); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("encodeList read back (-encoding/json +encodeList):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestListGate: no more lists than the gate's slots run at once; a
+// waiting list gives up when its request ends, and goes in once a slot
+// is free.
+func TestListGate(t *testing.T) {
+	var writing atomic.Int64
+	g := newListGate(1, &writing)
+	release, err := g.enter(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := g.enter(ctx); err == nil {
+		t.Fatal("a second list entered a gate of one slot")
+	}
+	entered := make(chan func(), 1)
+	go func() {
+		r, err := g.enter(t.Context())
+		if err == nil {
+			entered <- r
+		}
+	}()
+	release()
+	select {
+	case r := <-entered:
+		r()
+	case <-time.After(60 * time.Second):
+		t.Fatal("a waiting list did not enter after the slot was released")
+	}
+}
+
+// TestListGateYields: while writes are in flight, a list's slot stays
+// closed listYield times as long as the list took; with none, it opens at
+// once.
+func TestListGateYields(t *testing.T) {
+	var writing atomic.Int64
+	g := newListGate(1, &writing)
+	var held []time.Duration
+	var pending []func()
+	g.after = func(d time.Duration, f func()) { held, pending = append(held, d), append(pending, f) }
+
+	release, err := g.enter(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release() // no write in flight: open at once
+	if len(held) != 0 || len(g.slots) != 0 {
+		t.Fatalf("slot held %v with no write in flight (%d taken)", held, len(g.slots))
+	}
+
+	writing.Add(1)
+	release, err = g.enter(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // the list takes at least this long
+	release()
+	if len(held) != 1 || held[0] < listYield*10*time.Millisecond || len(g.slots) != 1 {
+		t.Fatalf("with a write in flight: held %v, want one hold of at least %v; %d slots taken", held, listYield*10*time.Millisecond, len(g.slots))
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := g.enter(ctx); err == nil {
+		t.Fatal("a list entered while the slot was held for writers")
+	}
+	pending[0]() // the hold ends
+	if release, err = g.enter(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	writing.Add(-1)
+	release()
+}
+
+// TestNextGap: the planner loop waits planGap times the last plan's
+// time between plans, within [debounce, maxPlanGap].
+func TestNextGap(t *testing.T) {
+	for _, tc := range []struct {
+		took, want time.Duration
+	}{
+		{0, debounce},
+		{time.Millisecond, debounce},
+		{20 * time.Millisecond, planGap * 20 * time.Millisecond},
+		{time.Second, maxPlanGap},
+	} {
+		if got := nextGap(tc.took); got != tc.want {
+			t.Errorf("nextGap(%v) = %v, want %v", tc.took, got, tc.want)
+		}
+	}
+}
