@@ -258,6 +258,9 @@ func (s *Server) routes() {
 			order = append(order, path)
 		}
 		methods[path] = append(methods[path], method)
+		if method != http.MethodGet {
+			h = s.countWrite(h) // inside authenticate: only callers with a token slow lists
+		}
 		if authn {
 			h = s.authenticate(h)
 		}
@@ -330,15 +333,21 @@ func (s *Server) routes() {
 	}))
 }
 
+// countWrite counts a write in flight while h runs: lists make way for
+// writes (listing.go).
+func (s *Server) countWrite(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		s.writing.Add(1)
+		defer s.writing.Add(-1)
+		return h(w, r)
+	}
+}
+
 // wrap adds what every request gets: a request ID, a recovered panic,
 // the latency metric by route and code, and errors written as JSON.
 func (s *Server) wrap(route string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			s.writing.Add(1) // lists make way (listing.go)
-			defer s.writing.Add(-1)
-		}
 		id := newRequestID()
 		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
 		r = r.WithContext(ctx)
