@@ -286,7 +286,11 @@ func (pl *planner) describeTenancy(n int, v verdict) string {
 	case whyNoRuntime:
 		return fmt.Sprintf("tenancy: needs %s (%s vs %s), node runs %s", v.need, rule(), nb(), node.Offers())
 	case whyRaiseNode:
-		return fmt.Sprintf("tenancy: neighbour %s would need raising to %s (%s) but its node cannot run it", nb(), v.need, rule())
+		s := fmt.Sprintf("tenancy: neighbour %s would need raising to %s (%s) but its node cannot run it", nb(), v.need, rule())
+		if node.NoNetwork.Has(v.need) {
+			s += " (" + node.NetworkWhy() + ")"
+		}
+		return s
 	case whyRaiseHost:
 		return fmt.Sprintf("tenancy: neighbour %s would need its own host (%s)", nb(), rule())
 	case whyCapacity:

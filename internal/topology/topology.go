@@ -97,6 +97,12 @@ type Node struct {
 	// Undetected are the listed tiers the node's agent reports it cannot
 	// run (see Detected): named in explanations, never offered.
 	Undetected tenancy.Set
+	// Networked: the node's Topology has a tenant network, so every
+	// replica on it joins one; NetworkTiers are the tiers the node can
+	// attach a network to and NoNetwork the tiers it would offer but
+	// can't (network.go): named in explanations, never offered.
+	Networked               bool
+	NetworkTiers, NoNetwork tenancy.Set
 	// Domain holds, per level index, the domain index or NoDomain.
 	Domain []int32
 	Down   bool
@@ -166,6 +172,7 @@ func Build(tops []v1.Topology, defaults tenancy.Set) (*Topology, error) {
 			return nil, err
 		}
 	}
+	t.markNetworked(tops)
 	return t, nil
 }
 
@@ -279,10 +286,14 @@ func (t *Topology) MarkDown(level, name string) (int, error) {
 // Offers names the tiers n offers and, when its agent can't run tiers its
 // manifest lists, those too: the operator sees why a listed vm is missing.
 func (n *Node) Offers() string {
-	if n.Undetected == 0 {
-		return n.Runtimes.String()
+	s := n.Runtimes.String()
+	if n.Undetected != 0 {
+		s = fmt.Sprintf("%s (its agent can't run %s)", s, n.Undetected)
 	}
-	return fmt.Sprintf("%s (its agent can't run %s)", n.Runtimes, n.Undetected)
+	if n.NoNetwork != 0 {
+		s += " (" + n.NetworkWhy() + ")"
+	}
+	return s
 }
 
 // Detected narrows what nodes offer to what their agents detect (DESIGN
@@ -300,6 +311,9 @@ func (t *Topology) Detected(report func(node string) (tenancy.Set, bool)) []stri
 		if !ok {
 			continue
 		}
+		// What the agent runs decides first, then what can join the
+		// node's network (network.go).
+		n.Runtimes, n.NoNetwork = n.Runtimes|n.NoNetwork, 0
 		was := n.Runtimes
 		if n.Listed {
 			n.Runtimes &= got
@@ -307,6 +321,7 @@ func (t *Topology) Detected(report func(node string) (tenancy.Set, bool)) []stri
 		} else {
 			n.Runtimes = got &^ tenancy.Set(0).With(tenancy.Host)
 		}
+		n.narrowNetwork()
 		if n.Runtimes != was {
 			why := "listed"
 			if !n.Listed {
