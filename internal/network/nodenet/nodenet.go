@@ -33,7 +33,6 @@ import (
 
 	"rung.dev/rung/internal/network"
 	"rung.dev/rung/internal/replica"
-	"rung.dev/rung/internal/tenancy"
 )
 
 // ErrUnsupported says a tier can't join a tenant network on this node; the
@@ -220,15 +219,8 @@ func (n *Net) Attach(ctx context.Context, a *replica.Attachment) error {
 	if s == nil {
 		return nil
 	}
-	switch a.Spec.Tier {
-	case tenancy.Container, tenancy.Host:
-	case tenancy.Sandbox:
-		// Debian 12's runsc (20221219) can't set up gVisor's network in a
-		// user-namespaced sandbox (docs/networks.md). Fail closed rather
-		// than run unreachable or outside the rules.
-		return fmt.Errorf("%w: the sandbox tier can't join a tenant network on this node: runsc --network=sandbox fails in a user-namespaced sandbox (docs/networks.md); use the container tier (same organization) or no spec.network", ErrUnsupported)
-	default:
-		return fmt.Errorf("%w: tier %s (the vm tier's tap device is designed, not built: docs/networks.md)", ErrUnsupported, a.Spec.Tier)
+	if err := n.supports(a.Spec.Tier); err != nil {
+		return err
 	}
 	sub, err := netip.ParsePrefix(s.Subnet)
 	if err != nil {
