@@ -8,6 +8,7 @@ import (
 	"rung.dev/rung/internal/network"
 	"rung.dev/rung/internal/network/nodenet"
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/tenancy"
 )
 
 // Network is a node's tenant networks as its agent drives them: reported
@@ -37,7 +38,13 @@ type nodeNetwork struct {
 }
 
 func (n nodeNetwork) Report() *wire.NodeNetwork {
-	out := &wire.NodeNetwork{Underlay: n.underlay.String(), Addresses: map[string]string{}}
+	out := &wire.NodeNetwork{Underlay: n.underlay.String(), Addresses: map[string]string{}, Tiers: []string{}}
+	tiers := n.nt.Tiers()
+	for t := tenancy.Container; t <= tenancy.Host; t++ {
+		if tiers.Has(t) {
+			out.Tiers = append(out.Tiers, t.String())
+		}
+	}
 	for id, a := range n.nt.Addresses() {
 		if len(out.Addresses) < wire.MaxNodeAddresses {
 			out.Addresses[id] = a.String()

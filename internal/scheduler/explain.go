@@ -286,7 +286,11 @@ func (pl *planner) describeTenancy(n int, v verdict) string {
 	case whyNoRuntime:
 		return fmt.Sprintf("tenancy: needs %s (%s vs %s), node runs %s", v.need, rule(), nb(), node.Offers())
 	case whyRaiseNode:
-		return fmt.Sprintf("tenancy: neighbour %s would need raising to %s (%s) but its node cannot run it", nb(), v.need, rule())
+		s := fmt.Sprintf("tenancy: neighbour %s would need raising to %s (%s) but its node cannot run it", nb(), v.need, rule())
+		if node.NoNetwork.Has(v.need) {
+			s += " (" + node.NetworkWhy() + ")"
+		}
+		return s
 	case whyRaiseHost:
 		return fmt.Sprintf("tenancy: neighbour %s would need its own host (%s)", nb(), rule())
 	case whyCapacity:
@@ -444,7 +448,7 @@ func (pl *planner) smallestChange(w int32) string {
 		}
 	}
 	for n := range pl.top.Nodes {
-		if node := &pl.top.Nodes[n]; !node.Down && node.Unnetworked.Has(wl.Floor) {
+		if node := &pl.top.Nodes[n]; !node.Down && node.NoNetwork.Has(wl.Floor) {
 			// The node has the runtime; its tenant network is what it lacks.
 			return fmt.Sprintf("no node runs tier %s with a tenant network: place the workload on a Topology without spec.network, or lower its tier if its tenants allow (rules.md)", wl.Floor)
 		}

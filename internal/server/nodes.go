@@ -81,6 +81,9 @@ type nodeBeat struct {
 	// a heartbeat whose runtimes were null.
 	runtimes tenancy.Set
 	reported bool
+	// netTiers are hb.Network.Tiers parsed (netReported: the node said).
+	netTiers    tenancy.Set
+	netReported bool
 }
 
 // maxRuntimeNames bounds the runtimes a heartbeat may list.
@@ -91,6 +94,14 @@ func newBeat(at time.Time, hb wire.Heartbeat) *nodeBeat {
 	for _, t := range hb.Runtimes {
 		if tier, err := tenancy.ParseTier(v1.Tier(t)); err == nil && tier != tenancy.None {
 			b.runtimes = b.runtimes.With(tier)
+		}
+	}
+	if hb.Network != nil && hb.Network.Tiers != nil {
+		b.netReported = true
+		for _, t := range hb.Network.Tiers {
+			if tier, err := tenancy.ParseTier(v1.Tier(t)); err == nil && tier != tenancy.None {
+				b.netTiers = b.netTiers.With(tier)
+			}
 		}
 	}
 	return b
@@ -418,6 +429,15 @@ type runtimeReports struct {
 	byNode map[string]tenancy.Set
 	all    tenancy.Set
 	hasAll bool
+	// netByNode are the tiers each node attaches tenant networks to, for
+	// the nodes that reported them (topology.Networks).
+	netByNode map[string]tenancy.Set
+}
+
+// network returns the tiers node attaches networks to, if it said.
+func (r runtimeReports) network(node string) (tenancy.Set, bool) {
+	s, ok := r.netByNode[node]
+	return s, ok
 }
 
 func (r runtimeReports) report(node string) (tenancy.Set, bool) {
@@ -436,16 +456,22 @@ func (r runtimeReports) digest(h io.Writer) {
 	if r.hasAll {
 		fmt.Fprintf(h, "runtimes-all\x00%d\x00", r.all)
 	}
+	for _, n := range slices.Sorted(maps.Keys(r.netByNode)) {
+		fmt.Fprintf(h, "network-tiers\x00%s\x00%d\x00", n, r.netByNode[n])
+	}
 }
 
 // runtimes returns what the agents report now.
 func (n *nodes) runtimes() runtimeReports {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	r := runtimeReports{byNode: map[string]tenancy.Set{}}
+	r := runtimeReports{byNode: map[string]tenancy.Set{}, netByNode: map[string]tenancy.Set{}}
 	for name, b := range n.seen {
 		if b.reported {
 			r.byNode[name] = b.runtimes
+		}
+		if b.netReported {
+			r.netByNode[name] = b.netTiers
 		}
 	}
 	if n.localKnown {
@@ -476,6 +502,11 @@ func (r runtimeReports) only(names map[string]bool) runtimeReports {
 	for n := range r.byNode {
 		if !names[n] {
 			delete(r.byNode, n)
+		}
+	}
+	for n := range r.netByNode {
+		if !names[n] {
+			delete(r.netByNode, n)
 		}
 	}
 	return r

@@ -331,6 +331,9 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 	if notes := prob.Topology.Detected(reports.report); len(notes) > 0 {
 		p.log.Info("plan with the runtimes agents detect", "notes", notes)
 	}
+	if notes := prob.Topology.Networks(reports.network); len(notes) > 0 {
+		p.log.Info("plan with the tiers agents attach tenant networks to", "notes", notes)
+	}
 	offers := make(map[string]string, len(prob.Topology.Nodes))
 	for i := range prob.Topology.Nodes {
 		offers[prob.Topology.Nodes[i].Name] = prob.Topology.Nodes[i].Offers()

@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	v1 "rung.dev/rung/api/v1"
-	"rung.dev/rung/internal/network"
 	"rung.dev/rung/internal/tenancy"
 )
 
@@ -98,12 +97,12 @@ type Node struct {
 	// Undetected are the listed tiers the node's agent reports it cannot
 	// run (see Detected): named in explanations, never offered.
 	Undetected tenancy.Set
-	// Networked is true for a node of a Topology with spec.network: every
-	// replica there joins its tenant's network, so the tiers that can't
-	// (network.Joins) are not offered and are kept in Unnetworked for the
-	// explanation.
-	Networked   bool
-	Unnetworked tenancy.Set
+	// Networked: the node's Topology has a tenant network, so every
+	// replica on it joins one; NetworkTiers are the tiers the node can
+	// attach a network to and NoNetwork the tiers it would offer but
+	// can't (network.go): named in explanations, never offered.
+	Networked               bool
+	NetworkTiers, NoNetwork tenancy.Set
 	// Domain holds, per level index, the domain index or NoDomain.
 	Domain []int32
 	Down   bool
@@ -153,10 +152,8 @@ func Build(tops []v1.Topology, defaults tenancy.Set) (*Topology, error) {
 
 	// Physical nodes first so VM nodes can find their host's index.
 	var vms []v1.Node
-	networked := map[string]bool{}
 	for _, top := range tops {
 		for _, n := range top.Spec.Nodes {
-			networked[n.Name] = top.Spec.Network != nil
 			if n.Host != "" {
 				vms = append(vms, n)
 				continue
@@ -175,21 +172,8 @@ func Build(tops []v1.Topology, defaults tenancy.Set) (*Topology, error) {
 			return nil, err
 		}
 	}
-	for i := range t.Nodes {
-		t.Nodes[i].Networked = networked[t.Nodes[i].Name]
-		t.Nodes[i].narrowToNetwork()
-	}
+	t.markNetworked(tops)
 	return t, nil
-}
-
-// narrowToNetwork takes the tiers that can't join a tenant network out of
-// a networked node's offer.
-func (n *Node) narrowToNetwork() {
-	if !n.Networked {
-		return
-	}
-	n.Unnetworked = network.Unjoinable(n.Runtimes)
-	n.Runtimes &^= n.Unnetworked
 }
 
 func (t *Topology) addNode(n v1.Node, host int, defaults tenancy.Set) error {
@@ -302,17 +286,14 @@ func (t *Topology) MarkDown(level, name string) (int, error) {
 // Offers names the tiers n offers and, when its agent can't run tiers its
 // manifest lists, those too: the operator sees why a listed vm is missing.
 func (n *Node) Offers() string {
-	out := n.Runtimes.String()
+	s := n.Runtimes.String()
 	if n.Undetected != 0 {
-		out += fmt.Sprintf(" (its agent can't run %s)", n.Undetected)
+		s = fmt.Sprintf("%s (its agent can't run %s)", s, n.Undetected)
 	}
-	for t := tenancy.Container; t <= tenancy.Host; t++ {
-		if n.Unnetworked.Has(t) {
-			_, why := network.Joins(t)
-			out += " (" + why + ")"
-		}
+	if n.NoNetwork != 0 {
+		s += " (" + n.NetworkWhy() + ")"
 	}
-	return out
+	return s
 }
 
 // Detected narrows what nodes offer to what their agents detect (DESIGN
@@ -330,15 +311,17 @@ func (t *Topology) Detected(report func(node string) (tenancy.Set, bool)) []stri
 		if !ok {
 			continue
 		}
+		// What the agent runs decides first, then what can join the
+		// node's network (network.go).
+		n.Runtimes, n.NoNetwork = n.Runtimes|n.NoNetwork, 0
 		was := n.Runtimes
 		if n.Listed {
-			listed := n.Runtimes | n.Unnetworked // before narrowToNetwork
-			n.Runtimes = listed & got
-			n.Undetected = listed &^ got
+			n.Runtimes &= got
+			n.Undetected = was &^ got
 		} else {
 			n.Runtimes = got &^ tenancy.Set(0).With(tenancy.Host)
 		}
-		n.narrowToNetwork()
+		n.narrowNetwork()
 		if n.Runtimes != was {
 			why := "listed"
 			if !n.Listed {

@@ -3,7 +3,6 @@ package topology_test
 import (
 	"errors"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -159,66 +158,5 @@ func TestDetected(t *testing.T) {
 				t.Errorf("notes %q, want %d", notes, tc.notes)
 			}
 		})
-	}
-}
-
-// A node of a Topology with spec.network offers only the tiers that can
-// join a tenant network (network.Joins), before and after its agent
-// reports, and says why in Offers; a node without a network is untouched.
-func TestNetworkedNodes(t *testing.T) {
-	s := func(tiers ...tenancy.Tier) tenancy.Set {
-		var out tenancy.Set
-		for _, x := range tiers {
-			out = out.With(x)
-		}
-		return out
-	}
-	const two = `apiVersion: rung.dev/v1
-kind: Topology
-metadata: {name: net}
-spec:
-  network: {pool: 10.90.0.0/16}
-  nodes:
-  - {name: n1, capacity: {cpu: 4, memory: 8Gi}, runtimes: [container, sandbox, vm]}
-  - {name: n2, capacity: {cpu: 4, memory: 8Gi}}
----
-apiVersion: rung.dev/v1
-kind: Topology
-metadata: {name: flat}
-spec:
-  nodes:
-  - {name: f1, capacity: {cpu: 4, memory: 8Gi}, runtimes: [container, sandbox, vm]}
-`
-	top, err := topology.Build(set(t, two).Topologies, topology.DefaultRuntimes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type offer struct{ Runtimes, Unnetworked tenancy.Set }
-	got := func() map[string]offer {
-		out := map[string]offer{}
-		for _, n := range top.Nodes {
-			out[n.Name] = offer{n.Runtimes, n.Unnetworked}
-		}
-		return out
-	}
-	want := map[string]offer{
-		"n1": {s(tenancy.Container), s(tenancy.Sandbox, tenancy.VM)},
-		"n2": {s(tenancy.Container), s(tenancy.Sandbox)},
-		"f1": {s(tenancy.Container, tenancy.Sandbox, tenancy.VM), 0},
-	}
-	if diff := cmp.Diff(want, got()); diff != "" {
-		t.Errorf("built (-want +got):\n%s", diff)
-	}
-	// An agent that detects sandbox gets it back on the flat node only.
-	all := s(tenancy.Container, tenancy.Sandbox, tenancy.Host)
-	top.Detected(func(string) (tenancy.Set, bool) { return all, true })
-	want["n1"] = offer{s(tenancy.Container), s(tenancy.Sandbox)}
-	want["f1"] = offer{s(tenancy.Container, tenancy.Sandbox), 0}
-	if diff := cmp.Diff(want, got()); diff != "" {
-		t.Errorf("detected (-want +got):\n%s", diff)
-	}
-	i, _ := top.Node("n2")
-	if o := top.Nodes[i].Offers(); !strings.Contains(o, "sandbox tier can't join a tenant network") {
-		t.Errorf("n2 offers %q: the reason is missing", o)
 	}
 }

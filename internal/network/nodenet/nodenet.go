@@ -77,6 +77,11 @@ type Net struct {
 	nl    *netlink.Handle
 	mu    sync.Mutex
 	peers []Peer
+	// pending are the rule updates Attach started, by replica (Created
+	// waits for them).
+	pending map[string]chan error
+	// forwarding is set once IPv4 forwarding is on (first link).
+	forwarding bool
 	// notReady are replicas discovery leaves out (SetReady).
 	notReady map[string]bool
 	// ctx ends the name servers (Close); dns holds one per gateway.
@@ -108,7 +113,7 @@ func Open(ctx context.Context, cfg Config) (*Net, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("network state: %w", err)
 	}
-	n := &Net{cfg: cfg, table: "rung-" + cfg.Scope, notReady: map[string]bool{}, dns: map[netip.Addr]net.PacketConn{}}
+	n := &Net{cfg: cfg, table: "rung-" + cfg.Scope, notReady: map[string]bool{}, pending: map[string]chan error{}, dns: map[netip.Addr]net.PacketConn{}}
 	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	var err error
 	if cfg.NetNS == "" {
@@ -214,10 +219,8 @@ func (n *Net) Attach(ctx context.Context, a *replica.Attachment) error {
 	if s == nil {
 		return nil
 	}
-	if ok, why := network.Joins(a.Spec.Tier); !ok {
-		// Fail closed rather than run unreachable or outside the rules;
-		// the planner reads the same answer and doesn't place it here.
-		return fmt.Errorf("%w: %s; use the container tier (same organization) or a Topology without spec.network", ErrUnsupported, why)
+	if err := n.supports(a.Spec.Tier); err != nil {
+		return err
 	}
 	sub, err := netip.ParsePrefix(s.Subnet)
 	if err != nil {
@@ -247,18 +250,46 @@ func (n *Net) Attach(ctx context.Context, a *replica.Attachment) error {
 	if err := n.write(rec); err != nil {
 		return err
 	}
-	if err := n.sync(); err != nil {
-		_ = os.Remove(n.path(rec.ID))
-		_ = n.sync()
-		return err
-	}
+	// The rules are applied while the runtime creates the replica (the
+	// longest step of a start); Created waits for them before it links
+	// the replica, so nothing runs or is reachable without them.
+	done := make(chan error, 1)
+	n.pending[rec.ID] = done
+	go func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		done <- n.sync()
+	}()
 	return nil
+}
+
+// rulesApplied waits for the rules Attach started applying for replica id
+// (or applies them, when this process did not attach it).
+func (n *Net) rulesApplied(ctx context.Context, id string) error {
+	n.mu.Lock()
+	done, ok := n.pending[id]
+	delete(n.pending, id)
+	n.mu.Unlock()
+	if !ok {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.sync()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Created links the replica's namespace (of process pid) to the node.
 func (n *Net) Created(ctx context.Context, s replica.Spec, pid int) error {
 	if s.Network == nil {
 		return nil
+	}
+	if err := n.rulesApplied(ctx, s.ID); err != nil {
+		return fmt.Errorf("replica %s: rules: %w", s.ID, err)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -289,50 +320,44 @@ func (n *Net) link(rec record, pid int) error {
 	gw := network.Gateway(sub)
 	// Forwarding is turned on with the first link, not before: a node
 	// without tenant networks keeps its settings.
-	if err := n.sysctl("net/ipv4/ip_forward", "1"); err != nil {
-		return fmt.Errorf("enable IPv4 forwarding: %w", err)
-	}
-	tmp := "rp" + rec.Iface[2:]
-	la := netlink.NewLinkAttrs()
-	la.Name = rec.Iface
-	if err := n.nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: tmp}); err != nil {
-		return fmt.Errorf("add veth: %w", err)
-	}
-	host, err := n.nl.LinkByName(rec.Iface)
-	if err != nil {
-		return err
-	}
-	if err := n.nl.LinkSetAlias(host, n.tag()+rec.ID); err != nil {
-		return fmt.Errorf("tag: %w", err)
-	}
-	// No IPv6 on the node's end: a replica's link-local packets never
-	// reach the node's IPv6 sockets.
-	if err := n.sysctl("net/ipv6/conf/"+rec.Iface+"/disable_ipv6", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("disable IPv6: %w", err)
-	}
-	peer, err := n.nl.LinkByName(tmp)
-	if err != nil {
-		return err
+	if !n.forwarding {
+		if err := n.sysctl("net/ipv4/ip_forward", "1"); err != nil {
+			return fmt.Errorf("enable IPv4 forwarding: %w", err)
+		}
+		n.forwarding = true
 	}
 	ns, err := netns.GetFromPid(pid)
 	if err != nil {
 		return fmt.Errorf("namespace of %d: %w", pid, err)
 	}
 	defer ns.Close()
-	if err := n.nl.LinkSetNsFd(peer, int(ns)); err != nil {
-		return fmt.Errorf("move into the replica: %w", err)
+	// The peer is made inside the replica's namespace as eth0, tagged and
+	// named in the same request: moving a link between namespaces waits
+	// for an RCU grace period (tens of ms on a loaded node), and each
+	// rename or alias is another round trip.
+	la := netlink.NewLinkAttrs()
+	la.Name = rec.Iface
+	la.Alias = n.tag() + rec.ID
+	if err := n.nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "eth0", PeerNamespace: netlink.NsFd(ns), PeerTxQLen: -1}); err != nil {
+		return fmt.Errorf("add veth: %w", err)
+	}
+	host, err := n.nl.LinkByName(rec.Iface)
+	if err != nil {
+		return err
+	}
+	// No IPv6 on the node's end: a replica's link-local packets never
+	// reach the node's IPv6 sockets.
+	if err := n.sysctl("net/ipv6/conf/"+rec.Iface+"/disable_ipv6", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("disable IPv6: %w", err)
 	}
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	in, err := h.LinkByName(tmp)
+	in, err := h.LinkByName("eth0")
 	if err != nil {
 		return err
-	}
-	if err := h.LinkSetName(in, "eth0"); err != nil {
-		return fmt.Errorf("rename: %w", err)
 	}
 	if err := h.AddrAdd(in, &netlink.Addr{IPNet: ipnet(rec.Addr, 32)}); err != nil {
 		return fmt.Errorf("address: %w", err)
@@ -374,6 +399,7 @@ func (n *Net) unlink(iface string) error {
 func (n *Net) Detach(ctx context.Context, id string, _ *replica.Spec) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	delete(n.pending, id)
 	if err := n.unlink(n.Iface(id)); err != nil {
 		return fmt.Errorf("remove link of %s: %w", id, err)
 	}

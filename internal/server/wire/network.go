@@ -8,6 +8,11 @@ type NodeNetwork struct {
 	Underlay string `json:"underlay"`
 	// Addresses are its replicas' addresses, by replica ID.
 	Addresses map[string]string `json:"addresses,omitempty"`
+	// Tiers are the tiers the node attaches a tenant network to
+	// (container, host; sandbox or vm once it can): the planner places no
+	// other tier on a node of a Topology with a network. null: not
+	// reported (container and host).
+	Tiers []string `json:"tiers,omitempty"`
 }
 
 // MaxNodeAddresses bounds the addresses of one heartbeat.

@@ -1,0 +1,83 @@
+package server_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/server/wire"
+)
+
+// TestPlanNetworkTiers: on a Topology with a tenant network, a workload
+// that needs a sandbox stays unplaced while the nodes attach networks to
+// container and host only (their default, and what they report), with the
+// reason naming the network; once n2 reports it attaches sandboxes too,
+// the workload runs there, at its sandbox tier.
+func TestPlanNetworkTiers(t *testing.T) {
+	e, _, cs := nodeEnvStore(t)
+	ctx := t.Context()
+	op := cs["operator"]
+	set, err := v1.Decode("three.yaml", []byte(threeNodes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Topologies[0].Spec.Network = &v1.TopologyNetwork{Pool: "10.88.0.0/16"}
+	lab, err := v1.Decode("lab.yaml", []byte(`apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: lab}
+spec: {organization: acme, trust: trusted, isolation: {minimum: sandbox}}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: probe, tenant: lab}
+spec: {image: busybox:latest, resources: {cpu: 100m, memory: 32Mi}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Tenants = append(set.Tenants, lab.Tenants...)
+	set.Workloads = append(set.Workloads, lab.Workloads...)
+	if _, err := e.client("operator").ApplySet(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	probe := func() (node string, reasons []string) {
+		t.Helper()
+		res, err := op.Plan(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range res.Placements {
+			if p.Workload == "lab/probe" {
+				if p.Tier != "sandbox" {
+					t.Errorf("lab/probe at %s, want sandbox (never weaker)", p.Tier)
+				}
+				return p.Node, nil
+			}
+		}
+		for _, u := range res.Unplaced {
+			if u.Workload == "lab/probe" {
+				return "", u.Reasons
+			}
+		}
+		t.Fatal("lab/probe neither placed nor unplaced")
+		return "", nil
+	}
+	const why = "sandbox tier can't join a tenant network on node"
+	n, reasons := probe()
+	if n != "" || !slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(r, why) }) {
+		t.Errorf("no node attaches sandboxes: lab/probe on %q, reasons %q; want unplaced, naming %q", n, reasons, why)
+	}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		hb := wire.Heartbeat{Runtimes: []string{"container", "sandbox"}, Network: &wire.NodeNetwork{Underlay: "192.0.2.1", Tiers: []string{"container", "host"}}}
+		if n == "n2" {
+			hb.Network.Tiers = append(hb.Network.Tiers, "sandbox")
+		}
+		if err := cs[n].Heartbeat(ctx, n, hb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, reasons := probe(); n != "n2" {
+		t.Errorf("n2 attaches sandboxes: lab/probe on %q (%q), want n2", n, reasons)
+	}
+}
