@@ -183,7 +183,7 @@ func (s *Server) list(k kind) handlerFunc {
 				out.Items = append(out.Items, wire.Item{Revision: v.Revision, Object: v.Data})
 			}
 			if page.More {
-				out.Continue = next(page.Values[len(page.Values)-1].Key, page.Revision)
+				out.Continue = nextBelow(dir, page.Values[len(page.Values)-1].Key, page.Revision)
 			}
 		}
 		writeJSON(w, http.StatusOK, out)
