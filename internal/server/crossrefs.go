@@ -1,0 +1,117 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/auth"
+	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/store"
+)
+
+// DefaultAPIPort is the port of rung's default API address
+// (127.0.0.1:7440); it is always reserved (Config.ReservedPorts).
+const DefaultAPIPort = 7440
+
+// reservedPorts are the node ports no workload may publish: a node port
+// is forwarded from every node address, so one equal to a port rung
+// listens on would capture the API's (or metrics') connections.
+func (s *Server) reservedPorts() []int {
+	out := []int{DefaultAPIPort}
+	for _, p := range s.reserved {
+		if p > 0 && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// checkWorkloadRefs checks what a workload names beyond its own manifest,
+// which Set.Validate cannot see from one tenant's objects: the tenants its
+// ports are opened to exist, and its node ports are neither rung's own nor
+// published by another workload (of any tenant: node ports are one space
+// per node address).
+func (s *Server) checkWorkloadRefs(ctx context.Context, w *v1.Workload, subj subject) error {
+	var fes []error
+	fail := func(field, msg, fix string) {
+		fes = append(fes, &v1.FieldError{Kind: v1.KindWorkload, Name: subj.name, Field: field, Msg: msg, Fix: fix})
+	}
+	reserved := s.reservedPorts()
+	explicit := false
+	for i, pt := range w.Spec.Ports {
+		path := fmt.Sprintf("spec.ports[%d]", i)
+		for k, t := range pt.AllowTenants {
+			if t == w.Metadata.Tenant {
+				continue
+			}
+			// A name that is not a tenant now would open the port to
+			// whoever is given that name later.
+			if _, err := s.st(ctx).Get(ctx, tenantKey(t)); errors.Is(err, store.ErrNotFound) {
+				fail(fmt.Sprintf("%s.allowTenants[%d]", path, k), fmt.Sprintf("tenant %q does not exist", t),
+					"name an existing tenant (check the spelling with its admins), or remove it")
+			} else if err != nil {
+				return err
+			}
+		}
+		if !pt.Publish || pt.NodePort == 0 {
+			continue
+		}
+		explicit = true
+		if slices.Contains(reserved, pt.NodePort) {
+			fail(path+".nodePort", fmt.Sprintf("%d is a port rung itself listens on (the API's)", pt.NodePort),
+				"leave nodePort out to get a free one, or pick another port of the node-port range")
+		}
+	}
+	if len(fes) > 0 {
+		return manifestError(http.StatusUnprocessableEntity, errors.Join(fes...), subj)
+	}
+	if explicit {
+		return s.checkNodePortsFree(ctx, w, subj)
+	}
+	return nil
+}
+
+// checkNodePortsFree refuses a node port another workload publishes. A
+// tenant role learns only that the port is taken (it is visible on the
+// nodes anyway), not by whom.
+func (s *Server) checkNodePortsFree(ctx context.Context, w *v1.Workload, subj subject) error {
+	vals, _, err := s.st(ctx).List(ctx, workloadsDir)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", workloadsDir, err)
+	}
+	self := kindWorkload.key(w.Metadata.Tenant, w.Metadata.Name)
+	owner := map[int]string{}
+	for _, v := range vals {
+		if v.Key == self {
+			continue
+		}
+		var o v1.Workload
+		if err := json.Unmarshal(v.Data, &o); err != nil {
+			return fmt.Errorf("decode %s: %w", v.Key, err)
+		}
+		for _, pt := range o.Spec.Ports {
+			if pt.Publish && pt.NodePort != 0 {
+				owner[pt.NodePort] = o.Metadata.Tenant + "/" + o.Metadata.Name
+			}
+		}
+	}
+	for i, pt := range w.Spec.Ports {
+		who, taken := owner[pt.NodePort]
+		if !pt.Publish || pt.NodePort == 0 || !taken {
+			continue
+		}
+		by := "another workload"
+		if principal(ctx).Role == auth.Operator {
+			by = "workload " + who
+		}
+		return &httpError{Status: http.StatusConflict, Code: wire.CodeConflict,
+			Msg: fmt.Sprintf("Workload %s: spec.ports[%d].nodePort: %d is already published by %s (fix: leave nodePort out to get a free one, or pick another)",
+				subj.name, i, pt.NodePort, by)}
+	}
+	return nil
+}
