@@ -11,7 +11,6 @@ import (
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/server/wire"
-	"rung.dev/rung/internal/store"
 )
 
 // DefaultAPIPort is the port of rung's default API address
@@ -43,19 +42,28 @@ func (s *Server) checkWorkloadRefs(ctx context.Context, w *v1.Workload, subj sub
 	}
 	reserved := s.reservedPorts()
 	explicit := false
+	var tenants map[string]bool // read once, when a port names another tenant
 	for i, pt := range w.Spec.Ports {
 		path := fmt.Sprintf("spec.ports[%d]", i)
 		for k, t := range pt.AllowTenants {
 			if t == w.Metadata.Tenant {
 				continue
 			}
+			if tenants == nil {
+				vals, _, err := s.st(ctx).List(ctx, tenantsDir)
+				if err != nil {
+					return fmt.Errorf("list %s: %w", tenantsDir, err)
+				}
+				tenants = map[string]bool{}
+				for _, v := range vals {
+					tenants[v.Key[len(tenantsDir)+1:]] = true
+				}
+			}
 			// A name that is not a tenant now would open the port to
 			// whoever is given that name later.
-			if _, err := s.st(ctx).Get(ctx, tenantKey(t)); errors.Is(err, store.ErrNotFound) {
+			if !tenants[t] {
 				fail(fmt.Sprintf("%s.allowTenants[%d]", path, k), fmt.Sprintf("tenant %q does not exist", t),
 					"name an existing tenant (check the spelling with its admins), or remove it")
-			} else if err != nil {
-				return err
 			}
 		}
 		if !pt.Publish || pt.NodePort == 0 {
@@ -112,6 +120,30 @@ func (s *Server) checkNodePortsFree(ctx context.Context, w *v1.Workload, subj su
 		return &httpError{Status: http.StatusConflict, Code: wire.CodeConflict,
 			Msg: fmt.Sprintf("Workload %s: spec.ports[%d].nodePort: %d is already published by %s (fix: leave nodePort out to get a free one, or pick another)",
 				subj.name, i, pt.NodePort, by)}
+	}
+	return nil
+}
+
+// checkNodePortRange refuses a Topology whose node-port range holds a port
+// rung listens on: a port picked from the range for a workload would
+// capture the API's connections on every node.
+func (s *Server) checkNodePortRange(change *v1.Set, subj subject) error {
+	for _, t := range change.Topologies {
+		if t.Spec.Network == nil {
+			continue
+		}
+		lo, hi, err := t.Spec.Network.NodeRange()
+		if err != nil {
+			continue // Validate reported it
+		}
+		for _, p := range s.reservedPorts() {
+			if p >= lo && p <= hi {
+				fe := &v1.FieldError{Kind: v1.KindTopology, Name: t.Metadata.Name, Field: "spec.network.nodePorts",
+					Msg: fmt.Sprintf("%d-%d holds port %d, which rung itself listens on (the API's)", lo, hi, p),
+					Fix: fmt.Sprintf("use a range without it, such as %s", v1.DefaultNodePorts)}
+				return manifestError(http.StatusUnprocessableEntity, fe, subj)
+			}
+		}
 	}
 	return nil
 }

@@ -187,3 +187,38 @@ func TestSiteConsentAtApply(t *testing.T) {
 		t.Errorf("geology, without consent: %d %s", r.status, r.body)
 	}
 }
+
+// TestNodePortRangeKeepsOffTheAPI: a Topology's node-port range may not
+// hold the API's port (a node port picked from it would capture the API's
+// connections on every node); the default range is fine.
+func TestNodePortRangeKeepsOffTheAPI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t).seed()
+	var topo map[string]any
+	if err := json.Unmarshal(e.get("/v1/topologies/campus"), &topo); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ports string
+		want  int
+	}{
+		{"7000-8000", http.StatusUnprocessableEntity},
+		{"7440-7440", http.StatusUnprocessableEntity},
+		{"1-65535", http.StatusUnprocessableEntity},
+		{"30000-32767", http.StatusOK},
+		{"7441-9000", http.StatusOK},
+	} {
+		topo["spec"].(map[string]any)["network"] = map[string]any{"pool": "10.88.0.0/16", "nodePorts": tc.ports}
+		body, _ := json.Marshal(topo)
+		r := e.do("operator", "PUT", "/v1/topologies/campus", body)
+		if r.status == http.StatusCreated {
+			r.status = http.StatusOK
+		}
+		if r.status != tc.want {
+			t.Errorf("nodePorts %s: %d %s, want %d", tc.ports, r.status, r.body, tc.want)
+		}
+		if tc.want != http.StatusOK && !strings.Contains(string(r.body), "spec.network.nodePorts") {
+			t.Errorf("nodePorts %s: %s does not name the field", tc.ports, r.body)
+		}
+	}
+}

@@ -650,6 +650,11 @@ func (s *Server) validateSite(ctx context.Context, change *v1.Set, k kind, name 
 		}
 		return he
 	}
+	if k.name == v1.KindTopology && change != nil {
+		if err := s.checkNodePortRange(change, subj); err != nil { // crossrefs.go
+			return err
+		}
+	}
 	if k.name == v1.KindPolicy && change != nil {
 		if _, err := tenancy.FromPolicies(after.Policies); err != nil {
 			return &httpError{Status: http.StatusUnprocessableEntity, Code: wire.CodeInvalid,
