@@ -24,15 +24,17 @@ const hostileTenant = "apiVersion: rung.dev/v1\nkind: Tenant\nmetadata: {name: a
 func TestHostileSizes(t *testing.T) {
 	t.Parallel()
 	var ports, volumes, secrets, allow, keys strings.Builder
-	for i := range 100000 {
-		fmt.Fprintf(&ports, "{port: 0},")
-		if i < 50000 {
-			fmt.Fprintf(&volumes, "{name: v%d, mountPath: /d/%d},", i, i)
+	// 50,000 volumes: checked each against every other, they would cost
+	// billions of steps; the other lists only need to pass their limits.
+	for i := range 50000 {
+		fmt.Fprintf(&volumes, "{name: v%d, mountPath: /d/%d},", i, i)
+		if i < 20000 {
+			fmt.Fprintf(&ports, "{port: 0},")
+			fmt.Fprintf(&keys, "k%d: v,", i)
+		}
+		if i < 5000 {
 			fmt.Fprintf(&secrets, "{name: s%d, mountPath: /s/%d},", i, i)
 			fmt.Fprintf(&allow, "t%d,", i)
-		}
-		if i < 20000 {
-			fmt.Fprintf(&keys, "k%d: v,", i)
 		}
 	}
 	tests := []struct {
@@ -47,21 +49,21 @@ func TestHostileSizes(t *testing.T) {
 		doc:  hostileHead + "  ports: [" + strings.Repeat("{port: 1},", 1000000) + "]\n",
 		want: []string{"file has more than 524288 values"},
 	}, {
-		name: "100,000 bad ports",
+		name: "20,000 bad ports",
 		doc:  hostileHead + "  ports: [" + ports.String() + "]\n",
-		want: []string{"spec.ports: 100000 ports, more than 1024"},
+		want: []string{"spec.ports: 20000 ports, more than 1024"},
 	}, {
 		name: "50,000 volumes",
 		doc:  hostileHead + "  volumes: [" + volumes.String() + "]\n",
 		want: []string{"spec.volumes: 50000 volumes, more than 16"},
 	}, {
-		name: "50,000 secrets",
+		name: "5,000 secrets",
 		doc:  hostileHead + "  secrets: [" + secrets.String() + "]\n",
-		want: []string{"spec.secrets: 50000 secrets, more than 64"},
+		want: []string{"spec.secrets: 5000 secrets, more than 64"},
 	}, {
-		name: "50,000 allowed tenants",
+		name: "5,000 allowed tenants",
 		doc:  hostileHead + "  ports: [{port: 8080, allowTenants: [" + allow.String() + "]}]\n",
-		want: []string{"spec.ports[0].allowTenants: 50000 tenants, more than 256"},
+		want: []string{"spec.ports[0].allowTenants: 5000 tenants, more than 256"},
 	}, {
 		name: "20,000 secret keys",
 		doc:  "apiVersion: rung.dev/v1\nkind: Secret\nmetadata: {name: s, tenant: acme}\nspec:\n  data: {" + keys.String() + "}\n",
