@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzPageOf reads arbitrary ?limit= and ?continue= values: no panic, and
@@ -42,6 +43,30 @@ func FuzzPageOf(f *testing.F) {
 		for seg := range strings.SplitSeq(p.after, "/") {
 			if seg == "" || seg == "." || seg == ".." {
 				t.Fatalf("continue %q reaches out with %q", cont, p.after)
+			}
+		}
+	})
+}
+
+// FuzzParseTTL: a token lifetime is refused or within 1m..MaxTokenTTL,
+// and a number of days is that many days: "213504d" once wrapped around
+// int64 into 25 minutes.
+func FuzzParseTTL(f *testing.F) {
+	for _, s := range []string{"30d", "720h", "90m", "366d", "367d", "213504d", "2562047d", "-1d", "0.5d", "1e3h", "d", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseTTL(s)
+		if err != nil {
+			return
+		}
+		if d < time.Minute || d > MaxTokenTTL {
+			t.Fatalf("%q accepted as %v", s, d)
+		}
+		if n, ok := strings.CutSuffix(s, "d"); ok {
+			h, err := time.ParseDuration(n + "h")
+			if err != nil || h.Hours()*24 != d.Hours() {
+				t.Fatalf("%q accepted as %v, not %s days", s, d, n)
 			}
 		}
 	})
