@@ -57,7 +57,8 @@ func (s *Server) admitWorkload(ctx context.Context, w *v1.Workload, change *v1.S
 	if err := validateOwn(set, subj); err != nil {
 		return nil, nil, err
 	}
-	if err := s.checkWorkloadRefs(ctx, w, subj); err != nil { // crossrefs.go
+	refOps, err := s.checkWorkloadRefs(ctx, w, subj) // crossrefs.go
+	if err != nil {
 		return nil, nil, err
 	}
 	if err := s.checkQuota(ctx, &t, w); err != nil {
@@ -74,7 +75,7 @@ func (s *Server) admitWorkload(ctx context.Context, w *v1.Workload, change *v1.S
 	if !d.Allowed {
 		return nil, nil, admissionError(w, &d)
 	}
-	ops := []store.Op{store.CheckOp(tv.Key, tv.Revision), guard}
+	ops := append([]store.Op{store.CheckOp(tv.Key, tv.Revision), guard}, refOps...)
 	if len(revs) <= maxTopologyChecks {
 		for key, rev := range revs {
 			ops = append(ops, store.CheckOp(key, rev))

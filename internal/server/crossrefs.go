@@ -11,6 +11,7 @@ import (
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/auth"
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/store"
 )
 
 // DefaultAPIPort is the port of rung's default API address
@@ -34,8 +35,9 @@ func (s *Server) reservedPorts() []int {
 // which Set.Validate cannot see from one tenant's objects: the tenants its
 // ports are opened to exist, and its node ports are neither rung's own nor
 // published by another workload (of any tenant: node ports are one space
-// per node address).
-func (s *Server) checkWorkloadRefs(ctx context.Context, w *v1.Workload, subj subject) error {
+// per node address). It returns the ops that make the write fail if
+// another workload's node ports change before it commits.
+func (s *Server) checkWorkloadRefs(ctx context.Context, w *v1.Workload, subj subject) ([]store.Op, error) {
 	var fes []error
 	fail := func(field, msg, fix string) {
 		fes = append(fes, &v1.FieldError{Kind: v1.KindWorkload, Name: subj.name, Field: field, Msg: msg, Fix: fix})
@@ -52,7 +54,7 @@ func (s *Server) checkWorkloadRefs(ctx context.Context, w *v1.Workload, subj sub
 			if tenants == nil {
 				vals, _, err := s.st(ctx).List(ctx, tenantsDir)
 				if err != nil {
-					return fmt.Errorf("list %s: %w", tenantsDir, err)
+					return nil, fmt.Errorf("list %s: %w", tenantsDir, err)
 				}
 				tenants = map[string]bool{}
 				for _, v := range vals {
@@ -76,13 +78,30 @@ func (s *Server) checkWorkloadRefs(ctx context.Context, w *v1.Workload, subj sub
 		}
 	}
 	if len(fes) > 0 {
-		return manifestError(http.StatusUnprocessableEntity, errors.Join(fes...), subj)
+		return nil, manifestError(http.StatusUnprocessableEntity, errors.Join(fes...), subj)
 	}
-	if explicit {
-		return s.checkNodePortsFree(ctx, w, subj)
+	if !explicit {
+		return nil, nil
 	}
-	return nil
+	// Bumped by every write of a workload with an explicit node port:
+	// of two such applies at once (in any tenants), one commits and the
+	// other is retried, and then sees the first's ports.
+	guard := store.PutOp(nodePortGuard, []byte(`{}`), store.Create)
+	switch g, err := s.st(ctx).Get(ctx, nodePortGuard); {
+	case err == nil:
+		guard = store.PutOp(nodePortGuard, []byte(`{}`), g.Revision)
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("get %s: %w", nodePortGuard, err)
+	}
+	if err := s.checkNodePortsFree(ctx, w, subj); err != nil {
+		return nil, err
+	}
+	return []store.Op{guard}, nil
 }
+
+// nodePortGuard is the key every write of a workload with an explicit
+// node port bumps (checkWorkloadRefs).
+const nodePortGuard = "/nodeports/guard"
 
 // checkNodePortsFree refuses a node port another workload publishes. A
 // tenant role learns only that the port is taken (it is visible on the

@@ -222,3 +222,30 @@ func TestNodePortRangeKeepsOffTheAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestNodePortRace: two tenants applying the same node port at the same
+// moment: exactly one gets it, the other a 409, every time.
+func TestNodePortRace(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, func(c *server.Config) { c.Limits = server.Limits{TokenRate: 1e6, TokenBurst: 1e6} }).seed()
+	for i := range 20 {
+		port := itoa(31000 + i)
+		var got [2]int
+		done := make(chan struct{})
+		for j, who := range []struct{ token, tenant string }{{"admin", "biology"}, {"geo-admin", "geology"}} {
+			go func() {
+				defer func() { done <- struct{}{} }()
+				name := "race" + itoa(i)
+				r := e.doCtx(t.Context(), who.token, "PUT", "/v1/tenants/"+who.tenant+"/workloads/"+name,
+					workloadYAML(who.tenant, name, "  ports: [{port: 8080, publish: true, nodePort: "+port+"}]\n"), nil)
+				got[j] = r.status
+			}()
+		}
+		<-done
+		<-done
+		ok := (got[0] == http.StatusCreated) != (got[1] == http.StatusCreated)
+		if !ok || got[0] != http.StatusConflict && got[1] != http.StatusConflict {
+			t.Errorf("round %d, node port %s: biology %d, geology %d; want one 201 and one 409", i, port, got[0], got[1])
+		}
+	}
+}
