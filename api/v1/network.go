@@ -221,6 +221,11 @@ func (v *validator) networks(topos, workloads []object) {
 					v.fail(o, p, "set on a port that is not published", "set publish: true, or remove nodePort")
 				case !inRange(pt.NodePort):
 					v.fail(o, p, fmt.Sprintf("%d is outside the node-port range", pt.NodePort), "pick a port in the Topology's spec.network.nodePorts (default "+DefaultNodePorts+"), or leave it out")
+				case pt.NodePort < 1024 && !consents(low, tenant):
+					// The node's own privileged ports (ssh, DNS) are the
+					// site's: a range reaching below 1024 does not give them away.
+					v.fail(o, p, fmt.Sprintf("%d is a privileged port of the nodes (CIS 5.8)", pt.NodePort),
+						fmt.Sprintf("leave nodePort out, or have an operator list %s in a Policy's spec.network.privilegedPortTenants", tenant))
 				case nodePortAt[pt.NodePort] != "":
 					v.fail(o, p, fmt.Sprintf("%d is already published by %s", pt.NodePort, nodePortAt[pt.NodePort]), "publish each node port once, or leave nodePort out to get a free one")
 				default:
