@@ -53,6 +53,15 @@ type PolicyNetwork struct {
 	PrivilegedPortTenants []string `json:"privilegedPortTenants,omitempty"`
 }
 
+// Bounds of a workload's spec.ports: far beyond a real service, they keep
+// a hostile manifest's cost (and the server's checks of each name) small.
+const (
+	// MaxPorts is the most entries of one workload's spec.ports.
+	MaxPorts = 1024
+	// MaxAllowTenants is the most tenants one port is opened to.
+	MaxAllowTenants = 256
+)
+
 // Network defaults.
 const (
 	DefaultNodeBits  = 8
@@ -169,6 +178,10 @@ func (v *validator) networks(topos, workloads []object) {
 			v.fail(o, "spec.egress", fmt.Sprintf("tenant %s has no egress consent from the site", tenant),
 				fmt.Sprintf("remove egress, or have an operator list %s in a Policy's spec.network.egressTenants", tenant))
 		}
+		if len(w.Spec.Ports) > MaxPorts {
+			v.fail(o, "spec.ports", fmt.Sprintf("%d ports, more than %d", len(w.Spec.Ports), MaxPorts), "serve fewer ports, or split the workload")
+			continue
+		}
 		seen := map[string]bool{}
 		for j, pt := range w.Spec.Ports {
 			path := index("spec.ports", j)
@@ -194,6 +207,10 @@ func (v *validator) networks(topos, workloads []object) {
 				v.fail(o, join(path, "port"), fmt.Sprintf("%s is listed twice", key), "list each port once")
 			}
 			seen[key] = true
+			if len(pt.AllowTenants) > MaxAllowTenants {
+				v.fail(o, join(path, "allowTenants"), fmt.Sprintf("%d tenants, more than %d", len(pt.AllowTenants), MaxAllowTenants),
+					"open the port to fewer tenants")
+			}
 			for k, t := range pt.AllowTenants {
 				v.dnsLabel(o, index(join(path, "allowTenants"), k), t, "biology")
 			}
@@ -204,6 +221,11 @@ func (v *validator) networks(topos, workloads []object) {
 					v.fail(o, p, "set on a port that is not published", "set publish: true, or remove nodePort")
 				case !inRange(pt.NodePort):
 					v.fail(o, p, fmt.Sprintf("%d is outside the node-port range", pt.NodePort), "pick a port in the Topology's spec.network.nodePorts (default "+DefaultNodePorts+"), or leave it out")
+				case pt.NodePort < 1024 && !consents(low, tenant):
+					// The node's own privileged ports (ssh, DNS) are the
+					// site's: a range reaching below 1024 does not give them away.
+					v.fail(o, p, fmt.Sprintf("%d is a privileged port of the nodes (CIS 5.8)", pt.NodePort),
+						fmt.Sprintf("leave nodePort out, or have an operator list %s in a Policy's spec.network.privilegedPortTenants", tenant))
 				case nodePortAt[pt.NodePort] != "":
 					v.fail(o, p, fmt.Sprintf("%d is already published by %s", pt.NodePort, nodePortAt[pt.NodePort]), "publish each node port once, or leave nodePort out to get a free one")
 				default:

@@ -15,6 +15,8 @@ const KindSecret = "Secret"
 const (
 	// MaxSecretKeys is the most keys one Secret holds.
 	MaxSecretKeys = 64
+	// MaxSecretMounts is the most secrets one workload mounts.
+	MaxSecretMounts = 64
 	// MaxSecretSize bounds the sum of a Secret's keys and values, in bytes.
 	MaxSecretSize = 256 << 10
 )

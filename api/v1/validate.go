@@ -104,11 +104,24 @@ func joinFieldErrors(fes []*FieldError) error {
 	if len(fes) == 0 {
 		return nil
 	}
+	fes = capFieldErrors(fes)
 	errs := make([]error, len(fes))
 	for i, e := range fes {
 		errs[i] = e
 	}
 	return errors.Join(errs...)
+}
+
+// capFieldErrors keeps the first maxErrors errors and says how many more
+// there were: a hostile manifest of 100,000 bad ports would otherwise
+// turn one small request into megabytes of answer and audit.
+func capFieldErrors(fes []*FieldError) []*FieldError {
+	if len(fes) <= maxErrors+1 {
+		return fes
+	}
+	more := &FieldError{File: fes[maxErrors].File, Msg: fmt.Sprintf("%d more errors not shown", len(fes)-maxErrors),
+		Fix: "fix the errors above and run again"}
+	return append(fes[:maxErrors:maxErrors], more)
 }
 
 // sortFieldErrors orders errors by file and line, keeping the order of
@@ -215,7 +228,7 @@ func (s *Set) validate(broken brokenRefs) []*FieldError {
 		v.unique(volumeAt, id, o, "metadata.name", "Volume "+strconv.Quote(id))
 	}
 	sortFieldErrors(v.errs)
-	return v.errs
+	return capFieldErrors(v.errs)
 }
 
 // objects returns the kind, display name and Origins key of every object.
@@ -875,6 +888,9 @@ func (v *validator) workload(o object, w *WorkloadSpec) {
 		v.duration(o, "spec.healthcheck.timeout", h.Timeout, 10*time.Millisecond)
 		v.duration(o, "spec.healthcheck.startPeriod", h.StartPeriod, 0)
 		v.bounded(o, "spec.healthcheck.retries", h.Retries, 100)
+	}
+	if len(w.Secrets) > MaxSecretMounts {
+		v.fail(o, "spec.secrets", fmt.Sprintf("%d secrets, more than %d", len(w.Secrets), MaxSecretMounts), "mount fewer secrets, or put several keys in one Secret")
 	}
 	seen := map[string]bool{}
 	for i, m := range w.Secrets {

@@ -121,7 +121,10 @@ func (v *validator) volume(o object, vol *Volume) {
 // outside what the runtime owns, and no volume written by two replicas.
 func (v *validator) workloadVolumes(o object, w *WorkloadSpec) {
 	if len(w.Volumes) > MaxVolumeMounts {
+		// Each mount is checked against every other: past the limit,
+		// checking them would cost a hostile list quadratic time.
 		v.fail(o, "spec.volumes", fmt.Sprintf("%d volumes, more than %d", len(w.Volumes), MaxVolumeMounts), "mount fewer volumes")
+		return
 	}
 	paths := map[string]bool{}
 	for _, m := range w.Secrets {

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -293,6 +294,8 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 		StoreTimeout: storeTimeout, AdminTokenName: adminName(cfg.DataDir), Secrets: keyring,
 		Elector: leaderElector(elector),
 		Cluster: clusterTopo,
+		// No workload may publish a node port rung listens on.
+		ReservedPorts: listenPorts(cfg.Listen, cfg.MetricsListen),
 	})
 	if err != nil {
 		return err
@@ -582,4 +585,20 @@ func adminToken(ctx context.Context, srv *server.Server, file string, write func
 		return "", err
 	}
 	return tok, nil
+}
+
+// listenPorts are the ports of the given listen addresses (0 and
+// unparsable ones left out).
+func listenPorts(addrs ...string) []int {
+	var out []int
+	for _, a := range addrs {
+		_, port, err := net.SplitHostPort(a)
+		if err != nil {
+			continue
+		}
+		if p, err := strconv.Atoi(port); err == nil && p > 0 {
+			out = append(out, p)
+		}
+	}
+	return out
 }

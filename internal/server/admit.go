@@ -46,8 +46,19 @@ func (s *Server) admitWorkload(ctx context.Context, w *v1.Workload, change *v1.S
 		return nil, nil, fmt.Errorf("decode %s: %w", tv.Key, err)
 	}
 	set.Tenants = []v1.Tenant{t}
+	// The site's consent (a Policy's spec.network: egress, ports below
+	// 1024) is part of what the workload is validated against.
+	pols, _, err := s.stored(ctx, "", kindPolicy)
+	if err != nil {
+		return nil, nil, err
+	}
+	set.Policies = pols.Policies
 	set.Merge(change)
 	if err := validateOwn(set, subj); err != nil {
+		return nil, nil, err
+	}
+	refOps, err := s.checkWorkloadRefs(ctx, w, subj) // crossrefs.go
+	if err != nil {
 		return nil, nil, err
 	}
 	if err := s.checkQuota(ctx, &t, w); err != nil {
@@ -64,7 +75,7 @@ func (s *Server) admitWorkload(ctx context.Context, w *v1.Workload, change *v1.S
 	if !d.Allowed {
 		return nil, nil, admissionError(w, &d)
 	}
-	ops := []store.Op{store.CheckOp(tv.Key, tv.Revision), guard}
+	ops := append([]store.Op{store.CheckOp(tv.Key, tv.Revision), guard}, refOps...)
 	if len(revs) <= maxTopologyChecks {
 		for key, rev := range revs {
 			ops = append(ops, store.CheckOp(key, rev))

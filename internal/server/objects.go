@@ -200,7 +200,7 @@ func (s *Server) listBody(ctx context.Context, k kind, dir string, p auth.Princi
 			out.Items = append(out.Items, wire.Item{Revision: v.Revision, Object: v.Data})
 		}
 		if page.More {
-			out.Continue = next(page.Values[len(page.Values)-1].Key, page.Revision)
+			out.Continue = nextBelow(dir, page.Values[len(page.Values)-1].Key, page.Revision)
 		}
 	}
 	return encodeList(out), nil
@@ -664,6 +664,11 @@ func (s *Server) validateSite(ctx context.Context, change *v1.Set, k kind, name 
 			he.Msg = fmt.Sprintf("deleting %s %q would break other objects: %s", lower(k.name), name, he.Msg)
 		}
 		return he
+	}
+	if k.name == v1.KindTopology && change != nil {
+		if err := s.checkNodePortRange(change, subj); err != nil { // crossrefs.go
+			return err
+		}
 	}
 	if k.name == v1.KindPolicy && change != nil {
 		if _, err := tenancy.FromPolicies(after.Policies); err != nil {

@@ -51,7 +51,7 @@ func pageOf(r *http.Request) (page, error) {
 	if c := q.Get("continue"); c != "" {
 		data, err := base64.RawURLEncoding.DecodeString(c)
 		var cur cursor
-		if err != nil || len(c) > 2048 || json.Unmarshal(data, &cur) != nil || cur.After == "" || cur.Rev <= 0 || strings.Contains(cur.After, "/") {
+		if err != nil || len(c) > 2048 || json.Unmarshal(data, &cur) != nil || !relativeKey(cur.After) || cur.Rev <= 0 {
 			return p, badRequest("continue: malformed; pass the continue value of the previous page unchanged")
 		}
 		p.after, p.rev = cur.After, cur.Rev
@@ -59,11 +59,40 @@ func pageOf(r *http.Request) (page, error) {
 	return p, nil
 }
 
+// relativeKey reports whether a continue token's key is a path below a
+// list's directory: non-empty segments, none "." or "..". The directory
+// itself comes from the request (and the caller's role), and the store
+// lists only keys below it, so a token cannot reach outside it anyway;
+// this refuses what no page of ours ever hands out.
+func relativeKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for seg := range strings.SplitSeq(k, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
 // next is the continue token of a page that ended at key, at rev. It
-// holds the key's last segment only: the list's directory comes from the
-// request, so a token cannot reach outside it.
+// holds the key's last segment only, for lists of one directory level.
 func next(key string, rev int64) string {
 	data, _ := json.Marshal(cursor{After: key[strings.LastIndexByte(key, '/')+1:], Rev: rev})
+	return base64.RawURLEncoding.EncodeToString(data)
+}
+
+// nextBelow is next for a list of dir that may span several levels (an
+// operator's list of every tenant's workloads, /workloads/TENANT/NAME):
+// the token holds key below dir, "TENANT/NAME", so the next page resumes
+// after it rather than after a bare "/workloads/NAME".
+func nextBelow(dir, key string, rev int64) string {
+	rel, ok := strings.CutPrefix(key, dir+"/")
+	if !ok {
+		return next(key, rev)
+	}
+	data, _ := json.Marshal(cursor{After: rel, Rev: rev})
 	return base64.RawURLEncoding.EncodeToString(data)
 }
 

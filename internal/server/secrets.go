@@ -245,7 +245,7 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
 		out.Items = append(out.Items, info)
 	}
 	if page.More {
-		out.Continue = next(page.Values[len(page.Values)-1].Key, page.Revision)
+		out.Continue = nextBelow(dir, page.Values[len(page.Values)-1].Key, page.Revision)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,6 +63,10 @@ type Config struct {
 	// NodeTimeout is how long a node agent may go without a heartbeat
 	// before its node is down (default DefaultNodeTimeout; see nodes.go).
 	NodeTimeout time.Duration
+	// ReservedPorts are ports rung listens on at node addresses (the
+	// API's, metrics'): no workload may publish them as node ports
+	// (crossrefs.go). DefaultAPIPort is always reserved.
+	ReservedPorts []int
 	// Limits are the rate limits (ratelimit.go); zero fields take defaults.
 	Limits Limits
 	// OIDC, when set, also lets in JWTs its issuer signed (DESIGN §11).
@@ -121,6 +126,7 @@ type Server struct {
 	adminName    string
 	keyring      *secret.Keyring
 	limitCfg     Limits
+	reserved     []int // Config.ReservedPorts
 	limits       *rateLimits
 	denied       denials // refused requests not yet in the audit log
 
@@ -148,7 +154,7 @@ func New(cfg Config) (*Server, error) {
 		store: store.WithDeadline(cfg.Store, cmp.Or(cfg.StoreTimeout, DefaultStoreTimeout)), audit: cfg.Audit, log: cfg.Logger, reg: cfg.Registry,
 		now: cfg.Now, random: cfg.Random, mux: http.NewServeMux(), lockSeed: maphash.MakeSeed(),
 		oidc: cfg.OIDC, onAdminToken: cfg.OnAdminToken, adminName: cmp.Or(cfg.AdminTokenName, "admin"), limitCfg: cfg.Limits.withDefaults(), keyring: cfg.Secrets,
-		closing: make(chan struct{}),
+		closing: make(chan struct{}), reserved: slices.Clone(cfg.ReservedPorts),
 	}
 	s.lists = newListGate(listSlots(), &s.writing)
 	if s.log == nil {

@@ -290,7 +290,11 @@ func ParseTTL(s string) (time.Duration, error) {
 	var err error
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		d, err = time.ParseDuration(n + "h")
-		d *= 24
+		if d > MaxTokenTTL/24 {
+			d = MaxTokenTTL + 1 // out of range, before d*24 can wrap around into it
+		} else {
+			d *= 24
+		}
 	} else {
 		d, err = time.ParseDuration(s)
 	}
