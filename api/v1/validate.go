@@ -536,9 +536,9 @@ func (v *validator) noisy(o object, n *NoisyPolicy) {
 	for i, a := range n.Actions {
 		p := index("spec.noisy.actions", i)
 		switch {
-		case !slices.Contains([]string{"throttle", "report", "move"}, a):
-			fix := "use throttle, report or move"
-			if s := closest(a, []string{"throttle", "report", "move"}); s != "" {
+		case !slices.Contains([]string{"throttle", "report", "move", "isolate"}, a):
+			fix := "use throttle, report, move or isolate"
+			if s := closest(a, []string{"throttle", "report", "move", "isolate"}); s != "" {
 				fix = fmt.Sprintf("did you mean %q?", s)
 			}
 			v.fail(o, p, fmt.Sprintf("%q is not an action", truncate(a)), fix)

@@ -97,6 +97,8 @@ func printBenchNoisy(w io.Writer, r bench.Result) {
 	}
 	fmt.Fprintf(w, "\nladder p99 / alone p99 = %.2f× (goal ≤ %.1f×: %s); hog throttled %s after the monitor started\n",
 		r.Ratio(), goalNoisyRatio, verdict, r.ThrottledAfter.Round(time.Millisecond))
+	fmt.Fprintf(w, "ladder window: requests from %s after the throttle step, for %s (only throttled periods of the hog)\n",
+		r.LadderWindow.Round(time.Millisecond), r.LadderSpan.Round(time.Millisecond))
 	for _, s := range r.Steps {
 		fmt.Fprintf(w, "  step: %s\n", s)
 	}

@@ -34,13 +34,17 @@ const (
 	// Move asks the control plane to place the replica on another node
 	// (or on a host of its own when the policy allows).
 	Move Action = "move"
+	// Isolate asks the control plane to raise the replica's workload to
+	// the host tier: the planner's host floor (a host of its own), as a
+	// tenancy rule or the workload's tier: host would.
+	Isolate Action = "isolate"
 	// Release gives a throttled replica its burst back; the detector
 	// takes it by itself once the node is calm (never listed in a ladder).
 	Release Action = "release"
 )
 
 // Actions lists the actions a ladder may name.
-var Actions = []Action{Throttle, Report, Move}
+var Actions = []Action{Throttle, Report, Move, Isolate}
 
 // ErrInvalid is returned for a policy that can't be used.
 var ErrInvalid = errors.New("invalid noisy-neighbour policy")

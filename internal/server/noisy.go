@@ -18,6 +18,7 @@ import (
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/store"
+	"rung.dev/rung/internal/tenancy"
 )
 
 // Noisy neighbours (DESIGN §12): nodes run the ladder (agent/noisy.go) and
@@ -36,13 +37,16 @@ type moveDoc struct {
 	From     string    `json:"from"`
 	At       time.Time `json:"at"`
 	Reason   string    `json:"reason"`
+	// Isolate raises the workload to the host tier (a host of its own)
+	// instead of only keeping the replica off From.
+	Isolate bool `json:"isolate,omitempty"`
 }
 
 // resultApplied is the audit result of a ladder step a node applied.
 const resultApplied = "applied"
 
 // noisyActions are the step actions a node may report.
-var noisyActions = []string{"throttle", "report", "move", "release"}
+var noisyActions = []string{"throttle", "report", "move", "isolate", "release"}
 
 // boundUsage keeps a node's usage figures in known ranges.
 func boundUsage(u *wire.Usage) *wire.Usage {
@@ -126,10 +130,14 @@ func (s *Server) AuditNoisy(ctx context.Context, node string, steps []wire.Noisy
 			result, msg = wire.CodeInvalid, msg+": failed: "+st.Error
 		}
 		var ops []store.Op
-		if st.Action == "move" && st.Error == "" {
-			doc, _ := json.Marshal(moveDoc{Workload: p.Workload, Replica: p.Replica, From: p.Node, At: st.At, Reason: st.Reason})
+		if (st.Action == "move" || st.Action == "isolate") && st.Error == "" {
+			iso := st.Action == "isolate"
+			doc, _ := json.Marshal(moveDoc{Workload: p.Workload, Replica: p.Replica, From: p.Node, At: st.At, Reason: st.Reason, Isolate: iso})
 			ops = append(ops, store.PutOp(fmt.Sprintf("%s/%s/%d", movesDir, p.Workload, p.Replica), doc, store.Any))
 			msg += "; placed again off " + p.Node
+			if iso {
+				msg += ", its workload raised to the host tier (a host of its own)"
+			}
 		}
 		e := Entry{Actor: actor, Action: "noisy." + st.Action, Kind: "Replica", Tenant: st.Tenant, Name: st.Replica, Result: result, Message: msg}
 		if _, err := s.commit(ctx, e, ops...); err != nil {
@@ -161,6 +169,15 @@ func moves(vals []store.Value, prob *scheduler.Problem) ([]scheduler.Avoid, map[
 		}
 		out = append(out, scheduler.Avoid{Workload: w, Replica: m.Replica, Node: n})
 		from[fmt.Sprintf("%s[%d]", m.Workload, m.Replica)] = m.From
+		if m.Isolate && prob.Workloads[w].Floor < tenancy.Host {
+			// The planner's own host floor: the replicas get hosts of
+			// their own (no other tenant's replica beside them).
+			prob.Workloads[w].Floor = tenancy.Host
+			prob.Workloads[w].FloorSource = fmt.Sprintf("noisy neighbour: replica %d isolated (%s)", m.Replica, m.Reason)
+			for r := range prob.Workloads[w].Replicas {
+				from[fmt.Sprintf("%s[%d]", m.Workload, r)] = "*"
+			}
+		}
 	}
 	return out, from
 }
@@ -172,7 +189,8 @@ func withoutMoved(prev *scheduler.Result, from map[string]string) {
 		return
 	}
 	prev.Placements = slices.DeleteFunc(prev.Placements, func(p scheduler.Placement) bool {
-		return from[fmt.Sprintf("%s[%d]", p.Workload, p.Replica)] == p.Node
+		f := from[fmt.Sprintf("%s[%d]", p.Workload, p.Replica)]
+		return f == p.Node || f == "*"
 	})
 }
 

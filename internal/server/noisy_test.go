@@ -132,3 +132,102 @@ func TestNoisyMove(t *testing.T) {
 		t.Errorf("noisy audit events (-want +got):\n%s", diff)
 	}
 }
+
+// TestNoisyIsolate: a ladder ending in isolate raises the noisy replica's
+// workload to the host tier (the planner's host floor): it leaves the node
+// it was noisy on for a host with no other replica (the spare node n3 or
+// whichever is free), and the step is audited with its figures.
+func TestNoisyIsolate(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	manifest := strings.Replace(noisyNodes, "[throttle, report, move]", "[throttle, report, isolate]", 1)
+	manifest = strings.ReplaceAll(manifest, "memory: 4Gi}}", "memory: 4Gi}, runtimes: [container, host]}") + `---
+apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: beta}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: web, tenant: beta}
+spec:
+  image: busybox:latest
+  replicas: 1
+  resources: {cpu: 3, memory: 32Mi, pids: 32}
+---
+apiVersion: rung.dev/v1
+kind: Topology
+metadata: {name: spare}
+spec:
+  nodes:
+  - {name: n3, capacity: {cpu: 4, memory: 4Gi}, runtimes: [container, host]}
+`
+	set, err := v1.Decode("noisy.yaml", []byte(manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := e.client("operator")
+	if _, err := op.ApplySet(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	cs := map[string]*client.Client{}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		tok, err := op.CreateNodeToken(ctx, n, "agent of "+n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.tokens[n] = tok.Token
+		cs[n] = e.client(n)
+		if err := cs[n].Heartbeat(ctx, n, wire.Heartbeat{Runtimes: []string{"container", "host"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plan := func() map[string]string {
+		t.Helper()
+		res, err := op.Plan(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := where(res)
+		for _, u := range res.Unplaced {
+			t.Logf("unplaced %+v", u)
+		}
+		for _, p := range res.Placements {
+			m[p.Workload+"["+itoa(p.Replica)+"].tier"] = p.Tier
+		}
+		return m
+	}
+	before := plan()
+	from := before["acme/hog[0]"]
+	if from == "" || before["acme/hog[0].tier"] == "host" {
+		t.Fatalf("before: hog should run below the host tier: %v", before)
+	}
+	st := wire.NoisyStep{At: time.Now().UTC(), Replica: "acme-hog-0", Tenant: "acme", Action: "isolate",
+		Reason: "using 1900m of a 100m request while node starved 60% (threshold 20%)", UsedMilliCPU: 1900, RequestMilliCPU: 100, Victim: "node", Starved: 0.6, Threshold: 0.2}
+	if err := cs[from].Heartbeat(ctx, from, wire.Heartbeat{Runtimes: []string{"container", "host"}, Noisy: []wire.NoisyStep{st}}); err != nil {
+		t.Fatal(err)
+	}
+	after := plan()
+	to := after["acme/hog[0]"]
+	if to == "" || to == from || after["acme/hog[0].tier"] != "host" {
+		t.Fatalf("after isolate: hog on %q tier %q (from %s), want another node at tier host: %v", to, after["acme/hog[0].tier"], from, after)
+	}
+	if got := nodeOf(after, to); len(got) != 1 {
+		t.Errorf("the isolated hog's node %s also runs %v", to, got)
+	}
+	evs, err := op.TailEvents(ctx, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, ev := range evs.Events {
+		if ev.Action == "noisy.isolate" {
+			found = true
+			if !strings.Contains(ev.Message, "1900m of a 100m request") || !strings.Contains(ev.Message, "host tier") || ev.Result != "applied" {
+				t.Errorf("isolate event: %+v", ev)
+			}
+		}
+	}
+	if !found {
+		t.Error("no noisy.isolate event")
+	}
+}

@@ -58,7 +58,11 @@ type Result struct {
 	// ThrottledAfter is how long the ladder took to throttle the hog,
 	// from the monitor's start; Steps what it did.
 	ThrottledAfter time.Duration
-	Steps          []string
+	// LadderWindow is how long after the throttle step the ladder phase
+	// starts sending requests (the window excludes the hog's last
+	// unthrottled CFS period); LadderSpan how long the phase took.
+	LadderWindow, LadderSpan time.Duration
+	Steps                    []string
 	// Monitor overhead: replicas watched, ticks, CPU time of the ticks and
 	// of the heartbeat's usage sampling (Statuses), per tick, and the share
 	// of one core at the default interval.
@@ -246,9 +250,15 @@ func latency(ctx context.Context, cfg *Config, res *Result) error {
 		}
 	}
 	res.ThrottledAfter = time.Since(start)
+	// The quota applies from the hog's next CFS period (100ms); wait one
+	// more so that the window holds only throttled periods.
+	res.LadderWindow = 200 * time.Millisecond
+	time.Sleep(res.LadderWindow)
+	t0 := time.Now()
 	if res.Ladder, err = phase("hog with the ladder"); err != nil {
 		return err
 	}
+	res.LadderSpan = time.Since(t0)
 	return nil
 }
 
