@@ -219,6 +219,7 @@ func FindInit(path string) (string, error) {
 // vm is one replica's machine.
 type vm struct {
 	id, bundle, dir string
+	disk            string // the shared read-only root disk
 	spec            *specs.Spec
 	cmd             *exec.Cmd
 	gate            *os.File
@@ -255,6 +256,8 @@ type record struct {
 	Emul    bool          `json:"emulated"`
 	Hello   channel.Hello `json:"guest"`
 	Limits  Limits        `json:"limits"`
+	// Disk is the shared root disk the VM boots (kept while it runs).
+	Disk string `json:"disk,omitempty"`
 	// Owner is the driver's process (and its start time): a VMM whose
 	// owner is gone is a leftover.
 	Owner      int    `json:"owner"`
@@ -371,21 +374,16 @@ func (d *Driver) Create(ctx context.Context, id, bundleDir string, stdio runtime
 	if !filepath.IsAbs(rootfs) {
 		rootfs = filepath.Join(bundleDir, rootfs)
 	}
-	disk := filepath.Join(v.dir, "disk.img")
-	if err := makeDisk(ctx, rootfs, disk, spec.Linux, d.opt.MaxDiskMiB); err != nil {
+	disk, err := d.rootDisk(ctx, rootfs, spec.Linux, uid, gid)
+	if err != nil {
 		return err
 	}
-	if err := os.Chown(disk, int(uid), int(gid)); err != nil {
-		return err
-	}
-	if err := os.Chmod(disk, 0o400); err != nil {
-		return err
-	}
+	v.disk = disk
 	cfg := Config{
 		Binary: d.boot.binary, Kernel: filepath.Join(jail.VMDir, filepath.Base(d.boot.kernel)),
 		Initrd:    filepath.Join(jail.VMDir, filepath.Base(d.boot.initrd)),
 		MemoryMiB: lim.GuestMiB, CPUs: lim.CPUs,
-		Disk: filepath.Join(jail.VMDir, "disk.img"), ReadOnlyDisk: true,
+		Disk: filepath.Join(jail.VMDir, filepath.Base(disk)), ReadOnlyDisk: true,
 		Channel:    filepath.Join(jail.RunDir, "channel.sock"),
 		QMPSocket:  filepath.Join(jail.RunDir, "qmp.sock"),
 		ConsoleLog: filepath.Join(jail.RunDir, "console.log"),
@@ -439,7 +437,7 @@ func (d *Driver) Create(ctx context.Context, id, bundleDir string, stdio runtime
 		return err
 	}
 	rec := record{ID: id, Pid: cmd.Process.Pid, Start: startTime(cmd.Process.Pid), Bundle: bundleDir, Created: v.created,
-		UID: uid, Cgroup: spec.Linux.CgroupsPath, Emul: !d.boot.kvm, Limits: lim,
+		UID: uid, Cgroup: spec.Linux.CgroupsPath, Emul: !d.boot.kvm, Limits: lim, Disk: disk,
 		Owner: os.Getpid(), OwnerStart: startTime(os.Getpid())}
 	if err := d.writeRecord(rec); err != nil {
 		return err

@@ -155,6 +155,7 @@ func (d *Driver) cleanup(v *vm) {
 		removeCgroup(cgPath)
 	}
 	_ = os.RemoveAll(v.dir)
+	d.pruneDisks()
 }
 
 func (d *Driver) retireLog(id string) error {

@@ -93,6 +93,13 @@ func (d *Driver) handshake(ctx context.Context, v *vm) error {
 	if k != channel.KindHello || json.Unmarshal(p, &v.hello) != nil {
 		return fmt.Errorf("%w: first frame %#x, want hello", ErrGuest, k)
 	}
+	// The boot ran unthrottled; the workload runs under its quota (fail
+	// closed: no quota, no workload).
+	if v.cg != nil {
+		if err := v.cg.limitCPU(limitsOf(v.spec, !d.boot.kvm)); err != nil {
+			return err
+		}
+	}
 	if err := channel.WriteJSON(conn, channel.KindConfig, configOf(v.spec)); err != nil {
 		return fmt.Errorf("send the workload: %w", err)
 	}
