@@ -94,11 +94,10 @@ type bootFiles struct {
 	kvm                    bool
 }
 
-// New opens the driver's directory and stops whatever VMM a previous
-// process of this driver left running (QEMU dies with its agent by
-// itself; this catches one that didn't): the guest's channel lived in
-// that process, so its replicas are reported stopped with an unknown exit
-// and the agent starts them again.
+// New opens the driver's directory and adopts the VMs a previous process
+// of this driver (a killed agent) left running, reconnecting their
+// channels; one it can't adopt is stopped and reported stopped with an
+// unknown exit, and the agent starts it again (adopt.go).
 func New(o Options) (*Driver, error) {
 	if o.Dir == "" {
 		return nil, errors.New("vm driver: no directory")
@@ -115,7 +114,7 @@ func New(o Options) (*Driver, error) {
 		}
 	}
 	d := &Driver{opt: o, log: o.Logger, vms: map[string]*vm{}}
-	d.sweep()
+	d.adoptOrSweep()
 	return d, nil
 }
 
@@ -222,6 +221,7 @@ type vm struct {
 	disk            string // the shared read-only root disk
 	spec            *specs.Spec
 	cmd             *exec.Cmd
+	pid, pidfd      int // an adopted VMM (cmd is nil): its PID and a pidfd to it
 	gate            *os.File
 	cg              *cgroup
 	created         time.Time
@@ -475,7 +475,11 @@ func (d *Driver) openOutput(v *vm, stdio runtime.IO) error {
 
 // reap waits for the VMM and records how the replica ended.
 func (d *Driver) reap(v *vm) {
-	werr := v.cmd.Wait()
+	d.finish(v, v.cmd.Wait())
+}
+
+// finish records how the replica ended once its VMM exited (werr).
+func (d *Driver) finish(v *vm, werr error) {
 	v.mu.Lock()
 	frames := v.frames
 	v.mu.Unlock()
@@ -507,6 +511,10 @@ func (d *Driver) reap(v *vm) {
 	v.closers = nil
 	if v.conn != nil {
 		_ = v.conn.Close()
+	}
+	if v.pidfd > 0 {
+		_ = syscall.Close(v.pidfd)
+		v.pidfd = -1
 	}
 	close(v.done)
 }

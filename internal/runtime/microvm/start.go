@@ -85,7 +85,7 @@ func (d *Driver) handshake(ctx context.Context, v *vm) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%w: channel: %v; %s", ErrGuest, err, d.consoleTail(v))
+		return fmt.Errorf("%w: channel: %v; %s; vmm: %s", ErrGuest, err, d.consoleTail(v), d.vmmTail(v))
 	}
 	if k == channel.KindError {
 		return fmt.Errorf("%w: %s", ErrGuest, p)
