@@ -39,7 +39,7 @@ func benchVM(cmd *cobra.Command, n int, allowEmulated bool, output string) error
 	}
 	spec, err := bundle.New(bundle.WithRootfs(rootfs), bundle.WithUserNamespace(r),
 		bundle.WithProcess([]string{"/bin/sleep", "3600"}, []string{"PATH=/bin"}, "/"), bundle.WithUser(65534, 65534),
-		bundle.WithResources(1000, 256<<20, 128), bundle.WithCgroupsPath("/rung-bench/vm"))
+		bundle.WithResources(1000, 256<<20, 128), bundle.WithCgroupsPath(fmt.Sprintf("/rung-bench/vm-%d", os.Getpid()))) // two benches at once must not share a cgroup
 	if err != nil {
 		return err
 	}

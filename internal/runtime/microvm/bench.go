@@ -69,10 +69,16 @@ func (d *Driver) Bench(ctx context.Context, bundleDir string, n int, progress fu
 	if !filepath.IsAbs(rootfs) {
 		rootfs = filepath.Join(bundleDir, rootfs)
 	}
-	// The raw run's disk is made once: the raw command line boots an
-	// existing image.
-	disk := filepath.Join(rawDir, "disk.img")
-	if err := makeDisk(ctx, rootfs, disk, spec.Linux, d.opt.MaxDiskMiB); err != nil {
+	// The root disk is made once, before the timed runs, and both paths
+	// boot it: the raw command line boots an existing image, and rung
+	// shares one read-only disk per root (diskcache.go), so its timed
+	// path includes finding that disk (hashing the root), not making it.
+	uid, gid, err := hostIDs(spec)
+	if err != nil {
+		return res, err
+	}
+	disk, err := d.rootDisk(ctx, rootfs, spec.Linux, uid, gid)
+	if err != nil {
 		return res, err
 	}
 	var rungRSS, rawRSS []int64

@@ -28,10 +28,9 @@ func newCgroup(path string, l Limits) (*cgroup, error) {
 		Memory: &specs.LinuxMemory{Limit: &mem, Swap: &swap},
 		Pids:   &specs.LinuxPids{Limit: &l.PIDs},
 	}
-	if l.CPUQuota > 0 {
-		q, p := l.CPUQuota, l.CPUPeriod
-		res.CPU = &specs.LinuxCPU{Quota: &q, Period: &p}
-	}
+	// The CPU quota is set by limitCPU once the guest booted: the boot
+	// (rung's kernel and init, before the workload is handed over) runs
+	// unthrottled, as the raw VMM does, bounded by the boot timeout.
 	c := &cgroup{path: path}
 	if cgroups.Mode() == cgroups.Unified {
 		m, err := cgroup2.NewManager("/sys/fs/cgroup", path, cgroup2.ToResources(&res))
@@ -88,4 +87,24 @@ func tryRemoveCgroup(path string) bool {
 		return true
 	}
 	return cg.Delete() == nil
+}
+
+// limitCPU applies the replica's CPU quota, before the guest gets its
+// workload.
+func (c *cgroup) limitCPU(l Limits) error {
+	if l.CPUQuota <= 0 {
+		return nil
+	}
+	q, p := l.CPUQuota, l.CPUPeriod
+	res := specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: &q, Period: &p}}
+	var err error
+	if c.v2 != nil {
+		err = c.v2.Update(cgroup2.ToResources(&res))
+	} else {
+		err = c.v1.Update(&res)
+	}
+	if err != nil {
+		return fmt.Errorf("vm cgroup %s: cpu quota: %w", c.path, err)
+	}
+	return nil
 }

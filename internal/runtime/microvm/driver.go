@@ -94,11 +94,10 @@ type bootFiles struct {
 	kvm                    bool
 }
 
-// New opens the driver's directory and stops whatever VMM a previous
-// process of this driver left running (QEMU dies with its agent by
-// itself; this catches one that didn't): the guest's channel lived in
-// that process, so its replicas are reported stopped with an unknown exit
-// and the agent starts them again.
+// New opens the driver's directory and adopts the VMs a previous process
+// of this driver (a killed agent) left running, reconnecting their
+// channels; one it can't adopt is stopped and reported stopped with an
+// unknown exit, and the agent starts it again (adopt.go).
 func New(o Options) (*Driver, error) {
 	if o.Dir == "" {
 		return nil, errors.New("vm driver: no directory")
@@ -115,7 +114,7 @@ func New(o Options) (*Driver, error) {
 		}
 	}
 	d := &Driver{opt: o, log: o.Logger, vms: map[string]*vm{}}
-	d.sweep()
+	d.adoptOrSweep()
 	return d, nil
 }
 
@@ -219,8 +218,10 @@ func FindInit(path string) (string, error) {
 // vm is one replica's machine.
 type vm struct {
 	id, bundle, dir string
+	disk            string // the shared read-only root disk
 	spec            *specs.Spec
 	cmd             *exec.Cmd
+	pid, pidfd      int // an adopted VMM (cmd is nil): its PID and a pidfd to it
 	gate            *os.File
 	cg              *cgroup
 	created         time.Time
@@ -255,6 +256,8 @@ type record struct {
 	Emul    bool          `json:"emulated"`
 	Hello   channel.Hello `json:"guest"`
 	Limits  Limits        `json:"limits"`
+	// Disk is the shared root disk the VM boots (kept while it runs).
+	Disk string `json:"disk,omitempty"`
 	// Owner is the driver's process (and its start time): a VMM whose
 	// owner is gone is a leftover.
 	Owner      int    `json:"owner"`
@@ -371,21 +374,16 @@ func (d *Driver) Create(ctx context.Context, id, bundleDir string, stdio runtime
 	if !filepath.IsAbs(rootfs) {
 		rootfs = filepath.Join(bundleDir, rootfs)
 	}
-	disk := filepath.Join(v.dir, "disk.img")
-	if err := makeDisk(ctx, rootfs, disk, spec.Linux, d.opt.MaxDiskMiB); err != nil {
+	disk, err := d.rootDisk(ctx, rootfs, spec.Linux, uid, gid)
+	if err != nil {
 		return err
 	}
-	if err := os.Chown(disk, int(uid), int(gid)); err != nil {
-		return err
-	}
-	if err := os.Chmod(disk, 0o400); err != nil {
-		return err
-	}
+	v.disk = disk
 	cfg := Config{
 		Binary: d.boot.binary, Kernel: filepath.Join(jail.VMDir, filepath.Base(d.boot.kernel)),
 		Initrd:    filepath.Join(jail.VMDir, filepath.Base(d.boot.initrd)),
 		MemoryMiB: lim.GuestMiB, CPUs: lim.CPUs,
-		Disk: filepath.Join(jail.VMDir, "disk.img"), ReadOnlyDisk: true,
+		Disk: filepath.Join(jail.VMDir, filepath.Base(disk)), ReadOnlyDisk: true,
 		Channel:    filepath.Join(jail.RunDir, "channel.sock"),
 		QMPSocket:  filepath.Join(jail.RunDir, "qmp.sock"),
 		ConsoleLog: filepath.Join(jail.RunDir, "console.log"),
@@ -439,7 +437,7 @@ func (d *Driver) Create(ctx context.Context, id, bundleDir string, stdio runtime
 		return err
 	}
 	rec := record{ID: id, Pid: cmd.Process.Pid, Start: startTime(cmd.Process.Pid), Bundle: bundleDir, Created: v.created,
-		UID: uid, Cgroup: spec.Linux.CgroupsPath, Emul: !d.boot.kvm, Limits: lim,
+		UID: uid, Cgroup: spec.Linux.CgroupsPath, Emul: !d.boot.kvm, Limits: lim, Disk: disk,
 		Owner: os.Getpid(), OwnerStart: startTime(os.Getpid())}
 	if err := d.writeRecord(rec); err != nil {
 		return err
@@ -477,7 +475,11 @@ func (d *Driver) openOutput(v *vm, stdio runtime.IO) error {
 
 // reap waits for the VMM and records how the replica ended.
 func (d *Driver) reap(v *vm) {
-	werr := v.cmd.Wait()
+	d.finish(v, v.cmd.Wait())
+}
+
+// finish records how the replica ended once its VMM exited (werr).
+func (d *Driver) finish(v *vm, werr error) {
 	v.mu.Lock()
 	frames := v.frames
 	v.mu.Unlock()
@@ -509,6 +511,10 @@ func (d *Driver) reap(v *vm) {
 	v.closers = nil
 	if v.conn != nil {
 		_ = v.conn.Close()
+	}
+	if v.pidfd > 0 {
+		_ = syscall.Close(v.pidfd)
+		v.pidfd = -1
 	}
 	close(v.done)
 }

@@ -473,9 +473,10 @@ func (s *syncBuffer) String() string {
 }
 
 // TestVMAgentKilled: kill -9 of the process that drives a VM (the agent)
-// leaves no QEMU behind (it dies with its parent), and the next driver on
-// the same directory reports the replica stopped with an unknown exit, so
-// the agent starts it again, and removes what is left.
+// leaves its QEMU running, and the next driver on the same directory
+// adopts it: the same QEMU pid runs, exec works through the reconnected
+// channel, the workload's output reaches its log, SIGTERM reaches the
+// workload and its exit code comes back, and Delete leaves nothing.
 func TestVMAgentKilled(t *testing.T) {
 	if os.Getenv("RUNG_VM_AGENT_DIR") != "" {
 		t.Skip("helper process")
@@ -492,7 +493,7 @@ func TestVMAgentKilled(t *testing.T) {
 	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 	r := drivertest.Range(t, 34)
 	id := "vm-orphan"
-	bdir := drivertest.BusyboxBundle(t, r, drivertest.Shell("echo ready; while true; do sleep 1; done"), drivertest.Cgroups(id))
+	bdir := drivertest.BusyboxBundle(t, r, drivertest.Shell("trap 'exit 5' TERM; while true; do echo tick; sleep 1; done"), drivertest.Cgroups(id))
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestVMAgentHelper$", "-test.v")
 	cmd.Env = append(os.Environ(), "RUNG_VM_AGENT_DIR="+dir, "RUNG_VM_AGENT_BUNDLE="+bdir, "RUNG_VM_AGENT_INIT="+d.opt.Init)
 	out, err := cmd.StdoutPipe()
@@ -525,23 +526,51 @@ func TestVMAgentKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	// Dead: a zombie (or gone), reaped here.
-	waitFor(t, ctx, "qemu to die with its agent", func() bool { return startTime(pid) == 0 })
-	var ws unix.WaitStatus
-	_, _ = unix.Wait4(pid, &ws, 0, nil)
+	// QEMU outlives its agent.
+	if startTime(pid) == 0 {
+		t.Fatalf("qemu %d died with its agent; want it kept for adoption", pid)
+	}
 
-	// The agent's next start.
+	// The agent's next start adopts it: the same QEMU, running.
 	d2, err := New(Options{Dir: dir, AllowEmulated: true, Init: d.opt.Init})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(pid, &ws, 0, nil)
+	})
 	st, err := d2.State(ctx, id)
-	if err != nil || st.Status != runtime.Stopped || st.Pid != 0 {
-		t.Errorf("state after the agent's restart = %+v, %v; want stopped", st, err)
+	if err != nil || st.Status != runtime.Running || st.Pid != pid {
+		t.Fatalf("state after the agent's restart = %+v, %v; want running, qemu pid %d", st, err, pid)
 	}
-	if _, err := d2.Wait(ctx, id); !errors.Is(err, runtime.ErrExitUnknown) {
-		t.Errorf("wait after the agent's restart = %v, want ErrExitUnknown", err)
+	// exec through the reconnected channel.
+	var eout syncBuffer
+	code, err := d2.ExecProcess(ctx, id, nil, []string{"echo", "adopted"}, runtime.ExecIO{Stdout: &eout, Stderr: &eout})
+	if err != nil || code != 0 || !strings.Contains(eout.String(), "adopted") {
+		t.Errorf("exec in the adopted vm = %d, %v, %q", code, err, eout.String())
 	}
+	// The workload's output after adoption reaches the replica's log.
+	waitFor(t, ctx, "the adopted workload's output in its log", func() bool {
+		rc, err := d2.Logs(ctx, id)
+		if err != nil {
+			return false
+		}
+		defer rc.Close()
+		b, _ := io.ReadAll(rc)
+		return strings.Contains(string(b), "tick")
+	})
+	// Stop: SIGTERM reaches the workload, which exits with its own code.
+	if err := d2.Kill(ctx, id, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := d2.Wait(ctx, id)
+	if err != nil || ex.Code != 5 {
+		t.Errorf("wait after SIGTERM = %+v, %v; want exit 5 from the workload's trap", ex, err)
+	}
+	var ws unix.WaitStatus
+	_, _ = unix.Wait4(pid, &ws, 0, nil) // this process is QEMU's reaper now
 	if err := d2.Delete(ctx, id); err != nil {
 		t.Fatal(err)
 	}

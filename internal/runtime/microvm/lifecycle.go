@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"rung.dev/rung/internal/logfile"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/microvm/channel"
@@ -34,6 +36,8 @@ func (d *Driver) State(ctx context.Context, id string) (runtime.State, error) {
 	st := runtime.State{ID: id, Status: v.status, Bundle: v.bundle}
 	if v.status != runtime.Stopped && v.cmd != nil {
 		st.Pid = v.cmd.Process.Pid
+	} else if v.status != runtime.Stopped {
+		st.Pid = v.pid
 	}
 	return st, nil
 }
@@ -80,6 +84,11 @@ func (d *Driver) kill(v *vm, sig syscall.Signal) {
 	if v.cmd != nil && v.cmd.Process != nil {
 		_ = v.cmd.Process.Kill()
 	}
+	v.mu.Lock()
+	if v.pidfd > 0 {
+		_ = unix.PidfdSendSignal(v.pidfd, syscall.SIGKILL, nil, 0)
+	}
+	v.mu.Unlock()
 }
 
 // Wait blocks until the VM stopped and returns how its workload ended.
@@ -155,6 +164,7 @@ func (d *Driver) cleanup(v *vm) {
 		removeCgroup(cgPath)
 	}
 	_ = os.RemoveAll(v.dir)
+	d.pruneDisks()
 }
 
 func (d *Driver) retireLog(id string) error {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -53,21 +52,6 @@ func (d *Driver) Records() []string {
 		}
 	}
 	return out
-}
-
-// sweep kills VMMs whose driving process is gone (another live process,
-// an agent on the same directory, keeps its own).
-func (d *Driver) sweep() {
-	for _, id := range d.Records() {
-		rec, _ := d.readRecord(id)
-		if rec.Owner > 0 && rec.OwnerStart != 0 && startTime(rec.Owner) == rec.OwnerStart {
-			continue
-		}
-		if rec.Pid > 0 && startTime(rec.Pid) == rec.Start && rec.Start != 0 {
-			d.log.Warn("stopping a VMM left by an earlier agent", "replica", id, "pid", rec.Pid)
-			_ = syscall.Kill(rec.Pid, syscall.SIGKILL)
-		}
-	}
 }
 
 // Running reports a record's VMM PID when it still runs (for rung verify,

@@ -85,13 +85,20 @@ func (d *Driver) handshake(ctx context.Context, v *vm) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%w: channel: %v; %s", ErrGuest, err, d.consoleTail(v))
+		return fmt.Errorf("%w: channel: %v; %s; vmm: %s", ErrGuest, err, d.consoleTail(v), d.vmmTail(v))
 	}
 	if k == channel.KindError {
 		return fmt.Errorf("%w: %s", ErrGuest, p)
 	}
 	if k != channel.KindHello || json.Unmarshal(p, &v.hello) != nil {
 		return fmt.Errorf("%w: first frame %#x, want hello", ErrGuest, k)
+	}
+	// The boot ran unthrottled; the workload runs under its quota (fail
+	// closed: no quota, no workload).
+	if v.cg != nil {
+		if err := v.cg.limitCPU(limitsOf(v.spec, !d.boot.kvm)); err != nil {
+			return err
+		}
 	}
 	if err := channel.WriteJSON(conn, channel.KindConfig, configOf(v.spec)); err != nil {
 		return fmt.Errorf("send the workload: %w", err)

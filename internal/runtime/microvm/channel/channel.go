@@ -7,6 +7,7 @@
 package channel
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -30,6 +31,10 @@ const (
 	// KindExec starts another process in the workload's context: an exec
 	// ID (4 bytes) then its arguments (JSON array).
 	KindExec Kind = 3
+	// KindResume opens a channel to a guest already running its workload
+	// (a restarted agent adopting it): a nonce the guest echoes in
+	// KindResumed, which marks where the new stream's frames begin.
+	KindResume Kind = 4
 )
 
 // Frames from the guest to the host.
@@ -51,6 +56,8 @@ const (
 	KindExecStdout Kind = 0x16
 	KindExecStderr Kind = 0x17
 	KindExecExit   Kind = 0x18
+	// KindResumed echoes KindResume's nonce.
+	KindResumed Kind = 0x19
 )
 
 // MaxFrame bounds a frame's payload: a hostile guest can't make the agent
@@ -151,4 +158,33 @@ func Read(r io.Reader) (Kind, []byte, error) {
 		return 0, nil, err
 	}
 	return Kind(h[0]), p, nil
+}
+
+// Resync reads r until the KindResumed frame carrying nonce and returns
+// with r just past it. Whatever came before (the end of a frame the
+// previous reader took half of, frames the guest wrote while no host
+// listened) is skipped: a new reader can't know where those frames start.
+// At most limit bytes are skipped.
+func Resync(r io.Reader, nonce []byte, limit int) error {
+	marker := make([]byte, 5+len(nonce))
+	marker[0] = byte(KindResumed)
+	binary.BigEndian.PutUint32(marker[1:5], uint32(len(nonce)))
+	copy(marker[5:], nonce)
+	window := make([]byte, 0, len(marker))
+	var b [1]byte
+	for skipped := 0; ; skipped++ {
+		if skipped > limit+len(marker) {
+			return fmt.Errorf("%w: no resume marker within %d bytes", ErrFrame, limit)
+		}
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return err
+		}
+		if len(window) == len(marker) {
+			window = append(window[:0], window[1:]...)
+		}
+		window = append(window, b[0])
+		if bytes.Equal(window, marker) {
+			return nil
+		}
+	}
 }

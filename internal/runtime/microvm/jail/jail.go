@@ -219,11 +219,9 @@ func enter(s Spec) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
-	// The uid change cleared the parent-death signal: set it again, so
-	// QEMU dies with the agent that drives it (kill -9 leaves no VMM).
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
-		return fmt.Errorf("pdeathsig: %w", err)
-	}
+	// No parent-death signal (the uid change cleared the one the driver
+	// set while the jail was parked): QEMU outlives a killed agent, whose
+	// next start adopts it over its channel (microvm/adopt.go).
 	env := []string{"PATH=/usr/bin", "HOME=" + RunDir}
 	return unix.Exec(QEMU, append([]string{QEMU}, s.Args...), env)
 }

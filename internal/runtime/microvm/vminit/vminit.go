@@ -455,6 +455,10 @@ func (g *guest) commands(pid int) {
 		switch {
 		case k == channel.KindSignal && len(p) == 1:
 			_ = unix.Kill(pid, unix.Signal(p[0]))
+		case k == channel.KindResume:
+			// A new host (a restarted agent) took over: mark where its
+			// stream begins.
+			_ = g.send(channel.KindResumed, p)
 		case k == channel.KindExec:
 			id, rest, ok := channel.Untag(p)
 			var args []string
