@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"rung.dev/rung/internal/runtime/microvm/guest"
 )
 
 func TestArgs(t *testing.T) {
@@ -288,10 +289,10 @@ func TestRealQEMUPaused(t *testing.T) {
 	}
 	kernel := os.Getenv("RUNG_TEST_GUEST_KERNEL")
 	if kernel == "" {
-		for _, k := range []string{"/boot/vmlinuz-" + uname(t)} {
-			if _, err := os.Stat(k); err == nil {
-				kernel = k
-			}
+		// The guest kernel the vm tier itself would boot: the host may run
+		// another (this machine runs 6.18 and has Debian's 6.1 in /boot).
+		if k, err := guest.FindKernel("/", ""); err == nil {
+			kernel = k.Image
 		}
 	}
 	if kernel == "" {
