@@ -41,28 +41,7 @@ spec: {image: busybox:latest, resources: {cpu: 100m, memory: 32Mi}}
 	if _, err := e.client("operator").ApplySet(ctx, set); err != nil {
 		t.Fatal(err)
 	}
-	probe := func() (node string, reasons []string) {
-		t.Helper()
-		res, err := op.Plan(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range res.Placements {
-			if p.Workload == "lab/probe" {
-				if p.Tier != "sandbox" {
-					t.Errorf("lab/probe at %s, want sandbox (never weaker)", p.Tier)
-				}
-				return p.Node, nil
-			}
-		}
-		for _, u := range res.Unplaced {
-			if u.Workload == "lab/probe" {
-				return "", u.Reasons
-			}
-		}
-		t.Fatal("lab/probe neither placed nor unplaced")
-		return "", nil
-	}
+	probe := func() (string, []string) { return placedAt(t, ctx, op, "lab/probe", "sandbox") }
 	const why = "sandbox tier can't join a tenant network on node"
 	n, reasons := probe()
 	if n != "" || !slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(r, why) }) {

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -339,28 +340,7 @@ spec: {image: busybox:latest, resources: {cpu: 100m, memory: 32Mi}}
 	if _, err := op.ApplySet(ctx, set); err != nil {
 		t.Fatal(err)
 	}
-	probe := func() (node string, reasons []string) {
-		t.Helper()
-		res, err := op.Plan(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range res.Placements {
-			if p.Workload == "lab/probe" {
-				if p.Tier != "sandbox" {
-					t.Errorf("lab/probe at %s, want sandbox", p.Tier)
-				}
-				return p.Node, nil
-			}
-		}
-		for _, u := range res.Unplaced {
-			if u.Workload == "lab/probe" {
-				return "", u.Reasons
-			}
-		}
-		t.Fatal("lab/probe neither placed nor unplaced")
-		return "", nil
-	}
+	probe := func() (string, []string) { return placedAt(t, ctx, op, "lab/probe", "sandbox") }
 	if n, _ := probe(); n == "" {
 		t.Fatal("without reports lab/probe should be placed (nodes default to container and sandbox)")
 	}
@@ -458,4 +438,30 @@ func TestNodeDecisionsAudited(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("admit entries (-want +got):\n%s", diff)
 	}
+}
+
+// placedAt is where the plan put replica 0 of workload: its node, or ""
+// and the planner's reasons when unplaced. A placement on another tier
+// than tier is an error (never weaker).
+func placedAt(t *testing.T, ctx context.Context, op *client.Client, workload, tier string) (node string, reasons []string) {
+	t.Helper()
+	res, err := op.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Placements {
+		if p.Workload == workload {
+			if p.Tier != tier {
+				t.Errorf("%s at %s, want %s", workload, p.Tier, tier)
+			}
+			return p.Node, nil
+		}
+	}
+	for _, u := range res.Unplaced {
+		if u.Workload == workload {
+			return "", u.Reasons
+		}
+	}
+	t.Fatalf("%s neither placed nor unplaced", workload)
+	return "", nil
 }
