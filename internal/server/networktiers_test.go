@@ -23,16 +23,7 @@ func TestPlanNetworkTiers(t *testing.T) {
 		t.Fatal(err)
 	}
 	set.Topologies[0].Spec.Network = &v1.TopologyNetwork{Pool: "10.88.0.0/16"}
-	lab, err := v1.Decode("lab.yaml", []byte(`apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: lab}
-spec: {organization: acme, trust: trusted, isolation: {minimum: sandbox}}
----
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: probe, tenant: lab}
-spec: {image: busybox:latest, resources: {cpu: 100m, memory: 32Mi}}
-`))
+	lab, err := v1.Decode("lab.yaml", []byte(sandboxProbe))
 	if err != nil {
 		t.Fatal(err)
 	}

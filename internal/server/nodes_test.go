@@ -324,16 +324,7 @@ func TestPlanDetectedRuntimes(t *testing.T) {
 	_, cs := nodeEnv(t)
 	ctx := t.Context()
 	op := cs["operator"]
-	set, err := v1.Decode("lab.yaml", []byte(`apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: lab}
-spec: {organization: acme, trust: trusted, isolation: {minimum: sandbox}}
----
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: probe, tenant: lab}
-spec: {image: busybox:latest, resources: {cpu: 100m, memory: 32Mi}}
-`))
+	set, err := v1.Decode("lab.yaml", []byte(sandboxProbe))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,3 +456,16 @@ func placedAt(t *testing.T, ctx context.Context, op *client.Client, workload, ti
 	t.Fatalf("%s neither placed nor unplaced", workload)
 	return "", nil
 }
+
+// sandboxProbe is a tenant whose workload lab/probe needs the sandbox
+// tier: the runtime and network-tier tests watch where the plan puts it.
+const sandboxProbe = `apiVersion: rung.dev/v1
+kind: Tenant
+metadata: {name: lab}
+spec: {organization: acme, trust: trusted, isolation: {minimum: sandbox}}
+---
+apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: probe, tenant: lab}
+spec: {image: busybox:latest, resources: {cpu: 100m, memory: 32Mi}}
+`
