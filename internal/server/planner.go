@@ -107,6 +107,9 @@ type plan struct {
 	templates map[string]v1.WorkloadSpec
 	// rollouts are the workloads' rollout state, by TENANT/NAME.
 	rollouts map[string]*rolling
+	// published are the workloads' published ports, by TENANT/NAME
+	// (publishedPorts), made once per plan rather than per replica view.
+	published map[string][]string
 }
 
 // current returns the plan of what is stored now, planning again only if
@@ -240,7 +243,8 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 		tenants = append(tenants, t.Metadata.Name)
 	}
 	p.inputs = sum
-	p.last = plan{result: res, tenants: tenants, set: set, offers: offers, local: reports.hasAll, templates: templates(rolls), rollouts: rolls}
+	p.last = plan{result: res, tenants: tenants, set: set, offers: offers, local: reports.hasAll, templates: templates(rolls), rollouts: rolls,
+		published: publishedPorts(set)}
 	return p.last, nil
 }
 

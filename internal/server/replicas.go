@@ -125,22 +125,27 @@ func (s *Server) replicaView(ctx context.Context, p auth.Principal) ([]wire.Repl
 		res = tenantView(pl.result, p.Tenant, pl.tenants)
 	}
 	out := joinReplicas(res, s.nodes.reports())
-	addPublished(out, pl.set)
+	for i := range out {
+		if out[i].Node != "" {
+			out[i].Published = pl.published[out[i].Workload]
+		}
+	}
 	return out, nil
 }
 
-// addPublished fills each placed replica's published ports from the
-// node ports the manifests give (network.NodePorts), so that a user who
-// asked for publish: true can read which port answers.
-func addPublished(rs []wire.Replica, set *v1.Set) {
+// publishedPorts are the published ports of set's workloads as
+// "NODEPORT/PROTO->PORT", by TENANT/NAME, from the node ports the
+// manifests give (network.NodePorts), so that a user who asked for
+// publish: true can read which port answers.
+func publishedPorts(set *v1.Set) map[string][]string {
 	if set == nil || !slices.ContainsFunc(set.Topologies, func(t v1.Topology) bool { return t.Spec.Network != nil }) {
-		return
+		return nil
 	}
 	ports, err := network.NodePorts(set)
 	if err != nil {
-		return // the apply that made it so was refused; the plan says why
+		return nil // the apply that made it so was refused; the plan says why
 	}
-	byWorkload := map[string][]string{}
+	out := map[string][]string{}
 	for _, w := range set.Workloads {
 		key := w.Metadata.Tenant + "/" + w.Metadata.Name
 		for _, p := range w.Spec.Ports {
@@ -149,15 +154,11 @@ func addPublished(rs []wire.Replica, set *v1.Set) {
 			}
 			proto := cmp.Or(string(p.Protocol), string(v1.ProtocolTCP))
 			if np := ports[network.PortKey(key, p.Port, proto)]; np != 0 {
-				byWorkload[key] = append(byWorkload[key], fmt.Sprintf("%d/%s->%d", np, proto, p.Port))
+				out[key] = append(out[key], fmt.Sprintf("%d/%s->%d", np, proto, p.Port))
 			}
 		}
 	}
-	for i := range rs {
-		if rs[i].Node != "" {
-			rs[i].Published = byWorkload[rs[i].Workload]
-		}
-	}
+	return out
 }
 
 // joinReplicas joins a plan with the nodes' reports.
