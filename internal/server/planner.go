@@ -18,6 +18,7 @@ import (
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/leader"
+	"rung.dev/rung/internal/network"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/store"
 	"rung.dev/rung/internal/tenancy"
@@ -108,7 +109,7 @@ type plan struct {
 	// rollouts are the workloads' rollout state, by TENANT/NAME.
 	rollouts map[string]*rolling
 	// published are the workloads' published ports, by TENANT/NAME
-	// (publishedPorts), made once per plan rather than per replica view.
+	// (network.Published), made once per plan rather than per replica view.
 	published map[string][]string
 }
 
@@ -244,7 +245,7 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 	}
 	p.inputs = sum
 	p.last = plan{result: res, tenants: tenants, set: set, offers: offers, local: reports.hasAll, templates: templates(rolls), rollouts: rolls,
-		published: publishedPorts(set)}
+		published: network.Published(set)}
 	return p.last, nil
 }
 
