@@ -100,7 +100,7 @@ func (d *Driver) handshake(ctx context.Context, v *vm) error {
 			return err
 		}
 	}
-	if err := channel.WriteJSON(conn, channel.KindConfig, configOf(v.spec)); err != nil {
+	if err := channel.WriteJSON(conn, channel.KindConfig, v.guest.config(configOf(v.spec))); err != nil {
 		return fmt.Errorf("send the workload: %w", err)
 	}
 	k, p, err = channel.Read(conn)
