@@ -86,7 +86,16 @@ func openDevices(spec *specs.Spec, rootfs string) (dv *devices, err error) {
 			return nil, fmt.Errorf("volume disk for %s: %s is not a regular file: %w", d.Path, d.Image, ErrInvalidConfig)
 		}
 		dv.files = append(dv.files, f)
-		dv.drives = append(dv.drives, Drive{FD: 3 + len(dv.files), ReadOnly: d.ReadOnly})
+		drive := Drive{FD: 3 + len(dv.files), ReadOnly: d.ReadOnly}
+		if !d.ReadOnly {
+			r, err := os.OpenFile(d.Image, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return nil, fmt.Errorf("volume disk for %s: %w", d.Path, err)
+			}
+			dv.files = append(dv.files, r)
+			drive.ReadFD = 3 + len(dv.files)
+		}
+		dv.drives = append(dv.drives, drive)
 		dv.volumes = append(dv.volumes, channel.Volume{Serial: VolumeSerial(i), Path: d.Path, ReadOnly: d.ReadOnly})
 	}
 	if vnet != nil {

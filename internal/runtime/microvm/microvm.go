@@ -69,10 +69,12 @@ type Config struct {
 	TapFD int
 }
 
-// Drive is an inherited disk descriptor.
+// Drive is an inherited disk: FD opened read-write (read-only when
+// ReadOnly), and ReadFD read-only, since QEMU dups the descriptor of the
+// access mode it wants and probes a writable image read-only first.
 type Drive struct {
-	FD       int
-	ReadOnly bool
+	FD, ReadFD int
+	ReadOnly   bool
 }
 
 // Defaults.
@@ -168,16 +170,19 @@ func (c Config) Args() ([]string, error) {
 	// Volumes: an fd set each (QEMU dups the descriptor of the matching
 	// access mode), a drive on it, a virtio-blk device named by serial.
 	for i, v := range c.Volumes {
-		if v.FD < 3 {
-			return nil, fmt.Errorf("volume %d: descriptor %d: %w", i, v.FD, ErrInvalidConfig)
+		if v.FD < 3 || (v.ReadFD != 0 && v.ReadFD < 3) {
+			return nil, fmt.Errorf("volume %d: descriptors %d, %d: %w", i, v.FD, v.ReadFD, ErrInvalidConfig)
 		}
 		set := strconv.Itoa(i + 1)
 		drive := "id=vol" + strconv.Itoa(i) + ",file=/dev/fdset/" + set + ",format=raw,if=none"
 		if v.ReadOnly {
 			drive += ",readonly=on"
 		}
+		args = append(args, "-add-fd", "fd="+strconv.Itoa(v.FD)+",set="+set)
+		if v.ReadFD != 0 {
+			args = append(args, "-add-fd", "fd="+strconv.Itoa(v.ReadFD)+",set="+set)
+		}
 		args = append(args,
-			"-add-fd", "fd="+strconv.Itoa(v.FD)+",set="+set,
 			"-drive", drive,
 			"-device", "virtio-blk-pci,drive=vol"+strconv.Itoa(i)+",serial="+VolumeSerial(i))
 	}
