@@ -1,0 +1,199 @@
+package nodenet_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"rung.dev/rung/internal/network"
+	"rung.dev/rung/internal/network/nodenet"
+	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/runtime/drivertest"
+	"rung.dev/rung/internal/runtime/microvm"
+	"rung.dev/rung/internal/tenancy"
+	"rung.dev/rung/internal/topology"
+)
+
+// openVM is open with the vm tier (TCG allowed: tests only).
+func openVM(t *testing.T, h host, dir, scope string) *fixture {
+	t.Helper()
+	if _, err := exec.LookPath(microvm.DefaultBinary); err != nil {
+		t.Skipf("%s not installed (apt-get install qemu-system-x86): %v", microvm.DefaultBinary, err)
+	}
+	bin := filepath.Join(t.TempDir(), "rung-vm")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "rung.dev/rung/cmd/rung-vm")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build rung-vm: %v: %s", err, out)
+	}
+	ctx := t.Context()
+	cfg := nodenet.Config{Dir: filepath.Join(dir, "network"), Scope: scope, NetNS: h.path}
+	nt, err := nodenet.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nt.Close() })
+	n, err := replica.Open(ctx, dir, replica.Options{Attachers: []replica.Attacher{nt}, CgroupParent: "/rungtest/" + scope,
+		VM: microvm.Options{AllowEmulated: true, Init: bin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := n.VM().Detect(ctx); !a.Available {
+		if strings.Contains(a.Reason, "guest kernel") {
+			t.Skipf("no guest kernel (apt-get install linux-image-amd64): %s", a.Reason)
+		}
+		t.Fatalf("vm tier unavailable with emulation allowed: %s", a.Reason)
+	}
+	return &fixture{cfg: cfg, host: h, net: nt, node: n, dir: dir}
+}
+
+// vmGet fetches url from inside vm replica id (exec in the guest has no
+// standard input: the request is piped inside).
+func (f *fixture) vmGet(t *testing.T, id, url string, timeout int) (string, bool) {
+	t.Helper()
+	host, port := hostPort(url)
+	var out bytes.Buffer
+	script := fmt.Sprintf(`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w %d %s %s`, timeout, host, port)
+	code, err := f.node.Exec(t.Context(), id, []string{"sh", "-c", script}, runtime.ExecIO{Stdout: &out, Stderr: &out})
+	if err != nil {
+		t.Fatalf("exec in %s: %v", id, err)
+	}
+	return out.String(), code == 0 && strings.Contains(out.String(), "200 OK")
+}
+
+// TestVMTenantNetwork boots one vm replica (real QEMU under TCG) on a
+// tenant network in a namespace "node", next to container replicas, and
+// proves the tap is routed and filtered like a veth with real packets:
+// the same tenant's container and the guest reach each other both ways,
+// another tenant's container is refused, the guest reaches neither the
+// node's API port nor 169.254.169.254; the tap is the QEMU user's, it
+// stays across a new agent's Open (the guest keeps its network) and is
+// gone when the replica is removed, and a tagged tap without a record (a
+// crash) is removed by the next Open.
+func TestVMTenantNetwork(t *testing.T) {
+	drivertest.RequireBinary(t, "runc")
+	drivertest.RequireBinary(t, "busybox")
+	drivertest.RequireBinary(t, "nft")
+	h := newHost(t, "192.0.2.10")
+	dir := drivertest.SearchableTempDir(t)
+	sc := scope()
+	f := openVM(t, h, dir, sc)
+	f.busybox(t)
+	sh(t, "ip", "-n", h.name, "addr", "add", "169.254.169.254/32", "dev", "lo")
+	h.serve(t, "0.0.0.0", 7440, "node-api")
+	h.serve(t, "169.254.169.254", 80, "metadata")
+	spec := func(workload string) *network.Spec {
+		return &network.Spec{Pool: "10.202.0.0/16", Subnet: "10.202.3.0/24", Workload: workload}
+	}
+	f.start(t, "acme-web-0", "acme", spec("web"), strings.ReplaceAll(web, "$TENANT_BODY", "acme-web"))
+	f.start(t, "acme-cli-0", "acme", spec("cli"), "exec sleep 3600")
+	f.start(t, "beta-cli-0", "beta", spec("cli"), "exec sleep 3600")
+	vm := replica.Spec{ID: "acme-vm-0", Tenant: "acme", Tier: tenancy.VM, Image: "busybox:latest",
+		Args:      []string{"sh", "-c", "echo acme-vm > /tmp/index.html; exec busybox httpd -f -p 8080 -h /tmp"},
+		Resources: topology.Resources{MilliCPU: 1000, Memory: 256 << 20, PIDs: 64}, Network: spec("vm")}
+	if err := f.node.Start(t.Context(), vm); err != nil {
+		t.Fatalf("start the vm replica: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		defer cancel()
+		_ = f.node.Remove(ctx, vm.ID)
+	})
+	vmAddr, ok := f.net.Address(vm.ID)
+	webAddr, ok2 := f.net.Address("acme-web-0")
+	if !ok || !ok2 {
+		t.Fatal("no addresses")
+	}
+	tap := f.net.Iface(vm.ID)
+	out := sh(t, "ip", "-n", h.name, "-d", "link", "show", tap)
+	if !strings.Contains(out, "tun type tap") {
+		t.Errorf("the vm's link %s is not a tap:\n%s", tap, out)
+	}
+	// The tap's owner is QEMU's uid (TUNSETOWNER), never root.
+	st, err := f.node.State(t.Context(), vm.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := strings.Fields(procStatus(t, st.Pid, "Uid"))[0]; uid == "0" || !strings.Contains(out, "user "+uid+" ") {
+		t.Errorf("tap %s is not owned by QEMU's uid %s:\n%s", tap, uid, out)
+	}
+
+	// Same tenant: container → guest and guest → container.
+	f.reach(t, "acme-cli-0", fmt.Sprintf("http://%s:8080/", vmAddr), "acme-vm")
+	f.vmReach(t, vm.ID, fmt.Sprintf("http://%s:8080/", webAddr), "acme-web")
+	// Another tenant: refused.
+	f.refused(t, "beta-cli-0", fmt.Sprintf("http://%s:8080/", vmAddr))
+	// The node's API port (on its address and the gateway) and the
+	// metadata address: unreachable from the guest, though they answer.
+	if out, err := h.get("http://192.0.2.10:7440/", 30); err != nil || !strings.Contains(out, "node-api") {
+		t.Fatalf("the node's own port does not answer on the node: %v %s", err, out)
+	}
+	if out, err := h.get("http://169.254.169.254/", 30); err != nil || !strings.Contains(out, "metadata") {
+		t.Fatalf("the metadata server does not answer on the node: %v %s", err, out)
+	}
+	for _, u := range []string{"http://192.0.2.10:7440/", "http://10.202.3.1:7440/", "http://169.254.169.254/"} {
+		if out, ok := f.vmGet(t, vm.ID, u, 3); ok {
+			t.Errorf("the guest fetched %s, want it refused: %q", u, out)
+		}
+	}
+
+	// A new agent's Open keeps the tap of a replica with a record (its
+	// guest still runs) and re-applies the rules.
+	open(t, h, dir, sc)
+	f.reach(t, "acme-cli-0", fmt.Sprintf("http://%s:8080/", vmAddr), "acme-vm")
+	f.refused(t, "beta-cli-0", fmt.Sprintf("http://%s:8080/", vmAddr))
+
+	// Removed: the tap goes with it.
+	if err := f.node.Remove(t.Context(), vm.ID); err != nil {
+		t.Fatal(err)
+	}
+	if out := sh(t, "ip", "-n", h.name, "-o", "link"); strings.Contains(out, tap) {
+		t.Errorf("tap %s left after the vm replica was removed:\n%s", tap, out)
+	}
+
+	// A crash between Attach and the record's removal: a tagged tap with
+	// no record is removed by the next Open.
+	sh(t, "ip", "-n", h.name, "tuntap", "add", "dev", "rvleftover0", "mode", "tap")
+	sh(t, "ip", "-n", h.name, "link", "set", "rvleftover0", "alias", "rung/"+sc+"/gone-0")
+	open(t, h, dir, sc)
+	if out := sh(t, "ip", "-n", h.name, "-o", "link"); strings.Contains(out, "rvleftover0") {
+		t.Errorf("a leftover tap survived Open:\n%s", out)
+	}
+}
+
+// vmReach polls until vm replica id fetches want from url.
+func (f *fixture) vmReach(t *testing.T, id, url, want string) {
+	t.Helper()
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		out, ok := f.vmGet(t, id, url, 10)
+		if ok && strings.Contains(out, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s could not fetch %s: %s", id, url, out)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func procStatus(t *testing.T, pid int, key string) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, key+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
