@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"rung.dev/rung/internal/bundle"
@@ -111,4 +114,55 @@ func (n *Net) createdTap(ctx context.Context, s replica.Spec) error {
 		return fmt.Errorf("replica %s: name server: %w", s.ID, err)
 	}
 	return nil
+}
+
+// inspectTap is Inspect for a vm replica, whose link is a tap: the guest's
+// eth0 is inside the guest (its init sets the record's address), so what
+// the host checks is its own end: a tap owned by the VMM's user (pid's),
+// never root, carrying the route to the replica's address. It reports
+// false when rec's link is not a tap.
+func inspectTap(cfg Config, rec record, pid int, in *Inspection) bool {
+	var h *netlink.Handle
+	var err error
+	if cfg.NetNS == "" {
+		h, err = netlink.NewHandle()
+	} else {
+		ns, nerr := netns.GetFromPath(cfg.NetNS)
+		if nerr != nil {
+			return false
+		}
+		defer ns.Close()
+		h, err = netlink.NewHandleAt(ns)
+	}
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	l, err := h.LinkByName(rec.Iface)
+	if err != nil {
+		return false
+	}
+	tap, ok := l.(*netlink.Tuntap)
+	if !ok {
+		return false
+	}
+	in.Tap = true
+	in.Address = rec.Addr.String() + "/32"
+	var st syscall.Stat_t
+	if err := syscall.Stat(fmt.Sprintf("/proc/%d", pid), &st); err != nil || tap.Owner != st.Uid || tap.Owner == 0 {
+		in.Problems = append(in.Problems, fmt.Sprintf("tap %s is owned by uid %d, the VMM runs as %d", rec.Iface, tap.Owner, st.Uid))
+	}
+	routes, err := h.RouteList(l, netlink.FAMILY_V4)
+	found := false
+	for _, r := range routes {
+		if r.Dst != nil && r.Dst.IP.Equal(net.IP(rec.Addr.AsSlice())) {
+			if ones, _ := r.Dst.Mask.Size(); ones == 32 {
+				found = true
+			}
+		}
+	}
+	if err != nil || !found {
+		in.Problems = append(in.Problems, fmt.Sprintf("no /32 route to %s through tap %s", rec.Addr, rec.Iface))
+	}
+	return true
 }

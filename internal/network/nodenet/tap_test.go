@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +124,13 @@ func TestVMTenantNetwork(t *testing.T) {
 	}
 	if uid := strings.Fields(procStatus(t, st.Pid, "Uid"))[0]; uid == "0" || !strings.Contains(out, "user "+uid+" ") {
 		t.Errorf("tap %s is not owned by QEMU's uid %s:\n%s", tap, uid, out)
+	}
+
+	// What rung verify shows: the node's end, the chains on the tap.
+	in, ok, err := nodenet.InspectIn(t.Context(), f.cfg, vm.ID, st.Pid)
+	if err != nil || !ok || !in.Tap || in.Address != vmAddr.String()+"/32" || len(in.Problems) > 0 ||
+		!slices.Contains(in.Rules, "out-"+tap+": ip daddr 169.254.0.0/16 drop") {
+		t.Errorf("inspection of the vm replica: %+v, %v, %v", in, ok, err)
 	}
 
 	// Same tenant: container → guest and guest → container.
