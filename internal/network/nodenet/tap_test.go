@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"rung.dev/rung/internal/network"
 	"rung.dev/rung/internal/network/nodenet"
@@ -28,11 +31,14 @@ func openVM(t *testing.T, h host, dir, scope string) *fixture {
 	if _, err := exec.LookPath(microvm.DefaultBinary); err != nil {
 		t.Skipf("%s not installed (apt-get install qemu-system-x86): %v", microvm.DefaultBinary, err)
 	}
-	bin := filepath.Join(t.TempDir(), "rung-vm")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "rung.dev/rung/cmd/rung-vm")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build rung-vm: %v: %s", err, out)
+	bin := os.Getenv("RUNG_VM_INIT")
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "rung-vm")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "rung.dev/rung/cmd/rung-vm")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build rung-vm: %v: %s", err, out)
+		}
 	}
 	ctx := t.Context()
 	cfg := nodenet.Config{Dir: filepath.Join(dir, "network"), Scope: scope, NetNS: h.path}
@@ -52,7 +58,7 @@ func openVM(t *testing.T, h host, dir, scope string) *fixture {
 		}
 		t.Fatalf("vm tier unavailable with emulation allowed: %s", a.Reason)
 	}
-	return &fixture{cfg: cfg, host: h, net: nt, node: n, dir: dir}
+	return &fixture{cfg: cfg, host: h, net: nt, node: n, dir: dir, init: bin}
 }
 
 // vmGet fetches url from inside vm replica id (exec in the guest has no
@@ -96,9 +102,7 @@ func TestVMTenantNetwork(t *testing.T) {
 	f.start(t, "acme-web-0", "acme", spec("web"), strings.ReplaceAll(web, "$TENANT_BODY", "acme-web"))
 	f.start(t, "acme-cli-0", "acme", spec("cli"), "exec sleep 3600")
 	f.start(t, "beta-cli-0", "beta", spec("cli"), "exec sleep 3600")
-	vm := replica.Spec{ID: "acme-vm-0", Tenant: "acme", Tier: tenancy.VM, Image: "busybox:latest",
-		Args:      []string{"sh", "-c", "echo acme-vm > /tmp/index.html; exec busybox httpd -f -p 8080 -h /tmp"},
-		Resources: topology.Resources{MilliCPU: 1000, Memory: 256 << 20, PIDs: 64}, Network: spec("vm")}
+	vm := vmWeb(spec("vm"))
 	if err := f.node.Start(t.Context(), vm); err != nil {
 		t.Fatalf("start the vm replica: %v", err)
 	}
@@ -204,4 +208,124 @@ func procStatus(t *testing.T, pid int, key string) string {
 		}
 	}
 	return ""
+}
+
+func vmWeb(net *network.Spec) replica.Spec {
+	return replica.Spec{ID: "acme-vm-0", Tenant: "acme", Tier: tenancy.VM, Image: "busybox:latest",
+		Args:      []string{"sh", "-c", "echo acme-vm > /tmp/index.html; exec busybox httpd -f -p 8080 -h /tmp"},
+		Resources: topology.Resources{MilliCPU: 1000, Memory: 256 << 20, PIDs: 64}, Network: net}
+}
+
+// TestVMTenantNetworkAgentKilled: kill -9 of the agent that started a vm
+// replica on a tenant network. Its QEMU keeps running with the tap's
+// descriptor; the next agent adopts the guest and keeps the tap (the
+// record is there), a container of the tenant reaches the guest through
+// it, and removing the replica removes the tap.
+func TestVMTenantNetworkAgentKilled(t *testing.T) {
+	if os.Getenv("RUNG_VM_NET_HELPER") != "" {
+		t.Skip("helper process")
+	}
+	drivertest.RequireBinary(t, "runc")
+	drivertest.RequireBinary(t, "busybox")
+	drivertest.RequireBinary(t, "nft")
+	h := newHost(t, "192.0.2.10")
+	dir := drivertest.SearchableTempDir(t)
+	sc := scope()
+	// The first agent, in this process only to check the tier and build
+	// rung-vm (its node is not used after).
+	f := openVM(t, h, dir, sc)
+	f.busybox(t)
+	// QEMU outlives its killed agent as a zombie of this process's
+	// descendants: be their reaper (the host's init is, for an agent).
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestVMNetHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), "RUNG_VM_NET_HELPER="+dir, "RUNG_VM_NET_NS="+h.name, "RUNG_VM_NET_SCOPE="+sc, "RUNG_VM_INIT="+f.init)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var pid int
+	buf := make([]byte, 4096)
+	var got []byte
+	for pid == 0 {
+		n, err := out.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			t.Fatalf("helper ended before it started the vm: %v: %s", err, got)
+		}
+		for _, l := range strings.Split(string(got), "\n") {
+			fmt.Sscanf(l, "QEMU_PID=%d", &pid)
+		}
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(pid, &ws, 0, nil)
+	})
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("qemu %d died with its agent: %v", pid, err)
+	}
+	tap := f.net.Iface("acme-vm-0")
+
+	// The next agent: adopts the guest, keeps its tap.
+	t.Setenv("RUNG_VM_INIT", f.init)
+	g := openVM(t, h, dir, sc)
+	st, err := g.node.State(ctx, "acme-vm-0")
+	if err != nil || st.Status != runtime.Running || st.Pid != pid {
+		t.Fatalf("the vm after the agent's restart: %+v, %v; want running as qemu %d", st, err, pid)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		defer cancel()
+		_ = g.node.Remove(ctx, "acme-vm-0")
+	})
+	g.start(t, "acme-cli-0", "acme", &network.Spec{Pool: "10.202.0.0/16", Subnet: "10.202.3.0/24", Workload: "cli"}, "exec sleep 3600")
+	vmAddr, ok := g.net.Address("acme-vm-0")
+	if !ok {
+		t.Fatal("the vm replica has no address after the restart")
+	}
+	g.reach(t, "acme-cli-0", fmt.Sprintf("http://%s:8080/", vmAddr), "acme-vm")
+
+	if err := g.node.Remove(ctx, "acme-vm-0"); err != nil {
+		t.Fatal(err)
+	}
+	if out := sh(t, "ip", "-n", h.name, "-o", "link"); strings.Contains(out, tap) {
+		t.Errorf("tap %s left after the adopted vm replica was removed:\n%s", tap, out)
+	}
+}
+
+// TestVMNetHelper is the killed agent of TestVMTenantNetworkAgentKilled:
+// it starts the vm replica with its network, prints QEMU's PID and waits.
+func TestVMNetHelper(t *testing.T) {
+	dir := os.Getenv("RUNG_VM_NET_HELPER")
+	if dir == "" {
+		t.Skip("run by TestVMTenantNetworkAgentKilled")
+	}
+	h := host{name: os.Getenv("RUNG_VM_NET_NS")}
+	h.path = "/run/netns/" + h.name
+	f := openVM(t, h, dir, os.Getenv("RUNG_VM_NET_SCOPE"))
+	s := vmWeb(&network.Spec{Pool: "10.202.0.0/16", Subnet: "10.202.3.0/24", Workload: "vm"})
+	if err := f.node.Start(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.node.State(t.Context(), s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("QEMU_PID=%d\n", st.Pid)
+	select {}
 }

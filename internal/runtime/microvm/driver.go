@@ -434,8 +434,12 @@ func (d *Driver) Create(ctx context.Context, id, bundleDir string, stdio runtime
 	cmd.Env = []string{}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
-		Pdeathsig:  syscall.SIGKILL,
-		Setsid:     true,
+		// No parent-death signal: it follows the forking thread, not this
+		// process, and Go ends a thread whenever a goroutine locked to it
+		// returns (nodenet's namespace switches, for one, between this
+		// Create and Start), which killed parked jails at random. A parked
+		// jail exits when the gate's write end closes (the agent died).
+		Setsid: true,
 	}
 	if err := cmd.Start(); err != nil {
 		gateW.Close()

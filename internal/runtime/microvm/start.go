@@ -69,7 +69,7 @@ func (d *Driver) handshake(ctx context.Context, v *vm) error {
 		}
 		select {
 		case <-v.done:
-			return fmt.Errorf("%w: the vmm exited: %s", ErrGuest, d.vmmTail(v))
+			return fmt.Errorf("%w: the vmm exited (%v): %s", ErrGuest, v.cmd.ProcessState, d.vmmTail(v))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
