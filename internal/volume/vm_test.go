@@ -10,8 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"rung.dev/rung/internal/bundle"
 	"rung.dev/rung/internal/image"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
@@ -144,5 +146,88 @@ func TestVolumeOnVM(t *testing.T) {
 	code, out = run(t, n, spec(tenancy.Container, "lab-c-0", "cat /data/f && echo more >> /data/f && cat /data/f", data))
 	if code != 0 || out != "kept\nkept\nmore\n" {
 		t.Errorf("container on the vm's volume: exit %d, %q", code, out)
+	}
+}
+
+// TestVolumeVMExclusive (no boot): a volume a vm replica holds is refused
+// to a container replica and the other way round, and allowed once the
+// holder lets go; an image a guest wrote is checked with e2fsck before
+// the host mounts it: a clean one mounts, a broken one is refused.
+func TestVolumeVMExclusive(t *testing.T) {
+	drivertest.RequireRoot(t)
+	drivertest.RequireBinary(t, "mkfs.ext4")
+	drivertest.RequireBinary(t, "e2fsck")
+	ctx := t.Context()
+	m, err := volume.Open(filepath.Join(t.TempDir(), "volume"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.UnmountAll() })
+	a := volume.NewAttacher(m)
+	data := replica.VolumeMount{Name: "data", UID: "u1", MountPath: "/data", Size: 32 * mib}
+	at := func(tier tenancy.Tier, id string) *replica.Attachment {
+		return &replica.Attachment{Spec: spec(tier, id, "true", data), UID: 200000, GID: 200000}
+	}
+	vm := at(tenancy.VM, "lab-vm-0")
+	if err := a.Attach(ctx, vm); err != nil {
+		t.Fatal(err)
+	}
+	s := &specs.Spec{}
+	for _, o := range vm.Opts {
+		if err := o(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disks, err := bundle.VMDisks(s)
+	if err != nil || len(disks) != 1 || disks[0].Path != "/data" || len(s.Mounts) != 0 {
+		t.Fatalf("vm replica's spec: disks %+v (%v), mounts %+v; want one disk at /data and no host mount", disks, err, s.Mounts)
+	}
+	if infos, _ := m.List(); len(infos) != 1 || infos[0].Mounted {
+		t.Errorf("volumes: %+v; want one, not mounted on the host", infos)
+	}
+	// Held by the vm replica: refused to a container replica and to
+	// another vm replica.
+	if err := a.Attach(ctx, at(tenancy.Container, "lab-c-0")); !errors.Is(err, volume.ErrInUse) {
+		t.Errorf("container replica on a vm's volume: %v, want ErrInUse", err)
+	}
+	if err := a.Attach(ctx, at(tenancy.VM, "lab-vm-1")); !errors.Is(err, volume.ErrInUse) {
+		t.Errorf("second vm replica on a vm's volume: %v, want ErrInUse", err)
+	}
+	// Let go: the container replica gets it (e2fsck'd, mounted).
+	if err := a.Detach(ctx, "lab-vm-0", nil); err != nil {
+		t.Fatal(err)
+	}
+	c := at(tenancy.Container, "lab-c-0")
+	if err := a.Attach(ctx, c); err != nil {
+		t.Fatalf("container replica after the vm let go: %v", err)
+	}
+	// Mounted on the host for the container: refused to a vm replica.
+	if err := a.Attach(ctx, at(tenancy.VM, "lab-vm-2")); !errors.Is(err, volume.ErrInUse) {
+		t.Errorf("vm replica on a volume a container uses: %v, want ErrInUse", err)
+	}
+	if err := a.Detach(ctx, "lab-c-0", nil); err != nil {
+		t.Fatal(err)
+	}
+	// A guest leaves a broken file system (here: its superblock zeroed;
+	// 32 MiB has no backup): the host refuses to mount it.
+	if err := a.Attach(ctx, at(tenancy.VM, "lab-vm-3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Detach(ctx, "lab-vm-3", nil); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(disks[0].Image, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, 64<<10), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := a.Attach(ctx, at(tenancy.Container, "lab-c-1")); !errors.Is(err, volume.ErrInvalid) || !strings.Contains(err.Error(), "e2fsck") {
+		t.Errorf("container replica on a broken guest-written volume: %v, want ErrInvalid (e2fsck)", err)
+	}
+	if infos, _ := m.List(); len(infos) != 1 || infos[0].Mounted {
+		t.Errorf("volumes: %+v; want the broken one not mounted", infos)
 	}
 }
