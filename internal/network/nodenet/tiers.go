@@ -18,8 +18,10 @@ func (n *Net) supports(t tenancy.Tier) error {
 		// user-namespaced sandbox (docs/networks.md). Fail closed rather
 		// than run unreachable or outside the rules.
 		return fmt.Errorf("%w: the sandbox tier can't join a tenant network on this node: runsc --network=sandbox fails in a user-namespaced sandbox (docs/networks.md); use the container tier (same organization) or no spec.network", ErrUnsupported)
+	case tenancy.VM:
+		return n.tapSupported() // tap.go
 	default:
-		return fmt.Errorf("%w: tier %s (the vm tier's tap device is designed, not built: docs/networks.md)", ErrUnsupported, t)
+		return fmt.Errorf("%w: tier %s", ErrUnsupported, t)
 	}
 }
 
