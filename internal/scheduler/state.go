@@ -27,7 +27,9 @@ type group struct {
 
 // nodeState is what is allocated on a node.
 type nodeState struct {
-	used   topology.Resources
+	used topology.Resources
+	// disk is the bytes of the volumes this plan creates on the node.
+	disk   int64
 	groups []int32
 }
 
