@@ -84,9 +84,9 @@ mounted: each round runs the workload on the host (on the volume's mount
 point) and in the replica (exec), back to back, host first in one round
 and the replica first in the next, so a load that changes through the run
 favours neither.
-Prints each side's median with its range, and the median of the
-round-by-round ratios (replica / host, each pair run back to back) with
-its range, then the time to create and mount a 1 GiB volume (image,
+Prints each side's median with the middle half of the rounds (quartiles),
+and the same of the round-by-round ratios (replica / host, each pair run
+back to back; -o json has every round and the full ranges), then the time to create and mount a 1 GiB volume (image,
 mkfs.ext4, loop device, mount), with the load average at the start and end. The workload in the replica
 is this binary, copied into the image (it must be static: CGO_ENABLED=0).
 Needs root, runc, runsc, busybox-static and e2fsprogs.`,
@@ -305,7 +305,7 @@ func loadAverage() string {
 
 func printBenchVolume(w io.Writer, r VolumeBench) {
 	fmt.Fprintf(w, "rung bench volume, %s, %d CPUs, load average %s at the start, %s at the end\n", r.Date.Format("2006-01-02 15:04 MST"), goruntime.NumCPU(), r.Load, r.LoadEnd)
-	fmt.Fprintf(w, "%d MiB file, %d random 4 KiB ops per job, O_DIRECT, fsync after writes; %d interleaved rounds: median (min–max)\n\n", r.MiB, r.Ops, r.Rounds)
+	fmt.Fprintf(w, "%d MiB file, %d random 4 KiB ops per job, O_DIRECT, fsync after writes; %d interleaved rounds: median [middle half of the rounds]\n\n", r.MiB, r.Ops, r.Rounds)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIER\tWHERE\tSEQ WRITE MB/s\tSEQ READ MB/s\tRAND WRITE IOPS\tRAND READ IOPS\t")
 	for _, t := range r.Tiers {
@@ -319,10 +319,10 @@ func printBenchVolume(w io.Writer, r VolumeBench) {
 			where string
 			x     [4]iobench.Summary
 			f     string
-		}{{"replica", t.Replica, "%.0f (%.0f–%.0f)"}, {"host", t.Host, "%.0f (%.0f–%.0f)"}, {"ratio", t.Ratio, "%.2f (%.2f–%.2f)"}} {
+		}{{"replica", t.Replica, "%.0f [%.0f–%.0f]"}, {"host", t.Host, "%.0f [%.0f–%.0f]"}, {"ratio", t.Ratio, "%.2f [%.2f–%.2f]"}} {
 			fmt.Fprintf(tw, "%s\t%s", t.Tier, row.where)
 			for _, s := range row.x {
-				fmt.Fprintf(tw, "\t"+row.f, s.Median, s.Min, s.Max)
+				fmt.Fprintf(tw, "\t"+row.f, s.Median, s.Q1, s.Q3)
 			}
 			fmt.Fprintln(tw, "\t")
 		}

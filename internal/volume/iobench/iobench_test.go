@@ -17,9 +17,10 @@ func TestSummarize(t *testing.T) {
 		want iobench.Summary
 	}{
 		{"none", nil, iobench.Summary{}},
-		{"one", []float64{3}, iobench.Summary{Median: 3, Min: 3, Max: 3}},
-		{"odd, unsorted", []float64{5, 1, 3}, iobench.Summary{Median: 3, Min: 1, Max: 5}},
-		{"even: the middle two", []float64{4, 1, 2, 10}, iobench.Summary{Median: 3, Min: 1, Max: 10}},
+		{"one", []float64{3}, iobench.Summary{Median: 3, Q1: 3, Q3: 3, Min: 3, Max: 3}},
+		{"odd, unsorted", []float64{5, 1, 3}, iobench.Summary{Median: 3, Q1: 2, Q3: 4, Min: 1, Max: 5}},
+		{"even: between the middle two", []float64{4, 1, 2, 10}, iobench.Summary{Median: 3, Q1: 1.75, Q3: 5.5, Min: 1, Max: 10}},
+		{"five", []float64{50, 10, 40, 20, 30}, iobench.Summary{Median: 30, Q1: 20, Q3: 40, Min: 10, Max: 50}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if diff := cmp.Diff(tt.want, iobench.Summarize(tt.in)); diff != "" {
@@ -43,10 +44,10 @@ func TestCompare(t *testing.T) {
 		{Host: res(200), Replica: res(180), HostFirst: true},
 	}
 	host, replica, ratio := iobench.Compare(rounds)
-	if diff := cmp.Diff(iobench.Summary{Median: 100, Min: 50, Max: 200}, host[0]); diff != "" {
+	if diff := cmp.Diff(iobench.Summary{Median: 100, Q1: 75, Q3: 150, Min: 50, Max: 200}, host[0]); diff != "" {
 		t.Errorf("host (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(iobench.Summary{Median: 90, Min: 45, Max: 180}, replica[3]); diff != "" {
+	if diff := cmp.Diff(iobench.Summary{Median: 90, Q1: 67.5, Q3: 135, Min: 45, Max: 180}, replica[3]); diff != "" {
 		t.Errorf("replica (-want +got):\n%s", diff)
 	}
 	for i, r := range ratio {
@@ -58,9 +59,9 @@ func TestCompare(t *testing.T) {
 		s    iobench.Summary
 		want string
 	}{
-		{iobench.Summary{Median: 0.95, Min: 0.91, Max: 1}, "met"},
-		{iobench.Summary{Median: 0.95, Min: 0.7, Max: 1}, "met on the median"},
-		{iobench.Summary{Median: 0.85, Min: 0.7, Max: 0.95}, "not met"},
+		{iobench.Summary{Median: 0.95, Q1: 0.91, Min: 0.5, Max: 1}, "met"},
+		{iobench.Summary{Median: 0.95, Q1: 0.8, Min: 0.7, Max: 1}, "met on the median"},
+		{iobench.Summary{Median: 0.85, Q1: 0.8, Min: 0.7, Max: 0.95}, "not met"},
 	} {
 		if got := iobench.Verdict(tt.s, 0.9); got != tt.want {
 			t.Errorf("Verdict(%v) = %q, want %q", tt.s, got, tt.want)
