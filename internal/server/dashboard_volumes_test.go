@@ -3,6 +3,10 @@ package server_test
 import (
 	"strings"
 	"testing"
+
+	"rung.dev/rung/internal/auth"
+	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/server/wire"
 )
 
 // TestDashboardVolumes: /ui/volumes lists each tenant's volumes (a
@@ -35,8 +39,90 @@ func TestDashboardVolumes(t *testing.T) {
 			}
 		}
 	}
+	// A node's page shows the disk its agent reports for volumes.
+	tok, _, err := e.srv.IssueToken(t.Context(), auth.Principal{Role: auth.Operator}, auth.Principal{Role: auth.NodeAgent, Node: "h1"}, "agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(e.url, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Heartbeat(t.Context(), "h1", wire.Heartbeat{Runtimes: []string{"container"}, VolumeDisk: &wire.VolumeDisk{Capacity: 100 << 30, Free: 40 << 30, Held: 1 << 30}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Heartbeat(t.Context(), "h1", wire.Heartbeat{Runtimes: []string{"container"}, VolumeDisk: &wire.VolumeDisk{Free: -1}}); err == nil || !strings.Contains(err.Error(), "never negative") {
+		t.Errorf("a negative disk report: %v", err)
+	}
+	if r := e.do("operator", "GET", "/ui/nodes/h1", nil); !strings.Contains(string(r.body), "40.0 GiB free of 100.0 GiB · 1.0 GiB held by volume images") {
+		t.Errorf("h1's page: %d\n%s", r.status, r.body)
+	}
 	r := e.do("admin", "GET", "/ui/workloads/biology/archive", nil)
 	if page := string(r.body); r.status != 200 || !strings.Contains(page, "rack in [r2]") || !strings.Contains(page, "seqdata</a> (one per replica)") {
 		t.Errorf("archive's page: %d\n%s", r.status, page)
+	}
+}
+
+// TestVolumeDiskFromHeartbeats: the disk each agent reports is what the
+// planner places new volumes by: a volume goes to the one node with room
+// for it, a second no node has room for waits with the disk filter's
+// reason, and the first, bound now, counts against its node.
+func TestVolumeDiskFromHeartbeats(t *testing.T) {
+	e := newEnv(t).seed()
+	ctx := t.Context()
+	for _, n := range []string{"h1", "h2", "h3", "h4"} {
+		free := int64(1 << 30)
+		if n == "h3" {
+			free = 10 << 30
+		}
+		tok, _, err := e.srv.IssueToken(ctx, auth.Principal{Role: auth.Operator}, auth.Principal{Role: auth.NodeAgent, Node: n}, "agent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := client.New(e.url, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Heartbeat(ctx, n, wire.Heartbeat{Runtimes: []string{"container", "sandbox"}, VolumeDisk: &wire.VolumeDisk{Capacity: 50 << 30, Free: free}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply := func(name, size string) {
+		t.Helper()
+		for path, y := range map[string]string{
+			"/v1/tenants/biology/volumes/" + name: "apiVersion: rung.dev/v1\nkind: Volume\nmetadata: {name: " + name + ", tenant: biology}\nspec: {size: " + size + "}\n",
+			"/v1/tenants/biology/workloads/" + name: "apiVersion: rung.dev/v1\nkind: Workload\nmetadata: {name: " + name + ", tenant: biology}\nspec:\n  image: busybox:latest\n  resources: {cpu: 100m, memory: 64Mi}\n  volumes: [{name: " + name + ", mountPath: /data}]\n",
+		} {
+			if r := e.do("admin", "PUT", path, []byte(y)); r.status != 201 {
+				t.Fatalf("apply %s: %d %s", path, r.status, r.body)
+			}
+		}
+	}
+	apply("one", "6Gi")
+	apply("two", "6Gi") // h3 has 10Gi, 6Gi of it bound to "one" now
+	res, err := e.client("operator").Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var placed string
+	var reasons []string
+	for _, p := range res.Placements {
+		if p.Workload == "biology/one" {
+			placed = p.Node
+		}
+		if p.Workload == "biology/two" {
+			t.Errorf("biology/two placed on %s: no node has 6Gi left", p.Node)
+		}
+	}
+	for _, u := range res.Unplaced {
+		if u.Workload == "biology/two" {
+			reasons = u.Reasons
+		}
+	}
+	if placed != "h3" {
+		t.Errorf("biology/one on %q, want h3 (the only node with room)", placed)
+	}
+	if got := strings.Join(reasons, "\n"); !strings.Contains(got, "disk: removed 4 of 4 nodes") || !strings.Contains(got, "smallest change: free 2.0Gi more disk for volumes on node h3") {
+		t.Errorf("biology/two's reasons:\n%s", got)
 	}
 }
