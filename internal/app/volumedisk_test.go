@@ -40,18 +40,7 @@ func TestVolumeLargerThanDisk(t *testing.T) {
 			_ = child.Process.Signal(syscall.SIGKILL)
 			_, _ = child.Process.Wait()
 		}
-		if node, err := replica.Open(context.Background(), dir, replica.Options{Attachers: []replica.Attacher{volume.NewAttacher(vols)}}); err == nil {
-			recs, _ := node.Records()
-			for _, r := range recs {
-				if err := node.Remove(context.Background(), r.Spec.ID); err != nil {
-					t.Errorf("cleanup %s: %v", r.Spec.ID, err)
-				}
-			}
-		}
-		cleanupContainers(dir)
-		if err := vols.UnmountAll(); err != nil {
-			t.Error(err)
-		}
+		removeNodeReplicas(t, dir, vols)
 	})
 	ctx := t.Context()
 	if _, err := c.Apply(ctx, topologyObj()); err != nil {
@@ -117,5 +106,24 @@ func TestVolumeLargerThanDisk(t *testing.T) {
 	// Never made on the node.
 	if _, err := os.Stat(filepath.Join(dir, "volume", "images", "acme", "big-data.img")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the too-large volume's image: %v, want none", err)
+	}
+}
+
+// removeNodeReplicas does the node's own removal of every replica under
+// dir (the right driver for each: runsc's IDs carry a scope) and lets go
+// of its volumes: the cleanup of a test whose rung up was killed.
+func removeNodeReplicas(t *testing.T, dir string, vols *volume.Manager) {
+	t.Helper()
+	if node, err := replica.Open(context.Background(), dir, replica.Options{Attachers: []replica.Attacher{volume.NewAttacher(vols)}}); err == nil {
+		recs, _ := node.Records()
+		for _, r := range recs {
+			if err := node.Remove(context.Background(), r.Spec.ID); err != nil {
+				t.Errorf("cleanup %s: %v", r.Spec.ID, err)
+			}
+		}
+	}
+	cleanupContainers(dir)
+	if err := vols.UnmountAll(); err != nil {
+		t.Error(err)
 	}
 }

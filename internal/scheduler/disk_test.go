@@ -13,26 +13,25 @@ import (
 	"rung.dev/rung/internal/topology"
 )
 
-// TestVolumeDisk: a node takes a volume not bound yet only when its disk
-// has room for the volume's full size, after the volumes bound to it and
-// those this plan already put there.
-func TestVolumeDisk(t *testing.T) {
-	const gi = int64(1) << 30
-	// Three equal nodes; a is first, so the cheapest without the disk filter.
-	nodes := `apiVersion: rung.dev/v1
+// diskNodes are two equal nodes (a third may follow); a is first, so the
+// cheapest without the disk filter.
+const diskNodes = `apiVersion: rung.dev/v1
 kind: Topology
 metadata: {name: dc}
 spec:
   nodes:
   - {name: a, domains: {rack: r1}, capacity: {cpu: 16, memory: 64Gi}}
   - {name: b, domains: {rack: r2}, capacity: {cpu: 16, memory: 64Gi}}
-  - {name: c, domains: {rack: r3}, capacity: {cpu: 16, memory: 64Gi}}
----
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: acme}
----
 `
+
+const acme = "apiVersion: rung.dev/v1\nkind: Tenant\nmetadata: {name: acme}\n---\n"
+
+// TestVolumeDisk: a node takes a volume not bound yet only when its disk
+// has room for the volume's full size, after the volumes bound to it and
+// those this plan already put there.
+func TestVolumeDisk(t *testing.T) {
+	const gi = int64(1) << 30
+	nodes := diskNodes + "  - {name: c, domains: {rack: r3}, capacity: {cpu: 16, memory: 64Gi}}\n---\n" + acme
 	vol := func(size string) string {
 		return "apiVersion: rung.dev/v1\nkind: Volume\nmetadata: {name: pg, tenant: acme}\nspec: {size: " + size + "}\n---\n"
 	}
@@ -159,19 +158,7 @@ metadata: {name: acme}
 // TestVolumeDiskExplain: explain names the disk filter on each node it
 // removes, with the fix.
 func TestVolumeDiskExplain(t *testing.T) {
-	set, err := v1.Decode("test.yaml", []byte(`apiVersion: rung.dev/v1
-kind: Topology
-metadata: {name: dc}
-spec:
-  nodes:
-  - {name: a, domains: {rack: r1}, capacity: {cpu: 16, memory: 64Gi}}
-  - {name: b, domains: {rack: r2}, capacity: {cpu: 16, memory: 64Gi}}
----
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: acme}
----
-apiVersion: rung.dev/v1
+	set, err := v1.Decode("test.yaml", []byte(diskNodes+"---\n"+acme+`apiVersion: rung.dev/v1
 kind: Volume
 metadata: {name: pg, tenant: acme}
 spec: {size: 2Gi}

@@ -17,8 +17,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	v1 "rung.dev/rung/api/v1"
-	"rung.dev/rung/internal/auth"
-	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/scheduler/gen"
 	"rung.dev/rung/internal/server"
 	"rung.dev/rung/internal/server/wire"
@@ -333,15 +331,7 @@ func reportNodes(t *testing.T, e *env) {
 		}
 	}
 	for node, reps := range byNode {
-		tok, _, err := e.srv.IssueToken(t.Context(), auth.Principal{Role: auth.Operator}, auth.Principal{Role: auth.NodeAgent, Node: node}, "agent")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := client.New(e.url, tok)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Heartbeat(t.Context(), node, wire.Heartbeat{Runtimes: []string{"container", "sandbox"}, Replicas: reps}); err != nil {
+		if err := e.agentClient(node).Heartbeat(t.Context(), node, wire.Heartbeat{Runtimes: []string{"container", "sandbox"}, Replicas: reps}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -40,14 +40,7 @@ func TestDashboardVolumes(t *testing.T) {
 		}
 	}
 	// A node's page shows the disk its agent reports for volumes.
-	tok, _, err := e.srv.IssueToken(t.Context(), auth.Principal{Role: auth.Operator}, auth.Principal{Role: auth.NodeAgent, Node: "h1"}, "agent")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(e.url, tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.agentClient("h1")
 	if err := c.Heartbeat(t.Context(), "h1", wire.Heartbeat{Runtimes: []string{"container"}, VolumeDisk: &wire.VolumeDisk{Capacity: 100 << 30, Free: 40 << 30, Held: 1 << 30}}); err != nil {
 		t.Fatal(err)
 	}
@@ -75,22 +68,14 @@ func TestVolumeDiskFromHeartbeats(t *testing.T) {
 		if n == "h3" {
 			free = 10 << 30
 		}
-		tok, _, err := e.srv.IssueToken(ctx, auth.Principal{Role: auth.Operator}, auth.Principal{Role: auth.NodeAgent, Node: n}, "agent")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := client.New(e.url, tok)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Heartbeat(ctx, n, wire.Heartbeat{Runtimes: []string{"container", "sandbox"}, VolumeDisk: &wire.VolumeDisk{Capacity: 50 << 30, Free: free}}); err != nil {
+		if err := e.agentClient(n).Heartbeat(ctx, n, wire.Heartbeat{Runtimes: []string{"container", "sandbox"}, VolumeDisk: &wire.VolumeDisk{Capacity: 50 << 30, Free: free}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	apply := func(name, size string) {
 		t.Helper()
 		for path, y := range map[string]string{
-			"/v1/tenants/biology/volumes/" + name: "apiVersion: rung.dev/v1\nkind: Volume\nmetadata: {name: " + name + ", tenant: biology}\nspec: {size: " + size + "}\n",
+			"/v1/tenants/biology/volumes/" + name:   "apiVersion: rung.dev/v1\nkind: Volume\nmetadata: {name: " + name + ", tenant: biology}\nspec: {size: " + size + "}\n",
 			"/v1/tenants/biology/workloads/" + name: "apiVersion: rung.dev/v1\nkind: Workload\nmetadata: {name: " + name + ", tenant: biology}\nspec:\n  image: busybox:latest\n  resources: {cpu: 100m, memory: 64Mi}\n  volumes: [{name: " + name + ", mountPath: /data}]\n",
 		} {
 			if r := e.do("admin", "PUT", path, []byte(y)); r.status != 201 {
@@ -125,4 +110,18 @@ func TestVolumeDiskFromHeartbeats(t *testing.T) {
 	if got := strings.Join(reasons, "\n"); !strings.Contains(got, "disk: removed 4 of 4 nodes") || !strings.Contains(got, "smallest change: free 2.0Gi more disk for volumes on node h3") {
 		t.Errorf("biology/two's reasons:\n%s", got)
 	}
+}
+
+// agentClient is a client with a node token of node, as its agent has.
+func (e *env) agentClient(node string) *client.Client {
+	e.t.Helper()
+	tok, _, err := e.srv.IssueToken(e.t.Context(), auth.Principal{Role: auth.Operator}, auth.Principal{Role: auth.NodeAgent, Node: node}, "agent")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c, err := client.New(e.url, tok)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
 }
