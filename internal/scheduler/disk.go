@@ -18,6 +18,9 @@ type Disk struct {
 	// Bound is the full size of every volume instance bound to the node,
 	// whether its image exists yet or not: each may grow to its size.
 	Bound int64
+	// Shared names a disk several nodes share (one machine standing for
+	// them): the volumes a plan puts on any of them count against all.
+	Shared string
 }
 
 // Left is what a volume not bound yet may still take on the node.
@@ -27,11 +30,36 @@ func (d Disk) Left() int64 { return d.Free - d.Bound }
 // missing from byNode (its agent reported no disk) is not checked.
 func (p *Problem) SetDisk(byNode map[string]Disk) {
 	p.Disk = make([]*Disk, len(p.Topology.Nodes))
-	for name, d := range byNode {
-		if n, ok := p.Topology.Node(name); ok {
-			p.Disk[n] = &d
+	p.diskAt = make([]int32, len(p.Topology.Nodes))
+	first := map[string]int32{}
+	for n := range p.Topology.Nodes {
+		p.diskAt[n] = int32(n)
+		d, ok := byNode[p.Topology.Nodes[n].Name]
+		if !ok {
+			continue
+		}
+		p.Disk[n] = &d
+		if d.Shared == "" {
+			continue
+		}
+		if f, seen := first[d.Shared]; seen {
+			p.diskAt[n] = f
+		} else {
+			first[d.Shared] = int32(n)
 		}
 	}
+}
+
+// planned is what this plan put on node n's disk (the first node of a
+// shared disk keeps the count for all of them).
+func (pl *planner) planned(n int) int64 { return pl.nodes[pl.p.diskNode(n)].disk }
+
+// diskNode is the node whose state counts what a plan puts on n's disk.
+func (p *Problem) diskNode(n int) int {
+	if n < len(p.diskAt) {
+		return int(p.diskAt[n])
+	}
+	return n
 }
 
 // charge is the bytes of new volumes replica ord of w creates on its
@@ -66,7 +94,7 @@ func (pl *planner) diskOK(w int32, ord int32, n int) bool {
 		return true
 	}
 	need, _ := pl.p.Workloads[w].charge(ord)
-	return need == 0 || need <= pl.p.Disk[n].Left()-pl.nodes[n].disk
+	return need == 0 || need <= pl.p.Disk[n].Left()-pl.planned(n)
 }
 
 // describeDisk says why node n has no room for the new volumes of replica
@@ -76,13 +104,13 @@ func (pl *planner) describeDisk(w int32, ord int32, n int) string {
 	d := pl.p.Disk[n]
 	need, first := wl.charge(ord)
 	name := pl.top.Nodes[n].Name
-	left := max(0, d.Left()-pl.nodes[n].disk)
+	left := max(0, d.Left()-pl.planned(n))
 	var held []string
 	if d.Bound > 0 {
 		held = append(held, fmtBytes(d.Bound)+" bound to volumes")
 	}
-	if pl.nodes[n].disk > 0 {
-		held = append(held, fmtBytes(pl.nodes[n].disk)+" to volumes of this plan")
+	if pl.planned(n) > 0 {
+		held = append(held, fmtBytes(pl.planned(n))+" to volumes of this plan")
 	}
 	of := ""
 	if len(held) > 0 {
@@ -140,7 +168,7 @@ func (pl *planner) diskChange(w int32) string {
 			continue
 		}
 		need, _ := pl.p.Workloads[w].charge(pl.ord)
-		s := need - (pl.p.Disk[n].Left() - pl.nodes[n].disk)
+		s := need - (pl.p.Disk[n].Left() - pl.planned(n))
 		if best < 0 || s < short {
 			best, short = n, s
 		}

@@ -98,6 +98,12 @@ func TestVolumeDisk(t *testing.T) {
 		want:     map[int]string{0: "a"},
 		unplaced: []string{"volume pg-1 needs 8.0Gi of disk, node a has 4.0Gi left for volumes (12Gi free, 8.0Gi to volumes of this plan)"},
 	}, {
+		name:     "one disk shared by nodes: this plan's volumes count on all of them",
+		manifest: vol("8Gi") + wl("2", "{name: pg, mountPath: /data, perReplica: true}"),
+		disk:     map[string]scheduler.Disk{"a": {Free: 12 * gi, Shared: "m"}, "b": {Free: 12 * gi, Shared: "m"}, "c": {Free: 1 * gi}},
+		want:     map[int]string{0: "a"},
+		unplaced: []string{"disk: removed 3 of 3 nodes", "8.0Gi to volumes of this plan"},
+	}, {
 		name:     "shared read-only volume: charged once",
 		manifest: vol("8Gi") + wl("2", "{name: pg, mountPath: /data, readOnly: true}"),
 		disk:     map[string]scheduler.Disk{"a": {Free: 9 * gi}, "b": {Free: 1 * gi}, "c": {Free: 1 * gi}},

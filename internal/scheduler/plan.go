@@ -1000,7 +1000,7 @@ func (pl *planner) commit(r, n int32, tier tenancy.Tier, raises []raise) {
 	ns.used = ns.used.Add(w.Request).Add(p.Overhead[tier])
 	if p.Disk != nil {
 		need, _ := w.charge(rep.ord)
-		ns.disk += need
+		pl.nodes[p.diskNode(int(n))].disk += need
 	}
 	gi := int32(-1)
 	for _, k := range ns.groups {

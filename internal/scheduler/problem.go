@@ -33,6 +33,9 @@ type Problem struct {
 	// Disk is each node's room for volumes (SetDisk), by node index; nil
 	// (or a nil entry) is a node whose disk is not known: not checked.
 	Disk []*Disk
+	// diskAt is, by node, the node whose state counts what a plan puts
+	// on its disk (itself, or the first node of a shared disk).
+	diskAt []int32
 }
 
 // Tenant is a tenant as the scheduler sees it.

@@ -93,7 +93,7 @@ func (pl *planner) unplace(r int32) {
 	ns.used = ns.used.Sub(w.Request).Sub(p.Overhead[rep.tier])
 	if p.Disk != nil {
 		need, _ := w.charge(rep.ord)
-		ns.disk -= need
+		pl.nodes[p.diskNode(int(n))].disk -= need
 	}
 	for _, gi := range ns.groups {
 		g := &pl.groups[gi]

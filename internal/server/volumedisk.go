@@ -75,7 +75,7 @@ func (r diskReports) digest(h io.Writer) {
 // volumeDisks is the scheduler's view of the nodes' disks: what each node
 // reports, less the full size of the volumes bound to it. One machine
 // standing for every node (r.all) has one disk: every volume bound to
-// any of those nodes counts against each of them.
+// any of those nodes, or placed on one by the plan, counts against each.
 func volumeDisks(set *v1.Set, bound map[string]string, r diskReports, nodes []string) map[string]scheduler.Disk {
 	sizes := map[string]int64{} // TENANT/NAME → bytes
 	for _, vol := range set.Volumes {
@@ -95,7 +95,7 @@ func volumeDisks(set *v1.Set, bound map[string]string, r diskReports, nodes []st
 		if d, ok := r.byNode[n]; ok {
 			out[n] = scheduler.Disk{Free: d.Free + d.Held, Bound: byNode[n]}
 		} else if r.all != nil {
-			out[n] = scheduler.Disk{Free: r.all.Free + r.all.Held, Bound: shared}
+			out[n] = scheduler.Disk{Free: r.all.Free + r.all.Held, Bound: shared, Shared: "local"}
 		}
 	}
 	return out

@@ -43,7 +43,7 @@ spec: {size: 2Gi}
 	}, {
 		name: "one machine for the others",
 		r:    diskReports{byNode: map[string]wire.VolumeDisk{"a": {Free: 10 * gi}}, all: &wire.VolumeDisk{Free: 7 * gi, Held: gi}},
-		want: map[string]scheduler.Disk{"a": {Free: 10 * gi, Bound: 3 * gi}, "b": {Free: 8 * gi, Bound: 2 * gi}, "c": {Free: 8 * gi, Bound: 2 * gi}},
+		want: map[string]scheduler.Disk{"a": {Free: 10 * gi, Bound: 3 * gi}, "b": {Free: 8 * gi, Bound: 2 * gi, Shared: "local"}, "c": {Free: 8 * gi, Bound: 2 * gi, Shared: "local"}},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
