@@ -332,7 +332,13 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 			return nil, nil, nil, fmt.Errorf("plan: node %s down: %w", name, err)
 		}
 	}
-	prob.BindVolumes(bindingNodes(set, bound)) // volumes.go
+	boundNodes := bindingNodes(set, bound)
+	prob.BindVolumes(boundNodes) // volumes.go
+	names := make([]string, len(prob.Topology.Nodes))
+	for i := range prob.Topology.Nodes {
+		names[i] = prob.Topology.Nodes[i].Name
+	}
+	prob.SetDisk(volumeDisks(set, boundNodes, reports.disks, names)) // volumedisk.go
 	if notes := prob.Topology.Detected(reports.report); len(notes) > 0 {
 		p.log.Info("plan with the runtimes agents detect", "notes", notes)
 	}
