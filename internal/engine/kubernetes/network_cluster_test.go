@@ -231,7 +231,9 @@ func testVolumes(t *testing.T, c *kubetest.Cluster) {
 		if _, err := c.Client.StorageV1().StorageClasses().Create(ctx, &sc, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = c.Client.StorageV1().StorageClasses().Delete(context.Background(), sc.Name, metav1.DeleteOptions{}) })
+		t.Cleanup(func() {
+			_ = c.Client.StorageV1().StorageClasses().Delete(context.Background(), sc.Name, metav1.DeleteOptions{})
+		})
 	}
 	log := &auditLog{}
 	e := engineFor(t, c, kube.Options{}, log)

@@ -256,9 +256,9 @@ func TestNetworkObjects(t *testing.T) {
 			"rung-a/NetworkPolicy/rung-allow-x": {Pods: podsOfWorkload("a", "x"), Types: []string{"Ingress"}, Ingress: []rule{{Ports: []string{"8080/TCP"}}}},
 		},
 		services: map[string]service{
-			"rung-a/Service/w-1st":                 {Type: "ClusterIP", Selector: podsOfWorkload("a", "1st"), Ports: []string{"tcp-8080 8080/TCP->8080 node 0"}},
-			"rung-a/Service/x":                     {Type: "ClusterIP", Selector: podsOfWorkload("a", "x"), Ports: []string{"tcp-8080 8080/TCP->8080 node 0"}},
-			"rung-a/Service/x-public":              {Type: "ClusterIP", Selector: podsOfWorkload("a", "x-public"), Ports: []string{"tcp-8080 8080/TCP->8080 node 0"}},
+			"rung-a/Service/w-1st":                  {Type: "ClusterIP", Selector: podsOfWorkload("a", "1st"), Ports: []string{"tcp-8080 8080/TCP->8080 node 0"}},
+			"rung-a/Service/x":                      {Type: "ClusterIP", Selector: podsOfWorkload("a", "x"), Ports: []string{"tcp-8080 8080/TCP->8080 node 0"}},
+			"rung-a/Service/x-public":               {Type: "ClusterIP", Selector: podsOfWorkload("a", "x-public"), Ports: []string{"tcp-8080 8080/TCP->8080 node 0"}},
 			"rung-a/Service/" + publicHashed("a/x"): {Type: "NodePort", Selector: podsOfWorkload("a", "x"), Ports: []string{"tcp-8080 8080/TCP->8080 node 0"}},
 		},
 	}} {
