@@ -154,7 +154,6 @@ func IsolationPolicy(tenant string) *networkingv1.NetworkPolicy {
 // nothing.
 func AllowPolicy(w *v1.Workload, lo, hi int) *networkingv1.NetworkPolicy {
 	var rules []networkingv1.NetworkPolicyIngressRule
-	tenant := w.Metadata.Tenant
 	for _, p := range w.Spec.Ports {
 		port := []networkingv1.NetworkPolicyPort{policyPort(protocol(p.Protocol), p.Port)}
 		if p.Publish && nodePortOK(p, lo, hi) {
@@ -162,7 +161,7 @@ func AllowPolicy(w *v1.Workload, lo, hi int) *networkingv1.NetworkPolicy {
 			continue
 		}
 		var from []networkingv1.NetworkPolicyPeer
-		for _, t := range allowed(p, tenant) {
+		for _, t := range allowed(p, w.Metadata.Tenant) {
 			from = append(from, tenantPeer(t))
 		}
 		if len(from) > 0 {
@@ -172,33 +171,31 @@ func AllowPolicy(w *v1.Workload, lo, hi int) *networkingv1.NetworkPolicy {
 	if len(rules) == 0 {
 		return nil
 	}
+	return workloadPolicy(w, allowPrefix, networkingv1.PolicyTypeIngress, rules, nil)
+}
+
+// workloadPolicy is a policy named PREFIX+WORKLOAD on exactly w's pods.
+func workloadPolicy(w *v1.Workload, prefix string, typ networkingv1.PolicyType, in []networkingv1.NetworkPolicyIngressRule, out []networkingv1.NetworkPolicyEgressRule) *networkingv1.NetworkPolicy {
+	tenant := w.Metadata.Tenant
 	return &networkingv1.NetworkPolicy{
 		TypeMeta:   policyType,
-		ObjectMeta: metav1.ObjectMeta{Name: allowPrefix + w.Metadata.Name, Namespace: Namespace(tenant), Labels: managed(tenant, map[string]string{LabelWorkload: w.Metadata.Name})},
+		ObjectMeta: metav1.ObjectMeta{Name: prefix + w.Metadata.Name, Namespace: Namespace(tenant), Labels: managed(tenant, map[string]string{LabelWorkload: w.Metadata.Name})},
 		Spec: networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: workloadLabels(tenant, w.Metadata.Name)},
-			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
-			Ingress:     rules,
+			PolicyTypes: []networkingv1.PolicyType{typ},
+			Ingress:     in,
+			Egress:      out,
 		},
 	}
 }
 
 // EgressPolicy lets w's pods reach any address but link-local ones.
 func EgressPolicy(w *v1.Workload) *networkingv1.NetworkPolicy {
-	tenant := w.Metadata.Tenant
 	var to []networkingv1.NetworkPolicyPeer
 	for _, cidr := range []string{"0.0.0.0/0", "::/0"} {
 		to = append(to, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: cidr, Except: deniedEgress[cidr]}})
 	}
-	return &networkingv1.NetworkPolicy{
-		TypeMeta:   policyType,
-		ObjectMeta: metav1.ObjectMeta{Name: egressPrefix + w.Metadata.Name, Namespace: Namespace(tenant), Labels: managed(tenant, map[string]string{LabelWorkload: w.Metadata.Name})},
-		Spec: networkingv1.NetworkPolicySpec{
-			PodSelector: metav1.LabelSelector{MatchLabels: workloadLabels(tenant, w.Metadata.Name)},
-			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
-			Egress:      []networkingv1.NetworkPolicyEgressRule{{To: to}},
-		},
-	}
+	return workloadPolicy(w, egressPrefix, networkingv1.PolicyTypeEgress, nil, []networkingv1.NetworkPolicyEgressRule{{To: to}})
 }
 
 // Services are w's ClusterIP Service (every port, for discovery as

@@ -22,6 +22,7 @@ import (
 	v1 "rung.dev/rung/api/v1"
 	kube "rung.dev/rung/internal/engine/kubernetes"
 	"rung.dev/rung/internal/engine/kubernetes/kubetest"
+	"rung.dev/rung/internal/scheduler"
 )
 
 func oneNode(name string) v1.Topology {
@@ -43,6 +44,17 @@ func join(sets ...*v1.Set) *v1.Set {
 		out.Workloads = append(out.Workloads, s.Workloads...)
 	}
 	return out
+}
+
+// replan plans set on cl and applies it.
+func replan(t *testing.T, e *kube.Engine, set *v1.Set, cl kube.Cluster) *scheduler.Result {
+	t.Helper()
+	res, _, err := kube.PlanOn(set, cl, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyUntil(t, e, set, res)
+	return res
 }
 
 // livePolicies reads ns's NetworkPolicies back, summarized.
@@ -192,11 +204,7 @@ func testNetwork(t *testing.T, c *kubetest.Cluster) {
 
 	// The workload goes: its Services and policies go with it.
 	set.Workloads = set.Workloads[1:]
-	res, _, err = kube.PlanOn(set, cl, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	applyUntil(t, e, set, res)
+	res = replan(t, e, set, cl)
 	poll(t, func() error {
 		for _, name := range []string{"web", "web-public"} {
 			if s, err := c.Client.CoreV1().Services("rung-na").Get(ctx, name, metav1.GetOptions{}); err == nil && s.DeletionTimestamp == nil {
@@ -356,11 +364,7 @@ func testVolumes(t *testing.T, c *kubetest.Cluster) {
 
 	// db goes, its Volume stays: the claims stay (the data is theirs).
 	set.Workloads = set.Workloads[1:]
-	res, _, err = kube.PlanOn(set, cl, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	applyUntil(t, e, set, res)
+	res = replan(t, e, set, cl)
 	liveClaims := func() int {
 		l, err := c.Client.CoreV1().PersistentVolumeClaims("rung-vol").List(ctx, metav1.ListOptions{})
 		if err != nil {
