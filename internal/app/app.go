@@ -116,6 +116,12 @@ type Config struct {
 	// Kubeconfig is the cluster's kubeconfig for Backend kubernetes (""
 	// uses the in-cluster config).
 	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// KubeStorageClass is the StorageClass of volumes' claims on the
+	// cluster ("" its default class; it must bind WaitForFirstConsumer).
+	KubeStorageClass string `json:"kubeStorageClass,omitempty"`
+	// KubeNodePorts is the cluster's node-port range, the apiserver's
+	// --service-node-port-range (default 30000-32767).
+	KubeNodePorts string `json:"kubeNodePorts,omitempty"`
 }
 
 // Duration is a time.Duration written as "10s" in config files.

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -19,8 +20,14 @@ const BackendKubernetes = "kubernetes"
 // newKubeEngine connects to the cluster (checking rung's rights there) and
 // returns the engine and the server's topology hook.
 func newKubeEngine(ctx context.Context, cfg Config, log *slog.Logger, al *audit.Log) (*kube.Engine, func() (v1.Topology, []string), error) {
+	if cfg.KubeNodePorts != "" {
+		if _, _, err := v1.ParsePortRange(cfg.KubeNodePorts); err != nil {
+			return nil, nil, fmt.Errorf("kube node ports %q: %w (fix: the apiserver's --service-node-port-range, e.g. 30000-32767)", cfg.KubeNodePorts, err)
+		}
+	}
 	e, err := kube.New(ctx, kube.Config{
 		Kubeconfig: cfg.Kubeconfig,
+		Objects:    kube.Options{StorageClass: cfg.KubeStorageClass, NodePorts: cfg.KubeNodePorts},
 		Logger:     log.With("component", "kubernetes"),
 		Audit: func(ctx context.Context, r audit.Record) error {
 			_, _, err := al.Append(ctx, r)

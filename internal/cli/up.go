@@ -71,6 +71,12 @@ and shutdownTimeout; flags override it.`,
 			if fl.Changed("kubeconfig") {
 				run.Kubeconfig = cfg.Kubeconfig
 			}
+			if fl.Changed("kube-storage-class") {
+				run.KubeStorageClass = cfg.KubeStorageClass
+			}
+			if fl.Changed("kube-node-ports") {
+				run.KubeNodePorts = cfg.KubeNodePorts
+			}
 			if fl.Changed("node-timeout") {
 				run.NodeTimeout = app.Duration(nodeTimeout)
 			}
@@ -105,6 +111,8 @@ and shutdownTimeout; flags override it.`,
 	fl.BoolVar(&cfg.AllowEmulatedVM, allowEmulatedVMFlag, false, allowEmulatedVMHelp)
 	fl.StringVar(&cfg.Backend, "backend", "", "where replicas run: \"\" (rung's own nodes and agents) or kubernetes (a cluster's nodes are the topology; replicas run as pods)")
 	fl.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster for --backend kubernetes (default: the in-cluster config)")
+	fl.StringVar(&cfg.KubeStorageClass, "kube-storage-class", "", "StorageClass of volumes' claims for --backend kubernetes (default: the cluster's default class; it must bind WaitForFirstConsumer)")
+	fl.StringVar(&cfg.KubeNodePorts, "kube-node-ports", "", "the cluster's node-port range for --backend kubernetes (default 30000-32767)")
 	fl.DurationVar(&nodeTimeout, "node-timeout", 10*time.Second, "a node agent silent this long is down; its replicas are re-placed")
 	return cmd
 }

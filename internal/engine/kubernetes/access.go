@@ -30,6 +30,7 @@ var needed = func() []right {
 		{group: "", resource: "namespaces"}, {group: "", resource: "pods"},
 		{group: "", resource: "resourcequotas"}, {group: "", resource: "limitranges"},
 		{group: "networking.k8s.io", resource: "networkpolicies"},
+		{group: "", resource: "services"}, {group: "", resource: "persistentvolumeclaims"},
 	} {
 		for _, v := range []string{"get", "list", "watch", "create", "patch", "delete"} {
 			out = append(out, right{v, r.group, r.resource})

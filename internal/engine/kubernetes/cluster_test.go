@@ -210,6 +210,8 @@ func TestCluster(t *testing.T) {
 	t.Run("drift put back", func(t *testing.T) { testDrift(t, c) })
 	t.Run("tenant sees only its namespace", func(t *testing.T) { testTenantRBAC(t, c) })
 	t.Run("kubeconfig without rights", func(t *testing.T) { testNoRights(t, c) })
+	t.Run("networks: policies and services", func(t *testing.T) { testNetwork(t, c) }) // network_cluster_test.go
+	t.Run("volumes: claims pinned to the planned node", func(t *testing.T) { testVolumes(t, c) })
 	t.Run("pods per second", func(t *testing.T) { testThroughput(t, c) })
 }
 

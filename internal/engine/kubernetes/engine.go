@@ -88,6 +88,8 @@ var kinds = []struct {
 	{"NetworkPolicy", schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"}},
 	{"RoleBinding", schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"}},
 	{"Pod", schema.GroupVersionResource{Version: "v1", Resource: "pods"}},
+	{"Service", schema.GroupVersionResource{Version: "v1", Resource: "services"}},                             // network.go
+	{"PersistentVolumeClaim", schema.GroupVersionResource{Version: "v1", Resource: "persistentvolumeclaims"}}, // volume.go
 }
 
 func gvrOf(kind string) schema.GroupVersionResource {
@@ -196,6 +198,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 		informersOf["RoleBinding"] = o.Rbac().V1().RoleBindings().Informer()
 	}
+	e.watchServicesAndClaims(o, informersOf) // volume_engine.go
 	for kind, inf := range informersOf {
 		h := cache.ResourceEventHandlerFuncs{
 			UpdateFunc: func(_, obj any) { e.observe(kind, obj) },
@@ -272,6 +275,9 @@ func (e *Engine) Apply(ctx context.Context, set *v1.Set, res *scheduler.Result) 
 	e.mu.Lock()
 	c := e.cluster
 	e.mu.Unlock()
+	if err := e.readVolumes(ctx, set, &c); err != nil { // volume_engine.go
+		return nil, err
+	}
 	d := Build(set, res, c, e.cfg.Objects)
 	want := map[objKey]*unstructured.Unstructured{}
 	h := sha256.New()
@@ -405,6 +411,7 @@ func (e *Engine) prune(ctx context.Context, want map[objKey]*unstructured.Unstru
 	add("LimitRange", metas(lrs))
 	nps, _ := o.Networking().V1().NetworkPolicies().Lister().List(sel)
 	add("NetworkPolicy", metas(nps))
+	e.pruneServicesAndClaims(sel, add) // volume_engine.go
 	nss, _ := o.Core().V1().Namespaces().Lister().List(sel)
 	add("Namespace", metas(nss))
 	return e.parallel(ctx, stale, func(k objKey) error {

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -75,6 +74,13 @@ type Options struct {
 	// DefaultRequest are the LimitRange's per-container defaults (default
 	// 100m CPU, 128Mi memory).
 	DefaultCPU, DefaultMemory string
+	// NodePorts is the cluster's node-port range (the apiserver's
+	// --service-node-port-range; default 30000-32767): a published port
+	// asking for a nodePort outside it is not published (network.go).
+	NodePorts string
+	// StorageClass is the class of volumes' claims ("" the cluster's
+	// default); it must bind WaitForFirstConsumer (volume.go).
+	StorageClass string
 }
 
 // Build turns a plan into objects. It is pure: set and res as rung planned
@@ -84,6 +90,10 @@ func Build(set *v1.Set, res *scheduler.Result, c Cluster, opts Options) Desired 
 	for _, t := range set.Tenants {
 		d.Objects = append(d.Objects, tenantObjects(t, opts)...)
 	}
+	netObjs, problems := NetworkObjects(set, opts) // network.go
+	d.Objects = append(d.Objects, netObjs...)
+	d.Refused = append(d.Refused, problems...)
+	vols := newVolumes(set, c) // volume.go
 	wl := map[string]*v1.Workload{}
 	for i := range set.Workloads {
 		w := &set.Workloads[i]
@@ -108,12 +118,16 @@ func Build(set *v1.Set, res *scheduler.Result, c Cluster, opts Options) Desired 
 			continue
 		}
 		pod, err := Pod(w, p, c, domains[p.Node])
+		if err == nil {
+			err = vols.mount(pod, w, p)
+		}
 		if err != nil {
 			d.Refused = append(d.Refused, err.Error())
 			continue
 		}
 		d.Objects = append(d.Objects, pod)
 	}
+	d.Objects = append(d.Objects, vols.objects()...)
 	return d
 }
 
@@ -147,25 +161,6 @@ func tenantObjects(t v1.Tenant, opts Options) []runtime.Object {
 					corev1.ResourceMemory: resource.MustParse(or(opts.DefaultMemory, "128Mi")),
 				},
 			}}},
-		},
-		// Pods take traffic from their own namespace only; egress never
-		// reaches the cloud metadata address.
-		&networkingv1.NetworkPolicy{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
-			ObjectMeta: meta(isolationName),
-			Spec: networkingv1.NetworkPolicySpec{
-				PodSelector: metav1.LabelSelector{},
-				PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
-				Ingress: []networkingv1.NetworkPolicyIngressRule{{
-					From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{}}},
-				}},
-				Egress: []networkingv1.NetworkPolicyEgressRule{{
-					To: []networkingv1.NetworkPolicyPeer{
-						{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0", Except: []string{"169.254.169.254/32"}}},
-						{NamespaceSelector: &metav1.LabelSelector{}},
-					},
-				}},
-			},
 		},
 	}
 	q := t.Spec.Quota

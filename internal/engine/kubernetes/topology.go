@@ -54,6 +54,10 @@ type Cluster struct {
 	Hostnames map[string]string
 	// Classes maps node name → tier → the RuntimeClass its pods use.
 	Classes map[string]map[v1.Tier]string
+	// Claims are the volume claims rung made, and Storage the class new
+	// ones get (volume.go; read by the engine when the set has volumes).
+	Claims  []Claim
+	Storage Storage
 }
 
 // handlerTier returns the tier a RuntimeClass handler runs, or "".
