@@ -58,6 +58,12 @@ type Config struct {
 	// namespaces they make.
 	NetNS  string
 	Logger *slog.Logger
+	// SandboxNetworks says that this node's sandbox driver runs gVisor's
+	// own network stack in the replica's namespace (runsc
+	// --network=sandbox, which runtime.ProbeSandboxNetwork proved works):
+	// sandbox replicas then join tenant networks like containers (the
+	// same veth, made in Created, which runsc copies at start).
+	SandboxNetworks bool
 }
 
 // Peer is another node: where its slice is routed, and its replicas (so
