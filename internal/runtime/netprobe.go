@@ -8,8 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	goruntime "runtime"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
