@@ -35,6 +35,14 @@ type Port struct {
 	AllowTenants []string `json:"allowTenants,omitempty"`
 }
 
+// Proto is the port's protocol, tcp when the manifest leaves it out.
+func (p Port) Proto() Protocol {
+	if p.Protocol == "" {
+		return ProtocolTCP
+	}
+	return p.Protocol
+}
+
 // Protocol is tcp (the default) or udp.
 type Protocol string
 
@@ -191,10 +199,7 @@ func (v *validator) networks(topos, workloads []object) {
 			if !v.enum(o, join(path, "protocol"), string(pt.Protocol), "protocol", []string{string(ProtocolTCP), string(ProtocolUDP)}) {
 				continue
 			}
-			proto := pt.Protocol
-			if proto == "" {
-				proto = ProtocolTCP
-			}
+			proto := pt.Proto()
 			switch {
 			case pt.Port < 1 || pt.Port > 65535:
 				v.fail(o, join(path, "port"), fmt.Sprintf("%d is out of range", pt.Port), "use a port from 1 to 65535")

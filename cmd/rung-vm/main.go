@@ -21,6 +21,10 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "jail" {
 		os.Exit(jail.Main(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == vminit.HoldArg && os.Getpid() != 1 {
+		vminit.Hold() // the guest init's helper: a user namespace for idmapped volumes
+		os.Exit(0)
+	}
 	if os.Getpid() == 1 {
 		vminit.Main()
 	}

@@ -96,6 +96,27 @@ type VolumeSweeper interface {
 	Sweep(ctx context.Context) error
 }
 
+// DiskReporter is a VolumeSweeper that also measures the node's room for
+// volumes, which the heartbeat reports to the planner.
+type DiskReporter interface {
+	VolumeDisk() (*wire.VolumeDisk, error)
+}
+
+// VolumeDisk is the node's room for volumes, nil when its sweeper can't
+// say (or the node has none).
+func (a *Agent) VolumeDisk() *wire.VolumeDisk {
+	dr, ok := a.volumes.(DiskReporter)
+	if !ok {
+		return nil
+	}
+	d, err := dr.VolumeDisk()
+	if err != nil {
+		a.log.Warn("agent: measure the volume disk", "err", err)
+		return nil
+	}
+	return d
+}
+
 // New returns an agent for node, fed by src.
 func New(node Node, src Source, opts Options) *Agent {
 	if opts.Logger == nil {

@@ -124,6 +124,7 @@ func (r *Remote) Heartbeat(ctx context.Context) error {
 	if r.network != nil {
 		hb.Network = r.network.Report()
 	}
+	hb.VolumeDisk = r.agent.VolumeDisk()
 	if err := r.send(ctx, hb); err != nil {
 		return fmt.Errorf("agent %s: heartbeat: %w", r.node, err)
 	}

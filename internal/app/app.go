@@ -439,6 +439,7 @@ func publishLogs(ctx context.Context, srv *server.Server, node string, a *agent.
 		if states, err := a.States(ctx); err == nil {
 			srv.PublishLocalStates(states)
 		}
+		srv.PublishLocalDisk(a.VolumeDisk())
 		select {
 		case <-ctx.Done():
 			return
@@ -481,7 +482,11 @@ func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog
 		// One machine: no peers to tell, so no underlay address.
 		opts.Network = agent.NodeNetwork(nt, netip.Addr{})
 	}
-	return agent.New(node, src, opts), node, nil
+	a := agent.New(node, src, opts)
+	// The disk before the first plan: a volume too large for it is refused
+	// by the planner rather than bound and failed on the node.
+	srv.PublishLocalDisk(a.VolumeDisk())
+	return a, node, nil
 }
 
 // openStore opens the configured store; the only place naming backends.

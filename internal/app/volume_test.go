@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -15,7 +14,6 @@ import (
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/client"
-	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime/drivertest"
 	"rung.dev/rung/internal/volume"
 )
@@ -56,20 +54,7 @@ func TestVolumesSurvive(t *testing.T) {
 		if child != nil && child.ProcessState == nil {
 			kill()
 		}
-		// The node's own removal: the right driver for each replica
-		// (runsc's IDs carry a scope), and its volumes let go.
-		if node, err := replica.Open(context.Background(), dir, replica.Options{Attachers: []replica.Attacher{volume.NewAttacher(vols)}}); err == nil {
-			recs, _ := node.Records()
-			for _, r := range recs {
-				if err := node.Remove(context.Background(), r.Spec.ID); err != nil {
-					t.Errorf("cleanup %s: %v", r.Spec.ID, err)
-				}
-			}
-		}
-		cleanupContainers(dir)
-		if err := vols.UnmountAll(); err != nil {
-			t.Error(err)
-		}
+		removeNodeReplicas(t, dir, vols) // volumedisk_test.go
 	})
 	ctx := t.Context()
 	c := start()

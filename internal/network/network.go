@@ -116,10 +116,7 @@ func ForWorkload(set *v1.Set, node string, w *v1.Workload) (*Spec, error) {
 	}
 	s := &Spec{Pool: pool.String(), Subnet: sub.String(), Workload: w.Metadata.Name, Egress: w.Spec.Egress}
 	for _, p := range w.Spec.Ports {
-		proto := string(p.Protocol)
-		if proto == "" {
-			proto = string(v1.ProtocolTCP)
-		}
+		proto := string(p.Proto())
 		out := Port{Port: p.Port, Protocol: proto, AllowTenants: slices.Clone(p.AllowTenants)}
 		if p.Publish {
 			out.NodePort = ports[PortKey(w.Metadata.Tenant+"/"+w.Metadata.Name, p.Port, proto)]
@@ -127,6 +124,31 @@ func ForWorkload(set *v1.Set, node string, w *v1.Workload) (*Spec, error) {
 		s.Ports = append(s.Ports, out)
 	}
 	return s, nil
+}
+
+// Published are the published ports of set's workloads as
+// "NODEPORT/PROTO->PORT", by TENANT/NAME, so that a user who asked for
+// publish: true can read which port answers. A set without a tenant
+// network publishes nothing.
+func Published(set *v1.Set) map[string][]string {
+	if set == nil || !slices.ContainsFunc(set.Topologies, func(t v1.Topology) bool { return t.Spec.Network != nil }) {
+		return nil
+	}
+	ports, err := NodePorts(set)
+	if err != nil {
+		return nil // the apply that made it so was refused; the plan says why
+	}
+	out := map[string][]string{}
+	for _, w := range set.Workloads {
+		key := w.Metadata.Tenant + "/" + w.Metadata.Name
+		for _, p := range w.Spec.Ports {
+			proto := string(p.Proto())
+			if np := ports[PortKey(key, p.Port, proto)]; p.Publish && np != 0 {
+				out[key] = append(out[key], fmt.Sprintf("%d/%s->%d", np, proto, p.Port))
+			}
+		}
+	}
+	return out
 }
 
 // PortKey names a workload's port in NodePorts' answer.
@@ -158,10 +180,7 @@ func NodePorts(set *v1.Set) (map[string]int, error) {
 			if !p.Publish {
 				continue
 			}
-			proto := string(p.Protocol)
-			if proto == "" {
-				proto = string(v1.ProtocolTCP)
-			}
+			proto := string(p.Proto())
 			k := PortKey(w.Metadata.Tenant+"/"+w.Metadata.Name, p.Port, proto)
 			if p.NodePort != 0 {
 				out[k] = p.NodePort

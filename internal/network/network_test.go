@@ -2,6 +2,7 @@ package network
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -93,6 +94,14 @@ func TestForWorkloadAndNodePorts(t *testing.T) {
 			t.Errorf("node ports %v: want distinct ports in 30000-30002", ports)
 		}
 		seen[p] = true
+	}
+	// What users read: only published ports, with their node ports.
+	wantPub := map[string][]string{
+		"acme/web": {fmt.Sprintf("%d/tcp->8080", ports["acme/web 8080/tcp"]), "30001/udp->53"},
+		"acme/api": {fmt.Sprintf("%d/tcp->8080", ports["acme/api 8080/tcp"])},
+	}
+	if diff := cmp.Diff(wantPub, Published(set)); diff != "" {
+		t.Errorf("Published (-want +got):\n%s", diff)
 	}
 	// One more published port does not fit the range.
 	set.Workloads[1].Spec.Ports = append(set.Workloads[1].Spec.Ports, v1.Port{Port: 1, Publish: true})

@@ -134,12 +134,12 @@ func volumeDir(dataDir string) string { return filepath.Join(dataDir, "volume") 
 // VolumeSweeper is the sweeper of the volumes of the node at dataDir: it
 // wipes what deleted reports (the control plane's tombstones), on every
 // reconcile of the node's agent.
-func VolumeSweeper(dataDir string, log *slog.Logger, deleted func(ctx context.Context) ([]wire.VolumeDeletion, error)) (volume.Sweeper, error) {
+func VolumeSweeper(dataDir string, log *slog.Logger, deleted func(ctx context.Context) ([]wire.VolumeDeletion, error)) (Volumes, error) {
 	m, err := volume.Open(volumeDir(dataDir), log)
 	if err != nil {
-		return volume.Sweeper{}, err
+		return Volumes{}, err
 	}
-	return volume.Sweeper{M: m, Deleted: func(ctx context.Context) ([]volume.Ref, error) {
+	return Volumes{volume.Sweeper{M: m, Deleted: func(ctx context.Context) ([]volume.Ref, error) {
 		ds, err := deleted(ctx)
 		if err != nil {
 			return nil, err
@@ -154,7 +154,20 @@ func VolumeSweeper(dataDir string, log *slog.Logger, deleted func(ctx context.Co
 			}
 		}
 		return refs, nil
-	}}, nil
+	}}}, nil
+}
+
+// Volumes is the sweeper of a node's volumes that also reports the room
+// for them in its heartbeat (agent.DiskReporter).
+type Volumes struct{ volume.Sweeper }
+
+// VolumeDisk measures the node's room for volumes.
+func (v Volumes) VolumeDisk() (*wire.VolumeDisk, error) {
+	d, err := v.Disk()
+	if err != nil {
+		return nil, err
+	}
+	return &wire.VolumeDisk{Capacity: d.Capacity, Free: d.Free, Held: d.Held}, nil
 }
 
 // noNetworks stands in for the network plugin on a node that can't open

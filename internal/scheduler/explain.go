@@ -227,6 +227,8 @@ func (pl *planner) describe(w int32, n int, v verdict) string {
 		return pl.describeResidency(w, v.detail, n)
 	case fVolume:
 		return pl.describeVolume(w, int32(v.detail), n)
+	case fDisk:
+		return pl.describeDisk(w, int32(v.detail), n)
 	case fCapacity:
 		free := node.Capacity.Sub(pl.nodes[n].used)
 		need := wl.Request.Add(p.Overhead[v.tier])
@@ -441,6 +443,9 @@ func (pl *planner) smallestChange(w int32) string {
 	}
 	if bestNode >= 0 {
 		return fmt.Sprintf("free %s more on node %s (or add a node like it)", fmtShort(bestNeed), pl.top.Nodes[bestNode].Name)
+	}
+	if fix := pl.diskChange(w); fix != "" {
+		return fix
 	}
 	for n := range pl.top.Nodes {
 		if pl.offered(n, wl.Floor) != tenancy.None {

@@ -36,6 +36,7 @@ const (
 	fDedicated
 	fResidency
 	fVolume
+	fDisk
 	fCapacity
 	fSpread
 	fAffinity
@@ -43,7 +44,7 @@ const (
 	nFilters
 )
 
-var filterNames = [nFilters]string{"ok", "down", "node-tenant", "runtime", "dedicated", "residency", "volume", "capacity", "spread", "affinity", "tenancy"}
+var filterNames = [nFilters]string{"ok", "down", "node-tenant", "runtime", "dedicated", "residency", "volume", "disk", "capacity", "spread", "affinity", "tenancy"}
 
 // Cost weights. Units are "core equivalents": 1 core = 4 GiB of memory.
 const (
@@ -585,6 +586,9 @@ func (pl *planner) evaluate(w int32, n int, score bool) verdict {
 	if !pl.volumeOK(w, pl.ord, n) {
 		return verdict{filter: fVolume, detail: int(pl.ord)}
 	}
+	if !pl.diskOK(w, pl.ord, n) {
+		return verdict{filter: fDisk, detail: int(pl.ord)}
+	}
 	free := node.Capacity.Sub(pl.nodes[n].used)
 	// A quick bound; the exact check (which may shrink neighbours'
 	// overhead) is in tenancyCheck, which the exhaustive search always runs.
@@ -994,6 +998,10 @@ func (pl *planner) commit(r, n int32, tier tenancy.Tier, raises []raise) {
 	rep.node, rep.tier = n, tier
 	ns := &pl.nodes[n]
 	ns.used = ns.used.Add(w.Request).Add(p.Overhead[tier])
+	if p.Disk != nil {
+		need, _ := w.charge(rep.ord)
+		pl.nodes[p.diskNode(int(n))].disk += need
+	}
 	gi := int32(-1)
 	for _, k := range ns.groups {
 		g := &pl.groups[k]

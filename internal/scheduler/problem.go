@@ -30,6 +30,12 @@ type Problem struct {
 	// Avoid keeps replicas off nodes (a noisy neighbour moved away,
 	// DESIGN §12): the greedy placement never puts them there.
 	Avoid []Avoid
+	// Disk is each node's room for volumes (SetDisk), by node index; nil
+	// (or a nil entry) is a node whose disk is not known: not checked.
+	Disk []*Disk
+	// diskAt is, by node, the node whose state counts what a plan puts
+	// on its disk (itself, or the first node of a shared disk).
+	diskAt []int32
 }
 
 // Tenant is a tenant as the scheduler sees it.

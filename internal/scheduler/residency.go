@@ -26,6 +26,8 @@ type VolumeUse struct {
 	Missing bool
 	// Restricted volumes make the workload's data restricted (rule 1).
 	Restricted bool
+	// Size in bytes, which a node's disk must have room for (disk.go).
+	Size int64
 }
 
 // residency resolves w's effective placement limit; a level no topology
@@ -54,6 +56,7 @@ func volumeUses(set *v1.Set, w *v1.Workload) []VolumeUse {
 			if vol.Metadata.Tenant == w.Metadata.Tenant && vol.Metadata.Name == m.Name {
 				u.Missing = false
 				u.Restricted = vol.Spec.DataClass == v1.DataRestricted
+				u.Size = vol.Spec.SizeBytes()
 			}
 		}
 		out = append(out, u)
@@ -74,8 +77,8 @@ func (p *Problem) BindVolumes(bound map[string]string) {
 		}
 		w.Pinned = make([]Pin, w.Replicas)
 		for ord := range w.Replicas {
-			pin := Pin{Node: -1}
-			for _, u := range w.Volumes {
+			pin := Pin{Node: -1, Bound: make([]bool, len(w.Volumes))}
+			for i, u := range w.Volumes {
 				inst := u.Name
 				if u.PerReplica {
 					inst = fmt.Sprintf("%s-%d", u.Name, ord)
@@ -84,15 +87,16 @@ func (p *Problem) BindVolumes(bound map[string]string) {
 				if !ok {
 					continue
 				}
+				pin.Bound[i] = true
 				n, ok := p.Topology.Node(name)
 				if !ok {
 					n = -2 // gone
 				}
 				switch {
 				case pin.Node == -1:
-					pin = Pin{Node: n, NodeName: name, Volume: inst}
+					pin.Node, pin.NodeName, pin.Volume = n, name, inst
 				case pin.Node != n:
-					pin = Pin{Node: -2, NodeName: pin.NodeName + " and " + name, Volume: pin.Volume + " and " + inst}
+					pin.Node, pin.NodeName, pin.Volume = -2, pin.NodeName+" and "+name, pin.Volume+" and "+inst
 				}
 			}
 			w.Pinned[ord] = pin
@@ -106,6 +110,9 @@ type Pin struct {
 	Node     int
 	NodeName string
 	Volume   string
+	// Bound[i]: the replica's instance of the workload's volume i is
+	// bound already (it takes no new disk).
+	Bound []bool
 }
 
 // resident reports whether node n satisfies w's residency; when not, the

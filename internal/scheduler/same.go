@@ -91,6 +91,10 @@ func (pl *planner) unplace(r int32) {
 	w := &p.Workloads[rep.w]
 	ns := &pl.nodes[n]
 	ns.used = ns.used.Sub(w.Request).Sub(p.Overhead[rep.tier])
+	if p.Disk != nil {
+		need, _ := w.charge(rep.ord)
+		pl.nodes[p.diskNode(int(n))].disk -= need
+	}
 	for _, gi := range ns.groups {
 		g := &pl.groups[gi]
 		if i := slices.Index(g.reps, r); i >= 0 {

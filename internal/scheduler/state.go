@@ -27,7 +27,10 @@ type group struct {
 
 // nodeState is what is allocated on a node.
 type nodeState struct {
-	used   topology.Resources
+	used topology.Resources
+	// disk is the bytes of the volumes this plan creates on the node's
+	// disk (on every node sharing it, when it is the first: Problem.diskAt).
+	disk   int64
 	groups []int32
 }
 

@@ -4,9 +4,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +17,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	v1 "rung.dev/rung/api/v1"
-	"rung.dev/rung/internal/auth"
-	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/scheduler/gen"
 	"rung.dev/rung/internal/server"
 	"rung.dev/rung/internal/server/wire"
@@ -177,6 +178,7 @@ func TestBrowserDashboard(t *testing.T) {
 	e := newEnvWith(t, func(c *server.Config) { c.NodeTimeout = time.Hour }).seed()
 	// What rung up's own agent hands over: the end of a replica's log.
 	e.srv.PublishLogs("", []wire.ReplicaLog{{ID: "biology-sequencer-0", Tenant: "biology", Data: "reading chunk 41 of 120\nreading chunk 42 of 120\n"}})
+	applyVolumes(t, e)
 	reportNodes(t, e)
 	b := newTab(t)
 
@@ -203,6 +205,23 @@ func TestBrowserDashboard(t *testing.T) {
 		"running", "healthy", "restarting", "executable /bin/seq not found in image", "0.2 cores")
 	b.shot("workload")
 
+	// The volumes page: each tenant's volumes, their binding, who mounts
+	// them, and the tenant's residency.
+	b.click(`nav a[href="/ui/volumes"]`)
+	b.wants("volumes page", "Volumes", "Tenant biology", "Tenant geology", "seqdata-0", "seqdata-1", "of seqdata", "5Gi", "confidential",
+		"biology-archive-0", "biology-archive-1", "at /data", "cores", "not bound yet", "no workload mounts it", "residency: anywhere")
+	rows := b.rows(`table.volumes-table tbody tr`)
+	for _, inst := range []string{"seqdata-0", "seqdata-1"} {
+		i := slices.IndexFunc(rows, func(r string) bool { return strings.HasPrefix(r, inst) })
+		// rack r2 is h3 and h4: the workload's residency holds its volumes.
+		if i < 0 || !strings.Contains(rows[i], "biology-archive-"+inst[len(inst)-1:]) || !strings.Contains(rows[i], "h3") && !strings.Contains(rows[i], "h4") {
+			t.Errorf("volume %s's row, want bound to h3 or h4 and used by its replica: %q", inst, rows)
+		}
+	}
+	b.shot("volumes")
+	b.click(`a[href="/ui/workloads/biology/archive"]`)
+	b.wants("archive's page", "Workload biology/archive", "residency", "rack in [r2]", "narrowed by the workload", "seqdata (one per replica) at /data")
+
 	// Search by name, then follow the hit.
 	b.do(chromedp.SendKeys(chromedp.CSS(`input[name=q]`), "sequen"))
 	b.click(`form.search button`)
@@ -222,7 +241,10 @@ func TestBrowserDashboard(t *testing.T) {
 	// geology's admin sees geology and nothing of biology, on any page.
 	b.signIn(e.url, e.tokens["geo-admin"])
 	b.wants("geology's overview", "geology/")
-	for _, path := range []string{"/", "/ui/topology", "/ui/workloads/biology/sequencer", "/ui/search?q=bio", "/ui/search?q=seq"} {
+	b.do(chromedp.Navigate(e.url + "/ui/volumes"))
+	b.wants("geology's volumes", "Tenant geology", "cores", "2Gi")
+	b.shot("tenant-volumes")
+	for _, path := range []string{"/", "/ui/topology", "/ui/workloads/biology/sequencer", "/ui/search?q=bio", "/ui/search?q=seq", "/ui/volumes", "/ui/workloads/biology/archive"} {
 		b.do(chromedp.Navigate(e.url + path))
 		txt := b.text()
 		if strings.Contains(txt, "biology") || strings.Contains(txt, "sequencer") && path != "/ui/search?q=seq" {
@@ -244,6 +266,40 @@ func TestBrowserDashboard(t *testing.T) {
 	b.signIn(lan, e.tokens["viewer"])
 	b.click(`form[action="/ui/logout"] button`)
 	b.wants("signed out on rung.test", "Sign in")
+}
+
+// rows is the visible text of each element sel matches.
+func (b *tab) rows(sel string) []string {
+	b.t.Helper()
+	out, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll(`+strconv.Quote(sel)+`)].map(e => e.innerText)`))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return out
+}
+
+// applyVolumes gives biology a perReplica volume that a workload of two
+// replicas held to rack r2 mounts, and geology a volume nothing mounts.
+func applyVolumes(t *testing.T, e *env) {
+	t.Helper()
+	for _, a := range []struct{ who, path, yaml string }{
+		{"admin", "/v1/tenants/biology/volumes/seqdata", "apiVersion: rung.dev/v1\nkind: Volume\nmetadata: {name: seqdata, tenant: biology}\nspec: {size: 5Gi, dataClass: confidential}\n"},
+		{"admin", "/v1/tenants/biology/workloads/archive", `apiVersion: rung.dev/v1
+kind: Workload
+metadata: {name: archive, tenant: biology}
+spec:
+  image: busybox:latest
+  replicas: 2
+  resources: {cpu: 100m, memory: 64Mi}
+  placement: {domains: {rack: [r2]}}
+  volumes: [{name: seqdata, mountPath: /data, perReplica: true}]
+`},
+		{"geo-admin", "/v1/tenants/geology/volumes/cores", "apiVersion: rung.dev/v1\nkind: Volume\nmetadata: {name: cores, tenant: geology}\nspec: {size: 2Gi}\n"},
+	} {
+		if r := e.do(a.who, "PUT", a.path, []byte(a.yaml)); r.status != http.StatusCreated {
+			t.Fatalf("apply %s: %d %s", a.path, r.status, r.body)
+		}
+	}
 }
 
 // reportNodes sends, for each node with replicas of biology, the
@@ -275,15 +331,7 @@ func reportNodes(t *testing.T, e *env) {
 		}
 	}
 	for node, reps := range byNode {
-		tok, _, err := e.srv.IssueToken(t.Context(), auth.Principal{Role: auth.Operator}, auth.Principal{Role: auth.NodeAgent, Node: node}, "agent")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := client.New(e.url, tok)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Heartbeat(t.Context(), node, wire.Heartbeat{Runtimes: []string{"container", "sandbox"}, Replicas: reps}); err != nil {
+		if err := e.agentClient(node).Heartbeat(t.Context(), node, wire.Heartbeat{Runtimes: []string{"container", "sandbox"}, Replicas: reps}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -160,6 +160,7 @@ func (s *Server) dashboardRoutes() {
 	s.mux.Handle("GET /ui/workloads/{tenant}/{name}", s.wrap("/ui/workloads", s.uiPage(s.workloadPage)))
 	s.mux.Handle("GET /ui/nodes/{name}", s.wrap("/ui/nodes", s.uiPage(s.nodePage)))
 	s.mux.Handle("GET /ui/search", s.wrap("/ui/search", s.uiPage(s.searchPage)))
+	s.mux.Handle("GET /ui/volumes", s.wrap("/ui/volumes", s.uiPage(s.volumesPageHandler)))
 	s.mux.Handle("GET /ui/style.css", s.wrap("/ui/style.css", func(w http.ResponseWriter, r *http.Request) error {
 		uiHeaders(w)
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")

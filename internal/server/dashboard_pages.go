@@ -436,6 +436,8 @@ type workloadPage struct {
 	Row      workloadRow
 	Replicas []replicaRow
 	Events   []wire.Event
+	// Residency and the volumes it mounts (dashboard_volumes.go).
+	Residency workloadResidency
 }
 
 // replicaRow is one replica with why its tier and its log's tail.
@@ -464,7 +466,7 @@ func (s *Server) workloadPage(ctx context.Context, w http.ResponseWriter, r *htt
 		return s.notFoundPage(w, base, missing)
 	}
 	base.Title = ref
-	m := workloadPage{pageBase: base, Ref: ref, Spec: v.workloads[i].Spec}
+	m := workloadPage{pageBase: base, Ref: ref, Spec: v.workloads[i].Spec, Residency: v.residencyOf(&v.workloads[i])}
 	for _, row := range v.workloadRows() {
 		if row.Ref == ref {
 			m.Row = row

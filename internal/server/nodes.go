@@ -57,6 +57,8 @@ type nodes struct {
 	// agent detects; localNode is its node, "" when it stands for every
 	// node that has no agent of its own.
 	localRuntimes tenancy.Set
+	// localDisk is the local agent's room for volumes (volumedisk.go).
+	localDisk *wire.VolumeDisk
 	// localEmulated are the tiers the local agent only emulates.
 	localEmulated []string
 	localNode     string
@@ -171,6 +173,7 @@ func (n *nodes) status(topo map[string]bool) []wire.NodeStatus {
 		st := wire.NodeStatus{Name: name, State: n.state(name, now), InTopology: topo[name]}
 		if b, ok := n.seen[name]; ok {
 			st.LastHeartbeat, st.Runtimes, st.Replicas, st.Emulated = b.last.UTC(), b.hb.Runtimes, b.hb.Replicas, b.hb.Emulated
+			st.VolumeDisk = b.hb.VolumeDisk
 		}
 		out = append(out, st)
 	}
@@ -208,6 +211,11 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(hb.Decisions) > wire.MaxDecisions {
 		return newError(http.StatusBadRequest, wire.CodeInvalid, "decisions: %d, at most %d a heartbeat", len(hb.Decisions), wire.MaxDecisions)
+	}
+	if hb.VolumeDisk != nil {
+		if err := checkDisk(hb.VolumeDisk); err != nil {
+			return newError(http.StatusBadRequest, wire.CodeInvalid, "%v", err)
+		}
 	}
 	if hb.Network != nil && len(hb.Network.Addresses) > wire.MaxNodeAddresses {
 		return newError(http.StatusBadRequest, wire.CodeInvalid, "network.addresses: %d, at most %d", len(hb.Network.Addresses), wire.MaxNodeAddresses)
@@ -382,6 +390,7 @@ func (n *nodes) withLocal(sts []wire.NodeStatus, set *v1.Set, res *scheduler.Res
 		}
 		st.Agent = wire.AgentLocal
 		st.Emulated = n.localEmulated
+		st.VolumeDisk = n.localDisk
 		st.Runtimes = []string{}
 		for t := tenancy.Container; t <= tenancy.Host; t++ {
 			if n.localRuntimes.Has(t) {
@@ -432,6 +441,8 @@ type runtimeReports struct {
 	// netByNode are the tiers each node attaches tenant networks to, for
 	// the nodes that reported them (topology.Networks).
 	netByNode map[string]tenancy.Set
+	// disks are the nodes' rooms for volumes (volumedisk.go).
+	disks diskReports
 }
 
 // network returns the tiers node attaches networks to, if it said.
@@ -459,6 +470,7 @@ func (r runtimeReports) digest(h io.Writer) {
 	for _, n := range slices.Sorted(maps.Keys(r.netByNode)) {
 		fmt.Fprintf(h, "network-tiers\x00%s\x00%d\x00", n, r.netByNode[n])
 	}
+	r.disks.digest(h)
 }
 
 // runtimes returns what the agents report now.
@@ -474,6 +486,7 @@ func (n *nodes) runtimes() runtimeReports {
 			r.netByNode[name] = b.netTiers
 		}
 	}
+	r.disks = n.disksLocked()
 	if n.localKnown {
 		if n.localNode != "" {
 			r.byNode[n.localNode] = n.localRuntimes
@@ -507,6 +520,11 @@ func (r runtimeReports) only(names map[string]bool) runtimeReports {
 	for n := range r.netByNode {
 		if !names[n] {
 			delete(r.netByNode, n)
+		}
+	}
+	for n := range r.disks.byNode {
+		if !names[n] {
+			delete(r.disks.byNode, n)
 		}
 	}
 	return r

@@ -18,6 +18,7 @@ import (
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/leader"
+	"rung.dev/rung/internal/network"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/store"
 	"rung.dev/rung/internal/tenancy"
@@ -108,7 +109,7 @@ type plan struct {
 	// rollouts are the workloads' rollout state, by TENANT/NAME.
 	rollouts map[string]*rolling
 	// published are the workloads' published ports, by TENANT/NAME
-	// (publishedPorts), made once per plan rather than per replica view.
+	// (network.Published), made once per plan rather than per replica view.
 	published map[string][]string
 }
 
@@ -244,7 +245,7 @@ func (p *planner) current(ctx context.Context) (plan, error) {
 	}
 	p.inputs = sum
 	p.last = plan{result: res, tenants: tenants, set: set, offers: offers, local: reports.hasAll, templates: templates(rolls), rollouts: rolls,
-		published: publishedPorts(set)}
+		published: network.Published(set)}
 	return p.last, nil
 }
 
@@ -331,7 +332,13 @@ func (p *planner) compute(set *v1.Set, docs map[string]store.Value, wlRevs map[s
 			return nil, nil, nil, fmt.Errorf("plan: node %s down: %w", name, err)
 		}
 	}
-	prob.BindVolumes(bindingNodes(set, bound)) // volumes.go
+	boundNodes := bindingNodes(set, bound)
+	prob.BindVolumes(boundNodes) // volumes.go
+	names := make([]string, len(prob.Topology.Nodes))
+	for i := range prob.Topology.Nodes {
+		names[i] = prob.Topology.Nodes[i].Name
+	}
+	prob.SetDisk(volumeDisks(set, boundNodes, reports.disks, names)) // volumedisk.go
 	if notes := prob.Topology.Detected(reports.report); len(notes) > 0 {
 		p.log.Info("plan with the runtimes agents detect", "notes", notes)
 	}

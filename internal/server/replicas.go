@@ -14,7 +14,6 @@ import (
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/auth"
-	"rung.dev/rung/internal/network"
 	"rung.dev/rung/internal/policy"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
@@ -131,34 +130,6 @@ func (s *Server) replicaView(ctx context.Context, p auth.Principal) ([]wire.Repl
 		}
 	}
 	return out, nil
-}
-
-// publishedPorts are the published ports of set's workloads as
-// "NODEPORT/PROTO->PORT", by TENANT/NAME, from the node ports the
-// manifests give (network.NodePorts), so that a user who asked for
-// publish: true can read which port answers.
-func publishedPorts(set *v1.Set) map[string][]string {
-	if set == nil || !slices.ContainsFunc(set.Topologies, func(t v1.Topology) bool { return t.Spec.Network != nil }) {
-		return nil
-	}
-	ports, err := network.NodePorts(set)
-	if err != nil {
-		return nil // the apply that made it so was refused; the plan says why
-	}
-	out := map[string][]string{}
-	for _, w := range set.Workloads {
-		key := w.Metadata.Tenant + "/" + w.Metadata.Name
-		for _, p := range w.Spec.Ports {
-			if !p.Publish {
-				continue
-			}
-			proto := cmp.Or(string(p.Protocol), string(v1.ProtocolTCP))
-			if np := ports[network.PortKey(key, p.Port, proto)]; np != 0 {
-				out[key] = append(out[key], fmt.Sprintf("%d/%s->%d", np, proto, p.Port))
-			}
-		}
-	}
-	return out
 }
 
 // joinReplicas joins a plan with the nodes' reports.

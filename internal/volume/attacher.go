@@ -37,9 +37,7 @@ func (a *Attacher) Attach(ctx context.Context, at *replica.Attachment) error {
 		return nil
 	}
 	if s.Tier == tenancy.VM {
-		// The vm tier will get each volume as a virtio-blk disk of the
-		// same image (microvm's drive list); until then, fail closed.
-		return fmt.Errorf("%w: the vm tier does not mount volumes yet (virtio-blk is not wired)", ErrUnsupported)
+		return a.attachVM(ctx, at) // vm.go: each volume a virtio-blk disk
 	}
 	var done []Ref
 	for _, v := range s.Volumes {
@@ -94,6 +92,9 @@ func (m *Manager) addUser(r Ref, id string) error {
 	}
 	unlock := m.lock()
 	defer unlock()
+	if vm, ok := m.heldByVM(r, id); ok { // vm.go
+		return fmt.Errorf("%w: %s is the disk of vm replica %s on this node", ErrInUse, r, vm)
+	}
 	d := m.usersDir(r)
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return err

@@ -256,6 +256,9 @@ func (m *Manager) mount(ctx context.Context, r Ref, mp string) error {
 	if err := os.Mkdir(mp, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
+	if err := m.checkGuestWritten(ctx, r); err != nil { // vm.go
+		return err
+	}
 	dev, f, err := attachLoop(ctx, m.image(r))
 	if err != nil {
 		return fmt.Errorf("volume %s: %w", r, err)

@@ -33,6 +33,7 @@ import (
 
 	"rung.dev/rung/internal/network"
 	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/tenancy"
 )
 
 // ErrUnsupported says a tier can't join a tenant network on this node; the
@@ -266,6 +267,9 @@ func (n *Net) Attach(ctx context.Context, a *replica.Attachment) error {
 		defer n.mu.Unlock()
 		done <- n.sync()
 	}()
+	if a.Spec.Tier == tenancy.VM {
+		return n.attachTap(a, rec) // tap.go
+	}
 	return nil
 }
 
@@ -293,6 +297,9 @@ func (n *Net) rulesApplied(ctx context.Context, id string) error {
 func (n *Net) Created(ctx context.Context, s replica.Spec, pid int) error {
 	if s.Network == nil {
 		return nil
+	}
+	if s.Tier == tenancy.VM {
+		return n.createdTap(ctx, s) // tap.go: the tap is made in Attach
 	}
 	if err := n.rulesApplied(ctx, s.ID); err != nil {
 		return fmt.Errorf("replica %s: rules: %w", s.ID, err)

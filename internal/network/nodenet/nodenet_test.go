@@ -116,6 +116,7 @@ type fixture struct {
 	net  *nodenet.Net
 	node *replica.Node
 	dir  string
+	init string // rung-vm, with the vm tier (tap_test.go)
 }
 
 func open(t *testing.T, h host, dir, scope string) *fixture {

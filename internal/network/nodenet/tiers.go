@@ -21,8 +21,10 @@ func (n *Net) supports(t tenancy.Tier) error {
 		// user-namespaced sandbox (docs/networks.md). Fail closed rather
 		// than run unreachable or outside the rules.
 		return fmt.Errorf("%w: the sandbox tier can't join a tenant network on this node: its runsc can't run gVisor's network stack in a user-namespaced sandbox (--network=sandbox; Debian 12's can't: docs/networks.md); run the agent with --runsc PATH to a current runsc (make runsc), use the container tier (same organization), or drop spec.network", ErrUnsupported)
+	case tenancy.VM:
+		return n.tapSupported() // tap.go
 	default:
-		return fmt.Errorf("%w: tier %s (the vm tier's tap device is designed, not built: docs/networks.md)", ErrUnsupported, t)
+		return fmt.Errorf("%w: tier %s", ErrUnsupported, t)
 	}
 }
 

@@ -2,6 +2,7 @@ package nodenet_test
 
 import (
 	"errors"
+	"os"
 	"testing"
 
 	"rung.dev/rung/internal/network"
@@ -15,10 +16,18 @@ import (
 // the planner's default for a node that has not said).
 func TestTiers(t *testing.T) {
 	var n nodenet.Net
-	if got, want := n.Tiers(), tenancy.Set(0).With(tenancy.Container).With(tenancy.Host); got != want {
+	want := tenancy.Set(0).With(tenancy.Container).With(tenancy.Host)
+	// The vm tier's tap devices (tap.go) need /dev/net/tun.
+	if f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0); err == nil {
+		f.Close()
+		want = want.With(tenancy.VM)
+	} else {
+		t.Logf("no tap devices here (%v): vm not reported", err)
+	}
+	if got := n.Tiers(); got != want {
 		t.Errorf("Tiers = %s, want %s", got, want)
 	}
-	if got := n.Tiers(); got != topology.DefaultNetworkTiers {
+	if got := n.Tiers() &^ tenancy.Set(0).With(tenancy.VM); got != topology.DefaultNetworkTiers {
 		t.Errorf("Tiers = %s, the planner's default %s", got, topology.DefaultNetworkTiers)
 	}
 	if err := n.Attach(t.Context(), sandboxAttachment()); !errors.Is(err, nodenet.ErrUnsupported) {

@@ -225,6 +225,7 @@ type vm struct {
 	gate            *os.File
 	cg              *cgroup
 	created         time.Time
+	guest           guestDevices // what the guest's init mounts and configures
 
 	mu      sync.Mutex
 	status  runtime.Status
@@ -374,6 +375,14 @@ func (d *Driver) Create(ctx context.Context, id, bundleDir string, stdio runtime
 	if !filepath.IsAbs(rootfs) {
 		rootfs = filepath.Join(bundleDir, rootfs)
 	}
+	// Volumes and the network (devices.go): opened here, inherited by
+	// QEMU; the volumes' mount points are made before the root disk.
+	dv, err := openDevices(spec, rootfs)
+	if err != nil {
+		return err
+	}
+	defer dv.close() // QEMU's jail holds its own copies once started
+	v.guest = guestDevices{volumes: dv.volumes, idmap: dv.idmap, net: dv.net}
 	disk, err := d.rootDisk(ctx, rootfs, spec.Linux, uid, gid)
 	if err != nil {
 		return err
@@ -388,6 +397,7 @@ func (d *Driver) Create(ctx context.Context, id, bundleDir string, stdio runtime
 		QMPSocket:  filepath.Join(jail.RunDir, "qmp.sock"),
 		ConsoleLog: filepath.Join(jail.RunDir, "console.log"),
 		NoKVM:      !d.boot.kvm,
+		Volumes:    dv.drives, TapFD: dv.tapFD,
 	}
 	qargs, err := cfg.Args()
 	if err != nil {
@@ -420,12 +430,16 @@ func (d *Driver) Create(ctx context.Context, id, bundleDir string, stdio runtime
 	defer vmmLog.Close()
 	cmd := exec.Command(init, js.CommandArgs()...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, vmmLog, vmmLog
-	cmd.ExtraFiles = []*os.File{gateR}
+	cmd.ExtraFiles = append([]*os.File{gateR}, dv.files...) // fds 3, 4…
 	cmd.Env = []string{}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
-		Pdeathsig:  syscall.SIGKILL,
-		Setsid:     true,
+		// No parent-death signal: it follows the forking thread, not this
+		// process, and Go ends a thread whenever a goroutine locked to it
+		// returns (nodenet's namespace switches, for one, between this
+		// Create and Start), which killed parked jails at random. A parked
+		// jail exits when the gate's write end closes (the agent died).
+		Setsid: true,
 	}
 	if err := cmd.Start(); err != nil {
 		gateW.Close()

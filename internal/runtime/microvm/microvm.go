@@ -60,6 +60,21 @@ type Config struct {
 	// Paused starts the VM stopped before the first instruction (-S), for
 	// probes that only check the VMM.
 	Paused bool
+	// Volumes are more raw disks, each an open descriptor QEMU inherits
+	// (never a path: the image stays root's, the jail holds no file of
+	// it), attached as virtio-blk with serial volN (N its index).
+	Volumes []Drive
+	// TapFD, when > 0, is an open tap device QEMU inherits, attached as
+	// virtio-net (the guest's eth0).
+	TapFD int
+}
+
+// Drive is an inherited disk: FD opened read-write (read-only when
+// ReadOnly), and ReadFD read-only, since QEMU dups the descriptor of the
+// access mode it wants and probes a writable image read-only first.
+type Drive struct {
+	FD, ReadFD int
+	ReadOnly   bool
 }
 
 // Defaults.
@@ -152,17 +167,45 @@ func (c Config) Args() ([]string, error) {
 		}
 		args = append(args, "-drive", drive, "-device", "virtio-blk-pci,drive=root")
 	}
-	// Hook (issue 10): a network is a tap device the network plugin makes
-	// in QEMU's network namespace (the jail's, between create and start),
-	// attached here as "-netdev tap,id=n0,ifname=TAP,script=no,downscript=no
-	// -device virtio-net-pci,netdev=n0". Hook (volumes): each volume is one
-	// more "-drive ...,if=none -device virtio-blk-pci" disk, /dev/vdb on.
+	// Volumes: an fd set each (QEMU dups the descriptor of the matching
+	// access mode), a drive on it, a virtio-blk device named by serial.
+	for i, v := range c.Volumes {
+		if v.FD < 3 || (v.ReadFD != 0 && v.ReadFD < 3) {
+			return nil, fmt.Errorf("volume %d: descriptors %d, %d: %w", i, v.FD, v.ReadFD, ErrInvalidConfig)
+		}
+		set := strconv.Itoa(i + 1)
+		drive := "id=vol" + strconv.Itoa(i) + ",file=/dev/fdset/" + set + ",format=raw,if=none"
+		if v.ReadOnly {
+			drive += ",readonly=on"
+		}
+		args = append(args, "-add-fd", "fd="+strconv.Itoa(v.FD)+",set="+set)
+		if v.ReadFD != 0 {
+			args = append(args, "-add-fd", "fd="+strconv.Itoa(v.ReadFD)+",set="+set)
+		}
+		args = append(args,
+			"-drive", drive,
+			"-device", "virtio-blk-pci,drive=vol"+strconv.Itoa(i)+",serial="+VolumeSerial(i))
+	}
+	// The network: the node's tap device, opened by the driver in the
+	// node's namespace (the jail's own namespace has no interfaces).
+	if c.TapFD != 0 {
+		if c.TapFD < 3 {
+			return nil, fmt.Errorf("tap descriptor %d: %w", c.TapFD, ErrInvalidConfig)
+		}
+		args = append(args,
+			"-netdev", "tap,id=n0,fd="+strconv.Itoa(c.TapFD),
+			"-device", "virtio-net-pci,netdev=n0,romfile=")
+	}
 	args = append(args, "-qmp", "unix:"+c.QMPSocket+",server=on,wait=off")
 	if c.Paused {
 		args = append(args, "-S")
 	}
 	return args, nil
 }
+
+// VolumeSerial is the virtio-blk serial of volume i (how the guest's
+// init finds its disk).
+func VolumeSerial(i int) string { return "vol" + strconv.Itoa(i) }
 
 // binary returns the VMM executable name or path.
 func (c Config) binary() string {

@@ -74,6 +74,34 @@ func TestArgs(t *testing.T) {
 	}
 }
 
+// TestArgsDevices: volumes and the tap are inherited descriptors, never
+// paths: an fd set per volume (a writable one with its read-only twin),
+// a virtio-blk device named by serial, the tap as virtio-net without an
+// option ROM.
+func TestArgsDevices(t *testing.T) {
+	c := Config{Kernel: "/k", QMPSocket: "/q", ConsoleLog: "/c",
+		Volumes: []Drive{{FD: 4, ReadFD: 5}, {FD: 6, ReadOnly: true}}, TapFD: 7}
+	got, err := c.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(got, " ")
+	want := "-add-fd fd=4,set=1 -add-fd fd=5,set=1 -drive id=vol0,file=/dev/fdset/1,format=raw,if=none -device virtio-blk-pci,drive=vol0,serial=vol0 " +
+		"-add-fd fd=6,set=2 -drive id=vol1,file=/dev/fdset/2,format=raw,if=none,readonly=on -device virtio-blk-pci,drive=vol1,serial=vol1 " +
+		"-netdev tap,id=n0,fd=7 -device virtio-net-pci,netdev=n0,romfile= -qmp"
+	if !strings.Contains(joined, want) {
+		t.Errorf("args:\n%s\nlack\n%s", joined, want)
+	}
+	for name, bad := range map[string]Config{
+		"stdio fd as a volume": {Kernel: "/k", QMPSocket: "/q", ConsoleLog: "/c", Volumes: []Drive{{FD: 1}}},
+		"stdio fd as the tap":  {Kernel: "/k", QMPSocket: "/q", ConsoleLog: "/c", TapFD: 2},
+	} {
+		if _, err := bad.Args(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: %v, want ErrInvalidConfig", name, err)
+		}
+	}
+}
+
 func TestArgsInvalid(t *testing.T) {
 	ok := Config{Kernel: "/k", QMPSocket: "/q", ConsoleLog: "/c"}
 	for name, mut := range map[string]func(*Config){

@@ -69,7 +69,7 @@ func (d *Driver) handshake(ctx context.Context, v *vm) error {
 		}
 		select {
 		case <-v.done:
-			return fmt.Errorf("%w: the vmm exited: %s", ErrGuest, d.vmmTail(v))
+			return fmt.Errorf("%w: the vmm exited (%v): %s", ErrGuest, v.cmd.ProcessState, d.vmmTail(v))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -100,7 +100,7 @@ func (d *Driver) handshake(ctx context.Context, v *vm) error {
 			return err
 		}
 	}
-	if err := channel.WriteJSON(conn, channel.KindConfig, configOf(v.spec)); err != nil {
+	if err := channel.WriteJSON(conn, channel.KindConfig, v.guest.config(configOf(v.spec))); err != nil {
 		return fmt.Errorf("send the workload: %w", err)
 	}
 	k, p, err = channel.Read(conn)

@@ -51,6 +51,20 @@ type Heartbeat struct {
 	// Network is the node's tenant networks (network.go); nil when it
 	// has none.
 	Network *NodeNetwork `json:"network,omitempty"`
+	// VolumeDisk is the room for volumes on the node; nil when not
+	// reported (the planner then does not check the node's disk).
+	VolumeDisk *VolumeDisk `json:"volumeDisk,omitempty"`
+}
+
+// VolumeDisk is the file system of a node's volume directory, in bytes.
+type VolumeDisk struct {
+	// Capacity and Free are the file system's (statfs).
+	Capacity int64 `json:"capacity"`
+	Free     int64 `json:"free"`
+	// Held is what the node's volume images (sparse) allocate now: the
+	// planner counts every volume bound to the node at its full size
+	// against Free+Held.
+	Held int64 `json:"held"`
 }
 
 // MaxDecisions bounds the admission decisions of one heartbeat (each
@@ -125,6 +139,8 @@ type NodeStatus struct {
 	Agent string `json:"agent,omitempty"`
 	// Capacity is the node's capacity as its Topology gives it.
 	Capacity *Capacity `json:"capacity,omitempty"`
+	// VolumeDisk is the room for volumes its agent last reported.
+	VolumeDisk *VolumeDisk `json:"volumeDisk,omitempty"`
 }
 
 // Who runs a node's replicas (NodeStatus.Agent).

@@ -79,6 +79,36 @@ type Config struct {
 	Hostname string   `json:"hostname,omitempty"`
 	// TmpMiB sizes the tmpfs on /tmp (when the image has /tmp).
 	TmpMiB int `json:"tmpMiB,omitempty"`
+	// Volumes are virtio-blk disks (found by serial) the init mounts in
+	// the workload's root, through IDMap.
+	Volumes []Volume `json:"volumes,omitempty"`
+	// IDMap is the replica's host id range: a volume stores the host's
+	// ids (as the container tier writes them), the guest sees the
+	// replica's own (an idmapped mount).
+	IDMap *IDMap `json:"idmap,omitempty"`
+	// Net configures eth0 (virtio-net on the node's tap device).
+	Net *Net `json:"net,omitempty"`
+}
+
+// Volume is one volume disk.
+type Volume struct {
+	Serial   string `json:"serial"`
+	Path     string `json:"path"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// IDMap maps the guest's ids 0..Size to the host's UID.. and GID...
+type IDMap struct {
+	UID  uint32 `json:"uid"`
+	GID  uint32 `json:"gid"`
+	Size uint32 `json:"size"`
+}
+
+// Net is eth0's address (a /32) and its gateway, the node's end of the
+// tap.
+type Net struct {
+	Addr    string `json:"addr"`
+	Gateway string `json:"gateway"`
 }
 
 // Hello is what the guest reports when its init starts.

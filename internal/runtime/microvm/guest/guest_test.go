@@ -23,6 +23,9 @@ kernel/drivers/virtio/virtio_pci_modern_dev.ko:
 kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
 kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
 kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/net/core/failover.ko:
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
 `
 
 const softdep = "softdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c\n"
@@ -48,7 +51,7 @@ func TestResolve(t *testing.T) {
 			"kernel/lib/crc16.ko", "kernel/fs/mbcache.ko", "kernel/fs/jbd2/jbd2.ko", "kernel/fs/ext4/ext4.ko"}},
 		{name: "built in", want: []string{"ext4", "virtio_console"}, builtin: map[string]bool{"ext4": true, "virtio": true},
 			out: []string{"kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/char/virtio_console.ko"}},
-		{name: "missing", want: []string{"virtio_net"}, err: ErrModules},
+		{name: "missing", want: []string{"virtio_vsock"}, err: ErrModules},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			mods, err := ix.Resolve(c.want, c.builtin)
@@ -123,7 +126,7 @@ func TestInitramfsDeterministic(t *testing.T) {
 		}
 	}
 	load := "virtio_pci_modern_dev.ko\nvirtio.ko\nvirtio_ring.ko\nvirtio_pci.ko\nvirtio_blk.ko\nvirtio_console.ko\n" +
-		"?crc32c_generic.ko\n?crc32c-intel.ko\ncrc16.ko\nmbcache.ko\njbd2.ko\next4.ko\n"
+		"?crc32c_generic.ko\n?crc32c-intel.ko\ncrc16.ko\nmbcache.ko\njbd2.ko\next4.ko\nfailover.ko\nnet_failover.ko\nvirtio_net.ko\n"
 	if !bytes.Contains(da, []byte(load)) {
 		t.Errorf("the initramfs lacks the load order %q", load)
 	}

@@ -12,10 +12,11 @@ import (
 // ErrModules: the kernel's module tree lacks a module the guest needs.
 var ErrModules = errors.New("guest kernel modules")
 
-// Needed are the modules a guest needs to reach its channel and its root:
-// virtio over PCI, the block and console drivers, and ext4. Their
+// Needed are the modules a guest needs to reach its channel, its root and
+// volumes, and its network: virtio over PCI, the block, console and net
+// drivers, and ext4. Their
 // dependencies come from modules.dep, never from this list.
-var Needed = []string{"virtio_pci", "virtio_blk", "virtio_console", "ext4"}
+var Needed = []string{"virtio_pci", "virtio_blk", "virtio_console", "ext4", "virtio_net"}
 
 // Module is one module file to load, relative to /lib/modules/VERSION.
 type Module struct {

@@ -163,6 +163,12 @@ func (g *guest) serve() error {
 	if err := mountRoot(c); err != nil {
 		return err
 	}
+	if err := mountVolumes(c); err != nil {
+		return err
+	}
+	if err := configureNet(c.Net); err != nil {
+		return err
+	}
 	if c.Hostname != "" {
 		_ = unix.Sethostname([]byte(c.Hostname))
 	}

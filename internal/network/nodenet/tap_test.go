@@ -1,0 +1,331 @@
+package nodenet_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"rung.dev/rung/internal/network"
+	"rung.dev/rung/internal/network/nodenet"
+	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/runtime"
+	"rung.dev/rung/internal/runtime/drivertest"
+	"rung.dev/rung/internal/runtime/microvm"
+	"rung.dev/rung/internal/tenancy"
+	"rung.dev/rung/internal/topology"
+)
+
+// openVM is open with the vm tier (TCG allowed: tests only).
+func openVM(t *testing.T, h host, dir, scope string) *fixture {
+	t.Helper()
+	if _, err := exec.LookPath(microvm.DefaultBinary); err != nil {
+		t.Skipf("%s not installed (apt-get install qemu-system-x86): %v", microvm.DefaultBinary, err)
+	}
+	bin := os.Getenv("RUNG_VM_INIT")
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "rung-vm")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "rung.dev/rung/cmd/rung-vm")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build rung-vm: %v: %s", err, out)
+		}
+	}
+	ctx := t.Context()
+	cfg := nodenet.Config{Dir: filepath.Join(dir, "network"), Scope: scope, NetNS: h.path}
+	nt, err := nodenet.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nt.Close() })
+	n, err := replica.Open(ctx, dir, replica.Options{Attachers: []replica.Attacher{nt}, CgroupParent: "/rungtest/" + scope,
+		VM: microvm.Options{AllowEmulated: true, Init: bin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := n.VM().Detect(ctx); !a.Available {
+		if strings.Contains(a.Reason, "guest kernel") {
+			t.Skipf("no guest kernel (apt-get install linux-image-amd64): %s", a.Reason)
+		}
+		t.Fatalf("vm tier unavailable with emulation allowed: %s", a.Reason)
+	}
+	return &fixture{cfg: cfg, host: h, net: nt, node: n, dir: dir, init: bin}
+}
+
+// vmGet fetches url from inside vm replica id (exec in the guest has no
+// standard input: the request is piped inside).
+func (f *fixture) vmGet(t *testing.T, id, url string, timeout int) (string, bool) {
+	t.Helper()
+	host, port := hostPort(url)
+	var out bytes.Buffer
+	script := fmt.Sprintf(`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w %d %s %s`, timeout, host, port)
+	code, err := f.node.Exec(t.Context(), id, []string{"sh", "-c", script}, runtime.ExecIO{Stdout: &out, Stderr: &out})
+	if err != nil {
+		t.Fatalf("exec in %s: %v", id, err)
+	}
+	return out.String(), code == 0 && strings.Contains(out.String(), "200 OK")
+}
+
+// TestVMTenantNetwork boots one vm replica (real QEMU under TCG) on a
+// tenant network in a namespace "node", next to container replicas, and
+// proves the tap is routed and filtered like a veth with real packets:
+// the same tenant's container and the guest reach each other both ways,
+// another tenant's container is refused, the guest reaches neither the
+// node's API port nor 169.254.169.254; the tap is the QEMU user's, it
+// stays across a new agent's Open (the guest keeps its network) and is
+// gone when the replica is removed, and a tagged tap without a record (a
+// crash) is removed by the next Open.
+func TestVMTenantNetwork(t *testing.T) {
+	drivertest.RequireBinary(t, "runc")
+	drivertest.RequireBinary(t, "busybox")
+	drivertest.RequireBinary(t, "nft")
+	h := newHost(t, "192.0.2.10")
+	dir := drivertest.SearchableTempDir(t)
+	sc := scope()
+	f := openVM(t, h, dir, sc)
+	f.busybox(t)
+	sh(t, "ip", "-n", h.name, "addr", "add", "169.254.169.254/32", "dev", "lo")
+	h.serve(t, "0.0.0.0", 7440, "node-api")
+	h.serve(t, "169.254.169.254", 80, "metadata")
+	spec := func(workload string) *network.Spec {
+		return &network.Spec{Pool: "10.202.0.0/16", Subnet: "10.202.3.0/24", Workload: workload}
+	}
+	f.start(t, "acme-web-0", "acme", spec("web"), strings.ReplaceAll(web, "$TENANT_BODY", "acme-web"))
+	f.start(t, "acme-cli-0", "acme", spec("cli"), "exec sleep 3600")
+	f.start(t, "beta-cli-0", "beta", spec("cli"), "exec sleep 3600")
+	vm := vmWeb(spec("vm"))
+	if err := f.node.Start(t.Context(), vm); err != nil {
+		t.Fatalf("start the vm replica: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		defer cancel()
+		_ = f.node.Remove(ctx, vm.ID)
+	})
+	vmAddr, ok := f.net.Address(vm.ID)
+	webAddr, ok2 := f.net.Address("acme-web-0")
+	if !ok || !ok2 {
+		t.Fatal("no addresses")
+	}
+	tap := f.net.Iface(vm.ID)
+	out := sh(t, "ip", "-n", h.name, "-d", "link", "show", tap)
+	if !strings.Contains(out, "tun type tap") {
+		t.Errorf("the vm's link %s is not a tap:\n%s", tap, out)
+	}
+	// The tap's owner is QEMU's uid (TUNSETOWNER), never root.
+	st, err := f.node.State(t.Context(), vm.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := strings.Fields(procStatus(t, st.Pid, "Uid"))[0]; uid == "0" || !strings.Contains(out, "user "+uid+" ") {
+		t.Errorf("tap %s is not owned by QEMU's uid %s:\n%s", tap, uid, out)
+	}
+
+	// What rung verify shows: the node's end, the chains on the tap.
+	in, ok, err := nodenet.InspectIn(t.Context(), f.cfg, vm.ID, st.Pid)
+	if err != nil || !ok || !in.Tap || in.Address != vmAddr.String()+"/32" || len(in.Problems) > 0 ||
+		!slices.Contains(in.Rules, "out-"+tap+": ip daddr 169.254.0.0/16 drop") {
+		t.Errorf("inspection of the vm replica: %+v, %v, %v", in, ok, err)
+	}
+
+	// Same tenant: container → guest and guest → container.
+	f.reach(t, "acme-cli-0", fmt.Sprintf("http://%s:8080/", vmAddr), "acme-vm")
+	f.vmReach(t, vm.ID, fmt.Sprintf("http://%s:8080/", webAddr), "acme-web")
+	// Another tenant: refused.
+	f.refused(t, "beta-cli-0", fmt.Sprintf("http://%s:8080/", vmAddr))
+	// The node's API port (on its address and the gateway) and the
+	// metadata address: unreachable from the guest, though they answer.
+	if out, err := h.get("http://192.0.2.10:7440/", 30); err != nil || !strings.Contains(out, "node-api") {
+		t.Fatalf("the node's own port does not answer on the node: %v %s", err, out)
+	}
+	if out, err := h.get("http://169.254.169.254/", 30); err != nil || !strings.Contains(out, "metadata") {
+		t.Fatalf("the metadata server does not answer on the node: %v %s", err, out)
+	}
+	for _, u := range []string{"http://192.0.2.10:7440/", "http://10.202.3.1:7440/", "http://169.254.169.254/"} {
+		if out, ok := f.vmGet(t, vm.ID, u, 3); ok {
+			t.Errorf("the guest fetched %s, want it refused: %q", u, out)
+		}
+	}
+
+	// A new agent's Open keeps the tap of a replica with a record (its
+	// guest still runs) and re-applies the rules.
+	open(t, h, dir, sc)
+	f.reach(t, "acme-cli-0", fmt.Sprintf("http://%s:8080/", vmAddr), "acme-vm")
+	f.refused(t, "beta-cli-0", fmt.Sprintf("http://%s:8080/", vmAddr))
+
+	// Removed: the tap goes with it.
+	if err := f.node.Remove(t.Context(), vm.ID); err != nil {
+		t.Fatal(err)
+	}
+	if out := sh(t, "ip", "-n", h.name, "-o", "link"); strings.Contains(out, tap) {
+		t.Errorf("tap %s left after the vm replica was removed:\n%s", tap, out)
+	}
+
+	// A crash between Attach and the record's removal: a tagged tap with
+	// no record is removed by the next Open.
+	sh(t, "ip", "-n", h.name, "tuntap", "add", "dev", "rvleftover0", "mode", "tap")
+	sh(t, "ip", "-n", h.name, "link", "set", "rvleftover0", "alias", "rung/"+sc+"/gone-0")
+	open(t, h, dir, sc)
+	if out := sh(t, "ip", "-n", h.name, "-o", "link"); strings.Contains(out, "rvleftover0") {
+		t.Errorf("a leftover tap survived Open:\n%s", out)
+	}
+}
+
+// vmReach polls until vm replica id fetches want from url.
+func (f *fixture) vmReach(t *testing.T, id, url, want string) {
+	t.Helper()
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		out, ok := f.vmGet(t, id, url, 10)
+		if ok && strings.Contains(out, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s could not fetch %s: %s", id, url, out)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func procStatus(t *testing.T, pid int, key string) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, key+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func vmWeb(net *network.Spec) replica.Spec {
+	return replica.Spec{ID: "acme-vm-0", Tenant: "acme", Tier: tenancy.VM, Image: "busybox:latest",
+		Args:      []string{"sh", "-c", "echo acme-vm > /tmp/index.html; exec busybox httpd -f -p 8080 -h /tmp"},
+		Resources: topology.Resources{MilliCPU: 1000, Memory: 256 << 20, PIDs: 64}, Network: net}
+}
+
+// TestVMTenantNetworkAgentKilled: kill -9 of the agent that started a vm
+// replica on a tenant network. Its QEMU keeps running with the tap's
+// descriptor; the next agent adopts the guest and keeps the tap (the
+// record is there), a container of the tenant reaches the guest through
+// it, and removing the replica removes the tap.
+func TestVMTenantNetworkAgentKilled(t *testing.T) {
+	if os.Getenv("RUNG_VM_NET_HELPER") != "" {
+		t.Skip("helper process")
+	}
+	drivertest.RequireBinary(t, "runc")
+	drivertest.RequireBinary(t, "busybox")
+	drivertest.RequireBinary(t, "nft")
+	h := newHost(t, "192.0.2.10")
+	dir := drivertest.SearchableTempDir(t)
+	sc := scope()
+	// The first agent, in this process only to check the tier and build
+	// rung-vm (its node is not used after).
+	f := openVM(t, h, dir, sc)
+	f.busybox(t)
+	// QEMU outlives its killed agent as a zombie of this process's
+	// descendants: be their reaper (the host's init is, for an agent).
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestVMNetHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), "RUNG_VM_NET_HELPER="+dir, "RUNG_VM_NET_NS="+h.name, "RUNG_VM_NET_SCOPE="+sc, "RUNG_VM_INIT="+f.init)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var pid int
+	buf := make([]byte, 4096)
+	var got []byte
+	for pid == 0 {
+		n, err := out.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			t.Fatalf("helper ended before it started the vm: %v: %s", err, got)
+		}
+		for _, l := range strings.Split(string(got), "\n") {
+			fmt.Sscanf(l, "QEMU_PID=%d", &pid)
+		}
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(pid, &ws, 0, nil)
+	})
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("qemu %d died with its agent: %v", pid, err)
+	}
+	tap := f.net.Iface("acme-vm-0")
+
+	// The next agent: adopts the guest, keeps its tap.
+	t.Setenv("RUNG_VM_INIT", f.init)
+	g := openVM(t, h, dir, sc)
+	st, err := g.node.State(ctx, "acme-vm-0")
+	if err != nil || st.Status != runtime.Running || st.Pid != pid {
+		t.Fatalf("the vm after the agent's restart: %+v, %v; want running as qemu %d", st, err, pid)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		defer cancel()
+		_ = g.node.Remove(ctx, "acme-vm-0")
+	})
+	g.start(t, "acme-cli-0", "acme", &network.Spec{Pool: "10.202.0.0/16", Subnet: "10.202.3.0/24", Workload: "cli"}, "exec sleep 3600")
+	vmAddr, ok := g.net.Address("acme-vm-0")
+	if !ok {
+		t.Fatal("the vm replica has no address after the restart")
+	}
+	g.reach(t, "acme-cli-0", fmt.Sprintf("http://%s:8080/", vmAddr), "acme-vm")
+
+	if err := g.node.Remove(ctx, "acme-vm-0"); err != nil {
+		t.Fatal(err)
+	}
+	if out := sh(t, "ip", "-n", h.name, "-o", "link"); strings.Contains(out, tap) {
+		t.Errorf("tap %s left after the adopted vm replica was removed:\n%s", tap, out)
+	}
+}
+
+// TestVMNetHelper is the killed agent of TestVMTenantNetworkAgentKilled:
+// it starts the vm replica with its network, prints QEMU's PID and waits.
+func TestVMNetHelper(t *testing.T) {
+	dir := os.Getenv("RUNG_VM_NET_HELPER")
+	if dir == "" {
+		t.Skip("run by TestVMTenantNetworkAgentKilled")
+	}
+	h := host{name: os.Getenv("RUNG_VM_NET_NS")}
+	h.path = "/run/netns/" + h.name
+	f := openVM(t, h, dir, os.Getenv("RUNG_VM_NET_SCOPE"))
+	s := vmWeb(&network.Spec{Pool: "10.202.0.0/16", Subnet: "10.202.3.0/24", Workload: "vm"})
+	if err := f.node.Start(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.node.State(t.Context(), s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("QEMU_PID=%d\n", st.Pid)
+	select {}
+}
