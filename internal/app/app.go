@@ -110,6 +110,10 @@ type Config struct {
 	// KVM is missing: for tests only, never a security boundary (node
 	// status, rung verify and the dashboard show it).
 	AllowEmulatedVM bool `json:"allowEmulatedVM,omitempty"`
+	// Runsc is the node agent's runsc for the sandbox tier
+	// (plugins.Config.Runsc): one that passes the sandbox-network probe
+	// lets sandboxes join tenant networks.
+	Runsc string `json:"runsc,omitempty"`
 	// Backend is "" (rung's own nodes and agents) or "kubernetes": a
 	// cluster runs the replicas as pods (DESIGN §14).
 	Backend string `json:"backend,omitempty"`
@@ -454,7 +458,7 @@ func publishLogs(ctx context.Context, srv *server.Server, node string, a *agent.
 // the desired set is the server's current plan (for cfg.Node, or for every
 // node). It also makes sure the project's busybox image is in the store.
 func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog.Logger) (*agent.Agent, *replica.Node, error) {
-	node, err := plugins.OpenNode(ctx, cfg.DataDir, replica.Options{Logger: log, VM: microvm.Options{AllowEmulated: cfg.AllowEmulatedVM}}, plugins.Config{Node: cfg.Node})
+	node, err := plugins.OpenNode(ctx, cfg.DataDir, replica.Options{Logger: log, VM: microvm.Options{AllowEmulated: cfg.AllowEmulatedVM}}, plugins.Config{Node: cfg.Node, Runsc: cfg.Runsc})
 	if err != nil {
 		return nil, nil, fmt.Errorf("node agent: %w", err)
 	}

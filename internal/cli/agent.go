@@ -38,6 +38,8 @@ type agentConfig struct {
 	// NetNS is the node's network namespace for tenant networks (tests
 	// run several "hosts" in namespaces); empty: the process's own.
 	NetNS string
+	// Runsc is the sandbox tier's runsc (--runsc; plugins.Config.Runsc).
+	Runsc string
 }
 
 // defaultAgentInterval is how often `rung agent` heartbeats and reconciles:
@@ -58,7 +60,7 @@ func runAgent(ctx context.Context, api agent.API, cfg agentConfig, log *slog.Log
 		cfg.Interval = defaultAgentInterval
 	}
 	log = log.With("node", cfg.Node)
-	node, err := plugins.OpenNode(ctx, cfg.DataDir, replica.Options{Logger: log, CgroupParent: "/rung/" + cfg.Node, VM: microvm.Options{AllowEmulated: cfg.AllowEmulatedVM}}, plugins.Config{Node: cfg.Node, NetNS: cfg.NetNS})
+	node, err := plugins.OpenNode(ctx, cfg.DataDir, replica.Options{Logger: log, CgroupParent: "/rung/" + cfg.Node, VM: microvm.Options{AllowEmulated: cfg.AllowEmulatedVM}}, plugins.Config{Node: cfg.Node, NetNS: cfg.NetNS, Runsc: cfg.Runsc})
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", cfg.Node, err)
 	}
@@ -137,6 +139,7 @@ share a machine, each with its own --node and --data-dir.`,
 	fl.StringVar(&cfg.Underlay, "underlay", "", "this node's IPv4 address other nodes reach its replicas through (default: the one it reaches the server from)")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "debug logging")
 	fl.BoolVar(&cfg.AllowEmulatedVM, allowEmulatedVMFlag, false, allowEmulatedVMHelp)
+	fl.StringVar(&cfg.Runsc, runscFlag, defaultRunsc(), runscHelp)
 	_ = cmd.MarkFlagRequired("node")
 	_ = cmd.MarkFlagRequired("data-dir")
 	return cmd

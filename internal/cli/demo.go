@@ -27,6 +27,7 @@ func newDemoCmd() *cobra.Command {
 	var (
 		dataDir       string
 		allowEmulated bool
+		runsc         string
 	)
 	var run []string
 	cmd := &cobra.Command{
@@ -71,19 +72,20 @@ refused and reported, never run weaker.`,
 			if len(run) == 0 {
 				return nil
 			}
-			return runDemo(cmd.Context(), out, dataDir, run, plans, sets, allowEmulated)
+			return runDemo(cmd.Context(), out, dataDir, run, plans, sets, allowEmulated, runsc)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultImageDataDir, "data directory (images, bundles, runtime state)")
 	cmd.Flags().BoolVar(&allowEmulated, allowEmulatedVMFlag, false, allowEmulatedVMHelp)
+	cmd.Flags().StringVar(&runsc, runscFlag, defaultRunsc(), runscHelp)
 	cmd.Flags().StringSliceVar(&run, "run", []string{"university", "public-cloud"}, "examples whose replicas to run for real (empty: plan only)")
 	return cmd
 }
 
 // runDemo starts every planned replica of the named examples on this
 // machine, verifies each from its live processes, and removes them.
-func runDemo(ctx context.Context, out io.Writer, dataDir string, names []string, plans map[string]*scheduler.Result, sets map[string]*v1.Set, allowEmulated bool) error {
-	node, err := plugins.OpenNode(ctx, dataDir, replica.Options{VM: microvm.Options{AllowEmulated: allowEmulated}}, plugins.Config{})
+func runDemo(ctx context.Context, out io.Writer, dataDir string, names []string, plans map[string]*scheduler.Result, sets map[string]*v1.Set, allowEmulated bool, runsc string) error {
+	node, err := plugins.OpenNode(ctx, dataDir, replica.Options{VM: microvm.Options{AllowEmulated: allowEmulated}}, plugins.Config{Runsc: runsc})
 	if err != nil {
 		return err
 	}

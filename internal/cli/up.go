@@ -65,6 +65,9 @@ and shutdownTimeout; flags override it.`,
 			if fl.Changed(allowEmulatedVMFlag) {
 				run.AllowEmulatedVM = cfg.AllowEmulatedVM
 			}
+			if fl.Changed(runscFlag) || run.Runsc == "" {
+				run.Runsc = cfg.Runsc
+			}
 			if fl.Changed("backend") {
 				run.Backend = cfg.Backend
 			}
@@ -109,6 +112,7 @@ and shutdownTimeout; flags override it.`,
 	fl.BoolVar(&cfg.Agent, "agent", true, "run the node agent: start the planned replicas on this machine (runc, runsc)")
 	fl.StringVar(&cfg.Node, "node", "", "the topology node this machine is (default: stand in for every node)")
 	fl.BoolVar(&cfg.AllowEmulatedVM, allowEmulatedVMFlag, false, allowEmulatedVMHelp)
+	fl.StringVar(&cfg.Runsc, runscFlag, defaultRunsc(), runscHelp)
 	fl.StringVar(&cfg.Backend, "backend", "", "where replicas run: \"\" (rung's own nodes and agents) or kubernetes (a cluster's nodes are the topology; replicas run as pods)")
 	fl.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster for --backend kubernetes (default: the in-cluster config)")
 	fl.StringVar(&cfg.KubeStorageClass, "kube-storage-class", "", "StorageClass of volumes' claims for --backend kubernetes (default: the cluster's default class; it must bind WaitForFirstConsumer)")

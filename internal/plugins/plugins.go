@@ -9,10 +9,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"rung.dev/rung/internal/network/nodenet"
 	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/volume"
 )
@@ -28,6 +30,15 @@ type Config struct {
 	// NetNS is the node's network namespace for tenant networks (a path;
 	// empty: the process's own).
 	NetNS string
+	// Runsc is the operator's runsc (--runsc PATH on rung agent, up and
+	// demo; DefaultRunsc): the sandbox driver runs it, and when it passes
+	// runtime.ProbeSandboxNetwork at node open, sandboxes run gVisor's own
+	// network stack and join tenant networks (nodenet reports the sandbox
+	// tier). Empty: the runsc in PATH, with --network=none, and sandbox
+	// replicas with a network are refused (Debian 12's runsc can't).
+	Runsc string
+	// SandboxNetworks is set by OpenNode from the probe.
+	SandboxNetworks bool
 }
 
 // Attachers builds the node's attachers, in the order they attach (and
@@ -38,7 +49,7 @@ func Attachers(ctx context.Context, cfg Config) ([]replica.Attacher, error) {
 	}
 	var out []replica.Attacher
 	// Tenant networks (DESIGN §9): inert for replicas without a network.
-	nt, err := nodenet.Open(ctx, nodenet.Config{Dir: filepath.Join(cfg.DataDir, "network"), Scope: nodenet.ScopeFor(cfg.DataDir), NetNS: cfg.NetNS, Logger: cfg.Logger})
+	nt, err := nodenet.Open(ctx, nodenet.Config{Dir: filepath.Join(cfg.DataDir, "network"), Scope: nodenet.ScopeFor(cfg.DataDir), NetNS: cfg.NetNS, Logger: cfg.Logger, SandboxNetworks: cfg.SandboxNetworks})
 	if err != nil {
 		// A kernel without nftables can still run replicas that have no
 		// network; one that asks for a network is refused (fail closed).
@@ -63,12 +74,59 @@ func OpenNode(ctx context.Context, dir string, opts replica.Options, cfg Config)
 	if cfg.Logger == nil {
 		cfg.Logger = opts.Logger
 	}
+	if cfg.Runsc != "" {
+		opts.RunscBinary = cfg.Runsc
+		cfg.SandboxNetworks = probeSandboxNetwork(ctx, dir, opts, cfg) == nil
+		if cfg.SandboxNetworks {
+			opts.RunscNetwork = "sandbox"
+		}
+	}
 	ats, err := Attachers(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	opts.Attachers = append(opts.Attachers, ats...)
 	return replica.Open(ctx, dir, opts)
+}
+
+// probeSandboxNetwork runs runtime.ProbeSandboxNetwork for the node's
+// runsc in DIR/runtimes/runsc-netprobe (removed after).
+func probeSandboxNetwork(ctx context.Context, dir string, opts replica.Options, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	runtimes := filepath.Join(dir, "runtimes")
+	// 0711, as replica.Open makes it: the probe's bundle is opened from
+	// inside its user namespace.
+	err := os.MkdirAll(runtimes, 0o711)
+	if err == nil {
+		err = os.Chmod(runtimes, 0o711)
+	}
+	if err == nil {
+		err = runtime.ProbeSandboxNetwork(ctx, runtime.Config{Binary: cfg.Runsc, Dir: filepath.Join(runtimes, "runsc-netprobe"), Platform: opts.RunscPlatform, Logger: log})
+	}
+	if err != nil {
+		log.Warn("sandbox networks off: sandbox replicas with a network will be refused", "runsc", cfg.Runsc, "err", err)
+		return err
+	}
+	log.Info("sandbox networks on: runsc runs gVisor's network stack (--network=sandbox)", "runsc", cfg.Runsc)
+	return nil
+}
+
+// DefaultRunsc is the runsc beside the running executable (bin/runsc,
+// which `make runsc` builds next to bin/rung), or "" when there is none:
+// the default of --runsc.
+func DefaultRunsc() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	p := filepath.Join(filepath.Dir(exe), "runsc")
+	if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return ""
+	}
+	return p
 }
 
 func volumeDir(dataDir string) string { return filepath.Join(dataDir, "volume") }

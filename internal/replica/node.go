@@ -147,6 +147,11 @@ type Node struct {
 type Options struct {
 	// RunscPlatform is gVisor's platform; default ptrace.
 	RunscPlatform string
+	// RunscBinary is runsc's path (default: runsc in PATH) and
+	// RunscNetwork its --network (default none: loopback only). "sandbox"
+	// only with a runsc that runtime.ProbeSandboxNetwork passed
+	// (plugins.OpenNode decides both from the operator's --runsc).
+	RunscBinary, RunscNetwork string
 	// VM configures the vm tier (its Dir is DIR/runtimes/vm). Without KVM
 	// the tier is unavailable unless VM.AllowEmulated (tests only).
 	VM     microvm.Options
@@ -197,7 +202,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	runsc, err := runtime.NewRunsc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runsc"), Platform: opts.RunscPlatform, Logger: opts.Logger, LogMaxSize: opts.LogMaxSize})
+	runsc, err := runtime.NewRunsc(runtime.Config{Dir: filepath.Join(abs, "runtimes", "runsc"), Platform: opts.RunscPlatform, Binary: opts.RunscBinary, Network: opts.RunscNetwork, Logger: opts.Logger, LogMaxSize: opts.LogMaxSize})
 	if err != nil {
 		return nil, err
 	}

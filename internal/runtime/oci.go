@@ -129,6 +129,7 @@ func NewRunsc(cfg Config) (*OCI, error) {
 	if !cfg.NoOCISeccomp {
 		flags = append(flags, "--oci-seccomp")
 	}
+	flags = append(flags, RunscHardeningFlags(cfg.Binary)...)
 	return newOCI("runsc", "sandbox", cfg, flags)
 }
 

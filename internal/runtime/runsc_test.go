@@ -208,7 +208,8 @@ func TestRunscBareIDAdopted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin, append([]string{"--root", state, "--platform=ptrace", "--network=none"}, args...)...)
+		// The hardening flags this runsc needs (as an older rung ran it).
+		cmd := exec.Command(bin, append(append([]string{"--root", state, "--platform=ptrace", "--network=none"}, runtime.RunscHardeningFlags(bin)...), args...)...)
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Run(); err != nil {
 			b, _ := os.ReadFile(out.Name())

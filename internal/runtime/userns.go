@@ -297,6 +297,7 @@ func (d *OCI) boxUp(id, bundleDir string) (*box, string, error) {
 
 // removeBox removes id's record, state and spec (not its holder).
 func (d *OCI) removeBox(id string) {
+	unmountNullNetNS(d.boxState(id))
 	_ = os.RemoveAll(d.boxDir(id))
 	_ = os.RemoveAll(d.boxBundle(id))
 	_ = os.Remove(d.boxRecord(id))

@@ -59,6 +59,12 @@ type Config struct {
 	// namespaces they make.
 	NetNS  string
 	Logger *slog.Logger
+	// SandboxNetworks says that this node's sandbox driver runs gVisor's
+	// own network stack in the replica's namespace (runsc
+	// --network=sandbox, which runtime.ProbeSandboxNetwork proved works):
+	// sandbox replicas then join tenant networks like containers (the
+	// same veth, made in Created, which runsc copies at start).
+	SandboxNetworks bool
 }
 
 // Peer is another node: where its slice is routed, and its replicas (so
@@ -353,9 +359,23 @@ func (n *Net) link(rec record, pid int) error {
 		return err
 	}
 	// No IPv6 on the node's end: a replica's link-local packets never
-	// reach the node's IPv6 sockets.
-	if err := n.sysctl("net/ipv6/conf/"+rec.Iface+"/disable_ipv6", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("disable IPv6: %w", err)
+	// reach the node's IPv6 sockets. A replica that publishes ports is
+	// reached through 127.0.0.1 too (rules.go), which needs the link to
+	// route loopback sources (route_localnet; the input chain still drops
+	// everything from the link but replies and the name server).
+	if err := n.inNS(func() error {
+		err := os.WriteFile("/proc/sys/net/ipv6/conf/"+rec.Iface+"/disable_ipv6", []byte("1"), 0o644)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("disable IPv6: %w", err)
+		}
+		if publishes(rec.Spec) {
+			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+rec.Iface+"/route_localnet", []byte("1"), 0o644); err != nil {
+				return fmt.Errorf("route_localnet: %w", err)
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
@@ -388,6 +408,16 @@ func (n *Net) link(rec record, pid int) error {
 		return fmt.Errorf("route to the replica: %w", err)
 	}
 	return nil
+}
+
+// publishes reports whether the replica has a published port.
+func publishes(s network.Spec) bool {
+	for _, p := range s.Ports {
+		if p.NodePort != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (n *Net) unlink(iface string) error {

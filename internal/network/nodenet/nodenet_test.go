@@ -282,17 +282,25 @@ func TestTenantNetworkPackets(t *testing.T) {
 	if out := f.exec(t, "beta-cli-0", "busybox", "nslookup", "web"); strings.Contains(out, webAddr.String()) || !strings.Contains(out, "NXDOMAIN") {
 		t.Errorf("acme's web resolves in beta-cli-0 (want NXDOMAIN):\n%s", out)
 	}
-	// Published: the node port answers on the node's address.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		out, err := h.get("http://192.0.2.10:30080/", 10)
-		if err == nil && strings.Contains(out, "acme-web") {
-			break
+	// Published: the node port answers on the node's address, and on
+	// 127.0.0.1 for a user on the node (as with Docker and Nomad).
+	for _, a := range []string{"192.0.2.10", "127.0.0.1"} {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			out, err := h.get("http://"+a+":30080/", 10)
+			if err == nil && strings.Contains(out, "acme-web") {
+				break
+			}
+			if time.Now().After(deadline) {
+				f.dump(t, "acme-web-0")
+				t.Fatalf("published port %s:30080: %v %s", a, err, out)
+			}
+			time.Sleep(300 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("published port 30080: %v %s", err, out)
-		}
-		time.Sleep(300 * time.Millisecond)
+	}
+	// The replica saw the gateway, never a loopback source.
+	if out := f.exec(t, "acme-web-0", "busybox", "netstat", "-tn"); strings.Contains(out, "127.0.0.1") {
+		t.Errorf("a loopback source reached the replica:\n%s", out)
 	}
 	stats, err := f.net.Stats("acme-web-0")
 	if err != nil || stats.TxBytes == 0 || stats.RxPackets == 0 {

@@ -17,6 +17,9 @@ import (
 // through one of the table's published ports.
 const ipsDstNAT = 0x20
 
+// loopback is 127.0.0.0/8.
+var loopback = netip.MustParsePrefix("127.0.0.0/8")
+
 // apply replaces the node's table with rules, atomically (one netlink
 // batch: ensure, delete, add). With no replicas the table is removed.
 func apply(c *nftables.Conn, name string, r network.Rules, dns bool) error {
@@ -111,6 +114,19 @@ func apply(c *nftables.Conn, name string, r network.Rules, dns bool) error {
 					&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true})
 				rule(ch, e...)
 			}
+		}
+		// Published ports through 127.0.0.1 from the node itself (as
+		// with Docker and Nomad): output's DNAT above sends such a
+		// connection to the replica's link with a loopback source, which
+		// the link accepts (route_localnet, set on the links of replicas
+		// that publish) and which is rewritten here to the gateway, so
+		// the replica answers its link and never sees 127.0.0.1.
+		if len(x.Publish) > 0 && x.Gateway.IsValid() {
+			e := append(prefix(12, loopback, expr.CmpOpEq, nil), ifname(expr.MetaKeyOIFNAME, x.Iface)...)
+			gw := x.Gateway.As4()
+			e = append(e, &expr.Immediate{Register: 1, Data: gw[:]},
+				&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1})
+			rule(post, e...)
 		}
 		if x.Egress {
 			e := addr(12, x.Addr, expr.CmpOpEq, nil)

@@ -85,6 +85,12 @@ func (n *Net) makeTap(rec record, uid, gid uint32) error {
 	if err := n.sysctl("net/ipv6/conf/"+rec.Iface+"/disable_ipv6", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("disable IPv6: %w", err)
 	}
+	// Published ports through 127.0.0.1, as for a veth (nodenet.go, rules.go).
+	if publishes(rec.Spec) {
+		if err := n.sysctl("net/ipv4/conf/"+rec.Iface+"/route_localnet", "1"); err != nil {
+			return fmt.Errorf("route_localnet: %w", err)
+		}
+	}
 	if err := n.nl.AddrAdd(tap, &netlink.Addr{IPNet: ipnet(gw, 32)}); err != nil {
 		return fmt.Errorf("gateway address: %w", err)
 	}

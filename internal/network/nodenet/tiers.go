@@ -14,10 +14,13 @@ func (n *Net) supports(t tenancy.Tier) error {
 	case tenancy.Container, tenancy.Host:
 		return nil
 	case tenancy.Sandbox:
+		if n.cfg.SandboxNetworks {
+			return nil
+		}
 		// Debian 12's runsc (20221219) can't set up gVisor's network in a
 		// user-namespaced sandbox (docs/networks.md). Fail closed rather
 		// than run unreachable or outside the rules.
-		return fmt.Errorf("%w: the sandbox tier can't join a tenant network on this node: runsc --network=sandbox fails in a user-namespaced sandbox (docs/networks.md); use the container tier (same organization) or no spec.network", ErrUnsupported)
+		return fmt.Errorf("%w: the sandbox tier can't join a tenant network on this node: its runsc can't run gVisor's network stack in a user-namespaced sandbox (--network=sandbox; Debian 12's can't: docs/networks.md); run the agent with --runsc PATH to a current runsc (make runsc), use the container tier (same organization), or drop spec.network", ErrUnsupported)
 	case tenancy.VM:
 		return n.tapSupported() // tap.go
 	default:

@@ -122,3 +122,35 @@ func Busybox(r uidrange.Range) BundleFunc {
 		return BusyboxBundle(t, r, Shell(script), Cgroups(id))
 	}
 }
+
+// NetworkRunsc returns a runsc that can run sandbox networks
+// (--network=sandbox in a user-namespaced sandbox; Debian 12's can't):
+// $RUNG_RUNSC, else the module's bin/runsc that `make runsc` builds (a
+// pinned gVisor from the Go module proxy). It skips the test when there is
+// none, saying how to build it.
+func NetworkRunsc(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("RUNG_RUNSC"); p != "" {
+		abs, err := exec.LookPath(p)
+		if err != nil {
+			t.Fatalf("RUNG_RUNSC=%s: %v", p, err)
+		}
+		return abs
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			p := filepath.Join(dir, "bin", "runsc")
+			if _, err := os.Stat(p); err != nil {
+				t.Skipf("no runsc with sandbox networks: %s is missing (make runsc builds it; or set RUNG_RUNSC)", p)
+			}
+			return p
+		}
+		if dir == "/" {
+			t.Skip("no runsc with sandbox networks: no module root above the test (make runsc; or set RUNG_RUNSC)")
+		}
+	}
+}

@@ -148,7 +148,7 @@ func (b *Bench) prepare(ctx context.Context, tier, busybox string, cfg Config) (
 	} else {
 		tb.driver, err = runtime.NewRunsc(rcfg)
 		// The same global flags as the driver's (runtime.NewRunsc).
-		tb.raw = []string{"--root", rawState, "--platform=" + platform, "--network=none", "--oci-seccomp"}
+		tb.raw = append([]string{"--root", rawState, "--platform=" + platform, "--network=none", "--oci-seccomp"}, runtime.RunscHardeningFlags(bin)...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bench %s: %w", tier, err)

@@ -1,0 +1,222 @@
+package runtime
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"rung.dev/rung/internal/bundle"
+	"rung.dev/rung/internal/uidrange"
+)
+
+// ErrNoSandboxNetwork: the runsc binary can't run a sandbox with gVisor's
+// own network stack (--network=sandbox) the way rung runs sandboxes.
+var ErrNoSandboxNetwork = errors.New("runsc can't run sandbox networks")
+
+// ProbeSandboxNetwork reports whether the runsc of cfg (Binary) runs a
+// sandbox with --network=sandbox as rung runs every sandbox: as root of
+// the tenant's user namespace, in a new network namespace that namespace
+// owns, with the platform and seccomp flags of the sandbox driver. The
+// probe is real, not a version check: it creates and starts such a
+// sandbox from a tiny static program that exits 0, waits for that exit
+// and deletes it. Debian 12's runsc (20221219) fails it at start (it
+// takes the namespace for the host's); a current one passes.
+//
+// cfg.Dir is the probe's own driver directory (not the node's sandbox
+// driver's: that one adopts running replicas); it is removed afterwards.
+// Its parent must be searchable by the probe range (0711), as the
+// driver's is.
+func ProbeSandboxNetwork(ctx context.Context, cfg Config) error {
+	cfg.Network = "sandbox"
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	d, err := NewRunsc(cfg)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNoSandboxNetwork, err)
+	}
+	defer func() {
+		unmountNullNetNS(d.state)
+		_ = os.RemoveAll(cfg.Dir)
+	}()
+	if d.bin == "" {
+		return fmt.Errorf("%w: %v", ErrNoSandboxNetwork, d.binErr)
+	}
+	if err := d.probeStart(ctx); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrNoSandboxNetwork, d.bin, err)
+	}
+	return nil
+}
+
+// probeStart runs a sandbox whose program exits 0, and wants that exit.
+func (d *OCI) probeStart(ctx context.Context) error {
+	exe, err := exitProgram()
+	if err != nil {
+		return err
+	}
+	d.sweepProbes(ctx)
+	dir, err := os.MkdirTemp(filepath.Dir(d.state), "probe-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return err
+	}
+	r := uidrange.Probe()
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return err
+	}
+	prog := filepath.Join(rootfs, "probe")
+	if err := os.WriteFile(prog, exe, 0o755); err != nil {
+		return err
+	}
+	for _, p := range []string{rootfs, prog} {
+		if err := os.Lchown(p, int(r.HostUID), int(r.HostGID)); err != nil {
+			return err
+		}
+	}
+	id := fmt.Sprintf("rung-probe-%d-%d", os.Getpid(), time.Now().UnixNano())
+	spec, err := bundle.New(
+		bundle.WithUserNamespace(r),
+		bundle.WithProcess([]string{"/probe"}, nil, "/"),
+		bundle.WithResources(100, 128<<20, 128),
+		bundle.WithCgroupsPath("/rung-probe/"+id),
+	)
+	if err != nil {
+		return err
+	}
+	if err := bundle.Write(dir, spec); err != nil {
+		return err
+	}
+	if err := d.Create(ctx, id, dir, IO{}); err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupWait)
+		defer cancel()
+		_ = d.Delete(dctx, id)
+	}()
+	if err := d.Start(ctx, id); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	exit, err := d.Wait(ctx, id)
+	if err != nil {
+		return fmt.Errorf("wait: %w", err)
+	}
+	if exit.Code != 0 {
+		return fmt.Errorf("the probe program exited %d, want 0", exit.Code)
+	}
+	return nil
+}
+
+// exitProgram is a minimal static ELF executable for this machine that
+// calls exit_group(0): the probe needs a program, and no image.
+func exitProgram() ([]byte, error) {
+	var machine uint16
+	var code []byte
+	switch goruntime.GOARCH {
+	case "amd64":
+		machine = 62 // EM_X86_64
+		// xor edi,edi; mov eax,231 (exit_group); syscall
+		code = []byte{0x31, 0xff, 0xb8, 0xe7, 0x00, 0x00, 0x00, 0x0f, 0x05}
+	case "arm64":
+		machine = 183 // EM_AARCH64
+		// mov x0,#0; mov x8,#94 (exit_group); svc #0
+		code = binary.LittleEndian.AppendUint32(nil, 0xd2800000)
+		code = binary.LittleEndian.AppendUint32(code, 0xd2800bc8)
+		code = binary.LittleEndian.AppendUint32(code, 0xd4000001)
+	default:
+		return nil, fmt.Errorf("no probe program for %s", goruntime.GOARCH)
+	}
+	const base, ehsize, phsize = 0x400000, 64, 56
+	size := uint64(ehsize + phsize + len(code))
+	le := binary.LittleEndian
+	b := []byte{0x7f, 'E', 'L', 'F', 2 /* 64-bit */, 1 /* LE */, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	b = le.AppendUint16(b, 2) // ET_EXEC
+	b = le.AppendUint16(b, machine)
+	b = le.AppendUint32(b, 1)
+	b = le.AppendUint64(b, base+ehsize+phsize) // entry
+	b = le.AppendUint64(b, ehsize)             // phoff
+	b = le.AppendUint64(b, 0)                  // shoff
+	b = le.AppendUint32(b, 0)                  // flags
+	b = le.AppendUint16(b, ehsize)
+	b = le.AppendUint16(b, phsize)
+	b = le.AppendUint16(b, 1) // phnum
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint32(b, 1) // PT_LOAD
+	b = le.AppendUint32(b, 5) // R+X
+	b = le.AppendUint64(b, 0) // offset
+	b = le.AppendUint64(b, base)
+	b = le.AppendUint64(b, base)
+	b = le.AppendUint64(b, size)
+	b = le.AppendUint64(b, size)
+	b = le.AppendUint64(b, 0x1000)
+	return append(b, code...), nil
+}
+
+// unmountNullNetNS removes the bind mounts a current runsc makes of its
+// shared empty network namespace at ROOT/null-netns (its --root), which
+// would make removing ROOT fail with EBUSY. runsc stacks them when two
+// start at once, so unmount until none is left.
+func unmountNullNetNS(root string) {
+	p := filepath.Join(root, "null-netns")
+	for i := 0; i < 64 && unix.Unmount(p, unix.MNT_DETACH) == nil; i++ {
+	}
+}
+
+// RunscHardeningFlags are flags a current runsc needs to keep the
+// sandbox's hardening that Debian 12's (20221219) has by default, for the
+// runsc at bin (default runsc in PATH), each only if that runsc knows it
+// (asked, not guessed from a version string; the answer is cached per
+// binary and modification time):
+//
+//   - --directfs=false: with directfs (on by default since 2023) the
+//     sentry runs in the container's user namespace as its root with the
+//     spec's capabilities (CAP_CHOWN, CAP_DAC_OVERRIDE, …) instead of as
+//     nobody with none, so every tenant's sentry would run as its range's
+//     root, not its nobody (escape and verify tests check this);
+//   - --gofer-network-namespace=new: by default the gofer joins a shared
+//     empty network namespace that runsc bind-mounts at ROOT/null-netns
+//     and never unmounts; a new one per gofer leaves no mount behind.
+func RunscHardeningFlags(bin string) []string {
+	if bin == "" {
+		bin = "runsc"
+	}
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		return nil
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil
+	}
+	key := fmt.Sprintf("%s\x00%d\x00%d", p, fi.Size(), fi.ModTime().UnixNano())
+	if v, ok := hardeningFlags.Load(key); ok {
+		return v.([]string)
+	}
+	var out []string
+	for _, f := range []string{"--directfs=false", "--gofer-network-namespace=new"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := exec.CommandContext(ctx, p, f, "--version").Run()
+		cancel()
+		if err == nil {
+			out = append(out, f)
+		}
+	}
+	hardeningFlags.Store(key, out)
+	return out
+}
+
+var hardeningFlags sync.Map
