@@ -202,6 +202,10 @@ func TestCluster(t *testing.T) {
 	c := kubetest.Start(t)
 	addRuntimeClasses(t, c.Client, true)
 
+	// First: it starts rung up on a cluster with nothing of rung's yet, as
+	// a user does (a fresh rung prunes what an earlier one made, and with
+	// no namespace controller here a deleted namespace never goes).
+	t.Run("rung up --backend kubernetes end to end", func(t *testing.T) { testRungUp(t, c) })
 	for _, ex := range []string{"university", "four-questions"} {
 		t.Run("example "+ex, func(t *testing.T) { testExample(t, c, ex) })
 	}

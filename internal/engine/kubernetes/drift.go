@@ -146,18 +146,28 @@ func Subset(path string, want, live any) []string {
 }
 
 // States are the replicas' states read off their pods (issue 7's fields),
-// for rung's replica status.
+// for rung's replica status. Only the pods of the last applied plan count:
+// a replica re-placed off a NotReady node has its old pod terminating
+// there, with the same replica ID, until its kubelet confirms.
 func (e *Engine) States() []wire.ReplicaState {
 	pods, _ := e.own.Core().V1().Pods().Lister().List(labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy}))
+	e.mu.Lock()
 	out := make([]wire.ReplicaState, 0, len(pods))
 	for _, p := range pods {
-		out = append(out, PodState(p))
+		if _, ok := e.desired[objKey{"Pod", p.Namespace, p.Name}]; ok {
+			out = append(out, PodState(p))
+		}
 	}
+	e.mu.Unlock()
 	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
 	return out
 }
 
-// PodState maps a pod's status to a replica's.
+// PodState maps a pod's status to a replica's, as a kubelet reports it:
+// phase to state, the Ready condition to readiness (a running pod that is
+// not Ready has no health verdict yet), container restarts, a waiting
+// container's reason (CrashLoopBackOff, ImagePullBackOff) as the last
+// error, the last termination's exit code.
 func PodState(p *corev1.Pod) wire.ReplicaState {
 	tenant := p.Labels[LabelTenantOf]
 	n, _ := strconv.Atoi(p.Labels[LabelReplica])
@@ -170,6 +180,11 @@ func PodState(p *corev1.Pod) wire.ReplicaState {
 	switch p.Status.Phase {
 	case corev1.PodRunning:
 		st.Status, st.State = "running", wire.ReplicaRunning
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status != corev1.ConditionTrue {
+				st.Health = wire.HealthStarting
+			}
+		}
 	case corev1.PodSucceeded:
 		st.Status, st.State = "stopped", wire.ReplicaSucceeded
 	case corev1.PodFailed:
