@@ -1,12 +1,14 @@
 package kubernetes
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"rung.dev/rung/internal/server/wire"
 )
@@ -60,5 +62,35 @@ func TestPodState(t *testing.T) {
 				t.Errorf("PodState (-want +got):\n%s", d)
 			}
 		})
+	}
+}
+
+// TestDiffCachedCopy: the informer cache's typed copies carry no
+// apiVersion and kind; a pod as rung wants it, plus what the apiserver and
+// the kubelet add, is no drift, while a changed label is.
+func TestDiffCachedCopy(t *testing.T) {
+	want := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web-0-abc", Namespace: "rung-t", Labels: map[string]string{LabelTier: "sandbox"}},
+		Spec:       corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "main", Image: "app:1"}}}}
+	u, err := toUnstructured(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := want.DeepCopy()
+	live.TypeMeta = metav1.TypeMeta{}
+	live.UID, live.ResourceVersion = "u1", "42"
+	live.Spec.SchedulerName, live.Spec.DNSPolicy = "default-scheduler", corev1.DNSClusterFirst
+	live.Status.Phase = corev1.PodRunning
+	e := &Engine{listers: map[string]func(ns, name string) (runtime.Object, error){
+		"Pod": func(string, string) (runtime.Object, error) { return live, nil },
+	}}
+	k := objKey{"Pod", "rung-t", "web-0-abc"}
+	if d, err := e.diff(k, u); err != nil || len(d) != 0 {
+		t.Fatalf("diff of the cached copy = %v, %v; want none", d, err)
+	}
+	live.Labels[LabelTier] = "container"
+	d, err := e.diff(k, u)
+	if err != nil || len(d) != 1 || !strings.Contains(d[0], "rung.dev/tier") {
+		t.Fatalf("diff after a label change = %v, %v; want the tier label", d, err)
 	}
 }
