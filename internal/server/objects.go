@@ -351,6 +351,10 @@ func (s *Server) apply(k kind) handlerFunc {
 			s.refuse(ctx, obj, name, err)
 			return err
 		}
+		if err := s.clusterTopology(k, name); err != nil { // kubernetes.go
+			s.refuse(ctx, obj, name, err)
+			return err
+		}
 		if k.name == v1.KindWorkload {
 			if strings.TrimSpace(set.Workloads[0].Spec.Image) == "" {
 				// Planned, it would only make its node retry forever (DESIGN §8).

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
@@ -72,30 +73,9 @@ func (e *Engine) check(ctx context.Context, k objKey) error {
 	if want == nil {
 		return nil
 	}
-	get := e.listers[k.Kind]
-	if get == nil {
-		return nil
-	}
-	var diffs []string
-	live, err := get(k.Namespace, k.Name)
-	switch {
-	case apierrors.IsNotFound(err):
-		diffs = []string{"deleted"}
-	case err != nil:
+	diffs, err := e.diff(k, want)
+	if err != nil || len(diffs) == 0 {
 		return err
-	default:
-		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(live)
-		if err != nil {
-			return err
-		}
-		if md, ok := u["metadata"].(map[string]any); ok && md["deletionTimestamp"] != nil {
-			diffs = []string{"being deleted"}
-			break
-		}
-		diffs = Subset("", want.Object, u)
-	}
-	if len(diffs) == 0 {
-		return nil
 	}
 	details, _ := json.Marshal(map[string]any{"changed": diffs})
 	e.record(ctx, audit.Record{Actor: "kubernetes", Tenant: want.GetLabels()[LabelTenantOf], Action: "drift", Object: k.String(), Details: details})
@@ -103,6 +83,33 @@ func (e *Engine) check(ctx context.Context, k objKey) error {
 		return fmt.Errorf("%s is being deleted; will apply again", k)
 	}
 	return e.apply(ctx, want)
+}
+
+// diff compares the informer cache's copy of k with want: nil when it
+// holds everything rung sets, "deleted" when it is gone, "being deleted".
+// Kinds without an informer always differ (they are applied).
+func (e *Engine) diff(k objKey, want *unstructured.Unstructured) ([]string, error) {
+	get := e.listers[k.Kind]
+	if get == nil {
+		return []string{"not watched"}, nil
+	}
+	live, err := get(k.Namespace, k.Name)
+	switch {
+	case apierrors.IsNotFound(err):
+		return []string{"deleted"}, nil
+	case err != nil:
+		return nil, err
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(live)
+	if err != nil {
+		return nil, err
+	}
+	if md, ok := u["metadata"].(map[string]any); ok && md["deletionTimestamp"] != nil {
+		return []string{"being deleted"}, nil
+	}
+	// Typed objects out of a cache carry no apiVersion and kind.
+	u["apiVersion"], u["kind"] = want.GetAPIVersion(), want.GetKind()
+	return Subset("", want.Object, u), nil
 }
 
 // Subset lists where live differs from want, looking only at what want
@@ -146,18 +153,28 @@ func Subset(path string, want, live any) []string {
 }
 
 // States are the replicas' states read off their pods (issue 7's fields),
-// for rung's replica status.
+// for rung's replica status. Only the pods of the last applied plan count:
+// a replica re-placed off a NotReady node has its old pod terminating
+// there, with the same replica ID, until its kubelet confirms.
 func (e *Engine) States() []wire.ReplicaState {
 	pods, _ := e.own.Core().V1().Pods().Lister().List(labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy}))
+	e.mu.Lock()
 	out := make([]wire.ReplicaState, 0, len(pods))
 	for _, p := range pods {
-		out = append(out, PodState(p))
+		if _, ok := e.desired[objKey{"Pod", p.Namespace, p.Name}]; ok {
+			out = append(out, PodState(p))
+		}
 	}
+	e.mu.Unlock()
 	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
 	return out
 }
 
-// PodState maps a pod's status to a replica's.
+// PodState maps a pod's status to a replica's, as a kubelet reports it:
+// phase to state, the Ready condition to readiness (a running pod that is
+// not Ready has no health verdict yet), container restarts, a waiting
+// container's reason (CrashLoopBackOff, ImagePullBackOff) as the last
+// error, the last termination's exit code.
 func PodState(p *corev1.Pod) wire.ReplicaState {
 	tenant := p.Labels[LabelTenantOf]
 	n, _ := strconv.Atoi(p.Labels[LabelReplica])
@@ -170,6 +187,11 @@ func PodState(p *corev1.Pod) wire.ReplicaState {
 	switch p.Status.Phase {
 	case corev1.PodRunning:
 		st.Status, st.State = "running", wire.ReplicaRunning
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status != corev1.ConditionTrue {
+				st.Health = wire.HealthStarting
+			}
+		}
 	case corev1.PodSucceeded:
 		st.Status, st.State = "stopped", wire.ReplicaSucceeded
 	case corev1.PodFailed:

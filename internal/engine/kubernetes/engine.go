@@ -128,10 +128,19 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 	}
 	rc = rest.CopyConfig(rc)
-	if rc.QPS == 0 {
-		rc.QPS, rc.Burst = 200, 400
+	if rc.QPS == 0 && rc.RateLimiter == nil {
+		// No client-side token bucket: rung's writes are bounded by its
+		// worker pool (Parallel), and the apiserver's priority and
+		// fairness is what protects the cluster. A bucket only made a
+		// plan of a few hundred pods wait on rung's own side.
+		rc.QPS = -1
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	// Typed requests and the informers' lists and watches speak protobuf,
+	// as Kubernetes' own controllers do; server-side apply needs JSON (dyn).
+	pc := rest.CopyConfig(rc)
+	pc.ContentType = "application/vnd.kubernetes.protobuf"
+	pc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	client, err := kubernetes.NewForConfig(pc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: %w", err)
 	}
@@ -315,18 +324,30 @@ func (e *Engine) Apply(ctx context.Context, set *v1.Set, res *scheduler.Result) 
 	return d.Refused, nil
 }
 
-// applyAll applies namespaces first, then everything else in parallel.
+// applyAll applies namespaces first, then their policies, then the pods,
+// each step in parallel: a pod is never created in a namespace whose
+// isolation policy, quota and limits are not there yet.
 func (e *Engine) applyAll(ctx context.Context, want map[objKey]*unstructured.Unstructured) error {
-	var first, rest []objKey
+	var batches [3][]objKey
 	for k := range want {
-		if k.Kind == "Namespace" {
-			first = append(first, k)
-		} else {
-			rest = append(rest, k)
+		switch k.Kind {
+		case "Namespace":
+			batches[0] = append(batches[0], k)
+		case "Pod":
+			batches[2] = append(batches[2], k)
+		default:
+			batches[1] = append(batches[1], k)
 		}
 	}
-	for _, batch := range [][]objKey{first, rest} {
-		if err := e.parallel(ctx, batch, func(k objKey) error { return e.apply(ctx, want[k]) }); err != nil {
+	for _, batch := range batches {
+		if err := e.parallel(ctx, batch, func(k objKey) error {
+			// What the informer cache already holds as wanted is not sent
+			// again: a plan that changes one replica writes one pod.
+			if d, err := e.diff(k, want[k]); err == nil && len(d) == 0 {
+				return nil
+			}
+			return e.apply(ctx, want[k])
+		}); err != nil {
 			return err
 		}
 	}
@@ -360,6 +381,11 @@ func (e *Engine) parallel(ctx context.Context, keys []objKey, f func(objKey) err
 }
 
 func (e *Engine) apply(ctx context.Context, u *unstructured.Unstructured) error {
+	if u.GetKind() == "Pod" {
+		if done, err := e.createPod(ctx, u); done || err != nil {
+			return err
+		}
+	}
 	r := e.dyn.Resource(gvrOf(u.GetKind()))
 	var ri dynamic.ResourceInterface = r
 	if ns := u.GetNamespace(); ns != "" {
@@ -374,6 +400,30 @@ func (e *Engine) apply(ctx context.Context, u *unstructured.Unstructured) error 
 		_, err = ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 	}
 	return err
+}
+
+// createPod creates a pod the informer cache has never seen with a plain
+// create (field manager rung): a new pod is most of what rung writes, and
+// a create costs the apiserver a fraction of a server-side apply, which
+// has to merge. It reports false when the pod exists (apply it instead).
+// A pod's spec is immutable, and drift is found by comparing with what
+// rung wants (Subset), not by field ownership, so nothing is lost.
+func (e *Engine) createPod(ctx context.Context, u *unstructured.Unstructured) (bool, error) {
+	if _, err := e.listers["Pod"](u.GetNamespace(), u.GetName()); !apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	var p corev1.Pod
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &p); err != nil {
+		return false, err
+	}
+	_, err := e.Client.CoreV1().Pods(p.Namespace).Create(ctx, &p, metav1.CreateOptions{FieldManager: FieldManager})
+	switch {
+	case apierrors.IsAlreadyExists(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
 }
 
 // prune deletes what rung made and no longer wants, pods before the
