@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -72,34 +71,47 @@ func encodeList(l wire.List) []byte {
 	for _, it := range l.Items {
 		n += len(it.Object) + 40
 	}
-	b := bytes.NewBuffer(make([]byte, 0, n))
-	b.WriteString("{\n  \"items\": [")
+	b := make([]byte, 0, n)
+	b = append(b, listHead...)
 	for i, it := range l.Items {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.WriteString("\n    {\"revision\": ")
-		b.WriteString(strconv.FormatInt(it.Revision, 10))
-		b.WriteString(", \"object\": ")
-		if len(it.Object) == 0 {
-			b.WriteString("null")
-		} else {
-			b.Write(it.Object)
-		}
-		b.WriteByte('}')
+		b = appendItem(b, it.Revision, it.Object)
 	}
-	if len(l.Items) > 0 {
-		b.WriteString("\n  ")
+	return appendListTail(b, len(l.Items) > 0, l.Revision, l.Continue)
+}
+
+// listHead opens a list page's JSON.
+const listHead = "{\n  \"items\": ["
+
+// appendItem appends one item of a list page (without the comma that
+// separates it from the one before).
+func appendItem(b []byte, rev int64, obj []byte) []byte {
+	b = append(b, "\n    {\"revision\": "...)
+	b = strconv.AppendInt(b, rev, 10)
+	b = append(b, ", \"object\": "...)
+	if len(obj) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, obj...)
 	}
-	b.WriteString("],\n  \"revision\": ")
-	b.WriteString(strconv.FormatInt(l.Revision, 10))
-	if l.Continue != "" {
-		c, _ := json.Marshal(l.Continue)
-		b.WriteString(",\n  \"continue\": ")
-		b.Write(c)
+	return append(b, '}')
+}
+
+// appendListTail closes a list page's JSON after its items.
+func appendListTail(b []byte, items bool, rev int64, cont string) []byte {
+	if items {
+		b = append(b, "\n  "...)
 	}
-	b.WriteString("\n}\n")
-	return b.Bytes()
+	b = append(b, "],\n  \"revision\": "...)
+	b = strconv.AppendInt(b, rev, 10)
+	if cont != "" {
+		c, _ := json.Marshal(cont)
+		b = append(b, ",\n  \"continue\": "...)
+		b = append(b, c...)
+	}
+	return append(b, "\n}\n"...)
 }
 
 // writeRaw writes a JSON body made beforehand, with writeJSON's headers.

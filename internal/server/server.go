@@ -142,6 +142,7 @@ type Server struct {
 	leading atomic.Bool
 
 	lists   listGate     // lists served at once (listing.go)
+	snaps   *listCache   // list snapshots (listcache.go); nil without change tracking
 	writing atomic.Int64 // requests other than GET in flight
 }
 
@@ -168,6 +169,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.random == nil {
 		s.random = rand.Reader
+	}
+	if ct, ok := cfg.Store.(store.ChangeTracker); ok {
+		s.snaps = newListCache(ct, s.now, s.readSnapshot)
 	}
 	m, err := newMetrics(s.reg)
 	if err != nil {
