@@ -156,11 +156,11 @@ func listBytes(ctx context.Context, c *client.Client) error {
 	for range 5 {
 		cont := ""
 		for {
-			var body []byte
-			if body, err = c.ListPageBytes(ctx, v1.KindWorkload, "bench", 0, cont); err != nil {
+			var tail tailWriter
+			if err = c.ListPageTo(ctx, v1.KindWorkload, "bench", 0, cont, &tail); err != nil {
 				break
 			}
-			if cont, err = pageContinue(body); err != nil || cont == "" {
+			if cont, err = pageContinue(tail.b); err != nil || cont == "" {
 				return err
 			}
 		}
@@ -186,4 +186,21 @@ func pageContinue(body []byte) (string, error) {
 		return "", fmt.Errorf("list page: %w", err)
 	}
 	return tail.Continue, nil
+}
+
+// tailWriter keeps the last 4 KiB written to it (a page's end, where its
+// continue value is).
+type tailWriter struct{ b []byte }
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	const keep = 4 << 10
+	if len(p) >= keep {
+		t.b = append(t.b[:0], p[len(p)-keep:]...)
+		return len(p), nil
+	}
+	if drop := len(t.b) + len(p) - keep; drop > 0 {
+		t.b = t.b[:copy(t.b, t.b[drop:])]
+	}
+	t.b = append(t.b, p...)
+	return len(p), nil
 }

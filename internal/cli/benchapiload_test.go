@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -19,7 +20,15 @@ func TestPageContinue(t *testing.T) {
 		{"not a list", `{"error":"x"}`, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := pageContinue([]byte(tc.body))
+			// Through the listers' tail writer, in pieces.
+			var tw tailWriter
+			body := append([]byte(strings.Repeat(" ", 5000)), tc.body...)
+			for len(body) > 0 {
+				n := min(len(body), 777)
+				tw.Write(body[:n])
+				body = body[n:]
+			}
+			got, err := pageContinue(tw.b)
 			if (err != nil) != tc.err {
 				t.Fatalf("error %v, want error %v", err, tc.err)
 			}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,7 +51,7 @@ type listSnap struct {
 	dir  string
 	rev  int64
 	keys []string // sorted
-	enc  []byte   // item i is enc[offs[i]:offs[i+1]]
+	enc  []byte   // item i is enc[offs[i]:offs[i+1]], after a comma
 	offs []int
 	made time.Time
 	// paged says a continue token names this snapshot: it is kept for
@@ -61,8 +63,9 @@ type listSnap struct {
 func (sn *listSnap) size() int { return len(sn.enc) + 64*len(sn.keys) }
 
 // page is the JSON of at most limit items after the key after ("" for
-// the first), and whether items follow.
-func (sn *listSnap) page(after string, limit int) (body []byte, cont string) {
+// the first), in three parts to write one after the other: the items are
+// the snapshot's own bytes, not a copy.
+func (sn *listSnap) page(after string, limit int) pageBody {
 	i := 0
 	if after != "" {
 		i, _ = slices.BinarySearch(sn.keys, after)
@@ -71,19 +74,33 @@ func (sn *listSnap) page(after string, limit int) (body []byte, cont string) {
 		}
 	}
 	j := min(len(sn.keys), i+limit)
+	cont := ""
 	if j < len(sn.keys) {
 		sn.paged.Store(true)
 		cont = nextBelow(sn.dir, sn.keys[j-1], sn.rev)
 	}
-	b := make([]byte, 0, len(listHead)+sn.offs[j]-sn.offs[i]+(j-i)+64)
-	b = append(b, listHead...)
-	for k := i; k < j; k++ {
-		if k > i {
-			b = append(b, ',')
-		}
-		b = append(b, sn.enc[sn.offs[k]:sn.offs[k+1]]...)
+	var items []byte
+	if j > i {
+		items = sn.enc[sn.offs[i]+1 : sn.offs[j]] // without the first comma
 	}
-	return appendListTail(b, j > i, sn.rev, cont), cont
+	return pageBody{[]byte(listHead), items, appendListTail(nil, j > i, sn.rev, cont)}
+}
+
+// pageBody is a list page's JSON in parts.
+type pageBody [3][]byte
+
+func (b pageBody) bytes() []byte { return slices.Concat(b[:]...) }
+
+// write writes b as writeRaw would.
+func (b pageBody) write(w http.ResponseWriter) {
+	jsonHeaders(w)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b[0])+len(b[1])+len(b[2])))
+	w.WriteHeader(http.StatusOK)
+	for _, p := range b {
+		if _, err := w.Write(p); err != nil {
+			return // the client went away; nothing to do
+		}
+	}
 }
 
 // dirSnaps is what the cache holds for one directory.
@@ -175,13 +192,13 @@ func (c *listCache) build(ctx context.Context, dir string) (*listSnap, bool, err
 	}
 	n := 0
 	for _, v := range pg.Values {
-		n += len(v.Data) + 48
+		n += len(v.Data) + 49
 	}
 	sn := &listSnap{dir: dir, rev: pg.Revision, keys: make([]string, len(pg.Values)),
 		enc: make([]byte, 0, n), offs: make([]int, 1, len(pg.Values)+1), made: c.now()}
 	for i, v := range pg.Values {
 		sn.keys[i] = v.Key
-		sn.enc = appendItem(sn.enc, v.Revision, v.Data)
+		sn.enc = appendItem(append(sn.enc, ','), v.Revision, v.Data)
 		sn.offs = append(sn.offs, len(sn.enc))
 	}
 	return sn, false, nil
@@ -261,30 +278,29 @@ func (c *listCache) dropAll() {
 	c.held = nil
 }
 
-// snapshotPage is the JSON of the page of dir that pg asks for, from a
-// snapshot; ok is false when no snapshot serves it (no change tracking,
-// a directory too large, or a continue token whose snapshot is gone):
-// the caller then reads the page from the store.
-func (s *Server) snapshotPage(ctx context.Context, dir string, pg page) (body []byte, ok bool, err error) {
+// snapshotPage is the page of dir that pg asks for, from a snapshot; ok
+// is false when no snapshot serves it (no change tracking, a directory
+// too large, or a continue token whose snapshot is gone): the caller then
+// reads the page from the store.
+func (s *Server) snapshotPage(ctx context.Context, dir string, pg page) (body pageBody, ok bool, err error) {
 	c := s.snaps
 	if c == nil {
-		return nil, false, nil
+		return body, false, nil
 	}
 	var sn *listSnap
 	if pg.rev != 0 {
 		sn = c.at(dir, pg.rev)
 	} else if sn, err = c.current(ctx, dir); err != nil {
-		return nil, false, err
+		return body, false, err
 	}
 	if sn == nil {
-		return nil, false, nil
+		return body, false, nil
 	}
 	after := ""
 	if pg.after != "" {
 		after = strings.TrimSuffix(dir, "/") + "/" + pg.after
 	}
-	body, _ = sn.page(after, pg.limit)
-	return body, true, nil
+	return sn.page(after, pg.limit), true, nil
 }
 
 // readSnapshot reads dir for a snapshot, in the list gate like any list.

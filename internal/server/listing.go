@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +62,23 @@ func (g listGate) enter(ctx context.Context) (release func(), err error) {
 		}
 		g.after(listYield*time.Since(start), func() { <-g.slots })
 	}, nil
+}
+
+// listHoldMax is how long at most a list page being sent holds its slot:
+// a client that reads slowly must not keep the other lists out.
+const listHoldMax = 50 * time.Millisecond
+
+// enterFor is enter whose slot is released after at most hold even if the
+// caller has not released it by then; release may be called either way.
+func (g listGate) enterFor(ctx context.Context, hold time.Duration) (release func(), err error) {
+	r, err := g.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	free := func() { once.Do(r) }
+	t := time.AfterFunc(hold, free)
+	return func() { t.Stop(); free() }, nil
 }
 
 // encodeList is the JSON of a list page, as writeJSON would write it but

@@ -168,7 +168,14 @@ func (s *Server) list(k kind) handlerFunc {
 				return s.listError(dir, err)
 			}
 			if ok {
-				writeRaw(w, http.StatusOK, body)
+				// Sending the page is what a list costs now: it takes
+				// its turn in the gate (a slow reader only for a while).
+				release, err := s.lists.enterFor(ctx, listHoldMax)
+				if err != nil {
+					return err
+				}
+				body.write(w)
+				release()
 				return nil
 			}
 		}
