@@ -54,6 +54,9 @@ type listSnap struct {
 	enc  []byte   // item i is enc[offs[i]:offs[i+1]], after a comma
 	offs []int
 	made time.Time
+	// cost is what reading and encoding the snapshot took (without the
+	// wait for the list gate): a page is charged its share of it.
+	cost time.Duration
 	// paged says a continue token names this snapshot: it is kept for
 	// the later pages after a newer one replaces it.
 	paged   atomic.Bool
@@ -83,20 +86,28 @@ func (sn *listSnap) page(after string, limit int) pageBody {
 	if j > i {
 		items = sn.enc[sn.offs[i]+1 : sn.offs[j]] // without the first comma
 	}
-	return pageBody{[]byte(listHead), items, appendListTail(nil, j > i, sn.rev, cont)}
+	var cost time.Duration
+	if n := len(sn.keys); n > 0 {
+		cost = sn.cost * time.Duration(j-i) / time.Duration(n)
+	}
+	return pageBody{[3][]byte{[]byte(listHead), items, appendListTail(nil, j > i, sn.rev, cont)}, cost}
 }
 
-// pageBody is a list page's JSON in parts.
-type pageBody [3][]byte
+// pageBody is a list page's JSON in parts, and its share of what reading
+// its snapshot cost.
+type pageBody struct {
+	parts [3][]byte
+	cost  time.Duration
+}
 
-func (b pageBody) bytes() []byte { return slices.Concat(b[:]...) }
+func (b pageBody) bytes() []byte { return slices.Concat(b.parts[:]...) }
 
 // write writes b as writeRaw would.
 func (b pageBody) write(w http.ResponseWriter) {
 	jsonHeaders(w)
-	w.Header().Set("Content-Length", strconv.Itoa(len(b[0])+len(b[1])+len(b[2])))
+	w.Header().Set("Content-Length", strconv.Itoa(len(b.parts[0])+len(b.parts[1])+len(b.parts[2])))
 	w.WriteHeader(http.StatusOK)
-	for _, p := range b {
+	for _, p := range b.parts {
 		if _, err := w.Write(p); err != nil {
 			return // the client went away; nothing to do
 		}
@@ -117,8 +128,9 @@ type listCache struct {
 	changes store.ChangeTracker
 	now     func() time.Time
 	// read reads a directory as of now, at most limit objects (More says
-	// there are others), inside the list gate.
-	read func(ctx context.Context, dir string, limit int) (store.Page, error)
+	// there are others), inside the list gate; took is the read's time
+	// once in the gate.
+	read func(ctx context.Context, dir string, limit int) (pg store.Page, took time.Duration, err error)
 
 	mu    sync.Mutex
 	dirs  map[string]*dirSnaps
@@ -126,7 +138,7 @@ type listCache struct {
 	bytes int
 }
 
-func newListCache(changes store.ChangeTracker, now func() time.Time, read func(context.Context, string, int) (store.Page, error)) *listCache {
+func newListCache(changes store.ChangeTracker, now func() time.Time, read func(context.Context, string, int) (store.Page, time.Duration, error)) *listCache {
 	return &listCache{changes: changes, now: now, read: read, dirs: map[string]*dirSnaps{}}
 }
 
@@ -183,10 +195,11 @@ func (c *listCache) current(ctx context.Context, dir string) (*listSnap, error) 
 // build reads and encodes a snapshot of dir (nil, true when dir holds
 // more than snapItems objects).
 func (c *listCache) build(ctx context.Context, dir string) (*listSnap, bool, error) {
-	pg, err := c.read(ctx, dir, snapItems)
+	pg, took, err := c.read(ctx, dir, snapItems)
 	if err != nil {
 		return nil, false, err
 	}
+	start := time.Now()
 	if pg.More {
 		return nil, true, nil
 	}
@@ -201,6 +214,7 @@ func (c *listCache) build(ctx context.Context, dir string) (*listSnap, bool, err
 		sn.enc = appendItem(append(sn.enc, ','), v.Revision, v.Data)
 		sn.offs = append(sn.offs, len(sn.enc))
 	}
+	sn.cost = took + time.Since(start)
 	return sn, false, nil
 }
 
@@ -304,13 +318,15 @@ func (s *Server) snapshotPage(ctx context.Context, dir string, pg page) (body pa
 }
 
 // readSnapshot reads dir for a snapshot, in the list gate like any list.
-func (s *Server) readSnapshot(ctx context.Context, dir string, limit int) (store.Page, error) {
+func (s *Server) readSnapshot(ctx context.Context, dir string, limit int) (store.Page, time.Duration, error) {
 	release, err := s.lists.enter(ctx)
 	if err != nil {
-		return store.Page{}, err
+		return store.Page{}, 0, err
 	}
 	defer release()
-	return s.store.ListPage(ctx, dir, "", limit, 0)
+	start := time.Now()
+	pg, err := s.store.ListPage(ctx, dir, "", limit, 0)
+	return pg, time.Since(start), err
 }
 
 // listError is what a failed snapshot read answers.

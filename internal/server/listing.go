@@ -49,18 +49,29 @@ func newListGate(slots int, writing *atomic.Int64) listGate {
 // its list is made (before writing it: a slow reader holds no slot). It
 // fails with ctx's error when the request ends first.
 func (g listGate) enter(ctx context.Context) (release func(), err error) {
+	r, err := g.enterCharged(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func() { r(0) }, nil
+}
+
+// enterCharged is enter whose release names what the list cost beyond
+// the time it held the slot: while writes are in flight the slot then
+// stays closed listYield times the larger of the two.
+func (g listGate) enterCharged(ctx context.Context) (release func(charge time.Duration), err error) {
 	select {
 	case g.slots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	start := time.Now()
-	return func() {
+	return func(charge time.Duration) {
 		if g.writing.Load() == 0 {
 			<-g.slots
 			return
 		}
-		g.after(listYield*time.Since(start), func() { <-g.slots })
+		g.after(listYield*max(time.Since(start), charge), func() { <-g.slots })
 	}, nil
 }
 
@@ -68,17 +79,20 @@ func (g listGate) enter(ctx context.Context) (release func(), err error) {
 // a client that reads slowly must not keep the other lists out.
 const listHoldMax = 50 * time.Millisecond
 
-// enterFor is enter whose slot is released after at most hold even if the
-// caller has not released it by then; release may be called either way.
-func (g listGate) enterFor(ctx context.Context, hold time.Duration) (release func(), err error) {
-	r, err := g.enter(ctx)
+// enterFor is enterCharged whose slot is released after at most hold
+// (uncharged) even if the caller has not released it by then; release
+// may be called either way.
+func (g listGate) enterFor(ctx context.Context, hold time.Duration) (release func(charge time.Duration), err error) {
+	r, err := g.enterCharged(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var once sync.Once
-	free := func() { once.Do(r) }
-	t := time.AfterFunc(hold, free)
-	return func() { t.Stop(); free() }, nil
+	t := time.AfterFunc(hold, func() { once.Do(func() { r(0) }) })
+	return func(charge time.Duration) {
+		t.Stop()
+		once.Do(func() { r(charge) })
+	}, nil
 }
 
 // encodeList is the JSON of a list page, as writeJSON would write it but

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/store"
 )
 
 // TestEncodeList: a list page copied from the store reads back as the
@@ -143,5 +144,56 @@ func TestNextGap(t *testing.T) {
 		if got := nextGap(tc.took); got != tc.want {
 			t.Errorf("nextGap(%v) = %v, want %v", tc.took, got, tc.want)
 		}
+	}
+}
+
+// TestSnapshotPages: a snapshot's pages are, byte for byte, what
+// encodeList writes for the same items, with continue tokens chaining
+// them; a page's charge is its share of the snapshot's read.
+func TestSnapshotPages(t *testing.T) {
+	vals := []store.Value{
+		{Key: "/w/t/a", Revision: 3, Data: []byte(`{"a":1}`)},
+		{Key: "/w/t/b", Revision: 5, Data: []byte(`{"b":[2]}`)},
+		{Key: "/w/t/c", Revision: 4, Data: []byte(`{"c":"x"}`)},
+	}
+	read := func(context.Context, string, int) (store.Page, time.Duration, error) {
+		return store.Page{Values: vals, Revision: 9}, 300 * time.Millisecond, nil
+	}
+	c := newListCache(nil, time.Now, read)
+	sn, large, err := c.build(t.Context(), "/w/t")
+	if err != nil || large {
+		t.Fatal(err, large)
+	}
+	for _, tc := range []struct {
+		name, after string
+		limit       int
+		want        []store.Value
+		more        bool
+	}{
+		{"all", "", 10, vals, false},
+		{"first", "", 2, vals[:2], true},
+		{"after a", "/w/t/a", 2, vals[1:], false},
+		{"after a key not listed", "/w/t/bb", 2, vals[2:], false},
+		{"past the end", "/w/t/c", 2, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pb := sn.page(tc.after, tc.limit)
+			l := wire.List{Items: []wire.Item{}, Revision: 9}
+			for _, v := range tc.want {
+				l.Items = append(l.Items, wire.Item{Revision: v.Revision, Object: v.Data})
+			}
+			if tc.more {
+				l.Continue = nextBelow("/w/t", tc.want[len(tc.want)-1].Key, 9)
+			}
+			if diff := cmp.Diff(string(encodeList(l)), string(pb.bytes())); diff != "" {
+				t.Errorf("page (-encodeList +snapshot):\n%s", diff)
+			}
+			if want := sn.cost * time.Duration(len(tc.want)) / 3; pb.cost != want {
+				t.Errorf("charge %v, want %v", pb.cost, want)
+			}
+		})
+	}
+	if sn.cost < 300*time.Millisecond {
+		t.Errorf("snapshot cost %v, less than its read", sn.cost)
 	}
 }

@@ -168,14 +168,16 @@ func (s *Server) list(k kind) handlerFunc {
 				return s.listError(dir, err)
 			}
 			if ok {
-				// Sending the page is what a list costs now: it takes
-				// its turn in the gate (a slow reader only for a while).
+				// Sending the page is what a list costs the server now;
+				// its client's share is charged as what reading the page
+				// from the store cost (listcache.go), so that listers
+				// keep the share of the machine they had.
 				release, err := s.lists.enterFor(ctx, listHoldMax)
 				if err != nil {
 					return err
 				}
 				body.write(w)
-				release()
+				release(body.cost)
 				return nil
 			}
 		}
