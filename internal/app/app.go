@@ -216,6 +216,7 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	defer tuneGC()() // gc.go
 	st, storeName, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
