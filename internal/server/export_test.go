@@ -13,3 +13,7 @@ func (s *Server) DropListSnapshots() {
 		s.snaps.dropAll()
 	}
 }
+
+// Pipelined is how many batches of applies were prepared while the batch
+// before them committed.
+func (s *Server) Pipelined() int64 { return s.pipelined.Load() }

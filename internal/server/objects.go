@@ -387,13 +387,13 @@ func (s *Server) apply(k kind) handlerFunc {
 		if k.name == v1.KindWorkload {
 			// A tenant's concurrent workload applies share one commit
 			// (batch.go).
-			var rev int64
-			rev, err = s.batched(ctx, obj.Tenant, func(ctx context.Context) error {
+			var resolve func(int64) int64
+			resolve, err = s.batched(ctx, obj.Tenant, func(ctx context.Context) error {
 				res, err = s.applyOnce(ctx, k, tenant, name, set, subj)
 				return err
 			})
-			if rev != 0 && res.Revision >= pendingRev {
-				res.Revision = rev
+			if resolve != nil && res.Revision >= pendingRev {
+				res.Revision = resolve(res.Revision)
 			}
 		} else {
 			err = s.retry(ctx, obj.Tenant, func() error {
@@ -424,9 +424,12 @@ func (s *Server) apply(k kind) handlerFunc {
 // process (so one server never races itself); the store's preconditions
 // still catch writers in other processes.
 func (s *Server) retry(ctx context.Context, tenant string, attempt func() error) error {
-	mu := &s.tenantLocks[maphash.String(s.lockSeed, tenant)%uint64(len(s.tenantLocks))]
+	i := maphash.String(s.lockSeed, tenant) % uint64(len(s.tenantLocks))
+	mu, commitMu := &s.tenantLocks[i], &s.applyQueues[i].commitMu
 	mu.Lock()
 	defer mu.Unlock()
+	commitMu.Lock() // after the tenant's batch in flight (batch.go)
+	defer commitMu.Unlock()
 	return s.retryLocked(ctx, attempt)
 }
 

@@ -137,6 +137,7 @@ type Server struct {
 	// applyQueues are the workload applies waiting for their stripe's
 	// next batch (batch.go).
 	applyQueues [64]applyQueue
+	pipelined   atomic.Int64 // batches prepared while the one before committed
 
 	elector leader.Elector // leader.go
 	leading atomic.Bool
