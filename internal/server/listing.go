@@ -79,20 +79,19 @@ func (g listGate) enterCharged(ctx context.Context) (release func(charge time.Du
 // a client that reads slowly must not keep the other lists out.
 const listHoldMax = 50 * time.Millisecond
 
-// enterFor is enterCharged whose slot is released after at most hold
-// (uncharged) even if the caller has not released it by then; release
-// may be called either way.
-func (g listGate) enterFor(ctx context.Context, hold time.Duration) (release func(charge time.Duration), err error) {
+// enterFor is enterCharged for a list whose charge is known beforehand;
+// its slot is released after at most hold even if the caller has not
+// released it by then (a slow reader), and release may be called either
+// way.
+func (g listGate) enterFor(ctx context.Context, hold, charge time.Duration) (release func(), err error) {
 	r, err := g.enterCharged(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var once sync.Once
-	t := time.AfterFunc(hold, func() { once.Do(func() { r(0) }) })
-	return func(charge time.Duration) {
-		t.Stop()
-		once.Do(func() { r(charge) })
-	}, nil
+	free := func() { once.Do(func() { r(charge) }) }
+	t := time.AfterFunc(hold, free)
+	return func() { t.Stop(); free() }, nil
 }
 
 // encodeList is the JSON of a list page, as writeJSON would write it but

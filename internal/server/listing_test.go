@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -195,5 +196,60 @@ func TestSnapshotPages(t *testing.T) {
 	}
 	if sn.cost < 300*time.Millisecond {
 		t.Errorf("snapshot cost %v, less than its read", sn.cost)
+	}
+}
+
+// TestListGateCharges: a page sent from a snapshot is charged its share of
+// the snapshot's read while writes are in flight, also when its reader is
+// slow and the slot is let go before the page is sent; release after that
+// changes nothing.
+func TestListGateCharges(t *testing.T) {
+	var writing atomic.Int64
+	writing.Add(1)
+	g := newListGate(1, &writing)
+	var (
+		mu      sync.Mutex
+		held    []time.Duration
+		pending []func()
+	)
+	g.after = func(d time.Duration, f func()) {
+		mu.Lock()
+		defer mu.Unlock()
+		held, pending = append(held, d), append(pending, f)
+	}
+	const charge = 5 * time.Second
+	release, err := g.enterFor(t.Context(), time.Hour, charge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	mu.Lock()
+	if len(held) != 1 || held[0] < listYield*charge {
+		t.Fatalf("sent at once: held %v, want one hold of at least %v", held, listYield*charge)
+	}
+	pending[0]()
+	mu.Unlock()
+
+	// A slow reader: the slot goes after 1 ms, charged all the same.
+	release, err = g.enterFor(t.Context(), time.Millisecond, charge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		n := len(held)
+		mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slot of a slow reader was never let go")
+		}
+	}
+	release()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(held) != 2 || held[1] < listYield*charge {
+		t.Fatalf("slow reader: held %v, want a second hold of at least %v and no third", held, listYield*charge)
 	}
 }

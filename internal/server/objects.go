@@ -172,12 +172,12 @@ func (s *Server) list(k kind) handlerFunc {
 				// its client's share is charged as what reading the page
 				// from the store cost (listcache.go), so that listers
 				// keep the share of the machine they had.
-				release, err := s.lists.enterFor(ctx, listHoldMax)
+				release, err := s.lists.enterFor(ctx, listHoldMax, body.cost)
 				if err != nil {
 					return err
 				}
 				body.write(w)
-				release(body.cost)
+				release()
 				return nil
 			}
 		}
