@@ -135,6 +135,7 @@ type listCache struct {
 	mu    sync.Mutex
 	dirs  map[string]*dirSnaps
 	held  []*listSnap // oldest first; dropped ones leave lazily
+	live  int         // of held, those not dropped
 	bytes int
 }
 
@@ -230,8 +231,14 @@ func (c *listCache) install(d *dirSnaps, sn *listSnap, large bool) {
 	d.cur, d.large = sn, time.Time{}
 	d.byRev[sn.rev] = sn
 	c.held = append(c.held, sn)
+	c.live++
 	c.bytes += sn.size()
 	c.expire(sn.made)
+	if len(c.held) > 2*c.live+16 {
+		// Replaced snapshots no page named are dropped at once, but held
+		// would keep their memory until their time is up.
+		c.held = slices.DeleteFunc(c.held, func(sn *listSnap) bool { return sn.dropped })
+	}
 }
 
 // expire drops snapshots past snapTTL, and the oldest while all of them
@@ -256,6 +263,7 @@ func (c *listCache) drop(sn *listSnap) {
 		return
 	}
 	sn.dropped = true
+	c.live--
 	c.bytes -= sn.size()
 	d := c.dirs[sn.dir]
 	if d == nil {

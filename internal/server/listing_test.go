@@ -253,3 +253,43 @@ func TestListGateCharges(t *testing.T) {
 		t.Fatalf("slow reader: held %v, want a second hold of at least %v and no third", held, listYield*charge)
 	}
 }
+
+// changedAlways is a store.ChangeTracker whose directories changed just now.
+type changedAlways struct{ rev *atomic.Int64 }
+
+func (c changedAlways) LastChange(string) int64 { return c.rev.Load() }
+
+// TestListCacheHoldsLittle: a directory that changes before every list
+// gets a snapshot per list; those no page named are let go (memory
+// included) as soon as the next replaces them, and the ones pages named
+// are kept within their bounds.
+func TestListCacheHoldsLittle(t *testing.T) {
+	var rev atomic.Int64
+	data := bytes.Repeat([]byte("x"), 1000)
+	read := func(context.Context, string, int) (store.Page, time.Duration, error) {
+		r := rev.Add(1)
+		vals := []store.Value{{Key: "/w/t/a", Revision: r, Data: data}, {Key: "/w/t/b", Revision: r, Data: data}}
+		return store.Page{Values: vals, Revision: r}, time.Millisecond, nil
+	}
+	c := newListCache(changedAlways{&rev}, time.Now, read)
+	for i := range 1000 {
+		sn, err := c.current(t.Context(), "/w/t")
+		if err != nil || sn == nil {
+			t.Fatal(err)
+		}
+		if i%100 == 0 {
+			sn.page("", 1) // a page with a continue token: kept
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	size := 0
+	for _, sn := range c.held {
+		if !sn.dropped {
+			size += sn.size()
+		}
+	}
+	if len(c.held) > 2*c.live+16 || c.live > 11 || size != c.bytes {
+		t.Errorf("after 1000 snapshots (10 paged): %d held, %d live, %d bytes counted, %d live bytes", len(c.held), c.live, c.bytes, size)
+	}
+}
