@@ -273,9 +273,10 @@ func TestListCacheHoldsLittle(t *testing.T) {
 	}
 	c := newListCache(changedAlways{&rev}, time.Now, read)
 	for i := range 1000 {
+		rev.Add(1) // a write below the directory
 		sn, err := c.current(t.Context(), "/w/t")
-		if err != nil || sn == nil {
-			t.Fatal(err)
+		if err != nil || sn == nil || sn.rev != rev.Load() {
+			t.Fatalf("list %d: %v, a snapshot older than the last write", i, err)
 		}
 		if i%100 == 0 {
 			sn.page("", 1) // a page with a continue token: kept
