@@ -261,9 +261,11 @@ type queued struct {
 
 // applyQueue is one lock stripe's waiting applies, and its pipeline: a
 // batch is prepared with the stripe's lock (tenantLocks) held, then
-// committed with commitMu held, taken before the stripe's lock is let go;
-// so the next batch is prepared, on top of this one's overlay, while this
-// one commits, and batches commit in the order they were prepared.
+// committed with commitMu held. With Config.PipelineBatches, commitMu is
+// taken before the stripe's lock is let go, so the next batch is
+// prepared, on top of this one's overlay, while this one commits, and
+// batches commit in the order they were prepared; without, the stripe's
+// lock is held through the commit.
 type applyQueue struct {
 	mu sync.Mutex
 	q  []*queued
@@ -317,10 +319,15 @@ func (s *Server) batched(ctx context.Context, tenant string, attempt func(contex
 		}
 		q.mu.Unlock()
 		run := s.prepareBatch(q, batch)
-		q.commitMu.Lock() // after the batch before; then the next may prepare
-		mu.Unlock()
+		q.commitMu.Lock() // after the batch before
+		if s.pipeline {
+			mu.Unlock() // the next may prepare while this one commits
+		}
 		s.commitBatch(run)
 		q.commitMu.Unlock()
+		if !s.pipeline {
+			mu.Unlock()
+		}
 	}
 	err := <-me.res
 	return me.resolve, err

@@ -71,6 +71,9 @@ func TestBatchedApplies(t *testing.T) {
 	if txns >= n {
 		t.Errorf("%d transactions for %d concurrent applies of one tenant: not batched", txns, n)
 	}
+	if p := e.srv.Pipelined(); p != 0 {
+		t.Errorf("%d batches prepared while another committed, without Config.PipelineBatches", p)
+	}
 	for name, rev := range revs {
 		v, err := e.store.Get(ctx, "/workloads/biology/"+name)
 		if err != nil {
@@ -130,7 +133,7 @@ func TestPipelinedBatches(t *testing.T) {
 			e := newEnvWith(t, func(c *server.Config) {
 				held = &holdingStore{Store: c.Store, entered: make(chan struct{}, 1)}
 				al = audit.New(held)
-				c.Store, c.Audit = held, al
+				c.Store, c.Audit, c.PipelineBatches = held, al, true
 			}).seed()
 			ctx := t.Context()
 			before, err := al.Verify(ctx)
