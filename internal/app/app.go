@@ -226,6 +226,7 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	defer tuneGC()() // gc.go
 	st, storeName, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -302,6 +303,8 @@ func Up(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) (er
 		Store: st, Audit: auditLog, Registry: prometheus.NewRegistry(), Logger: log,
 		NodeTimeout: time.Duration(cfg.NodeTimeout), Limits: cfg.Limits, OIDC: oidc, OnAdminToken: writeToken,
 		StoreTimeout: storeTimeout, AdminTokenName: adminName(cfg.DataDir), Secrets: keyring,
+		PipelineBatches: strings.HasPrefix(cfg.Store, "etcd://"), // commits are round trips there
+
 		Elector: leaderElector(elector),
 		Cluster: clusterTopo,
 		// No workload may publish a node port rung listens on.

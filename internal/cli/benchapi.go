@@ -33,7 +33,10 @@ type benchAPIOptions struct {
 	// listing the workloads all along, and requests with a wrong token.
 	listers   int
 	badTokens int
-	store     string // the embedded control plane's store (default bolt)
+	// decodeLists makes the listers decode every page as the typed client
+	// does (their CPU then shares this machine with the server's).
+	decodeLists bool
+	store       string // the embedded control plane's store (default bolt)
 	// cpuProfile, when set, is where the run's CPU profile goes (the
 	// embedded control plane and the clients share the process).
 	cpuProfile string
@@ -172,6 +175,7 @@ Exit 1 on any error.`,
 	fl.DurationVar(&opts.duration, "duration", 60*time.Second, "stop after this long")
 	fl.IntVar(&opts.workloads, "workloads", 20, "distinct workloads per client (applies cycle through them)")
 	fl.IntVar(&opts.listers, "listers", 0, "a second run with this many clients listing the workloads meanwhile")
+	fl.BoolVar(&opts.decodeLists, "decode-lists", false, "listers decode every page as the typed client does (by default they read the bytes only, as clients on other machines: their decoding is not the server's work)")
 	fl.IntVar(&opts.badTokens, "bad-tokens", 0, "a second run with this many requests with a wrong token meanwhile")
 	fl.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of the runs (control plane and clients) to this file")
 	fl.StringVar(&opts.store, "store", "", "the embedded control plane's store: bolt (default) or etcd://HOST:PORT[/PREFIX]")

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -43,7 +45,14 @@ func benchAPIUnderLoad(ctx context.Context, out io.Writer, c *client.Client, opt
 	for range opts.listers {
 		wg.Go(func() {
 			for lctx.Err() == nil {
-				if _, err := c.List(lctx, v1.KindWorkload, "bench"); err != nil {
+				list := listBytes
+				if opts.decodeLists {
+					list = func(ctx context.Context, c *client.Client) error {
+						_, err := c.List(ctx, v1.KindWorkload, "bench")
+						return err
+					}
+				}
+				if err := list(lctx, c); err != nil {
 					if lctx.Err() == nil {
 						load.listErrors.Add(1)
 					}
@@ -136,4 +145,62 @@ func auditGrowth(ctx context.Context, c *client.Client, seq int64) (entries int,
 		}
 		seq = evs.Next
 	}
+}
+
+// listBytes lists the bench's workloads page by page as a client on
+// another machine would, without decoding the items here: only the
+// continue value at the end of each page is read. Like client.List, it
+// starts again (at most 5 times) when a page is 410.
+func listBytes(ctx context.Context, c *client.Client) error {
+	var err error
+	for range 5 {
+		cont := ""
+		for {
+			var tail tailWriter
+			if err = c.ListPageTo(ctx, v1.KindWorkload, "bench", 0, cont, &tail); err != nil {
+				break
+			}
+			if cont, err = pageContinue(tail.b); err != nil || cont == "" {
+				return err
+			}
+		}
+		if !errors.Is(err, client.ErrExpired) {
+			return err
+		}
+	}
+	return err
+}
+
+// pageContinue reads the continue value of a list page from what follows
+// its items: the page's last ']' closes them (a revision and a base64
+// token hold none).
+func pageContinue(body []byte) (string, error) {
+	i := bytes.LastIndexByte(body, ']')
+	if i < 0 || i+1 >= len(body) || body[i+1] != ',' {
+		return "", fmt.Errorf("list page: no items array in %.80q", body)
+	}
+	var tail struct {
+		Continue string `json:"continue"`
+	}
+	if err := json.Unmarshal(append([]byte("{"), body[i+2:]...), &tail); err != nil {
+		return "", fmt.Errorf("list page: %w", err)
+	}
+	return tail.Continue, nil
+}
+
+// tailWriter keeps the last 4 KiB written to it (a page's end, where its
+// continue value is).
+type tailWriter struct{ b []byte }
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	const keep = 4 << 10
+	if len(p) >= keep {
+		t.b = append(t.b[:0], p[len(p)-keep:]...)
+		return len(p), nil
+	}
+	if drop := len(t.b) + len(p) - keep; drop > 0 {
+		t.b = t.b[:copy(t.b, t.b[drop:])]
+	}
+	t.b = append(t.b, p...)
+	return len(p), nil
 }

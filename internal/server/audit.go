@@ -123,7 +123,7 @@ func (s *Server) commit(ctx context.Context, e Entry, ops ...store.Op) (int64, e
 		if err := o.stage(ctx, e.record(), ops); err != nil {
 			return 0, err
 		}
-		return pendingRev, nil
+		return o.pend, nil
 	}
 	_, rev, err := s.audit.Append(ctx, e.record(), ops...)
 	return rev, err

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"rung.dev/rung/internal/audit"
 	"rung.dev/rung/internal/store"
@@ -25,8 +26,8 @@ import (
 // between), each apply runs again alone, as before.
 
 // pendingRev is the revision an overlay gives the batch's own writes until
-// the batch commits: far above any real one, and replaced by the real
-// revision in every answer.
+// the batch commits (plus the batch's number in its stripe): far above any
+// real one, and replaced by the real revision in every answer.
 const pendingRev int64 = 1 << 62
 
 // maxBatch bounds the applies of one batch (the store's limits on one
@@ -41,6 +42,7 @@ const maxBatchOps = store.MaxTxnOps - maxBatch - 8
 // what the batch sees, and merged into one transaction at the end.
 type overlay struct {
 	store.Store
+	pend   int64              // the revision the batch's own writes read at
 	writes map[string]*staged // by key
 	checks map[string]int64   // preconditions on keys the batch only read
 	order  []string           // written keys, first write first
@@ -71,7 +73,7 @@ type staged struct {
 }
 
 func newOverlay(st store.Store) *overlay {
-	return &overlay{Store: st, writes: map[string]*staged{}, checks: map[string]int64{},
+	return &overlay{Store: st, pend: pendingRev, writes: map[string]*staged{}, checks: map[string]int64{},
 		gets: map[string]cachedGet{}, lists: map[string]cachedList{}}
 }
 
@@ -80,7 +82,7 @@ func (o *overlay) Get(ctx context.Context, key string) (store.Value, error) {
 		if w.deleted {
 			return store.Value{}, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
 		}
-		return store.Value{Key: key, Data: w.data, Revision: pendingRev}, nil
+		return store.Value{Key: key, Data: w.data, Revision: o.pend}, nil
 	}
 	if c, ok := o.gets[key]; ok {
 		return c.v, c.err
@@ -121,7 +123,7 @@ func (o *overlay) List(ctx context.Context, dir string) ([]store.Value, int64, e
 		case w.deleted:
 			delete(byKey, k)
 		default:
-			byKey[k] = store.Value{Key: k, Data: w.data, Revision: pendingRev}
+			byKey[k] = store.Value{Key: k, Data: w.data, Revision: o.pend}
 		}
 	}
 	out := make([]store.Value, 0, len(byKey))
@@ -129,6 +131,22 @@ func (o *overlay) List(ctx context.Context, dir string) ([]store.Value, int64, e
 		out = append(out, byKey[k])
 	}
 	return out, rev, nil
+}
+
+// forgetPending drops the reads that named another batch's pending
+// writes (that batch is committed now, or failed): they are read again
+// from the store.
+func (o *overlay) forgetPending() {
+	for k, g := range o.gets {
+		if g.err == nil && g.v.Revision >= pendingRev {
+			delete(o.gets, k)
+		}
+	}
+	for d, l := range o.lists {
+		if slices.ContainsFunc(l.vals, func(v store.Value) bool { return v.Revision >= pendingRev }) {
+			delete(o.lists, d)
+		}
+	}
 }
 
 // errDirect: a batched apply wrote around commit (a bug: it would escape
@@ -235,22 +253,49 @@ type queued struct {
 	ctx     context.Context
 	attempt func(context.Context) error
 	res     chan error // buffered
-	rev     int64      // the batch's revision, set before res
+	taken   bool       // in a batch (under applyQueue.mu)
+	// resolve turns a pending revision in attempt's answer into the real
+	// one, set before res (nil: none to turn).
+	resolve func(int64) int64
 }
 
-// applyQueue is one lock stripe's waiting applies.
+// applyQueue is one lock stripe's waiting applies, and its pipeline: a
+// batch is prepared with the stripe's lock (tenantLocks) held, then
+// committed with commitMu held. With Config.PipelineBatches, commitMu is
+// taken before the stripe's lock is let go, so the next batch is
+// prepared, on top of this one's overlay, while this one commits, and
+// batches commit in the order they were prepared; without, the stripe's
+// lock is held through the commit.
 type applyQueue struct {
 	mu sync.Mutex
 	q  []*queued
+
+	commitMu sync.Mutex
+	last     *batchRun // the batch prepared last (under the stripe's lock)
+	seq      int64     // batches prepared (under the stripe's lock)
+}
+
+// batchRun is one batch on its way to the store.
+type batchRun struct {
+	o      *overlay
+	parent *batchRun // the batch committing while this one was prepared
+	in     []*queued // staged in o
+	alone  []*queued // to run again alone after the commit
+	// Set before done.
+	ok  bool  // committed (or nothing to commit)
+	rev int64 // the commit's revision
+	// done is set once the batch and its lone members are through.
+	done atomic.Bool
 }
 
 // batched runs attempt (a read-check-commit of one tenant's write that
 // commits through s.commit) in the tenant's next batch. It returns the
-// batch's revision when attempt's commit was in it (0 otherwise: attempt
-// ran alone, or committed nothing).
-func (s *Server) batched(ctx context.Context, tenant string, attempt func(context.Context) error) (int64, error) {
+// function that turns a pending revision in attempt's answer into the
+// real one (nil when there is none to turn: attempt ran alone, or
+// committed nothing).
+func (s *Server) batched(ctx context.Context, tenant string, attempt func(context.Context) error) (func(int64) int64, error) {
 	if _, ok := s.audit.(batchLog); !ok {
-		return 0, s.retry(ctx, tenant, func() error { return attempt(ctx) })
+		return nil, s.retry(ctx, tenant, func() error { return attempt(ctx) })
 	}
 	i := maphash.String(s.lockSeed, tenant) % uint64(len(s.tenantLocks))
 	q, mu := &s.applyQueues[i], &s.tenantLocks[i]
@@ -258,59 +303,106 @@ func (s *Server) batched(ctx context.Context, tenant string, attempt func(contex
 	q.mu.Lock()
 	q.q = append(q.q, me)
 	q.mu.Unlock()
-	mu.Lock()
-	for len(me.res) == 0 {
+	for {
+		mu.Lock()
 		q.mu.Lock()
+		if me.taken {
+			q.mu.Unlock()
+			mu.Unlock()
+			break
+		}
 		n := min(len(q.q), maxBatch)
 		batch := q.q[:n:n]
 		q.q = q.q[n:]
-		q.mu.Unlock()
-		if len(batch) == 0 {
-			break // a batch before took me
+		for _, m := range batch {
+			m.taken = true
 		}
-		s.runBatch(batch)
+		q.mu.Unlock()
+		run := s.prepareBatch(q, batch)
+		q.commitMu.Lock() // after the batch before
+		if s.pipeline {
+			mu.Unlock() // the next may prepare while this one commits
+		}
+		s.commitBatch(run)
+		q.commitMu.Unlock()
+		if !s.pipeline {
+			mu.Unlock()
+		}
 	}
-	mu.Unlock()
 	err := <-me.res
-	return me.rev, err
+	return me.resolve, err
 }
 
-// runBatch runs batch's applies in order on one overlay and commits what
-// they wrote at once; the stripe's lock is held.
-func (s *Server) runBatch(batch []*queued) {
-	o := newOverlay(s.store)
-	var in, alone []*queued
+// prepareBatch runs batch's applies in order on one overlay, on top of
+// the batch still committing if there is one; the stripe's lock is held.
+func (s *Server) prepareBatch(q *applyQueue, batch []*queued) *batchRun {
+	run := &batchRun{}
+	var base store.Store = s.store
+	if p := q.last; p != nil && !p.done.Load() {
+		// p commits meanwhile. The batch before p is through (p took
+		// commitMu after it), so p's overlay now reads the store, and
+		// drops what it read through that batch: only p's own writes
+		// are pending below this batch.
+		p.o.Store = s.store
+		p.o.forgetPending()
+		run.parent, base = p, p.o
+		s.pipelined.Add(1)
+	}
+	q.seq++
+	run.o = newOverlay(base)
+	run.o.pend = pendingRev + q.seq
+	q.last = run
 	for _, m := range batch {
 		if err := m.ctx.Err(); err != nil {
 			m.res <- err
 			continue
 		}
-		if len(o.ops()) >= maxBatchOps {
-			alone = append(alone, m) // no room: after the batch
+		if len(run.o.ops()) >= maxBatchOps {
+			run.alone = append(run.alone, m) // no room: after the batch
 			continue
 		}
-		err := m.attempt(context.WithValue(m.ctx, batchKey{}, o))
+		err := m.attempt(context.WithValue(m.ctx, batchKey{}, run.o))
 		switch {
 		case retryable(err):
-			alone = append(alone, m) // lost a race with another process
+			run.alone = append(run.alone, m) // lost a race with another process
 		case err != nil:
 			m.res <- err
 		default:
 			// Done when the batch commits (an unchanged answer may name
 			// an earlier member's write).
-			in = append(in, m)
+			run.in = append(run.in, m)
 		}
 	}
-	if len(o.recs) == 0 {
+	return run
+}
+
+// commitBatch commits what run's applies wrote at once, once the batch it
+// was prepared on is through; commitMu is held.
+func (s *Server) commitBatch(run *batchRun) {
+	defer run.done.Store(true)
+	o, in, p := run.o, run.in, run.parent
+	ops, ok := o.ops(), true
+	if p != nil {
+		// What this batch read of p's writes, p committed at p.rev; if p
+		// failed, this batch saw writes that are not there: all again.
+		ok = p.ok && resolveOps(ops, p.o.pend, p.rev)
+	}
+	switch {
+	case !ok:
+		run.alone = append(in, run.alone...)
+	case len(o.recs) == 0:
+		run.ok = true
 		for _, m := range in {
+			m.resolve = p.resolver(o.pend, 0)
 			m.res <- nil
 		}
-	} else {
-		_, rev, err := s.audit.(batchLog).AppendAll(context.WithoutCancel(in[0].ctx), o.recs, o.ops()...)
+	default:
+		_, rev, err := s.audit.(batchLog).AppendAll(context.WithoutCancel(in[0].ctx), o.recs, ops...)
 		switch {
 		case err == nil:
+			run.ok, run.rev = true, rev
 			for _, m := range in {
-				m.rev = rev
+				m.resolve = p.resolver(o.pend, rev)
 				m.res <- nil
 			}
 		case errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrClosed):
@@ -320,10 +412,43 @@ func (s *Server) runBatch(batch []*queued) {
 		default:
 			// A race with another process, a limit, or one member's bad
 			// op: each again, on its own, so none fails for another.
-			alone = append(in, alone...)
+			run.alone = append(in, run.alone...)
 		}
 	}
-	for _, m := range alone {
+	for _, m := range run.alone {
 		m.res <- s.retryLocked(m.ctx, func() error { return m.attempt(m.ctx) })
 	}
+}
+
+// resolver turns the pending revisions an answer of the batch after p may
+// name (its own, mine, or p's, parent) into real ones.
+func (p *batchRun) resolver(mine, rev int64) func(int64) int64 {
+	var ppend, prev int64 = -1, 0
+	if p != nil {
+		ppend, prev = p.o.pend, p.rev
+	}
+	return func(r int64) int64 {
+		switch r {
+		case mine:
+			return rev
+		case ppend:
+			return prev
+		}
+		return r
+	}
+}
+
+// resolveOps replaces, in ops' expectations, the pending revision pend of
+// the batch before with its real revision rev; false if an expectation is
+// another pending revision (read through a batch that is gone).
+func resolveOps(ops []store.Op, pend, rev int64) bool {
+	for i := range ops {
+		switch e := ops[i].Expect; {
+		case e == pend:
+			ops[i].Expect = rev
+		case e >= pendingRev:
+			return false
+		}
+	}
+	return true
 }

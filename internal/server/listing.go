@@ -1,12 +1,12 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,19 +49,49 @@ func newListGate(slots int, writing *atomic.Int64) listGate {
 // its list is made (before writing it: a slow reader holds no slot). It
 // fails with ctx's error when the request ends first.
 func (g listGate) enter(ctx context.Context) (release func(), err error) {
+	r, err := g.enterCharged(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func() { r(0) }, nil
+}
+
+// enterCharged is enter whose release names what the list cost beyond
+// the time it held the slot: while writes are in flight the slot then
+// stays closed listYield times the larger of the two.
+func (g listGate) enterCharged(ctx context.Context) (release func(charge time.Duration), err error) {
 	select {
 	case g.slots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	start := time.Now()
-	return func() {
+	return func(charge time.Duration) {
 		if g.writing.Load() == 0 {
 			<-g.slots
 			return
 		}
-		g.after(listYield*time.Since(start), func() { <-g.slots })
+		g.after(listYield*max(time.Since(start), charge), func() { <-g.slots })
 	}, nil
+}
+
+// listHoldMax is how long at most a list page being sent holds its slot:
+// a client that reads slowly must not keep the other lists out.
+const listHoldMax = 50 * time.Millisecond
+
+// enterFor is enterCharged for a list whose charge is known beforehand;
+// its slot is released after at most hold even if the caller has not
+// released it by then (a slow reader), and release may be called either
+// way.
+func (g listGate) enterFor(ctx context.Context, hold, charge time.Duration) (release func(), err error) {
+	r, err := g.enterCharged(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	free := func() { once.Do(func() { r(charge) }) }
+	t := time.AfterFunc(hold, free)
+	return func() { t.Stop(); free() }, nil
 }
 
 // encodeList is the JSON of a list page, as writeJSON would write it but
@@ -72,34 +102,47 @@ func encodeList(l wire.List) []byte {
 	for _, it := range l.Items {
 		n += len(it.Object) + 40
 	}
-	b := bytes.NewBuffer(make([]byte, 0, n))
-	b.WriteString("{\n  \"items\": [")
+	b := make([]byte, 0, n)
+	b = append(b, listHead...)
 	for i, it := range l.Items {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.WriteString("\n    {\"revision\": ")
-		b.WriteString(strconv.FormatInt(it.Revision, 10))
-		b.WriteString(", \"object\": ")
-		if len(it.Object) == 0 {
-			b.WriteString("null")
-		} else {
-			b.Write(it.Object)
-		}
-		b.WriteByte('}')
+		b = appendItem(b, it.Revision, it.Object)
 	}
-	if len(l.Items) > 0 {
-		b.WriteString("\n  ")
+	return appendListTail(b, len(l.Items) > 0, l.Revision, l.Continue)
+}
+
+// listHead opens a list page's JSON.
+const listHead = "{\n  \"items\": ["
+
+// appendItem appends one item of a list page (without the comma that
+// separates it from the one before).
+func appendItem(b []byte, rev int64, obj []byte) []byte {
+	b = append(b, "\n    {\"revision\": "...)
+	b = strconv.AppendInt(b, rev, 10)
+	b = append(b, ", \"object\": "...)
+	if len(obj) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, obj...)
 	}
-	b.WriteString("],\n  \"revision\": ")
-	b.WriteString(strconv.FormatInt(l.Revision, 10))
-	if l.Continue != "" {
-		c, _ := json.Marshal(l.Continue)
-		b.WriteString(",\n  \"continue\": ")
-		b.Write(c)
+	return append(b, '}')
+}
+
+// appendListTail closes a list page's JSON after its items.
+func appendListTail(b []byte, items bool, rev int64, cont string) []byte {
+	if items {
+		b = append(b, "\n  "...)
 	}
-	b.WriteString("\n}\n")
-	return b.Bytes()
+	b = append(b, "],\n  \"revision\": "...)
+	b = strconv.AppendInt(b, rev, 10)
+	if cont != "" {
+		c, _ := json.Marshal(cont)
+		b = append(b, ",\n  \"continue\": "...)
+		b = append(b, c...)
+	}
+	return append(b, "\n}\n"...)
 }
 
 // writeRaw writes a JSON body made beforehand, with writeJSON's headers.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/store"
 )
 
 // TestEncodeList: a list page copied from the store reads back as the
@@ -143,5 +145,152 @@ func TestNextGap(t *testing.T) {
 		if got := nextGap(tc.took); got != tc.want {
 			t.Errorf("nextGap(%v) = %v, want %v", tc.took, got, tc.want)
 		}
+	}
+}
+
+// TestSnapshotPages: a snapshot's pages are, byte for byte, what
+// encodeList writes for the same items, with continue tokens chaining
+// them; a page's charge is its share of the snapshot's read.
+func TestSnapshotPages(t *testing.T) {
+	vals := []store.Value{
+		{Key: "/w/t/a", Revision: 3, Data: []byte(`{"a":1}`)},
+		{Key: "/w/t/b", Revision: 5, Data: []byte(`{"b":[2]}`)},
+		{Key: "/w/t/c", Revision: 4, Data: []byte(`{"c":"x"}`)},
+	}
+	read := func(context.Context, string, int) (store.Page, time.Duration, error) {
+		return store.Page{Values: vals, Revision: 9}, 300 * time.Millisecond, nil
+	}
+	c := newListCache(nil, time.Now, read)
+	sn, large, err := c.build(t.Context(), "/w/t")
+	if err != nil || large {
+		t.Fatal(err, large)
+	}
+	for _, tc := range []struct {
+		name, after string
+		limit       int
+		want        []store.Value
+		more        bool
+	}{
+		{"all", "", 10, vals, false},
+		{"first", "", 2, vals[:2], true},
+		{"after a", "/w/t/a", 2, vals[1:], false},
+		{"after a key not listed", "/w/t/bb", 2, vals[2:], false},
+		{"past the end", "/w/t/c", 2, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pb := sn.page(tc.after, tc.limit)
+			l := wire.List{Items: []wire.Item{}, Revision: 9}
+			for _, v := range tc.want {
+				l.Items = append(l.Items, wire.Item{Revision: v.Revision, Object: v.Data})
+			}
+			if tc.more {
+				l.Continue = nextBelow("/w/t", tc.want[len(tc.want)-1].Key, 9)
+			}
+			if diff := cmp.Diff(string(encodeList(l)), string(pb.bytes())); diff != "" {
+				t.Errorf("page (-encodeList +snapshot):\n%s", diff)
+			}
+			if want := sn.cost * time.Duration(len(tc.want)) / 3; pb.cost != want {
+				t.Errorf("charge %v, want %v", pb.cost, want)
+			}
+		})
+	}
+	if sn.cost < 300*time.Millisecond {
+		t.Errorf("snapshot cost %v, less than its read", sn.cost)
+	}
+}
+
+// TestListGateCharges: a page sent from a snapshot is charged its share of
+// the snapshot's read while writes are in flight, also when its reader is
+// slow and the slot is let go before the page is sent; release after that
+// changes nothing.
+func TestListGateCharges(t *testing.T) {
+	var writing atomic.Int64
+	writing.Add(1)
+	g := newListGate(1, &writing)
+	var (
+		mu      sync.Mutex
+		held    []time.Duration
+		pending []func()
+	)
+	g.after = func(d time.Duration, f func()) {
+		mu.Lock()
+		defer mu.Unlock()
+		held, pending = append(held, d), append(pending, f)
+	}
+	const charge = 5 * time.Second
+	release, err := g.enterFor(t.Context(), time.Hour, charge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	mu.Lock()
+	if len(held) != 1 || held[0] < listYield*charge {
+		t.Fatalf("sent at once: held %v, want one hold of at least %v", held, listYield*charge)
+	}
+	pending[0]()
+	mu.Unlock()
+
+	// A slow reader: the slot goes after 1 ms, charged all the same.
+	release, err = g.enterFor(t.Context(), time.Millisecond, charge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		n := len(held)
+		mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slot of a slow reader was never let go")
+		}
+	}
+	release()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(held) != 2 || held[1] < listYield*charge {
+		t.Fatalf("slow reader: held %v, want a second hold of at least %v and no third", held, listYield*charge)
+	}
+}
+
+// changedAlways is a store.ChangeTracker whose directories changed just now.
+type changedAlways struct{ rev *atomic.Int64 }
+
+func (c changedAlways) LastChange(string) int64 { return c.rev.Load() }
+
+// TestListCacheHoldsLittle: a directory that changes before every list
+// gets a snapshot per list; those no page named are let go (memory
+// included) as soon as the next replaces them, and the ones pages named
+// are kept within their bounds.
+func TestListCacheHoldsLittle(t *testing.T) {
+	var rev atomic.Int64
+	data := bytes.Repeat([]byte("x"), 1000)
+	read := func(context.Context, string, int) (store.Page, time.Duration, error) {
+		r := rev.Add(1)
+		vals := []store.Value{{Key: "/w/t/a", Revision: r, Data: data}, {Key: "/w/t/b", Revision: r, Data: data}}
+		return store.Page{Values: vals, Revision: r}, time.Millisecond, nil
+	}
+	c := newListCache(changedAlways{&rev}, time.Now, read)
+	for i := range 1000 {
+		rev.Add(1) // a write below the directory
+		sn, err := c.current(t.Context(), "/w/t")
+		if err != nil || sn == nil || sn.rev != rev.Load() {
+			t.Fatalf("list %d: %v, a snapshot older than the last write", i, err)
+		}
+		if i%100 == 0 {
+			sn.page("", 1) // a page with a continue token: kept
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	size := 0
+	for _, sn := range c.held {
+		if !sn.dropped {
+			size += sn.size()
+		}
+	}
+	if len(c.held) > 2*c.live+16 || c.live > 11 || size != c.bytes {
+		t.Errorf("after 1000 snapshots (10 paged): %d held, %d live, %d bytes counted, %d live bytes", len(c.held), c.live, c.bytes, size)
 	}
 }

@@ -162,6 +162,25 @@ func (s *Server) list(k kind) handlerFunc {
 		if r.URL.Query().Get("watch") != "" {
 			return s.watchObjects(w, r, k, dir, p) // watch.go
 		}
+		if dir != "" && (k.name != v1.KindTenant || p.Role == auth.Operator) {
+			body, ok, err := s.snapshotPage(ctx, dir, pg) // listcache.go
+			if err != nil {
+				return s.listError(dir, err)
+			}
+			if ok {
+				// Sending the page is what a list costs the server now;
+				// its client's share is charged as what reading the page
+				// from the store cost (listcache.go), so that listers
+				// keep the share of the machine they had.
+				release, err := s.lists.enterFor(ctx, listHoldMax, body.cost)
+				if err != nil {
+					return err
+				}
+				body.write(w)
+				release()
+				return nil
+			}
+		}
 		release, err := s.lists.enter(ctx) // listing.go
 		if err != nil {
 			return err
@@ -372,13 +391,13 @@ func (s *Server) apply(k kind) handlerFunc {
 		if k.name == v1.KindWorkload {
 			// A tenant's concurrent workload applies share one commit
 			// (batch.go).
-			var rev int64
-			rev, err = s.batched(ctx, obj.Tenant, func(ctx context.Context) error {
+			var resolve func(int64) int64
+			resolve, err = s.batched(ctx, obj.Tenant, func(ctx context.Context) error {
 				res, err = s.applyOnce(ctx, k, tenant, name, set, subj)
 				return err
 			})
-			if rev != 0 && res.Revision >= pendingRev {
-				res.Revision = rev
+			if resolve != nil && res.Revision >= pendingRev {
+				res.Revision = resolve(res.Revision)
 			}
 		} else {
 			err = s.retry(ctx, obj.Tenant, func() error {
@@ -409,9 +428,12 @@ func (s *Server) apply(k kind) handlerFunc {
 // process (so one server never races itself); the store's preconditions
 // still catch writers in other processes.
 func (s *Server) retry(ctx context.Context, tenant string, attempt func() error) error {
-	mu := &s.tenantLocks[maphash.String(s.lockSeed, tenant)%uint64(len(s.tenantLocks))]
+	i := maphash.String(s.lockSeed, tenant) % uint64(len(s.tenantLocks))
+	mu, commitMu := &s.tenantLocks[i], &s.applyQueues[i].commitMu
 	mu.Lock()
 	defer mu.Unlock()
+	commitMu.Lock() // after the tenant's batch in flight (batch.go)
+	defer commitMu.Unlock()
 	return s.retryLocked(ctx, attempt)
 }
 

@@ -29,9 +29,11 @@ func itemNames(t *testing.T, l wire.List) []string {
 }
 
 // TestPagination: lists come in pages of ?limit=, chained by ?continue=,
-// all at the first page's revision; a change elsewhere leaves them be, a
-// change to the list itself makes the next page 410 (list again), which
-// the typed client does by itself.
+// all at the first page's revision; a change elsewhere leaves them be; a
+// change to the list itself is not in the later pages of a list begun
+// before it (they come from the first page's snapshot) and is in the
+// next list; a continue token whose snapshot is gone is 410 if the list
+// changed since (list again, which the typed client does by itself).
 func TestPagination(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t).seed()
@@ -81,7 +83,9 @@ func TestPagination(t *testing.T) {
 		t.Errorf("pages %v, want %v", got, want)
 	}
 
-	// A change to the list between pages: 410, and the client lists again.
+	// A change to the list between pages: the next page still comes
+	// from the first page's snapshot (without the change); the next list
+	// sees the change.
 	first, err := admin.ListPage(ctx, v1.KindWorkload, "biology", 2, "")
 	if err != nil {
 		t.Fatal(err)
@@ -89,11 +93,30 @@ func TestPagination(t *testing.T) {
 	if r := e.do("admin", "PUT", "/v1/tenants/biology/workloads/p6", workloadJSON("biology", "p6", 1)); r.status != http.StatusCreated {
 		t.Fatal(r.status)
 	}
-	if _, err := admin.ListPage(ctx, v1.KindWorkload, "biology", 2, first.Continue); !errors.Is(err, client.ErrExpired) {
-		t.Errorf("next page after the list changed: %v, want expired (410)", err)
+	second, err := admin.ListPage(ctx, v1.KindWorkload, "biology", 2, first.Continue)
+	if err != nil {
+		t.Fatalf("next page after the list changed: %v", err)
+	}
+	if second.Revision != first.Revision || !slices.Equal(itemNames(t, second), want[2:4]) {
+		t.Errorf("next page after the list changed: revision %d %v, want %d %v", second.Revision, itemNames(t, second), first.Revision, want[2:4])
 	}
 	if l, err := admin.List(ctx, v1.KindWorkload, "biology"); err != nil || len(l.Items) != len(want)+1 {
 		t.Errorf("list again: %d items, %v", len(l.Items), err)
+	}
+	// Once that snapshot is gone (kept 30 s), the token of a list that
+	// changed since is 410, and the client lists again.
+	e.srv.DropListSnapshots()
+	if _, err := admin.ListPage(ctx, v1.KindWorkload, "biology", 2, second.Continue); !errors.Is(err, client.ErrExpired) {
+		t.Errorf("next page of a snapshot gone, the list changed: %v, want expired (410)", err)
+	}
+	// ... and a list that did not change is still served from the store.
+	third, err := admin.ListPage(ctx, v1.KindWorkload, "biology", 2, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv.DropListSnapshots()
+	if l, err := admin.ListPage(ctx, v1.KindWorkload, "biology", 2, third.Continue); err != nil || l.Revision != third.Revision || len(l.Items) != 2 {
+		t.Errorf("next page of a snapshot gone, the list unchanged: %d items at %d (want 2 at %d), %v", len(l.Items), l.Revision, third.Revision, err)
 	}
 
 	// Bad values name the parameter.

@@ -210,3 +210,16 @@ type Store interface {
 	Watcher
 	io.Closer
 }
+
+// ChangeTracker is implemented by a backend that sees every write to its
+// data (the embedded store: one process holds the file). It lets a reader
+// keep a copy of a directory and know, without a store read, whether the
+// copy is still current.
+type ChangeTracker interface {
+	// LastChange returns a revision at or after the last write below dir
+	// that has returned to its caller (0 when none since the store was
+	// opened). It may be later than that write (the answer is an upper
+	// bound), never earlier: a copy of dir read at revision r is current
+	// while LastChange(dir) <= r.
+	LastChange(dir string) int64
+}

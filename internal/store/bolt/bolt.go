@@ -96,6 +96,8 @@ type Store struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced after every commit
+
+	tracked changes // the last write below each directory (changes.go)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -425,6 +427,7 @@ func (s *Store) apply(ctx context.Context, single bool, ops ...store.Op) (int64,
 	if err != nil {
 		return 0, mapErr(err)
 	}
+	s.tracked.record(rev, ops)
 	s.notify()
 	return rev, nil
 }
