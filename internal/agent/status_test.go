@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"rung.dev/rung/internal/agent"
 	"rung.dev/rung/internal/image"
 	"rung.dev/rung/internal/replica"
+	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/drivertest"
 	"rung.dev/rung/internal/server/wire"
 	"rung.dev/rung/internal/tenancy"
@@ -52,6 +54,17 @@ func statusAgent(t *testing.T, node *replica.Node, desired *[]replica.Spec) (*ag
 }
 
 // until reconciles a until cond holds for replica id's status.
+// sicken removes the replica's /tmp/ok, so its health check fails from
+// then on. The test does it, not a timer in the replica: on a loaded
+// machine a check in a sandbox can take longer than any fixed window.
+func sicken(t *testing.T, node *replica.Node, id string) {
+	t.Helper()
+	var out bytes.Buffer
+	if code, err := node.Exec(t.Context(), id, []string{"rm", "/tmp/ok"}, runtime.ExecIO{Stdout: &out, Stderr: &out}); err != nil || code != 0 {
+		t.Fatalf("rm /tmp/ok in %s: exit %d, %v: %s", id, code, err, out.String())
+	}
+}
+
 func until(t *testing.T, a *agent.Agent, id, what string, cond func(wire.ReplicaState) bool) wire.ReplicaState {
 	t.Helper()
 	var st wire.ReplicaState
@@ -182,13 +195,14 @@ func TestStatusRealReplicas(t *testing.T) {
 				}); err != nil {
 					t.Fatal(err)
 				}
-				s := spec("imgsick", "sh", "-c", "touch /tmp/ok; sleep 3; rm /tmp/ok; sleep 300")
+				s := spec("imgsick", "sh", "-c", "touch /tmp/ok; exec sleep 300")
 				s.Image = "checked:1"
 				desired := []replica.Spec{s}
 				a, clock := statusAgent(t, node, &desired)
 				until(t, a, s.ID, "healthy by the image's check", func(st wire.ReplicaState) bool {
 					return st.State == wire.ReplicaRunning && st.Health == wire.HealthHealthy
 				})
+				sicken(t, node, s.ID)
 				st := until(t, a, s.ID, "restarted by the image's check", func(st wire.ReplicaState) bool {
 					*clock = clock.Add(time.Minute)
 					return st.Restarts >= 1
@@ -198,15 +212,16 @@ func TestStatusRealReplicas(t *testing.T) {
 				}
 			})
 			t.Run("Unhealthy", func(t *testing.T) {
-				// Healthy while /tmp/ok exists; the replica removes it after a
-				// while and the check fails from then on.
-				s := spec("sick", "sh", "-c", "touch /tmp/ok; sleep 3; rm /tmp/ok; sleep 300")
+				// Healthy while /tmp/ok exists; once the test removes it the
+				// check fails from then on.
+				s := spec("sick", "sh", "-c", "touch /tmp/ok; exec sleep 300")
 				s.Healthcheck = &replica.Healthcheck{Command: []string{"test", "-f", "/tmp/ok"}, Interval: 300 * time.Millisecond, Timeout: 5 * time.Second, Retries: 2}
 				desired := []replica.Spec{s}
 				a, clock := statusAgent(t, node, &desired)
 				st := until(t, a, s.ID, "running and healthy", func(st wire.ReplicaState) bool {
 					return st.State == wire.ReplicaRunning && st.Health == wire.HealthHealthy
 				})
+				sicken(t, node, s.ID)
 				st = until(t, a, s.ID, "restarted for its health", func(st wire.ReplicaState) bool {
 					*clock = clock.Add(time.Minute)
 					return st.Restarts >= 1
