@@ -84,46 +84,13 @@ func (d *OCI) probeContainer(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	d.sweepProbes(ctx)
-	dir, err := os.MkdirTemp(filepath.Dir(d.state), "probe-")
+	// runc looks the command up at create time; an empty executable file
+	// is enough, as the probe never starts.
+	dir, id, err := d.probeBundle(nil)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	// The runtime opens the rootfs from inside the user namespace.
-	if err := os.Chmod(dir, 0o711); err != nil {
-		return err
-	}
-	r := uidrange.Probe()
-	rootfs := filepath.Join(dir, "rootfs")
-	if err := os.Mkdir(rootfs, 0o755); err != nil {
-		return err
-	}
-	// runc looks the command up at create time; an empty executable file
-	// is enough, as the probe never starts.
-	exe := filepath.Join(rootfs, "probe")
-	if err := os.WriteFile(exe, nil, 0o755); err != nil {
-		return err
-	}
-	for _, p := range []string{rootfs, exe} {
-		if err := os.Lchown(p, int(r.HostUID), int(r.HostGID)); err != nil {
-			return err
-		}
-	}
-	id := fmt.Sprintf("rung-probe-%d-%d", os.Getpid(), time.Now().UnixNano())
-	spec, err := bundle.New(
-		bundle.WithUserNamespace(r),
-		bundle.WithProcess([]string{"/probe"}, nil, "/"),
-		// runsc's sentry and gofer threads count against the PIDs limit
-		// and their memory against the memory limit: leave room.
-		bundle.WithResources(100, 128<<20, 128),
-		bundle.WithCgroupsPath("/rung-probe/"+id),
-	)
-	if err != nil {
-		return err
-	}
-	if err := bundle.Write(dir, spec); err != nil {
-		return err
-	}
 	t0 := time.Now()
 	if err := d.Create(ctx, id, dir, IO{}); err != nil {
 		return err
@@ -141,6 +108,52 @@ func (d *OCI) probeContainer(ctx context.Context) error {
 		return derr
 	}
 	return nil
+}
+
+// probeBundle writes a probe's bundle beside the runtime's state: a rootfs
+// holding only exe as /probe, owned by the probe's user range, in a user
+// namespace and a cgroup of its own. The caller removes dir.
+func (d *OCI) probeBundle(exe []byte) (dir, id string, err error) {
+	dir, err = os.MkdirTemp(filepath.Dir(d.state), "probe-")
+	if err != nil {
+		return "", "", err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	// The runtime opens the rootfs from inside the user namespace.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return "", "", err
+	}
+	r := uidrange.Probe()
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return "", "", err
+	}
+	prog := filepath.Join(rootfs, "probe")
+	if err := os.WriteFile(prog, exe, 0o755); err != nil {
+		return "", "", err
+	}
+	for _, p := range []string{rootfs, prog} {
+		if err := os.Lchown(p, int(r.HostUID), int(r.HostGID)); err != nil {
+			return "", "", err
+		}
+	}
+	id = fmt.Sprintf("rung-probe-%d-%d", os.Getpid(), time.Now().UnixNano())
+	spec, err := bundle.New(
+		bundle.WithUserNamespace(r),
+		bundle.WithProcess([]string{"/probe"}, nil, "/"),
+		// runsc's sentry and gofer threads count against the PIDs limit
+		// and their memory against the memory limit: leave room.
+		bundle.WithResources(100, 128<<20, 128),
+		bundle.WithCgroupsPath("/rung-probe/"+id),
+	)
+	if err != nil {
+		return "", "", err
+	}
+	return dir, id, bundle.Write(dir, spec)
 }
 
 // sweepProbes deletes probe containers and bundles left by a process that

@@ -13,9 +13,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"rung.dev/rung/internal/bundle"
-	"rung.dev/rung/internal/uidrange"
 )
 
 // ErrNoSandboxNetwork: the runsc binary can't run a sandbox with gVisor's
@@ -63,41 +60,11 @@ func (d *OCI) probeStart(ctx context.Context) error {
 		return err
 	}
 	d.sweepProbes(ctx)
-	dir, err := os.MkdirTemp(filepath.Dir(d.state), "probe-")
+	dir, id, err := d.probeBundle(exe)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o711); err != nil {
-		return err
-	}
-	r := uidrange.Probe()
-	rootfs := filepath.Join(dir, "rootfs")
-	if err := os.Mkdir(rootfs, 0o755); err != nil {
-		return err
-	}
-	prog := filepath.Join(rootfs, "probe")
-	if err := os.WriteFile(prog, exe, 0o755); err != nil {
-		return err
-	}
-	for _, p := range []string{rootfs, prog} {
-		if err := os.Lchown(p, int(r.HostUID), int(r.HostGID)); err != nil {
-			return err
-		}
-	}
-	id := fmt.Sprintf("rung-probe-%d-%d", os.Getpid(), time.Now().UnixNano())
-	spec, err := bundle.New(
-		bundle.WithUserNamespace(r),
-		bundle.WithProcess([]string{"/probe"}, nil, "/"),
-		bundle.WithResources(100, 128<<20, 128),
-		bundle.WithCgroupsPath("/rung-probe/"+id),
-	)
-	if err != nil {
-		return err
-	}
-	if err := bundle.Write(dir, spec); err != nil {
-		return err
-	}
 	if err := d.Create(ctx, id, dir, IO{}); err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
