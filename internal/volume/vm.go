@@ -60,17 +60,8 @@ func (m *Manager) vmImage(ctx context.Context, r Ref, id string, size int64, uid
 	}
 	unlock := m.lock()
 	defer unlock()
-	info, err := m.readInfo(r)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		if _, err = m.create(ctx, r, size, uid, gid); err != nil {
-			return "", err
-		}
-	case err != nil:
+	if _, err := m.ensure(ctx, r, size, uid, gid); err != nil {
 		return "", err
-	case r.UID != "" && info.Ref.UID != "" && info.Ref.UID != r.UID:
-		return "", fmt.Errorf("%w: %s here belongs to a deleted volume of that name (uid %s, not %s); it is wiped when this node learns of the deletion",
-			ErrStale, r, info.Ref.UID, r.UID)
 	}
 	d := m.usersDir(r)
 	users, err := os.ReadDir(d)

@@ -150,17 +150,8 @@ func (m *Manager) Mount(ctx context.Context, r Ref, size int64, uid, gid uint32)
 	}
 	unlock := m.lock()
 	defer unlock()
-	info, err := m.readInfo(r)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		if info, err = m.create(ctx, r, size, uid, gid); err != nil {
-			return "", err
-		}
-	case err != nil:
+	if _, err := m.ensure(ctx, r, size, uid, gid); err != nil {
 		return "", err
-	case r.UID != "" && info.Ref.UID != "" && info.Ref.UID != r.UID:
-		return "", fmt.Errorf("%w: %s here belongs to a deleted volume of that name (uid %s, not %s); it is wiped when this node learns of the deletion",
-			ErrStale, r, info.Ref.UID, r.UID)
 	}
 	mp := m.MountPoint(r)
 	mounted, err := isMountPoint(mp)
@@ -195,6 +186,22 @@ func (m *Manager) readInfo(r Ref) (Info, error) {
 // system (no reserved blocks, so the tenant gets what it asked for).
 // Its metadata is written last: an image without it is a creation cut
 // short, made again.
+// ensure makes r's image unless it exists, and refuses one left by a
+// deleted volume of the same name. The caller holds m's lock.
+func (m *Manager) ensure(ctx context.Context, r Ref, size int64, uid, gid uint32) (Info, error) {
+	info, err := m.readInfo(r)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return m.create(ctx, r, size, uid, gid)
+	case err != nil:
+		return Info{}, err
+	case r.UID != "" && info.Ref.UID != "" && info.Ref.UID != r.UID:
+		return Info{}, fmt.Errorf("%w: %s here belongs to a deleted volume of that name (uid %s, not %s); it is wiped when this node learns of the deletion",
+			ErrStale, r, info.Ref.UID, r.UID)
+	}
+	return info, nil
+}
+
 func (m *Manager) create(ctx context.Context, r Ref, size int64, uid, gid uint32) (Info, error) {
 	if size <= 0 {
 		return Info{}, fmt.Errorf("%w: %s: size %d", ErrInvalid, r, size)
