@@ -398,13 +398,21 @@ func (n *Net) link(rec record, pid int) error {
 	if err := h.RouteAdd(&netlink.Route{LinkIndex: in.Attrs().Index, Gw: net.IP(gw.AsSlice())}); err != nil {
 		return fmt.Errorf("default route: %w", err)
 	}
-	if err := n.nl.AddrAdd(host, &netlink.Addr{IPNet: ipnet(gw, 32)}); err != nil {
+	return n.routeToReplica(host, gw, rec.Addr)
+}
+
+// routeToReplica gives the node's end of a replica's link (a veth or a
+// vm's tap) the gateway address, brings it up and routes the replica's
+// /32 through it: every packet then crosses the node's forward path,
+// where the rules are.
+func (n *Net) routeToReplica(link netlink.Link, gw, addr netip.Addr) error {
+	if err := n.nl.AddrAdd(link, &netlink.Addr{IPNet: ipnet(gw, 32)}); err != nil {
 		return fmt.Errorf("gateway address: %w", err)
 	}
-	if err := n.nl.LinkSetUp(host); err != nil {
+	if err := n.nl.LinkSetUp(link); err != nil {
 		return err
 	}
-	if err := n.nl.RouteReplace(&netlink.Route{LinkIndex: host.Attrs().Index, Dst: ipnet(rec.Addr, 32), Scope: netlink.SCOPE_LINK}); err != nil {
+	if err := n.nl.RouteReplace(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipnet(addr, 32), Scope: netlink.SCOPE_LINK}); err != nil {
 		return fmt.Errorf("route to the replica: %w", err)
 	}
 	return nil

@@ -91,16 +91,7 @@ func (n *Net) makeTap(rec record, uid, gid uint32) error {
 			return fmt.Errorf("route_localnet: %w", err)
 		}
 	}
-	if err := n.nl.AddrAdd(tap, &netlink.Addr{IPNet: ipnet(gw, 32)}); err != nil {
-		return fmt.Errorf("gateway address: %w", err)
-	}
-	if err := n.nl.LinkSetUp(tap); err != nil {
-		return err
-	}
-	if err := n.nl.RouteReplace(&netlink.Route{LinkIndex: tap.Attrs().Index, Dst: ipnet(rec.Addr, 32), Scope: netlink.SCOPE_LINK}); err != nil {
-		return fmt.Errorf("route to the replica: %w", err)
-	}
-	return nil
+	return n.routeToReplica(tap, gw, rec.Addr)
 }
 
 // createdTap is Created for a vm replica: its tap exists since Attach;
