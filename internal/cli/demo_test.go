@@ -17,7 +17,15 @@ func TestDemoRunsReplicas(t *testing.T) {
 			t.Skipf("%s not installed (make deps installs it): %v", bin, err)
 		}
 	}
-	code, out, stderr := run(t, "demo", "--data-dir", drivertest.SearchableTempDir(t))
+	// As `make demo` runs it (the current runsc it builds) and with
+	// Debian's runsc in PATH: rung verify must read each one's state with
+	// the runsc that wrote it (another one says "stopped").
+	t.Run("current runsc", func(t *testing.T) { testDemo(t, drivertest.NetworkRunsc(t)) })
+	t.Run("runsc in PATH", func(t *testing.T) { testDemo(t, "") })
+}
+
+func testDemo(t *testing.T, runsc string) {
+	code, out, stderr := run(t, "demo", "--data-dir", drivertest.SearchableTempDir(t), "--runsc", runsc)
 	if code != ExitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}

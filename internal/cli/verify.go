@@ -96,7 +96,11 @@ func verifyReplicas(ctx context.Context, dataDir string, ids []string) ([]verify
 		if _, err := os.Stat(state); errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		bin, err := exec.LookPath(kind)
+		// The binary the node ran, else the one in PATH.
+		bin, err := runtime.RecordedBinary(dir), error(nil)
+		if bin == "" {
+			bin, err = exec.LookPath(kind)
+		}
 		if err != nil {
 			// Replicas may be running that nothing here can inspect: fail.
 			return nil, fmt.Errorf("verify: %s has state in %s but is not installed: %w", kind, state, err)
@@ -108,7 +112,7 @@ func verifyReplicas(ctx context.Context, dataDir string, ids []string) ([]verify
 		if len(listed) == 0 {
 			continue
 		}
-		d, err := newInspectDriver(kind, dir)
+		d, err := newInspectDriver(kind, dir, bin)
 		if err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
@@ -203,11 +207,11 @@ func hostKernel() string {
 
 // newInspectDriver opens the driver whose Config.Dir is dir, to read the
 // state and host processes of its containers.
-func newInspectDriver(kind, dir string) (*runtime.OCI, error) {
+func newInspectDriver(kind, dir, bin string) (*runtime.OCI, error) {
 	if kind == "runsc" {
-		return runtime.NewRunsc(runtime.Config{Dir: dir})
+		return runtime.NewRunsc(runtime.Config{Dir: dir, Binary: bin})
 	}
-	return runtime.NewRunc(runtime.Config{Dir: dir})
+	return runtime.NewRunc(runtime.Config{Dir: dir, Binary: bin})
 }
 
 // printVerifyTable writes one row per replica and host process role (runsc's

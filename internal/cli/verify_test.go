@@ -132,7 +132,7 @@ func TestVerifyLive(t *testing.T) {
 		{"runsc", "verify-cli-db", "sandbox"},
 	} {
 		drivertest.RequireBinary(t, c.kind)
-		d, err := newInspectDriver(c.kind, filepath.Join(data, "runtimes", c.kind))
+		d, err := newInspectDriver(c.kind, filepath.Join(data, "runtimes", c.kind), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +189,7 @@ func TestVerifyLiveFails(t *testing.T) {
 	drivertest.RequireRoot(t)
 	drivertest.RequireBinary(t, "runc")
 	data := drivertest.SearchableTempDir(t)
-	d, err := newInspectDriver("runc", filepath.Join(data, "runtimes", "runc"))
+	d, err := newInspectDriver("runc", filepath.Join(data, "runtimes", "runc"), "")
 	if err != nil {
 		t.Fatal(err)
 	}

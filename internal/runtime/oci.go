@@ -276,6 +276,13 @@ func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
 		bin = kind
 	}
 	d.bin, d.binErr = exec.LookPath(bin)
+	if d.bin != "" {
+		// rung verify inspects this directory's state later, and only the
+		// runsc that wrote a state reads it right (another says "stopped").
+		if err := os.WriteFile(filepath.Join(dir, binaryFile), []byte(d.bin), 0o644); err != nil {
+			return nil, fmt.Errorf("%s driver: %w", kind, err)
+		}
+	}
 	d.flags = append(append([]string{}, flags...), cfg.ExtraFlags...)
 	d.global = append([]string{"--root", d.state}, d.flags...)
 	if d.namespaced() {
@@ -291,6 +298,20 @@ func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
 		d.adoptLogs() // containers left running by a previous process
 	}
 	return d, nil
+}
+
+// binaryFile, in a driver's directory, names the runtime binary that
+// last opened it.
+const binaryFile = "binary"
+
+// RecordedBinary is the runtime binary that last opened the driver
+// directory dir ("" if none did): the one that can read its state.
+func RecordedBinary(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, binaryFile))
+	if err != nil || !filepath.IsAbs(string(b)) {
+		return ""
+	}
+	return string(b)
 }
 
 // Tier is the tier this driver runs: "container" or "sandbox".
