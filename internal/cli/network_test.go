@@ -240,13 +240,8 @@ func TestTenantNetworkAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 	fetch := func(id, addr string, timeout int) (string, bool) {
-		var out bytes.Buffer
-		code, err := nw2.Exec(ctx, id, []string{"busybox", "nc", "-w", fmt.Sprint(timeout), addr, "8080"},
-			runtime.ExecIO{Stdin: strings.NewReader("GET / HTTP/1.0\r\n\r\n"), Stdout: &out, Stderr: &out})
-		if err != nil {
-			t.Fatalf("exec in %s: %v", id, err)
-		}
-		return out.String(), code == 0 && strings.Contains(out.String(), "acme-web")
+		out, ok := httpGet(t, nw2, id, addr, timeout)
+		return out, ok && strings.Contains(out, "acme-web")
 	}
 	deadline = time.Now().Add(2 * time.Minute)
 	for {
@@ -294,4 +289,17 @@ func TestTenantNetworkAgents(t *testing.T) {
 	if code != ExitOK || !strings.Contains(wide.String(), webNW1.Published[0]) || !strings.Contains(wide.String(), webNW1.Address) {
 		t.Errorf("get replicas -o wide (exit %d) doesn't show %s and %s:\n%s", code, webNW1.Published[0], webNW1.Address, wide.String())
 	}
+}
+
+// httpGet sends GET / to addr:8080 with busybox nc from inside replica id
+// of node n, and returns the answer and whether nc exited 0.
+func httpGet(t *testing.T, n *replica.Node, id, addr string, timeout int) (string, bool) {
+	t.Helper()
+	var out bytes.Buffer
+	code, err := n.Exec(t.Context(), id, []string{"busybox", "nc", "-w", fmt.Sprint(timeout), addr, "8080"},
+		runtime.ExecIO{Stdin: strings.NewReader("GET / HTTP/1.0\r\n\r\n"), Stdout: &out, Stderr: &out})
+	if err != nil {
+		t.Fatalf("exec in %s: %v", id, err)
+	}
+	return out.String(), code == 0
 }

@@ -1,9 +1,7 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +13,6 @@ import (
 	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/plugins"
 	"rung.dev/rung/internal/replica"
-	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/drivertest"
 	"rung.dev/rung/internal/server/wire"
 )
@@ -175,13 +172,8 @@ func TestSandboxNetworkAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	fetch := func(id, addr string, timeout int) (string, bool) {
-		var out bytes.Buffer
-		code, err := n.Exec(ctx, id, []string{"busybox", "nc", "-w", fmt.Sprint(timeout), addr, "8080"},
-			runtime.ExecIO{Stdin: strings.NewReader("GET / HTTP/1.0\r\n\r\n"), Stdout: &out, Stderr: &out})
-		if err != nil {
-			t.Fatalf("exec in %s: %v", id, err)
-		}
-		return out.String(), code == 0 && strings.Contains(out.String(), "200 OK")
+		out, ok := httpGet(t, n, id, addr, timeout)
+		return out, ok && strings.Contains(out, "200 OK")
 	}
 	deadline = time.Now().Add(2 * time.Minute)
 	for {
