@@ -46,7 +46,7 @@ func newBenchNetworkCmd() *cobra.Command {
 	var rounds, runs, starts int
 	var runsc string
 	cmd := &cobra.Command{
-		Use:   "network [--seconds 2] [--rounds 2000] [--runs 5] [--starts 5]",
+		Use:   "network [--seconds 2] [--rounds 2000] [--runs 5] [--starts 9]",
 		Short: "TCP throughput and round trips between replicas, next to a raw veth pair; start time with and without a network",
 		Long: `Makes namespace "nodes" of its own (nothing touches this machine's
 network): two plain namespaces joined by a raw veth pair (the baseline),
@@ -78,7 +78,7 @@ runc and busybox-static.`,
 	cmd.Flags().Float64Var(&seconds, "seconds", 2, "seconds each stream runs")
 	cmd.Flags().IntVar(&rounds, "rounds", 2000, "round trips per path")
 	cmd.Flags().IntVar(&runs, "runs", 5, "interleaved measurements per path (medians printed)")
-	cmd.Flags().IntVar(&starts, "starts", 5, "replica starts with and without a network")
+	cmd.Flags().IntVar(&starts, "starts", 9, "replica starts with and without a network")
 	cmd.Flags().StringVar(&runsc, runscFlag, defaultRunsc(), "runsc with sandbox networks, to measure the sandbox tier's path (empty: not measured)")
 	cmd.AddCommand(newBenchNetpeerCmd())
 	return cmd
