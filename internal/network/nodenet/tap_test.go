@@ -102,7 +102,10 @@ func TestVMTenantNetwork(t *testing.T) {
 	f.start(t, "acme-web-0", "acme", spec("web"), strings.ReplaceAll(web, "$TENANT_BODY", "acme-web"))
 	f.start(t, "acme-cli-0", "acme", spec("cli"), "exec sleep 3600")
 	f.start(t, "beta-cli-0", "beta", spec("cli"), "exec sleep 3600")
-	vm := vmWeb(spec("vm"))
+	// The vm publishes its port: node port 30081 (below).
+	vmSpec := spec("vm")
+	vmSpec.Ports = []network.Port{{Port: 8080, Protocol: "tcp", NodePort: 30081}}
+	vm := vmWeb(vmSpec)
 	if err := f.node.Start(t.Context(), vm); err != nil {
 		t.Fatalf("start the vm replica: %v", err)
 	}
@@ -153,6 +156,23 @@ func TestVMTenantNetwork(t *testing.T) {
 	for _, u := range []string{"http://192.0.2.10:7440/", "http://10.202.3.1:7440/", "http://169.254.169.254/"} {
 		if out, ok := f.vmGet(t, vm.ID, u, 3); ok {
 			t.Errorf("the guest fetched %s, want it refused: %q", u, out)
+		}
+	}
+
+	// Published: the guest's port answers on the node's address and on
+	// 127.0.0.1 (route_localnet on the tap, the source rewritten to the
+	// gateway), as a container's does.
+	for _, a := range []string{"192.0.2.10", "127.0.0.1"} {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			out, err := h.get("http://"+a+":30081/", 10)
+			if err == nil && strings.Contains(out, "acme-vm") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the vm's published port %s:30081: %v %s", a, err, out)
+			}
+			time.Sleep(300 * time.Millisecond)
 		}
 	}
 
