@@ -96,15 +96,12 @@ func probeSandboxNetwork(ctx context.Context, dir string, opts replica.Options, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	runtimes := filepath.Join(dir, "runtimes")
-	// 0711, as replica.Open makes it: the probe's bundle is opened from
-	// inside its user namespace.
-	err := os.MkdirAll(runtimes, 0o711)
+	// The directories as replica.Open leaves them (0711): the probe's
+	// bundle is opened from inside its user namespace, and a data
+	// directory `rung up` just made is 0700.
+	abs, err := replica.PrepareDir(dir)
 	if err == nil {
-		err = os.Chmod(runtimes, 0o711)
-	}
-	if err == nil {
-		err = runtime.ProbeSandboxNetwork(ctx, runtime.Config{Binary: cfg.Runsc, Dir: filepath.Join(runtimes, "runsc-netprobe"), Platform: opts.RunscPlatform, Logger: log})
+		err = runtime.ProbeSandboxNetwork(ctx, runtime.Config{Binary: cfg.Runsc, Dir: filepath.Join(abs, "runtimes", "runsc-netprobe"), Platform: opts.RunscPlatform, Logger: log})
 	}
 	if err != nil {
 		log.Warn("sandbox networks off: sandbox replicas with a network will be refused", "runsc", cfg.Runsc, "err", err)

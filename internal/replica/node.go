@@ -178,20 +178,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Node, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	abs, err := filepath.Abs(dir)
+	abs, err := PrepareDir(dir)
 	if err != nil {
-		return nil, err
-	}
-	// 0711: the runtimes open bundles from inside tenants' user namespaces.
-	for _, d := range []string{abs, filepath.Join(abs, "replicas"), filepath.Join(abs, "runtimes")} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
-			return nil, fmt.Errorf("data dir: %w", err)
-		}
-		if err := os.Chmod(d, 0o711); err != nil {
-			return nil, fmt.Errorf("data dir: %w", err)
-		}
-	}
-	if err := searchable(abs); err != nil {
 		return nil, err
 	}
 	store, err := image.Open(ctx, abs)
@@ -1006,6 +994,28 @@ func registryAllowed(ref string, nref name.Reference, prefixes []string) bool {
 // other users through (o+x): runc and runsc open each replica's rootfs from
 // inside the tenant's user namespace, as the tenant's UIDs, so a 0700
 // parent makes every start fail with "permission denied".
+// PrepareDir makes a node's data directory dir, and its replicas and
+// runtimes directories, mode 0711, and checks that every directory above
+// it lets other users through: the runtimes open bundles from inside
+// tenants' user namespaces. It returns dir's absolute path. Open calls it;
+// so does anything that runs a runtime in dir before Open (the sandbox
+// network probe), since a data directory its caller just made is 0700.
+func PrepareDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for _, d := range []string{abs, filepath.Join(abs, "replicas"), filepath.Join(abs, "runtimes")} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return "", fmt.Errorf("data dir: %w", err)
+		}
+		if err := os.Chmod(d, 0o711); err != nil {
+			return "", fmt.Errorf("data dir: %w", err)
+		}
+	}
+	return abs, searchable(abs)
+}
+
 func searchable(dir string) error {
 	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
 		fi, err := os.Stat(p)

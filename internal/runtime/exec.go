@@ -232,7 +232,7 @@ func (d *OCI) ExecProcess(ctx context.Context, id string, base *specs.Process, a
 	// program could not be started, and log why.
 	if _, err := os.Stat(pidFile); err != nil {
 		msg := lastError(runtimeLog)
-		if msg == noLoggedError || msg == "no runtime log" {
+		if msg == noLoggedError || msg == noRuntimeLog {
 			msg = cliMessage([]byte(stderr.String()))
 		}
 		if notFound(msg) {

@@ -465,9 +465,10 @@ func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 		if errors.Is(runErr, ErrUserNS) {
 			msg = "refused before runsc ran"
 		}
-		if msg == noLoggedError {
-			// The runtime died before logging (e.g. a Go runtime crash):
-			// what it printed went to the replica's log.
+		if msg == noLoggedError || msg == noRuntimeLog {
+			// The runtime died before logging (e.g. a Go runtime crash,
+			// or before it could open its log): what it printed went to
+			// the replica's log.
 			if b := d.readCurrentLog(dctx, id); len(b) > 0 {
 				msg = cliMessage(b)
 			}
@@ -848,13 +849,16 @@ func cliMessage(b []byte) string {
 	return s
 }
 
-const noLoggedError = "runtime logged no error"
+const (
+	noLoggedError = "runtime logged no error"
+	noRuntimeLog  = "no runtime log"
+)
 
 // lastError returns the last error message of a runtime's JSON log.
 func lastError(path string) string {
 	f, err := os.Open(path)
 	if err != nil {
-		return "no runtime log"
+		return noRuntimeLog
 	}
 	defer f.Close()
 	msg := noLoggedError
