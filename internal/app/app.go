@@ -490,6 +490,7 @@ func newNodeAgent(ctx context.Context, cfg Config, srv *server.Server, log *slog
 	if nt, ok := node.Attacher("network").(*nodenet.Net); ok {
 		// One machine: no peers to tell, so no underlay address.
 		opts.Network = agent.NodeNetwork(nt, netip.Addr{})
+		srv.PublishLocalNetwork(nt.Tiers())
 	}
 	a := agent.New(node, src, opts)
 	// The disk before the first plan: a volume too large for it is refused

@@ -7,6 +7,7 @@ import (
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/tenancy"
 )
 
 // TestPlanNetworkTiers: on a Topology with a tenant network, a workload
@@ -49,5 +50,44 @@ func TestPlanNetworkTiers(t *testing.T) {
 	}
 	if n, reasons := probe(); n != "n2" {
 		t.Errorf("n2 attaches sandboxes: lab/probe on %q (%q), want n2", n, reasons)
+	}
+}
+
+// TestPlanLocalNetworkTiers: `rung up`'s own agent, standing in for every
+// node, has no heartbeat to say which tiers it attaches networks to; it
+// publishes them. Until it does, a sandbox on a tenant network stays
+// unplaced (the default: container and host); once it says sandbox, the
+// workload is placed at its sandbox tier. A node's own heartbeat still
+// decides for that node.
+func TestPlanLocalNetworkTiers(t *testing.T) {
+	e, _, cs := nodeEnvStore(t)
+	ctx := t.Context()
+	op := cs["operator"]
+	set, err := v1.Decode("three.yaml", []byte(threeNodes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Topologies[0].Spec.Network = &v1.TopologyNetwork{Pool: "10.88.0.0/16"}
+	lab, err := v1.Decode("lab.yaml", []byte(sandboxProbe))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Tenants = append(set.Tenants, lab.Tenants...)
+	set.Workloads = append(set.Workloads, lab.Workloads...)
+	e.srv.SetLocalRuntimes("", tenancy.Set(0).With(tenancy.Container).With(tenancy.Sandbox).With(tenancy.Host))
+	if _, err := e.client("operator").ApplySet(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	probe := func() (string, []string) { return placedAt(t, ctx, op, "lab/probe", "sandbox") }
+	if n, reasons := probe(); n != "" {
+		t.Fatalf("nothing published: lab/probe on %q (%q), want unplaced", n, reasons)
+	}
+	e.srv.PublishLocalNetwork(tenancy.Set(0).With(tenancy.Container).With(tenancy.Host))
+	if n, reasons := probe(); n != "" {
+		t.Fatalf("local agent attaches container and host: lab/probe on %q (%q), want unplaced", n, reasons)
+	}
+	e.srv.PublishLocalNetwork(tenancy.Set(0).With(tenancy.Container).With(tenancy.Sandbox).With(tenancy.Host))
+	if n, reasons := probe(); n == "" {
+		t.Fatalf("local agent attaches sandboxes: lab/probe unplaced (%q), want placed", reasons)
 	}
 }

@@ -59,6 +59,10 @@ type nodes struct {
 	localRuntimes tenancy.Set
 	// localDisk is the local agent's room for volumes (volumedisk.go).
 	localDisk *wire.VolumeDisk
+	// localNet, when localNetKnown, are the tiers the local agent
+	// attaches tenant networks to (PublishLocalNetwork).
+	localNet      tenancy.Set
+	localNetKnown bool
 	// localEmulated are the tiers the local agent only emulates.
 	localEmulated []string
 	localNode     string
@@ -421,6 +425,16 @@ func (s *Server) SetLocalEmulated(tiers []string) {
 	s.nodes.mu.Unlock()
 }
 
+// PublishLocalNetwork records the tiers `rung up`'s own node agent
+// attaches tenant networks to (remote agents send theirs with
+// heartbeats): without it the planner takes the default, container and
+// host, and a sandbox that could join its network stays unplaced.
+func (s *Server) PublishLocalNetwork(tiers tenancy.Set) {
+	s.nodes.mu.Lock()
+	s.nodes.localNet, s.nodes.localNetKnown = tiers, true
+	s.nodes.mu.Unlock()
+}
+
 // SetLocalRuntimes records the tiers `rung up`'s own node agent can run,
 // for node (or, when node is "", for every node no agent of its own
 // reports on): the planner then offers no tier there that can't run
@@ -439,16 +453,21 @@ type runtimeReports struct {
 	all    tenancy.Set
 	hasAll bool
 	// netByNode are the tiers each node attaches tenant networks to, for
-	// the nodes that reported them (topology.Networks).
+	// the nodes that reported them (topology.Networks); netAll, when
+	// hasNetAll, those of the local agent standing in for every node.
 	netByNode map[string]tenancy.Set
+	netAll    tenancy.Set
+	hasNetAll bool
 	// disks are the nodes' rooms for volumes (volumedisk.go).
 	disks diskReports
 }
 
 // network returns the tiers node attaches networks to, if it said.
 func (r runtimeReports) network(node string) (tenancy.Set, bool) {
-	s, ok := r.netByNode[node]
-	return s, ok
+	if s, ok := r.netByNode[node]; ok {
+		return s, true
+	}
+	return r.netAll, r.hasNetAll
 }
 
 func (r runtimeReports) report(node string) (tenancy.Set, bool) {
@@ -469,6 +488,9 @@ func (r runtimeReports) digest(h io.Writer) {
 	}
 	for _, n := range slices.Sorted(maps.Keys(r.netByNode)) {
 		fmt.Fprintf(h, "network-tiers\x00%s\x00%d\x00", n, r.netByNode[n])
+	}
+	if r.hasNetAll {
+		fmt.Fprintf(h, "network-tiers-all\x00%d\x00", r.netAll)
 	}
 	r.disks.digest(h)
 }
@@ -492,6 +514,13 @@ func (n *nodes) runtimes() runtimeReports {
 			r.byNode[n.localNode] = n.localRuntimes
 		} else {
 			r.all, r.hasAll = n.localRuntimes, true
+		}
+		if n.localNetKnown {
+			if n.localNode != "" {
+				r.netByNode[n.localNode] = n.localNet
+			} else {
+				r.netAll, r.hasNetAll = n.localNet, true
+			}
 		}
 	}
 	return r
