@@ -19,6 +19,7 @@ import (
 	"rung.dev/rung/internal/network/nodenet"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/microvm"
+	"rung.dev/rung/internal/tenancy"
 	"rung.dev/rung/internal/verify"
 )
 
@@ -286,7 +287,11 @@ func printVerifyTable(w io.Writer, replicas []verify.Replica) {
 	}
 	for _, r := range replicas {
 		if n := r.Network; n != nil {
-			fmt.Fprintf(w, "\nnetwork %s: address %s, netns inode %d (node's %d), link %s\n", r.ID, n.Address, n.NetNSInode, n.HostNetNSInode, n.Interface)
+			where := ""
+			if n.Netstack {
+				where = " (held by gVisor's netstack; the namespace's eth0 has none)"
+			}
+			fmt.Fprintf(w, "\nnetwork %s: address %s%s, netns inode %d (node's %d), link %s\n", r.ID, n.Address, where, n.NetNSInode, n.HostNetNSInode, n.Interface)
 			for _, rule := range n.Rules {
 				fmt.Fprintf(w, "  %s\n", rule)
 			}
@@ -381,14 +386,14 @@ func verifyNetwork(ctx context.Context, dataDir string, r *verify.Replica) error
 	if r.Pid == 0 {
 		return nil
 	}
-	in, ok, err := nodenet.Inspect(ctx, dataDir, r.ID, r.Pid)
+	in, ok, err := nodenet.Inspect(ctx, dataDir, r.ID, r.Pid, r.Tier == tenancy.Sandbox.String())
 	if err != nil {
 		return fmt.Errorf("verify %s: network: %w", r.ID, err)
 	}
 	if !ok {
 		return nil
 	}
-	r.Network = &verify.Network{Address: in.Address, Interface: in.Interface, NetNSInode: in.NetNSInode, HostNetNSInode: in.HostNetNSInode, Rules: in.Rules}
+	r.Network = &verify.Network{Address: in.Address, Interface: in.Interface, NetNSInode: in.NetNSInode, HostNetNSInode: in.HostNetNSInode, Rules: in.Rules, Netstack: in.Netstack}
 	for _, p := range in.Problems {
 		r.Problems = append(r.Problems, "network: "+p)
 	}

@@ -85,6 +85,9 @@ type Network struct {
 	// Rules are its chains in the node's nftables table (in: who may
 	// connect to it; out: what it may reach), in nft's words.
 	Rules []string `json:"rules"`
+	// Netstack: a sandbox on gVisor's network stack holds Address inside;
+	// its namespace's eth0 was checked to have none.
+	Netstack bool `json:"netstack,omitempty"`
 }
 
 // SharedSentryUID says why a sandbox whose sentry runs as host uid 65534

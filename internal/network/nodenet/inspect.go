@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -48,18 +49,26 @@ type Inspection struct {
 	// record's, set by the guest's init inside the guest, and the node's
 	// end (owner, route) is what was checked.
 	Tap bool `json:"tap,omitempty"`
+	// Netstack: the replica is a sandbox on gVisor's own network stack
+	// (--network=sandbox), which takes eth0's address and routes into the
+	// sandbox and strips them from the namespace, so that the host kernel
+	// neither answers nor routes for the replica there. Address is the
+	// record's (held inside gVisor); what was checked is what the host
+	// shows: eth0 up with no address or route of its own.
+	Netstack bool `json:"netstack,omitempty"`
 	// Problems are what does not match the replica's network record.
 	Problems []string `json:"problems,omitempty"`
 }
 
 // Inspect reads replica id's network (its process pid) under the node at
-// dataDir; ok is false when the replica has no tenant network.
-func Inspect(ctx context.Context, dataDir, id string, pid int) (Inspection, bool, error) {
-	return InspectIn(ctx, Config{Dir: filepath.Join(dataDir, "network"), Scope: ScopeFor(dataDir)}, id, pid)
+// dataDir; ok is false when the replica has no tenant network. netstack
+// says the replica is a sandbox on gVisor's network stack (Netstack).
+func Inspect(ctx context.Context, dataDir, id string, pid int, netstack bool) (Inspection, bool, error) {
+	return InspectIn(ctx, Config{Dir: filepath.Join(dataDir, "network"), Scope: ScopeFor(dataDir)}, id, pid, netstack)
 }
 
 // InspectIn is Inspect for the node cfg configures (its namespace too).
-func InspectIn(ctx context.Context, cfg Config, id string, pid int) (Inspection, bool, error) {
+func InspectIn(ctx context.Context, cfg Config, id string, pid int, netstack bool) (Inspection, bool, error) {
 	n := &Net{cfg: cfg, table: "rung-" + cfg.Scope}
 	rec, err := n.read(id)
 	if err != nil {
@@ -88,16 +97,20 @@ func InspectIn(ctx context.Context, cfg Config, id string, pid int) (Inspection,
 		// its eth0 is inside the guest; the node's end was checked
 	} else if ns, err := netns.GetFromPid(pid); err == nil {
 		if h, err := netlink.NewHandleAt(ns); err == nil {
-			if l, err := h.LinkByName("eth0"); err == nil {
+			l, err := h.LinkByName("eth0")
+			if err == nil {
 				if addrs, err := h.AddrList(l, netlink.FAMILY_V4); err == nil && len(addrs) > 0 {
 					in.Address = addrs[0].IPNet.String()
 				}
+			}
+			if netstack {
+				inspectNetstack(h, l, err, rec, &in)
 			}
 			h.Close()
 		}
 		ns.Close()
 	}
-	if a, err := netip.ParsePrefix(in.Address); !in.Tap && (err != nil || a.Addr() != rec.Addr) {
+	if a, err := netip.ParsePrefix(in.Address); !in.Tap && !in.Netstack && (err != nil || a.Addr() != rec.Addr) {
 		in.Problems = append(in.Problems, fmt.Sprintf("eth0 has %q, the record says %s", in.Address, rec.Addr))
 	}
 	var opts []nftables.ConnOption
@@ -262,4 +275,25 @@ func popcount(b byte) int {
 		n++
 	}
 	return n
+}
+
+// inspectNetstack checks a gVisor-netstack sandbox's namespace as the host
+// sees it (Inspection.Netstack): eth0 (link, or linkErr) up, with neither
+// an address nor a route left to the host kernel.
+func inspectNetstack(h *netlink.Handle, link netlink.Link, linkErr error, rec record, in *Inspection) {
+	in.Netstack = true
+	if linkErr != nil {
+		in.Problems = append(in.Problems, "no eth0 in the sandbox's namespace: "+linkErr.Error())
+		return
+	}
+	if in.Address != "" {
+		in.Problems = append(in.Problems, fmt.Sprintf("eth0 keeps %s in the sandbox's namespace: the host kernel answers for it, not gVisor", in.Address))
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		in.Problems = append(in.Problems, "eth0 is down in the sandbox's namespace")
+	}
+	if routes, err := h.RouteList(nil, netlink.FAMILY_V4); err != nil || len(routes) > 0 {
+		in.Problems = append(in.Problems, fmt.Sprintf("the sandbox's namespace keeps %d IPv4 route(s) (%v): the host kernel routes for it, not gVisor", len(routes), err))
+	}
+	in.Address = rec.Addr.String() + "/32"
 }

@@ -265,7 +265,7 @@ func TestTenantNetworkPackets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, ok, err := nodenet.InspectIn(t.Context(), f.cfg, "acme-web-0", st.Pid)
+	in, ok, err := nodenet.InspectIn(t.Context(), f.cfg, "acme-web-0", st.Pid, false)
 	if err != nil || !ok {
 		t.Fatalf("inspect: %v %v", ok, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +90,25 @@ func TestSandboxNetworkPackets(t *testing.T) {
 	// Discovery works from gVisor's stack too.
 	if out := f.exec(t, "acme-sb-0", "busybox", "nslookup", "ctr"); !strings.Contains(out, ctr.String()) {
 		t.Errorf("acme's ctr does not resolve in the sandbox:\n%s", out)
+	}
+
+	// What rung verify shows: gVisor holds the address; the namespace's
+	// eth0, as the host sees it, has none (and no route). An address put
+	// back on it (the host kernel would answer for the replica) fails.
+	st, err := node.State(ctx, "acme-sb-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, ok, err := nodenet.InspectIn(ctx, f.cfg, "acme-sb-0", st.Pid, true)
+	if err != nil || !ok || !in.Netstack || in.Address != sb.String()+"/32" || len(in.Problems) > 0 || len(in.Rules) == 0 {
+		t.Errorf("inspection of the sandbox: %+v, %v, %v", in, ok, err)
+	}
+	if in, _, _ := nodenet.InspectIn(ctx, f.cfg, "acme-sb-0", st.Pid, false); len(in.Problems) == 0 {
+		t.Errorf("inspected as a container, the sandbox's eth0 (no address) passed: %+v", in)
+	}
+	sh(t, "nsenter", "-t", fmt.Sprint(st.Pid), "-n", "ip", "addr", "add", "10.203.1.250/32", "dev", "eth0")
+	if in, _, _ := nodenet.InspectIn(ctx, f.cfg, "acme-sb-0", st.Pid, true); !slices.ContainsFunc(in.Problems, func(p string) bool { return strings.Contains(p, "eth0 keeps 10.203.1.250/32") }) {
+		t.Errorf("an address on the sandbox namespace's eth0 went unnoticed: %+v", in)
 	}
 
 	for _, id := range []string{"acme-sb-0", "acme-ctr-0", "geo-ctr-0"} {

@@ -134,7 +134,7 @@ func TestVMTenantNetwork(t *testing.T) {
 	}
 
 	// What rung verify shows: the node's end, the chains on the tap.
-	in, ok, err := nodenet.InspectIn(t.Context(), f.cfg, vm.ID, st.Pid)
+	in, ok, err := nodenet.InspectIn(t.Context(), f.cfg, vm.ID, st.Pid, false)
 	if err != nil || !ok || !in.Tap || in.Address != vmAddr.String()+"/32" || len(in.Problems) > 0 ||
 		!slices.Contains(in.Rules, "out-"+tap+": ip daddr 169.254.0.0/16 drop") {
 		t.Errorf("inspection of the vm replica: %+v, %v, %v", in, ok, err)
