@@ -33,6 +33,9 @@ type benchAPIOptions struct {
 	// listing the workloads all along, and requests with a wrong token.
 	listers   int
 	badTokens int
+	// badRate is the flood's offered rate (requests/s); with a flood both
+	// runs last as long as it does (badTokens/badRate), not --requests.
+	badRate float64
 	// decodeLists makes the listers decode every page as the typed client
 	// does (their CPU then shares this machine with the server's).
 	decodeLists bool
@@ -72,14 +75,20 @@ workloads (creates, then updates) until --requests applies are done or
 count, and for the embedded control plane the memory and store size per
 10,000 stored replicas. With --listers or --bad-tokens, a second run
 applies while that load runs (clients listing the workloads; requests
-with a wrong token, 20 at a time) and prints its figures as ratios to the
-first run's: the machine's other work cancels out. --store runs the
+with a wrong token) and prints its figures as ratios to the first run's:
+the machine's other work cancels out. The flood is sent by a process of its
+own from 127.0.0.2 at --bad-token-rate per second (open loop, up to 64
+connections), in 4 slices interleaved with 4 slices of applies alone, each
+as long as a quarter of the flood. --store runs the
 embedded control plane on etcd://HOST:PORT instead of its bbolt file.
 Exit 1 on any error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if opts.clients < 1 || opts.requests < 1 || opts.duration <= 0 || opts.workloads < 1 {
-				return withCode(ExitInvalid, errors.New("--clients, --requests, --workloads and --duration must be positive"))
+			if opts.clients < 1 || opts.requests < 1 || opts.duration <= 0 || opts.workloads < 1 || opts.badRate <= 0 {
+				return withCode(ExitInvalid, errors.New("--clients, --requests, --workloads, --duration and --bad-token-rate must be positive"))
+			}
+			if opts.badTokens > 0 && opts.listers > 0 {
+				return withCode(ExitInvalid, errors.New("--bad-tokens and --listers: measure one load at a time"))
 			}
 			ctx, out := cmd.Context(), cmd.OutOrStdout()
 			var c *client.Client
@@ -128,19 +137,26 @@ Exit 1 on any error.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
-			fmt.Fprintf(out, "rung bench api: %d clients, at most %d applies or %v, against %s\n",
-				opts.clients, opts.requests, opts.duration, c.Server())
+			if opts.badTokens == 0 {
+				fmt.Fprintf(out, "rung bench api: %d clients, at most %d applies or %v, against %s\n",
+					opts.clients, opts.requests, opts.duration, c.Server())
+			}
 			var before runtime.MemStats
 			if dataDir != "" {
 				runtime.GC()
 				runtime.ReadMemStats(&before)
 			}
-			res, err := benchAPI(ctx, c, opts, "alone")
+			var res benchAPIResult
+			var err error
+			if opts.badTokens > 0 {
+				res, err = benchAPIFlood(ctx, out, c, opts)
+			} else if res, err = benchAPI(ctx, c, opts, "alone"); err == nil {
+				printBenchAPI(out, res)
+			}
 			if err != nil {
 				return err
 			}
-			printBenchAPI(out, res)
-			if opts.listers > 0 || opts.badTokens > 0 {
+			if opts.listers > 0 {
 				loaded, err := benchAPIUnderLoad(ctx, out, c, opts, res)
 				if err != nil {
 					return err
@@ -154,7 +170,7 @@ Exit 1 on any error.`,
 				var after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&after)
-				replicas := opts.clients * min(opts.workloads, (opts.requests+opts.clients-1)/opts.clients) * benchReplicas
+				replicas := opts.clients * min(opts.workloads, (min(opts.requests, res.Requests)+opts.clients-1)/opts.clients) * benchReplicas
 				if fi, err := os.Stat(filepath.Join(dataDir, "store.db")); err == nil && replicas > 0 {
 					per := 10000 / float64(replicas)
 					fmt.Fprintf(out, "stored: ~%d replicas; heap in use +%.1f MiB, store file %.1f MiB (per 10,000 replicas: heap %.1f MiB, store %.1f MiB)\n",
@@ -169,6 +185,7 @@ Exit 1 on any error.`,
 		},
 	}
 	cf.register(cmd)
+	cmd.AddCommand(newBenchFloodpeerCmd())
 	fl := cmd.Flags()
 	fl.IntVar(&opts.clients, "clients", 50, "concurrent clients")
 	fl.IntVar(&opts.requests, "requests", 5000, "total applies")
@@ -176,7 +193,8 @@ Exit 1 on any error.`,
 	fl.IntVar(&opts.workloads, "workloads", 20, "distinct workloads per client (applies cycle through them)")
 	fl.IntVar(&opts.listers, "listers", 0, "a second run with this many clients listing the workloads meanwhile")
 	fl.BoolVar(&opts.decodeLists, "decode-lists", false, "listers decode every page as the typed client does (by default they read the bytes only, as clients on other machines: their decoding is not the server's work)")
-	fl.IntVar(&opts.badTokens, "bad-tokens", 0, "a second run with this many requests with a wrong token meanwhile")
+	fl.IntVar(&opts.badTokens, "bad-tokens", 0, "applies with and without this many requests with a wrong token meanwhile (sent by a process of their own at --bad-token-rate), interleaved; instead of --requests, the runs last as long as the flood")
+	fl.Float64Var(&opts.badRate, "bad-token-rate", 2000, "the bad-token flood's offered rate, requests per second (open loop)")
 	fl.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of the runs (control plane and clients) to this file")
 	fl.StringVar(&opts.store, "store", "", "the embedded control plane's store: bolt (default) or etcd://HOST:PORT[/PREFIX]")
 	return cmd
@@ -201,7 +219,7 @@ func benchAPI(ctx context.Context, c *client.Client, opts benchAPIOptions, run s
 	var (
 		next      atomic.Int64
 		mu        sync.Mutex
-		latencies = make([]time.Duration, 0, opts.requests)
+		latencies = make([]time.Duration, 0, min(opts.requests, 1<<20))
 		res       benchAPIResult
 		wg        sync.WaitGroup
 	)

@@ -7,38 +7,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/client"
 )
 
-// badTokenClients send the bad-token flood (at most this many at once).
-const badTokenClients = 20
-
 // apiLoad is what ran beside the second run's applies.
 type apiLoad struct {
-	lists, listErrors      atomic.Int64
-	bad, refused, accepted atomic.Int64
+	lists, listErrors atomic.Int64
 }
 
-// benchAPIUnderLoad applies again while clients list and a bad-token flood
-// runs, and prints the figures as ratios to base (the same run alone).
+// benchAPIUnderLoad applies again while clients list, and prints the
+// figures as ratios to base (the same run alone). The bad-token flood has
+// its own interleaved runs (benchflood.go).
 func benchAPIUnderLoad(ctx context.Context, out io.Writer, c *client.Client, opts benchAPIOptions, base benchAPIResult) (benchAPIResult, error) {
-	var seq int64
-	if opts.badTokens > 0 {
-		tail, err := c.TailEvents(ctx, 1)
-		if err != nil {
-			return benchAPIResult{}, fmt.Errorf("read the audit log's end: %w", err)
-		}
-		if n := len(tail.Events); n > 0 {
-			seq = tail.Events[n-1].Seq
-		}
-	}
 	var load apiLoad
 	lctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -62,42 +46,7 @@ func benchAPIUnderLoad(ctx context.Context, out io.Writer, c *client.Client, opt
 			}
 		})
 	}
-	if opts.badTokens > 0 {
-		// From another loopback address, as an attacker's own: the
-		// server throttles failed sign-ins per address.
-		hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			DialContext:         (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext,
-			MaxIdleConnsPerHost: badTokenClients,
-		}}
-		defer hc.CloseIdleConnections()
-		u := c.Server() + "/v1/tenants/bench/workloads?limit=1"
-		var sent atomic.Int64
-		for range badTokenClients {
-			wg.Go(func() {
-				for lctx.Err() == nil && sent.Add(1) <= int64(opts.badTokens) {
-					req, err := http.NewRequestWithContext(lctx, http.MethodGet, u, nil)
-					if err != nil {
-						return
-					}
-					req.Header.Set("Authorization", "Bearer rung_not-a-token")
-					resp, err := hc.Do(req)
-					if err != nil {
-						continue
-					}
-					_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-					resp.Body.Close()
-					switch resp.StatusCode {
-					case http.StatusUnauthorized, http.StatusTooManyRequests:
-						load.refused.Add(1)
-					case http.StatusOK:
-						load.accepted.Add(1)
-					}
-					load.bad.Add(1)
-				}
-			})
-		}
-	}
-	fmt.Fprintf(out, "again, with %d listers and %d bad-token requests meanwhile:\n", opts.listers, opts.badTokens)
+	fmt.Fprintf(out, "again, with %d listers meanwhile:\n", opts.listers)
 	res, err := benchAPI(ctx, c, opts, "loaded")
 	stop()
 	wg.Wait()
@@ -109,17 +58,6 @@ func benchAPIUnderLoad(ctx context.Context, out io.Writer, c *client.Client, opt
 	fmt.Fprintf(out, "under load: applies/s %.2f× of alone, p99 %.2f× of alone\n", rate(res)/rate(base), float64(res.P99)/float64(max(base.P99, 1)))
 	if opts.listers > 0 {
 		fmt.Fprintf(out, "listers: %d lists (%.0f/s), %d failed\n", load.lists.Load(), float64(load.lists.Load())/res.Elapsed.Seconds(), load.listErrors.Load())
-	}
-	if opts.badTokens > 0 {
-		fmt.Fprintf(out, "bad tokens: %d sent, %d refused (401/429), %d accepted\n", load.bad.Load(), load.refused.Load(), load.accepted.Load())
-		entries, size, err := auditGrowth(ctx, c, seq)
-		if err != nil {
-			return res, err
-		}
-		fmt.Fprintf(out, "audit log: %d entries other than the applies' during the run, ~%.1f KiB\n", entries, float64(size)/1024)
-		if load.accepted.Load() > 0 {
-			return res, fmt.Errorf("%d requests with a wrong token were accepted", load.accepted.Load())
-		}
 	}
 	return res, nil
 }
