@@ -70,3 +70,8 @@ func hostSpread(n int) string {
 	)
 }
 
+// sleeperDoc is a small Workload of tenant that sleeps, with the spec
+// lines in spec.
+func sleeperDoc(tenant, name string, spec ...string) string {
+	return workloadDoc(tenant, name, sleepCommand, append([]string{"resources: {cpu: 100m, memory: 32Mi}"}, spec...)...)
+}
