@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -232,25 +230,4 @@ func upControlPlane(t *testing.T, dir string, log *slog.Logger, nodeTimeout time
 		t.Fatal(err)
 	}
 	return info, op
-}
-
-// netTestNS makes a network namespace, with lo up, removed when the test
-// ends.
-func netTestNS(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "rungtest-" + hex.EncodeToString(b)
-	runIP(t, "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	runIP(t, "-n", name, "link", "set", "lo", "up")
-	return name
-}
-
-// runIP runs ip with args, failing the test if it fails.
-func runIP(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"rung.dev/rung/internal/network/netnstest"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/drivertest"
@@ -44,20 +45,11 @@ var networkAgents = yamlDocs(
 func TestTenantNetworkAgents(t *testing.T) {
 	drivertest.RequireRoot(t)
 	drivertest.RequireBinary(t, "ip")
-	sw := netTestNS(t)
-	runIP(t, "-n", sw, "link", "add", "br0", "type", "bridge")
-	runIP(t, "-n", sw, "link", "set", "br0", "up")
+	sw := netnstest.NewSwitch(t)
 	hosts := map[string]string{"nw1": "192.0.2.21", "nw2": "192.0.2.22"}
 	nsOf := map[string]string{}
 	for node, addr := range hosts {
-		ns := netTestNS(t)
-		nsOf[node] = ns
-		port := "p" + ns[len("rungtest-"):]
-		runIP(t, "-n", ns, "link", "add", "nic0", "type", "veth", "peer", "name", port, "netns", sw)
-		runIP(t, "-n", sw, "link", "set", port, "master", "br0")
-		runIP(t, "-n", sw, "link", "set", port, "up")
-		runIP(t, "-n", ns, "addr", "add", addr+"/24", "dev", "nic0")
-		runIP(t, "-n", ns, "link", "set", "nic0", "up")
+		nsOf[node] = netnstest.NewHost(t, addr, sw).Name
 	}
 
 	h := newAgentHarness(t, 5*time.Second, networkAgents)

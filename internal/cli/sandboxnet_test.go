@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"rung.dev/rung/internal/network/netnstest"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime/drivertest"
 	"rung.dev/rung/internal/server/wire"
@@ -35,11 +36,7 @@ func TestSandboxNetworkAgent(t *testing.T) {
 	drivertest.RequireRoot(t)
 	drivertest.RequireBinary(t, "ip")
 	runsc := drivertest.NetworkRunsc(t)
-	ns := netTestNS(t)
-	runIP(t, "-n", ns, "link", "add", "nic0", "type", "veth", "peer", "name", "nic0p")
-	runIP(t, "-n", ns, "addr", "add", "192.0.2.31/24", "dev", "nic0")
-	runIP(t, "-n", ns, "link", "set", "nic0", "up")
-	runIP(t, "-n", ns, "link", "set", "nic0p", "up")
+	ns := netnstest.NewHost(t, "192.0.2.31").Name
 	h := newAgentHarness(t, 5*time.Minute, sandboxNetManifest)
 	dir, op := h.dir, h.op
 	ctx := t.Context()

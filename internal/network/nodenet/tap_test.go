@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"rung.dev/rung/internal/network"
+	"rung.dev/rung/internal/network/netnstest"
 	"rung.dev/rung/internal/network/nodenet"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
@@ -41,7 +42,7 @@ func openVM(t *testing.T, h host, dir, scope string) *fixture {
 		}
 	}
 	ctx := t.Context()
-	cfg := nodenet.Config{Dir: filepath.Join(dir, "network"), Scope: scope, NetNS: h.path}
+	cfg := nodenet.Config{Dir: filepath.Join(dir, "network"), Scope: scope, NetNS: h.Path}
 	nt, err := nodenet.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -93,9 +94,7 @@ func TestVMTenantNetwork(t *testing.T) {
 	sc := scope()
 	f := openVM(t, h, dir, sc)
 	f.busybox(t)
-	sh(t, "ip", "-n", h.name, "addr", "add", "169.254.169.254/32", "dev", "lo")
-	h.serve(t, "0.0.0.0", 7440, "node-api")
-	h.serve(t, "169.254.169.254", 80, "metadata")
+	h.serveForbidden(t)
 	spec := func(workload string) *network.Spec {
 		return &network.Spec{Pool: "10.202.0.0/16", Subnet: "10.202.3.0/24", Workload: workload}
 	}
@@ -120,7 +119,7 @@ func TestVMTenantNetwork(t *testing.T) {
 		t.Fatal("no addresses")
 	}
 	tap := f.net.Iface(vm.ID)
-	out := sh(t, "ip", "-n", h.name, "-d", "link", "show", tap)
+	out := netnstest.Run(t, "ip", "-n", h.Name, "-d", "link", "show", tap)
 	if !strings.Contains(out, "tun type tap") {
 		t.Errorf("the vm's link %s is not a tap:\n%s", tap, out)
 	}
@@ -186,16 +185,16 @@ func TestVMTenantNetwork(t *testing.T) {
 	if err := f.node.Remove(t.Context(), vm.ID); err != nil {
 		t.Fatal(err)
 	}
-	if out := sh(t, "ip", "-n", h.name, "-o", "link"); strings.Contains(out, tap) {
+	if out := netnstest.Run(t, "ip", "-n", h.Name, "-o", "link"); strings.Contains(out, tap) {
 		t.Errorf("tap %s left after the vm replica was removed:\n%s", tap, out)
 	}
 
 	// A crash between Attach and the record's removal: a tagged tap with
 	// no record is removed by the next Open.
-	sh(t, "ip", "-n", h.name, "tuntap", "add", "dev", "rvleftover0", "mode", "tap")
-	sh(t, "ip", "-n", h.name, "link", "set", "rvleftover0", "alias", "rung/"+sc+"/gone-0")
+	netnstest.Run(t, "ip", "-n", h.Name, "tuntap", "add", "dev", "rvleftover0", "mode", "tap")
+	netnstest.Run(t, "ip", "-n", h.Name, "link", "set", "rvleftover0", "alias", "rung/"+sc+"/gone-0")
 	open(t, h, dir, sc)
-	if out := sh(t, "ip", "-n", h.name, "-o", "link"); strings.Contains(out, "rvleftover0") {
+	if out := netnstest.Run(t, "ip", "-n", h.Name, "-o", "link"); strings.Contains(out, "rvleftover0") {
 		t.Errorf("a leftover tap survived Open:\n%s", out)
 	}
 }
@@ -264,7 +263,7 @@ func TestVMTenantNetworkAgentKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestVMNetHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), "RUNG_VM_NET_HELPER="+dir, "RUNG_VM_NET_NS="+h.name, "RUNG_VM_NET_SCOPE="+sc, "RUNG_VM_INIT="+f.init)
+	cmd.Env = append(os.Environ(), "RUNG_VM_NET_HELPER="+dir, "RUNG_VM_NET_NS="+h.Name, "RUNG_VM_NET_SCOPE="+sc, "RUNG_VM_INIT="+f.init)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -323,7 +322,7 @@ func TestVMTenantNetworkAgentKilled(t *testing.T) {
 	if err := g.node.Remove(ctx, "acme-vm-0"); err != nil {
 		t.Fatal(err)
 	}
-	if out := sh(t, "ip", "-n", h.name, "-o", "link"); strings.Contains(out, tap) {
+	if out := netnstest.Run(t, "ip", "-n", h.Name, "-o", "link"); strings.Contains(out, tap) {
 		t.Errorf("tap %s left after the adopted vm replica was removed:\n%s", tap, out)
 	}
 }
@@ -335,8 +334,8 @@ func TestVMNetHelper(t *testing.T) {
 	if dir == "" {
 		t.Skip("run by TestVMTenantNetworkAgentKilled")
 	}
-	h := host{name: os.Getenv("RUNG_VM_NET_NS")}
-	h.path = "/run/netns/" + h.name
+	ns := os.Getenv("RUNG_VM_NET_NS")
+	h := host{netnstest.Host{Name: ns, Path: "/run/netns/" + ns}}
 	f := openVM(t, h, dir, os.Getenv("RUNG_VM_NET_SCOPE"))
 	s := vmWeb(&network.Spec{Pool: "10.202.0.0/16", Subnet: "10.202.3.0/24", Workload: "vm"})
 	if err := f.node.Start(t.Context(), s); err != nil {
