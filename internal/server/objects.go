@@ -133,31 +133,9 @@ func (s *Server) get(k kind) handlerFunc {
 func (s *Server) list(k kind) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
-		tenant, _, err := pathNames(r)
+		dir, p, pg, err := s.listScope(r, k.name, k.dir, k.tenanted)
 		if err != nil {
 			return err
-		}
-		p := principal(ctx)
-		if err := s.authorize(ctx, auth.List, auth.Object{Kind: k.name, Tenant: tenant}, ""); err != nil {
-			return err
-		}
-		pg, err := pageOf(r)
-		if err != nil {
-			return err
-		}
-		dir := ""
-		switch {
-		case tenant != "":
-			// A named tenant must exist, so that a missing tenant and
-			// another tenant's look the same.
-			if _, err := s.storedTenant(ctx, tenant); err != nil {
-				return err
-			}
-			dir = k.dir + "/" + tenant
-		case p.Role == auth.Operator:
-			dir = k.dir
-		case k.tenanted:
-			dir = k.dir + "/" + p.Tenant
 		}
 		if r.URL.Query().Get("watch") != "" {
 			return s.watchObjects(w, r, k, dir, p) // watch.go
@@ -193,6 +171,41 @@ func (s *Server) list(k kind) handlerFunc {
 		writeRaw(w, http.StatusOK, body)
 		return nil
 	}
+}
+
+// listScope authorizes a list of kind in r's tenant and returns the store
+// directory below base that the caller may see, the caller and the page
+// asked for: base/TENANT for a named tenant, base for an operator, the
+// caller's own tenant's for others when the kind is tenanted, and ""
+// (none of it) otherwise.
+func (s *Server) listScope(r *http.Request, kind, base string, tenanted bool) (string, auth.Principal, page, error) {
+	ctx := r.Context()
+	tenant, _, err := pathNames(r)
+	if err != nil {
+		return "", auth.Principal{}, page{}, err
+	}
+	p := principal(ctx)
+	if err := s.authorize(ctx, auth.List, auth.Object{Kind: kind, Tenant: tenant}, ""); err != nil {
+		return "", p, page{}, err
+	}
+	pg, err := pageOf(r)
+	if err != nil {
+		return "", p, page{}, err
+	}
+	switch {
+	case tenant != "":
+		// A named tenant must exist, so that a missing tenant and
+		// another tenant's look the same.
+		if _, err := s.storedTenant(ctx, tenant); err != nil {
+			return "", p, pg, err
+		}
+		return base + "/" + tenant, p, pg, nil
+	case p.Role == auth.Operator:
+		return base, p, pg, nil
+	case tenanted:
+		return base + "/" + p.Tenant, p, pg, nil
+	}
+	return "", p, pg, nil
 }
 
 // listBody is the JSON of one page of a list of dir ("" when the

@@ -210,27 +210,9 @@ func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {
 // listSecrets lists one page of the secrets the caller may see.
 func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	tenant, _, err := pathNames(r)
+	dir, _, pg, err := s.listScope(r, v1.KindSecret, secretsDir, true)
 	if err != nil {
 		return err
-	}
-	p := principal(ctx)
-	if err := s.authorize(ctx, auth.List, auth.Object{Kind: v1.KindSecret, Tenant: tenant}, ""); err != nil {
-		return err
-	}
-	pg, err := pageOf(r)
-	if err != nil {
-		return err
-	}
-	dir := secretsDir
-	switch {
-	case tenant != "":
-		if _, err := s.storedTenant(ctx, tenant); err != nil {
-			return err
-		}
-		dir += "/" + tenant
-	case p.Role != auth.Operator:
-		dir += "/" + p.Tenant
 	}
 	page, err := s.listPage(ctx, dir, pg)
 	if err != nil {
