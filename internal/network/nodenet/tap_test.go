@@ -5,15 +5,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"rung.dev/rung/internal/network"
 	"rung.dev/rung/internal/network/netnstest"
@@ -29,16 +26,12 @@ import (
 // openVM is open with the vm tier (TCG allowed: tests only).
 func openVM(t *testing.T, h host, dir, scope string) *fixture {
 	t.Helper()
-	if _, err := exec.LookPath(microvm.DefaultBinary); err != nil {
-		t.Skipf("%s not installed (apt-get install qemu-system-x86): %v", microvm.DefaultBinary, err)
-	}
+	drivertest.RequireQEMU(t, microvm.DefaultBinary)
 	bin := os.Getenv("RUNG_VM_INIT")
 	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "rung-vm")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "rung.dev/rung/cmd/rung-vm")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build rung-vm: %v: %s", err, out)
+		var err error
+		if bin, err = drivertest.BuildVMInit(t.TempDir()); err != nil {
+			t.Fatal(err)
 		}
 	}
 	ctx := t.Context()
@@ -53,12 +46,8 @@ func openVM(t *testing.T, h host, dir, scope string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := n.VM().Detect(ctx); !a.Available {
-		if strings.Contains(a.Reason, "guest kernel") {
-			t.Skipf("no guest kernel (apt-get install linux-image-amd64): %s", a.Reason)
-		}
-		t.Fatalf("vm tier unavailable with emulation allowed: %s", a.Reason)
-	}
+	a := n.VM().Detect(ctx)
+	drivertest.RequireVMTier(t, a.Available, a.Reason)
 	return &fixture{cfg: cfg, host: h, net: nt, node: n, dir: dir, init: bin}
 }
 
@@ -254,43 +243,10 @@ func TestVMTenantNetworkAgentKilled(t *testing.T) {
 	// rung-vm (its node is not used after).
 	f := openVM(t, h, dir, sc)
 	f.busybox(t)
-	// QEMU outlives its killed agent as a zombie of this process's
-	// descendants: be their reaper (the host's init is, for an agent).
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestVMNetHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), "RUNG_VM_NET_HELPER="+dir, "RUNG_VM_NET_NS="+h.Name, "RUNG_VM_NET_SCOPE="+sc, "RUNG_VM_INIT="+f.init)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var pid int
-	buf := make([]byte, 4096)
-	var got []byte
-	for pid == 0 {
-		n, err := out.Read(buf)
-		got = append(got, buf[:n]...)
-		if err != nil {
-			t.Fatalf("helper ended before it started the vm: %v: %s", err, got)
-		}
-		for _, l := range strings.Split(string(got), "\n") {
-			fmt.Sscanf(l, "QEMU_PID=%d", &pid)
-		}
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		var ws unix.WaitStatus
-		_, _ = unix.Wait4(pid, &ws, 0, nil)
-	})
+	cmd, pid := drivertest.StartVMHelper(t, ctx, "TestVMNetHelper",
+		"RUNG_VM_NET_HELPER="+dir, "RUNG_VM_NET_NS="+h.Name, "RUNG_VM_NET_SCOPE="+sc, "RUNG_VM_INIT="+f.init)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -47,12 +46,7 @@ func rungVM(t *testing.T) string {
 			initErr = err
 			return
 		}
-		initPath = filepath.Join(dir, "rung-vm")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", initPath, "rung.dev/rung/cmd/rung-vm")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			initErr = fmt.Errorf("go build rung-vm: %v: %s", err, out)
-		}
+		initPath, initErr = drivertest.BuildVMInit(dir)
 	})
 	if initErr != nil {
 		t.Fatal(initErr)
@@ -74,9 +68,7 @@ func TestMain(m *testing.M) {
 func requireVM(t *testing.T, o Options) *Driver {
 	t.Helper()
 	drivertest.RequireRoot(t)
-	if _, err := exec.LookPath(DefaultBinary); err != nil {
-		t.Skipf("%s not installed (apt-get install qemu-system-x86): %v", DefaultBinary, err)
-	}
+	drivertest.RequireQEMU(t, DefaultBinary)
 	drivertest.RequireBinary(t, "busybox")
 	if o.Dir == "" {
 		o.Dir = filepath.Join(drivertest.SearchableTempDir(t), "vm")
@@ -90,12 +82,7 @@ func requireVM(t *testing.T, o Options) *Driver {
 		t.Fatal(err)
 	}
 	a := d.Detect(t.Context())
-	if !a.Available && strings.Contains(a.Reason, "guest kernel") {
-		t.Skipf("no guest kernel (apt-get install linux-image-amd64): %s", a.Reason)
-	}
-	if !a.Available {
-		t.Fatalf("vm tier unavailable with emulation allowed: %s", a.Reason)
-	}
+	drivertest.RequireVMTier(t, a.Available, a.Reason)
 	t.Logf("vm tier: %+v", a)
 	return d
 }
@@ -484,40 +471,11 @@ func TestVMAgentKilled(t *testing.T) {
 	d := requireVM(t, Options{})
 	dir := d.opt.Dir
 	ctx := ctxT(t)
-	// QEMU outlives its killed parent only as a zombie; this process
-	// becomes its reaper (as the host's init is for an agent) so that the
-	// zombie, which keeps its cgroup busy, is reaped at once.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 	r := drivertest.Range(t, 34)
 	id := "vm-orphan"
 	bdir := drivertest.BusyboxBundle(t, r, drivertest.Shell("trap 'exit 5' TERM; while true; do echo tick; sleep 1; done"), drivertest.Cgroups(id))
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestVMAgentHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), "RUNG_VM_AGENT_DIR="+dir, "RUNG_VM_AGENT_BUNDLE="+bdir, "RUNG_VM_AGENT_INIT="+d.opt.Init)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var pid int
-	buf := make([]byte, 4096)
-	var got []byte
-	for pid == 0 {
-		n, err := out.Read(buf)
-		got = append(got, buf[:n]...)
-		if err != nil {
-			t.Fatalf("helper ended before it started the vm: %v: %s", err, got)
-		}
-		for _, l := range strings.Split(string(got), "\n") {
-			fmt.Sscanf(l, "QEMU_PID=%d", &pid)
-		}
-	}
+	cmd, pid := drivertest.StartVMHelper(t, ctx, "TestVMAgentHelper",
+		"RUNG_VM_AGENT_DIR="+dir, "RUNG_VM_AGENT_BUNDLE="+bdir, "RUNG_VM_AGENT_INIT="+d.opt.Init)
 	t.Logf("helper %d runs qemu %d", cmd.Process.Pid, pid)
 	if err := syscall.Kill(pid, 0); err != nil {
 		t.Fatalf("qemu %d not running: %v", pid, err)
@@ -536,11 +494,6 @@ func TestVMAgentKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		var ws unix.WaitStatus
-		_, _ = unix.Wait4(pid, &ws, 0, nil)
-	})
 	st, err := d2.State(ctx, id)
 	if err != nil || st.Status != runtime.Running || st.Pid != pid {
 		t.Fatalf("state after the agent's restart = %+v, %v; want running, qemu pid %d", st, err, pid)
