@@ -50,6 +50,16 @@ func (h host) serve(t *testing.T, addr string, port int, body string) {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 }
 
+// newNode is the host "node" at 192.0.2.10, with a data directory and a
+// fresh nftables scope for it; it skips without runc, busybox or nft.
+func newNode(t *testing.T) (host, string, string) {
+	t.Helper()
+	drivertest.RequireBinary(t, "runc")
+	drivertest.RequireBinary(t, "busybox")
+	drivertest.RequireBinary(t, "nft")
+	return newHost(t, "192.0.2.10"), drivertest.SearchableTempDir(t), scope()
+}
+
 // serveForbidden serves in h what replicas must never reach: the node's
 // own API-like port (7440, "node-api") on every address of the node, and
 // the metadata address 169.254.169.254 ("metadata").
@@ -194,12 +204,7 @@ const web = "echo $TENANT_BODY > /tmp/index.html; busybox httpd -p 9090 -h /tmp;
 // node's address; then everything is gone after the replicas stop, also
 // when a new agent (kill -9 of the old one) removes them.
 func TestTenantNetworkPackets(t *testing.T) {
-	drivertest.RequireBinary(t, "runc")
-	drivertest.RequireBinary(t, "busybox")
-	drivertest.RequireBinary(t, "nft")
-	h := newHost(t, "192.0.2.10")
-	dir := drivertest.SearchableTempDir(t)
-	sc := scope()
+	h, dir, sc := newNode(t)
 	f := open(t, h, dir, sc)
 	f.busybox(t)
 	h.serveForbidden(t)

@@ -75,12 +75,7 @@ func (f *fixture) vmGet(t *testing.T, id, url string, timeout int) (string, bool
 // gone when the replica is removed, and a tagged tap without a record (a
 // crash) is removed by the next Open.
 func TestVMTenantNetwork(t *testing.T) {
-	drivertest.RequireBinary(t, "runc")
-	drivertest.RequireBinary(t, "busybox")
-	drivertest.RequireBinary(t, "nft")
-	h := newHost(t, "192.0.2.10")
-	dir := drivertest.SearchableTempDir(t)
-	sc := scope()
+	h, dir, sc := newNode(t)
 	f := openVM(t, h, dir, sc)
 	f.busybox(t)
 	h.serveForbidden(t)
@@ -233,12 +228,7 @@ func TestVMTenantNetworkAgentKilled(t *testing.T) {
 	if os.Getenv("RUNG_VM_NET_HELPER") != "" {
 		t.Skip("helper process")
 	}
-	drivertest.RequireBinary(t, "runc")
-	drivertest.RequireBinary(t, "busybox")
-	drivertest.RequireBinary(t, "nft")
-	h := newHost(t, "192.0.2.10")
-	dir := drivertest.SearchableTempDir(t)
-	sc := scope()
+	h, dir, sc := newNode(t)
 	// The first agent, in this process only to check the tier and build
 	// rung-vm (its node is not used after).
 	f := openVM(t, h, dir, sc)
