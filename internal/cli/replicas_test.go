@@ -14,6 +14,7 @@ import (
 
 	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/testio"
 )
 
 // TestReplicasAsUser is the path of a newcomer whose workload can't start:
@@ -148,7 +149,7 @@ func TestLogsFollowAndPrevious(t *testing.T) {
 		workloadDoc("shop", "broken", `["/bin/srv"]`, "resources: {cpu: 100m, memory: 32Mi}"))
 
 	// Follow from the first lines of a run.
-	var out, errb syncBuffer
+	var out, errb testio.Buffer
 	done := make(chan int, 1)
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if _, o, _ := rungCmd(t, "logs", "shop/ticker/0"); strings.Contains(o, "tick 1\n") && !strings.Contains(o, "tick 5") {

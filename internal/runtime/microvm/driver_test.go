@@ -1,7 +1,6 @@
 package microvm
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"rung.dev/rung/internal/bundle"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/drivertest"
+	"rung.dev/rung/internal/testio"
 	"rung.dev/rung/internal/verify"
 )
 
@@ -123,7 +123,7 @@ func TestVMReplica(t *testing.T) {
 	dir := drivertest.BusyboxBundle(t, r,
 		drivertest.Shell(`trap 'echo got TERM; exit 3' TERM; cat /proc/version; echo to-stderr >&2; id; echo ready; while true; do sleep 1; done`),
 		drivertest.Cgroups(id), bundle.WithUser(1000, 1000), bundle.WithResources(1000, 128<<20, 64))
-	var stdout, stderr syncBuffer
+	var stdout, stderr testio.Buffer
 	if err := d.Create(ctx, id, dir, runtime.IO{Stdout: &stdout, Stderr: &stderr}); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestVMReplica(t *testing.T) {
 	}
 
 	// exec runs through the same channel, as the workload's user.
-	var eout syncBuffer
+	var eout testio.Buffer
 	code, err := d.ExecProcess(ctx, id, nil, []string{"id"}, runtime.ExecIO{Stdout: &eout, Stderr: &eout})
 	if err != nil || code != 0 || !strings.Contains(eout.String(), "uid=1000") {
 		t.Errorf("exec id = %d, %v, %q", code, err, eout.String())
@@ -295,7 +295,7 @@ func TestVMMemoryLimit(t *testing.T) {
 	dir := drivertest.BusyboxBundle(t, r,
 		drivertest.Shell(`grep MemTotal /proc/meminfo; x=0123456789abcdef; x=$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x; i=0; while [ $i -lt 18 ]; do x=$x$x; i=$((i+1)); done; echo survived ${#x}`),
 		drivertest.Cgroups(id), bundle.WithResources(1000, 128<<20, 64))
-	var out syncBuffer
+	var out testio.Buffer
 	exit, err := runtime.Run(ctx, d, id, dir, runtime.IO{Stdout: &out, Stderr: &out})
 	t.Logf("exit %+v, %v; output %q", exit, err, out.String())
 	if err != nil {
@@ -442,23 +442,6 @@ func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestVMAgentKilled: kill -9 of the process that drives a VM (the agent)
 // leaves its QEMU running, and the next driver on the same directory
 // adopts it: the same QEMU pid runs, exec works through the reconnected
@@ -499,7 +482,7 @@ func TestVMAgentKilled(t *testing.T) {
 		t.Fatalf("state after the agent's restart = %+v, %v; want running, qemu pid %d", st, err, pid)
 	}
 	// exec through the reconnected channel.
-	var eout syncBuffer
+	var eout testio.Buffer
 	code, err := d2.ExecProcess(ctx, id, nil, []string{"echo", "adopted"}, runtime.ExecIO{Stdout: &eout, Stderr: &eout})
 	if err != nil || code != 0 || !strings.Contains(eout.String(), "adopted") {
 		t.Errorf("exec in the adopted vm = %d, %v, %q", code, err, eout.String())
@@ -542,7 +525,7 @@ func TestVMAgentHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	var out syncBuffer
+	var out testio.Buffer
 	if err := d.Create(ctx, "vm-orphan", os.Getenv("RUNG_VM_AGENT_BUNDLE"), runtime.IO{Stdout: &out, Stderr: &out}); err != nil {
 		t.Fatal(err)
 	}
