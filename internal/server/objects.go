@@ -61,11 +61,29 @@ func (k kind) key(tenant, name string) string {
 }
 
 // object is what access control needs to know about an object.
-func (k kind) object(tenant, name string) auth.Object {
-	if k.name == v1.KindTenant {
+func (k kind) object(tenant, name string) auth.Object { return objectOf(k.name, tenant, name) }
+
+// objectOf is what RBAC decides on for the object of kind named
+// tenant/name: a Tenant is its own tenant.
+func objectOf(kind, tenant, name string) auth.Object {
+	if kind == v1.KindTenant {
 		tenant = name
 	}
-	return auth.Object{Kind: k.name, Tenant: tenant}
+	return auth.Object{Kind: kind, Tenant: tenant}
+}
+
+// authorizePath is the tenant and name in r's path and their object of
+// kind, once the caller may do v on it.
+func (s *Server) authorizePath(r *http.Request, v auth.Verb, kind string) (tenant, name string, obj auth.Object, err error) {
+	tenant, name, err = pathNames(r)
+	if err != nil {
+		return "", "", auth.Object{}, err
+	}
+	obj = objectOf(kind, tenant, name)
+	if err := s.authorize(r.Context(), v, obj, name); err != nil {
+		return "", "", auth.Object{}, err
+	}
+	return tenant, name, obj, nil
 }
 
 func tenantKey(name string) string { return kindTenant.key("", name) }
@@ -107,11 +125,8 @@ func pathNames(r *http.Request) (tenant, name string, err error) {
 func (s *Server) get(k kind) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
-		tenant, name, err := pathNames(r)
+		tenant, name, _, err := s.authorizePath(r, auth.Get, k.name)
 		if err != nil {
-			return err
-		}
-		if err := s.authorize(ctx, auth.Get, k.object(tenant, name), name); err != nil {
 			return err
 		}
 		v, err := s.store.Get(ctx, k.key(tenant, name))
@@ -370,12 +385,8 @@ func pluralOf(kindName string) string {
 func (s *Server) apply(k kind) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
-		tenant, name, err := pathNames(r)
+		tenant, name, obj, err := s.authorizePath(r, auth.Apply, k.name)
 		if err != nil {
-			return err
-		}
-		obj := k.object(tenant, name)
-		if err := s.authorize(ctx, auth.Apply, obj, name); err != nil {
 			return err
 		}
 		set, subj, err := decodeObject(w, r, k, tenant, name)
@@ -724,12 +735,8 @@ func (s *Server) validateSite(ctx context.Context, change *v1.Set, k kind, name 
 func (s *Server) delete(k kind) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
-		tenant, name, err := pathNames(r)
+		tenant, name, obj, err := s.authorizePath(r, auth.Delete, k.name)
 		if err != nil {
-			return err
-		}
-		obj := k.object(tenant, name)
-		if err := s.authorize(ctx, auth.Delete, obj, name); err != nil {
 			return err
 		}
 		var rev int64
