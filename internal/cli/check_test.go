@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -29,10 +28,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/spf13/cobra"
 
+	"rung.dev/rung/internal/golden"
 	"rung.dev/rung/internal/policy"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 var (
 	regexpDays = regexp.MustCompile(`\d+ days ago`)
@@ -240,7 +238,7 @@ func TestCheckImageLayoutGolden(t *testing.T) {
 		out = strings.ReplaceAll(out, dir, "DIR")
 		out = regexpDays.ReplaceAllString(out, "N days ago")
 		out = regexpTime.ReplaceAllString(out, `"time": "TIME"`)
-		checkGolden(t, "check-image."+format, out)
+		golden.Check(t, filepath.Join("testdata", "check-image."+format), []byte(out))
 	}
 	// Blocking only on critical keeps the low zlib advisory a note; the
 	// critical openssl one still rejects.
@@ -416,23 +414,4 @@ func findingIDs(fs []policy.Finding) []string {
 		out = append(out, f.ID)
 	}
 	return out
-}
-
-func checkGolden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		os.MkdirAll("testdata", 0o755)
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run with -update to create it): %v", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
-	}
 }

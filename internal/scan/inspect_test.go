@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"rung.dev/rung/internal/golden"
 )
 
 // ent is one tar entry of a test layer.
@@ -138,7 +140,7 @@ func TestInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "inspect.golden.json", append(got, '\n'))
+	golden.Check(t, filepath.Join("testdata", "inspect.golden.json"), append(got, '\n'))
 }
 
 func TestInspectAlpineAndRPM(t *testing.T) {
