@@ -1,13 +1,13 @@
 package cli
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log"
+	"maps"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -25,10 +25,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/spf13/cobra"
 
 	"rung.dev/rung/internal/golden"
+	"rung.dev/rung/internal/image/imagetest"
 	"rung.dev/rung/internal/policy"
 )
 
@@ -66,30 +66,15 @@ func runCheck(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
+// tarLayer is a layer of regular files, in name order, mode 0644 unless
+// modes says otherwise.
 func tarLayer(t *testing.T, files map[string]string, modes map[string]int64) ggcrv1.Layer {
 	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
+	var es []imagetest.Entry
+	for _, n := range slices.Sorted(maps.Keys(files)) {
+		es = append(es, imagetest.Entry{Name: n, Body: files[n], Mode: modes[n]})
 	}
-	slices.Sort(names)
-	for _, n := range names {
-		mode := int64(0o644)
-		if m, ok := modes[n]; ok {
-			mode = m
-		}
-		tw.WriteHeader(&tar.Header{Name: n, Mode: mode, Size: int64(len(files[n])), Typeflag: tar.TypeReg, ModTime: time.Unix(1700000000, 0)})
-		io.WriteString(tw, files[n])
-	}
-	tw.Close()
-	raw := b.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return imagetest.Layer(t, imagetest.Tar(t, es...))
 }
 
 func readTestdata(t *testing.T, path string) string {
