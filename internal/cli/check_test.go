@@ -5,10 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log"
 	"maps"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,7 +16,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	ggcrv1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -125,13 +121,6 @@ func testImage(t *testing.T, clean bool) ggcrv1.Image {
 	return img
 }
 
-func testRegistry(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
-
 func pushImage(t *testing.T, ref string, img ggcrv1.Image) {
 	t.Helper()
 	r, err := name.ParseReference(ref)
@@ -148,7 +137,7 @@ func pushImage(t *testing.T, ref string, img ggcrv1.Image) {
 func TestCheckImageSignedInRegistry(t *testing.T) {
 	// CI's way: keygen encrypts the key, sign decrypts it, both with this.
 	t.Setenv("COSIGN_PASSWORD", "ci-secret")
-	reg := testRegistry(t)
+	reg := imagetest.Registry(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	ref := reg + "/acme/api:1.0"

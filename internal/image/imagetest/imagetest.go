@@ -7,9 +7,13 @@ import (
 	"archive/tar"
 	"bytes"
 	"io"
+	"log"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
@@ -70,4 +74,13 @@ func Layer(t testing.TB, raw []byte, opts ...tarball.LayerOption) v1.Layer {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// Registry serves an in-memory registry on loopback until the test ends
+// and returns its host:port.
+func Registry(t testing.TB) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
 }
