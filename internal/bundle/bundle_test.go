@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -16,10 +15,9 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
+	"rung.dev/rung/internal/golden"
 	"rung.dev/rung/internal/uidrange"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata golden files")
 
 func tenant(t *testing.T, i int) uidrange.Range {
 	t.Helper()
@@ -64,19 +62,7 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "config.golden.json")
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("config.json differs from %s (-want +got):\n%s", golden, diff)
-	}
+	golden.Check(t, filepath.Join("testdata", "config.golden.json"), got)
 }
 
 func TestWriteRead(t *testing.T) {

@@ -1,56 +1,20 @@
 package cli
 
 import (
-	"context"
 	"io"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	v1 "rung.dev/rung/api/v1"
-	"rung.dev/rung/internal/app"
 	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/logfile"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
-	"rung.dev/rung/internal/runtime/drivertest"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
 )
-
-// threeAgents is three hosts in three racks and one workload that prefers
-// one replica per host (soft, so a lost replica can be re-placed on a
-// survivor: at most 2 per host).
-const threeAgents = `
-apiVersion: rung.dev/v1
-kind: Topology
-metadata: {name: three}
-spec:
-  nodes:
-  - {name: n1, domains: {rack: r1}, capacity: {cpu: 4, memory: 4Gi}}
-  - {name: n2, domains: {rack: r2}, capacity: {cpu: 4, memory: 4Gi}}
-  - {name: n3, domains: {rack: r3}, capacity: {cpu: 4, memory: 4Gi}}
----
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: acme}
-spec: {organization: acme, trust: trusted, quota: {cpu: 4, memory: 4Gi, replicas: 10}}
----
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: web, tenant: acme}
-spec:
-  image: busybox:latest
-  command: [sh, -c, "echo started $(hostname); exec sleep 3600"]
-  replicas: 3
-  resources: {cpu: 100m, memory: 32Mi}
-  spread: [{level: host, minDomains: 3, maxPerDomain: 2, soft: true}]
-`
 
 // TestThreeAgents is DESIGN §3 and §7 on one machine: a control plane and
 // three `rung agent`s (n1, n2, n3, each with its own data dir and node
@@ -60,77 +24,15 @@ spec:
 // move. When n3's agent comes back its leftover container is an orphan and
 // is removed.
 func TestThreeAgents(t *testing.T) {
-	drivertest.RequireRoot(t)
-	drivertest.RequireBinary(t, "runc")
-	drivertest.RequireBinary(t, "busybox")
-	dir := drivertest.SearchableTempDir(t)
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-
 	// The control plane: no in-process agent; the machine may be busy: a
 	// node timeout long enough not to flap.
-	info, op := upControlPlane(t, dir, log, 3*time.Second, threeAgents)
+	h := newAgentHarness(t, 3*time.Second, hostSpread(3))
+	dir, op := h.dir, h.op
 	ctx := t.Context()
-
-	// Three agents, as `rung agent` runs them.
-	type running struct {
-		stop context.CancelFunc
-		done chan error
-	}
-	var mu sync.Mutex
-	agents := map[string]*running{}
-	tokens := map[string]string{}
 	start := func(node string) {
-		nc, err := client.New(info.URL, tokens[node])
-		if err != nil {
-			t.Fatal(err)
-		}
-		actx, stop := context.WithCancel(context.Background())
-		r := &running{stop: stop, done: make(chan error, 1)}
-		go func() {
-			r.done <- runAgent(actx, nc, agentConfig{Node: node, DataDir: filepath.Join(dir, node), Interval: 200 * time.Millisecond}, log)
-		}()
-		mu.Lock()
-		agents[node] = r
-		mu.Unlock()
+		h.Start(agentConfig{Node: node, Interval: 200 * time.Millisecond})
 	}
-	kill := func(node string) {
-		mu.Lock()
-		r := agents[node]
-		delete(agents, node)
-		mu.Unlock()
-		if r == nil {
-			return
-		}
-		r.stop()
-		if err := <-r.done; err != nil {
-			t.Errorf("agent %s: %v", node, err)
-		}
-	}
-	nodes := []string{"n1", "n2", "n3"}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			kill(n)
-		}
-		// Whatever happened, leave no container behind.
-		for _, n := range nodes {
-			rn, err := replica.Open(context.Background(), filepath.Join(dir, n), replica.Options{CgroupParent: "/rung/" + n})
-			if err != nil {
-				continue
-			}
-			recs, _ := rn.Records()
-			for _, r := range recs {
-				if err := rn.Remove(context.Background(), r.Spec.ID); err != nil {
-					t.Errorf("cleanup %s on %s: %v", r.Spec.ID, n, err)
-				}
-			}
-		}
-	})
-	for _, n := range nodes {
-		tr, err := op.CreateNodeToken(ctx, n, "test agent")
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokens[n] = tr.Token
+	for _, n := range []string{"n1", "n2", "n3"} {
 		start(n)
 	}
 
@@ -174,7 +76,7 @@ func TestThreeAgents(t *testing.T) {
 	}
 
 	// n3's machine dies: its agent stops; its container is left behind.
-	kill("n3")
+	h.Stop("n3")
 	deadline := time.Now().Add(60 * time.Second)
 	var after map[string]string
 	for {
@@ -283,49 +185,4 @@ func waitRunning(t *testing.T, dir string, want map[string][]string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// upControlPlane runs `rung up` (no agent of its own) in dir/cp with
-// nodeTimeout until the test ends, and applies manifest as its operator.
-func upControlPlane(t *testing.T, dir string, log *slog.Logger, nodeTimeout time.Duration, manifest string) (app.Info, *client.Client) {
-	t.Helper()
-	cpCtx, cpStop := context.WithCancel(context.Background())
-	infoc := make(chan app.Info, 1)
-	cpDone := make(chan error, 1)
-	go func() {
-		cpDone <- app.Up(cpCtx, app.Config{
-			DataDir: filepath.Join(dir, "cp"), Listen: "127.0.0.1:0", ClientConfig: "-",
-			NodeTimeout: app.Duration(nodeTimeout),
-		}, log, func(i app.Info) { infoc <- i })
-	}()
-	t.Cleanup(func() {
-		cpStop()
-		if err := <-cpDone; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
-	})
-	var info app.Info
-	select {
-	case info = <-infoc:
-	case err := <-cpDone:
-		t.Fatalf("control plane: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("control plane not up after 60s")
-	}
-	tok, err := os.ReadFile(info.TokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, err := client.New(info.URL, strings.TrimSpace(string(tok)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := v1.Decode("manifest.yaml", []byte(manifest))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := op.ApplySet(t.Context(), set); err != nil {
-		t.Fatal(err)
-	}
-	return info, op
 }

@@ -3,6 +3,8 @@ package cli
 import (
 	"strings"
 	"testing"
+
+	"rung.dev/rung/internal/testio"
 )
 
 // TestBenchAPI runs a small `rung bench api` against an embedded control
@@ -19,7 +21,7 @@ func TestBenchAPI(t *testing.T) {
 		code, out, errs = rungCmd(t, append([]string{"bench", "api"}, args...)...)
 	} else {
 		// bench.go does not list `bench api` yet; run the command itself.
-		var o, e syncBuffer
+		var o, e testio.Buffer
 		cmd := newBenchAPICmd()
 		cmd.SetOut(&o)
 		cmd.SetErr(&e)

@@ -1,15 +1,11 @@
 package cli
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
-	"io"
-	"log"
-	"net/http/httptest"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,19 +16,17 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	ggcrv1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/spf13/cobra"
 
+	"rung.dev/rung/internal/golden"
+	"rung.dev/rung/internal/image/imagetest"
 	"rung.dev/rung/internal/policy"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 var (
 	regexpDays = regexp.MustCompile(`\d+ days ago`)
@@ -68,30 +62,15 @@ func runCheck(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
+// tarLayer is a layer of regular files, in name order, mode 0644 unless
+// modes says otherwise.
 func tarLayer(t *testing.T, files map[string]string, modes map[string]int64) ggcrv1.Layer {
 	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
+	var es []imagetest.Entry
+	for _, n := range slices.Sorted(maps.Keys(files)) {
+		es = append(es, imagetest.Entry{Name: n, Body: files[n], Mode: modes[n]})
 	}
-	slices.Sort(names)
-	for _, n := range names {
-		mode := int64(0o644)
-		if m, ok := modes[n]; ok {
-			mode = m
-		}
-		tw.WriteHeader(&tar.Header{Name: n, Mode: mode, Size: int64(len(files[n])), Typeflag: tar.TypeReg, ModTime: time.Unix(1700000000, 0)})
-		io.WriteString(tw, files[n])
-	}
-	tw.Close()
-	raw := b.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return imagetest.Layer(t, imagetest.Tar(t, es...))
 }
 
 func readTestdata(t *testing.T, path string) string {
@@ -142,13 +121,6 @@ func testImage(t *testing.T, clean bool) ggcrv1.Image {
 	return img
 }
 
-func testRegistry(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
-
 func pushImage(t *testing.T, ref string, img ggcrv1.Image) {
 	t.Helper()
 	r, err := name.ParseReference(ref)
@@ -165,7 +137,7 @@ func pushImage(t *testing.T, ref string, img ggcrv1.Image) {
 func TestCheckImageSignedInRegistry(t *testing.T) {
 	// CI's way: keygen encrypts the key, sign decrypts it, both with this.
 	t.Setenv("COSIGN_PASSWORD", "ci-secret")
-	reg := testRegistry(t)
+	reg := imagetest.Registry(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	ref := reg + "/acme/api:1.0"
@@ -240,7 +212,7 @@ func TestCheckImageLayoutGolden(t *testing.T) {
 		out = strings.ReplaceAll(out, dir, "DIR")
 		out = regexpDays.ReplaceAllString(out, "N days ago")
 		out = regexpTime.ReplaceAllString(out, `"time": "TIME"`)
-		checkGolden(t, "check-image."+format, out)
+		golden.Check(t, filepath.Join("testdata", "check-image."+format), []byte(out))
 	}
 	// Blocking only on critical keeps the low zlib advisory a note; the
 	// critical openssl one still rejects.
@@ -416,23 +388,4 @@ func findingIDs(fs []policy.Finding) []string {
 		out = append(out, f.ID)
 	}
 	return out
-}
-
-func checkGolden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		os.MkdirAll("testdata", 0o755)
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run with -update to create it): %v", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
-	}
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -9,36 +8,18 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"rung.dev/rung/internal/client"
+	"rung.dev/rung/internal/testio"
 )
-
-// syncBuffer is a bytes.Buffer safe for a command writing while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // runCP runs the rung command line, with the control-plane commands
 // added if root.go does not list them yet, and returns the exit code.
-func runCP(ctx context.Context, stdout, stderr *syncBuffer, args ...string) int {
+func runCP(ctx context.Context, stdout, stderr *testio.Buffer, args ...string) int {
 	root := newRoot(stdout, stderr)
 	have := map[string]bool{}
 	for _, c := range root.Commands() {
@@ -66,7 +47,7 @@ func runCP(ctx context.Context, stdout, stderr *syncBuffer, args ...string) int 
 
 func rungCmd(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errb syncBuffer
+	var out, errb testio.Buffer
 	code := runCP(t.Context(), &out, &errb, args...)
 	return code, out.String(), errb.String()
 }
@@ -83,7 +64,7 @@ func startUpIn(t *testing.T, dir string, extra ...string) (string, time.Duration
 	t.Helper()
 	t.Setenv(client.ConfigEnv, filepath.Join(dir, "home", "config.json"))
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
+	var out, errb testio.Buffer
 	done := make(chan int, 1)
 	start := time.Now()
 	go func() {

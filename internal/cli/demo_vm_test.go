@@ -30,10 +30,8 @@ func TestDemoRunsVMReplicas(t *testing.T) {
 	}
 	// rung finds rung-vm (the guest init and QEMU jail) in PATH.
 	bin := t.TempDir()
-	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(bin, "rung-vm"), "rung.dev/rung/cmd/rung-vm")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build rung-vm: %v: %s", err, out)
+	if _, err := drivertest.BuildVMInit(bin); err != nil {
+		t.Fatal(err)
 	}
 	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
 	code, out, stderr := run(t, "demo", "--allow-emulated-vm", "--run", "public-cloud", "--data-dir", drivertest.SearchableTempDir(t))

@@ -19,28 +19,10 @@ import (
 func TestExecAsUser(t *testing.T) {
 	startUpWithAgent(t)
 	drivertest.RequireBinary(t, "runsc")
-	applyOnOneNode(t, `
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: rival}
-spec: {organization: shop, trust: trusted, isolation: {minimum: sandbox}}
----
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: web, tenant: shop}
-spec:
-  image: busybox:latest
-  command: ["sleep", "3600"]
-  resources: {cpu: 100m, memory: 32Mi}
----
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: box, tenant: rival}
-spec:
-  image: busybox:latest
-  command: ["sleep", "3600"]
-  resources: {cpu: 100m, memory: 32Mi}
-`)
+	applyOnOneNode(t,
+		tenantDoc("rival", "shop", ", isolation: {minimum: sandbox}"),
+		sleeperDoc("shop", "web"),
+		sleeperDoc("rival", "box"))
 	waitReplica(t, "shop/web/0", "running")
 	waitReplica(t, "rival/box/0", "running")
 	_, shopAdmin, _ := rungCmd(t, "token", "create", "--role", "tenant-admin", "--tenant", "shop")

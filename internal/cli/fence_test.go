@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
@@ -11,36 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
-	"rung.dev/rung/internal/runtime/drivertest"
 )
-
-const twoAgents = `
-apiVersion: rung.dev/v1
-kind: Topology
-metadata: {name: two}
-spec:
-  nodes:
-  - {name: n1, domains: {rack: r1}, capacity: {cpu: 4, memory: 4Gi}}
-  - {name: n2, domains: {rack: r2}, capacity: {cpu: 4, memory: 4Gi}}
----
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: acme}
-spec: {organization: acme, trust: trusted, quota: {cpu: 4, memory: 4Gi, replicas: 10}}
----
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: web, tenant: acme}
-spec:
-  image: busybox:latest
-  command: [sh, -c, "exec sleep 3600"]
-  replicas: 2
-  resources: {cpu: 100m, memory: 32Mi}
-  spread: [{level: host, minDomains: 2, maxPerDomain: 2, soft: true}]
-`
 
 // partition is a TCP forwarder to the control plane that can be cut: once
 // cut, it closes every forwarded connection and holds new ones open
@@ -116,50 +88,15 @@ func (p *partition) Cut() {
 // both nodes at once. (A node whose lease is renewed runs what the plan
 // says again: TestFence.)
 func TestFencePartitionedAgent(t *testing.T) {
-	drivertest.RequireRoot(t)
-	drivertest.RequireBinary(t, "runc")
-	drivertest.RequireBinary(t, "busybox")
-	dir := drivertest.SearchableTempDir(t)
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-
-	info, op := upControlPlane(t, dir, log, 6*time.Second, twoAgents) // a lease of 4.5s
+	h := newAgentHarness(t, 6*time.Second, hostSpread(2)) // a lease of 4.5s
+	dir, op := h.dir, h.op
 	ctx := t.Context()
 
 	nodes := []string{"n1", "n2"}
 	proxies := map[string]*partition{}
-	var wg sync.WaitGroup
-	actx, stopAgents := context.WithCancel(context.Background())
-	t.Cleanup(func() {
-		stopAgents()
-		wg.Wait()
-		for _, n := range nodes {
-			rn, err := replica.Open(context.Background(), filepath.Join(dir, n), replica.Options{CgroupParent: "/rung/" + n})
-			if err != nil {
-				continue
-			}
-			recs, _ := rn.Records()
-			for _, r := range recs {
-				if err := rn.Remove(context.Background(), r.Spec.ID); err != nil {
-					t.Errorf("cleanup %s on %s: %v", r.Spec.ID, n, err)
-				}
-			}
-		}
-	})
 	for _, n := range nodes {
-		tr, err := op.CreateNodeToken(ctx, n, "test agent")
-		if err != nil {
-			t.Fatal(err)
-		}
-		proxies[n] = newPartition(t, strings.TrimPrefix(info.URL, "http://"))
-		nc, err := client.New(proxies[n].URL(), tr.Token)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Go(func() {
-			if err := runAgent(actx, nc, agentConfig{Node: n, DataDir: filepath.Join(dir, n), Interval: 200 * time.Millisecond}, log); err != nil {
-				t.Errorf("agent %s: %v", n, err)
-			}
-		})
+		proxies[n] = newPartition(t, strings.TrimPrefix(h.info.URL, "http://"))
+		h.StartAt(proxies[n].URL(), agentConfig{Node: n, Interval: 200 * time.Millisecond})
 	}
 	before := placements(t, op)
 	want := map[string][]string{}

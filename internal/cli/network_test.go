@@ -2,11 +2,7 @@ package cli
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,73 +10,31 @@ import (
 	"testing"
 	"time"
 
-	v1 "rung.dev/rung/api/v1"
-	"rung.dev/rung/internal/client"
-	"rung.dev/rung/internal/plugins"
+	"rung.dev/rung/internal/network/netnstest"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/drivertest"
 	"rung.dev/rung/internal/server/wire"
 )
 
-const networkAgents = `
-apiVersion: rung.dev/v1
-kind: Topology
-metadata: {name: netw}
-spec:
-  network: {pool: 10.204.0.0/16}
-  nodes:
-  - {name: nw1, domains: {rack: r1}, capacity: {cpu: 4, memory: 4Gi}}
-  - {name: nw2, domains: {rack: r2}, capacity: {cpu: 4, memory: 4Gi}}
----
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: acme}
-spec: {organization: campus, trust: trusted}
----
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: beta}
-spec: {organization: campus, trust: trusted}
----
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: web, tenant: acme}
-spec:
-  image: busybox:latest
-  command: [sh, -c, "echo acme-web > /tmp/index.html; exec busybox httpd -f -p 8080 -h /tmp"]
-  replicas: 2
-  resources: {cpu: 100m, memory: 32Mi}
-  spread: [{level: host, maxPerDomain: 1}]
-  ports: [{port: 8080, publish: true}]
----
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: cli, tenant: beta}
-spec:
-  image: busybox:latest
-  command: [sh, -c, "exec sleep 3600"]
-  replicas: 2
-  resources: {cpu: 100m, memory: 32Mi}
-  spread: [{level: host, maxPerDomain: 1}]
-`
-
-func netTestNS(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "rungtest-" + hex.EncodeToString(b)
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("ip", "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	run("ip", "-n", name, "link", "set", "lo", "up")
-	return name
-}
+// networkAgents: two hosts on a tenant network, and two tenants of one
+// organization (the container tier, rule 4) with a replica on each.
+var networkAgents = yamlDocs(
+	topologyDoc("netw", "network: {pool: 10.204.0.0/16}",
+		"{name: nw1, domains: {rack: r1}, capacity: {cpu: 4, memory: 4Gi}}",
+		"{name: nw2, domains: {rack: r2}, capacity: {cpu: 4, memory: 4Gi}}"),
+	tenantDoc("acme", "campus", ""),
+	tenantDoc("beta", "campus", ""),
+	workloadDoc("acme", "web", httpdCommand("acme-web"),
+		"replicas: 2",
+		"resources: {cpu: 100m, memory: 32Mi}",
+		"spread: [{level: host, maxPerDomain: 1}]",
+		"ports: [{port: 8080, publish: true}]"),
+	workloadDoc("beta", "cli", `[sh, -c, "exec sleep 3600"]`,
+		"replicas: 2",
+		"resources: {cpu: 100m, memory: 32Mi}",
+		"spread: [{level: host, maxPerDomain: 1}]"),
+)
 
 // TestTenantNetworkAgents is item 5 of issue 14 end to end: a control
 // plane and two `rung agent`s, each node a network namespace plugged into
@@ -90,114 +44,27 @@ func netTestNS(t *testing.T) string {
 // nodes reach each other while another tenant's don't.
 func TestTenantNetworkAgents(t *testing.T) {
 	drivertest.RequireRoot(t)
-	drivertest.RequireBinary(t, "runc")
-	drivertest.RequireBinary(t, "busybox")
 	drivertest.RequireBinary(t, "ip")
-	dir := drivertest.SearchableTempDir(t)
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	sw := netTestNS(t)
-	run("ip", "-n", sw, "link", "add", "br0", "type", "bridge")
-	run("ip", "-n", sw, "link", "set", "br0", "up")
+	sw := netnstest.NewSwitch(t)
 	hosts := map[string]string{"nw1": "192.0.2.21", "nw2": "192.0.2.22"}
 	nsOf := map[string]string{}
 	for node, addr := range hosts {
-		ns := netTestNS(t)
-		nsOf[node] = ns
-		port := "p" + ns[len("rungtest-"):]
-		run("ip", "-n", ns, "link", "add", "nic0", "type", "veth", "peer", "name", port, "netns", sw)
-		run("ip", "-n", sw, "link", "set", port, "master", "br0")
-		run("ip", "-n", sw, "link", "set", port, "up")
-		run("ip", "-n", ns, "addr", "add", addr+"/24", "dev", "nic0")
-		run("ip", "-n", ns, "link", "set", "nic0", "up")
+		nsOf[node] = netnstest.NewHost(t, addr, sw).Name
 	}
 
-	info, op := upControlPlane(t, dir, log, 5*time.Second, networkAgents)
+	h := newAgentHarness(t, 5*time.Second, networkAgents)
+	dir, info, op := h.dir, h.info, h.op
 	ctx := t.Context()
-	var dones []chan error
-	var stops []context.CancelFunc
 	for node, addr := range hosts {
-		tr, err := op.CreateNodeToken(ctx, node, "test agent")
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc, err := client.New(info.URL, tr.Token)
-		if err != nil {
-			t.Fatal(err)
-		}
-		actx, stop := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		cfg := agentConfig{Node: node, DataDir: filepath.Join(dir, node), Interval: 300 * time.Millisecond, Underlay: addr, NetNS: "/run/netns/" + nsOf[node]}
-		go func() { done <- runAgent(actx, nc, cfg, log) }()
-		dones, stops = append(dones, done), append(stops, stop)
+		h.Start(agentConfig{Node: node, Interval: 300 * time.Millisecond, Underlay: addr, NetNS: "/run/netns/" + nsOf[node]})
 	}
-	// Last cleanup registered runs first: the workloads go, then the
-	// agents, then the control plane (upControlPlane's); the namespaces
-	// go after.
-	// Whatever the agents left (a failure before they removed it) is
-	// removed once they stopped, so no container outlives the test.
-	t.Cleanup(func() {
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		for node := range hosts {
-			n, err := plugins.OpenNode(rctx, filepath.Join(dir, node), replica.Options{CgroupParent: "/rung/" + node}, plugins.Config{Node: node, NetNS: "/run/netns/" + nsOf[node]})
-			if err != nil {
-				t.Errorf("open %s to clean up: %v", node, err)
-				continue
-			}
-			recs, _ := n.Records()
-			for _, r := range recs {
-				if err := n.Remove(rctx, r.Spec.ID); err != nil {
-					t.Errorf("remove %s: %v", r.Spec.ID, err)
-				}
-			}
-			// The node's emptied cgroup parents (/rung/NODE/TENANT).
-			dirs, _ := filepath.Glob("/sys/fs/cgroup/*/rung/" + node)
-			for _, d := range dirs {
-				ents, _ := os.ReadDir(d)
-				for _, e := range ents {
-					if e.IsDir() {
-						_ = os.Remove(filepath.Join(d, e.Name()))
-					}
-				}
-				_ = os.Remove(d)
-			}
-		}
-	})
-	t.Cleanup(func() {
-		for _, s := range stops {
-			s()
-		}
-		for _, d := range dones {
-			<-d
-		}
-	})
-	t.Cleanup(func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		for _, w := range []struct{ tenant, name string }{{"acme", "web"}, {"beta", "cli"}} {
-			_, _ = op.Delete(dctx, client.Ref{Kind: v1.KindWorkload, Tenant: w.tenant, Name: w.name})
-		}
-		// The agents remove the replicas, and with them their links.
-		for _, ns := range nsOf {
-			for {
-				out, _ := exec.Command("ip", "-n", ns, "-o", "link").CombinedOutput()
-				if !strings.Contains(string(out), " rv") {
-					break
-				}
-				if dctx.Err() != nil {
-					t.Errorf("links left in %s two minutes after the workloads went:\n%s", ns, out)
-					break
-				}
-				time.Sleep(300 * time.Millisecond)
-			}
-		}
-	})
+	// Cleanups run last first: the workloads go, then the agents, then
+	// whatever they left, the control plane and the namespaces.
+	var namespaces []string
+	for _, ns := range nsOf {
+		namespaces = append(namespaces, ns)
+	}
+	h.deleteWhenDone([]workloadRef{{"acme", "web"}, {"beta", "cli"}}, namespaces...)
 
 	// Every replica running with its address.
 	byID := map[string]wire.Replica{}

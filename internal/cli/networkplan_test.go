@@ -9,34 +9,20 @@ import (
 // one node (rule 5: the second needs a sandbox), on a Topology with or
 // without a tenant network.
 func networkPlanManifest(network string) string {
-	return `apiVersion: rung.dev/v1
-kind: Topology
-metadata: {name: lab}
-spec:
-  ` + network + `
-  nodes:
-  - {name: n1, runtimes: [container, sandbox], capacity: {cpu: "4", memory: 8Gi}}
----
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: acme}
-spec: {organization: acme, trust: trusted}
----
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: geo}
-spec: {organization: geo, trust: trusted}
----
-apiVersion: rung.dev/v1
+	return yamlDocs(
+		topologyDoc("lab", network, `{name: n1, runtimes: [container, sandbox], capacity: {cpu: "4", memory: 8Gi}}`),
+		tenantDoc("acme", "acme", ""),
+		tenantDoc("geo", "geo", ""),
+		`apiVersion: rung.dev/v1
 kind: Workload
 metadata: {name: web, tenant: acme}
 spec: {image: busybox:latest, resources: {cpu: 100m, memory: 64Mi}, isolation: {minimum: container}}
----
-apiVersion: rung.dev/v1
+`,
+		`apiVersion: rung.dev/v1
 kind: Workload
 metadata: {name: db, tenant: geo}
 spec: {image: busybox:latest, resources: {cpu: 100m, memory: 64Mi}, isolation: {minimum: container}}
-`
+`)
 }
 
 // TestExplainNetworkTiers: a workload the rules put in a sandbox, on a

@@ -14,6 +14,7 @@ import (
 
 	"rung.dev/rung/internal/client"
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/testio"
 )
 
 // TestReplicasAsUser is the path of a newcomer whose workload can't start:
@@ -25,23 +26,9 @@ import (
 func TestReplicasAsUser(t *testing.T) {
 	startUpWithAgent(t)
 	dir := t.TempDir()
-	manifests := applyOnOneNode(t, `
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: broken, tenant: shop}
-spec:
-  image: busybox:latest
-  command: ["/bin/srv", "--serve"]
-  resources: {cpu: 100m, memory: 32Mi}
----
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: web, tenant: shop}
-spec:
-  image: busybox:latest
-  command: ["sleep", "3600"]
-  resources: {cpu: 100m, memory: 32Mi}
-`)
+	manifests := applyOnOneNode(t,
+		workloadDoc("shop", "broken", `["/bin/srv", "--serve"]`, "resources: {cpu: 100m, memory: 32Mi}"),
+		sleeperDoc("shop", "web"))
 	var replicas wire.Replicas
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(500 * time.Millisecond) {
 		code, out, stderr := rungCmd(t, "get", "replicas", "--tenant", "shop", "-o", "json")
@@ -156,26 +143,13 @@ spec: {resources: {cpu: 100m, memory: 32Mi}}
 // --tail cuts it; a replica that never started says why it has no log.
 func TestLogsFollowAndPrevious(t *testing.T) {
 	startUpWithAgent(t)
-	applyOnOneNode(t, `
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: ticker, tenant: shop}
-spec:
-  image: busybox:latest
-  command: ["sh", "-c", "i=0; while [ $i -lt 10 ]; do i=$((i+1)); echo tick $i; sleep 0.3; done; exit 1"]
-  resources: {cpu: 100m, memory: 32Mi}
----
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: broken, tenant: shop}
-spec:
-  image: busybox:latest
-  command: ["/bin/srv"]
-  resources: {cpu: 100m, memory: 32Mi}
-`)
+	applyOnOneNode(t,
+		workloadDoc("shop", "ticker", `["sh", "-c", "i=0; while [ $i -lt 10 ]; do i=$((i+1)); echo tick $i; sleep 0.3; done; exit 1"]`,
+			"resources: {cpu: 100m, memory: 32Mi}"),
+		workloadDoc("shop", "broken", `["/bin/srv"]`, "resources: {cpu: 100m, memory: 32Mi}"))
 
 	// Follow from the first lines of a run.
-	var out, errb syncBuffer
+	var out, errb testio.Buffer
 	done := make(chan int, 1)
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if _, o, _ := rungCmd(t, "logs", "shop/ticker/0"); strings.Contains(o, "tick 1\n") && !strings.Contains(o, "tick 5") {
@@ -273,23 +247,16 @@ func lineOf(out, prefix string) string {
 }
 
 // applyOnOneNode applies, to the `rung up` of the test, a topology of one
-// node n1 (container and sandbox tiers), tenant shop, and the manifests in
-// extra; everything is deleted when the test ends. It returns the file.
-func applyOnOneNode(t *testing.T, extra string) string {
+// node n1 (container and sandbox tiers), tenant shop, and the documents in
+// docs; everything is deleted when the test ends. It returns the file.
+func applyOnOneNode(t *testing.T, docs ...string) string {
 	t.Helper()
 	manifests := filepath.Join(t.TempDir(), "app.yaml")
-	if err := os.WriteFile(manifests, []byte(`apiVersion: rung.dev/v1
-kind: Topology
-metadata: {name: one}
-spec:
-  nodes:
-  - {name: n1, capacity: {cpu: 4, memory: 4Gi}, runtimes: [container, sandbox]}
----
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: shop}
-spec: {organization: shop, trust: trusted}
----`+extra), 0o644); err != nil {
+	body := yamlDocs(append([]string{
+		topologyDoc("one", "", "{name: n1, capacity: {cpu: 4, memory: 4Gi}, runtimes: [container, sandbox]}"),
+		tenantDoc("shop", "shop", ""),
+	}, docs...)...)
+	if err := os.WriteFile(manifests, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, stderr := rungCmd(t, "apply", "-f", manifests); code != ExitOK {

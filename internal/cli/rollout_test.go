@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/testio"
 )
 
 // TestRolloutAsUser: six real replicas over three racks (at most two a
@@ -73,7 +74,7 @@ spec:
 	if code, _, stderr := rungCmd(t, "apply", "-f", manifest("2")); code != ExitOK {
 		t.Fatalf("apply v2: exit %d: %s", code, stderr)
 	}
-	var out syncBuffer
+	var out testio.Buffer
 	done := make(chan int, 1)
 	go func() { done <- runCP(t.Context(), &out, &out, "rollout", "status", "shop/web", "--timeout", "4m") }()
 	polls, minReady := 0, 6

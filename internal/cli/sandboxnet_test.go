@@ -1,17 +1,12 @@
 package cli
 
 import (
-	"context"
-	"log/slog"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	v1 "rung.dev/rung/api/v1"
-	"rung.dev/rung/internal/client"
-	"rung.dev/rung/internal/plugins"
+	"rung.dev/rung/internal/network/netnstest"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime/drivertest"
 	"rung.dev/rung/internal/server/wire"
@@ -19,43 +14,18 @@ import (
 
 // sandboxNetManifest: two tenants on one node of a Topology with a tenant
 // network; geo's workload asks for the sandbox tier.
-const sandboxNetManifest = `apiVersion: rung.dev/v1
-kind: Topology
-metadata: {name: sblab}
-spec:
-  network: {pool: 10.206.0.0/16}
-  nodes:
-  - {name: sn1, capacity: {cpu: "4", memory: 8Gi}}
----
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: acme}
-spec: {organization: acme, trust: trusted}
----
-apiVersion: rung.dev/v1
-kind: Tenant
-metadata: {name: geo}
-spec: {organization: acme, trust: trusted}
----
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: web, tenant: acme}
-spec:
-  image: busybox:latest
-  command: [sh, -c, "echo acme-web > /tmp/index.html; exec busybox httpd -f -p 8080 -h /tmp"]
-  resources: {cpu: 100m, memory: 64Mi}
-  isolation: {minimum: container}
----
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: db, tenant: geo}
-spec:
-  image: busybox:latest
-  command: [sh, -c, "echo geo-db > /tmp/index.html; exec busybox httpd -f -p 8080 -h /tmp"]
-  replicas: 2
-  resources: {cpu: 100m, memory: 64Mi}
-  isolation: {minimum: sandbox}
-`
+var sandboxNetManifest = yamlDocs(
+	topologyDoc("sblab", "network: {pool: 10.206.0.0/16}", `{name: sn1, capacity: {cpu: "4", memory: 8Gi}}`),
+	tenantDoc("acme", "acme", ""),
+	tenantDoc("geo", "acme", ""),
+	workloadDoc("acme", "web", httpdCommand("acme-web"),
+		"resources: {cpu: 100m, memory: 64Mi}",
+		"isolation: {minimum: container}"),
+	workloadDoc("geo", "db", httpdCommand("geo-db"),
+		"replicas: 2",
+		"resources: {cpu: 100m, memory: 64Mi}",
+		"isolation: {minimum: sandbox}"),
+)
 
 // TestSandboxNetworkAgent: `rung agent --runsc` with a runsc that runs
 // sandbox networks reports the sandbox tier in its heartbeat, the planner
@@ -64,73 +34,16 @@ spec:
 // reach acme's container.
 func TestSandboxNetworkAgent(t *testing.T) {
 	drivertest.RequireRoot(t)
-	drivertest.RequireBinary(t, "runc")
-	drivertest.RequireBinary(t, "busybox")
 	drivertest.RequireBinary(t, "ip")
 	runsc := drivertest.NetworkRunsc(t)
-	dir := drivertest.SearchableTempDir(t)
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ns := netTestNS(t)
-	for _, args := range [][]string{
-		{"ip", "-n", ns, "link", "add", "nic0", "type", "veth", "peer", "name", "nic0p"},
-		{"ip", "-n", ns, "addr", "add", "192.0.2.31/24", "dev", "nic0"},
-		{"ip", "-n", ns, "link", "set", "nic0", "up"},
-		{"ip", "-n", ns, "link", "set", "nic0p", "up"},
-	} {
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	info, op := upControlPlane(t, dir, log, 5*time.Minute, sandboxNetManifest)
+	ns := netnstest.NewHost(t, "192.0.2.31").Name
+	h := newAgentHarness(t, 5*time.Minute, sandboxNetManifest)
+	dir, op := h.dir, h.op
 	ctx := t.Context()
-	tr, err := op.CreateNodeToken(ctx, "sn1", "test agent")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := client.New(info.URL, tr.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	cfg := agentConfig{Node: "sn1", DataDir: filepath.Join(dir, "sn1"), Interval: 300 * time.Millisecond, Underlay: "192.0.2.31", NetNS: "/run/netns/" + ns, Runsc: runsc}
-	go func() { done <- runAgent(actx, nc, cfg, log) }()
+	h.Start(agentConfig{Node: "sn1", Interval: 300 * time.Millisecond, Underlay: "192.0.2.31", NetNS: "/run/netns/" + ns, Runsc: runsc})
 	// Cleanups run last first: the workloads go, then the agent, then
 	// whatever it left is removed.
-	t.Cleanup(func() {
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		n, err := plugins.OpenNode(rctx, filepath.Join(dir, "sn1"), replica.Options{CgroupParent: "/rung/sn1"}, plugins.Config{Node: "sn1", NetNS: "/run/netns/" + ns})
-		if err != nil {
-			t.Errorf("open sn1 to clean up: %v", err)
-			return
-		}
-		recs, _ := n.Records()
-		for _, r := range recs {
-			if err := n.Remove(rctx, r.Spec.ID); err != nil {
-				t.Errorf("remove %s: %v", r.Spec.ID, err)
-			}
-		}
-	})
-	t.Cleanup(func() { stop(); <-done })
-	t.Cleanup(func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		for _, w := range []struct{ tenant, name string }{{"acme", "web"}, {"geo", "db"}} {
-			_, _ = op.Delete(dctx, client.Ref{Kind: v1.KindWorkload, Tenant: w.tenant, Name: w.name})
-		}
-		for {
-			out, _ := exec.Command("ip", "-n", ns, "-o", "link").CombinedOutput()
-			if !strings.Contains(string(out), " rv") {
-				break
-			}
-			if dctx.Err() != nil {
-				t.Errorf("links left two minutes after the workloads went:\n%s", out)
-				break
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
-	})
+	h.deleteWhenDone([]workloadRef{{"acme", "web"}, {"geo", "db"}}, ns)
 
 	// geo's two sandboxes and acme's container, running with addresses
 	// (the probe, the heartbeat's tiers and a re-plan take a while).

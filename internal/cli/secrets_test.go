@@ -19,26 +19,9 @@ import (
 func TestSecretsInReplicas(t *testing.T) {
 	startUpWithAgent(t)
 	drivertest.RequireBinary(t, "runsc")
-	manifests := applyOnOneNode(t, `
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: app, tenant: shop}
-spec:
-  image: busybox:latest
-  command: ["sleep", "3600"]
-  resources: {cpu: 100m, memory: 32Mi}
-  secrets: [{name: db, mountPath: /run/secrets/db}]
----
-apiVersion: rung.dev/v1
-kind: Workload
-metadata: {name: boxed, tenant: shop}
-spec:
-  image: busybox:latest
-  command: ["sleep", "3600"]
-  resources: {cpu: 100m, memory: 32Mi}
-  isolation: {minimum: sandbox}
-  secrets: [{name: db, mountPath: /etc/db}]
-`)
+	manifests := applyOnOneNode(t,
+		sleeperDoc("shop", "app", "secrets: [{name: db, mountPath: /run/secrets/db}]"),
+		sleeperDoc("shop", "boxed", "isolation: {minimum: sandbox}", "secrets: [{name: db, mountPath: /etc/db}]"))
 	waitReplica(t, "shop/app/0", "secret db")
 	pw := filepath.Join(t.TempDir(), "pw")
 	if err := os.WriteFile(pw, []byte("s3cr3t-value"), 0o600); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"rung.dev/rung/internal/image/imagetest"
 	"rung.dev/rung/internal/sign"
 )
 
@@ -151,7 +152,7 @@ func TestImageKeygenNoOverwrite(t *testing.T) {
 // TestImageSignCosignKey signs with the key cosign generate-key-pair made,
 // its password taken from COSIGN_PASSWORD, and verifies with cosign.pub.
 func TestImageSignCosignKey(t *testing.T) {
-	reg := testRegistry(t)
+	reg := imagetest.Registry(t)
 	ref := reg + "/acme/api:1.0"
 	pushImage(t, ref, testImage(t, true))
 	key := filepath.Join(cosignFixtures, "cosign.key")

@@ -2,19 +2,16 @@ package image
 
 import (
 	"archive/tar"
-	"bytes"
 	"crypto/sha256"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"rung.dev/rung/internal/image/imagetest"
 )
 
 // ent is one hand-made tar entry.
@@ -37,48 +34,11 @@ func special(name string, t byte) ent { return ent{name: name, typ: t} }
 // tarBytes writes entries as a tar stream without any checks of its own.
 func tarBytes(t testing.TB, ents ...ent) []byte {
 	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, e := range ents {
-		h := &tar.Header{
-			Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: e.mode,
-			Uid: e.uid, Gid: e.gid, ModTime: time.Unix(1700000000, 0),
-		}
-		if h.Typeflag == 0 {
-			h.Typeflag = tar.TypeReg
-		}
-		if h.Mode == 0 {
-			h.Mode = 0o644
-			if h.Typeflag == tar.TypeDir {
-				h.Mode = 0o755
-			}
-		}
-		if h.Typeflag == tar.TypeReg {
-			h.Size = int64(len(e.body))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatalf("tar header %s: %v", e.name, err)
-		}
-		if _, err := io.WriteString(tw, e.body); err != nil {
-			t.Fatal(err)
-		}
+	es := make([]imagetest.Entry, len(ents))
+	for i, e := range ents {
+		es[i] = imagetest.Entry{Name: e.name, Type: e.typ, Body: e.body, Link: e.link, Mode: e.mode, UID: e.uid, GID: e.gid}
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-// layerOf makes a gzip layer from raw tar bytes.
-func layerOf(t testing.TB, raw []byte, opts ...tarball.LayerOption) v1.Layer {
-	t.Helper()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(raw)), nil
-	}, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return imagetest.Tar(t, es...)
 }
 
 // imageOf stacks layers, each given as its entries, into an image.
@@ -86,7 +46,7 @@ func imageOf(t testing.TB, layers ...[]ent) v1.Image {
 	t.Helper()
 	var ls []v1.Layer
 	for _, es := range layers {
-		ls = append(ls, layerOf(t, tarBytes(t, es...)))
+		ls = append(ls, imagetest.Layer(t, tarBytes(t, es...)))
 	}
 	img, err := mutate.AppendLayers(empty.Image, ls...)
 	if err != nil {

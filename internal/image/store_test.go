@@ -5,10 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"log"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +19,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -31,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"rung.dev/rung/internal/image/imagetest"
 )
 
 func openStore(t *testing.T) *Store {
@@ -308,16 +305,8 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// newRegistry serves an in-memory registry on loopback and returns its host.
-func newRegistry(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
-
 func TestPull(t *testing.T) {
-	host := newRegistry(t)
+	host := imagetest.Registry(t)
 	ctx := t.Context()
 	s := openStore(t)
 	img, _ := random.Image(4096, 3)
@@ -387,7 +376,7 @@ func TestPull(t *testing.T) {
 }
 
 func TestPullCanceled(t *testing.T) {
-	host := newRegistry(t)
+	host := imagetest.Registry(t)
 	img, _ := random.Image(1024, 1)
 	must(t, remote.Write(parse(t, host+"/a:1"), img))
 	ctx, cancel := context.WithCancel(t.Context())

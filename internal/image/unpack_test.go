@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"rung.dev/rung/internal/image/imagetest"
 )
 
 func TestUnpackRefuses(t *testing.T) {
@@ -329,7 +330,7 @@ func (lyingLayer) Digest() (v1.Hash, error) {
 }
 
 func TestUnpackVerifiesDigest(t *testing.T) {
-	l := lyingLayer{layerOf(t, tarBytes(t, file("a", "a")))}
+	l := lyingLayer{imagetest.Layer(t, tarBytes(t, file("a", "a")))}
 	img, err := mutate.AppendLayers(empty.Image, l)
 	if err != nil {
 		t.Fatal(err)
@@ -347,7 +348,7 @@ func TestUnpackCompressions(t *testing.T) {
 		"zstd": {tarball.WithCompression(compression.ZStd)},
 	} {
 		t.Run(name, func(t *testing.T) {
-			img, err := mutate.AppendLayers(empty.Image, layerOf(t, raw, opts...))
+			img, err := mutate.AppendLayers(empty.Image, imagetest.Layer(t, raw, opts...))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,9 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,31 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
-
-// golden compares got with testdata/NAME, or rewrites it under -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run with -update to create it): %v", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
-	}
-}
 
 // goodImage passes every image check.
 func goodImage() ImageInput {
@@ -265,13 +240,13 @@ func TestDecisionGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "decision.json", append(j, '\n'))
+	golden.Check(t, filepath.Join("testdata", "decision.json"), append(j, '\n'))
 	s, err := json.MarshalIndent(SARIF(d), "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "decision.sarif", append(s, '\n'))
-	golden(t, "decision.err", []byte(d.Err().Error()+"\n"))
+	golden.Check(t, filepath.Join("testdata", "decision.sarif"), append(s, '\n'))
+	golden.Check(t, filepath.Join("testdata", "decision.err"), []byte(d.Err().Error()+"\n"))
 }
 
 func TestSARIFShape(t *testing.T) {

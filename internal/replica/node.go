@@ -29,6 +29,7 @@ import (
 
 	v1 "rung.dev/rung/api/v1"
 	"rung.dev/rung/internal/bundle"
+	"rung.dev/rung/internal/durable"
 	"rung.dev/rung/internal/image"
 	"rung.dev/rung/internal/logfile"
 	"rung.dev/rung/internal/network"
@@ -474,7 +475,7 @@ func (n *Node) Prepare(ctx context.Context, s Spec) (dir string, err error) {
 	if err != nil {
 		return "", err
 	}
-	if err := writeSync(filepath.Join(dir, "replica.json"), rec); err != nil {
+	if err := durable.WriteFile(filepath.Join(dir, "replica.json"), rec); err != nil {
 		return "", err
 	}
 	return dir, nil

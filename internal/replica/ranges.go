@@ -9,6 +9,7 @@ import (
 	"sort"
 	"syscall"
 
+	"rung.dev/rung/internal/durable"
 	"rung.dev/rung/internal/uidrange"
 )
 
@@ -67,7 +68,7 @@ func (n *Node) TenantRange(tenant string) (uidrange.Range, error) {
 		return uidrange.Range{}, err
 	}
 	tmp := path + ".tmp"
-	if err := writeSync(tmp, data); err != nil {
+	if err := durable.WriteFile(tmp, data); err != nil {
 		return uidrange.Range{}, fmt.Errorf("tenant ranges: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -95,20 +96,4 @@ func (n *Node) Tenants() ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
-}
-
-func writeSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

@@ -5,17 +5,14 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
-	"io"
-	"log"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/image/imagetest"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/drivertest"
@@ -43,9 +40,7 @@ func TestSignedImagesOnNode(t *testing.T) {
 	drivertest.RequireBinary(t, "runc")
 	n := node(t)
 	ctx := t.Context()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	reg := strings.TrimPrefix(srv.URL, "http://")
+	reg := imagetest.Registry(t)
 
 	img, _, err := n.Images().Resolve(ctx, "busybox:latest")
 	if err != nil {

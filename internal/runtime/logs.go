@@ -67,11 +67,33 @@ func (c *copier) wait(d time.Duration) {
 func (d *OCI) logDir(id string) string { return filepath.Join(d.logs, id) }
 
 func (d *OCI) currentLog(id string) string {
-	return filepath.Join(d.logDir(id), "current.log")
+	return filepath.Join(d.logDir(id), CurrentLog)
 }
 
 func (d *OCI) previousLog(id string) string {
-	return filepath.Join(d.logDir(id), "previous.log")
+	return filepath.Join(d.logDir(id), PreviousLog)
+}
+
+// The files of a replica's log directory, in every driver: the running or
+// last run's log (rotated to NAME.1 at a cap) and the run's before that.
+const (
+	CurrentLog  = "current.log"
+	PreviousLog = "previous.log"
+)
+
+// ReadLogDir opens the log, chosen by o, of the replica whose log
+// directory is dir (CurrentLog, or PreviousLog with o.Previous);
+// ErrNotFound when there is none.
+func ReadLogDir(ctx context.Context, dir string, o logfile.ReadOptions) (io.ReadCloser, error) {
+	p := filepath.Join(dir, CurrentLog)
+	if o.Previous {
+		p = filepath.Join(dir, PreviousLog)
+	}
+	rc, err := logfile.Open(ctx, p, o)
+	if errors.Is(err, logfile.ErrNoLog) {
+		return nil, ErrNotFound
+	}
+	return rc, err
 }
 
 // lockLogs takes the replica's copier lock without waiting; ok is false
@@ -298,14 +320,7 @@ func (d *OCI) ReadLogs(ctx context.Context, id string, o logfile.ReadOptions) (i
 	if !validID(id) {
 		return nil, fmt.Errorf("%s logs %q: %w", d.kind, id, ErrInvalidID)
 	}
-	path := d.currentLog(id)
-	if o.Previous {
-		path = d.previousLog(id)
-	}
-	rc, err := logfile.Open(ctx, path, o)
-	if errors.Is(err, logfile.ErrNoLog) {
-		return nil, fmt.Errorf("%s logs %s: %w", d.kind, id, ErrNotFound)
-	}
+	rc, err := ReadLogDir(ctx, d.logDir(id), o)
 	if err != nil {
 		return nil, fmt.Errorf("%s logs %s: %w", d.kind, id, err)
 	}

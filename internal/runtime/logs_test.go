@@ -27,19 +27,7 @@ func eachDriver(t *testing.T, f func(t *testing.T, newDriver func() *runtime.OCI
 		t.Run(kind, func(t *testing.T) {
 			drivertest.RequireBinary(t, kind)
 			dir := filepath.Join(drivertest.SearchableTempDir(t), kind)
-			newDriver := func() *runtime.OCI {
-				var d *runtime.OCI
-				var err error
-				if kind == "runc" {
-					d, err = runtime.NewRunc(runtime.Config{Dir: dir})
-				} else {
-					d, err = runtime.NewRunsc(runtime.Config{Dir: dir})
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				return d
-			}
+			newDriver := func() *runtime.OCI { return drivertest.NewOCI(t, kind, dir) }
 			f(t, newDriver, drivertest.Busybox(drivertest.Range(t, 3)))
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"rung.dev/rung/internal/golden"
+	"rung.dev/rung/internal/image/imagetest"
 )
 
 // ent is one tar entry of a test layer.
@@ -26,36 +29,14 @@ type ent struct {
 	mode int64
 }
 
+// layer is a layer of exactly ents.
 func layer(t testing.TB, ents ...ent) v1.Layer {
 	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, e := range ents {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: e.mode, ModTime: time.Unix(1700000000, 0)}
-		if h.Typeflag == 0 {
-			h.Typeflag = tar.TypeReg
-		}
-		if h.Mode == 0 {
-			h.Mode = 0o644
-			if h.Typeflag == tar.TypeDir {
-				h.Mode = 0o755
-			}
-		}
-		if h.Typeflag == tar.TypeReg {
-			h.Size = int64(len(e.body))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		io.WriteString(tw, e.body)
+	es := make([]imagetest.Entry, len(ents))
+	for i, e := range ents {
+		es[i] = imagetest.Entry{Name: e.name, Type: e.typ, Body: e.body, Link: e.link, Mode: e.mode}
 	}
-	tw.Close()
-	raw := b.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return imagetest.Layer(t, imagetest.Tar(t, es...))
 }
 
 func testdata(t testing.TB, name string) string {
@@ -138,7 +119,7 @@ func TestInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "inspect.golden.json", append(got, '\n'))
+	golden.Check(t, filepath.Join("testdata", "inspect.golden.json"), append(got, '\n'))
 }
 
 func TestInspectAlpineAndRPM(t *testing.T) {

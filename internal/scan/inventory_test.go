@@ -1,7 +1,6 @@
 package scan
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,28 +9,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"rung.dev/rung/internal/golden"
 	"rung.dev/rung/internal/policy"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run with -update to create it): %v", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
-	}
-}
 
 func open(t testing.TB, name string) *os.File {
 	t.Helper()
@@ -112,7 +92,7 @@ func TestDpkgStatus(t *testing.T) {
 	for _, p := range pkgs {
 		lines = append(lines, strings.Join([]string{p.Name, p.Version, p.Source, p.SourceVersion}, " "))
 	}
-	golden(t, "dpkg-status.golden", []byte(strings.Join(lines, "\n")+"\n"))
+	golden.Check(t, filepath.Join("testdata", "dpkg-status.golden"), []byte(strings.Join(lines, "\n")+"\n"))
 }
 
 // TestDpkgStatusFull reads this project's copy of a whole Debian 12 status

@@ -144,19 +144,7 @@ func TestVolumeDisk(t *testing.T) {
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("placements (-want +got):\n%s\nunplaced: %+v", diff, res.Unplaced)
 			}
-			var reasons []string
-			for _, u := range res.Unplaced {
-				reasons = append(reasons, u.Reasons...)
-			}
-			all := strings.Join(reasons, "\n")
-			for _, s := range tt.unplaced {
-				if !strings.Contains(all, s) {
-					t.Errorf("reasons\n%s\nlack %q", all, s)
-				}
-			}
-			if len(tt.unplaced) == 0 && len(res.Unplaced) > 0 {
-				t.Errorf("unplaced: %+v", res.Unplaced)
-			}
+			checkUnplaced(t, res, tt.unplaced)
 		})
 	}
 }
@@ -200,5 +188,25 @@ spec: {image: busybox:latest, resources: {cpu: 1, memory: 1Gi}, volumes: [{name:
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("explain (-want +got):\n%s", diff)
+	}
+}
+
+// checkUnplaced checks that the reasons res gives for what it left
+// unplaced include each of want, and that it placed everything when want
+// is empty.
+func checkUnplaced(t *testing.T, res *scheduler.Result, want []string) {
+	t.Helper()
+	var reasons []string
+	for _, u := range res.Unplaced {
+		reasons = append(reasons, u.Reasons...)
+	}
+	all := strings.Join(reasons, "\n")
+	for _, s := range want {
+		if !strings.Contains(all, s) {
+			t.Errorf("reasons\n%s\nlack %q", all, s)
+		}
+	}
+	if len(want) == 0 && len(res.Unplaced) > 0 {
+		t.Errorf("unplaced: %+v", res.Unplaced)
 	}
 }

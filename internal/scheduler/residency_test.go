@@ -120,18 +120,7 @@ metadata: {name: free}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("placements (-want +got):\n%s\nunplaced: %+v", diff, res.Unplaced)
 			}
-			var reasons string
-			for _, u := range res.Unplaced {
-				reasons += strings.Join(u.Reasons, "\n")
-			}
-			for _, s := range tt.unplaced {
-				if !strings.Contains(reasons, s) {
-					t.Errorf("reasons %q lack %q", reasons, s)
-				}
-			}
-			if len(tt.unplaced) == 0 && len(res.Unplaced) > 0 {
-				t.Errorf("unplaced: %+v", res.Unplaced)
-			}
+			checkUnplaced(t, res, tt.unplaced)
 		})
 	}
 }

@@ -138,14 +138,23 @@ func (n *nodes) reach(node string) (local bool, t *tunnel, err error) {
 
 // execOn is reach for exec: the local exec, or the tunnel.
 func (n *nodes) execOn(node string) (ExecFunc, *tunnel, error) {
-	local, t, err := n.reach(node)
-	if err != nil || !local {
-		return nil, t, err
+	return reachLocal(n, node, func() (ExecFunc, bool) { return n.execLocal, n.execLocal != nil }, "this control plane's agent can't exec")
+}
+
+// reachLocal is reach with the local agent's handler, which local reads
+// under n.mu: the handler, or the tunnel; no handler is a 501 that says
+// missing.
+func reachLocal[F any](n *nodes, node string, local func() (F, bool), missing string) (F, *tunnel, error) {
+	var none F
+	isLocal, t, err := n.reach(node)
+	if err != nil || !isLocal {
+		return none, t, err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.execLocal == nil {
-		return nil, nil, newError(http.StatusNotImplemented, "not_implemented", "this control plane's agent can't exec")
+	f, ok := local()
+	if !ok {
+		return none, nil, newError(http.StatusNotImplemented, "not_implemented", "%s", missing)
 	}
-	return n.execLocal, nil, nil
+	return f, nil, nil
 }

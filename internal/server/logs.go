@@ -112,11 +112,8 @@ func replicaOrdinal(id, tenant, name string) (int, bool) {
 // 404 of a missing one; node tokens may not.
 func (s *Server) workloadLogs(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	tenant, name, err := pathNames(r)
+	tenant, name, _, err := s.authorizePath(r, auth.Get, v1.KindWorkload)
 	if err != nil {
-		return err
-	}
-	if err := s.authorize(ctx, auth.Get, kindWorkload.object(tenant, name), name); err != nil {
 		return err
 	}
 	q := r.URL.Query()

@@ -61,11 +61,29 @@ func (k kind) key(tenant, name string) string {
 }
 
 // object is what access control needs to know about an object.
-func (k kind) object(tenant, name string) auth.Object {
-	if k.name == v1.KindTenant {
+func (k kind) object(tenant, name string) auth.Object { return objectOf(k.name, tenant, name) }
+
+// objectOf is what RBAC decides on for the object of kind named
+// tenant/name: a Tenant is its own tenant.
+func objectOf(kind, tenant, name string) auth.Object {
+	if kind == v1.KindTenant {
 		tenant = name
 	}
-	return auth.Object{Kind: k.name, Tenant: tenant}
+	return auth.Object{Kind: kind, Tenant: tenant}
+}
+
+// authorizePath is the tenant and name in r's path and their object of
+// kind, once the caller may do v on it.
+func (s *Server) authorizePath(r *http.Request, v auth.Verb, kind string) (tenant, name string, obj auth.Object, err error) {
+	tenant, name, err = pathNames(r)
+	if err != nil {
+		return "", "", auth.Object{}, err
+	}
+	obj = objectOf(kind, tenant, name)
+	if err := s.authorize(r.Context(), v, obj, name); err != nil {
+		return "", "", auth.Object{}, err
+	}
+	return tenant, name, obj, nil
 }
 
 func tenantKey(name string) string { return kindTenant.key("", name) }
@@ -107,11 +125,8 @@ func pathNames(r *http.Request) (tenant, name string, err error) {
 func (s *Server) get(k kind) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
-		tenant, name, err := pathNames(r)
+		tenant, name, _, err := s.authorizePath(r, auth.Get, k.name)
 		if err != nil {
-			return err
-		}
-		if err := s.authorize(ctx, auth.Get, k.object(tenant, name), name); err != nil {
 			return err
 		}
 		v, err := s.store.Get(ctx, k.key(tenant, name))
@@ -133,31 +148,9 @@ func (s *Server) get(k kind) handlerFunc {
 func (s *Server) list(k kind) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
-		tenant, _, err := pathNames(r)
+		dir, p, pg, err := s.listScope(r, k.name, k.dir, k.tenanted)
 		if err != nil {
 			return err
-		}
-		p := principal(ctx)
-		if err := s.authorize(ctx, auth.List, auth.Object{Kind: k.name, Tenant: tenant}, ""); err != nil {
-			return err
-		}
-		pg, err := pageOf(r)
-		if err != nil {
-			return err
-		}
-		dir := ""
-		switch {
-		case tenant != "":
-			// A named tenant must exist, so that a missing tenant and
-			// another tenant's look the same.
-			if _, err := s.storedTenant(ctx, tenant); err != nil {
-				return err
-			}
-			dir = k.dir + "/" + tenant
-		case p.Role == auth.Operator:
-			dir = k.dir
-		case k.tenanted:
-			dir = k.dir + "/" + p.Tenant
 		}
 		if r.URL.Query().Get("watch") != "" {
 			return s.watchObjects(w, r, k, dir, p) // watch.go
@@ -193,6 +186,41 @@ func (s *Server) list(k kind) handlerFunc {
 		writeRaw(w, http.StatusOK, body)
 		return nil
 	}
+}
+
+// listScope authorizes a list of kind in r's tenant and returns the store
+// directory below base that the caller may see, the caller and the page
+// asked for: base/TENANT for a named tenant, base for an operator, the
+// caller's own tenant's for others when the kind is tenanted, and ""
+// (none of it) otherwise.
+func (s *Server) listScope(r *http.Request, kind, base string, tenanted bool) (string, auth.Principal, page, error) {
+	ctx := r.Context()
+	tenant, _, err := pathNames(r)
+	if err != nil {
+		return "", auth.Principal{}, page{}, err
+	}
+	p := principal(ctx)
+	if err := s.authorize(ctx, auth.List, auth.Object{Kind: kind, Tenant: tenant}, ""); err != nil {
+		return "", p, page{}, err
+	}
+	pg, err := pageOf(r)
+	if err != nil {
+		return "", p, page{}, err
+	}
+	switch {
+	case tenant != "":
+		// A named tenant must exist, so that a missing tenant and
+		// another tenant's look the same.
+		if _, err := s.storedTenant(ctx, tenant); err != nil {
+			return "", p, pg, err
+		}
+		return base + "/" + tenant, p, pg, nil
+	case p.Role == auth.Operator:
+		return base, p, pg, nil
+	case tenanted:
+		return base + "/" + p.Tenant, p, pg, nil
+	}
+	return "", p, pg, nil
 }
 
 // listBody is the JSON of one page of a list of dir ("" when the
@@ -357,12 +385,8 @@ func pluralOf(kindName string) string {
 func (s *Server) apply(k kind) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
-		tenant, name, err := pathNames(r)
+		tenant, name, obj, err := s.authorizePath(r, auth.Apply, k.name)
 		if err != nil {
-			return err
-		}
-		obj := k.object(tenant, name)
-		if err := s.authorize(ctx, auth.Apply, obj, name); err != nil {
 			return err
 		}
 		set, subj, err := decodeObject(w, r, k, tenant, name)
@@ -711,12 +735,8 @@ func (s *Server) validateSite(ctx context.Context, change *v1.Set, k kind, name 
 func (s *Server) delete(k kind) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
-		tenant, name, err := pathNames(r)
+		tenant, name, obj, err := s.authorizePath(r, auth.Delete, k.name)
 		if err != nil {
-			return err
-		}
-		obj := k.object(tenant, name)
-		if err := s.authorize(ctx, auth.Delete, obj, name); err != nil {
 			return err
 		}
 		var rev int64

@@ -144,14 +144,5 @@ func (s *Server) findReplica(ctx context.Context, tenant, name string, index int
 
 // logsOn is reach for logs: the local reader, or the tunnel.
 func (n *nodes) logsOn(node string) (LogsFunc, *tunnel, error) {
-	local, t, err := n.reach(node)
-	if err != nil || !local {
-		return nil, t, err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.logsLocal == nil {
-		return nil, nil, newError(http.StatusNotImplemented, "not_implemented", "this control plane's agent keeps no logs")
-	}
-	return n.logsLocal, nil, nil
+	return reachLocal(n, node, func() (LogsFunc, bool) { return n.logsLocal, n.logsLocal != nil }, "this control plane's agent keeps no logs")
 }

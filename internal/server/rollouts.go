@@ -253,11 +253,8 @@ func templates(rolls map[string]*rolling) map[string]v1.WorkloadSpec {
 // workloadRollout answers GET /v1/tenants/{tenant}/workloads/{name}/rollout.
 func (s *Server) workloadRollout(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	tenant, name, err := pathNames(r)
+	tenant, name, _, err := s.authorizePath(r, auth.Get, v1.KindWorkload)
 	if err != nil {
-		return err
-	}
-	if err := s.authorize(ctx, auth.Get, kindWorkload.object(tenant, name), name); err != nil {
 		return err
 	}
 	key := tenant + "/" + name

@@ -76,12 +76,8 @@ func decodeSecret(w http.ResponseWriter, r *http.Request, tenant, name string) (
 // again writes nothing.
 func (s *Server) applySecret(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	tenant, name, err := pathNames(r)
+	tenant, name, obj, err := s.authorizePath(r, auth.Apply, v1.KindSecret)
 	if err != nil {
-		return err
-	}
-	obj := auth.Object{Kind: v1.KindSecret, Tenant: tenant}
-	if err := s.authorize(ctx, auth.Apply, obj, name); err != nil {
 		return err
 	}
 	if s.keyring == nil {
@@ -186,11 +182,8 @@ func secretInfo(v store.Value) (wire.SecretInfo, error) {
 // getSecret shows a secret's keys and digests, never its values.
 func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	tenant, name, err := pathNames(r)
+	tenant, name, _, err := s.authorizePath(r, auth.Get, v1.KindSecret)
 	if err != nil {
-		return err
-	}
-	if err := s.authorize(ctx, auth.Get, auth.Object{Kind: v1.KindSecret, Tenant: tenant}, name); err != nil {
 		return err
 	}
 	v, err := s.store.Get(ctx, secretKey(tenant, name))
@@ -210,27 +203,9 @@ func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {
 // listSecrets lists one page of the secrets the caller may see.
 func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	tenant, _, err := pathNames(r)
+	dir, _, pg, err := s.listScope(r, v1.KindSecret, secretsDir, true)
 	if err != nil {
 		return err
-	}
-	p := principal(ctx)
-	if err := s.authorize(ctx, auth.List, auth.Object{Kind: v1.KindSecret, Tenant: tenant}, ""); err != nil {
-		return err
-	}
-	pg, err := pageOf(r)
-	if err != nil {
-		return err
-	}
-	dir := secretsDir
-	switch {
-	case tenant != "":
-		if _, err := s.storedTenant(ctx, tenant); err != nil {
-			return err
-		}
-		dir += "/" + tenant
-	case p.Role != auth.Operator:
-		dir += "/" + p.Tenant
 	}
 	page, err := s.listPage(ctx, dir, pg)
 	if err != nil {
@@ -254,11 +229,8 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
 // deleteSecret removes a secret.
 func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	tenant, name, err := pathNames(r)
+	tenant, name, _, err := s.authorizePath(r, auth.Delete, v1.KindSecret)
 	if err != nil {
-		return err
-	}
-	if err := s.authorize(ctx, auth.Delete, auth.Object{Kind: v1.KindSecret, Tenant: tenant}, name); err != nil {
 		return err
 	}
 	key := secretKey(tenant, name)

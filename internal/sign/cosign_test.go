@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
+	"rung.dev/rung/internal/image/imagetest"
 )
 
 // cosignPassword is the password testdata/cosign/cosign.key was made with
@@ -299,7 +300,7 @@ func (r rawManifest) MediaType() (types.MediaType, error) { return r.mt, nil }
 func TestCosignSignatureInRegistry(t *testing.T) {
 	f := loadCosign(t)
 	pub := cosignPub(t, f)
-	reg := testRegistry(t)
+	reg := imagetest.Registry(t)
 	repo, err := name.NewRepository(reg + "/test/img")
 	if err != nil {
 		t.Fatal(err)

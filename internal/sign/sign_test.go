@@ -9,26 +9,15 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"io"
-	"log"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"rung.dev/rung/internal/image/imagetest"
 )
-
-// testRegistry is an in-memory registry on loopback.
-func testRegistry(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
 
 func push(t *testing.T, ref string) (name.Tag, v1.Hash) {
 	t.Helper()
@@ -57,7 +46,7 @@ func ecKey(t *testing.T) (*ecdsa.PrivateKey, Key) {
 }
 
 func TestSignVerifyRoundTrip(t *testing.T) {
-	reg := testRegistry(t)
+	reg := imagetest.Registry(t)
 	tag, digest := push(t, reg+"/acme/api:1.0")
 	priv, pub := ecKey(t)
 	_, other := ecKey(t)
@@ -98,7 +87,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 // TestTagMovedAfterSigning: the tag now names an unsigned image, and
 // verification of the tag fails rather than falling back to the old one.
 func TestTagMovedAfterSigning(t *testing.T) {
-	reg := testRegistry(t)
+	reg := imagetest.Registry(t)
 	tag, _ := push(t, reg+"/acme/api:latest")
 	priv, pub := ecKey(t)
 	if _, err := Sign(t.Context(), tag, priv); err != nil {
@@ -115,7 +104,7 @@ func TestTagMovedAfterSigning(t *testing.T) {
 }
 
 func TestUnsigned(t *testing.T) {
-	reg := testRegistry(t)
+	reg := imagetest.Registry(t)
 	tag, _ := push(t, reg+"/acme/api:1.0")
 	_, pub := ecKey(t)
 	if _, err := Verify(t.Context(), tag, []Key{pub}); !errors.Is(err, ErrNoSignature) {

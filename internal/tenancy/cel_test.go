@@ -2,9 +2,7 @@ package tenancy
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,31 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
-
-// golden compares got with testdata/NAME, or rewrites it under -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run with -update to create it): %v", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
-	}
-}
 
 func TestCompileDesignExample(t *testing.T) {
 	m := mustCompile(t, []v1.Rule{{
@@ -406,7 +381,7 @@ func TestCompileErrors(t *testing.T) {
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("rule errors (-want +got):\n%s", diff)
 			}
-			golden(t, filepath.Join("compile", tt.name+".golden"), err.Error()+"\n")
+			golden.Check(t, filepath.Join("testdata", "compile", tt.name+".golden"), []byte(err.Error()+"\n"))
 		})
 	}
 }

@@ -36,17 +36,7 @@ func newDriverIn(t *testing.T, kind, dir string) *runtime.OCI {
 	t.Helper()
 	drivertest.RequireRoot(t)
 	drivertest.RequireBinary(t, kind)
-	var d *runtime.OCI
-	var err error
-	if kind == "runc" {
-		d, err = runtime.NewRunc(runtime.Config{Dir: dir})
-	} else {
-		d, err = runtime.NewRunsc(runtime.Config{Dir: dir})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return drivertest.NewOCI(t, kind, dir)
 }
 
 // started runs `sleep 300` in a fresh replica of tenant index tenant with

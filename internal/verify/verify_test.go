@@ -3,7 +3,6 @@ package verify
 import (
 	"context"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,10 +12,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"rung.dev/rung/internal/golden"
 	"rung.dev/rung/internal/uidrange"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // fixture is a Host reading the /proc and cgroup tree testdata/name: the
 // fakes at the I/O edge. The trees copy what runc 1.1.5 and runsc 2022-12
@@ -267,7 +265,7 @@ func TestCheck(t *testing.T) {
 			if diff := cmp.Diff(c.fails, fails); diff != "" {
 				t.Errorf("failing properties (-want +got):\n%s\nfindings:\n%s", diff, render(findings))
 			}
-			golden(t, filepath.Join("testdata", "check", goldenName(c.name)), render(findings))
+			golden.Check(t, filepath.Join("testdata", "check", goldenName(c.name)), []byte(render(findings)))
 		})
 	}
 }
@@ -302,27 +300,6 @@ func render(fs []Finding) string {
 		b.WriteString(f.String() + "\n")
 	}
 	return b.String()
-}
-
-// golden compares got with the file at path, or rewrites it with -update.
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", path, diff)
-	}
 }
 
 func TestCgroupResources(t *testing.T) {

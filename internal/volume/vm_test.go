@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"rung.dev/rung/internal/bundle"
-	"rung.dev/rung/internal/image"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/drivertest"
@@ -27,46 +26,14 @@ import (
 func vmNode(t *testing.T) (*replica.Node, *volume.Manager) {
 	t.Helper()
 	drivertest.RequireRoot(t)
-	drivertest.RequireBinary(t, "busybox")
-	drivertest.RequireBinary(t, "mkfs.ext4")
-	if _, err := exec.LookPath(microvm.DefaultBinary); err != nil {
-		t.Skipf("%s not installed (apt-get install qemu-system-x86): %v", microvm.DefaultBinary, err)
-	}
-	ctx := t.Context()
-	dir := drivertest.SearchableTempDir(t)
-	m, err := volume.Open(filepath.Join(dir, "volume"), nil)
+	drivertest.RequireQEMU(t, microvm.DefaultBinary)
+	bin, err := drivertest.BuildVMInit(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := m.UnmountAll(); err != nil {
-			t.Error(err)
-		}
-	})
-	bin := filepath.Join(t.TempDir(), "rung-vm")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "rung.dev/rung/cmd/rung-vm")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build rung-vm: %v: %s", err, out)
-	}
-	n, err := replica.Open(ctx, dir, replica.Options{Attachers: []replica.Attacher{volume.NewAttacher(m)},
-		VM: microvm.Options{AllowEmulated: true, Init: bin}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a := n.VM().Detect(ctx); !a.Available {
-		if strings.Contains(a.Reason, "guest kernel") {
-			t.Skipf("no guest kernel (apt-get install linux-image-amd64): %s", a.Reason)
-		}
-		t.Fatalf("vm tier unavailable with emulation allowed: %s", a.Reason)
-	}
-	root := t.TempDir()
-	if err := image.BusyboxRoot(root); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.Images().Pack(ctx, root, "busybox:latest", image.PackOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	n, m := openNode(t, microvm.Options{AllowEmulated: true, Init: bin})
+	a := n.VM().Detect(t.Context())
+	drivertest.RequireVMTier(t, a.Available, a.Reason)
 	return n, m
 }
 

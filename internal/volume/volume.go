@@ -30,6 +30,7 @@ import (
 	"time"
 
 	v1 "rung.dev/rung/api/v1"
+	"rung.dev/rung/internal/durable"
 
 	"golang.org/x/sys/unix"
 )
@@ -247,7 +248,7 @@ func (m *Manager) create(ctx context.Context, r Ref, size int64, uid, gid uint32
 	if err := os.MkdirAll(filepath.Dir(m.meta(r)), 0o700); err != nil {
 		return Info{}, err
 	}
-	if err := writeSync(m.meta(r), data); err != nil {
+	if err := durable.Replace(m.meta(r), data); err != nil {
 		_ = os.Remove(img)
 		return Info{}, err
 	}
@@ -455,34 +456,6 @@ func unescape(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-func writeSync(p string, data []byte) error {
-	tmp := p + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(p))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // truncLabel fits a name in ext4's 16-byte label.

@@ -17,6 +17,7 @@ import (
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/drivertest"
+	"rung.dev/rung/internal/runtime/microvm"
 	"rung.dev/rung/internal/tenancy"
 	"rung.dev/rung/internal/topology"
 	"rung.dev/rung/internal/volume"
@@ -25,6 +26,12 @@ import (
 // node opens a Node with the volume attacher in a fresh data directory,
 // with the project's busybox image; every volume is unmounted at the end.
 func node(t *testing.T) (*replica.Node, *volume.Manager) {
+	t.Helper()
+	return openNode(t, microvm.Options{})
+}
+
+// openNode is node with the vm tier's options vm.
+func openNode(t *testing.T, vm microvm.Options) (*replica.Node, *volume.Manager) {
 	t.Helper()
 	drivertest.RequireRoot(t)
 	drivertest.RequireBinary(t, "busybox")
@@ -40,7 +47,7 @@ func node(t *testing.T) (*replica.Node, *volume.Manager) {
 			t.Error(err)
 		}
 	})
-	n, err := replica.Open(ctx, dir, replica.Options{Attachers: []replica.Attacher{volume.NewAttacher(m)}})
+	n, err := replica.Open(ctx, dir, replica.Options{Attachers: []replica.Attacher{volume.NewAttacher(m)}, VM: vm})
 	if err != nil {
 		t.Fatal(err)
 	}

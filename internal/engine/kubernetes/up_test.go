@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,25 +22,8 @@ import (
 	"rung.dev/rung/internal/engine/kubernetes/kubetest"
 	"rung.dev/rung/internal/scheduler"
 	"rung.dev/rung/internal/server/wire"
+	"rung.dev/rung/internal/testio"
 )
-
-// lockedBuffer is a bytes.Buffer that `rung up` writes while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // rungCLI runs the rung command line in this process.
 func rungCLI(t *testing.T, args ...string) (int, string, string) {
@@ -60,7 +42,7 @@ func upKube(t *testing.T, kubeconfig string) {
 	cfgPath := filepath.Join(dir, "config.json")
 	t.Setenv(client.ConfigEnv, cfgPath)
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb lockedBuffer
+	var out, errb testio.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.Execute(ctx, []string{"up", "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0",

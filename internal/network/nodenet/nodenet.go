@@ -326,18 +326,9 @@ func (n *Net) Created(ctx context.Context, s replica.Spec, pid int) error {
 // the route to the replica's /32; the replica's end, eth0, carries the
 // address and a default route through the gateway.
 func (n *Net) link(rec record, pid int) error {
-	sub, err := netip.ParsePrefix(rec.Spec.Subnet)
+	gw, err := n.forwardTo(rec)
 	if err != nil {
 		return err
-	}
-	gw := network.Gateway(sub)
-	// Forwarding is turned on with the first link, not before: a node
-	// without tenant networks keeps its settings.
-	if !n.forwarding {
-		if err := n.sysctl("net/ipv4/ip_forward", "1"); err != nil {
-			return fmt.Errorf("enable IPv4 forwarding: %w", err)
-		}
-		n.forwarding = true
 	}
 	ns, err := netns.GetFromPid(pid)
 	if err != nil {
@@ -358,23 +349,7 @@ func (n *Net) link(rec record, pid int) error {
 	if err != nil {
 		return err
 	}
-	// No IPv6 on the node's end: a replica's link-local packets never
-	// reach the node's IPv6 sockets. A replica that publishes ports is
-	// reached through 127.0.0.1 too (rules.go), which needs the link to
-	// route loopback sources (route_localnet; the input chain still drops
-	// everything from the link but replies and the name server).
-	if err := n.inNS(func() error {
-		err := os.WriteFile("/proc/sys/net/ipv6/conf/"+rec.Iface+"/disable_ipv6", []byte("1"), 0o644)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("disable IPv6: %w", err)
-		}
-		if publishes(rec.Spec) {
-			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+rec.Iface+"/route_localnet", []byte("1"), 0o644); err != nil {
-				return fmt.Errorf("route_localnet: %w", err)
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := n.setNodeEnd(rec); err != nil {
 		return err
 	}
 	h, err := netlink.NewHandleAt(ns)
@@ -399,6 +374,44 @@ func (n *Net) link(rec record, pid int) error {
 		return fmt.Errorf("default route: %w", err)
 	}
 	return n.routeToReplica(host, gw, rec.Addr)
+}
+
+// forwardTo is the gateway of rec's subnet, with IPv4 forwarding on:
+// turned on with the first link, not before, so that a node without
+// tenant networks keeps its settings.
+func (n *Net) forwardTo(rec record) (netip.Addr, error) {
+	sub, err := netip.ParsePrefix(rec.Spec.Subnet)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if !n.forwarding {
+		if err := n.sysctl("net/ipv4/ip_forward", "1"); err != nil {
+			return netip.Addr{}, fmt.Errorf("enable IPv4 forwarding: %w", err)
+		}
+		n.forwarding = true
+	}
+	return network.Gateway(sub), nil
+}
+
+// setNodeEnd sets the node's end of rec's link (a veth or a vm's tap),
+// in one visit to the node's namespace. No IPv6: a replica's link-local
+// packets never reach the node's IPv6 sockets. A replica that publishes
+// ports is reached through 127.0.0.1 too (rules.go), which needs the link
+// to route loopback sources (route_localnet; the input chain still drops
+// everything from the link but replies and the name server).
+func (n *Net) setNodeEnd(rec record) error {
+	return n.inNS(func() error {
+		err := os.WriteFile("/proc/sys/net/ipv6/conf/"+rec.Iface+"/disable_ipv6", []byte("1"), 0o644)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("disable IPv6: %w", err)
+		}
+		if publishes(rec.Spec) {
+			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+rec.Iface+"/route_localnet", []byte("1"), 0o644); err != nil {
+				return fmt.Errorf("route_localnet: %w", err)
+			}
+		}
+		return nil
+	})
 }
 
 // routeToReplica gives the node's end of a replica's link (a veth or a

@@ -17,6 +17,7 @@ import (
 
 	"rung.dev/rung/internal/image"
 	"rung.dev/rung/internal/network"
+	"rung.dev/rung/internal/network/netnstest"
 	"rung.dev/rung/internal/network/nodenet"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
@@ -24,61 +25,14 @@ import (
 	"rung.dev/rung/internal/tenancy"
 )
 
-// host is a network namespace standing in for a node: its own address on
-// a dummy link, as a machine's NIC would carry it.
-type host struct {
-	name, path string
-	addr       string
-}
+// host is a namespace "node" (netnstest.Host) that serves and fetches
+// with busybox.
+type host struct{ netnstest.Host }
 
-func sh(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func newNS(t *testing.T) string {
-	t.Helper()
-	drivertest.RequireRoot(t)
-	drivertest.RequireBinary(t, "ip")
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "rungtest-" + hex.EncodeToString(b)
-	sh(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	sh(t, "ip", "-n", name, "link", "set", "lo", "up")
-	return name
-}
-
-// newSwitch is a namespace with a bridge that hosts plug into.
-func newSwitch(t *testing.T) string {
-	sw := newNS(t)
-	sh(t, "ip", "-n", sw, "link", "add", "br0", "type", "bridge")
-	sh(t, "ip", "-n", sw, "link", "set", "br0", "up")
-	return sw
-}
-
-// newHost makes a host with addr on nic0; plugged into switch sw, or, with
-// sw empty, into a veth of its own (no dummy module on every kernel).
+// newHost is netnstest.NewHost.
 func newHost(t *testing.T, addr string, sw ...string) host {
 	t.Helper()
-	h := host{name: newNS(t), addr: addr}
-	h.path = "/run/netns/" + h.name
-	if len(sw) == 0 {
-		sh(t, "ip", "-n", h.name, "link", "add", "nic0", "type", "veth", "peer", "name", "nic0p")
-		sh(t, "ip", "-n", h.name, "link", "set", "nic0p", "up")
-	} else {
-		port := "p" + h.name[len("rungtest-"):]
-		sh(t, "ip", "-n", h.name, "link", "add", "nic0", "type", "veth", "peer", "name", port, "netns", sw[0])
-		sh(t, "ip", "-n", sw[0], "link", "set", port, "master", "br0")
-		sh(t, "ip", "-n", sw[0], "link", "set", port, "up")
-	}
-	sh(t, "ip", "-n", h.name, "addr", "add", addr+"/24", "dev", "nic0")
-	sh(t, "ip", "-n", h.name, "link", "set", "nic0", "up")
-	return h
+	return host{netnstest.NewHost(t, addr, sw...)}
 }
 
 // serve runs busybox httpd in the host's namespace on addr:port, serving
@@ -89,11 +43,31 @@ func (h host) serve(t *testing.T, addr string, port int, body string) {
 	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", h.name, "busybox", "httpd", "-f", "-p", fmt.Sprintf("%s:%d", addr, port), "-h", dir)
+	cmd := exec.Command("ip", "netns", "exec", h.Name, "busybox", "httpd", "-f", "-p", fmt.Sprintf("%s:%d", addr, port), "-h", dir)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+}
+
+// newNode is the host "node" at 192.0.2.10, with a data directory and a
+// fresh nftables scope for it; it skips without runc, busybox or nft.
+func newNode(t *testing.T) (host, string, string) {
+	t.Helper()
+	drivertest.RequireBinary(t, "runc")
+	drivertest.RequireBinary(t, "busybox")
+	drivertest.RequireBinary(t, "nft")
+	return newHost(t, "192.0.2.10"), drivertest.SearchableTempDir(t), scope()
+}
+
+// serveForbidden serves in h what replicas must never reach: the node's
+// own API-like port (7440, "node-api") on every address of the node, and
+// the metadata address 169.254.169.254 ("metadata").
+func (h host) serveForbidden(t *testing.T) {
+	t.Helper()
+	netnstest.Run(t, "ip", "-n", h.Name, "addr", "add", "169.254.169.254/32", "dev", "lo")
+	h.serve(t, "0.0.0.0", 7440, "node-api")
+	h.serve(t, "169.254.169.254", 80, "metadata")
 }
 
 // get fetches url from the host's namespace, with nc: Debian's static
@@ -101,13 +75,30 @@ func (h host) serve(t *testing.T, addr string, port int, body string) {
 // nsswitch.conf.
 func (h host) get(url string, timeout int) (string, error) {
 	host, port := hostPort(url)
-	cmd := exec.Command("ip", "netns", "exec", h.name, "busybox", "nc", "-w", fmt.Sprint(timeout), host, port)
+	cmd := exec.Command("ip", "netns", "exec", h.Name, "busybox", "nc", "-w", fmt.Sprint(timeout), host, port)
 	cmd.Stdin = strings.NewReader("GET / HTTP/1.0\r\n\r\n")
 	out, err := cmd.CombinedOutput()
 	if err == nil && !strings.Contains(string(out), "200 OK") {
 		err = fmt.Errorf("no answer")
 	}
 	return string(out), err
+}
+
+// refusesNode checks that what serveForbidden serves answers on the node,
+// and that replica id reaches none of it: the node's port on the node's
+// address and on its gateway address gw, and the metadata address.
+func (f *fixture) refusesNode(t *testing.T, id, gw string) {
+	t.Helper()
+	node := "http://" + f.host.Addr + ":7440/"
+	if out, err := f.host.get(node, 30); err != nil || !strings.Contains(out, "node-api") {
+		t.Fatalf("the node's own port does not answer on the node: %v %s", err, out)
+	}
+	if out, err := f.host.get("http://169.254.169.254/", 30); err != nil || !strings.Contains(out, "metadata") {
+		t.Fatalf("the metadata server does not answer on the node: %v %s", err, out)
+	}
+	f.refused(t, id, node)
+	f.refused(t, id, "http://"+gw+":7440/")
+	f.refused(t, id, "http://169.254.169.254/")
 }
 
 type fixture struct {
@@ -122,7 +113,7 @@ type fixture struct {
 func open(t *testing.T, h host, dir, scope string) *fixture {
 	t.Helper()
 	ctx := t.Context()
-	cfg := nodenet.Config{Dir: filepath.Join(dir, "network"), Scope: scope, NetNS: h.path}
+	cfg := nodenet.Config{Dir: filepath.Join(dir, "network"), Scope: scope, NetNS: h.Path}
 	nt, err := nodenet.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -213,19 +204,10 @@ const web = "echo $TENANT_BODY > /tmp/index.html; busybox httpd -p 9090 -h /tmp;
 // node's address; then everything is gone after the replicas stop, also
 // when a new agent (kill -9 of the old one) removes them.
 func TestTenantNetworkPackets(t *testing.T) {
-	drivertest.RequireBinary(t, "runc")
-	drivertest.RequireBinary(t, "busybox")
-	drivertest.RequireBinary(t, "nft")
-	h := newHost(t, "192.0.2.10")
-	dir := drivertest.SearchableTempDir(t)
-	sc := scope()
+	h, dir, sc := newNode(t)
 	f := open(t, h, dir, sc)
 	f.busybox(t)
-	// What replicas must never reach: the node's own API-like port on its
-	// address, and the metadata address.
-	sh(t, "ip", "-n", h.name, "addr", "add", "169.254.169.254/32", "dev", "lo")
-	h.serve(t, "0.0.0.0", 7440, "node-api")
-	h.serve(t, "169.254.169.254", 80, "metadata")
+	h.serveForbidden(t)
 
 	spec := func(workload string, ports ...network.Port) *network.Spec {
 		return &network.Spec{Pool: "10.201.0.0/16", Subnet: "10.201.3.0/24", Workload: workload, Ports: ports}
@@ -251,15 +233,7 @@ func TestTenantNetworkPackets(t *testing.T) {
 	f.refused(t, "beta-cli-0", url(8080))
 	f.refused(t, "beta-cli-0", url(9090))
 	// The node (its address, its gateway address) and the metadata address.
-	if out, err := h.get("http://192.0.2.10:7440/", 30); err != nil || !strings.Contains(out, "node-api") {
-		t.Fatalf("the node's own port does not answer on the node: %v %s", err, out)
-	}
-	if out, err := h.get("http://169.254.169.254/", 30); err != nil || !strings.Contains(out, "metadata") {
-		t.Fatalf("the metadata server does not answer on the node: %v %s", err, out)
-	}
-	f.refused(t, "acme-cli-0", "http://192.0.2.10:7440/")
-	f.refused(t, "acme-cli-0", "http://10.201.3.1:7440/")
-	f.refused(t, "acme-cli-0", "http://169.254.169.254/")
+	f.refusesNode(t, "acme-cli-0", "10.201.3.1")
 	// What rung verify shows, read from the kernel.
 	st, err := f.node.State(t.Context(), "acme-web-0")
 	if err != nil {
@@ -317,10 +291,10 @@ func TestTenantNetworkPackets(t *testing.T) {
 			t.Fatalf("remove %s: %v", id, err)
 		}
 	}
-	if out := sh(t, "ip", "-n", h.name, "-o", "link"); strings.Contains(out, " rv") {
+	if out := netnstest.Run(t, "ip", "-n", h.Name, "-o", "link"); strings.Contains(out, " rv") {
 		t.Errorf("links left after the replicas stopped:\n%s", out)
 	}
-	if out := sh(t, "ip", "netns", "exec", h.name, "nft", "list", "tables"); strings.Contains(out, "rung-"+sc) {
+	if out := netnstest.Run(t, "ip", "netns", "exec", h.Name, "nft", "list", "tables"); strings.Contains(out, "rung-"+sc) {
 		t.Errorf("table left after the replicas stopped:\n%s", out)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(dir, "network")); len(ents) != 0 {
@@ -330,7 +304,7 @@ func TestTenantNetworkPackets(t *testing.T) {
 
 // dump logs the node's and replica id's network, to explain a failure.
 func (f *fixture) dump(t *testing.T, id string) {
-	for _, args := range [][]string{{"ip", "-n", f.host.name, "addr"}, {"ip", "-n", f.host.name, "route"}, {"ip", "netns", "exec", f.host.name, "nft", "list", "ruleset"}, {"ip", "netns", "exec", f.host.name, "sysctl", "net.ipv4.ip_forward"}} {
+	for _, args := range [][]string{{"ip", "-n", f.host.Name, "addr"}, {"ip", "-n", f.host.Name, "route"}, {"ip", "netns", "exec", f.host.Name, "nft", "list", "ruleset"}, {"ip", "netns", "exec", f.host.Name, "sysctl", "net.ipv4.ip_forward"}} {
 		out, _ := exec.Command(args[0], args[1:]...).CombinedOutput()
 		t.Logf("%s:\n%s", strings.Join(args, " "), out)
 	}
@@ -367,7 +341,7 @@ func (f *fixture) exec(t *testing.T, id string, args ...string) string {
 func TestTenantNetworkAcrossNodes(t *testing.T) {
 	drivertest.RequireBinary(t, "runc")
 	drivertest.RequireBinary(t, "busybox")
-	sw := newSwitch(t)
+	sw := netnstest.NewSwitch(t)
 	h1, h2 := newHost(t, "192.0.2.11", sw), newHost(t, "192.0.2.12", sw)
 	f1 := open(t, h1, drivertest.SearchableTempDir(t), scope())
 	f2 := open(t, h2, drivertest.SearchableTempDir(t), scope())
@@ -383,11 +357,11 @@ func TestTenantNetworkAcrossNodes(t *testing.T) {
 	webAddr, _ := f1.net.Address("acme-web-0")
 	acmeCli, _ := f2.net.Address("acme-cli-0")
 	betaCli, _ := f2.net.Address("beta-cli-0")
-	if err := f1.net.SetPeers(t.Context(), []nodenet.Peer{{Node: "h2", Underlay: netip.MustParseAddr(h2.addr), Subnet: netip.MustParsePrefix("10.202.2.0/24"),
+	if err := f1.net.SetPeers(t.Context(), []nodenet.Peer{{Node: "h2", Underlay: netip.MustParseAddr(h2.Addr), Subnet: netip.MustParsePrefix("10.202.2.0/24"),
 		Replicas: []network.Remote{{Tenant: "acme", Workload: "cli", Addr: acmeCli}, {Tenant: "beta", Workload: "cli", Addr: betaCli}}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f2.net.SetPeers(t.Context(), []nodenet.Peer{{Node: "h1", Underlay: netip.MustParseAddr(h1.addr), Subnet: netip.MustParsePrefix("10.202.1.0/24"),
+	if err := f2.net.SetPeers(t.Context(), []nodenet.Peer{{Node: "h1", Underlay: netip.MustParseAddr(h1.Addr), Subnet: netip.MustParsePrefix("10.202.1.0/24"),
 		Replicas: []network.Remote{{Tenant: "acme", Workload: "web", Addr: webAddr}}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +381,7 @@ func TestTenantNetworkAcrossNodes(t *testing.T) {
 	if err := f2.net.SetPeers(t.Context(), nil); err != nil {
 		t.Fatal(err)
 	}
-	if out := sh(t, "ip", "-n", h2.name, "route"); strings.Contains(out, "10.202.1.0/24") {
+	if out := netnstest.Run(t, "ip", "-n", h2.Name, "route"); strings.Contains(out, "10.202.1.0/24") {
 		t.Errorf("route to a removed peer left:\n%s", out)
 	}
 }

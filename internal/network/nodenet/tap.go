@@ -2,7 +2,6 @@ package nodenet
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -54,16 +53,9 @@ func (n *Net) attachTap(a *replica.Attachment, rec record) error {
 }
 
 func (n *Net) makeTap(rec record, uid, gid uint32) error {
-	sub, err := netip.ParsePrefix(rec.Spec.Subnet)
+	gw, err := n.forwardTo(rec)
 	if err != nil {
 		return err
-	}
-	gw := network.Gateway(sub)
-	if !n.forwarding {
-		if err := n.sysctl("net/ipv4/ip_forward", "1"); err != nil {
-			return fmt.Errorf("enable IPv4 forwarding: %w", err)
-		}
-		n.forwarding = true
 	}
 	la := netlink.NewLinkAttrs()
 	la.Name = rec.Iface
@@ -82,14 +74,8 @@ func (n *Net) makeTap(rec record, uid, gid uint32) error {
 	if err := n.nl.LinkSetAlias(tap, n.tag()+rec.ID); err != nil {
 		return fmt.Errorf("tag: %w", err)
 	}
-	if err := n.sysctl("net/ipv6/conf/"+rec.Iface+"/disable_ipv6", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("disable IPv6: %w", err)
-	}
-	// Published ports through 127.0.0.1, as for a veth (nodenet.go, rules.go).
-	if publishes(rec.Spec) {
-		if err := n.sysctl("net/ipv4/conf/"+rec.Iface+"/route_localnet", "1"); err != nil {
-			return fmt.Errorf("route_localnet: %w", err)
-		}
+	if err := n.setNodeEnd(rec); err != nil {
+		return err
 	}
 	return n.routeToReplica(tap, gw, rec.Addr)
 }

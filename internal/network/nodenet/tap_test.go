@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"rung.dev/rung/internal/network"
+	"rung.dev/rung/internal/network/netnstest"
 	"rung.dev/rung/internal/network/nodenet"
 	"rung.dev/rung/internal/replica"
 	"rung.dev/rung/internal/runtime"
@@ -28,20 +26,16 @@ import (
 // openVM is open with the vm tier (TCG allowed: tests only).
 func openVM(t *testing.T, h host, dir, scope string) *fixture {
 	t.Helper()
-	if _, err := exec.LookPath(microvm.DefaultBinary); err != nil {
-		t.Skipf("%s not installed (apt-get install qemu-system-x86): %v", microvm.DefaultBinary, err)
-	}
+	drivertest.RequireQEMU(t, microvm.DefaultBinary)
 	bin := os.Getenv("RUNG_VM_INIT")
 	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "rung-vm")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "rung.dev/rung/cmd/rung-vm")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build rung-vm: %v: %s", err, out)
+		var err error
+		if bin, err = drivertest.BuildVMInit(t.TempDir()); err != nil {
+			t.Fatal(err)
 		}
 	}
 	ctx := t.Context()
-	cfg := nodenet.Config{Dir: filepath.Join(dir, "network"), Scope: scope, NetNS: h.path}
+	cfg := nodenet.Config{Dir: filepath.Join(dir, "network"), Scope: scope, NetNS: h.Path}
 	nt, err := nodenet.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -52,12 +46,8 @@ func openVM(t *testing.T, h host, dir, scope string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := n.VM().Detect(ctx); !a.Available {
-		if strings.Contains(a.Reason, "guest kernel") {
-			t.Skipf("no guest kernel (apt-get install linux-image-amd64): %s", a.Reason)
-		}
-		t.Fatalf("vm tier unavailable with emulation allowed: %s", a.Reason)
-	}
+	a := n.VM().Detect(ctx)
+	drivertest.RequireVMTier(t, a.Available, a.Reason)
 	return &fixture{cfg: cfg, host: h, net: nt, node: n, dir: dir, init: bin}
 }
 
@@ -85,17 +75,10 @@ func (f *fixture) vmGet(t *testing.T, id, url string, timeout int) (string, bool
 // gone when the replica is removed, and a tagged tap without a record (a
 // crash) is removed by the next Open.
 func TestVMTenantNetwork(t *testing.T) {
-	drivertest.RequireBinary(t, "runc")
-	drivertest.RequireBinary(t, "busybox")
-	drivertest.RequireBinary(t, "nft")
-	h := newHost(t, "192.0.2.10")
-	dir := drivertest.SearchableTempDir(t)
-	sc := scope()
+	h, dir, sc := newNode(t)
 	f := openVM(t, h, dir, sc)
 	f.busybox(t)
-	sh(t, "ip", "-n", h.name, "addr", "add", "169.254.169.254/32", "dev", "lo")
-	h.serve(t, "0.0.0.0", 7440, "node-api")
-	h.serve(t, "169.254.169.254", 80, "metadata")
+	h.serveForbidden(t)
 	spec := func(workload string) *network.Spec {
 		return &network.Spec{Pool: "10.202.0.0/16", Subnet: "10.202.3.0/24", Workload: workload}
 	}
@@ -120,7 +103,7 @@ func TestVMTenantNetwork(t *testing.T) {
 		t.Fatal("no addresses")
 	}
 	tap := f.net.Iface(vm.ID)
-	out := sh(t, "ip", "-n", h.name, "-d", "link", "show", tap)
+	out := netnstest.Run(t, "ip", "-n", h.Name, "-d", "link", "show", tap)
 	if !strings.Contains(out, "tun type tap") {
 		t.Errorf("the vm's link %s is not a tap:\n%s", tap, out)
 	}
@@ -186,16 +169,16 @@ func TestVMTenantNetwork(t *testing.T) {
 	if err := f.node.Remove(t.Context(), vm.ID); err != nil {
 		t.Fatal(err)
 	}
-	if out := sh(t, "ip", "-n", h.name, "-o", "link"); strings.Contains(out, tap) {
+	if out := netnstest.Run(t, "ip", "-n", h.Name, "-o", "link"); strings.Contains(out, tap) {
 		t.Errorf("tap %s left after the vm replica was removed:\n%s", tap, out)
 	}
 
 	// A crash between Attach and the record's removal: a tagged tap with
 	// no record is removed by the next Open.
-	sh(t, "ip", "-n", h.name, "tuntap", "add", "dev", "rvleftover0", "mode", "tap")
-	sh(t, "ip", "-n", h.name, "link", "set", "rvleftover0", "alias", "rung/"+sc+"/gone-0")
+	netnstest.Run(t, "ip", "-n", h.Name, "tuntap", "add", "dev", "rvleftover0", "mode", "tap")
+	netnstest.Run(t, "ip", "-n", h.Name, "link", "set", "rvleftover0", "alias", "rung/"+sc+"/gone-0")
 	open(t, h, dir, sc)
-	if out := sh(t, "ip", "-n", h.name, "-o", "link"); strings.Contains(out, "rvleftover0") {
+	if out := netnstest.Run(t, "ip", "-n", h.Name, "-o", "link"); strings.Contains(out, "rvleftover0") {
 		t.Errorf("a leftover tap survived Open:\n%s", out)
 	}
 }
@@ -245,53 +228,15 @@ func TestVMTenantNetworkAgentKilled(t *testing.T) {
 	if os.Getenv("RUNG_VM_NET_HELPER") != "" {
 		t.Skip("helper process")
 	}
-	drivertest.RequireBinary(t, "runc")
-	drivertest.RequireBinary(t, "busybox")
-	drivertest.RequireBinary(t, "nft")
-	h := newHost(t, "192.0.2.10")
-	dir := drivertest.SearchableTempDir(t)
-	sc := scope()
+	h, dir, sc := newNode(t)
 	// The first agent, in this process only to check the tier and build
 	// rung-vm (its node is not used after).
 	f := openVM(t, h, dir, sc)
 	f.busybox(t)
-	// QEMU outlives its killed agent as a zombie of this process's
-	// descendants: be their reaper (the host's init is, for an agent).
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestVMNetHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), "RUNG_VM_NET_HELPER="+dir, "RUNG_VM_NET_NS="+h.name, "RUNG_VM_NET_SCOPE="+sc, "RUNG_VM_INIT="+f.init)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var pid int
-	buf := make([]byte, 4096)
-	var got []byte
-	for pid == 0 {
-		n, err := out.Read(buf)
-		got = append(got, buf[:n]...)
-		if err != nil {
-			t.Fatalf("helper ended before it started the vm: %v: %s", err, got)
-		}
-		for _, l := range strings.Split(string(got), "\n") {
-			fmt.Sscanf(l, "QEMU_PID=%d", &pid)
-		}
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		var ws unix.WaitStatus
-		_, _ = unix.Wait4(pid, &ws, 0, nil)
-	})
+	cmd, pid := drivertest.StartVMHelper(t, ctx, "TestVMNetHelper",
+		"RUNG_VM_NET_HELPER="+dir, "RUNG_VM_NET_NS="+h.Name, "RUNG_VM_NET_SCOPE="+sc, "RUNG_VM_INIT="+f.init)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +268,7 @@ func TestVMTenantNetworkAgentKilled(t *testing.T) {
 	if err := g.node.Remove(ctx, "acme-vm-0"); err != nil {
 		t.Fatal(err)
 	}
-	if out := sh(t, "ip", "-n", h.name, "-o", "link"); strings.Contains(out, tap) {
+	if out := netnstest.Run(t, "ip", "-n", h.Name, "-o", "link"); strings.Contains(out, tap) {
 		t.Errorf("tap %s left after the adopted vm replica was removed:\n%s", tap, out)
 	}
 }
@@ -335,8 +280,8 @@ func TestVMNetHelper(t *testing.T) {
 	if dir == "" {
 		t.Skip("run by TestVMTenantNetworkAgentKilled")
 	}
-	h := host{name: os.Getenv("RUNG_VM_NET_NS")}
-	h.path = "/run/netns/" + h.name
+	ns := os.Getenv("RUNG_VM_NET_NS")
+	h := host{netnstest.Host{Name: ns, Path: "/run/netns/" + ns}}
 	f := openVM(t, h, dir, os.Getenv("RUNG_VM_NET_SCOPE"))
 	s := vmWeb(&network.Spec{Pool: "10.202.0.0/16", Subnet: "10.202.3.0/24", Workload: "vm"})
 	if err := f.node.Start(t.Context(), s); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"rung.dev/rung/internal/bundle"
+	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/uidrange"
 )
 
@@ -153,4 +154,18 @@ func NetworkRunsc(t testing.TB) string {
 			t.Skip("no runsc with sandbox networks: no module root above the test (make runsc; or set RUNG_RUNSC)")
 		}
 	}
+}
+
+// NewOCI is the runc or runsc driver (kind) keeping its state in dir.
+func NewOCI(t testing.TB, kind, dir string) *runtime.OCI {
+	t.Helper()
+	newDriver := runtime.NewRunc
+	if kind == "runsc" {
+		newDriver = runtime.NewRunsc
+	}
+	d, err := newDriver(runtime.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -472,7 +472,7 @@ func (d *Driver) openOutput(v *vm, stdio runtime.IO) error {
 	if err := os.MkdirAll(d.logDir(v.id), 0o700); err != nil {
 		return err
 	}
-	w, err := logfile.Create(filepath.Join(d.logDir(v.id), "current.log"), d.opt.LogMaxSize)
+	w, err := logfile.Create(filepath.Join(d.logDir(v.id), runtime.CurrentLog), d.opt.LogMaxSize)
 	if err != nil {
 		return err
 	}

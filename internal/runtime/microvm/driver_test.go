@@ -1,13 +1,11 @@
 package microvm
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -23,6 +21,7 @@ import (
 	"rung.dev/rung/internal/bundle"
 	"rung.dev/rung/internal/runtime"
 	"rung.dev/rung/internal/runtime/drivertest"
+	"rung.dev/rung/internal/testio"
 	"rung.dev/rung/internal/verify"
 )
 
@@ -47,12 +46,7 @@ func rungVM(t *testing.T) string {
 			initErr = err
 			return
 		}
-		initPath = filepath.Join(dir, "rung-vm")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", initPath, "rung.dev/rung/cmd/rung-vm")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			initErr = fmt.Errorf("go build rung-vm: %v: %s", err, out)
-		}
+		initPath, initErr = drivertest.BuildVMInit(dir)
 	})
 	if initErr != nil {
 		t.Fatal(initErr)
@@ -74,9 +68,7 @@ func TestMain(m *testing.M) {
 func requireVM(t *testing.T, o Options) *Driver {
 	t.Helper()
 	drivertest.RequireRoot(t)
-	if _, err := exec.LookPath(DefaultBinary); err != nil {
-		t.Skipf("%s not installed (apt-get install qemu-system-x86): %v", DefaultBinary, err)
-	}
+	drivertest.RequireQEMU(t, DefaultBinary)
 	drivertest.RequireBinary(t, "busybox")
 	if o.Dir == "" {
 		o.Dir = filepath.Join(drivertest.SearchableTempDir(t), "vm")
@@ -90,12 +82,7 @@ func requireVM(t *testing.T, o Options) *Driver {
 		t.Fatal(err)
 	}
 	a := d.Detect(t.Context())
-	if !a.Available && strings.Contains(a.Reason, "guest kernel") {
-		t.Skipf("no guest kernel (apt-get install linux-image-amd64): %s", a.Reason)
-	}
-	if !a.Available {
-		t.Fatalf("vm tier unavailable with emulation allowed: %s", a.Reason)
-	}
+	drivertest.RequireVMTier(t, a.Available, a.Reason)
 	t.Logf("vm tier: %+v", a)
 	return d
 }
@@ -136,7 +123,7 @@ func TestVMReplica(t *testing.T) {
 	dir := drivertest.BusyboxBundle(t, r,
 		drivertest.Shell(`trap 'echo got TERM; exit 3' TERM; cat /proc/version; echo to-stderr >&2; id; echo ready; while true; do sleep 1; done`),
 		drivertest.Cgroups(id), bundle.WithUser(1000, 1000), bundle.WithResources(1000, 128<<20, 64))
-	var stdout, stderr syncBuffer
+	var stdout, stderr testio.Buffer
 	if err := d.Create(ctx, id, dir, runtime.IO{Stdout: &stdout, Stderr: &stderr}); err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +158,7 @@ func TestVMReplica(t *testing.T) {
 	}
 
 	// exec runs through the same channel, as the workload's user.
-	var eout syncBuffer
+	var eout testio.Buffer
 	code, err := d.ExecProcess(ctx, id, nil, []string{"id"}, runtime.ExecIO{Stdout: &eout, Stderr: &eout})
 	if err != nil || code != 0 || !strings.Contains(eout.String(), "uid=1000") {
 		t.Errorf("exec id = %d, %v, %q", code, err, eout.String())
@@ -308,7 +295,7 @@ func TestVMMemoryLimit(t *testing.T) {
 	dir := drivertest.BusyboxBundle(t, r,
 		drivertest.Shell(`grep MemTotal /proc/meminfo; x=0123456789abcdef; x=$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x; i=0; while [ $i -lt 18 ]; do x=$x$x; i=$((i+1)); done; echo survived ${#x}`),
 		drivertest.Cgroups(id), bundle.WithResources(1000, 128<<20, 64))
-	var out syncBuffer
+	var out testio.Buffer
 	exit, err := runtime.Run(ctx, d, id, dir, runtime.IO{Stdout: &out, Stderr: &out})
 	t.Logf("exit %+v, %v; output %q", exit, err, out.String())
 	if err != nil {
@@ -455,23 +442,6 @@ func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestVMAgentKilled: kill -9 of the process that drives a VM (the agent)
 // leaves its QEMU running, and the next driver on the same directory
 // adopts it: the same QEMU pid runs, exec works through the reconnected
@@ -484,40 +454,11 @@ func TestVMAgentKilled(t *testing.T) {
 	d := requireVM(t, Options{})
 	dir := d.opt.Dir
 	ctx := ctxT(t)
-	// QEMU outlives its killed parent only as a zombie; this process
-	// becomes its reaper (as the host's init is for an agent) so that the
-	// zombie, which keeps its cgroup busy, is reaped at once.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 	r := drivertest.Range(t, 34)
 	id := "vm-orphan"
 	bdir := drivertest.BusyboxBundle(t, r, drivertest.Shell("trap 'exit 5' TERM; while true; do echo tick; sleep 1; done"), drivertest.Cgroups(id))
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestVMAgentHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), "RUNG_VM_AGENT_DIR="+dir, "RUNG_VM_AGENT_BUNDLE="+bdir, "RUNG_VM_AGENT_INIT="+d.opt.Init)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var pid int
-	buf := make([]byte, 4096)
-	var got []byte
-	for pid == 0 {
-		n, err := out.Read(buf)
-		got = append(got, buf[:n]...)
-		if err != nil {
-			t.Fatalf("helper ended before it started the vm: %v: %s", err, got)
-		}
-		for _, l := range strings.Split(string(got), "\n") {
-			fmt.Sscanf(l, "QEMU_PID=%d", &pid)
-		}
-	}
+	cmd, pid := drivertest.StartVMHelper(t, ctx, "TestVMAgentHelper",
+		"RUNG_VM_AGENT_DIR="+dir, "RUNG_VM_AGENT_BUNDLE="+bdir, "RUNG_VM_AGENT_INIT="+d.opt.Init)
 	t.Logf("helper %d runs qemu %d", cmd.Process.Pid, pid)
 	if err := syscall.Kill(pid, 0); err != nil {
 		t.Fatalf("qemu %d not running: %v", pid, err)
@@ -536,17 +477,12 @@ func TestVMAgentKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		var ws unix.WaitStatus
-		_, _ = unix.Wait4(pid, &ws, 0, nil)
-	})
 	st, err := d2.State(ctx, id)
 	if err != nil || st.Status != runtime.Running || st.Pid != pid {
 		t.Fatalf("state after the agent's restart = %+v, %v; want running, qemu pid %d", st, err, pid)
 	}
 	// exec through the reconnected channel.
-	var eout syncBuffer
+	var eout testio.Buffer
 	code, err := d2.ExecProcess(ctx, id, nil, []string{"echo", "adopted"}, runtime.ExecIO{Stdout: &eout, Stderr: &eout})
 	if err != nil || code != 0 || !strings.Contains(eout.String(), "adopted") {
 		t.Errorf("exec in the adopted vm = %d, %v, %q", code, err, eout.String())
@@ -589,7 +525,7 @@ func TestVMAgentHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	var out syncBuffer
+	var out testio.Buffer
 	if err := d.Create(ctx, "vm-orphan", os.Getenv("RUNG_VM_AGENT_BUNDLE"), runtime.IO{Stdout: &out, Stderr: &out}); err != nil {
 		t.Fatal(err)
 	}

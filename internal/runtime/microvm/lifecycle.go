@@ -168,8 +168,8 @@ func (d *Driver) cleanup(v *vm) {
 }
 
 func (d *Driver) retireLog(id string) error {
-	cur := filepath.Join(d.logDir(id), "current.log")
-	prev := filepath.Join(d.logDir(id), "previous.log")
+	cur := filepath.Join(d.logDir(id), runtime.CurrentLog)
+	prev := filepath.Join(d.logDir(id), runtime.PreviousLog)
 	if _, err := os.Stat(cur); err != nil {
 		return nil
 	}
@@ -194,13 +194,9 @@ func (d *Driver) ReadLogs(ctx context.Context, id string, o logfile.ReadOptions)
 	if !validID(id) {
 		return nil, fmt.Errorf("vm logs %q: %w", id, runtime.ErrInvalidID)
 	}
-	p := filepath.Join(d.logDir(id), "current.log")
-	if o.Previous {
-		p = filepath.Join(d.logDir(id), "previous.log")
-	}
-	rc, err := logfile.Open(ctx, p, o)
-	if errors.Is(err, logfile.ErrNoLog) {
-		return nil, fmt.Errorf("vm logs %s: %w", id, runtime.ErrNotFound)
+	rc, err := runtime.ReadLogDir(ctx, d.logDir(id), o)
+	if errors.Is(err, runtime.ErrNotFound) {
+		return nil, fmt.Errorf("vm logs %s: %w", id, err)
 	}
 	return rc, err
 }
