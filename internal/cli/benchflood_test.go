@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"rung.dev/rung/internal/testio"
 )
 
 // TestFlood: the bench's flood peer sends exactly its count of requests
@@ -89,7 +90,7 @@ func TestBenchAPIFlood(t *testing.T) {
 		c.Env = append(os.Environ(), floodPeerArgsEnv+"="+strings.Join(args, "\t"))
 		return c, nil
 	}
-	var o, e syncBuffer
+	var o, e testio.Buffer
 	cmd := newBenchAPICmd()
 	cmd.SetOut(&o)
 	cmd.SetErr(&e)

@@ -97,7 +97,7 @@ func TestSandboxNetworkPackets(t *testing.T) {
 	if in, _, _ := nodenet.InspectIn(ctx, f.cfg, "acme-sb-0", st.Pid, false); len(in.Problems) == 0 {
 		t.Errorf("inspected as a container, the sandbox's eth0 (no address) passed: %+v", in)
 	}
-	sh(t, "nsenter", "-t", fmt.Sprint(st.Pid), "-n", "ip", "addr", "add", "10.203.1.250/32", "dev", "eth0")
+	netnstest.Run(t, "nsenter", "-t", fmt.Sprint(st.Pid), "-n", "ip", "addr", "add", "10.203.1.250/32", "dev", "eth0")
 	if in, _, _ := nodenet.InspectIn(ctx, f.cfg, "acme-sb-0", st.Pid, true); !slices.ContainsFunc(in.Problems, func(p string) bool { return strings.Contains(p, "eth0 keeps 10.203.1.250/32") }) {
 		t.Errorf("an address on the sandbox namespace's eth0 went unnoticed: %+v", in)
 	}
