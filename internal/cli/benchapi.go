@@ -194,7 +194,7 @@ Exit 1 on any error.`,
 	fl.IntVar(&opts.listers, "listers", 0, "a second run with this many clients listing the workloads meanwhile")
 	fl.BoolVar(&opts.decodeLists, "decode-lists", false, "listers decode every page as the typed client does (by default they read the bytes only, as clients on other machines: their decoding is not the server's work)")
 	fl.IntVar(&opts.badTokens, "bad-tokens", 0, "applies with and without this many requests with a wrong token meanwhile (sent by a process of their own at --bad-token-rate), interleaved; instead of --requests, the runs last as long as the flood")
-	fl.Float64Var(&opts.badRate, "bad-token-rate", 1000, "the bad-token flood's offered rate, requests per second (open loop)")
+	fl.Float64Var(&opts.badRate, "bad-token-rate", 2000, "the bad-token flood's offered rate, requests per second (open loop)")
 	fl.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of the runs (control plane and clients) to this file")
 	fl.StringVar(&opts.store, "store", "", "the embedded control plane's store: bolt (default) or etcd://HOST:PORT[/PREFIX]")
 	return cmd

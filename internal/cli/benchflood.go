@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -50,35 +52,73 @@ type floodResult struct {
 }
 
 // flood sends count GETs of url with a wrong token at rate per second
-// over at most conns connections of hc, and counts the answers.
-func flood(ctx context.Context, hc *http.Client, url string, count int, rate float64, conns int) floodResult {
+// over at most conns keep-alive connections made by dial, and counts the
+// answers. Each connection is written and read by one goroutine with the
+// request serialized once (net/http's own Request.Write and
+// ReadResponse), as lean flood tools send: the sender shares this
+// machine's cores with the server, and http.Client's per-request
+// goroutines and channels would cost more than the server's refusal.
+func flood(ctx context.Context, dial func(context.Context) (net.Conn, error), url string, count int, rate float64, conns int) floodResult {
 	var (
 		mu  sync.Mutex
 		res floodResult
 		wg  sync.WaitGroup
 	)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		res.Failed = count
+		return res
+	}
+	req.Header.Set("Authorization", "Bearer rung_not-a-token")
+	var raw bytes.Buffer
+	if err := req.Write(&raw); err != nil {
+		res.Failed = count
+		return res
+	}
 	due := make(chan time.Time, conns)
 	for range conns {
 		wg.Go(func() {
+			var c net.Conn
+			var br *bufio.Reader
+			defer func() {
+				if c != nil {
+					c.Close()
+				}
+			}()
+			send := func() (int, error) {
+				if c == nil {
+					var err error
+					if c, err = dial(ctx); err != nil {
+						return 0, err
+					}
+					br = bufio.NewReader(c)
+				}
+				if _, err := c.Write(raw.Bytes()); err != nil {
+					return 0, err
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					return 0, err
+				}
+				_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+				resp.Body.Close()
+				if err == nil && resp.Close {
+					err = errClosed // answered; the server ends the connection
+				}
+				return resp.StatusCode, err
+			}
 			for at := range due {
 				late := time.Since(at)
-				req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-				if err != nil {
-					return
-				}
-				req.Header.Set("Authorization", "Bearer rung_not-a-token")
-				resp, err := hc.Do(req)
-				code := 0
-				if err == nil {
-					_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-					resp.Body.Close()
-					code = resp.StatusCode
+				code, err := send()
+				if err != nil && c != nil {
+					c.Close()
+					c = nil
 				}
 				mu.Lock()
 				res.Sent++
 				res.MaxLate = max(res.MaxLate, late)
 				switch {
-				case err != nil:
+				case code == 0:
 					res.Failed++
 				case code == http.StatusUnauthorized:
 					res.Unauthorized++
@@ -89,7 +129,7 @@ func flood(ctx context.Context, hc *http.Client, url string, count int, rate flo
 				default:
 					res.Other++
 				}
-				if err == nil {
+				if code != 0 {
 					res.Answered++
 				}
 				mu.Unlock()
@@ -97,11 +137,14 @@ func flood(ctx context.Context, hc *http.Client, url string, count int, rate flo
 		})
 	}
 	start := time.Now()
+	t := time.NewTimer(0)
+	defer t.Stop()
 	for i := range count {
 		at := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
 		if d := time.Until(at); d > 0 {
+			t.Reset(d)
 			select {
-			case <-time.After(d):
+			case <-t.C:
 			case <-ctx.Done():
 			}
 		}
@@ -115,6 +158,9 @@ func flood(ctx context.Context, hc *http.Client, url string, count int, rate flo
 	res.Elapsed = time.Since(start)
 	return res
 }
+
+// errClosed: the server answered and closed the connection.
+var errClosed = errors.New("connection closed by the server")
 
 // newBenchFloodpeerCmd is the flood's own process: "floodpeer URL RATE
 // CONNS", from 127.0.0.2 (the server limits failures per address). Each
@@ -132,11 +178,12 @@ func newBenchFloodpeerCmd() *cobra.Command {
 			if err := errors.Join(err1, err2); err != nil || rate <= 0 || conns < 1 {
 				return withCode(ExitInvalid, fmt.Errorf("floodpeer URL RATE CONNS: positive numbers (%v)", err))
 			}
-			hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-				DialContext:         (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext,
-				MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns,
-			}}
-			defer hc.CloseIdleConnections()
+			u, err := neturl.Parse(args[0])
+			if err != nil || u.Scheme != "http" || u.Host == "" {
+				return withCode(ExitInvalid, fmt.Errorf("floodpeer: URL %q: want http://HOST:PORT/PATH", args[0]))
+			}
+			d := &net.Dialer{Timeout: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+			dial := func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", u.Host) }
 			in := bufio.NewScanner(cmd.InOrStdin())
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			for in.Scan() {
@@ -144,7 +191,7 @@ func newBenchFloodpeerCmd() *cobra.Command {
 				if err != nil || n < 1 {
 					return withCode(ExitInvalid, fmt.Errorf("floodpeer: %q is not a count", in.Text()))
 				}
-				if err := enc.Encode(flood(cmd.Context(), hc, args[0], n, rate, conns)); err != nil {
+				if err := enc.Encode(flood(cmd.Context(), dial, args[0], n, rate, conns)); err != nil {
 					return err
 				}
 			}

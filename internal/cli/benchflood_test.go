@@ -2,12 +2,14 @@ package cli
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,7 +26,12 @@ import (
 // bench can fail on it.
 func TestFlood(t *testing.T) {
 	var n, bad atomic.Int64
+	var mu sync.Mutex
+	remotes := map[string]bool{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		remotes[r.RemoteAddr] = true
+		mu.Unlock()
 		if r.Header.Get("Authorization") != "Bearer rung_not-a-token" {
 			bad.Add(1)
 		}
@@ -42,7 +49,10 @@ func TestFlood(t *testing.T) {
 	defer srv.Close()
 	const count, rate = 40, 200.0
 	start := time.Now()
-	got := flood(t.Context(), srv.Client(), srv.URL, count, rate, 4)
+	dial := func(ctx context.Context) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", srv.Listener.Addr().String())
+	}
+	got := flood(t.Context(), dial, srv.URL, count, rate, 4)
 	if took, min := time.Since(start), time.Duration(float64(count-1)/rate*float64(time.Second)); took < min {
 		t.Errorf("%d requests at %v/s took %v, less than the %v an open loop at that rate takes", count, rate, took, min)
 	}
@@ -53,9 +63,12 @@ func TestFlood(t *testing.T) {
 	if n.Load() != count || bad.Load() != 0 {
 		t.Errorf("the server saw %d requests (%d without the wrong token), want %d, all with it", n.Load(), bad.Load(), count)
 	}
+	if len(remotes) > 4 {
+		t.Errorf("the flood used %d connections, want at most its 4 (kept alive)", len(remotes))
+	}
 	// A server that is gone: every request counted as unanswered.
 	srv.Close()
-	if got := flood(t.Context(), srv.Client(), srv.URL, 5, 1000, 2); got.Sent != 5 || got.Failed != 5 || got.Answered != 0 {
+	if got := flood(t.Context(), dial, srv.URL, 5, 1000, 2); got.Sent != 5 || got.Failed != 5 || got.Answered != 0 {
 		t.Errorf("flood of a closed server = %+v, want 5 sent, 5 failed", got)
 	}
 }
