@@ -19,17 +19,7 @@ func TestPlanNetworkTiers(t *testing.T) {
 	e, _, cs := nodeEnvStore(t)
 	ctx := t.Context()
 	op := cs["operator"]
-	set, err := v1.Decode("three.yaml", []byte(threeNodes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set.Topologies[0].Spec.Network = &v1.TopologyNetwork{Pool: "10.88.0.0/16"}
-	lab, err := v1.Decode("lab.yaml", []byte(sandboxProbe))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set.Tenants = append(set.Tenants, lab.Tenants...)
-	set.Workloads = append(set.Workloads, lab.Workloads...)
+	set := networkProbeSet(t)
 	if _, err := e.client("operator").ApplySet(ctx, set); err != nil {
 		t.Fatal(err)
 	}
@@ -63,17 +53,7 @@ func TestPlanLocalNetworkTiers(t *testing.T) {
 	e, _, cs := nodeEnvStore(t)
 	ctx := t.Context()
 	op := cs["operator"]
-	set, err := v1.Decode("three.yaml", []byte(threeNodes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set.Topologies[0].Spec.Network = &v1.TopologyNetwork{Pool: "10.88.0.0/16"}
-	lab, err := v1.Decode("lab.yaml", []byte(sandboxProbe))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set.Tenants = append(set.Tenants, lab.Tenants...)
-	set.Workloads = append(set.Workloads, lab.Workloads...)
+	set := networkProbeSet(t)
 	e.srv.SetLocalRuntimes("", tenancy.Set(0).With(tenancy.Container).With(tenancy.Sandbox).With(tenancy.Host))
 	if _, err := e.client("operator").ApplySet(ctx, set); err != nil {
 		t.Fatal(err)
@@ -90,4 +70,22 @@ func TestPlanLocalNetworkTiers(t *testing.T) {
 	if n, reasons := probe(); n == "" {
 		t.Fatalf("local agent attaches sandboxes: lab/probe unplaced (%q), want placed", reasons)
 	}
+}
+
+// networkProbeSet is the three nodes on a tenant network, with lab's
+// workload that needs a sandbox.
+func networkProbeSet(t *testing.T) *v1.Set {
+	t.Helper()
+	set, err := v1.Decode("three.yaml", []byte(threeNodes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Topologies[0].Spec.Network = &v1.TopologyNetwork{Pool: "10.88.0.0/16"}
+	lab, err := v1.Decode("lab.yaml", []byte(sandboxProbe))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Tenants = append(set.Tenants, lab.Tenants...)
+	set.Workloads = append(set.Workloads, lab.Workloads...)
+	return set
 }
