@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -142,48 +140,3 @@ func unmountNullNetNS(root string) {
 	for i := 0; i < 64 && unix.Unmount(p, unix.MNT_DETACH) == nil; i++ {
 	}
 }
-
-// RunscHardeningFlags are flags a current runsc needs to keep the
-// sandbox's hardening that Debian 12's (20221219) has by default, for the
-// runsc at bin (default runsc in PATH), each only if that runsc knows it
-// (asked, not guessed from a version string; the answer is cached per
-// binary and modification time):
-//
-//   - --directfs=false: with directfs (on by default since 2023) the
-//     sentry runs in the container's user namespace as its root with the
-//     spec's capabilities (CAP_CHOWN, CAP_DAC_OVERRIDE, …) instead of as
-//     nobody with none, so every tenant's sentry would run as its range's
-//     root, not its nobody (escape and verify tests check this);
-//   - --gofer-network-namespace=new: by default the gofer joins a shared
-//     empty network namespace that runsc bind-mounts at ROOT/null-netns
-//     and never unmounts; a new one per gofer leaves no mount behind.
-func RunscHardeningFlags(bin string) []string {
-	if bin == "" {
-		bin = "runsc"
-	}
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		return nil
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		return nil
-	}
-	key := fmt.Sprintf("%s\x00%d\x00%d", p, fi.Size(), fi.ModTime().UnixNano())
-	if v, ok := hardeningFlags.Load(key); ok {
-		return v.([]string)
-	}
-	var out []string
-	for _, f := range []string{"--directfs=false", "--gofer-network-namespace=new"} {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := exec.CommandContext(ctx, p, f, "--version").Run()
-		cancel()
-		if err == nil {
-			out = append(out, f)
-		}
-	}
-	hardeningFlags.Store(key, out)
-	return out
-}
-
-var hardeningFlags sync.Map

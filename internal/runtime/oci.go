@@ -77,15 +77,20 @@ type OCI struct {
 	binErr error
 	state  string // --root
 	boxes  string // sandboxes in their tenants' user namespaces (userns.go)
-	// flags are the runtime's global flags but --root; nsenter, sleep and
-	// shell what boxed sandboxes need (userns.go).
-	flags                 []string
+	// nsenter, sleep and shell are what boxed sandboxes need (userns.go).
 	nsenter, sleep, shell string
 	scope                 string // see rid
 	logs                  string
-	global                []string
 	log                   *slog.Logger
 	logMax                int64
+
+	// flags are the runtime's global flags but --root (globalFlags): the
+	// driver's base flags, runsc's hardening flags once known (harden),
+	// then Config.ExtraFlags.
+	flagMu                sync.Mutex
+	flags                 []string
+	baseFlags, extraFlags []string
+	hardened              bool
 
 	mu       sync.Mutex
 	procs    map[string]*proc
@@ -129,8 +134,16 @@ func NewRunsc(cfg Config) (*OCI, error) {
 	if !cfg.NoOCISeccomp {
 		flags = append(flags, "--oci-seccomp")
 	}
-	flags = append(flags, RunscHardeningFlags(cfg.Binary)...)
-	return newOCI("runsc", "sandbox", cfg, flags)
+	d, err := newOCI("runsc", "sandbox", cfg, flags)
+	if err != nil || d.bin == "" {
+		return d, err
+	}
+	// Asked now so that every call runs with them; if runsc can't be
+	// asked, Create refuses and asks again.
+	if err := d.harden(context.Background()); err != nil {
+		d.log.Warn("runsc hardening flags unknown: sandboxes are refused until runsc answers", "runsc", d.bin, "err", err)
+	}
+	return d, nil
 }
 
 // ContainerID is the container ID a runtime's own ID stands for, for a
@@ -283,8 +296,8 @@ func newOCI(kind, tier string, cfg Config, flags []string) (*OCI, error) {
 			return nil, fmt.Errorf("%s driver: %w", kind, err)
 		}
 	}
+	d.baseFlags, d.extraFlags = flags, cfg.ExtraFlags
 	d.flags = append(append([]string{}, flags...), cfg.ExtraFlags...)
-	d.global = append([]string{"--root", d.state}, d.flags...)
 	if d.namespaced() {
 		// Missing ones make every Create refuse (prepareBox).
 		d.nsenter, _ = exec.LookPath("nsenter")
@@ -346,6 +359,9 @@ func (d *OCI) check(id string) error {
 func (d *OCI) Create(ctx context.Context, id, bundle string, stdio IO) error {
 	if err := d.check(id); err != nil {
 		return err
+	}
+	if err := d.harden(ctx); err != nil {
+		return fmt.Errorf("%s create %s: %w", d.kind, id, err)
 	}
 	// Reserve the ID in this process, so that a concurrent Create of the
 	// same ID fails here instead of having its cleanup delete ours.
@@ -764,7 +780,7 @@ func (d *OCI) readCurrentLog(ctx context.Context, id string) []byte {
 func (d *OCI) runtimeLogPath(id string) string { return filepath.Join(d.logs, id+".runtime.log") }
 
 func (d *OCI) args(runtimeLog string, args ...string) []string {
-	out := append([]string{}, d.global...)
+	out := append([]string{"--root", d.state}, d.globalFlags()...)
 	if runtimeLog != "" {
 		out = append(out, "--log", runtimeLog, "--log-format", "json")
 	}

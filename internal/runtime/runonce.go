@@ -21,6 +21,9 @@ func (d *OCI) RunOnce(ctx context.Context, id, bundle string, stdio IO) (Exit, e
 	if err := d.check(id); err != nil {
 		return Exit{}, err
 	}
+	if err := d.harden(ctx); err != nil {
+		return Exit{}, fmt.Errorf("%s run %s: %w", d.kind, id, err)
+	}
 	d.mu.Lock()
 	_, busy := d.procs[id]
 	if busy || d.creating[id] {

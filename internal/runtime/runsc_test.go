@@ -209,7 +209,11 @@ func TestRunscBareIDAdopted(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The hardening flags this runsc needs (as an older rung ran it).
-		cmd := exec.Command(bin, append(append([]string{"--root", state, "--platform=ptrace", "--network=none"}, runtime.RunscHardeningFlags(bin)...), args...)...)
+		hf, err := runtime.RunscHardeningFlags(t.Context(), bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, append(append([]string{"--root", state, "--platform=ptrace", "--network=none"}, hf...), args...)...)
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Run(); err != nil {
 			b, _ := os.ReadFile(out.Name())

@@ -38,6 +38,10 @@ var (
 	// already exists with processes in it: the replica would share it,
 	// and runsc would not even apply its limits to a cgroup it didn't make.
 	ErrCgroupInUse = errors.New("cgroup already in use")
+	// ErrHardening: runsc could not be asked which hardening flags it
+	// takes (RunscHardeningFlags), so the driver won't create sandboxes
+	// with it: without them it could run weaker.
+	ErrHardening = fmt.Errorf("runsc hardening flags unknown: %w", ErrUnavailable)
 )
 
 // Driver runs OCI bundles as containers, one replica each. IDs are unique

@@ -319,7 +319,7 @@ func (d *OCI) closeBox(id string, b *box) error {
 // tenant's user namespace through its holder.
 func (d *OCI) boxCommand(ctx context.Context, id string, b *box, runtimeLog string, args ...string) (*exec.Cmd, error) {
 	full := []string{d.bin, "--root", d.boxState(id)}
-	full = append(full, d.flags...)
+	full = append(full, d.globalFlags()...)
 	full = append(full, "--ignore-cgroups")
 	if runtimeLog != "" {
 		full = append(full, "--log", runtimeLog, "--log-format", "json")

@@ -385,7 +385,11 @@ func TestLiveSentryUIDs(t *testing.T) {
 				t.Fatal(err)
 			}
 			// With the flags this runsc needs to keep its sentry unprivileged.
-			cmd := exec.Command(bin, append(append([]string{"--root", state, "--platform=ptrace", "--network=none", "--oci-seccomp"}, runtime.RunscHardeningFlags(bin)...), args...)...)
+			hf, err := runtime.RunscHardeningFlags(t.Context(), bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, append(append([]string{"--root", state, "--platform=ptrace", "--network=none", "--oci-seccomp"}, hf...), args...)...)
 			cmd.Stdout, cmd.Stderr = out, out
 			err = cmd.Run()
 			out.Close()

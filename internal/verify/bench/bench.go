@@ -146,9 +146,12 @@ func (b *Bench) prepare(ctx context.Context, tier, busybox string, cfg Config) (
 		tb.driver, err = runtime.NewRunc(rcfg)
 		tb.raw = []string{"--root", rawState}
 	} else {
-		tb.driver, err = runtime.NewRunsc(rcfg)
+		var hf []string
+		if hf, err = runtime.RunscHardeningFlags(ctx, bin); err == nil {
+			tb.driver, err = runtime.NewRunsc(rcfg)
+		}
 		// The same global flags as the driver's (runtime.NewRunsc).
-		tb.raw = append([]string{"--root", rawState, "--platform=" + platform, "--network=none", "--oci-seccomp"}, runtime.RunscHardeningFlags(bin)...)
+		tb.raw = append([]string{"--root", rawState, "--platform=" + platform, "--network=none", "--oci-seccomp"}, hf...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bench %s: %w", tier, err)
